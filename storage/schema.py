@@ -1,0 +1,86 @@
+"""Every LevelDB key gradchain writes is built here, and nowhere else.
+
+One LevelDB per node; columns are one-byte key prefixes. Integers in keys are
+8-byte big-endian so that LevelDB's byte order is numeric order.
+
+    m<name>                        meta pointers (best, finalized, genesis, ...)
+    h<block hash>                  encoded header
+    b<block hash>                  encoded body (list of extrinsics)
+    j<block hash>                  justification (finality proof)
+    n<number>                      canonical chain: number -> block hash
+    s<block hash>                  the block's state: StateRef and its version
+    t<version><depth><nibbles>     state trie node written at that version
+    x<version>                     trie nodes made stale by that version
+    B<blob hash>                   content-addressed blob
+"""
+
+from __future__ import annotations
+
+META = b"m"
+HEADER = b"h"
+BODY = b"b"
+JUSTIFICATION = b"j"
+CANONICAL = b"n"
+BLOCK_STATE = b"s"
+TRIE_NODE = b"t"
+STALE_NODES = b"x"
+BLOB = b"B"
+
+META_BEST = b"best"
+META_FINALIZED = b"finalized"
+META_GENESIS = b"genesis"
+META_NEXT_VERSION = b"next_version"
+META_SCHEMA_VERSION = b"schema_version"
+
+
+def _u64(n: int) -> bytes:
+    return n.to_bytes(8, "big")
+
+
+def meta_key(name: bytes) -> bytes:
+    return META + name
+
+
+def header_key(block_hash: bytes) -> bytes:
+    return HEADER + block_hash
+
+
+def body_key(block_hash: bytes) -> bytes:
+    return BODY + block_hash
+
+
+def justification_key(block_hash: bytes) -> bytes:
+    return JUSTIFICATION + block_hash
+
+
+def canonical_key(number: int) -> bytes:
+    return CANONICAL + _u64(number)
+
+
+def block_state_key(block_hash: bytes) -> bytes:
+    return BLOCK_STATE + block_hash
+
+
+def trie_version_prefix(version: int) -> bytes:
+    """All trie nodes written at one version share this prefix (for discarding a fork)."""
+    return TRIE_NODE + _u64(version)
+
+
+def trie_node_key(version: int, nibbles: bytes) -> bytes:
+    """Key of the trie node at `nibbles` (one nibble, 0..15, per byte) written at `version`.
+
+    The path is packed two nibbles a byte after a depth byte, so two paths of
+    different depth never collide.
+    """
+    depth = len(nibbles)
+    padded = nibbles + b"\x00" if depth % 2 else nibbles
+    packed = bytes((padded[i] << 4) | padded[i + 1] for i in range(0, len(padded), 2))
+    return TRIE_NODE + _u64(version) + bytes((depth,)) + packed
+
+
+def stale_nodes_key(version: int) -> bytes:
+    return STALE_NODES + _u64(version)
+
+
+def blob_key(blob_hash: bytes) -> bytes:
+    return BLOB + blob_hash
