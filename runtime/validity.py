@@ -9,6 +9,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from runtime.errors import GradchainError
+
 TransactionTag = bytes
 
 
@@ -54,13 +56,12 @@ class UnknownReason(enum.Enum):
     NO_UNSIGNED_VALIDATOR = 1
 
 
-class TransactionValidityError(Exception):
+class TransactionValidityError(GradchainError):
     """Root of the two rejection kinds; carries a stable reason and a message."""
 
     def __init__(self, reason: enum.Enum, message: str = "") -> None:
-        super().__init__(message or reason.name.lower())
+        super().__init__(message or reason.name.lower().replace("_", " "), code=reason.name.lower())
         self.reason = reason
-        self.message = message or reason.name.lower().replace("_", " ")
 
 
 class InvalidTransaction(TransactionValidityError):
