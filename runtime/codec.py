@@ -1,0 +1,384 @@
+"""The one canonical encoding of everything on chain: msgpack with a fixed schema.
+
+Contract:
+- A value is a frozen dataclass (encoded as a msgpack array of its fields in
+  declaration order), an integer of a declared width, fixed- or bounded-length
+  bytes, bounded text, bool, None (for optional fields), or a tuple of these.
+  Maps and floats never occur.
+- `decode` is strict: a size limit before parsing, no trailing bytes, no unknown
+  or missing fields, every integer in its declared range, and only the canonical
+  form of each value (msgpack's shortest encodings). It checks canonicity by
+  re-packing the parsed tree and comparing bytes, so `encode(decode(b)) == b`
+  holds for every accepted `b` by construction.
+- Integers of up to 64 bits are msgpack ints. A `U128` value at or above 2**64 is
+  16 big-endian bytes (msgpack bin); below 2**64 it must be an int, so each value
+  still has exactly one form.
+- `hash_of(value)` is blake2b-256 of the encoding.
+
+Decoders and encoders are compiled once per type from its annotations.
+Types declare their widths through `NewType`s registered here (`U8` .. `U128`,
+`Bytes32`, ...); the chain's own names (AccountId, Balance, ...) live in
+`runtime.types` and are registered there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from typing import Any, Callable, NewType
+
+import msgpack
+
+from runtime.errors import CodecError
+from runtime.hashing import blake2b_256
+
+MAX_ENCODED_LENGTH = 8 * 1024 * 1024
+MAX_SEQUENCE_LENGTH = 1_000_000
+DEFAULT_MAX_BYTES = 4 * 1024 * 1024
+DEFAULT_MAX_TEXT = 4096
+
+U8 = NewType("U8", int)
+U16 = NewType("U16", int)
+U32 = NewType("U32", int)
+U64 = NewType("U64", int)
+U128 = NewType("U128", int)
+Bytes32 = NewType("Bytes32", bytes)
+Bytes64 = NewType("Bytes64", bytes)
+Text = NewType("Text", str)
+
+_U64_LIMIT = 1 << 64
+
+Obj = Any  # a msgpack tree: int, bytes, str, bool, None, list
+Encoder = Callable[[Any], Obj]
+Decoder = Callable[[Obj], Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Rule:
+    """How a NewType is checked: an int range or a bytes/str length range."""
+
+    kind: type
+    low: int
+    high: int  # inclusive
+
+
+_RULES: dict[Any, _Rule] = {}
+# Types with their own codec (tagged unions such as Call and Event): type -> (encoder, decoder).
+_CUSTOM: dict[Any, tuple[Encoder, Decoder]] = {}
+_ENCODERS: dict[Any, Encoder] = {}
+_DECODERS: dict[Any, Decoder] = {}
+
+
+def register_uint(new_type: Any, bits: int) -> None:
+    _RULES[new_type] = _Rule(int, 0, (1 << bits) - 1)
+
+
+def register_bytes(new_type: Any, *, length: int | None = None, max_length: int | None = None) -> None:
+    if length is not None:
+        _RULES[new_type] = _Rule(bytes, length, length)
+    else:
+        _RULES[new_type] = _Rule(bytes, 0, max_length if max_length is not None else DEFAULT_MAX_BYTES)
+
+
+def register_text(new_type: Any, *, max_length: int) -> None:
+    _RULES[new_type] = _Rule(str, 0, max_length)
+
+
+def register_custom(tp: Any, encoder: Encoder, decoder: Decoder) -> None:
+    """Give a type its own encoder and decoder (used for tagged unions)."""
+    _CUSTOM[tp] = (encoder, decoder)
+
+
+for _t, _bits in ((U8, 8), (U16, 16), (U32, 32), (U64, 64), (U128, 128)):
+    register_uint(_t, _bits)
+register_bytes(Bytes32, length=32)
+register_bytes(Bytes64, length=64)
+register_text(Text, max_length=DEFAULT_MAX_TEXT)
+
+
+def int_range(tp: Any) -> tuple[int, int]:
+    """The inclusive range of a registered integer type."""
+    rule = _rule_for(tp)
+    if rule is None or rule.kind is not int:
+        raise TypeError(f"{tp!r} is not a registered integer type")
+    return rule.low, rule.high
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp)
+
+
+def _rule_for(tp: Any) -> _Rule | None:
+    while True:
+        if tp in _RULES:
+            return _RULES[tp]
+        supertype = getattr(tp, "__supertype__", None)
+        if supertype is None:
+            return None
+        tp = supertype
+
+
+# ---------------------------------------------------------------------------
+# decoders
+
+
+def _int_decoder(name: str, low: int, high: int) -> Decoder:
+    big = high >= _U64_LIMIT
+
+    def decode_int(obj: Obj) -> int:
+        if type(obj) is int:
+            if low <= obj <= high:
+                return obj
+            raise CodecError(f"{name}: {obj} is out of range {low}..{high}")
+        if big and type(obj) is bytes and len(obj) == 16:
+            value = int.from_bytes(obj, "big")
+            if value < _U64_LIMIT:
+                raise CodecError(f"{name}: a value below 2**64 must be encoded as an integer")
+            if value > high:
+                raise CodecError(f"{name}: {value} is out of range")
+            return value
+        raise CodecError(f"{name}: expected an integer, got {type(obj).__name__}")
+
+    return decode_int
+
+
+def _sized_decoder(name: str, kind: type, low: int, high: int) -> Decoder:
+    what = "bytes" if kind is bytes else "text"
+
+    def decode_sized(obj: Obj) -> Any:
+        if type(obj) is not kind:
+            raise CodecError(f"{name}: expected {what}, got {type(obj).__name__}")
+        if not low <= len(obj) <= high:
+            if low == high:
+                raise CodecError(f"{name}: expected {low} {what} long, got {len(obj)}")
+            raise CodecError(f"{name}: length {len(obj)} is outside {low}..{high}")
+        return obj
+
+    return decode_sized
+
+
+def _bool_decoder(obj: Obj) -> bool:
+    if type(obj) is not bool:
+        raise CodecError(f"bool: expected true or false, got {type(obj).__name__}")
+    return obj
+
+
+def _dataclass_decoder(cls: type) -> Decoder:
+    hints = typing.get_type_hints(cls)
+    fields = [f for f in dataclasses.fields(cls) if f.init]
+    decoders: list[Decoder] = []
+    names = [f.name for f in fields]
+    count = len(fields)
+    cls_name = cls.__name__
+
+    def decode_dataclass(obj: Obj) -> Any:
+        if type(obj) is not list:
+            raise CodecError(f"{cls_name}: expected an array of {count} fields")
+        if len(obj) != count:
+            raise CodecError(f"{cls_name}: expected {count} fields, got {len(obj)}")
+        try:
+            return cls(*[d(o) for d, o in zip(decoders, obj)])
+        except CodecError as exc:
+            raise CodecError(f"{cls_name}.{_failed_field(decoders, obj, names)}: {exc}") from None
+
+    # Filled after the closure exists so recursive types terminate.
+    _DECODERS[cls] = decode_dataclass
+    decoders.extend(decoder_for(hints[f.name]) for f in fields)
+    return decode_dataclass
+
+
+def _failed_field(decoders: list[Decoder], obj: list, names: list[str]) -> str:
+    for decode_one, o, name in zip(decoders, obj, names):
+        try:
+            decode_one(o)
+        except CodecError:
+            return name
+    return "?"
+
+
+def _sequence_decoder(item: Any) -> Decoder:
+    decode_item = decoder_for(item)
+
+    def decode_sequence(obj: Obj) -> tuple:
+        if type(obj) is not list:
+            raise CodecError(f"expected an array, got {type(obj).__name__}")
+        return tuple([decode_item(o) for o in obj])
+
+    return decode_sequence
+
+
+def _tuple_decoder(items: tuple) -> Decoder:
+    decoders = [decoder_for(t) for t in items]
+    count = len(decoders)
+
+    def decode_tuple(obj: Obj) -> tuple:
+        if type(obj) is not list or len(obj) != count:
+            raise CodecError(f"expected an array of {count} items")
+        return tuple(d(o) for d, o in zip(decoders, obj))
+
+    return decode_tuple
+
+
+def _optional_decoder(inner: Any) -> Decoder:
+    decode_inner = decoder_for(inner)
+
+    def decode_optional(obj: Obj) -> Any:
+        return None if obj is None else decode_inner(obj)
+
+    return decode_optional
+
+
+def decoder_for(tp: Any) -> Decoder:
+    """The compiled decoder (msgpack tree -> typed value) for a type annotation."""
+    found = _DECODERS.get(tp)
+    if found is not None:
+        return found
+    if tp in _CUSTOM:
+        decoder = _CUSTOM[tp][1]
+    elif (rule := _rule_for(tp)) is not None:
+        if rule.kind is int:
+            decoder = _int_decoder(_type_name(tp), rule.low, rule.high)
+        else:
+            decoder = _sized_decoder(_type_name(tp), rule.kind, rule.low, rule.high)
+    elif tp is bool:
+        decoder = _bool_decoder
+    elif tp is bytes:
+        decoder = _sized_decoder("bytes", bytes, 0, DEFAULT_MAX_BYTES)
+    elif dataclasses.is_dataclass(tp):
+        return _dataclass_decoder(tp)
+    else:
+        origin, args = typing.get_origin(tp), typing.get_args(tp)
+        if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+            decoder = _sequence_decoder(args[0])
+        elif origin is tuple:
+            decoder = _tuple_decoder(args)
+        elif origin in (typing.Union, types.UnionType) and len(args) == 2 and type(None) in args:
+            decoder = _optional_decoder(args[0] if args[1] is type(None) else args[1])
+        else:
+            raise TypeError(f"no codec for type {tp!r}: declare its width with a registered NewType")
+    _DECODERS[tp] = decoder
+    return decoder
+
+
+# ---------------------------------------------------------------------------
+# encoders
+
+
+def _identity(value: Any) -> Obj:
+    return value
+
+
+def _big_int_encoder(value: int) -> Obj:
+    return value if value < _U64_LIMIT else value.to_bytes(16, "big")
+
+
+def _dataclass_encoder(cls: type) -> Encoder:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls) if f.init]
+    encoders: list[tuple[str, Encoder]] = []
+
+    def encode_dataclass(value: Any) -> Obj:
+        return [enc(getattr(value, name)) for name, enc in encoders]
+
+    _ENCODERS[cls] = encode_dataclass
+    encoders.extend((name, encoder_for(hints[name])) for name in names)
+    return encode_dataclass
+
+
+def encoder_for(tp: Any) -> Encoder:
+    """The compiled encoder (typed value -> msgpack tree) for a type annotation."""
+    found = _ENCODERS.get(tp)
+    if found is not None:
+        return found
+    if tp in _CUSTOM:
+        encoder = _CUSTOM[tp][0]
+    elif (rule := _rule_for(tp)) is not None:
+        encoder = _big_int_encoder if rule.kind is int and rule.high >= _U64_LIMIT else _identity
+    elif tp in (bool, bytes):
+        encoder = _identity
+    elif dataclasses.is_dataclass(tp):
+        return _dataclass_encoder(tp)
+    else:
+        origin, args = typing.get_origin(tp), typing.get_args(tp)
+        if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+            item = encoder_for(args[0])
+            encoder = _identity if item is _identity else (lambda v, item=item: [item(x) for x in v])
+        elif origin is tuple:
+            encs = [encoder_for(t) for t in args]
+            encoder = lambda v, encs=encs: [e(x) for e, x in zip(encs, v)]  # noqa: E731
+        elif origin in (typing.Union, types.UnionType) and len(args) == 2 and type(None) in args:
+            inner = encoder_for(args[0] if args[1] is type(None) else args[1])
+            encoder = lambda v, inner=inner: None if v is None else inner(v)  # noqa: E731
+        else:
+            raise TypeError(f"no codec for type {tp!r}: declare its width with a registered NewType")
+    _ENCODERS[tp] = encoder
+    return encoder
+
+
+# ---------------------------------------------------------------------------
+# bytes <-> values
+
+
+def pack(obj: Obj) -> bytes:
+    """msgpack-encode a tree (the shortest form of every value)."""
+    return msgpack.packb(obj, use_bin_type=True)
+
+
+def unpack(data: bytes, *, max_length: int = MAX_ENCODED_LENGTH) -> Obj:
+    """Parse canonical msgpack bytes into a tree; raise CodecError for anything else."""
+    if not isinstance(data, (bytes, bytearray)):
+        raise CodecError(f"expected bytes, got {type(data).__name__}")
+    if len(data) > max_length:
+        raise CodecError(f"{len(data)} bytes is over the limit of {max_length}")
+    size = len(data)
+    try:
+        obj = msgpack.unpackb(
+            data,
+            raw=False,
+            use_list=True,
+            strict_map_key=True,
+            max_str_len=size,
+            max_bin_len=size,
+            max_array_len=min(size, MAX_SEQUENCE_LENGTH),
+            max_map_len=0,
+            max_ext_len=0,
+        )
+    except msgpack.ExtraData:
+        raise CodecError("trailing bytes after the value") from None
+    except (ValueError, TypeError, msgpack.UnpackException, RecursionError) as exc:
+        raise CodecError(f"not valid msgpack: {exc}") from None
+    if pack_canonical_check(obj) != data:
+        raise CodecError("not the canonical encoding")
+    return obj
+
+
+def pack_canonical_check(obj: Obj) -> bytes | None:
+    try:
+        return msgpack.packb(obj, use_bin_type=True)
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def encode(value: Any, tp: Any = None) -> bytes:
+    """The canonical bytes of `value` (its type is taken from the value unless given)."""
+    return pack(encoder_for(tp if tp is not None else type(value))(value))
+
+
+def decode(tp: Any, data: bytes, *, max_length: int = MAX_ENCODED_LENGTH) -> Any:
+    """Strictly decode bytes that must be the canonical encoding of a `tp`."""
+    return decoder_for(tp)(unpack(data, max_length=max_length))
+
+
+def unpack_trusted(data: bytes) -> Obj:
+    """Parse bytes this node wrote itself (state, block store): no canonicity check."""
+    return msgpack.unpackb(data, raw=False, use_list=True)
+
+
+def decode_trusted(tp: Any, data: bytes) -> Any:
+    """Decode bytes this node wrote itself (state, block store): typed, but not re-packed."""
+    return decoder_for(tp)(msgpack.unpackb(data, raw=False, use_list=True))
+
+
+def hash_of(value: Any, tp: Any = None) -> bytes:
+    return blake2b_256(encode(value, tp))

@@ -1,0 +1,36 @@
+"""The environment a block's hooks and calls run in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from runtime.state import Overlay
+
+
+@dataclass
+class BlockContext:
+    """One block under construction or execution.
+
+    `state` holds every write of the block so far; `params` are the runtime
+    parameters as they stood at the start of the block (a change made by
+    governance takes effect from the next block). The counters enforce the
+    block's weight and length limits; `fees_collected` is paid out at finalize.
+    """
+
+    state: Overlay
+    number: int
+    parent_hash: bytes
+    author: bytes
+    slot: int
+    params: Any
+    genesis_hash: bytes
+    weight_used: int = 0
+    length_used: int = 0
+    fees_collected: int = 0
+    extrinsic_index: int | None = None
+
+    def deposit_event(self, event: Any) -> None:
+        from runtime.types import EventRecord  # types imports dispatch; keep this module light
+
+        self.state.events.append(EventRecord(self.extrinsic_index, event))

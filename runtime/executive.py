@@ -1,0 +1,323 @@
+"""The executive: the runtime's entry points, called by block authorship, import and the pool.
+
+    initialize_block(backend, header)      -> BlockContext    run on_initialize hooks
+    apply_extrinsic(ctx, extrinsic)        -> ApplyOutcome    or raise InvalidTransaction, changing nothing
+    finalize_block(ctx)                                       run on_finalize hooks, write the events
+    execute_block(backend, block)          -> BlockExecution  all of the above, then check every root
+    validation_context(backend, number, hash) / validate_transaction(vctx, extrinsic)
+                                           -> ValidTransaction (what the pool needs) or raise
+    inherent_extrinsics(timestamp_ms)      -> the unsigned extrinsics an author must add
+    version, metadata()
+
+Two tiers of failure, as in FRAME: an *invalid* transaction (bad signature, wrong
+nonce, cannot pay, does not fit) never enters a block and leaves no trace; a
+*dispatch error* (the call itself failed) is included, pays its fee, bumps the
+nonce, has its own writes reverted and is recorded as an ExtrinsicFailed event.
+
+Order of the checks of a signed extrinsic (cheap first, signature last but one):
+length and weight, era, nonce, fee, signature.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from runtime import codec, crypto
+from runtime.context import BlockContext
+from runtime.dispatch import ORIGIN_INHERENT, PALLETS, DispatchFailure
+from runtime.errors import InvalidBlock
+from runtime.hashing import blake2b_256
+from runtime.pallets import balances, payment, sudo, system, timestamp, validators
+from runtime.pallets.system import EXTRINSIC_BASE_WEIGHT, Account, AccountInfo
+from runtime.state import Overlay, StateBackend
+from runtime.types import (
+    AccountId, ApplyOutcome, Block, BlockHash, Digest, Era, EventRecord, Extrinsic, Header, Seal,
+    SignedData, SigningPayload, compute_extrinsics_root,
+)
+from runtime.validity import InvalidReason, InvalidTransaction, ValidTransaction
+
+# Hook order: system first on initialize and last on finalize (it writes the events).
+PALLET_MODULES = (system, balances, payment, timestamp, validators, sudo)
+_INITIALIZE_HOOKS = [m.on_initialize for m in PALLET_MODULES if hasattr(m, "on_initialize")]
+_FINALIZE_HOOKS = [m.on_finalize for m in PALLET_MODULES[1:] if hasattr(m, "on_finalize")] + [system.on_finalize]
+
+IMMORTAL_LONGEVITY = (1 << 64) - 1
+MIN_MORTAL_PERIOD = 4
+
+
+@dataclass(frozen=True)
+class RuntimeVersion:
+    spec_name: str
+    impl_name: str
+    spec_version: int
+    transaction_version: int
+
+
+VERSION = RuntimeVersion("gradchain", "gradchain-python", 1, 1)
+
+
+@dataclass(frozen=True)
+class BlockExecution:
+    """What executing a block produced: its state changes, root, outcomes and events."""
+
+    changes: dict[bytes, bytes | None]
+    state_root: bytes
+    outcomes: tuple[ApplyOutcome, ...]
+    events: tuple[EventRecord, ...]
+
+
+@dataclass(frozen=True)
+class _Checked:
+    """A signed extrinsic that passed every check but the signature (and its costs)."""
+
+    info: AccountInfo
+    fee: int
+    weight: int
+    length: int
+    longevity: int
+    birth_hash: bytes
+
+
+class Executive:
+    def __init__(self, genesis_hash: bytes, version: RuntimeVersion = VERSION) -> None:
+        self.genesis_hash = genesis_hash
+        self.version = version
+
+    # --- block execution -----------------------------------------------------
+
+    def initialize_block(self, backend: StateBackend, header: Header) -> BlockContext:
+        state = Overlay(backend)
+        ctx = BlockContext(state, header.number, header.parent_hash, header.digest.author, header.digest.slot,
+                           system.Params.get(state), self.genesis_hash)
+        for hook in _INITIALIZE_HOOKS:
+            hook(ctx)
+        ctx.extrinsic_index = 0
+        return ctx
+
+    def apply_extrinsic(self, ctx: BlockContext, extrinsic: Extrinsic, *, signature_checked: bool = False) -> ApplyOutcome:
+        """Apply one extrinsic. Raises InvalidTransaction, with nothing changed, if it must not be in the block."""
+        if extrinsic.signed is None:
+            return self._apply_inherent(ctx, extrinsic)
+        signed = extrinsic.signed
+        checked = self._check_signed(ctx, extrinsic, for_block=True)
+        if not signature_checked and not self.is_valid_signature(extrinsic, checked.birth_hash):
+            raise InvalidTransaction(InvalidReason.BAD_PROOF, "the signature does not match this chain, runtime and era")
+        # Checks passed: pay, bump the nonce, then run the call in its own layer.
+        info = checked.info
+        Account.insert(ctx.state, signed.signer, AccountInfo(info.nonce + 1, info.free - checked.fee, info.reserved))
+        ctx.fees_collected += checked.fee
+        ctx.weight_used += checked.weight
+        ctx.length_used += checked.length
+        ctx.deposit_event(payment.TransactionFeePaid(signed.signer, checked.fee, signed.tip))
+        error = None
+        ctx.state.begin()
+        try:
+            system.dispatch_call(ctx, signed.signer, extrinsic.call)
+        except DispatchFailure as failure:
+            ctx.state.rollback()
+            error = system.dispatch_error_of(failure)
+            ctx.deposit_event(system.ExtrinsicFailed(error, checked.weight, checked.fee))
+        else:
+            ctx.state.commit()
+            ctx.deposit_event(system.ExtrinsicSuccess(checked.weight, checked.fee))
+        return self._next_outcome(ctx, error, checked.weight, checked.fee)
+
+    def _apply_inherent(self, ctx: BlockContext, extrinsic: Extrinsic) -> ApplyOutcome:
+        definition = extrinsic.call.definition
+        if definition.origin != ORIGIN_INHERENT:
+            raise InvalidTransaction(InvalidReason.CALL, f"{extrinsic.call.name} must be signed")
+        weight = definition.weight_of(extrinsic.call)
+        ctx.state.begin()
+        try:
+            system.dispatch_call(ctx, None, extrinsic.call)
+        except DispatchFailure as failure:
+            ctx.state.rollback()
+            raise InvalidTransaction(InvalidReason.BAD_MANDATORY, f"{extrinsic.call.name} failed: {failure.message}") from None
+        ctx.state.commit()
+        ctx.weight_used += weight
+        ctx.length_used += len(extrinsic.encoded)
+        ctx.deposit_event(system.ExtrinsicSuccess(weight, 0))
+        return self._next_outcome(ctx, None, weight, 0)
+
+    @staticmethod
+    def _next_outcome(ctx: BlockContext, error, weight: int, fee: int) -> ApplyOutcome:
+        index = ctx.extrinsic_index
+        ctx.extrinsic_index = index + 1
+        return ApplyOutcome(index, error is None, error, weight, fee)
+
+    def finalize_block(self, ctx: BlockContext) -> None:
+        ctx.extrinsic_index = None
+        try:
+            for hook in _FINALIZE_HOOKS:
+                hook(ctx)
+        except DispatchFailure as failure:
+            raise InvalidBlock(f"block {ctx.number} cannot be finalized: {failure.message}") from None
+
+    def execute_block(self, backend: StateBackend, block: Block, *, signatures_checked: bool = False) -> BlockExecution:
+        """Execute a block on its parent's state and check every root against its header."""
+        header = block.header
+        extrinsics_root = compute_extrinsics_root([x.hash for x in block.extrinsics])
+        if extrinsics_root != header.extrinsics_root:
+            raise InvalidBlock(f"extrinsics root mismatch: header has {header.extrinsics_root.hex()}, "
+                               f"body gives {extrinsics_root.hex()}")
+        ctx = self.initialize_block(backend, header)
+        outcomes = []
+        seen_signed = False
+        for index, extrinsic in enumerate(block.extrinsics):
+            if extrinsic.signed is None and seen_signed:
+                raise InvalidBlock(f"extrinsic {index}: inherents must come before signed extrinsics")
+            seen_signed = seen_signed or extrinsic.signed is not None
+            try:
+                outcomes.append(self.apply_extrinsic(ctx, extrinsic, signature_checked=signatures_checked))
+            except InvalidTransaction as exc:
+                raise InvalidBlock(f"extrinsic {index} ({extrinsic.call.name}) is invalid: {exc.message}") from None
+        self.finalize_block(ctx)
+        state_root = backend.compute_root(ctx.state.changes)
+        if state_root != header.state_root:
+            raise InvalidBlock(f"state root mismatch: header has {header.state_root.hex()}, "
+                               f"execution gives {state_root.hex()}")
+        return BlockExecution(ctx.state.changes, state_root, tuple(outcomes), tuple(ctx.state.events))
+
+    # --- the transaction pool's view ---------------------------------------
+
+    def validation_context(self, backend: StateBackend, best_number: int, best_hash: bytes) -> BlockContext:
+        """A context as if building the block after `best`; reused for many validations."""
+        header = Header(BlockHash(best_hash), best_number + 1, bytes(32), bytes(32), Digest(0, bytes(32), Seal(b"")))
+        return self.initialize_block(backend, header)
+
+    def validate_transaction(self, vctx: BlockContext, extrinsic: Extrinsic, *,
+                             signature_checked: bool = False) -> ValidTransaction:
+        """Would this transaction be valid in the next block, maybe after others (`requires`)?"""
+        if extrinsic.signed is None:
+            raise InvalidTransaction(InvalidReason.MANDATORY_VALIDATION,
+                                     "unsigned extrinsics are inherents, added by the block author")
+        checked = self._check_signed(vctx, extrinsic, for_block=False)
+        if not signature_checked and not self.is_valid_signature(extrinsic, checked.birth_hash):
+            raise InvalidTransaction(InvalidReason.BAD_PROOF, "the signature does not match this chain, runtime and era")
+        signed = extrinsic.signed
+        requires = (nonce_tag(signed.signer, signed.nonce - 1),) if signed.nonce > checked.info.nonce else ()
+        return ValidTransaction(priority=signed.tip, requires=requires,
+                                provides=(nonce_tag(signed.signer, signed.nonce),), longevity=checked.longevity)
+
+    # --- checks ---------------------------------------------------------------
+
+    def _check_signed(self, ctx: BlockContext, extrinsic: Extrinsic, *, for_block: bool) -> _Checked:
+        signed: SignedData = extrinsic.signed  # type: ignore[assignment]
+        params = ctx.params
+        definition = extrinsic.call.definition
+        if definition.origin == ORIGIN_INHERENT:
+            raise InvalidTransaction(InvalidReason.CALL, f"{extrinsic.call.name} is an inherent and cannot be signed")
+        length = len(extrinsic.encoded)
+        if length > params.max_extrinsic_length:
+            raise InvalidTransaction(InvalidReason.EXHAUSTS_RESOURCES,
+                                     f"extrinsic of {length} bytes is over the limit of {params.max_extrinsic_length}")
+        weight = EXTRINSIC_BASE_WEIGHT + definition.weight_of(extrinsic.call)
+        if ctx.weight_used + weight > params.block_weight_limit or ctx.length_used + length > params.block_length_limit:
+            raise InvalidTransaction(InvalidReason.EXHAUSTS_RESOURCES, "the block has no room left for this extrinsic")
+        birth_hash, longevity = self._check_era(ctx, signed.era)
+        info = Account.get(ctx.state, signed.signer) or AccountInfo(0, 0, 0)
+        if signed.nonce < info.nonce:
+            raise InvalidTransaction(InvalidReason.STALE, f"nonce {signed.nonce} is used; the account's next is {info.nonce}")
+        if for_block and signed.nonce > info.nonce:
+            raise InvalidTransaction(InvalidReason.FUTURE, f"nonce {signed.nonce} is ahead of the account's {info.nonce}")
+        fee = payment.compute_fee(params, length, weight, signed.tip)
+        if info.free < fee:
+            raise InvalidTransaction(InvalidReason.PAYMENT, f"free balance {info.free} cannot pay the fee {fee}")
+        if info.free - fee < params.existential_deposit:
+            raise InvalidTransaction(InvalidReason.PAYMENT,
+                                     f"paying the fee {fee} would leave the account below the existential deposit")
+        return _Checked(info, fee, weight, length, longevity, birth_hash)
+
+    def _check_era(self, ctx: BlockContext, era: Era) -> tuple[bytes, int]:
+        if era.period == 0:
+            if era.birth != 0:
+                raise InvalidTransaction(InvalidReason.BAD_PROOF, "an immortal era must have birth 0")
+            return self.genesis_hash, IMMORTAL_LONGEVITY
+        if not MIN_MORTAL_PERIOD <= era.period <= system.BLOCK_HASH_COUNT:
+            raise InvalidTransaction(InvalidReason.BAD_PROOF,
+                                     f"era period must be {MIN_MORTAL_PERIOD}..{system.BLOCK_HASH_COUNT} blocks")
+        last_valid = era.birth + era.period - 1
+        if era.birth >= ctx.number:
+            raise InvalidTransaction(InvalidReason.ANCIENT_BIRTH_BLOCK, f"era birth block {era.birth} is not yet known")
+        if ctx.number > last_valid:
+            raise InvalidTransaction(InvalidReason.ANCIENT_BIRTH_BLOCK,
+                                     f"the transaction expired after block {last_valid}")
+        birth_hash = system.BlockHashes.get(ctx.state, era.birth)
+        if birth_hash is None:
+            raise InvalidTransaction(InvalidReason.ANCIENT_BIRTH_BLOCK, f"era birth block {era.birth} is too old")
+        return birth_hash, last_valid - ctx.number + 1
+
+    def is_valid_signature(self, extrinsic: Extrinsic, birth_hash: bytes) -> bool:
+        signed: SignedData = extrinsic.signed  # type: ignore[assignment]
+        message = signing_message(extrinsic.call, signed.nonce, signed.tip, signed.era,
+                                  self.genesis_hash, birth_hash, self.version)
+        return crypto.verify(signed.signer, message, signed.signature)
+
+    def signature_checks(self, backend: StateBackend, block: Block) -> list[tuple[bytes, bytes, bytes]]:
+        """(public key, message, signature) of every signed extrinsic of a block, for batch verification.
+
+        An extrinsic whose era cannot be resolved gets an empty message, which never
+        verifies; execute_block then names the real reason.
+        """
+        ctx = self.initialize_block(backend, block.header)
+        checks = []
+        for extrinsic in block.extrinsics:
+            signed = extrinsic.signed
+            if signed is None:
+                continue
+            try:
+                birth_hash, _ = self._check_era(ctx, signed.era)
+            except InvalidTransaction:
+                checks.append((signed.signer, b"", signed.signature))
+                continue
+            message = signing_message(extrinsic.call, signed.nonce, signed.tip, signed.era,
+                                      self.genesis_hash, birth_hash, self.version)
+            checks.append((signed.signer, message, signed.signature))
+        return checks
+
+    # --- authorship helpers and introspection --------------------------------
+
+    @staticmethod
+    def authorities(backend: StateBackend) -> list[bytes]:
+        """The validator set in authoring order (Aura's authorities)."""
+        return [v.account for v in validators.Validators.get(Overlay(backend))]
+
+    @staticmethod
+    def parameters(backend: StateBackend) -> system.Parameters:
+        return system.Params.get(Overlay(backend))
+
+    @staticmethod
+    def inherent_extrinsics(timestamp_ms: int) -> list[Extrinsic]:
+        return [Extrinsic(None, timestamp.set(timestamp_ms))]
+
+    def metadata(self) -> dict[str, Any]:
+        from runtime.metadata import build_metadata
+
+        return build_metadata(self.version)
+
+
+def nonce_tag(signer: bytes, nonce: int) -> bytes:
+    return signer + nonce.to_bytes(8, "big")
+
+
+def signing_message(call, nonce: int, tip: int, era: Era, genesis_hash: bytes, birth_hash: bytes,
+                    version: RuntimeVersion = VERSION) -> bytes:
+    """The 32 bytes a signer signs: the hash of the SigningPayload."""
+    payload = SigningPayload(call, nonce, tip, era, version.spec_version, version.transaction_version,
+                             genesis_hash, birth_hash)
+    return blake2b_256(codec.encode(payload, SigningPayload))
+
+
+def sign_extrinsic(keypair: crypto.Keypair, call, *, nonce: int, genesis_hash: bytes, tip: int = 0,
+                   era: Era = Era(0, 0), birth_hash: bytes | None = None,
+                   version: RuntimeVersion = VERSION) -> Extrinsic:
+    """Build a signed extrinsic (what wallets do). A mortal era needs the hash of its birth block."""
+    if era.period and birth_hash is None:
+        raise ValueError("a mortal era needs birth_hash, the hash of block era.birth")
+    message = signing_message(call, nonce, tip, era, genesis_hash, birth_hash or genesis_hash, version)
+    return Extrinsic(SignedData(AccountId(keypair.public), keypair.sign(message), era, nonce, tip), call)
+
+
+__all__ = ["Executive", "BlockExecution", "VERSION", "RuntimeVersion", "sign_extrinsic", "signing_message",
+           "nonce_tag", "PALLETS"]

@@ -1,0 +1,173 @@
+"""How the runtime sees state: a small read interface below, an overlay on top.
+
+The runtime never touches the database. The node hands it a `StateBackend`
+(the parent block's state) and the runtime writes only into an `Overlay`:
+a dict of changed keys with nested transactional layers, so a failed call's
+writes (and events) are rolled back while its fee stays paid. At the end of a
+block the overlay's `changes` are what storage commits, and
+`StateBackend.compute_root(changes)` is the new state root.
+
+Keys: every storage item of a pallet lives under
+blake2b_128(pallet name) ++ blake2b_128(item name), and a map entry appends
+blake2b_128(encoded key) ++ encoded key (Substrate's Blake2_128Concat), so
+entries of one item share a prefix and the key can be read back from the key.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Generic, Iterator, Mapping, Protocol, TypeVar
+
+from runtime import codec
+from runtime.hashing import blake2b_128
+
+K = TypeVar("K")
+V = TypeVar("V")
+_MISSING = object()
+
+
+class StateBackend(Protocol):
+    """The parent state, as storage provides it to the runtime."""
+
+    def get(self, key: bytes) -> bytes | None:
+        """The value stored under `key` in this state, or None."""
+
+    def compute_root(self, changes: Mapping[bytes, bytes | None]) -> bytes:
+        """The state root of this state with `changes` applied (None deletes)."""
+
+
+class EmptyBackend:
+    """The state before genesis."""
+
+    def get(self, key: bytes) -> bytes | None:
+        return None
+
+    def compute_root(self, changes: Mapping[bytes, bytes | None]) -> bytes:
+        raise NotImplementedError("the empty backend has no trie; storage computes genesis roots")
+
+
+class Overlay:
+    """Pending writes over a backend, with transactional layers.
+
+    `changes` maps a key to its new value, or None for a deletion. Each open layer
+    journals the previous overlay entry of every key it first touches, and the
+    length of the event list, so `rollback` restores both exactly.
+    """
+
+    __slots__ = ("backend", "changes", "events", "_journals")
+
+    def __init__(self, backend: StateBackend) -> None:
+        self.backend = backend
+        self.changes: dict[bytes, bytes | None] = {}
+        self.events: list[Any] = []
+        self._journals: list[tuple[dict[bytes, Any], int]] = []
+
+    def get(self, key: bytes) -> bytes | None:
+        value = self.changes.get(key, _MISSING)
+        if value is _MISSING:
+            return self.backend.get(key)
+        return value  # type: ignore[return-value]
+
+    def set(self, key: bytes, value: bytes | None) -> None:
+        if self._journals:
+            journal = self._journals[-1][0]
+            if key not in journal:
+                journal[key] = self.changes.get(key, _MISSING)
+        self.changes[key] = value
+
+    def delete(self, key: bytes) -> None:
+        self.set(key, None)
+
+    def begin(self) -> None:
+        self._journals.append(({}, len(self.events)))
+
+    def commit(self) -> None:
+        journal, _ = self._journals.pop()
+        if self._journals:
+            outer = self._journals[-1][0]
+            for key, previous in journal.items():
+                outer.setdefault(key, previous)
+
+    def rollback(self) -> None:
+        journal, event_count = self._journals.pop()
+        for key, previous in journal.items():
+            if previous is _MISSING:
+                del self.changes[key]
+            else:
+                self.changes[key] = previous
+        del self.events[event_count:]
+
+
+def item_prefix(pallet: str, item: str) -> bytes:
+    return blake2b_128(pallet.encode()) + blake2b_128(item.encode())
+
+
+class StorageValue(Generic[V]):
+    """One value of a pallet (FRAME's StorageValue)."""
+
+    kind = "value"
+
+    def __init__(self, pallet: Any, name: str, value_type: Any, default: V | None = None, doc: str = "") -> None:
+        self.pallet_name = pallet.name
+        self.name, self.value_type, self.default, self.doc = name, value_type, default, doc
+        self.key = item_prefix(pallet.name, name)
+        self._encode = codec.encoder_for(value_type)
+        self._decode = codec.decoder_for(value_type)
+        pallet.storage.append(self)
+
+    def get(self, state: Overlay) -> V:
+        raw = state.get(self.key)
+        return self.default if raw is None else self._decode(codec.unpack_trusted(raw))
+
+    def put(self, state: Overlay, value: V) -> None:
+        state.set(self.key, codec.pack(self._encode(value)))
+
+    def kill(self, state: Overlay) -> None:
+        state.delete(self.key)
+
+
+class StorageMap(Generic[K, V]):
+    """A map of a pallet (FRAME's StorageMap with the Blake2_128Concat hasher)."""
+
+    kind = "map"
+
+    def __init__(self, pallet: Any, name: str, key_type: Any, value_type: Any,
+                 default: V | None = None, doc: str = "") -> None:
+        self.pallet_name = pallet.name
+        self.name, self.key_type, self.value_type, self.default, self.doc = name, key_type, value_type, default, doc
+        self.prefix = item_prefix(pallet.name, name)
+        self._encode_key = codec.encoder_for(key_type)
+        self._decode_key = codec.decoder_for(key_type)
+        self._encode = codec.encoder_for(value_type)
+        self._decode = codec.decoder_for(value_type)
+        pallet.storage.append(self)
+
+    def key_of(self, key: K) -> bytes:
+        encoded = codec.pack(self._encode_key(key))
+        return self.prefix + blake2b_128(encoded) + encoded
+
+    def key_from_storage_key(self, storage_key: bytes) -> K:
+        return self._decode_key(codec.unpack(storage_key[len(self.prefix) + 16:]))
+
+    def get(self, state: Overlay, key: K) -> V:
+        raw = state.get(self.key_of(key))
+        return self.default if raw is None else self._decode(codec.unpack_trusted(raw))
+
+    def contains(self, state: Overlay, key: K) -> bool:
+        return state.get(self.key_of(key)) is not None
+
+    def insert(self, state: Overlay, key: K, value: V) -> None:
+        state.set(self.key_of(key), codec.pack(self._encode(value)))
+
+    def remove(self, state: Overlay, key: K) -> None:
+        state.delete(self.key_of(key))
+
+    def mutate(self, state: Overlay, key: K, change: Callable[[V], V]) -> V:
+        value = change(self.get(state, key))
+        self.insert(state, key, value)
+        return value
+
+
+def changed_map_keys(state: Overlay, item: StorageMap) -> Iterator[bytes]:
+    """Storage keys of `item` written in this overlay (for hooks that sweep a block's writes)."""
+    prefix = item.prefix
+    return (k for k in state.changes if k.startswith(prefix))
