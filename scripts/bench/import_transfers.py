@@ -1,0 +1,156 @@
+#!/usr/bin/env python3
+"""Benchmark: import blocks of signed balance transfers among 10,000 accounts.
+
+An author database builds the blocks; a second, fresh database imports them
+through the full pipeline (seal, signatures, execution, state root, atomic
+commit), on one core, and that import is what is timed. In the same run it
+measures bare Ed25519 verifications per second on one core, the yardstick of
+the goal: import at least half as many transfers per second as that.
+
+    python scripts/bench/import_transfers.py [--accounts 10000] [--blocks 10] [--per-block 2000] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import tempfile
+import time
+from hashlib import blake2b
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from consensus.authorship import build_block  # noqa: E402
+from consensus.block_import import BlockImporter, expected_author  # noqa: E402
+from runtime import crypto  # noqa: E402
+from runtime.executive import Executive, sign_extrinsic  # noqa: E402
+from runtime.genesis import build_genesis_state, parse_genesis  # noqa: E402
+from runtime.pallets import balances  # noqa: E402
+from storage.chainstore import ChainStore  # noqa: E402
+
+
+def bench_keypairs(count: int) -> list[crypto.Keypair]:
+    return [crypto.Keypair.from_seed(blake2b(b"bench%d" % i, digest_size=32).digest()) for i in range(count)]
+
+
+def measure_verify_rate(seconds: float = 2.0) -> float:
+    keypair = bench_keypairs(1)[0]
+    message = os.urandom(32)
+    signature = keypair.sign(message)
+    count, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        for _ in range(200):
+            crypto.verify(keypair.public, message, signature)
+        count += 200
+    return count / (time.perf_counter() - started)
+
+
+def directory_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def run(accounts: int, blocks: int, per_block: int, base: Path) -> dict:
+    spec = json.loads((ROOT / "genesis.json").read_text())
+    keys = bench_keypairs(accounts)
+    spec["endowed"] = spec["endowed"] + [{"account": "0x" + k.public.hex(), "balance": 10**15} for k in keys]
+    config = parse_genesis(spec, "bench genesis")
+    genesis_state = build_genesis_state(config)
+    author = ChainStore.open(base / "author")
+    target = ChainStore.open(base / "target")
+    genesis_hash = author.initialize(genesis_state)
+    target.initialize(genesis_state)
+    executive = Executive(genesis_hash)
+    validators = {kp.public: kp for kp in map(crypto.dev_keypair, crypto.DEV_ACCOUNT_NAMES)}
+
+    built_blocks = []
+    slot = 1
+    for b in range(blocks):
+        transactions = []
+        for i in range(per_block):
+            n = b * per_block + i
+            sender = keys[n % accounts]
+            dest = keys[(n * 7919 + 1) % accounts].public
+            nonce = n // accounts
+            transactions.append(sign_extrinsic(sender, balances.transfer(dest, 1_000_000 + i), nonce=nonce,
+                                               genesis_hash=genesis_hash))
+        parent = author.best_hash
+        authorities = executive.authorities(author.state_view(parent))
+        built = build_block(author, executive, parent, author=validators[expected_author(authorities, slot)],
+                            slot=slot, timestamp_ms=slot * config.slot_duration_ms, transactions=transactions)
+        if len(built.block.extrinsics) != per_block + 1:
+            raise SystemExit(f"block {b} took {len(built.block.extrinsics) - 1} of {per_block} transfers "
+                             f"({len(built.invalid)} invalid); lower --per-block")
+        author.commit_block(built.block, built.view, make_best=True, finalize=True)
+        built_blocks.append(built.block)
+        slot += 1
+        print(f"built block {b + 1}/{blocks}", file=sys.stderr, end="\r")
+    author.close()
+
+    importer = BlockImporter(target, executive, slot_duration_ms=config.slot_duration_ms, finalize_imported=True)
+    size_before = directory_bytes(base / "target")
+    import_ms = []
+    started = time.perf_counter()
+    for block in built_blocks:
+        import_ms.append(importer.import_block(block).import_ms)
+    elapsed = time.perf_counter() - started
+    target.close()
+    size_after = directory_bytes(base / "target")
+    transfers = blocks * per_block
+    verify_per_s = measure_verify_rate()
+    transfers_per_s = transfers / elapsed
+    return {
+        "accounts": accounts,
+        "blocks": blocks,
+        "transfers_per_block": per_block,
+        "transfers_per_s": round(transfers_per_s),
+        "blocks_per_s": round(blocks / elapsed, 2),
+        "block_import_ms_mean": round(sum(import_ms) / len(import_ms), 1),
+        "bytes_written_per_transfer": round((size_after - size_before) / transfers, 1),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "verify_per_s": round(verify_per_s),
+        "import_over_verify": round(transfers_per_s / verify_per_s, 3),
+        "goal_met": transfers_per_s >= verify_per_s / 2,
+    }
+
+
+def print_table(figures: dict) -> None:
+    try:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title="import_transfers")
+        table.add_column("figure")
+        table.add_column("value", justify="right")
+        for key, value in figures.items():
+            table.add_row(key, str(value))
+        Console().print(table)
+    except ImportError:
+        for key, value in figures.items():
+            print(f"{key:<28} {value}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--accounts", type=int, default=10_000)
+    parser.add_argument("--blocks", type=int, default=10)
+    parser.add_argument("--per-block", type=int, default=2_000)
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    args = parser.parse_args()
+    if args.accounts < 2 or args.blocks < 1 or args.per_block < 1:
+        parser.error("--accounts must be at least 2, --blocks and --per-block at least 1")
+    with tempfile.TemporaryDirectory(prefix="gradchain-bench-") as tmp:
+        figures = run(args.accounts, args.blocks, args.per_block, Path(tmp))
+    if args.json:
+        print(json.dumps(figures))
+    else:
+        print_table(figures)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
