@@ -24,6 +24,7 @@ Types declare their widths through `NewType`s registered here (`U8` .. `U128`,
 from __future__ import annotations
 
 import dataclasses
+import operator
 import types
 import typing
 from typing import Any, Callable, NewType
@@ -276,13 +277,14 @@ def _big_int_encoder(value: int) -> Obj:
 def _dataclass_encoder(cls: type) -> Encoder:
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls) if f.init]
-    encoders: list[tuple[str, Encoder]] = []
+    fields = operator.attrgetter(*names) if len(names) > 1 else (lambda v, n=names[0]: (getattr(v, n),))
+    encoders: list[Encoder] = []
 
     def encode_dataclass(value: Any) -> Obj:
-        return [enc(getattr(value, name)) for name, enc in encoders]
+        return [x if enc is _identity else enc(x) for enc, x in zip(encoders, fields(value))]
 
     _ENCODERS[cls] = encode_dataclass
-    encoders.extend((name, encoder_for(hints[name])) for name in names)
+    encoders.extend(encoder_for(hints[name]) for name in names)
     return encode_dataclass
 
 

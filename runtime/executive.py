@@ -109,7 +109,6 @@ class Executive:
         ctx.fees_collected += checked.fee
         ctx.weight_used += checked.weight
         ctx.length_used += checked.length
-        ctx.deposit_event(payment.TransactionFeePaid(signed.signer, checked.fee, signed.tip))
         error = None
         ctx.state.begin()
         try:

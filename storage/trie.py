@@ -30,7 +30,7 @@ value_hash]` (another key's leaf holds the prefix: the key is absent) or `[2]`
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import msgpack
@@ -66,6 +66,7 @@ class TrieUpdate:
     state: StateRef
     new_nodes: dict[bytes, bytes]
     stale_nodes: tuple[bytes, ...]
+    decoded: dict[bytes, tuple] = field(default_factory=dict, repr=False, compare=False)  # new_nodes, decoded
 
 
 def _nibble(key_hash: bytes, depth: int) -> int:
@@ -73,11 +74,16 @@ def _nibble(key_hash: bytes, depth: int) -> int:
     return byte & 15 if depth & 1 else byte >> 4
 
 
+_DEPTH = [bytes((d,)) for d in range(MAX_DEPTH + 1)]
+_HIGH_NIBBLE = [bytes((b & 0xF0,)) for b in range(256)]
+
+
 def _node_key(version: int, key_hash: bytes, depth: int) -> bytes:
-    packed = key_hash[: depth >> 1]
+    """schema.trie_node_key for the first `depth` nibbles of `key_hash`, built without unpacking them."""
+    half = depth >> 1
     if depth & 1:
-        packed += bytes((key_hash[depth >> 1] & 0xF0,))
-    return schema.trie_version_prefix(version) + bytes((depth,)) + packed
+        return schema.TRIE_NODE + version.to_bytes(8, "big") + _DEPTH[depth] + key_hash[:half] + _HIGH_NIBBLE[key_hash[half]]
+    return schema.TRIE_NODE + version.to_bytes(8, "big") + _DEPTH[depth] + key_hash[:half]
 
 
 def _leaf_hash(key_hash: bytes, value: bytes) -> bytes:
@@ -96,7 +102,7 @@ def _unpack(raw: bytes) -> tuple:
     node = msgpack.unpackb(raw, raw=False)
     if node[0] == _LEAF:
         return (_LEAF, node[1], node[2])
-    return (_INTERNAL, [None if c is None else (c[0], c[1], c[2]) for c in node[1]])
+    return (_INTERNAL, [None if c is None else tuple(c) for c in node[1]])
 
 
 class StateTrie:
@@ -125,8 +131,8 @@ class StateTrie:
         cache[node_key] = node
 
     def remember(self, update: TrieUpdate) -> None:
-        for node_key, raw in update.new_nodes.items():
-            self._cache_put(node_key, _unpack(raw))
+        for node_key, node in update.decoded.items():
+            self._cache_put(node_key, node)
 
     def forget(self, keys: Iterable[bytes]) -> None:
         for node_key in keys:
@@ -144,13 +150,15 @@ class StateTrie:
         if node is None:
             return None
         key_hash = blake2b_256(key)
-        depth = 0
+        cache, depth = self._cache, 0
         while node[0] == _INTERNAL:
-            child = node[1][_nibble(key_hash, depth)]
+            byte = key_hash[depth >> 1]
+            child = node[1][byte & 15 if depth & 1 else byte >> 4]
             if child is None:
                 return None
             depth += 1
-            node = self._load(_node_key(child[1], key_hash, depth))
+            node_key = _node_key(child[1], key_hash, depth)
+            node = cache.get(node_key) or self._load(node_key)
         return node[2] if node[1] == key else None
 
     def iter_items(self, state: StateRef) -> Iterator[tuple[bytes, bytes]]:
@@ -213,7 +221,7 @@ class StateTrie:
             return TrieUpdate(state, {}, ())
         else:
             new_state = StateRef(new_root[0], new_root[1])
-        return TrieUpdate(new_state, run.new_nodes, tuple(run.stale))
+        return TrieUpdate(new_state, run.new_nodes, tuple(run.stale), run.decoded)
 
 
 def _with_nibble(path_hash: bytes, depth: int, nibble: int) -> bytes:
@@ -232,6 +240,7 @@ class _UpdateRun:
         self.trie = trie
         self.version = version
         self.new_nodes: dict[bytes, bytes] = {}
+        self.decoded: dict[bytes, tuple] = {}
         self.stale: list[bytes] = []
 
     def update(self, entry: Entry | None, depth: int, items: list) -> Entry | None:
@@ -283,7 +292,7 @@ class _UpdateRun:
     def lift_leaf(self, child: Entry, depth: int, key_hash: bytes, nibble: int) -> Entry:
         """An internal node left with one leaf becomes that leaf, one level up."""
         child_key = _node_key(child[1], _with_nibble(key_hash[: (depth >> 1) + 1], depth, nibble), depth + 1)
-        leaf = self.trie._load(child_key) if child_key not in self.new_nodes else _unpack(self.new_nodes[child_key])
+        leaf = self.decoded.get(child_key) or self.trie._load(child_key)
         self.retire(child, child_key)
         return self.write(depth, blake2b_256(leaf[1]), (_LEAF, leaf[1], leaf[2]), child[0], True)
 
@@ -308,15 +317,14 @@ class _UpdateRun:
         if depth > MAX_DEPTH:
             raise ValueError("two keys with the same 256-bit hash")
         node_key = _node_key(self.version, key_hash, depth)
-        if is_leaf:
-            self.new_nodes[node_key] = _pack([_LEAF, node[1], node[2]])
-        else:
-            self.new_nodes[node_key] = _pack([_INTERNAL, [None if c is None else list(c) for c in node[1]]])
+        self.new_nodes[node_key] = _pack(node)  # tuples pack as msgpack arrays
+        self.decoded[node_key] = node
         return (node_hash, self.version, is_leaf)
 
     def retire(self, entry: Entry, node_key: bytes) -> None:
         if entry[1] == self.version:
             self.new_nodes.pop(node_key, None)  # written earlier in this same run
+            self.decoded.pop(node_key, None)
         else:
             self.stale.append(node_key)
 

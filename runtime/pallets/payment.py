@@ -19,13 +19,7 @@ pallet = Pallet(2, "payment", "Transaction fees and tips, split between the bloc
 # --- events -----------------------------------------------------------------
 
 
-@pallet.event(0)
-class TransactionFeePaid:
-    """A signer paid for its transaction (fee includes the tip)."""
-
-    who: AccountId
-    fee: Balance
-    tip: Balance
+# The fee each extrinsic paid is in its ExtrinsicSuccess / ExtrinsicFailed event.
 
 
 @pallet.event(1)
