@@ -1,0 +1,86 @@
+"""A node killed at any instant restarts on its last whole block."""
+
+from __future__ import annotations
+
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from runtime import codec
+from runtime.types import encode_block
+from storage.chainstore import ChainStore
+from storage.trie import compute_root_reference
+from tests.builders import DEV_KEYS, TestChain
+
+CHILD = Path(__file__).resolve().parent / "crash_importer.py"
+KILLS = 24
+
+
+def build_blocks(path: Path, count: int, transfers: int) -> list[bytes]:
+    chain = TestChain(path)
+    try:
+        keys = [DEV_KEYS[n] for n in ("Alice", "Bob", "Charlie", "Dave", "Eve")]
+        encoded = []
+        for b in range(count):
+            batch = [chain.transfer(keys[i % 5], bytes([b % 250 + 1, i % 250 + 1]) * 16, 10**11 + i,
+                                    nonce=b * (transfers // 5) + i // 5) for i in range(transfers)]
+            built = chain.author_block(batch)
+            assert len(built.block.extrinsics) == transfers + 1
+            encoded.append(encode_block(built.block))
+        return encoded
+    finally:
+        chain.close()
+
+
+def check_database(path: Path) -> int:
+    """Reopen after a kill: the best block's state recomputes to its root, and nothing lies above it."""
+    chain = ChainStore.open(path, pruning=None)
+    try:
+        best = chain.best_header()
+        stored = chain.stored_state(best.hash)
+        items = dict(chain.trie.iter_items(stored.ref))
+        assert compute_root_reference(items) == best.state_root
+        assert chain.body(best.hash) is not None
+        assert chain.hash_at(best.number) == best.hash
+        assert chain.hash_at(best.number + 1) is None
+        for number in range(1, best.number + 1):  # the canonical chain links up
+            header = chain.header(chain.hash_at(number))
+            assert header.parent_hash == chain.hash_at(number - 1)
+        return best.number
+    finally:
+        chain.close()
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_leaves_the_last_committed_block_whole(tmp_path):
+    blocks = build_blocks(tmp_path / "source", count=120, transfers=100)
+    blocks_file = tmp_path / "blocks.bin"
+    blocks_file.write_bytes(codec.pack(blocks))
+    rnd = random.Random(1234)
+    kills, run, heights = 0, 0, []
+    db_path = tmp_path / "target-0"
+    while kills < KILLS:
+        child = subprocess.Popen([sys.executable, str(CHILD), str(db_path), str(blocks_file)],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            assert child.stdout.readline().strip() == b"ready", child.stderr.read().decode()
+            time.sleep(rnd.uniform(0.0, 0.6))
+            if child.poll() is None:
+                child.send_signal(signal.SIGKILL)
+                kills += 1
+            child.wait(timeout=60)
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+        heights.append(check_database(db_path))
+        if heights[-1] == len(blocks):  # imported everything: start over on a new database
+            run += 1
+            db_path = tmp_path / f"target-{run}"
+    assert kills >= 20
+    assert len(set(heights)) > 5  # the kills landed at many different points of the import
