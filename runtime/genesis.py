@@ -185,9 +185,9 @@ def load_genesis(path: str | Path) -> GenesisConfig:
 def build_genesis_state(config: GenesisConfig) -> dict[bytes, bytes | None]:
     """The genesis state's key/value pairs."""
     state = Overlay(EmptyBackend())
-    system.build_genesis(state, config.parameters)
+    system.build_genesis(state, config.parameters, config.chain_id)
     balances.build_genesis(state, list(config.endowed), config.parameters.existential_deposit)
     validators.build_genesis(state, list(config.validators))
-    timestamp.build_genesis(state, config.genesis_time_ms)
+    timestamp.build_genesis(state, config.genesis_time_ms, config.slot_duration_ms)
     sudo.build_genesis(state, config.sudo)
     return dict(state.changes)

@@ -67,6 +67,7 @@ BlockHashes = StorageMap(pallet, "BlockHash", BlockNumber, BlockHash, None,
                          f"Hashes of the last {BLOCK_HASH_COUNT} blocks, for mortal transactions.")
 Events = StorageValue(pallet, "Events", tuple[EventRecord, ...], (), "Events of the current block.")
 Params = StorageValue(pallet, "Parameters", Parameters, None, "Runtime parameters.")
+ChainId = StorageValue(pallet, "ChainId", codec.Text, "", "The chain spec's id: two chains never share a genesis.")
 
 # --- events -----------------------------------------------------------------
 
@@ -131,9 +132,10 @@ class InvalidParameters(DispatchFailure):
 # --- genesis ----------------------------------------------------------------
 
 
-def build_genesis(state, params: Parameters) -> None:
+def build_genesis(state, params: Parameters, chain_id: str) -> None:
     check_parameters(params)
     Params.put(state, params)
+    ChainId.put(state, chain_id)
 
 
 def check_parameters(params: Parameters) -> None:

@@ -21,6 +21,7 @@ SET_WEIGHT = 5_000
 # --- storage ----------------------------------------------------------------
 
 Now = StorageValue(pallet, "Now", Moment, 0, "Time of the current block (ms since the Unix epoch).")
+SlotDuration = StorageValue(pallet, "SlotDuration", Moment, 0, "Length of a block authoring slot (ms).")
 DidUpdate = StorageValue(pallet, "DidUpdate", bool, False, "Whether the current block set its time.")
 
 # --- errors -----------------------------------------------------------------
@@ -44,8 +45,9 @@ class NotSet(DispatchFailure):
 # --- genesis ----------------------------------------------------------------
 
 
-def build_genesis(state, genesis_time_ms: int) -> None:
+def build_genesis(state, genesis_time_ms: int, slot_duration_ms: int) -> None:
     Now.put(state, genesis_time_ms)
+    SlotDuration.put(state, slot_duration_ms)
 
 
 # --- hooks ------------------------------------------------------------------
