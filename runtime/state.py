@@ -23,6 +23,7 @@ from runtime.hashing import blake2b_128
 K = TypeVar("K")
 V = TypeVar("V")
 _MISSING = object()
+_KEY_CACHE_SIZE = 100_000  # storage keys of hot map entries (accounts): hashing them is a large share of a transfer
 
 
 class StateBackend(Protocol):
@@ -139,11 +140,18 @@ class StorageMap(Generic[K, V]):
         self._decode_key = codec.decoder_for(key_type)
         self._encode = codec.encoder_for(value_type)
         self._decode = codec.decoder_for(value_type)
+        self._key_cache: dict[Any, bytes] = {}
         pallet.storage.append(self)
 
     def key_of(self, key: K) -> bytes:
-        encoded = codec.pack(self._encode_key(key))
-        return self.prefix + blake2b_128(encoded) + encoded
+        storage_key = self._key_cache.get(key)
+        if storage_key is None:
+            encoded = codec.pack(self._encode_key(key))
+            storage_key = self.prefix + blake2b_128(encoded) + encoded
+            if len(self._key_cache) >= _KEY_CACHE_SIZE:
+                self._key_cache.clear()
+            self._key_cache[key] = storage_key
+        return storage_key
 
     def key_from_storage_key(self, storage_key: bytes) -> K:
         return self._decode_key(codec.unpack(storage_key[len(self.prefix) + 16:]))

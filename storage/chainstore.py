@@ -208,7 +208,7 @@ class ChainStore:
     def is_state_pruned(self, stored: StoredState) -> bool:
         if self.pruning is None:
             return False
-        return stored.number < self._read_int(b"pruned_below", 0)
+        return stored.number < self._read_int(schema.META_PRUNED_BELOW, 0)
 
     def iter_canonical(self, start: int = 0) -> Iterator[BlockHash]:
         for key, value in self.db.items_with_prefix(schema.CANONICAL):
@@ -289,7 +289,7 @@ class ChainStore:
         if self.pruning is None:
             return 0
         finalized = self.finalized_header().number
-        pruned_below = self._read_int(b"pruned_below", 0)
+        pruned_below = self._read_int(schema.META_PRUNED_BELOW, 0)
         target = finalized - self.pruning
         if target <= pruned_below:
             return 0
@@ -306,6 +306,6 @@ class ChainStore:
                 deletes.extend(stale)
                 deletes.append(schema.stale_nodes_key(stored.version))
                 deleted += len(stale)
-        self.db.write({schema.meta_key(b"pruned_below"): target.to_bytes(8, "big")}, deletes)
+        self.db.write({schema.meta_key(schema.META_PRUNED_BELOW): target.to_bytes(8, "big")}, deletes)
         self.trie.forget(deletes)
         return deleted

@@ -60,9 +60,6 @@ class Database:
     def items_with_prefix(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         return self._db.iterator(prefix=prefix)
 
-    def approximate_size(self) -> int:
-        return sum(f.stat().st_size for f in self.path.iterdir() if f.is_file())
-
     def close(self) -> None:
         if not self._db.closed:
             self._db.close()

@@ -31,6 +31,7 @@ META_FINALIZED = b"finalized"
 META_GENESIS = b"genesis"
 META_NEXT_VERSION = b"next_version"
 META_SCHEMA_VERSION = b"schema_version"
+META_PRUNED_BELOW = b"pruned_below"  # states of blocks below this number are pruned
 
 
 def _u64(n: int) -> bytes:

@@ -150,3 +150,13 @@ def test_old_state_is_readable_until_its_stale_nodes_are_deleted(db):
     assert reader.get(second.state, b"k5") is None
     with pytest.raises(KeyError):
         list(reader.iter_items(first.state))
+
+
+def test_node_keys_follow_the_schema():
+    from storage import schema
+    from storage.trie import _node_key
+
+    key_hash = bytes(range(32))
+    nibbles = bytes(n for b in key_hash for n in (b >> 4, b & 15))
+    for depth in (0, 1, 2, 7, 64):
+        assert _node_key(9, key_hash, depth) == schema.trie_node_key(9, nibbles[:depth])
