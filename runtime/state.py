@@ -98,6 +98,29 @@ class Overlay:
         del self.events[event_count:]
 
 
+class _DecodeMemo:
+    """decode(raw) remembered by the raw bytes: values are immutable, so this is always right,
+    and it spares re-decoding an account that a block reads again after writing it."""
+
+    __slots__ = ("decode", "memo")
+
+    def __init__(self, value_type: Any) -> None:
+        self.decode = codec.decoder_for(value_type)
+        self.memo: dict[bytes, Any] = {}
+
+    def __call__(self, raw: bytes) -> Any:
+        value = self.memo.get(raw, _MISSING)
+        if value is _MISSING:
+            value = self.decode(codec.unpack_trusted(raw))
+            self.remember(raw, value)
+        return value
+
+    def remember(self, raw: bytes, value: Any) -> None:
+        if len(self.memo) >= _KEY_CACHE_SIZE:
+            self.memo.clear()
+        self.memo[raw] = value
+
+
 def item_prefix(pallet: str, item: str) -> bytes:
     return blake2b_128(pallet.encode()) + blake2b_128(item.encode())
 
@@ -139,7 +162,7 @@ class StorageMap(Generic[K, V]):
         self._encode_key = codec.encoder_for(key_type)
         self._decode_key = codec.decoder_for(key_type)
         self._encode = codec.encoder_for(value_type)
-        self._decode = codec.decoder_for(value_type)
+        self._decode = _DecodeMemo(value_type)
         self._key_cache: dict[Any, bytes] = {}
         pallet.storage.append(self)
 
@@ -158,13 +181,15 @@ class StorageMap(Generic[K, V]):
 
     def get(self, state: Overlay, key: K) -> V:
         raw = state.get(self.key_of(key))
-        return self.default if raw is None else self._decode(codec.unpack_trusted(raw))
+        return self.default if raw is None else self._decode(raw)
 
     def contains(self, state: Overlay, key: K) -> bool:
         return state.get(self.key_of(key)) is not None
 
     def insert(self, state: Overlay, key: K, value: V) -> None:
-        state.set(self.key_of(key), codec.pack(self._encode(value)))
+        raw = codec.pack(self._encode(value))
+        self._decode.remember(raw, value)
+        state.set(self.key_of(key), raw)
 
     def remove(self, state: Overlay, key: K) -> None:
         state.delete(self.key_of(key))
