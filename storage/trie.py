@@ -233,6 +233,18 @@ def _with_nibble(path_hash: bytes, depth: int, nibble: int) -> bytes:
     return padded[:index] + bytes((byte,)) + padded[index + 1:]
 
 
+def _runs_by_nibble(items: list, depth: int) -> Iterator[tuple[int, list]]:
+    """Split items sorted by key hash into runs that share the nibble at `depth`."""
+    start = 0
+    while start < len(items):
+        nibble = _nibble(items[start][0], depth)
+        end = start + 1
+        while end < len(items) and _nibble(items[end][0], depth) == nibble:
+            end += 1
+        yield nibble, items[start:end]
+        start = end
+
+
 class _UpdateRun:
     """One batch update: new nodes written at `version`, old nodes it makes stale."""
 
@@ -265,17 +277,11 @@ class _UpdateRun:
             return self.build(depth, live)
         children = list(node[1])
         changed = False
-        start = 0
-        while start < len(items):
-            nibble = _nibble(items[start][0], depth)
-            end = start + 1
-            while end < len(items) and _nibble(items[end][0], depth) == nibble:
-                end += 1
-            new_child = self.update(children[nibble], depth + 1, items[start:end])
+        for nibble, run in _runs_by_nibble(items, depth):
+            new_child = self.update(children[nibble], depth + 1, run)
             if new_child != children[nibble]:
                 children[nibble] = new_child
                 changed = True
-            start = end
         if not changed:
             return entry
         self.retire(entry, node_key)
@@ -303,14 +309,8 @@ class _UpdateRun:
             key_hash, key, value = live[0]
             return self.write(depth, key_hash, (_LEAF, key, value), _leaf_hash(key_hash, value), True)
         children: list = [None] * 16
-        start = 0
-        while start < len(live):
-            nibble = _nibble(live[start][0], depth)
-            end = start + 1
-            while end < len(live) and _nibble(live[end][0], depth) == nibble:
-                end += 1
-            children[nibble] = self.build(depth + 1, live[start:end])
-            start = end
+        for nibble, run in _runs_by_nibble(live, depth):
+            children[nibble] = self.build(depth + 1, run)
         return self.write(depth, live[0][0], (_INTERNAL, children), _internal_hash(children), False)
 
     def write(self, depth: int, key_hash: bytes, node: tuple, node_hash: bytes, is_leaf: bool) -> Entry:
