@@ -91,20 +91,29 @@ class BlockImporter:
         chain, header = self.chain, block.header
         if chain.header(header.hash) is not None:
             raise AlreadyKnown(f"block #{header.number} {header.hash.hex()[:16]} is already imported")
+        parent_view, execution = self.check_block(block)
+        is_best = header.number > chain.best_header().number
+        chain.commit_block(block, parent_view, make_best=is_best, finalize=self.finalize_imported and is_best)
+        return ImportResult(header.hash, header.number, is_best, execution, (time.perf_counter() - started) * 1000)
+
+    def check_block(self, block: Block, *, check_finality: bool = True):
+        """Every check of import, without committing: (the parent's view holding the new state, execution).
+
+        `check_finality=False` re-checks a block already in the chain (check-block)."""
+        chain, header = self.chain, block.header
         parent = chain.header(header.parent_hash)
         if parent is None:
             raise UnknownParent(f"parent {header.parent_hash.hex()[:16]} of block #{header.number} is unknown")
         if header.number != parent.number + 1:
             raise BlockImportError(f"block number {header.number} does not follow its parent's {parent.number}")
-        self._check_builds_on_finality(block)
+        if check_finality:
+            self._check_builds_on_finality(block)
         parent_view = chain.state_view(header.parent_hash)
         self._check_slot_and_author(block, parent, parent_view)
         self._check_timestamp(block)
         self._check_signatures(block, parent_view)
         execution = self.executive.execute_block(parent_view, block, signatures_checked=True)
-        is_best = header.number > chain.best_header().number
-        chain.commit_block(block, parent_view, make_best=is_best, finalize=self.finalize_imported and is_best)
-        return ImportResult(header.hash, header.number, is_best, execution, (time.perf_counter() - started) * 1000)
+        return parent_view, execution
 
     # --- the checks, in the order import_block makes them ---------------------
 
