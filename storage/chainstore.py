@@ -62,6 +62,26 @@ class StoredState:
         return StateRef(self.root, self.root_version)
 
 
+class HeadCache:
+    """Values of the best state, kept across blocks (Substrate's shared state cache).
+
+    It only ever describes one state, `ref`: filled by reads of that state, and
+    carried to the next state by the changes of the block that is committed on
+    top of it. A read of any other state goes to the trie.
+    """
+
+    def __init__(self, max_entries: int = 500_000) -> None:
+        self.ref: StateRef | None = None
+        self.values: dict[bytes, bytes | None] = {}
+        self.max_entries = max_entries
+
+    def advance(self, parent: StateRef, new: StateRef, changes: Mapping[bytes, bytes | None]) -> None:
+        if self.ref != parent or len(self.values) + len(changes) > self.max_entries:
+            self.values = {}
+        self.values.update(changes)
+        self.ref = new
+
+
 class StateView:
     """One block's state, as the runtime's StateBackend: reads, and the root after changes.
 
@@ -74,12 +94,22 @@ class StateView:
         self._trie = store.trie
         self.ref = ref
         self.pending: TrieUpdate | None = None
+        self.pending_changes: Mapping[bytes, bytes | None] = {}
+        self._head = store.head_cache
 
     def get(self, key: bytes) -> bytes | None:
-        return self._trie.get(self.ref, key)
+        head = self._head
+        if head.ref != self.ref:  # checked on every read: the head moves on when a block commits
+            return self._trie.get(self.ref, key)
+        cache = head.values
+        if key in cache:
+            return cache[key]
+        value = cache[key] = self._trie.get(self.ref, key)
+        return value
 
     def compute_root(self, changes: Mapping[bytes, bytes | None]) -> bytes:
         self.pending = self._trie.update(self.ref, changes, self._store.allocate_version())
+        self.pending_changes = changes
         return self.pending.state.root
 
 
@@ -88,6 +118,7 @@ class ChainStore:
         self.db = db
         self.pruning = pruning
         self.trie = StateTrie(db.get)
+        self.head_cache = HeadCache()
         self._next_version = self._read_int(schema.META_NEXT_VERSION, 0)
 
     @classmethod
@@ -247,6 +278,8 @@ class ChainStore:
             puts[schema.meta_key(schema.META_FINALIZED)] = block_hash
         self.db.write(puts, deletes)
         self.trie.remember(update)
+        if make_best:
+            self.head_cache.advance(view.ref, update.state, view.pending_changes)
         view.pending = None
         if finalize:
             self.prune()

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import msgpack
+from hashlib import blake2b as _blake2b
 
 from runtime.errors import GradchainError
 from runtime.hashing import ZERO_HASH, blake2b_256
@@ -87,11 +88,11 @@ def _node_key(version: int, key_hash: bytes, depth: int) -> bytes:
 
 
 def _leaf_hash(key_hash: bytes, value: bytes) -> bytes:
-    return blake2b_256(b"\x00" + key_hash + blake2b_256(value))
+    return _blake2b(b"\x00" + key_hash + _blake2b(value, digest_size=32).digest(), digest_size=32).digest()
 
 
 def _internal_hash(children: list) -> bytes:
-    return blake2b_256(b"\x01" + b"".join(ZERO_HASH if c is None else c[0] for c in children))
+    return _blake2b(b"\x01" + b"".join([ZERO_HASH if c is None else c[0] for c in children]), digest_size=32).digest()
 
 
 def _pack(node: tuple) -> bytes:

@@ -92,3 +92,20 @@ def test_a_database_open_in_another_process_is_refused(tmp_path):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_view_of_an_older_state_never_sees_the_head_caches_newer_values(tmp_path):
+    chain = TestChain(tmp_path / "db")
+    try:
+        chain.author_block()
+        old_hash = chain.chain.best_hash
+        old_view = chain.chain.state_view(old_hash)
+        from runtime.pallets.system import Account
+
+        account_key = Account.key_of(ALICE.public)
+        before = old_view.get(account_key)  # fills the head cache for the old state
+        chain.author_block([chain.transfer(ALICE, BOB.public, 10**11)])
+        assert old_view.get(account_key) == before
+        assert chain.chain.state_view(chain.chain.best_hash).get(account_key) != before
+    finally:
+        chain.close()
