@@ -1,0 +1,51 @@
+"""The authorship service: wake at every slot, and author a block when the slot is ours."""
+
+from __future__ import annotations
+
+import structlog
+
+from consensus.block_import import expected_author
+from consensus.slots import slot_at, slot_start_ms
+from node.chain_service import ChainService
+from node.service import Service
+from runtime.crypto import Keypair
+
+log = structlog.get_logger("authorship")
+
+# Share of a slot spent adding transactions; the rest is left for sealing, commit and propagation.
+BUILD_PROPORTION = 0.5
+
+
+class AuthorshipService(Service):
+    name = "authorship"
+
+    def __init__(self, chain: ChainService, keypair: Keypair, clock, *, max_blocks: int | None = None) -> None:
+        self.chain = chain
+        self.keypair = keypair
+        self.clock = clock
+        self.slot_ms = chain.config.slot_duration_ms
+        self.max_blocks = max_blocks  # stop after this many blocks (tests, benchmarks)
+        self.authored = 0
+        self.missed_slots = 0
+        self._last_slot = -1
+
+    async def run(self) -> None:
+        log.info("authoring", validator="0x" + self.keypair.public.hex()[:16], slot_ms=self.slot_ms)
+        while self.max_blocks is None or self.authored < self.max_blocks:
+            now = self.clock.now_ms()
+            slot = slot_at(now, self.slot_ms)
+            if slot > self._last_slot:
+                if self._last_slot >= 0 and slot > self._last_slot + 1:
+                    self.missed_slots += slot - self._last_slot - 1
+                self._last_slot = slot
+                await self._maybe_author(slot, now)
+            await self.clock.sleep_until(slot_start_ms(slot + 1, self.slot_ms))
+
+    async def _maybe_author(self, slot: int, now: int) -> None:
+        authorities = await self.chain.authorities()
+        if expected_author(authorities, slot) != self.keypair.public:
+            return
+        deadline = slot_start_ms(slot, self.slot_ms) + int(self.slot_ms * BUILD_PROPORTION)
+        authored = await self.chain.author(slot, self.keypair, deadline)
+        if authored is not None:
+            self.authored += 1

@@ -1,0 +1,77 @@
+"""Which chain a command runs on, where its files live, and opening its database.
+
+Base path layout (as Substrate's):  <base>/chains/<chain id>/db        the LevelDB
+                                    <base>/chains/<chain id>/keystore  validator keys
+`--dev` without `--base-path` uses a fresh temporary directory, removed at exit.
+
+The dev chain is the repository's genesis.json with one validator (Alice), a
+1-second slot and its own chain id, so a `--dev` node authors every slot.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from runtime import crypto
+from runtime.genesis import GenesisConfig, build_genesis_state, load_genesis, parse_genesis
+from storage.chainstore import ChainStore
+
+DEFAULT_CHAIN = Path(__file__).resolve().parent.parent / "genesis.json"
+DEV_SLOT_DURATION_MS = 1000
+
+
+def dev_spec(base_spec: dict) -> dict:
+    """The --dev chain: the given spec with Alice as the only validator and a 1 s slot."""
+    spec = copy.deepcopy(base_spec)
+    alice = crypto.encode_address(crypto.dev_keypair("Alice").public, spec["ss58_prefix"])
+    stake = next((v["stake"] for v in spec["validators"]), spec["parameters"]["min_validator_stake"])
+    spec.update(name="Development", id="gradchain_dev", slot_duration_ms=DEV_SLOT_DURATION_MS,
+                validators=[{"name": "Alice", "account": alice, "stake": stake}])
+    spec["parameters"] = dict(spec["parameters"], minimum_period_ms=DEV_SLOT_DURATION_MS // 2)
+    return spec
+
+
+def load_chain_spec(chain: Path | None, *, dev: bool) -> GenesisConfig:
+    """`--chain PATH` as given; `--dev` alone is the dev chain derived from the default spec."""
+    if chain is not None:
+        return load_genesis(chain)
+    if dev:
+        base = load_genesis(DEFAULT_CHAIN)
+        return parse_genesis(dev_spec(base.spec), "dev chain spec")
+    return load_genesis(DEFAULT_CHAIN)
+
+
+def spec_json(config: GenesisConfig) -> str:
+    return json.dumps(config.spec, indent=2) + "\n"
+
+
+@dataclass(frozen=True)
+class ChainPaths:
+    base: Path
+    chain_id: str
+
+    @property
+    def chain_dir(self) -> Path:
+        return self.base / "chains" / self.chain_id
+
+    @property
+    def database(self) -> Path:
+        return self.chain_dir / "db"
+
+    @property
+    def keystore(self) -> Path:
+        return self.chain_dir / "keystore"
+
+
+def open_chain(paths: ChainPaths, config: GenesisConfig, *, pruning: int | None) -> ChainStore:
+    """Open (creating if needed) the chain database; refuses another chain's or a locked one."""
+    store = ChainStore.open(paths.database, pruning=pruning)
+    try:
+        store.initialize(build_genesis_state(config))
+    except BaseException:
+        store.close()
+        raise
+    return store

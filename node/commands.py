@@ -1,0 +1,204 @@
+"""The subcommands: key, build-spec, purge-chain, export-blocks, import-blocks, check-block.
+
+Block files (export/import): the 8 bytes b"GRADBLK1", then per block a 4-byte
+big-endian length and the block's canonical encoding.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import struct
+import sys
+import time
+from pathlib import Path
+from typing import BinaryIO, Iterator
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from consensus.block_import import AlreadyKnown, BlockImporter
+from node.chain_setup import ChainPaths, load_chain_spec, open_chain, spec_json
+from node.keystore import write_key_file
+from runtime import crypto
+from runtime.errors import CodecError, GradchainError
+from runtime.executive import Executive
+from runtime.types import MAX_BLOCK_BYTES, decode_block, encode_block
+
+BLOCK_FILE_MAGIC = b"GRADBLK1"
+
+
+class CommandError(GradchainError):
+    code = "command"
+
+
+def run(args: argparse.Namespace) -> int:
+    handlers = {"key": key, "build-spec": build_spec, "purge-chain": purge_chain, "export-blocks": export_blocks,
+                "import-blocks": import_blocks, "check-block": check_block}
+    return handlers[args.command](args)
+
+
+# --- key ---------------------------------------------------------------------------
+
+
+def key(args: argparse.Namespace) -> int:
+    if args.key_command == "generate":
+        phrase = crypto.generate_mnemonic(args.words)
+        keypair = crypto.keypair_from_uri(phrase)
+        if args.output_file is not None:
+            if args.output_file.exists():
+                raise CommandError(f"{args.output_file} exists; refusing to overwrite a key file")
+            write_key_file(args.output_file, phrase, args.ss58_prefix)
+        print(f"Secret phrase:  {phrase}")
+    else:
+        keypair = crypto.keypair_from_uri(args.uri)
+        print(f"Secret URI:     {args.uri}")
+    print(f"Public key:     0x{keypair.public.hex()}")
+    print(f"Address (SS58): {crypto.encode_address(keypair.public, args.ss58_prefix)}")
+    return 0
+
+
+# --- build-spec and purge-chain --------------------------------------------------------
+
+
+def build_spec(args: argparse.Namespace) -> int:
+    sys.stdout.write(spec_json(load_chain_spec(args.chain, dev=args.dev)))
+    return 0
+
+
+def chain_paths(args: argparse.Namespace) -> tuple[ChainPaths, object]:
+    if args.base_path is None:
+        raise CommandError(f"{args.command} needs --base-path (the node's data directory)")
+    config = load_chain_spec(args.chain, dev=args.dev)
+    return ChainPaths(args.base_path, config.chain_id), config
+
+
+def purge_chain(args: argparse.Namespace) -> int:
+    paths, _ = chain_paths(args)
+    if not paths.database.exists():
+        print(f"{paths.database} does not exist; nothing to purge")
+        return 0
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise CommandError("purge-chain asks for confirmation; pass -y to run without a terminal")
+        if input(f"Delete {paths.database}? [y/N] ").strip().lower() != "y":
+            print("Aborted")
+            return 1
+    shutil.rmtree(paths.database)
+    print(f"{paths.database} removed")
+    return 0
+
+
+# --- block files ---------------------------------------------------------------------
+
+
+def export_blocks(args: argparse.Namespace) -> int:
+    paths, config = chain_paths(args)
+    store = open_chain(paths, config, pruning=None)
+    try:
+        best = store.best_header().number
+        last = best if args.last is None else min(args.last, best)
+        if args.first < 0 or args.first > last:
+            raise CommandError(f"--from {args.first} is outside 0..{last}")
+        count = 0
+        with open(args.file, "wb") as out:
+            out.write(BLOCK_FILE_MAGIC)
+            for number in range(args.first, last + 1):
+                encoded = encode_block(store.block(store.hash_at(number)))
+                out.write(struct.pack(">I", len(encoded)) + encoded)
+                count += 1
+        print(f"exported blocks {args.first}..{last} ({count}) to {args.file}", file=sys.stderr)
+    finally:
+        store.close()
+    return 0
+
+
+def read_block_file(handle: BinaryIO) -> Iterator[bytes]:
+    if handle.read(len(BLOCK_FILE_MAGIC)) != BLOCK_FILE_MAGIC:
+        raise CommandError("not a gradchain block file (bad magic)")
+    index = 0
+    while True:
+        prefix = handle.read(4)
+        if not prefix:
+            return
+        if len(prefix) != 4:
+            raise CommandError(f"block file truncated after {index} blocks")
+        (length,) = struct.unpack(">I", prefix)
+        if length > MAX_BLOCK_BYTES:
+            raise CommandError(f"block {index} in the file claims {length} bytes, over the limit")
+        encoded = handle.read(length)
+        if len(encoded) != length:
+            raise CommandError(f"block file truncated inside block {index}")
+        yield encoded
+        index += 1
+
+
+def import_blocks(args: argparse.Namespace) -> int:
+    paths, config = chain_paths(args)
+    try:
+        handle = open(args.file, "rb")
+    except OSError as exc:
+        raise CommandError(f"cannot read {args.file}: {exc.strerror}") from None
+    store = open_chain(paths, config, pruning=args.pruning)
+    imported = skipped = 0
+    started = time.perf_counter()
+    try:
+        total = sum(1 for _ in read_block_file(handle))
+        handle.seek(0)
+        importer = BlockImporter(store, Executive(store.genesis_hash), slot_duration_ms=config.slot_duration_ms,
+                                 finalize_imported=True)
+        columns = (TextColumn("importing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+        with Progress(*columns, transient=True, disable=not sys.stderr.isatty()) as progress:
+            task = progress.add_task("blocks", total=total)
+            for index, encoded in enumerate(read_block_file(handle)):
+                try:
+                    block = decode_block(encoded)
+                    importer.import_block(block)
+                    imported += 1
+                except AlreadyKnown:
+                    skipped += 1
+                except CodecError as exc:
+                    raise CommandError(f"block {index} in the file is malformed: {exc.message}") from None
+                progress.advance(task)
+    finally:
+        handle.close()
+        best = store.best_header()
+        store.close()
+    elapsed = time.perf_counter() - started
+    rate = imported / elapsed if elapsed > 0 else 0.0
+    print(f"imported {imported} blocks ({skipped} already known) in {elapsed:.2f} s, {rate:.1f} blocks/s; "
+          f"best #{best.number} state root 0x{best.state_root.hex()}", file=sys.stderr)
+    return 0
+
+
+def check_block(args: argparse.Namespace) -> int:
+    paths, config = chain_paths(args)
+    store = open_chain(paths, config, pruning=args.pruning)
+    try:
+        text = args.block
+        block_hash = store.hash_at(int(text)) if text.isdigit() else _parse_hash(text)
+        block = store.block(block_hash) if block_hash else None
+        if block is None:
+            raise CommandError(f"block {text} is not in the database")
+        if block.header.number == 0:
+            print("block #0 is the genesis block")
+            return 0
+        importer = BlockImporter(store, Executive(store.genesis_hash), slot_duration_ms=config.slot_duration_ms)
+        started = time.perf_counter()
+        importer.check_block(block, check_finality=False)
+        print(json.dumps({"number": block.header.number, "hash": "0x" + block.hash.hex(), "valid": True,
+                          "extrinsics": len(block.extrinsics),
+                          "check_ms": round((time.perf_counter() - started) * 1000, 1)}))
+    finally:
+        store.close()
+    return 0
+
+
+def _parse_hash(text: str) -> bytes:
+    try:
+        value = bytes.fromhex(text.removeprefix("0x"))
+    except ValueError:
+        raise CommandError(f"{text!r} is neither a block number nor a 0x hash") from None
+    if len(value) != 32:
+        raise CommandError(f"{text!r} is not a 32-byte hash")
+    return value

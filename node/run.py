@@ -1,0 +1,80 @@
+"""Running the node: wire the services, handle signals, shut down cleanly."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import tempfile
+from pathlib import Path
+
+import structlog
+
+from node.authorship import AuthorshipService
+from node.chain_service import ChainService
+from node.chain_setup import ChainPaths, load_chain_spec
+from node.clock import SystemClock
+from node.keystore import KeystoreError, load_key_file
+from node.metrics import MetricsService, NodeMetrics
+from node.service import Service, ServiceTree
+from runtime import crypto
+
+log = structlog.get_logger("node")
+DEFAULT_BASE_PATH = Path.home() / ".local" / "share" / "gradchain"
+
+
+def validator_key(args: argparse.Namespace) -> crypto.Keypair | None:
+    if args.key_file is not None:
+        return load_key_file(args.key_file)
+    if args.dev:
+        return crypto.dev_keypair("Alice")
+    if args.validator:
+        raise KeystoreError("--validator needs --key-file (create one with: gradchain key generate --output-file F)")
+    return None
+
+
+def run_node(args: argparse.Namespace) -> int:
+    config = load_chain_spec(args.chain, dev=args.dev)
+    keypair = validator_key(args)
+    if args.base_path is not None:
+        return _run(args, config, keypair, args.base_path)
+    if args.dev:
+        with tempfile.TemporaryDirectory(prefix="gradchain-dev-") as base:
+            return _run(args, config, keypair, Path(base))
+    return _run(args, config, keypair, DEFAULT_BASE_PATH)
+
+
+def _run(args, config, keypair, base: Path) -> int:
+    paths = ChainPaths(base, config.chain_id)
+    metrics = NodeMetrics()
+    clock = SystemClock()
+    # Until the finality gadget lands, a dev node (the only validator) finalizes its own blocks.
+    chain = ChainService(config, paths, pruning=args.pruning, metrics=metrics, clock=clock,
+                         finalize_own_blocks=args.dev)
+    services: list[Service] = [chain]
+    if not args.no_prometheus:
+        services.append(MetricsService(metrics, args.prometheus_port))
+    if keypair is not None and (args.validator or args.dev):
+        services.append(AuthorshipService(chain, keypair, clock))
+    log.info("starting", node=args.name, chain=config.name, base_path=str(base),
+             validator=("0x" + keypair.public.hex()[:16]) if keypair else None)
+    asyncio.run(_serve(ServiceTree(services)))
+    log.info("stopped")
+    return 0
+
+
+async def _serve(tree: ServiceTree) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, _on_signal, stop, signum)
+    try:
+        await tree.run(stop)
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+
+
+def _on_signal(stop: asyncio.Event, signum: int) -> None:
+    log.info("shutting down", signal=signal.Signals(signum).name)
+    stop.set()
