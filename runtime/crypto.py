@@ -23,8 +23,9 @@ Secret URIs (Substrate's syntax)
     standard seed (PBKDF2-HMAC-SHA512, 2048 rounds, salt "mnemonic" + password);
     its first 32 bytes are the Ed25519 seed. Each hard junction ``//j`` derives
     ``child = blake2b-256(b"Ed25519HDKD" ++ parent_seed ++ j_bytes)``, where
-    ``j_bytes`` is the junction's UTF-8 text, or, when it is a decimal number below
-    2**64 (ASCII digits), its 8-byte little-endian form: ``//7`` and ``//007`` are the
+    ``j_bytes`` is 0x01 ++ the junction's UTF-8 text, or, when it is a decimal number
+    below 2**64 (ASCII digits), 0x00 ++ its 8-byte little-endian form (the type byte
+    keeps ``//abcdefgh`` and the number with the same 8 bytes apart): ``//7`` and ``//007`` are the
     same key (as in Substrate), ``//18446744073709551616`` is text. Ed25519 has no
     soft derivation, so ``/j`` is refused.
 
@@ -243,11 +244,12 @@ def _hard_junctions(path: str) -> list[str]:
 
 
 def _derive_hard(seed: bytes, junction: str) -> bytes:
+    # A type byte keeps a number junction and an 8-byte text junction apart.
     if _DECIMAL.fullmatch(junction) and int(junction) < 2**64:
-        junction_bytes = int(junction).to_bytes(8, "little")
+        junction_bytes = b"\x00" + int(junction).to_bytes(8, "little")
     else:
         try:
-            junction_bytes = junction.encode("utf-8")
+            junction_bytes = b"\x01" + junction.encode("utf-8")
         except UnicodeEncodeError:
             raise KeyDerivationError(f"junction {junction!r} is not valid text") from None
     return blake2b_256(HDKD_DOMAIN + seed + junction_bytes)

@@ -19,7 +19,7 @@ from runtime.crypto import AddressError, KeyDerivationError
 BASE58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 ED25519_ORDER = 2**252 + 27742317777372353535851937790883648493
 # Pinned: a change of DEV_PHRASE, the mnemonic seed or the HDKD scheme moves every dev account.
-ALICE_PUBLIC_HEX = "812eb3f2a5b293a2f19d62854a7f4298df1bc23c6f6723d0f0bcc2c444e53129"
+ALICE_PUBLIC_HEX = "518a7f608b55418da896709bb9ca403e1ec1fb90671088b7a0ecefa1298bc5d9"
 ALICE = crypto.dev_keypair("Alice")
 
 seeds = st.binary(min_size=32, max_size=32)
@@ -170,7 +170,7 @@ def test_dev_keys_are_pinned_and_derive_by_the_documented_scheme():
     assert ALICE.public.hex() == ALICE_PUBLIC_HEX
     # Written out: BIP-39 seed of DEV_PHRASE (empty password), first 32 bytes, then one hard junction.
     phrase_seed = Mnemonic.to_seed(crypto.DEV_PHRASE, "")[:32]
-    alice_seed = hashlib.blake2b(b"Ed25519HDKD" + phrase_seed + b"Alice", digest_size=32).digest()
+    alice_seed = hashlib.blake2b(b"Ed25519HDKD" + phrase_seed + b"\x01Alice", digest_size=32).digest()
     assert ALICE == crypto.Keypair.from_seed(alice_seed)
     assert crypto.keypair_from_uri(crypto.DEV_PHRASE + "//Alice") == ALICE
     assert crypto.keypair_from_uri("//Alice") == crypto.dev_keypair("alice") == crypto.dev_keypair("ALICE") == ALICE
@@ -187,21 +187,21 @@ def test_a_deeper_path_is_a_different_key():
     assert stash.public != crypto.keypair_from_uri("//stash").public
     assert stash.public != crypto.keypair_from_uri("//stash//Alice").public
     assert stash == crypto.Keypair.from_seed(
-        hashlib.blake2b(b"Ed25519HDKD" + ALICE.seed + b"stash", digest_size=32).digest())
+        hashlib.blake2b(b"Ed25519HDKD" + ALICE.seed + b"\x01stash", digest_size=32).digest())
 
 
 @pytest.mark.parametrize("junction,junction_bytes", [
-    ("0", (0).to_bytes(8, "little")),
-    ("7", (7).to_bytes(8, "little")),
-    ("007", (7).to_bytes(8, "little")),  # like Substrate: the number, not its spelling
-    (str(2**64 - 1), (2**64 - 1).to_bytes(8, "little")),
-    (str(2**64), str(2**64).encode()),  # too big for u64: text
-    ("7a", b"7a"),
-    ("\u0661", "\u0661".encode()),  # an Arabic-Indic digit is text, not a number
-    ("stash", b"stash"),
-    ("ünïcode name", "ünïcode name".encode()),
+    ("0", b"\x00" + (0).to_bytes(8, "little")),
+    ("7", b"\x00" + (7).to_bytes(8, "little")),
+    ("007", b"\x00" + (7).to_bytes(8, "little")),  # like Substrate: the number, not its spelling
+    (str(2**64 - 1), b"\x00" + (2**64 - 1).to_bytes(8, "little")),
+    (str(2**64), b"\x01" + str(2**64).encode()),  # too big for u64: text
+    ("7a", b"\x01" + b"7a"),
+    ("\u0661", b"\x01" + "\u0661".encode()),  # an Arabic-Indic digit is text, not a number
+    ("stash", b"\x01" + b"stash"),
+    ("ünïcode name", b"\x01" + "ünïcode name".encode()),
 ])
-def test_a_hard_junction_hashes_its_text_or_its_u64(junction, junction_bytes):
+def test_a_hard_junction_hashes_its_type_byte_and_its_text_or_u64(junction, junction_bytes):
     seed = bytes(range(32))
     expected = hashlib.blake2b(b"Ed25519HDKD" + seed + junction_bytes, digest_size=32).digest()
     assert crypto.keypair_from_uri(f"0x{seed.hex()}//{junction}").seed == expected
@@ -222,7 +222,7 @@ def test_a_mnemonic_gives_its_bip39_seed_and_a_password_changes_it():
     assert crypto.keypair_from_uri(f"  {phrase.replace(' ', '   ')}  ") == crypto.keypair_from_uri(phrase)
     assert crypto.keypair_from_uri("//Alice///secret") != ALICE
     assert crypto.keypair_from_uri(f"{phrase}//x///pw").seed == hashlib.blake2b(
-        b"Ed25519HDKD" + Mnemonic.to_seed(phrase, "pw")[:32] + b"x", digest_size=32).digest()
+        b"Ed25519HDKD" + Mnemonic.to_seed(phrase, "pw")[:32] + b"\x01x", digest_size=32).digest()
 
 
 @pytest.mark.parametrize("uri,reason", [
@@ -439,3 +439,9 @@ def test_parse_account_takes_an_address_a_public_key_or_a_dev_account():
 def test_parse_account_rejects_what_is_not_an_account(text, reason):
     with pytest.raises(AddressError, match=reason):
         crypto.parse_account(text, 42)
+
+
+def test_a_text_junction_never_derives_the_key_of_a_number_junction():
+    text = "abcdefgh"
+    number = str(int.from_bytes(text.encode(), "little"))
+    assert crypto.keypair_from_uri("//" + text).public != crypto.keypair_from_uri("//" + number).public

@@ -28,7 +28,7 @@ def test_dev_keys_are_stable_and_distinct():
     publics = {crypto.dev_keypair(n).public for n in crypto.DEV_ACCOUNT_NAMES}
     assert len(publics) == len(crypto.DEV_ACCOUNT_NAMES)
     # Pinned: a change of the derivation scheme would move every dev account.
-    assert crypto.encode_address(ALICE.public, 42) == "5Ez5ucc9AUTbJxzXfxQi5U2uSVi14VbcbDXjXmNLbkUQEoP4"
+    assert crypto.encode_address(ALICE.public, 42) == "5DucstVZXbTsbtPFYseviQXJ4Bj7mGXQHwY2AVp5aW5poq6m"
     assert crypto.keypair_from_uri("//Alice//stash").public != ALICE.public
     assert crypto.keypair_from_uri(crypto.DEV_PHRASE + "//Alice").public == ALICE.public
 
