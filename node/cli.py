@@ -63,7 +63,14 @@ def build_parser() -> Parser:
     parser.add_argument("--validator", action="store_true", help="author blocks with the key of --key-file")
     parser.add_argument("--key-file", type=Path, metavar="PATH", help="validator key file (0600; see 'key generate')")
     parser.add_argument("--name", default="gradchain-node", help="a human-readable node name")
-    parser.add_argument("--rpc-port", type=port, default=9944, help="JSON-RPC port (default 9944)")
+    parser.add_argument("--rpc-port", type=port, default=9944, help="JSON-RPC port, HTTP and WebSocket (default 9944)")
+    parser.add_argument("--rpc-external", action="store_true",
+                        help="listen on all interfaces, not only 127.0.0.1 (unsafe methods stay loopback-only)")
+    parser.add_argument("--rpc-methods", choices=("auto", "safe", "unsafe"), default="auto",
+                        help="'unsafe' lets remote clients call unsafe methods; 'auto' and 'safe' do not")
+    parser.add_argument("--rpc-cors", default="", metavar="ORIGINS",
+                        help="comma-separated origins allowed by browsers, or 'all'")
+    parser.add_argument("--no-rpc", action="store_true", help="do not serve JSON-RPC")
     parser.add_argument("--p2p-port", type=port, default=30333, help="peer-to-peer port (default 30333)")
     parser.add_argument("--prometheus-port", type=port, default=9615,
                         help="Prometheus metrics port on 127.0.0.1 (default 9615; 0 picks a free one)")

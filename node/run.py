@@ -16,6 +16,7 @@ from node.chain_setup import ChainPaths, load_chain_spec
 from node.clock import SystemClock
 from node.keystore import KeystoreError, load_key_file
 from node.metrics import MetricsService, NodeMetrics
+from node.rpc_facade import ChainFacade, RpcService
 from node.service import Service, ServiceTree
 from runtime import crypto
 
@@ -52,6 +53,11 @@ def _run(args, config, keypair, base: Path) -> int:
     chain = ChainService(config, paths, pruning=args.pruning, metrics=metrics, clock=clock,
                          finalize_own_blocks=args.dev)
     services: list[Service] = [chain]
+    if not args.no_rpc:
+        facade = ChainFacade(chain, node_name=args.name, chain_type="Development" if args.dev else "Live")
+        services.append(RpcService(facade, host="0.0.0.0" if args.rpc_external else "127.0.0.1",
+                                   port=args.rpc_port, unsafe_methods=args.rpc_methods == "unsafe",
+                                   cors=[o.strip() for o in args.rpc_cors.split(",") if o.strip()]))
     if not args.no_prometheus:
         services.append(MetricsService(metrics, args.prometheus_port))
     if keypair is not None and (args.validator or args.dev):

@@ -1,0 +1,221 @@
+"""The node side of rpc.facade.NodeFacade, and the service that serves JSON-RPC.
+
+Reads and writes of the chain run on the chain service's thread; notifications
+(new heads, pool statuses) are produced there and handed to the RPC event loop
+with call_soon_threadsafe, so RPC callbacks never run on the chain thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections import defaultdict
+from typing import Any, Callable
+
+from node.chain_service import ChainService
+from node.keystore import write_key_file
+from node.service import Service
+from rpc.app import build_server
+from runtime import crypto
+from runtime.executive import VERSION
+from runtime.pallets import payment, system, validators
+from runtime.pallets.system import EXTRINSIC_BASE_WEIGHT
+from runtime.state import Overlay
+from runtime.types import Block, Extrinsic, Header
+
+NODE_VERSION = "0.1.0"
+
+
+class ChainFacade:
+    def __init__(self, chain: ChainService, *, node_name: str, chain_type: str) -> None:
+        self.chain = chain
+        self.node_name = node_name
+        self.node_version = NODE_VERSION
+        self.chain_name = chain.config.name
+        self.chain_type = chain_type
+        self.properties = chain.config.properties()
+        self.prefix = chain.config.ss58_prefix
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._block_callbacks: dict[int, Callable[[str, Header], None]] = {}
+        self._watchers: dict[bytes, list[Callable[[str, Any], None]]] = defaultdict(list)
+        self._next_id = 0
+
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start forwarding chain and pool events to the RPC loop (call after the chain started)."""
+        self._loop = loop
+        self.genesis_hash = self.chain.store.genesis_hash
+        self.chain.block_listeners.append(self._on_block_chain_thread)
+        self.chain.pool.subscribe(self._on_pool_chain_thread)
+
+    # --- who we are -------------------------------------------------------------
+
+    def parse_account(self, text: Any) -> bytes:
+        return crypto.parse_account(text, self.prefix) if isinstance(text, str) else _bad_account()
+
+    def address(self, who: bytes) -> str:
+        return crypto.encode_address(who, self.prefix)
+
+    async def health(self) -> dict[str, Any]:
+        return {"peers": 0, "isSyncing": False, "shouldHavePeers": False}
+
+    async def peers(self) -> list[dict[str, Any]]:
+        return []
+
+    # --- reads, on the chain thread ----------------------------------------------------
+
+    def _at(self, at: bytes | None) -> bytes:
+        return at if at is not None else self.chain.store.best_hash
+
+    async def header(self, at: bytes | None) -> Header | None:
+        return await self.chain.call(lambda: self.chain.store.header(self._at(at)))
+
+    async def block(self, at: bytes | None) -> Block | None:
+        return await self.chain.call(lambda: self.chain.store.block(self._at(at)))
+
+    async def block_hash(self, number: int | None) -> bytes | None:
+        store = self.chain.store
+        return await self.chain.call(lambda: store.best_hash if number is None else store.hash_at(number))
+
+    async def finalized_hash(self) -> bytes:
+        return await self.chain.call(lambda: self.chain.store.finalized_hash)
+
+    def _overlay(self, at: bytes | None) -> Overlay:
+        return Overlay(self.chain.store.state_view(self._at(at)))
+
+    async def storage(self, key: bytes, at: bytes | None) -> bytes | None:
+        return await self.chain.call(lambda: self._view_or_none(at, lambda view: view.get(key)))
+
+    def _view_or_none(self, at: bytes | None, read: Callable[[Any], Any]) -> Any:
+        if at is not None and self.chain.store.header(at) is None:
+            return None
+        return read(self.chain.store.state_view(self._at(at)))
+
+    async def storage_keys(self, prefix: bytes, count: int, start_key: bytes | None, at: bytes | None) -> list[bytes]:
+        def read() -> list[bytes]:
+            store = self.chain.store
+            stored = store.stored_state(self._at(at))
+            if stored is None:
+                return []
+            # The trie is ordered by key hash; key order needs a sort of the matching keys.
+            keys = sorted(k for k, _ in store.trie.iter_items(stored.ref) if k.startswith(prefix))
+            if start_key is not None:
+                keys = [k for k in keys if k > start_key]
+            return keys[:count]
+        return await self.chain.call(read)
+
+    async def read_proof(self, keys: list[bytes], at: bytes | None) -> tuple[bytes, list[Any]]:
+        def read() -> tuple[bytes, list[Any]]:
+            store = self.chain.store
+            block_hash = self._at(at)
+            stored = store.stored_state(block_hash)
+            return block_hash, [store.trie.prove(stored.ref, key) for key in keys]
+        return await self.chain.call(read)
+
+    async def events(self, at: bytes | None) -> list[Any]:
+        return await self.chain.call(lambda: list(system.Events.get(self._overlay(at))))
+
+    async def account(self, account: bytes, at: bytes | None) -> Any:
+        return await self.chain.call(lambda: system.Account.get(self._overlay(at), account))
+
+    async def validators(self, at: bytes | None) -> list[Any]:
+        return await self.chain.call(lambda: list(validators.Validators.get(self._overlay(at))))
+
+    async def runtime_version(self) -> dict[str, Any]:
+        return {"specName": VERSION.spec_name, "implName": VERSION.impl_name,
+                "specVersion": VERSION.spec_version, "transactionVersion": VERSION.transaction_version}
+
+    async def metadata(self) -> dict[str, Any]:
+        return self.chain.executive.metadata()
+
+    # --- transactions ----------------------------------------------------------------
+
+    async def submit(self, extrinsic: Extrinsic) -> bytes:
+        transaction_hash, _ = await self.chain.submit(extrinsic)
+        return transaction_hash
+
+    async def pending(self) -> list[Extrinsic]:
+        return await self.chain.call(lambda: list(self.chain.pool.ready()))
+
+    async def next_index(self, account: bytes) -> int:
+        def read() -> int:
+            info = system.Account.get(self._overlay(None), account)
+            nonce = info.nonce if info else 0
+            pooled = {x.signed.nonce for x in self.chain.pool.ready() if x.signed and x.signed.signer == account}
+            while nonce in pooled:
+                nonce += 1
+            return nonce
+        return await self.chain.call(read)
+
+    async def query_info(self, extrinsic: Extrinsic) -> dict[str, Any]:
+        def read() -> dict[str, Any]:
+            params = system.Params.get(self._overlay(None))
+            weight = EXTRINSIC_BASE_WEIGHT + extrinsic.call.definition.weight_of(extrinsic.call)
+            fee = payment.compute_fee(params, len(extrinsic.encoded), weight, 0)
+            return {"weight": weight, "partialFee": fee}
+        return await self.chain.call(read)
+
+    async def rotate_keys(self) -> bytes:
+        keystore = self.chain.paths.keystore
+        phrase = crypto.generate_mnemonic()
+        path = keystore / f"key-{secrets.token_hex(4)}.json"
+        return await self.chain.call(lambda: write_key_file(path, phrase, self.prefix).public)
+
+    # --- notifications ----------------------------------------------------------------
+
+    def on_blocks(self, callback: Callable[[str, Header], None]) -> Callable[[], None]:
+        self._next_id += 1
+        key = self._next_id
+        self._block_callbacks[key] = callback
+        return lambda: self._block_callbacks.pop(key, None)
+
+    def watch_extrinsic(self, extrinsic_hash: bytes, callback: Callable[[str, Any], None]) -> Callable[[], None]:
+        self._watchers[extrinsic_hash].append(callback)
+
+        def cancel() -> None:
+            callbacks = self._watchers.get(extrinsic_hash, [])
+            if callback in callbacks:
+                callbacks.remove(callback)
+            if not callbacks:
+                self._watchers.pop(extrinsic_hash, None)
+        return cancel
+
+    def _on_block_chain_thread(self, block: Block, how: str) -> None:
+        finalized = self.chain.store.finalized_header()
+        self._loop.call_soon_threadsafe(self._dispatch_block, block, finalized)
+
+    def _on_pool_chain_thread(self, transaction_hash: bytes, status: str, info: Any) -> None:
+        self._loop.call_soon_threadsafe(self._dispatch_status, transaction_hash, status, info)
+
+    def _dispatch_block(self, block: Block, finalized: Header) -> None:
+        for callback in list(self._block_callbacks.values()):
+            callback("new", block.header)
+            if finalized.hash == block.hash:
+                callback("finalized", finalized)
+        for extrinsic in block.extrinsics:
+            self._dispatch_status(extrinsic.hash, "inBlock", block.hash)
+            if finalized.hash == block.hash:
+                self._dispatch_status(extrinsic.hash, "finalized", block.hash)
+
+    def _dispatch_status(self, transaction_hash: bytes, status: str, info: Any) -> None:
+        for callback in list(self._watchers.get(transaction_hash, ())):
+            callback(status, info)
+
+
+def _bad_account() -> bytes:
+    raise crypto.AddressError("an account must be an SS58 address or a 0x public key")
+
+
+class RpcService(Service):
+    name = "rpc"
+
+    def __init__(self, facade: ChainFacade, *, host: str, port: int, unsafe_methods: bool,
+                 cors: list[str]) -> None:
+        self.facade = facade
+        self.server = build_server(facade, host=host, port=port, unsafe_methods=unsafe_methods, cors=cors)
+
+    async def start(self) -> None:
+        self.facade.attach(asyncio.get_running_loop())
+        await self.server.start()
+
+    async def stop(self) -> None:
+        await self.server.stop()

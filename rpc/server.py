@@ -1,0 +1,353 @@
+"""JSON-RPC 2.0 over HTTP POST and WebSocket on one port (aiohttp).
+
+Contract with clients:
+- A request body is one request object or a batch (a non-empty array of them);
+  notifications (no "id") get no answer. A batch answers the non-notification
+  members, in order.
+- Bad input never reaches a handler and never gets an HTTP 5xx: invalid UTF-8,
+  NaN/Infinity, duplicate object keys, nesting deeper than MAX_NESTING, numbers
+  over MAX_NUMBER_DIGITS digits and malformed JSON are -32700; a structurally
+  wrong request is -32600; a body over the size limit is -32600 with HTTP 413.
+- Methods marked unsafe answer only to loopback clients unless the server was
+  started with `unsafe_methods=True` (`--rpc-methods unsafe`).
+- WebSocket connections may hold up to `max_subscriptions` subscriptions; a
+  client that does not read its notifications is disconnected (close code 1008,
+  "too slow") once `max_buffered_notifications` are waiting, instead of the
+  server buffering without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable
+
+import structlog
+from aiohttp import WSMsgType, web
+
+from rpc.errors import (
+    INTERNAL_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, PARSE_ERROR, UNSAFE_METHOD, RpcError,
+)
+
+log = structlog.get_logger("rpc")
+
+MAX_NESTING = 32
+MAX_NUMBER_DIGITS = 80
+
+
+@dataclass
+class RpcLimits:
+    max_body_bytes: int = 15 * 1024 * 1024
+    max_batch: int = 256
+    max_connections: int = 1000
+    max_subscriptions: int = 1024
+    max_buffered_notifications: int = 4096
+
+
+@dataclass
+class Method:
+    name: str
+    handler: Callable[..., Awaitable[Any]]
+    unsafe: bool = False
+    subscription: str | None = None  # notification method name, for subscribe methods
+    unsubscribe: bool = False
+
+
+class CallContext:
+    """Who is calling: a loopback address or not, and (over WebSocket) the connection."""
+
+    def __init__(self, remote: str | None, connection: "WsConnection | None") -> None:
+        self.remote = remote
+        self.connection = connection
+
+    @property
+    def is_loopback(self) -> bool:
+        try:
+            return self.remote is not None and ipaddress.ip_address(self.remote).is_loopback
+        except ValueError:
+            return False
+
+
+class JsonParseError(ValueError):
+    pass
+
+
+def _reject_constant(name: str) -> Any:
+    raise JsonParseError(f"{name} is not valid JSON")
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise JsonParseError("duplicate key in object")
+    return result
+
+
+def _parse_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_NUMBER_DIGITS:
+        raise JsonParseError("number too long")
+    return int(text)
+
+
+def _check_nesting(text: str) -> None:
+    depth = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > MAX_NESTING:
+                raise JsonParseError(f"nesting deeper than {MAX_NESTING}")
+        elif char in "]}":
+            depth -= 1
+
+
+def parse_json(body: bytes) -> Any:
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise JsonParseError("body is not UTF-8") from None
+    _check_nesting(text)
+    try:
+        return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_no_duplicate_keys,
+                          parse_int=_parse_int, parse_float=lambda s: _parse_float(s))
+    except JsonParseError:
+        raise
+    except (ValueError, RecursionError) as exc:
+        raise JsonParseError(str(exc)) from None
+
+
+def _parse_float(text: str) -> float:
+    if len(text) > MAX_NUMBER_DIGITS:
+        raise JsonParseError("number too long")
+    return float(text)
+
+
+def error_response(request_id: Any, error: RpcError) -> dict:
+    return {"jsonrpc": "2.0", "error": error.to_json(), "id": request_id}
+
+
+class WsConnection:
+    """One WebSocket: its outgoing queue (bounded) and its subscriptions."""
+
+    def __init__(self, socket: web.WebSocketResponse, limits: RpcLimits) -> None:
+        self.socket = socket
+        self.limits = limits
+        self.queue: asyncio.Queue[str] = asyncio.Queue()
+        self.subscriptions: dict[str, Callable[[], None]] = {}
+        self.closed = asyncio.Event()
+        self._next_id = 0
+
+    def new_subscription_id(self) -> str:
+        self._next_id += 1
+        return f"0x{self._next_id:016x}"
+
+    def send_json(self, message: dict) -> None:
+        if self.closed.is_set():
+            return
+        if self.queue.qsize() >= self.limits.max_buffered_notifications:
+            log.warning("disconnecting a slow WebSocket client", buffered=self.queue.qsize())
+            self.closed.set()
+            asyncio.ensure_future(self.socket.close(code=1008, message=b"too slow: notifications not read"))
+            return
+        self.queue.put_nowait(json.dumps(message, separators=(",", ":")))
+
+    def notify(self, method: str, subscription: str, result: Any) -> None:
+        self.send_json({"jsonrpc": "2.0", "method": method, "params": {"subscription": subscription,
+                                                                        "result": result}})
+
+    def drop_all(self) -> None:
+        for cancel in self.subscriptions.values():
+            cancel()
+        self.subscriptions.clear()
+
+
+class RpcServer:
+    def __init__(self, *, host: str = "127.0.0.1", port: int = 9944, limits: RpcLimits | None = None,
+                 unsafe_methods: bool = False, cors: list[str] | None = None) -> None:
+        self.host, self.port = host, port
+        self.limits = limits or RpcLimits()
+        self.unsafe_methods = unsafe_methods
+        self.cors = cors or []
+        self.methods: dict[str, Method] = {}
+        self._runner: web.AppRunner | None = None
+        self._connections = 0
+        self._tasks: set[asyncio.Task] = set()
+
+    def register(self, method: Method) -> None:
+        self.methods[method.name] = method
+
+    def spawn(self, coroutine) -> None:
+        """Run background work of a subscription; its failure is logged, never lost."""
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("rpc background task failed", error=repr(task.exception()))
+
+    # --- serving ------------------------------------------------------------------
+
+    async def start(self) -> None:
+        app = web.Application(client_max_size=self.limits.max_body_bytes)
+        app.router.add_route("*", "/", self._entry)
+        app.router.add_get("/health", self._health)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+        log.info("rpc listening", host=self.host, port=self.port, unsafe=self.unsafe_methods)
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _health(self, request: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
+
+    def _cors_headers(self, request: web.Request) -> dict[str, str]:
+        origin = request.headers.get("Origin")
+        if origin and ("all" in self.cors or origin in self.cors):
+            return {"Access-Control-Allow-Origin": origin, "Access-Control-Allow-Headers": "Content-Type",
+                    "Access-Control-Allow-Methods": "POST, GET, OPTIONS"}
+        return {}
+
+    async def _entry(self, request: web.Request) -> web.StreamResponse:
+        if self._connections >= self.limits.max_connections:
+            return web.json_response(error_response(None, RpcError(INVALID_REQUEST, "too many connections")),
+                                     status=503)
+        self._connections += 1
+        try:
+            if request.method == "OPTIONS":
+                return web.Response(headers=self._cors_headers(request))
+            if request.headers.get("Upgrade", "").lower() == "websocket":
+                return await self._websocket(request)
+            if request.method != "POST":
+                return web.json_response(error_response(None, RpcError(INVALID_REQUEST, "use POST or WebSocket")),
+                                         status=405)
+            try:
+                body = await request.read()
+            except web.HTTPRequestEntityTooLarge:
+                return web.json_response(error_response(None, RpcError(
+                    INVALID_REQUEST, f"request body over {self.limits.max_body_bytes} bytes")), status=413)
+            answer = await self.handle_body(body, CallContext(request.remote, None))
+            if answer is None:
+                return web.Response(status=204, headers=self._cors_headers(request))
+            return web.Response(text=answer, content_type="application/json", headers=self._cors_headers(request))
+        finally:
+            self._connections -= 1
+
+    async def _websocket(self, request: web.Request) -> web.WebSocketResponse:
+        socket = web.WebSocketResponse(max_msg_size=self.limits.max_body_bytes, heartbeat=30)
+        await socket.prepare(request)
+        connection = WsConnection(socket, self.limits)
+        context = CallContext(request.remote, connection)
+        writer = asyncio.create_task(self._write_loop(connection))
+        try:
+            async for message in socket:
+                if message.type == WSMsgType.TEXT:
+                    body = message.data.encode("utf-8", "surrogatepass")
+                elif message.type == WSMsgType.BINARY:
+                    body = message.data
+                else:
+                    break
+                answer = await self.handle_body(body, context)
+                if answer is not None:
+                    connection.queue.put_nowait(answer)
+                if connection.closed.is_set():
+                    break
+        finally:
+            connection.closed.set()
+            connection.drop_all()
+            writer.cancel()
+        return socket
+
+    async def _write_loop(self, connection: WsConnection) -> None:
+        while not connection.closed.is_set():
+            text = await connection.queue.get()
+            try:
+                await connection.socket.send_str(text)
+            except (ConnectionError, RuntimeError):
+                connection.closed.set()
+                return
+
+    # --- the protocol ----------------------------------------------------------------
+
+    async def handle_body(self, body: bytes, context: CallContext) -> str | None:
+        try:
+            payload = parse_json(body)
+        except JsonParseError as exc:
+            return json.dumps(error_response(None, RpcError(PARSE_ERROR, f"Parse error: {exc}")))
+        if isinstance(payload, list):
+            if not payload:
+                return json.dumps(error_response(None, RpcError(INVALID_REQUEST, "empty batch")))
+            if len(payload) > self.limits.max_batch:
+                return json.dumps(error_response(None, RpcError(
+                    INVALID_REQUEST, f"batch of {len(payload)} is over the limit of {self.limits.max_batch}")))
+            answers = [a for a in [await self.handle_request(r, context) for r in payload] if a is not None]
+            return json.dumps(answers) if answers else None
+        answer = await self.handle_request(payload, context)
+        return None if answer is None else json.dumps(answer)
+
+    async def handle_request(self, request: Any, context: CallContext) -> dict | None:
+        if not isinstance(request, dict):
+            return error_response(None, RpcError(INVALID_REQUEST, "Invalid request: not an object"))
+        request_id = request.get("id")
+        is_notification = "id" not in request
+        if request_id is not None and not isinstance(request_id, (str, int)) or isinstance(request_id, bool):
+            return error_response(None, RpcError(INVALID_REQUEST, "Invalid request: id must be a string or number"))
+        if request.get("jsonrpc") != "2.0" or not isinstance(request.get("method"), str) or \
+                set(request) - {"jsonrpc", "method", "params", "id"}:
+            return error_response(request_id, RpcError(INVALID_REQUEST, "Invalid request: not JSON-RPC 2.0"))
+        params = request.get("params", [])
+        if not isinstance(params, (list, dict)):
+            return error_response(request_id, RpcError(INVALID_REQUEST, "Invalid request: params must be an array"))
+        try:
+            result = await self.call(request["method"], params, context)
+        except RpcError as exc:
+            return None if is_notification else error_response(request_id, exc)
+        except Exception:  # a bug in a handler: answer, log, and keep serving
+            log.exception("rpc handler failed", method=request["method"])
+            return None if is_notification else error_response(request_id, RpcError(INTERNAL_ERROR,
+                                                                                    "Internal error"))
+        return None if is_notification else {"jsonrpc": "2.0", "result": result, "id": request_id}
+
+    async def call(self, name: str, params: list | dict, context: CallContext) -> Any:
+        method = self.methods.get(name)
+        if method is None:
+            raise RpcError(METHOD_NOT_FOUND, f"Method not found: {name}")
+        if method.unsafe and not self.unsafe_methods and not context.is_loopback:
+            raise RpcError(UNSAFE_METHOD, f"{name} is an unsafe method; it answers only on loopback "
+                                          "unless the node runs with --rpc-methods unsafe")
+        if (method.subscription or method.unsubscribe) and context.connection is None:
+            raise RpcError(METHOD_NOT_FOUND, f"{name} needs a WebSocket connection (subscriptions)")
+        if isinstance(params, dict):
+            return await method.handler(context, **params) if _accepts(method.handler, params) else \
+                await method.handler(context, *params.values())
+        return await method.handler(context, *params)
+
+
+def _accepts(handler: Callable, params: dict) -> bool:
+    import inspect
+
+    try:
+        inspect.signature(handler).bind(None, **params)
+        return True
+    except TypeError:
+        return False
