@@ -1,0 +1,62 @@
+"""A real --dev node for tests: chain, authorship every 1 s slot, JSON-RPC on a free loopback port,
+all on its own thread so a test can talk to it with the blocking client."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+from node.authorship import AuthorshipService
+from node.chain_service import ChainService
+from node.chain_setup import ChainPaths, load_chain_spec
+from node.clock import SystemClock
+from node.rpc_facade import ChainFacade, RpcService
+from node.service import LoopThread, ServiceTree
+from rpc.client import Client
+from tests.builders import DEV_KEYS
+
+ALICE = DEV_KEYS["Alice"]
+
+
+class RunningNode:
+    """A --dev node (authoring every 1 s slot) with RPC on a free port, on its own thread."""
+
+    def __init__(self, base) -> None:
+        self.config = load_chain_spec(None, dev=True)
+        clock = SystemClock()
+        self.chain = ChainService(self.config, ChainPaths(base, self.config.chain_id), clock=clock,
+                                  finalize_own_blocks=True)
+        self.rpc = RpcService(ChainFacade(self.chain, node_name="test-node", chain_type="Development"),
+                              host="127.0.0.1", port=0, unsafe_methods=False, cors=[])
+        services = [self.chain, self.rpc, AuthorshipService(self.chain, ALICE, clock)]
+        self.thread = LoopThread("node")
+        self.thread.start()
+        self.loop_future = self.thread.submit(self._run(services))
+        self.ready = threading.Event()
+        if not self.ready.wait(30):
+            raise RuntimeError("node did not start")
+        self.url = f"http://127.0.0.1:{self.rpc.server.port}"
+        self.client = Client(self.url, timeout=20)
+
+    async def _run(self, services) -> None:
+        self.stop_event = asyncio.Event()
+        tree = ServiceTree(services)
+        task = asyncio.create_task(tree.run(self.stop_event))
+        while self.rpc.server._runner is None and not task.done():
+            await asyncio.sleep(0.01)
+        self.ready.set()
+        await task
+
+    def close(self) -> None:
+        self.thread.loop.call_soon_threadsafe(self.stop_event.set)
+        self.loop_future.result(timeout=60)
+        self.thread.stop()
+
+    def wait_for_block(self, number: int, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if int(self.client.call("chain_getHeader")["number"], 16) >= number:
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"no block {number} within {timeout} s")
