@@ -9,6 +9,7 @@ from consensus.slots import slot_at, slot_start_ms
 from node.chain_service import ChainService
 from node.service import Service
 from runtime.crypto import Keypair
+from runtime.errors import GradchainError
 
 log = structlog.get_logger("authorship")
 
@@ -46,6 +47,10 @@ class AuthorshipService(Service):
         if expected_author(authorities, slot) != self.keypair.public:
             return
         deadline = slot_start_ms(slot, self.slot_ms) + int(self.slot_ms * BUILD_PROPORTION)
-        authored = await self.chain.author(slot, self.keypair, deadline)
+        try:
+            authored = await self.chain.author(slot, self.keypair, deadline)
+        except GradchainError as exc:  # this slot is lost; the next one may succeed
+            log.error("authoring failed", slot=slot, error=exc.message)
+            return
         if authored is not None:
             self.authored += 1

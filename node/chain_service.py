@@ -148,7 +148,7 @@ class ChainService(Service):
         parent = self.store.best_header()
         if parent.number > 0 and parent.digest.slot >= slot:
             return None  # the best block already claims this slot or a later one
-        timestamp = block_timestamp_ms(slot, self.clock.now_ms(), self.config.slot_duration_ms)
+        timestamp = block_timestamp_ms(slot, self.config.slot_duration_ms)
         built = build_block(self.store, self.executive, parent.hash, author=keypair, slot=slot,
                             timestamp_ms=timestamp, transactions=self.pool.ready(), signatures_checked=True,
                             should_stop=lambda: self.clock.now_ms() >= deadline_ms)

@@ -51,6 +51,7 @@ class ServiceTree:
     def __init__(self, services: list[Service], *, shutdown_timeout: float = 10.0) -> None:
         self.services = services
         self.shutdown_timeout = shutdown_timeout
+        self.started = asyncio.Event()  # set once every service has started
 
     async def run(self, stop: asyncio.Event) -> None:
         started: list[Service] = []
@@ -60,6 +61,7 @@ class ServiceTree:
             for service in self.services:
                 await service.start()
                 started.append(service)
+            self.started.set()
             tasks = {asyncio.create_task(s.run(), name=s.name): s for s in started}
             stopper = asyncio.create_task(stop.wait(), name="stop-signal")
             done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)

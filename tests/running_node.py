@@ -43,8 +43,7 @@ class RunningNode:
         self.stop_event = asyncio.Event()
         tree = ServiceTree(services)
         task = asyncio.create_task(tree.run(self.stop_event))
-        while self.rpc.server._runner is None and not task.done():
-            await asyncio.sleep(0.01)
+        await asyncio.wait([asyncio.create_task(tree.started.wait()), task], return_when=asyncio.FIRST_COMPLETED)
         self.ready.set()
         await task
 

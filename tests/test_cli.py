@@ -1,0 +1,168 @@
+"""The gradchain binary as an operator meets it: subprocesses, flags, signals, exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from node.chain_setup import dev_spec
+from tests.builders import GENESIS_PATH
+
+GRADCHAIN = [sys.executable, "-m", "node.cli"]
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def gradchain(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([*GRADCHAIN, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+
+
+class Node:
+    """A `gradchain --dev` subprocess whose JSON log lines we read."""
+
+    def __init__(self, base: Path, *extra: str) -> None:
+        self.process = subprocess.Popen(
+            [*GRADCHAIN, "--dev", "--base-path", str(base), "--log-format", "json", "--prometheus-port", "0", *extra],
+            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, cwd=ROOT)
+        self.lines: list[dict] = []
+
+    def wait_for(self, event: str, count: int = 1, timeout: float = 60) -> dict:
+        deadline = time.monotonic() + timeout
+        seen = 0
+        while time.monotonic() < deadline:
+            line = self.process.stderr.readline()
+            if not line:
+                raise AssertionError(f"node exited ({self.process.poll()}) before {event!r}; log: {self.lines[-5:]}")
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            self.lines.append(record)
+            if record.get("event") == event:
+                seen += 1
+                if seen >= count:
+                    return record
+        raise AssertionError(f"no {count} x {event!r} within {timeout} s")
+
+    def stop(self, signum: int = signal.SIGTERM, timeout: float = 30) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signum)
+        try:
+            code = self.process.wait(timeout)
+        finally:
+            if self.process.poll() is None:
+                self.process.kill()
+                self.process.wait()
+        rest = self.process.stderr.read()
+        self.lines.extend(json.loads(x) for x in rest.splitlines() if x.startswith("{"))
+        return code
+
+
+def one_line_error(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    errors = [x for x in result.stderr.splitlines() if x.startswith(("Error: ", "gradchain: error: "))]
+    assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr
+    return errors[0]
+
+
+def test_help_lists_the_subcommands():
+    result = gradchain("--help")
+    assert result.returncode == 0
+    for command in ("key", "build-spec", "purge-chain", "export-blocks", "import-blocks", "check-block"):
+        assert command in result.stdout
+    assert gradchain("export-blocks", "--help").returncode == 0
+
+
+def test_bad_flag_is_one_line_and_exit_code_2():
+    assert "unrecognized arguments: --bogus" in one_line_error(gradchain("--bogus"))
+    assert "not a port number" in one_line_error(gradchain("--dev", "--rpc-port", "70000"))
+    assert "archive" in one_line_error(gradchain("--dev", "--pruning", "sometimes"))
+
+
+def test_bad_chain_spec_is_one_line_naming_the_field(tmp_path):
+    spec = json.loads(GENESIS_PATH.read_text())
+    spec["slot_duration_ms"] = "soon"
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(spec))
+    assert "slot_duration_ms" in one_line_error(gradchain("--chain", str(bad), "--base-path", str(tmp_path)))
+    assert "cannot read" in one_line_error(gradchain("--chain", str(tmp_path / "none.json")))
+
+
+def test_key_generate_writes_an_owner_only_key_file_and_inspect_agrees(tmp_path):
+    key_file = tmp_path / "validator.json"
+    result = gradchain("key", "generate", "--output-file", str(key_file))
+    assert result.returncode == 0
+    assert oct(key_file.stat().st_mode & 0o777) == "0o600"
+    phrase = result.stdout.splitlines()[0].split(":", 1)[1].strip()
+    inspected = gradchain("key", "inspect", phrase)
+    assert inspected.stdout.splitlines()[1:] == result.stdout.splitlines()[1:]
+    os.chmod(key_file, 0o644)
+    message = one_line_error(gradchain("--validator", "--key-file", str(key_file), "--base-path", str(tmp_path)))
+    assert "chmod 600" in message
+
+
+def test_build_spec_prints_a_loadable_spec(tmp_path):
+    result = gradchain("build-spec", "--dev")
+    assert json.loads(result.stdout)["id"] == "gradchain_dev"
+
+
+@pytest.mark.slow
+def test_dev_node_blocks_survive_export_and_import_with_the_same_state_root(tmp_path):
+    node = Node(tmp_path / "a", "--no-prometheus")
+    try:
+        node.wait_for("authored block", count=4, timeout=60)
+    finally:
+        assert node.stop() == 0
+    assert any(r.get("event") == "database closed" for r in node.lines)
+    blocks_file = tmp_path / "blocks.bin"
+    assert gradchain("export-blocks", "--dev", "--base-path", str(tmp_path / "a"), str(blocks_file)).returncode == 0
+    imported = gradchain("import-blocks", "--dev", "--base-path", str(tmp_path / "b"), str(blocks_file))
+    assert imported.returncode == 0, imported.stderr
+    root = imported.stderr.strip().split("state root ")[-1]
+    check = gradchain("check-block", "--dev", "--base-path", str(tmp_path / "a"), "2")
+    assert json.loads(check.stdout)["valid"] is True
+    reexport = tmp_path / "again.bin"
+    gradchain("export-blocks", "--dev", "--base-path", str(tmp_path / "b"), str(reexport))
+    assert reexport.read_bytes() == blocks_file.read_bytes()
+    assert root.startswith("0x") and len(root) == 66
+
+
+@pytest.mark.slow
+def test_sigterm_stops_cleanly_and_a_restart_resumes_from_the_stored_best_block(tmp_path):
+    node = Node(tmp_path, "--no-prometheus")
+    try:
+        node.wait_for("authored block", count=3)
+    finally:
+        assert node.stop(signal.SIGTERM) == 0
+    best = max(r["number"] for r in node.lines if r.get("event") == "authored block")
+    restarted = Node(tmp_path, "--no-prometheus")
+    try:
+        opened = restarted.wait_for("chain opened")
+        assert opened["best"] == best
+        authored = restarted.wait_for("authored block")
+        assert authored["number"] == best + 1
+    finally:
+        assert restarted.stop(signal.SIGINT) == 0
+
+
+@pytest.mark.slow
+def test_a_database_in_use_or_of_another_chain_is_refused_with_one_line(tmp_path):
+    node = Node(tmp_path, "--no-prometheus")
+    try:
+        node.wait_for("chain opened")
+        assert "in use by another process" in one_line_error(
+            gradchain("--dev", "--base-path", str(tmp_path), "--no-prometheus"))
+    finally:
+        node.stop()
+    spec = dev_spec(json.loads(GENESIS_PATH.read_text()))
+    spec["endowed"][0]["balance"] = spec["endowed"][0]["balance"] + 1  # same id, another genesis
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(spec))
+    assert "belongs to another chain" in one_line_error(
+        gradchain("--chain", str(other), "--base-path", str(tmp_path), "--no-prometheus"))
