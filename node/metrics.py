@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import structlog
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from node.service import Service
+
+log = structlog.get_logger("metrics")
 
 
 class NodeMetrics:
@@ -46,6 +49,7 @@ class MetricsService(Service):
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
         self.port = self._runner.addresses[0][1]
+        log.info("prometheus listening", host=self.host, port=self.port)
 
     async def _serve(self, request: web.Request) -> web.Response:
         return web.Response(body=self.metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -165,3 +165,32 @@ def test_a_loop_thread_runs_coroutines_for_another_loop():
 def test_dev_keys_match_the_dev_chain():
     config = dev_config()
     assert [v for v, _ in config.validators] == [crypto.dev_keypair("Alice").public]
+
+
+def test_the_metrics_endpoint_serves_prometheus_text(tmp_path):
+    import aiohttp
+
+    from node.metrics import MetricsService, NodeMetrics
+
+    config = dev_config()
+    metrics = NodeMetrics()
+    clock = FakeClock()
+    chain = ChainService(config, ChainPaths(tmp_path, config.chain_id), metrics=metrics, clock=clock,
+                         finalize_own_blocks=True)
+    service = MetricsService(metrics, 0)
+
+    async def main() -> str:
+        await chain.start()
+        await service.start()
+        try:
+            await AuthorshipService(chain, ALICE, clock, max_blocks=3).run()
+            async with aiohttp.ClientSession() as session:
+                async with session.get(f"http://127.0.0.1:{service.port}/metrics") as response:
+                    return await response.text()
+        finally:
+            await service.stop()
+            await chain.stop()
+
+    text = asyncio.run(main())
+    assert "gradchain_best_height 3.0" in text and "gradchain_finalized_height 3.0" in text
+    assert "gradchain_block_import_seconds_bucket" in text and "gradchain_txpool_ready 0.0" in text
