@@ -1,8 +1,9 @@
 """The one canonical encoding of everything on chain: msgpack with a fixed schema.
 
 Contract:
-- A value is a frozen dataclass (encoded as a msgpack array of its fields in
-  declaration order), an integer of a declared width, fixed- or bounded-length
+- A value is a frozen dataclass or a NamedTuple (either is encoded as a msgpack
+  array of its fields in declaration order, so the two are interchangeable on
+  the wire), an integer of a declared width, fixed- or bounded-length
   bytes, bounded text, bool, None (for optional fields), or a tuple of these.
   Maps and floats never occur.
 - `decode` is strict: a size limit before parsing, no trailing bytes, no unknown
@@ -50,7 +51,7 @@ Text = NewType("Text", str)
 
 _U64_LIMIT = 1 << 64
 
-Obj = Any  # a msgpack tree: int, bytes, str, bool, None, list
+Obj = Any  # a msgpack tree: int, bytes, str, bool, None, list or tuple (both pack as arrays)
 Encoder = Callable[[Any], Obj]
 Decoder = Callable[[Obj], Any]
 
@@ -189,6 +190,29 @@ def _dataclass_decoder(cls: type) -> Decoder:
     return decode_dataclass
 
 
+def _named_tuple_decoder(cls: type) -> Decoder:
+    hints = typing.get_type_hints(cls)
+    names = list(cls._fields)  # type: ignore[attr-defined]
+    decoders: list[Decoder] = []
+    count = len(names)
+    cls_name = cls.__name__
+    new = tuple.__new__  # a NamedTuple's own __new__ only assigns the fields in order
+
+    def decode_named_tuple(obj: Obj) -> Any:
+        if type(obj) is not list:
+            raise CodecError(f"{cls_name}: expected an array of {count} fields")
+        if len(obj) != count:
+            raise CodecError(f"{cls_name}: expected {count} fields, got {len(obj)}")
+        try:
+            return new(cls, [d(o) for d, o in zip(decoders, obj)])
+        except CodecError as exc:
+            raise CodecError(f"{cls_name}.{_failed_field(decoders, obj, names)}: {exc}") from None
+
+    _DECODERS[cls] = decode_named_tuple
+    decoders.extend(decoder_for(hints[name]) for name in names)
+    return decode_named_tuple
+
+
 def _failed_field(decoders: list[Decoder], obj: list, names: list[str]) -> str:
     for decode_one, o, name in zip(decoders, obj, names):
         try:
@@ -248,6 +272,8 @@ def decoder_for(tp: Any) -> Decoder:
         decoder = _sized_decoder("bytes", bytes, 0, DEFAULT_MAX_BYTES)
     elif dataclasses.is_dataclass(tp):
         return _dataclass_decoder(tp)
+    elif is_named_tuple(tp):
+        return _named_tuple_decoder(tp)
     else:
         origin, args = typing.get_origin(tp), typing.get_args(tp)
         if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
@@ -274,18 +300,58 @@ def _big_int_encoder(value: int) -> Obj:
     return value if value < _U64_LIMIT else value.to_bytes(16, "big")
 
 
+def _recursive_type(value: Any) -> Obj:
+    raise TypeError("a record type that contains itself has no codec")
+
+
+def _record_encoder(fields_of: Callable[[Any], tuple], encoders: list[Encoder]) -> Encoder:
+    """Encode a record (its field values in order, from `fields_of`) as a msgpack array.
+
+    A tuple packs as an array, so when every field encodes as itself the field
+    tuple is the tree; U128 fields only need a look at whether they are below
+    2**64 (their one form is then the int itself)."""
+    if all(enc is _identity for enc in encoders):
+        return fields_of
+    if all(enc is _identity or enc is _big_int_encoder for enc in encoders):
+        big = tuple(i for i, enc in enumerate(encoders) if enc is _big_int_encoder)
+
+        def encode_small_record(value: Any) -> Obj:
+            values = fields_of(value)
+            for i in big:
+                if values[i] >= _U64_LIMIT:
+                    return [enc(x) for enc, x in zip(encoders, values)]
+            return values
+
+        return encode_small_record
+
+    def encode_record(value: Any) -> Obj:
+        return [x if enc is _identity else enc(x) for enc, x in zip(encoders, fields_of(value))]
+
+    return encode_record
+
+
 def _dataclass_encoder(cls: type) -> Encoder:
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls) if f.init]
-    fields = operator.attrgetter(*names) if len(names) > 1 else (lambda v, n=names[0]: (getattr(v, n),))
-    encoders: list[Encoder] = []
+    fields = operator.attrgetter(*names) if len(names) > 1 else (
+        (lambda v, n=names[0]: (getattr(v, n),)) if names else (lambda v: ()))
+    _ENCODERS[cls] = _recursive_type
+    encoder = _record_encoder(fields, [encoder_for(hints[name]) for name in names])
+    _ENCODERS[cls] = encoder
+    return encoder
 
-    def encode_dataclass(value: Any) -> Obj:
-        return [x if enc is _identity else enc(x) for enc, x in zip(encoders, fields(value))]
 
-    _ENCODERS[cls] = encode_dataclass
-    encoders.extend(encoder_for(hints[name]) for name in names)
-    return encode_dataclass
+def _named_tuple_encoder(cls: type) -> Encoder:
+    hints = typing.get_type_hints(cls)
+    _ENCODERS[cls] = _recursive_type
+    encoder = _record_encoder(_identity, [encoder_for(hints[name]) for name in cls._fields])  # type: ignore[attr-defined]
+    _ENCODERS[cls] = encoder
+    return encoder
+
+
+def is_named_tuple(tp: Any) -> bool:
+    """A class made with typing.NamedTuple (or collections.namedtuple)."""
+    return isinstance(tp, type) and issubclass(tp, tuple) and hasattr(tp, "_fields")
 
 
 def encoder_for(tp: Any) -> Encoder:
@@ -301,6 +367,8 @@ def encoder_for(tp: Any) -> Encoder:
         encoder = _identity
     elif dataclasses.is_dataclass(tp):
         return _dataclass_encoder(tp)
+    elif is_named_tuple(tp):
+        return _named_tuple_encoder(tp)
     else:
         origin, args = typing.get_origin(tp), typing.get_args(tp)
         if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
@@ -311,7 +379,7 @@ def encoder_for(tp: Any) -> Encoder:
             encoder = lambda v, encs=encs: [e(x) for e, x in zip(encs, v)]  # noqa: E731
         elif origin in (typing.Union, types.UnionType) and len(args) == 2 and type(None) in args:
             inner = encoder_for(args[0] if args[1] is type(None) else args[1])
-            encoder = lambda v, inner=inner: None if v is None else inner(v)  # noqa: E731
+            encoder = _identity if inner is _identity else (lambda v, inner=inner: None if v is None else inner(v))
         else:
             raise TypeError(f"no codec for type {tp!r}: declare its width with a registered NewType")
     _ENCODERS[tp] = encoder
@@ -322,9 +390,13 @@ def encoder_for(tp: Any) -> Encoder:
 # bytes <-> values
 
 
-def pack(obj: Obj) -> bytes:
-    """msgpack-encode a tree (the shortest form of every value)."""
-    return msgpack.packb(obj, use_bin_type=True)
+# One Packer for the process: msgpack.packb builds a new Packer per call, which costs
+# more than packing a small value. Sharing it is safe: for the trees the codec makes
+# (ints, bytes, str, bool, None, lists and tuples) `pack` runs start to end in C under
+# the GIL, never calling back into Python, and it empties its buffer if it raises.
+_packer = msgpack.Packer(use_bin_type=True)
+pack = _packer.pack
+"""msgpack-encode a tree (the shortest form of every value)."""
 
 
 def unpack(data: bytes, *, max_length: int = MAX_ENCODED_LENGTH) -> Obj:
@@ -355,9 +427,27 @@ def unpack(data: bytes, *, max_length: int = MAX_ENCODED_LENGTH) -> Obj:
     return obj
 
 
+def array_header(length: int) -> bytes:
+    """The shortest msgpack header of an array of `length` items."""
+    if length < 16:
+        return bytes((0x90 | length,))
+    if length < 1 << 16:
+        return b"\xdc" + length.to_bytes(2, "big")
+    return b"\xdd" + length.to_bytes(4, "big")
+
+
+def join_array(encoded_items: list[bytes]) -> bytes:
+    """The encoding of an array from the encodings of its items.
+
+    A msgpack array is its header followed by its items' encodings, so this is
+    byte for byte `pack([...items...])`, without re-encoding items whose bytes
+    are already known (an extrinsic's, a call's)."""
+    return array_header(len(encoded_items)) + b"".join(encoded_items)
+
+
 def pack_canonical_check(obj: Obj) -> bytes | None:
     try:
-        return msgpack.packb(obj, use_bin_type=True)
+        return _packer.pack(obj)
     except (TypeError, ValueError, OverflowError):
         return None
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from runtime.state import Overlay
+from runtime.types import EventRecord
 
 
 @dataclass
@@ -31,6 +32,4 @@ class BlockContext:
     extrinsic_index: int | None = None
 
     def deposit_event(self, event: Any) -> None:
-        from runtime.types import EventRecord  # types imports dispatch; keep this module light
-
         self.state.events.append(EventRecord(self.extrinsic_index, event))

@@ -22,6 +22,7 @@ import dataclasses
 import inspect
 import typing
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Callable, ClassVar
 
 from runtime import codec
@@ -53,6 +54,11 @@ class Call:
     @property
     def definition(self) -> "CallDef":
         return PALLETS[self.pallet_index].calls[self.call_index]
+
+    @cached_property
+    def encoded(self) -> bytes:
+        """The call's canonical bytes, made once: the extrinsic and its signing payload both embed them."""
+        return codec.pack(_encode_call(self))
 
     @property
     def name(self) -> str:

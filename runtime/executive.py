@@ -21,9 +21,9 @@ length and weight, era, nonce, fee, signature.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
-from runtime import codec, crypto
+from runtime import codec, crypto, fast_transfer
 from runtime.context import BlockContext
 from runtime.dispatch import ORIGIN_INHERENT, PALLETS, DispatchFailure
 from runtime.errors import InvalidBlock
@@ -32,7 +32,7 @@ from runtime.pallets import balances, payment, sudo, system, timestamp, validato
 from runtime.pallets.system import EXTRINSIC_BASE_WEIGHT, Account, AccountInfo
 from runtime.state import Overlay, StateBackend
 from runtime.types import (
-    AccountId, ApplyOutcome, Block, BlockHash, Digest, Era, EventRecord, Extrinsic, Header, Seal,
+    AccountId, ApplyOutcome, Balance, Block, BlockHash, Digest, Era, EventRecord, Extrinsic, Header, Seal,
     SignedData, SigningPayload, compute_extrinsics_root,
 )
 from runtime.validity import InvalidReason, InvalidTransaction, ValidTransaction
@@ -67,11 +67,10 @@ class BlockExecution:
     events: tuple[EventRecord, ...]
 
 
-@dataclass(frozen=True)
-class _Checked:
+class CheckedSigned(NamedTuple):
     """A signed extrinsic that passed every check but the signature (and its costs)."""
 
-    info: AccountInfo
+    info: AccountInfo  # the signer's account before paying
     fee: int
     weight: int
     length: int
@@ -79,10 +78,18 @@ class _Checked:
     birth_hash: bytes
 
 
+# Calls with a fast path for their plain case (runtime/fast_transfer.py), by (pallet, call) index.
+FAST_PATHS = {
+    (balances.pallet.index, balances.transfer.index): fast_transfer.apply_transfer,
+    (balances.pallet.index, balances.transfer_keep_alive.index): fast_transfer.apply_transfer,
+}
+
+
 class Executive:
-    def __init__(self, genesis_hash: bytes, version: RuntimeVersion = VERSION) -> None:
+    def __init__(self, genesis_hash: bytes, version: RuntimeVersion = VERSION, *, fast_paths: bool = True) -> None:
         self.genesis_hash = genesis_hash
         self.version = version
+        self.fast_paths = FAST_PATHS if fast_paths else {}  # off: the general path only (the fast path's twin)
 
     # --- block execution -----------------------------------------------------
 
@@ -103,6 +110,12 @@ class Executive:
         checked = self._check_signed(ctx, extrinsic, for_block=True)
         if not signature_checked and not self.is_valid_signature(extrinsic, checked.birth_hash):
             raise InvalidTransaction(InvalidReason.BAD_PROOF, "the signature does not match this chain, runtime and era")
+        call = extrinsic.call
+        fast_path = self.fast_paths.get((call.pallet_index, call.call_index))
+        if fast_path is not None:
+            outcome = fast_path(ctx, signed, call, checked)
+            if outcome is not None:
+                return outcome
         # Checks passed: pay, bump the nonce, then run the call in its own layer.
         info = checked.info
         Account.insert(ctx.state, signed.signer, AccountInfo(info.nonce + 1, info.free - checked.fee, info.reserved))
@@ -201,7 +214,7 @@ class Executive:
 
     # --- checks ---------------------------------------------------------------
 
-    def _check_signed(self, ctx: BlockContext, extrinsic: Extrinsic, *, for_block: bool) -> _Checked:
+    def _check_signed(self, ctx: BlockContext, extrinsic: Extrinsic, *, for_block: bool) -> CheckedSigned:
         signed: SignedData = extrinsic.signed  # type: ignore[assignment]
         params = ctx.params
         definition = extrinsic.call.definition
@@ -226,7 +239,7 @@ class Executive:
         if info.free - fee < params.existential_deposit:
             raise InvalidTransaction(InvalidReason.PAYMENT,
                                      f"paying the fee {fee} would leave the account below the existential deposit")
-        return _Checked(info, fee, weight, length, longevity, birth_hash)
+        return CheckedSigned(info, fee, weight, length, longevity, birth_hash)
 
     def _check_era(self, ctx: BlockContext, era: Era) -> tuple[bytes, int]:
         if era.period == 0:
@@ -302,10 +315,28 @@ def nonce_tag(signer: bytes, nonce: int) -> bytes:
 
 def signing_message(call, nonce: int, tip: int, era: Era, genesis_hash: bytes, birth_hash: bytes,
                     version: RuntimeVersion = VERSION) -> bytes:
-    """The 32 bytes a signer signs: the hash of the SigningPayload."""
+    """The 32 bytes a signer signs: the hash of the SigningPayload.
+
+    Built from the call's cached bytes and the packed extras rather than through
+    a SigningPayload value (a msgpack array is its header and its items' bytes in
+    a row); `signing_message_reference` is the plain version a test holds it to."""
+    extras = codec.pack([nonce, _encode_balance(tip), _encode_era(era), version.spec_version,
+                         version.transaction_version, genesis_hash, birth_hash])
+    # extras is a 7-item array: drop its one-byte header and put the call in front, as item 1 of 8.
+    return blake2b_256(_PAYLOAD_HEADER + call.encoded + extras[1:])
+
+
+def signing_message_reference(call, nonce: int, tip: int, era: Era, genesis_hash: bytes, birth_hash: bytes,
+                              version: RuntimeVersion = VERSION) -> bytes:
+    """The slow, obviously correct twin of `signing_message`."""
     payload = SigningPayload(call, nonce, tip, era, version.spec_version, version.transaction_version,
                              genesis_hash, birth_hash)
     return blake2b_256(codec.encode(payload, SigningPayload))
+
+
+_PAYLOAD_HEADER = codec.array_header(8)  # the fields of SigningPayload
+_encode_balance = codec.encoder_for(Balance)
+_encode_era = codec.encoder_for(Era)
 
 
 def sign_extrinsic(keypair: crypto.Keypair, call, *, nonce: int, genesis_hash: bytes, tip: int = 0,

@@ -180,7 +180,7 @@ class StorageMap(Generic[K, V]):
         return self._decode_key(codec.unpack(storage_key[len(self.prefix) + 16:]))
 
     def get(self, state: Overlay, key: K) -> V:
-        raw = state.get(self.key_of(key))
+        raw = state.get(self._key_cache.get(key) or self.key_of(key))
         return self.default if raw is None else self._decode(raw)
 
     def contains(self, state: Overlay, key: K) -> bool:
@@ -189,7 +189,7 @@ class StorageMap(Generic[K, V]):
     def insert(self, state: Overlay, key: K, value: V) -> None:
         raw = codec.pack(self._encode(value))
         self._decode.remember(raw, value)
-        state.set(self.key_of(key), raw)
+        state.set(self._key_cache.get(key) or self.key_of(key), raw)
 
     def remove(self, state: Overlay, key: K) -> None:
         state.delete(self.key_of(key))

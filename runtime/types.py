@@ -1,4 +1,5 @@
-"""The chain's values: headers, blocks, extrinsics, events. Frozen dataclasses only.
+"""The chain's values: headers, blocks, extrinsics, events. Frozen dataclasses, and
+NamedTuples for the small values made once per extrinsic.
 
 Every type here has one canonical encoding (`runtime.codec`); a block's hash is
 blake2b-256 of its header's encoding, an extrinsic's hash of its own encoding.
@@ -6,9 +7,9 @@ blake2b-256 of its header's encoding, an extrinsic's hash of its own encoding.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
-from typing import NewType
+from typing import NamedTuple, NewType
 
 from runtime import codec
 from runtime.dispatch import Call, Event
@@ -105,7 +106,9 @@ class Extrinsic:
 
     @cached_property
     def encoded(self) -> bytes:
-        return codec.encode(self, Extrinsic)
+        # codec.encode(self, Extrinsic), with the call's bytes reused (an array is its items' bytes in a row)
+        signed = b"\xc0" if self.signed is None else codec.pack(_encode_signed(self.signed))
+        return codec.join_array([signed, self.call.encoded])
 
     @cached_property
     def hash(self) -> Hash:
@@ -114,6 +117,9 @@ class Extrinsic:
     @property
     def is_signed(self) -> bool:
         return self.signed is not None
+
+
+_encode_signed = codec.encoder_for(SignedData)
 
 
 @dataclass(frozen=True)
@@ -150,24 +156,22 @@ class DispatchError:
     name: codec.Text
 
 
-@dataclass(frozen=True)
-class EventRecord:
+class EventRecord(NamedTuple):
     """An event and when it happened: during extrinsic `extrinsic_index`, or in the
-    block's hooks (None)."""
+    block's hooks (None). A NamedTuple: every extrinsic makes one or more."""
 
     extrinsic_index: codec.U32 | None
     event: Event
 
 
-@dataclass(frozen=True)
-class ApplyOutcome:
+class ApplyOutcome(NamedTuple):
     """The per-extrinsic outcome the executive returns (also visible as events)."""
 
     extrinsic_index: codec.U32
     success: bool
     error: DispatchError | None
     weight: Weight
-    fee: Balance = field(default=Balance(0))
+    fee: Balance = Balance(0)
 
 
 def compute_extrinsics_root(extrinsic_hashes: list[bytes]) -> Hash:

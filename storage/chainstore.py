@@ -29,6 +29,7 @@ from storage.database import Database
 from storage.trie import EMPTY_STATE, StateRef, StateTrie, TrieUpdate
 
 SCHEMA_VERSION = 1
+_MISSING = object()
 DEFAULT_PRUNING = 256
 
 
@@ -74,12 +75,20 @@ class HeadCache:
         self.ref: StateRef | None = None
         self.values: dict[bytes, bytes | None] = {}
         self.max_entries = max_entries
+        self.generation = 0  # bumped whenever `ref` moves, so a view re-checks whether it still reads the head
+
+    def start(self, ref: StateRef) -> None:
+        """Describe `ref` from now on, with nothing cached yet."""
+        self.values = {}
+        self.ref = ref
+        self.generation += 1
 
     def advance(self, parent: StateRef, new: StateRef, changes: Mapping[bytes, bytes | None]) -> None:
         if self.ref != parent or len(self.values) + len(changes) > self.max_entries:
             self.values = {}
         self.values.update(changes)
         self.ref = new
+        self.generation += 1
 
 
 class StateView:
@@ -96,21 +105,31 @@ class StateView:
         self.pending: TrieUpdate | None = None
         self.pending_changes: Mapping[bytes, bytes | None] = {}
         self._head = store.head_cache
+        self._head_generation = -1
+        self._reads_head = False
 
     def get(self, key: bytes) -> bytes | None:
         head = self._head
-        if head.ref != self.ref:  # checked on every read: the head moves on when a block commits
+        if head.generation != self._head_generation:  # the head moves on when a block commits
+            self._head_generation = head.generation
+            self._reads_head = head.ref == self.ref
+        if not self._reads_head:
             return self._trie.get(self.ref, key)
         cache = head.values
-        if key in cache:
-            return cache[key]
-        value = cache[key] = self._trie.get(self.ref, key)
+        value = cache.get(key, _MISSING)
+        if value is _MISSING:
+            value = cache[key] = self._trie.get(self.ref, key)
         return value
 
     def compute_root(self, changes: Mapping[bytes, bytes | None]) -> bytes:
         self.pending = self._trie.update(self.ref, changes, self._store.allocate_version())
         self.pending_changes = changes
         return self.pending.state.root
+
+
+def encode_body(extrinsics: tuple[Extrinsic, ...]) -> bytes:
+    """codec.encode(extrinsics, tuple[Extrinsic, ...]), from each extrinsic's already known bytes."""
+    return codec.join_array([x.encoded for x in extrinsics])
 
 
 class ChainStore:
@@ -181,6 +200,9 @@ class ChainStore:
                 raise ChainMismatch(f"the database at {self.db.path} belongs to another chain "
                                     f"(genesis {self.genesis_hash.hex()[:16]}..., this spec gives "
                                     f"{block.hash.hex()[:16]}...); use another --base-path or purge-chain")
+            best = self.stored_state(self.best_hash)
+            if best is not None:
+                self.head_cache.start(best.ref)
             return block.hash
         self._next_version = max(self._next_version, 1)
         puts = dict(update.new_nodes)
@@ -192,6 +214,7 @@ class ChainStore:
         puts[schema.meta_key(schema.META_SCHEMA_VERSION)] = SCHEMA_VERSION.to_bytes(8, "big")
         self.db.write(puts)
         self.trie.remember(update)
+        self.head_cache.start(update.state)
         return block.hash
 
     # --- reads ----------------------------------------------------------------
@@ -253,7 +276,7 @@ class ChainStore:
         stored = StoredState(Hash(state.root), state.version, version, block.header.number)
         return {
             schema.header_key(block_hash): codec.encode(block.header, Header),
-            schema.body_key(block_hash): codec.encode(block.extrinsics, tuple[Extrinsic, ...]),
+            schema.body_key(block_hash): encode_body(block.extrinsics),
             schema.block_state_key(block_hash): codec.encode(stored, StoredState),
         }
 

@@ -8,6 +8,7 @@ one place where a call's origin is checked before its function runs.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from runtime import codec
 from runtime.context import BlockContext
@@ -47,8 +48,9 @@ class Parameters:
     minimum_period_ms: Moment  # the least time between two blocks' timestamps
 
 
-@dataclass(frozen=True)
-class AccountInfo:
+class AccountInfo(NamedTuple):
+    """Nonce and balances of one account (a NamedTuple: built and encoded on every transfer)."""
+
     nonce: Nonce
     free: Balance
     reserved: Balance
