@@ -66,18 +66,21 @@ class ChainFacade:
     def _at(self, at: bytes | None) -> bytes:
         return at if at is not None else self.chain.store.best_hash
 
+    # Headers, bodies and the canonical index are immutable records in LevelDB, which is safe to
+    # read from any thread: these reads skip the hop to the chain thread.
+
     async def header(self, at: bytes | None) -> Header | None:
-        return await self.chain.call(lambda: self.chain.store.header(self._at(at)))
+        return self.chain.store.header(self._at(at))
 
     async def block(self, at: bytes | None) -> Block | None:
-        return await self.chain.call(lambda: self.chain.store.block(self._at(at)))
+        return self.chain.store.block(self._at(at))
 
     async def block_hash(self, number: int | None) -> bytes | None:
         store = self.chain.store
-        return await self.chain.call(lambda: store.best_hash if number is None else store.hash_at(number))
+        return store.best_hash if number is None else store.hash_at(number)
 
     async def finalized_hash(self) -> bytes:
-        return await self.chain.call(lambda: self.chain.store.finalized_hash)
+        return self.chain.store.finalized_hash
 
     def _overlay(self, at: bytes | None) -> Overlay:
         return Overlay(self.chain.store.state_view(self._at(at)))

@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 import structlog
+import uvloop
 
 from node.authorship import AuthorshipService
 from node.chain_service import ChainService
@@ -64,7 +65,8 @@ def _run(args, config, keypair, base: Path) -> int:
         services.append(AuthorshipService(chain, keypair, clock))
     log.info("starting", node=args.name, chain=config.name, base_path=str(base),
              validator=("0x" + keypair.public.hex()[:16]) if keypair else None)
-    asyncio.run(_serve(ServiceTree(services)))
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:  # libuv: several times less overhead per request
+        runner.run(_serve(ServiceTree(services)))
     log.info("stopped")
     return 0
 

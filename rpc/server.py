@@ -117,10 +117,10 @@ def parse_json(body: bytes) -> Any:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         raise JsonParseError("body is not UTF-8") from None
-    _check_nesting(text)
+    if body.count(b"[") + body.count(b"{") > MAX_NESTING:  # only then can nesting be too deep
+        _check_nesting(text)
     try:
-        return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_no_duplicate_keys,
-                          parse_int=_parse_int, parse_float=lambda s: _parse_float(s))
+        return _DECODER.decode(text)
     except JsonParseError:
         raise
     except (ValueError, RecursionError) as exc:
@@ -131,6 +131,10 @@ def _parse_float(text: str) -> float:
     if len(text) > MAX_NUMBER_DIGITS:
         raise JsonParseError("number too long")
     return float(text)
+
+
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant, object_pairs_hook=_no_duplicate_keys,
+                            parse_int=_parse_int, parse_float=_parse_float)
 
 
 def error_response(request_id: Any, error: RpcError) -> dict:
@@ -180,7 +184,7 @@ class RpcServer:
         self.unsafe_methods = unsafe_methods
         self.cors = cors or []
         self.methods: dict[str, Method] = {}
-        self._runner: web.AppRunner | None = None
+        self._runner: web.ServerRunner | None = None
         self._connections = 0
         self._tasks: set[asyncio.Task] = set()
 
@@ -201,10 +205,9 @@ class RpcServer:
     # --- serving ------------------------------------------------------------------
 
     async def start(self) -> None:
-        app = web.Application(client_max_size=self.limits.max_body_bytes)
-        app.router.add_route("*", "/", self._entry)
-        app.router.add_get("/health", self._health)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        # aiohttp's low-level server: no router or middlewares on a path that serves thousands of requests/s.
+        server = web.Server(self._route, client_max_size=self.limits.max_body_bytes, access_log=None)
+        self._runner = web.ServerRunner(server, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
         await site.start()
@@ -218,8 +221,12 @@ class RpcServer:
             await self._runner.cleanup()
             self._runner = None
 
-    async def _health(self, request: web.Request) -> web.Response:
-        return web.json_response({"ok": True})
+    async def _route(self, request: web.BaseRequest) -> web.StreamResponse:
+        if request.path == "/health" and request.method == "GET":
+            return web.json_response({"ok": True})
+        if request.path != "/":
+            return web.json_response(error_response(None, RpcError(INVALID_REQUEST, "unknown path")), status=404)
+        return await self._entry(request)
 
     def _cors_headers(self, request: web.Request) -> dict[str, str]:
         origin = request.headers.get("Origin")

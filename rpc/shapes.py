@@ -9,7 +9,20 @@ from rpc.params import hex_number, to_hex
 from runtime.types import Block, Extrinsic, Header
 
 
+_HEADER_JSON: dict[bytes, dict[str, Any]] = {}
+
+
 def header_json(header: Header) -> dict[str, Any]:
+    """Headers are immutable, and explorers ask for the same few again and again: keep their JSON."""
+    cached = _HEADER_JSON.get(header.hash)
+    if cached is None:
+        if len(_HEADER_JSON) >= 4096:
+            _HEADER_JSON.clear()
+        cached = _HEADER_JSON[header.hash] = _header_json(header)
+    return cached
+
+
+def _header_json(header: Header) -> dict[str, Any]:
     digest = header.digest
     return {
         "parentHash": to_hex(header.parent_hash),

@@ -29,6 +29,7 @@ from storage.database import Database
 from storage.trie import EMPTY_STATE, StateRef, StateTrie, TrieUpdate
 
 SCHEMA_VERSION = 1
+HEADER_CACHE_SIZE = 4096
 _MISSING = object()
 DEFAULT_PRUNING = 256
 
@@ -138,6 +139,7 @@ class ChainStore:
         self.pruning = pruning
         self.trie = StateTrie(db.get)
         self.head_cache = HeadCache()
+        self._headers: dict[bytes, Header] = {}  # immutable records: a plain bounded cache
         self._next_version = self._read_int(schema.META_NEXT_VERSION, 0)
 
     @classmethod
@@ -220,8 +222,18 @@ class ChainStore:
     # --- reads ----------------------------------------------------------------
 
     def header(self, block_hash: bytes) -> Header | None:
+        header = self._headers.get(block_hash)
+        if header is not None:
+            return header
         raw = self.db.get(schema.header_key(block_hash))
-        return None if raw is None else codec.decode_trusted(Header, raw)
+        if raw is None:
+            return None
+        header = codec.decode_trusted(Header, raw)
+        header.__dict__["hash"] = block_hash  # the key is the hash: no need to hash again
+        if len(self._headers) >= HEADER_CACHE_SIZE:
+            self._headers.clear()
+        self._headers[block_hash] = header
+        return header
 
     def body(self, block_hash: bytes) -> tuple[Extrinsic, ...] | None:
         raw = self.db.get(schema.body_key(block_hash))
