@@ -13,9 +13,8 @@ from __future__ import annotations
 import gc
 import time
 from concurrent.futures import Executor
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable
 
 from runtime import crypto
 from runtime.errors import InvalidBlock
@@ -93,11 +92,13 @@ class BlockImporter:
         chain, header = self.chain, block.header
         if chain.header(header.hash) is not None:
             raise AlreadyKnown(f"block #{header.number} {header.hash.hex()[:16]} is already imported")
-        with collecting_once():
+        with CollectorPaused():
             parent_view, execution = self.check_block(block)
             is_best = header.number > chain.best_header().number
             chain.commit_block(block, parent_view, make_best=is_best, finalize=self.finalize_imported and is_best)
-        return ImportResult(header.hash, header.number, is_best, execution, (time.perf_counter() - started) * 1000)
+            result = ImportResult(header.hash, header.number, is_best, execution,
+                                  (time.perf_counter() - started) * 1000)
+        return result
 
     def check_block(self, block: Block, *, check_finality: bool = True):
         """Every check of import, without committing: (the parent's view holding the new state, execution).
@@ -171,29 +172,27 @@ class BlockImporter:
                                "does not verify")
 
 
-@contextmanager
-def collecting_once() -> Iterator[None]:
-    """Run a block's work with the cyclic garbage collector paused, then collect the young generations once.
+class CollectorPaused:
+    """Pause Python's cyclic garbage collector while a block is imported.
 
     Importing a block allocates a few hundred thousand objects that all live until
-    the block is committed. Left alone, the collector runs every 700 allocations,
-    re-traverses all of them each time and promotes them to the old generation,
-    which soon triggers full collections of the whole heap, node caches included:
-    measured at a quarter of import time. Reference counting frees the block's
-    objects as usual. The collection at the end takes the young generations the
-    block filled, as the collector's own thresholds count them; full collections
-    stay with the collector, which runs them when the old generation has grown by
-    a quarter (only the block's true survivors, cache entries, now get there).
+    the block is committed. Left running, the collector starts every 700 net
+    allocations, re-traverses every one of them each time and promotes them to the
+    older generations, which soon triggers full collections of the whole heap, node
+    caches included: measured at a quarter of import time. Reference counting
+    frees the block's objects as usual while paused. The collector counts the
+    allocations all the same, so it runs at the next allocation after the block,
+    by then (usually) without the block's execution results, which the caller
+    has dropped; cycles are collected then as always.
     """
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
-        gc.collect(1 if gc.get_count()[1] >= gc.get_threshold()[1] else 0)
+
+    def __enter__(self) -> None:
+        self.resume = gc.isenabled()
+        gc.disable()
+
+    def __exit__(self, exc_type, exc, traceback) -> None:  # no *args: nothing is allocated after enable()
+        if self.resume:
+            gc.enable()
 
 
 def _chunks(items: list, size: int) -> list[list]:

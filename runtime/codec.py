@@ -324,6 +324,17 @@ def _record_encoder(fields_of: Callable[[Any], tuple], encoders: list[Encoder]) 
 
         return encode_small_record
 
+    converted = [(i, enc) for i, enc in enumerate(encoders) if enc is not _identity]
+    if len(converted) == 1:  # e.g. EventRecord: only its event needs encoding
+        ((index, encode_field),) = converted
+
+        def encode_record_one_field(value: Any) -> Obj:
+            values = list(fields_of(value))
+            values[index] = encode_field(values[index])
+            return values
+
+        return encode_record_one_field
+
     def encode_record(value: Any) -> Obj:
         return [x if enc is _identity else enc(x) for enc, x in zip(encoders, fields_of(value))]
 

@@ -51,7 +51,7 @@ class Call:
     call_index: int
     args: tuple
 
-    @property
+    @cached_property
     def definition(self) -> "CallDef":
         return PALLETS[self.pallet_index].calls[self.call_index]
 
@@ -206,9 +206,15 @@ def _decode_call(obj: Any) -> Call:
     return Call(obj[0], obj[1], tuple(values))
 
 
+_EVENT_HEADS: dict[type, tuple[int, int, codec.Encoder]] = {}  # event class -> its indices and field encoder
+
+
 def _encode_event(event: Event) -> list:
     cls = type(event)
-    return [cls.pallet_index, cls.event_index, codec.encoder_for(cls)(event)]
+    head = _EVENT_HEADS.get(cls)
+    if head is None:
+        head = _EVENT_HEADS[cls] = (cls.pallet_index, cls.event_index, codec.encoder_for(cls))
+    return [head[0], head[1], head[2](event)]
 
 
 def _decode_event(obj: Any) -> Event:

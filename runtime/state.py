@@ -180,8 +180,14 @@ class StorageMap(Generic[K, V]):
         return self._decode_key(codec.unpack(storage_key[len(self.prefix) + 16:]))
 
     def get(self, state: Overlay, key: K) -> V:
-        raw = state.get(self._key_cache.get(key) or self.key_of(key))
-        return self.default if raw is None else self._decode(raw)
+        storage_key = self._key_cache.get(key) or self.key_of(key)
+        raw = state.changes.get(storage_key, _MISSING)  # Overlay.get, inlined: this is the hottest read
+        if raw is _MISSING:
+            raw = state.backend.get(storage_key)
+        if raw is None:
+            return self.default
+        value = self._decode.memo.get(raw, _MISSING)
+        return self._decode(raw) if value is _MISSING else value
 
     def contains(self, state: Overlay, key: K) -> bool:
         return state.get(self.key_of(key)) is not None
