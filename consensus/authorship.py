@@ -36,8 +36,9 @@ class BuiltBlock:
 
 def build_block(chain: ChainStore, executive: Executive, parent_hash: bytes, *, author: Keypair, slot: int,
                 timestamp_ms: int, transactions: Iterable[Extrinsic], signatures_checked: bool = True,
-                should_stop: Callable[[], bool] | None = None) -> BuiltBlock:
-    """Build a block on `parent_hash`. `signatures_checked` says the pool already verified them."""
+                should_stop: Callable[[], bool] | None = None, useful_work: tuple = ()) -> BuiltBlock:
+    """Build a block on `parent_hash`. `signatures_checked` says the pool already verified them;
+    `useful_work` holds the author's training.RoundReport measurements due in this block."""
     parent = chain.header(parent_hash)
     if parent is None:
         raise ValueError(f"unknown parent {parent_hash.hex()}")
@@ -47,7 +48,7 @@ def build_block(chain: ChainStore, executive: Executive, parent_hash: bytes, *, 
     ctx = executive.initialize_block(view, draft)
     included: list[Extrinsic] = []
     outcomes: list[ApplyOutcome] = []
-    for inherent in executive.inherent_extrinsics(timestamp_ms):
+    for inherent in executive.inherent_extrinsics(timestamp_ms, useful_work):
         outcomes.append(executive.apply_extrinsic(ctx, inherent))
         included.append(inherent)
     invalid: list[tuple[Extrinsic, InvalidTransaction]] = []

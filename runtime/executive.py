@@ -28,7 +28,7 @@ from runtime.context import BlockContext
 from runtime.dispatch import ORIGIN_INHERENT, PALLETS, DispatchFailure
 from runtime.errors import InvalidBlock
 from runtime.hashing import blake2b_256
-from runtime.pallets import balances, payment, sudo, system, timestamp, validators
+from runtime.pallets import balances, payment, sudo, system, timestamp, training, validators
 from runtime.pallets.system import EXTRINSIC_BASE_WEIGHT, Account, AccountInfo
 from runtime.state import Overlay, StateBackend
 from runtime.types import (
@@ -38,7 +38,7 @@ from runtime.types import (
 from runtime.validity import InvalidReason, InvalidTransaction, ValidTransaction
 
 # Hook order: system first on initialize and last on finalize (it writes the events).
-PALLET_MODULES = (system, balances, payment, timestamp, validators, sudo)
+PALLET_MODULES = (system, balances, payment, timestamp, validators, sudo, training)
 _INITIALIZE_HOOKS = [m.on_initialize for m in PALLET_MODULES if hasattr(m, "on_initialize")]
 _FINALIZE_HOOKS = [m.on_finalize for m in PALLET_MODULES[1:] if hasattr(m, "on_finalize")] + [system.on_finalize]
 
@@ -300,8 +300,12 @@ class Executive:
         return system.Params.get(Overlay(backend))
 
     @staticmethod
-    def inherent_extrinsics(timestamp_ms: int) -> list[Extrinsic]:
-        return [Extrinsic(None, timestamp.set(timestamp_ms))]
+    def inherent_extrinsics(timestamp_ms: int, useful_work: tuple = ()) -> list[Extrinsic]:
+        """The block's inherents: its time, and the author's useful-work reports, if any are due."""
+        inherents = [Extrinsic(None, timestamp.set(timestamp_ms))]
+        if useful_work:
+            inherents.append(Extrinsic(None, training.report_useful_work(tuple(useful_work))))
+        return inherents
 
     def metadata(self) -> dict[str, Any]:
         from runtime.metadata import build_metadata

@@ -77,14 +77,16 @@ class TestChain:
         return self.sign(sender, balances.transfer(dest, value), **kwargs)
 
     # --- blocks ---
-    def build(self, transactions=(), *, parent: bytes | None = None, slot: int | None = None) -> BuiltBlock:
+    def build(self, transactions=(), *, parent: bytes | None = None, slot: int | None = None,
+              useful_work: tuple = ()) -> BuiltBlock:
         parent = parent or self.chain.best_hash
         slot = slot if slot is not None else max(self.slot, self.chain.header(parent).digest.slot) + 1
         self.slot = max(self.slot, slot)
         authorities = self.executive.authorities(self.chain.state_view(parent))
         author = KEY_BY_PUBLIC[expected_author(authorities, slot)]
         return build_block(self.chain, self.executive, parent, author=author, slot=slot,
-                           timestamp_ms=slot * self.slot_ms, transactions=transactions, signatures_checked=False)
+                           timestamp_ms=slot * self.slot_ms, transactions=transactions, signatures_checked=False,
+                           useful_work=useful_work)
 
     def author_block(self, transactions=(), **kwargs) -> BuiltBlock:
         """Build a block and commit it as the author does (no re-execution)."""
