@@ -1,64 +1,90 @@
 """The transaction pool (Substrate's graph pool, simplified).
 
-A transaction the runtime calls valid is *ready* when every tag it `requires` is
-provided by a ready transaction or needs nothing; otherwise it waits in *future*.
-Tags are the runtime's (for signed transfers: (signer, nonce)), so a nonce gap
-waits in future and the pool fills it in order when the missing nonce arrives.
+The pool is generic over the transaction object: it sees a transaction only
+through three functions it is given (validate, hash, size) and the runtime's
+answer, `runtime.validity.ValidTransaction` (priority, requires, provides,
+longevity). Tags are the runtime's; for signed transfers a transaction provides
+(signer, nonce) and requires (signer, nonce - 1) until the chain has nonce - 1.
 
-- Priority decides between transactions providing the same tag: a newcomer must
-  have strictly higher priority, and the incumbent is *usurped*.
+- A transaction is *ready* when each tag it requires is provided by a ready
+  transaction in the pool (or it requires nothing); otherwise it waits in
+  *future*. When one becomes ready, those waiting only for it follow, in arrival order.
+- At most one transaction provides a tag. A newcomer replaces the holders of
+  its tags only with strictly higher priority (they are *usurped*); otherwise
+  TooLowPriority.
 - `ready()` yields transactions in an order an author can apply: a transaction
-  only after those it requires, and otherwise by priority, then arrival.
-- Limits on count and bytes evict the lowest priority (future first); a newcomer
-  that would itself be evicted is refused (PoolFull) and nothing changes.
-- Invalid transactions are banned for a while (TemporarilyBanned on resubmit).
-- After each block: included transactions leave, the rest are re-validated
-  against the new best state (moving between ready and future or out), expired
-  ones leave, and transactions of retracted blocks come back.
+  only after those providing what it requires; otherwise by priority, then arrival.
+- Over a count or byte limit, the lowest priority (newest among equals) is
+  evicted with everything that depends on it, future queue first, then ready.
+  A newcomer that would itself be evicted is refused (PoolFull) and the pool is
+  left exactly as it was.
+- Invalid transactions are banned for `ban_seconds` (TemporarilyBanned).
+- After each block (`on_block_imported`): included transactions leave, expired
+  ones leave, those of retracted blocks come back, and every one is validated
+  again against the new best state, which may move it between the queues or out.
+
+Cost: submit, removal and each step of `ready()` are O(log n + tags touched);
+only `on_block_imported` is O(pool), because it calls validate on every entry.
+Not thread-safe: the chain service calls it from its one chain thread.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import heapq
 import itertools
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
+import structlog
+
 from runtime.errors import GradchainError
-from runtime.validity import InvalidTransaction, TransactionValidityError, UnknownTransaction, ValidTransaction
+from runtime.validity import InvalidTransaction, UnknownReason, UnknownTransaction, ValidTransaction
+
+log = structlog.get_logger("txpool")
+
+READY, FUTURE, ABSENT = "ready", "future", "absent"
+BAN_CAPACITY = 100_000  # most hashes remembered as banned; the oldest bans go first
+_NOTHING: dict = {}      # read-only default for index lookups
 
 
 class PoolError(GradchainError):
+    """A transaction the pool does not take; `rpc_code` is Substrate's author_* error number."""
+
     code = "pool"
-    rpc_code = 1010
+    rpc_code = 1000
 
 
 class AlreadyImported(PoolError):
+    """The same transaction (by hash) is already in the pool."""
+
     code = "already_imported"
     rpc_code = 1013
 
 
 class TemporarilyBanned(PoolError):
+    """The transaction was found invalid recently; it is refused until its ban expires."""
+
     code = "temporarily_banned"
     rpc_code = 1012
 
 
 class TooLowPriority(PoolError):
+    """Another transaction provides the same tag (nonce) with at least this priority; raise the tip."""
+
     code = "too_low_priority"
     rpc_code = 1014
 
 
 class PoolFull(PoolError):
+    """The pool is at its limits and this transaction would be the first evicted; raise the tip or retry later."""
+
     code = "pool_full"
     rpc_code = 1016
 
 
-REVALIDATE_PER_BLOCK = 512  # entries re-checked after each block; the author drops the rest if stale
-
-
-@dataclass
+@dataclass(frozen=True)
 class PoolLimits:
     ready_count: int = 8192
     ready_bytes: int = 20 * 1024 * 1024
@@ -67,24 +93,40 @@ class PoolLimits:
     ban_seconds: float = 1800.0
 
 
-@dataclass
+@dataclass(frozen=True)
+class PruneReport:
+    """What `on_block_imported` did, for logs and metrics."""
+
+    included: int     # left because the block included them
+    expired: int      # longevity ran out (banned)
+    invalid: int      # re-validation rejected them (banned)
+    dropped: int      # unknown validity, lost a tag to a higher priority, or evicted by the limits
+    resubmitted: int  # came back from retracted blocks
+    promoted: int     # future -> ready
+    demoted: int      # ready -> future
+
+
+@dataclass(eq=False, slots=True)
 class _Entry:
     tx: Any
     hash: bytes
     size: int
-    valid: ValidTransaction
-    valid_till: int
-    order: int
+    order: int                        # arrival: among equal priorities the earlier goes first
+    priority: int = 0
+    requires: tuple[bytes, ...] = ()
+    provides: tuple[bytes, ...] = ()
+    valid_till: int = 0               # the last block number that may include it
+    propagate: bool = True
     ready: bool = False
-    missing: set = field(default_factory=set)  # required tags not provided by ready transactions
+    missing: set[bytes] = field(default_factory=set)  # required tags that no ready entry provides
+    gen: int = 0                      # which heap items are current; renewed when queue, priority or tags change
 
-
-@dataclass(frozen=True)
-class PruneReport:
-    included: int
-    invalid: int
-    expired: int
-    retracted_back: int
+    def set_validity(self, valid: ValidTransaction, at_block: int) -> None:
+        self.priority = valid.priority
+        self.requires = tuple(dict.fromkeys(valid.requires))
+        self.provides = tuple(dict.fromkeys(valid.provides))
+        self.valid_till = at_block + valid.longevity
+        self.propagate = valid.propagate
 
 
 class TransactionPool:
@@ -92,21 +134,32 @@ class TransactionPool:
                  tx_size: Callable[[Any], int], limits: PoolLimits = PoolLimits(),
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._validate = validate
-        self._hash = tx_hash
-        self._size = tx_size
+        self._tx_hash = tx_hash
+        self._tx_size = tx_size
         self.limits = limits
         self._clock = clock
-        self._entries: dict[bytes, _Entry] = {}
-        self._provider: dict[bytes, bytes] = {}         # tag -> hash of the entry providing it (ready or future)
-        self._waiting: dict[bytes, set[bytes]] = {}     # tag -> hashes of entries missing it
-        self._banned: dict[bytes, float] = {}           # hash -> ban expiry
         self._order = itertools.count()
-        self._bytes = {True: 0, False: 0}
-        self._count = {True: 0, False: 0}
+        self._gen = itertools.count(1)
+        self._banned: dict[bytes, float] = {}                 # hash -> when the ban ends
+        self._ban_queue: deque[tuple[float, bytes]] = deque()  # the same, oldest first, for purging
         self._listeners: list[Callable[[bytes, str, Any], None]] = []
-        self._revalidate_from = 0
+        # Status changes are collected during one operation and announced at its end as net
+        # changes, so a failed operation announces nothing and a watcher never sees a flicker.
+        self._initial: dict[bytes, str] = {}                  # hash -> status when the operation first touched it
+        self._removed: dict[bytes, tuple[str | None, Any]] = {}  # hash -> (event, info) of its removal
+        self._clear()
 
-    # --- queries ------------------------------------------------------------------
+    def _clear(self) -> None:
+        self._entries: dict[bytes, _Entry] = {}
+        self._provider: dict[bytes, _Entry] = {}                # tag -> the entry providing it
+        self._dependants: dict[bytes, dict[bytes, _Entry]] = {}  # tag -> entries requiring it
+        self._count = {True: 0, False: 0}                       # by entry.ready
+        self._bytes = {True: 0, False: 0}
+        # Heaps with lazy deletion: an item is current while its gen equals the entry's.
+        self._evictable: dict[bool, list[tuple]] = {True: [], False: []}  # (priority, -order, gen, hash)
+        self._roots: list[tuple] = []  # (-priority, order, gen, hash) of ready entries that require nothing
+
+    # --- queries ---------------------------------------------------------------
 
     @property
     def ready_count(self) -> int:
@@ -116,66 +169,131 @@ class TransactionPool:
     def future_count(self) -> int:
         return self._count[False]
 
+    @property
+    def ready_bytes(self) -> int:
+        return self._bytes[True]
+
+    @property
+    def future_bytes(self) -> int:
+        return self._bytes[False]
+
     def __len__(self) -> int:
         return len(self._entries)
 
-    def __contains__(self, tx_hash: bytes) -> bool:
+    def __contains__(self, tx_hash: object) -> bool:
         return tx_hash in self._entries
 
     def get(self, tx_hash: bytes) -> Any:
         entry = self._entries.get(tx_hash)
         return None if entry is None else entry.tx
 
+    def is_ready(self, tx_hash: bytes) -> bool:
+        entry = self._entries.get(tx_hash)
+        return entry is not None and entry.ready
+
+    def provider(self, tag: bytes) -> bytes | None:
+        """The hash of the pooled transaction providing `tag` (e.g. an account's nonce), if any."""
+        entry = self._provider.get(tag)
+        return None if entry is None else entry.hash
+
+    def is_banned(self, tx_hash: bytes) -> bool:
+        until = self._banned.get(tx_hash)
+        return until is not None and until > self._clock()
+
     def status(self) -> dict[str, int]:
         return {"ready": self._count[True], "future": self._count[False], "ready_bytes": self._bytes[True],
                 "future_bytes": self._bytes[False], "banned": len(self._banned)}
 
     def ready(self) -> Iterator[Any]:
-        """Ready transactions in applicable order: requirements first, then priority, then arrival."""
-        heap: list[tuple[int, int, bytes]] = []
-        pending: dict[bytes, int] = {}
-        dependants: dict[bytes, list[_Entry]] = {}
-        for entry in self._entries.values():
-            if not entry.ready:
-                continue
-            # A ready entry's requirements are met by the chain or by other ready entries.
-            in_pool = [t for t in entry.valid.requires if t in self._provider]
-            if in_pool:
-                pending[entry.hash] = len(in_pool)
-                for tag in in_pool:
-                    dependants.setdefault(tag, []).append(entry)
-            else:
-                heap.append((-entry.valid.priority, entry.order, entry.hash))
-        heapq.heapify(heap)
+        """The ready queue in the order an author should apply it: a transaction only after those providing
+        what it requires; among those available, highest priority first, then earliest arrival.
+        Taking is not removing. Each step costs O(log n); starting copies the list of roots.
+        If the pool changes during the iteration, the rest may skip transactions, but it never
+        yields one twice or one that has left."""
+        heap = self._roots.copy()  # a copy of a heap is a heap
+        waiting: dict[bytes, int] = {}  # hash -> required tags not yet yielded
+        yielded: set[bytes] = set()
         while heap:
-            _, _, tx_hash = heapq.heappop(heap)
-            entry = self._entries[tx_hash]
+            _, _, gen, tx_hash = heapq.heappop(heap)
+            entry = self._entries.get(tx_hash)  # not cached: on_block_imported replaces the indexes
+            if entry is None or entry.gen != gen or tx_hash in yielded:
+                continue
+            yielded.add(tx_hash)
             yield entry.tx
-            for tag in entry.valid.provides:
-                for dependant in dependants.pop(tag, ()):
-                    pending[dependant.hash] -= 1
-                    if pending[dependant.hash] == 0:
-                        heapq.heappush(heap, (-dependant.valid.priority, dependant.order, dependant.hash))
+            for tag in entry.provides:
+                for dependant in self._dependants.get(tag, _NOTHING).values():
+                    if dependant.ready:
+                        left = waiting.get(dependant.hash, len(dependant.requires)) - 1
+                        waiting[dependant.hash] = left
+                        if left == 0:
+                            heapq.heappush(heap, (-dependant.priority, dependant.order, dependant.gen, dependant.hash))
+
+    def future(self) -> Iterator[Any]:
+        """The future queue in arrival order (O(n log n): for RPC and tests, not for authoring)."""
+        return (e.tx for e in sorted((e for e in self._entries.values() if not e.ready), key=lambda e: e.order))
 
     def subscribe(self, callback: Callable[[bytes, str, Any], None]) -> Callable[[], None]:
+        """Call `callback(hash, status, info)` on each status change: "future", "ready", "dropped",
+        "invalid", or "usurped" (info: the usurper's hash). Returns the unsubscribe function."""
         self._listeners.append(callback)
-        return lambda: self._listeners.remove(callback) if callback in self._listeners else None
 
-    def _emit(self, tx_hash: bytes, status: str, info: Any = None) -> None:
-        for listener in list(self._listeners):
-            listener(tx_hash, status, info)
+        def unsubscribe() -> None:
+            if callback in self._listeners:
+                self._listeners.remove(callback)
+        return unsubscribe
 
-    # --- submission ---------------------------------------------------------------------
+    # --- submission ---------------------------------------------------------------
 
     def submit(self, tx: Any, *, at_block: int) -> tuple[bytes, str]:
-        tx_hash = self._hash(tx)
+        """Add a transaction validated at best block `at_block`; returns (hash, "ready" | "future")."""
+        self._purge_bans()
+        tx_hash = self._call(self._tx_hash, tx, "hash")
         if tx_hash in self._entries:
-            raise AlreadyImported(f"transaction 0x{tx_hash.hex()[:16]} is already in the pool")
-        expiry = self._banned.get(tx_hash)
-        if expiry is not None:
-            if expiry > self._clock():
-                raise TemporarilyBanned(f"transaction 0x{tx_hash.hex()[:16]} was invalid; it is banned for a while")
-            del self._banned[tx_hash]
+            raise AlreadyImported(f"transaction 0x{tx_hash.hex()} is already in the pool")
+        if self.is_banned(tx_hash):
+            raise TemporarilyBanned(f"transaction 0x{tx_hash.hex()} was found invalid recently; "
+                                    f"it is refused for up to {self.limits.ban_seconds:g} s")
+        valid = self._checked_validate(tx, tx_hash)
+        entry = _Entry(tx, tx_hash, self._call(self._tx_size, tx, "size"), next(self._order))
+        entry.set_validity(valid, at_block)
+        incumbents = self._holders_of(entry.provides)
+        for incumbent in incumbents:
+            # A replacement must pay more than every transaction it pushes out.
+            if incumbent.priority >= entry.priority:
+                raise TooLowPriority(f"transaction 0x{incumbent.hash.hex()} provides the same tag (nonce) with "
+                                     f"priority {incumbent.priority}; a replacement needs a higher tip")
+        self._remove_all(incumbents, "usurped", tx_hash)
+        self._link(entry)
+        victims = self._plan_eviction(entry)
+        if victims is None:
+            # Undo: readiness is a function of the set of entries, so unlinking the newcomer and
+            # linking the incumbents back (with their arrival order) restores the pool exactly.
+            self._unlink(entry, ())
+            for incumbent in incumbents:
+                self._link(incumbent)
+            self._initial, self._removed = {}, {}
+            raise PoolFull("the pool is full of transactions with at least this priority; raise the tip or retry later")
+        self._remove_all(victims, "dropped")
+        self._announce()
+        return tx_hash, READY if entry.ready else FUTURE
+
+    def submit_many(self, txs: Iterable[Any], *, at_block: int) -> list[tuple[bytes, str] | Exception]:
+        """Submit each in turn; a rejection is returned in its place, not raised."""
+        results: list[tuple[bytes, str] | Exception] = []
+        for tx in txs:
+            try:
+                results.append(self.submit(tx, at_block=at_block))
+            except (PoolError, InvalidTransaction, UnknownTransaction) as exc:
+                results.append(exc)
+        return results
+
+    def _call(self, function: Callable[[Any], Any], tx: Any, what: str) -> Any:
+        try:
+            return function(tx)
+        except Exception as exc:  # a malformed object must not take the caller down
+            raise UnknownTransaction(UnknownReason.CANNOT_LOOKUP, f"cannot compute the transaction's {what}: {exc}")
+
+    def _checked_validate(self, tx: Any, tx_hash: bytes) -> ValidTransaction:
         try:
             valid = self._validate(tx)
         except InvalidTransaction:
@@ -183,210 +301,308 @@ class TransactionPool:
             raise
         except UnknownTransaction:
             raise
-        entry = _Entry(tx, tx_hash, self._size(tx), valid, _valid_till(at_block, valid.longevity), next(self._order))
-        self._insert(entry)
-        return tx_hash, "ready" if entry.ready else "future"
+        except Exception as exc:
+            log.exception("validate_transaction failed", tx=tx_hash.hex())
+            raise UnknownTransaction(UnknownReason.CANNOT_LOOKUP, f"the runtime could not validate it: {exc}")
+        if not isinstance(valid, ValidTransaction):
+            raise UnknownTransaction(UnknownReason.CANNOT_LOOKUP, f"validate returned {type(valid).__name__}")
+        return valid
 
-    def submit_many(self, txs: Iterable[Any], *, at_block: int) -> list:
-        results: list = []
-        for tx in txs:
-            try:
-                results.append(self.submit(tx, at_block=at_block))
-            except (PoolError, TransactionValidityError) as exc:
-                results.append(exc)
-        return results
+    # --- removal ------------------------------------------------------------------
 
-    def _insert(self, entry: _Entry) -> None:
-        usurped = []
-        for tag in entry.valid.provides:
-            incumbent_hash = self._provider.get(tag)
-            if incumbent_hash is not None:
-                incumbent = self._entries[incumbent_hash]
-                if entry.valid.priority <= incumbent.valid.priority:
-                    raise TooLowPriority(f"a transaction with the same nonce/tag and priority "
-                                         f"{incumbent.valid.priority} is in the pool; raise the tip")
-                usurped.append(incumbent)
-        self._check_room(entry)
-        for incumbent in usurped:
-            self._remove(incumbent.hash, "usurped", entry.hash)
-        self._entries[entry.hash] = entry
-        for tag in entry.valid.provides:
-            self._provider[tag] = entry.hash
-        entry.missing = {t for t in entry.valid.requires if not self._is_ready_tag(t)}
-        for tag in entry.missing:
-            self._waiting.setdefault(tag, set()).add(entry.hash)
-        self._account(entry, +1)
-        if entry.missing:
-            self._emit(entry.hash, "future")
-        else:
-            self._promote(entry)
-        self._enforce_limits()
-
-    def _is_ready_tag(self, tag: bytes) -> bool:
-        provider = self._provider.get(tag)
-        return provider is not None and self._entries[provider].ready
-
-    def _promote(self, entry: _Entry) -> None:
-        """Move an entry to ready, then everything that was waiting only for it, in order."""
-        stack = [entry]
-        while stack:
-            current = stack.pop()
-            if current.ready:
-                continue
-            self._account(current, -1)
-            current.ready = True
-            self._account(current, +1)
-            self._emit(current.hash, "ready")
-            for tag in current.valid.provides:
-                for waiter_hash in sorted(self._waiting.pop(tag, set()), key=lambda h: self._entries[h].order):
-                    waiter = self._entries.get(waiter_hash)
-                    if waiter is None:
-                        continue
-                    waiter.missing.discard(tag)
-                    if not waiter.missing:
-                        stack.append(waiter)
-
-    def _account(self, entry: _Entry, sign: int) -> None:
-        self._count[entry.ready] += sign
-        self._bytes[entry.ready] += sign * entry.size
-
-    def _check_room(self, entry: _Entry) -> None:
-        """Refuse a newcomer that the limits would evict first (it has the lowest priority)."""
-        full_count = len(self._entries) + 1 > self.limits.ready_count + self.limits.future_count
-        full_bytes = sum(self._bytes.values()) + entry.size > self.limits.ready_bytes + self.limits.future_bytes
-        if not (full_count or full_bytes):
-            return
-        lowest = min(self._entries.values(), key=lambda e: (e.valid.priority, -e.order), default=None)
-        if lowest is None or entry.valid.priority <= lowest.valid.priority:
-            raise PoolFull("the pool is full; raise the tip to replace a lower-priority transaction")
-
-    def _enforce_limits(self) -> None:
-        limits = self.limits
-        for ready, count, size in ((False, limits.future_count, limits.future_bytes),
-                                   (True, limits.ready_count, limits.ready_bytes)):
-            while self._count[ready] > count or self._bytes[ready] > size:
-                victim = min((e for e in self._entries.values() if e.ready == ready),
-                             key=lambda e: (e.valid.priority, -e.order))
-                self._remove(victim.hash, "dropped", "pool limit")
-
-    # --- removal --------------------------------------------------------------------------
-
-    def _remove(self, tx_hash: bytes, status: str | None, info: Any = None, *, in_chain: bool = False) -> None:
-        """Remove one entry. If it left because a block included it (`in_chain`), what it provides is
-        now provided by the chain and its waiters are released; otherwise ready dependants go back to future."""
-        entry = self._entries.pop(tx_hash, None)
-        if entry is None:
-            return
-        self._account(entry, -1)
-        for tag in entry.valid.provides:
-            if self._provider.get(tag) == tx_hash:
-                del self._provider[tag]
-        for tag in entry.missing:
-            waiting = self._waiting.get(tag)
-            if waiting is not None:
-                waiting.discard(tx_hash)
-                if not waiting:
-                    del self._waiting[tag]
-        if in_chain:
-            for tag in entry.valid.provides:
-                self._release(tag)
-        elif entry.ready:
-            self._demote_dependants(entry.valid.provides)
-        if status is not None:
-            self._emit(tx_hash, status, info)
-
-    def _release(self, tag: bytes) -> None:
-        """`tag` is now provided by the chain: entries waiting only for it become ready."""
-        for waiter_hash in sorted(self._waiting.pop(tag, set()), key=lambda h: self._entries[h].order):
-            waiter = self._entries.get(waiter_hash)
-            if waiter is not None:
-                waiter.missing.discard(tag)
-                if not waiter.missing:
-                    self._promote(waiter)
-
-    def _demote_dependants(self, lost_tags: tuple) -> None:
-        lost = list(lost_tags)
-        while lost:
-            tag = lost.pop()
-            for other in self._entries.values():
-                if other.ready and tag in other.valid.requires:
-                    self._account(other, -1)
-                    other.ready = False
-                    self._account(other, +1)
-                    other.missing.add(tag)
-                    self._waiting.setdefault(tag, set()).add(other.hash)
-                    self._emit(other.hash, "future")
-                    lost.extend(other.valid.provides)
-
-    def _ban(self, tx_hash: bytes) -> None:
-        now = self._clock()
-        if len(self._banned) > 100_000:
-            self._banned = {h: t for h, t in self._banned.items() if t > now}
-        self._banned[tx_hash] = now + self.limits.ban_seconds
-
-    def remove_invalid(self, hashes: Iterable[bytes]) -> None:
-        for tx_hash in hashes:
-            self._remove(tx_hash, "invalid")
+    def remove_invalid(self, hashes: Iterable[bytes]) -> list[bytes]:
+        """Remove these transactions and everything depending on them; ban these (not their dependants).
+        Returns the hashes removed."""
+        self._purge_bans()
+        named = list(dict.fromkeys(hashes))
+        for tx_hash in named:
             self._ban(tx_hash)
+        doomed = self._with_dependants([self._entries[h] for h in named if h in self._entries])
+        leaving = set(doomed)
+        named_set = set(named)
+        for entry in doomed.values():
+            self._drop(entry, "invalid" if entry.hash in named_set else "dropped", None, leaving)
+        self._announce()
+        return list(doomed)
 
-    # --- after a block ----------------------------------------------------------------------
+    # --- after a block ------------------------------------------------------------
 
     def on_block_imported(self, *, number: int, included: Iterable[bytes],
                           retracted: Iterable[Any] = ()) -> PruneReport:
-        """After a new best block: drop what it included, bring back what a re-org retracted,
-        drop expired transactions, and re-validate a bounded share of the rest."""
-        removed = 0
-        for tx_hash in included:
-            if tx_hash in self._entries:
-                self._remove(tx_hash, None, in_chain=True)
-                removed += 1
-        back = 0
-        for tx in retracted:
-            if self._hash(tx) not in self._entries:
-                try:
-                    self.submit(tx, at_block=number)
-                    back += 1
-                except (PoolError, TransactionValidityError):
-                    pass
-        expired = [e.hash for e in self._entries.values() if e.valid_till < number]
-        for tx_hash in expired:
-            self._remove(tx_hash, "dropped", "expired")
-        invalid = self._revalidate(REVALIDATE_PER_BLOCK)
-        return PruneReport(removed, invalid, len(expired), back)
+        """Block `number` is the new best: drop what it included and what expired, bring back the
+        transactions of retracted (re-orged away) blocks, and validate everything again."""
+        self._purge_bans()
+        included = set(included)
+        for entry in self._entries.values():
+            self._touch(entry)  # remember every status, to announce only the net changes
+        kept, expired = self._drop_included_and_expired(number, included)
+        kept += self._retracted_entries(retracted, included)
+        revalidated, invalid = self._revalidate(kept, number)
+        self._rebuild(revalidated)
+        self._remove_all(self._plan_eviction(None) or [], "dropped")
+        report = self._prune_report(included, expired, invalid)
+        self._announce()
+        return report
 
-    def _revalidate(self, budget: int) -> int:
-        """Re-check up to `budget` entries against the new best state, round-robin over the pool."""
-        entries = list(self._entries.values())
-        if not entries:
-            return 0
-        start = self._revalidate_from % len(entries)
-        batch = (entries[start:] + entries[:start])[:budget]
-        self._revalidate_from = start + len(batch)
-        invalid = 0
-        for entry in batch:
-            if entry.hash not in self._entries:
-                continue
-            try:
-                valid = self._validate(entry.tx)
-            except InvalidTransaction:
-                invalid += 1
-                self._remove(entry.hash, "invalid")
+    def _drop_included_and_expired(self, number: int, included: set[bytes]) -> tuple[list[_Entry], int]:
+        kept: list[_Entry] = []
+        expired = 0
+        for entry in self._entries.values():
+            if entry.hash in included:
+                self._removed[entry.hash] = (None, None)  # the RPC layer announces inclusion
+            elif entry.valid_till <= number:  # the next block would be past its last valid block
+                expired += 1
+                self._removed[entry.hash] = ("invalid", None)
                 self._ban(entry.hash)
-                continue
+            else:
+                kept.append(entry)
+        return kept, expired
+
+    def _retracted_entries(self, retracted: Iterable[Any], included: set[bytes]) -> list[_Entry]:
+        entries = []
+        for tx in retracted:
+            try:
+                tx_hash = self._call(self._tx_hash, tx, "hash")
+                entry = _Entry(tx, tx_hash, self._call(self._tx_size, tx, "size"), next(self._order))
             except UnknownTransaction:
-                self._remove(entry.hash, "dropped", "unknown validity")
                 continue
-            entry.valid = dataclasses.replace(valid, provides=entry.valid.provides)
-            if not entry.ready:
-                for tag in [t for t in entry.missing if t not in valid.requires]:
-                    entry.missing.discard(tag)
-                    waiting = self._waiting.get(tag)
-                    if waiting is not None:
-                        waiting.discard(entry.hash)
-                if not entry.missing:
-                    self._promote(entry)
-        return invalid
+            if tx_hash in included or tx_hash in self._initial:  # in the pool, or already seen
+                continue
+            self._banned.pop(tx_hash, None)  # it was in a block of ours: a ban must not keep it out
+            self._touch(entry)
+            entries.append(entry)
+        return entries
 
+    def _revalidate(self, entries: list[_Entry], number: int) -> tuple[list[_Entry], int]:
+        valid: list[_Entry] = []
+        invalid = 0
+        for entry in entries:
+            try:
+                entry.set_validity(self._checked_validate(entry.tx, entry.hash), number)
+                valid.append(entry)
+            except InvalidTransaction:
+                invalid += self._initial[entry.hash] != ABSENT
+                self._removed[entry.hash] = ("invalid", None)
+            except UnknownTransaction:
+                self._removed[entry.hash] = ("dropped", None)
+        return valid, invalid
 
-def _valid_till(at_block: int, longevity: int) -> int:
-    return at_block + longevity if longevity < (1 << 63) else (1 << 63)
+    def _rebuild(self, entries: list[_Entry]) -> None:
+        """Index the entries afresh, in arrival order, with their new tags and priorities: O(pool) like
+        the validation before it, and it settles any tag conflict that the new answers made."""
+        self._clear()
+        for entry in sorted(entries, key=lambda e: e.order):
+            holders = self._holders_of(entry.provides)
+            strongest = max(holders, key=lambda e: e.priority, default=None)
+            if strongest is not None and strongest.priority >= entry.priority:
+                self._removed[entry.hash] = ("usurped", strongest.hash)
+                continue
+            self._remove_all(holders, "usurped", entry.hash)
+            self._link(entry)
+
+    def _prune_report(self, included: set[bytes], expired: int, invalid: int) -> PruneReport:
+        initial, entries = self._initial, self._entries
+        return PruneReport(
+            included=sum(1 for h in included if initial.get(h, ABSENT) != ABSENT),
+            expired=expired, invalid=invalid,
+            dropped=sum(1 for h, (event, _) in self._removed.items()
+                        if event in ("dropped", "usurped") and initial[h] != ABSENT and h not in entries),
+            resubmitted=sum(1 for h, before in initial.items() if before == ABSENT and h in entries),
+            promoted=sum(1 for h, before in initial.items() if before == FUTURE and h in entries and entries[h].ready),
+            demoted=sum(1 for h, before in initial.items() if before == READY and h in entries and not entries[h].ready))
+
+    # --- the indexes: link, unlink, promote, demote ---------------------------------
+
+    def _holders_of(self, tags: tuple[bytes, ...]) -> list[_Entry]:
+        holders = {}
+        for tag in tags:
+            holder = self._provider.get(tag)
+            if holder is not None:
+                holders[holder.hash] = holder
+        return list(holders.values())
+
+    def _link(self, entry: _Entry) -> None:
+        """Add an entry whose tags no other entry provides, as future, then promote it if it can be ready."""
+        self._touch(entry)
+        self._entries[entry.hash] = entry
+        for tag in entry.provides:
+            self._provider[tag] = entry
+        for tag in entry.requires:
+            self._dependants.setdefault(tag, {})[entry.hash] = entry
+        provider = self._provider
+        entry.missing = {t for t in entry.requires if t not in provider or not provider[t].ready}
+        entry.ready = False
+        self._count[False] += 1
+        self._bytes[False] += entry.size
+        if entry.missing:
+            self._refresh(entry)
+        else:
+            self._promote(entry)
+
+    def _promote(self, first: _Entry) -> None:
+        """Make `first` ready, then every entry that was waiting only for it, in arrival order."""
+        queue = [(first.order, first.hash)]
+        while queue:
+            _, tx_hash = heapq.heappop(queue)
+            entry = self._entries[tx_hash]
+            if entry.ready or entry.missing:
+                continue
+            self._move(entry, True)
+            for tag in entry.provides:
+                for dependant in self._dependants.get(tag, _NOTHING).values():
+                    dependant.missing.discard(tag)
+                    if not dependant.missing and not dependant.ready:
+                        heapq.heappush(queue, (dependant.order, dependant.hash))
+
+    def _unlink(self, entry: _Entry, leaving: Iterable[bytes]) -> None:
+        """Take an entry out; ready entries that needed it go back to future unless they are `leaving` too."""
+        self._touch(entry)
+        del self._entries[entry.hash]
+        self._count[entry.ready] -= 1
+        self._bytes[entry.ready] -= entry.size
+        for tag in entry.provides:
+            if self._provider.get(tag) is entry:
+                del self._provider[tag]
+        for tag in entry.requires:
+            waiting = self._dependants[tag]
+            del waiting[entry.hash]
+            if not waiting:
+                del self._dependants[tag]
+        if entry.ready:
+            self._demote(entry.provides, leaving)
+
+    def _demote(self, lost_tags: Iterable[bytes], leaving: Iterable[bytes]) -> None:
+        stack = list(lost_tags)
+        while stack:
+            tag = stack.pop()
+            for dependant in self._dependants.get(tag, _NOTHING).values():
+                if dependant.hash in leaving:
+                    continue
+                dependant.missing.add(tag)
+                if dependant.ready:
+                    self._move(dependant, False)
+                    stack.extend(dependant.provides)
+
+    def _move(self, entry: _Entry, ready: bool) -> None:
+        self._touch(entry)
+        self._count[entry.ready] -= 1
+        self._bytes[entry.ready] -= entry.size
+        entry.ready = ready
+        self._count[ready] += 1
+        self._bytes[ready] += entry.size
+        self._refresh(entry)
+
+    def _refresh(self, entry: _Entry) -> None:
+        """Push current heap items for the entry; its older items become stale."""
+        entry.gen = gen = next(self._gen)
+        heap = self._evictable[entry.ready]
+        heapq.heappush(heap, (entry.priority, -entry.order, gen, entry.hash))
+        if entry.ready and not entry.requires:
+            heapq.heappush(self._roots, (-entry.priority, entry.order, gen, entry.hash))
+        if len(heap) + len(self._roots) > 4 * len(self._entries) + 1024:
+            self._compact_heaps()
+
+    def _compact_heaps(self) -> None:
+        entries = self._entries.values()
+        for ready, heap in self._evictable.items():
+            heap[:] = [(e.priority, -e.order, e.gen, e.hash) for e in entries if e.ready == ready]
+            heapq.heapify(heap)
+        self._roots[:] = [(-e.priority, e.order, e.gen, e.hash) for e in entries if e.ready and not e.requires]
+        heapq.heapify(self._roots)
+
+    def _with_dependants(self, roots: Iterable[_Entry]) -> dict[bytes, _Entry]:
+        found: dict[bytes, _Entry] = {}
+        stack = list(roots)
+        while stack:
+            entry = stack.pop()
+            if entry.hash not in found:
+                found[entry.hash] = entry
+                for tag in entry.provides:
+                    stack.extend(self._dependants.get(tag, _NOTHING).values())
+        return found
+
+    def _drop(self, entry: _Entry, event: str | None, info: Any, leaving: Iterable[bytes]) -> None:
+        self._unlink(entry, leaving)
+        self._removed[entry.hash] = (event, info)
+
+    def _remove_all(self, doomed: list[_Entry], event: str, info: Any = None) -> None:
+        leaving = {e.hash for e in doomed}
+        for entry in doomed:
+            self._drop(entry, event, info, leaving)
+
+    # --- limits -----------------------------------------------------------------------
+
+    def _plan_eviction(self, newcomer: _Entry | None) -> list[_Entry] | None:
+        """The entries to evict to get within the limits, or None if `newcomer` would be among them.
+        Planning first keeps a refused newcomer from changing anything."""
+        limits = self.limits
+        count, size = dict(self._count), dict(self._bytes)
+        victims: dict[bytes, _Entry] = {}
+        popped: list[tuple[list, tuple]] = []
+        for ready, max_count, max_bytes in ((False, limits.future_count, limits.future_bytes),
+                                            (True, limits.ready_count, limits.ready_bytes)):
+            heap = self._evictable[ready]
+            while (count[ready] > max_count or size[ready] > max_bytes) and heap:
+                item = heapq.heappop(heap)
+                entry = self._entries.get(item[3])
+                if entry is None or entry.gen != item[2]:
+                    continue  # stale
+                popped.append((heap, item))
+                for victim in self._with_dependants([entry]).values():
+                    if victim.hash not in victims:
+                        victims[victim.hash] = victim
+                        count[victim.ready] -= 1
+                        size[victim.ready] -= victim.size
+        if newcomer is not None and newcomer.hash in victims:
+            for heap, item in popped:
+                heapq.heappush(heap, item)
+            return None
+        return list(victims.values())
+
+    # --- bans ---------------------------------------------------------------------------
+
+    def _ban(self, tx_hash: bytes) -> None:
+        until = self._clock() + self.limits.ban_seconds
+        self._banned[tx_hash] = until
+        self._ban_queue.append((until, tx_hash))
+        while len(self._banned) > BAN_CAPACITY:
+            self._forget_oldest_ban()
+
+    def _purge_bans(self) -> None:
+        now = self._clock()
+        while self._ban_queue and self._ban_queue[0][0] <= now:
+            self._forget_oldest_ban()
+
+    def _forget_oldest_ban(self) -> None:
+        until, tx_hash = self._ban_queue.popleft()
+        if self._banned.get(tx_hash) == until:
+            del self._banned[tx_hash]
+
+    # --- status events ---------------------------------------------------------------------
+
+    def _touch(self, entry: _Entry) -> None:
+        if entry.hash not in self._initial:
+            present = self._entries.get(entry.hash) is entry
+            self._initial[entry.hash] = (READY if entry.ready else FUTURE) if present else ABSENT
+
+    def _announce(self) -> None:
+        """Tell listeners the net change of every transaction the operation touched."""
+        initial, removed = self._initial, self._removed
+        self._initial, self._removed = {}, {}
+        if not self._listeners:
+            return
+        for tx_hash, before in initial.items():
+            entry = self._entries.get(tx_hash)
+            if entry is None:
+                event, info = removed.get(tx_hash, (None, None))
+                if before != ABSENT and event is not None:
+                    self._emit(tx_hash, event, info)
+            elif (after := READY if entry.ready else FUTURE) != before:
+                self._emit(tx_hash, after, None)
+
+    def _emit(self, tx_hash: bytes, status: str, info: Any) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(tx_hash, status, info)
+            except Exception:  # a watcher's bug must not break the pool or the submitter
+                log.exception("pool listener failed", tx=tx_hash.hex(), status=status)
