@@ -29,6 +29,7 @@ from runtime.crypto import Keypair
 from runtime.executive import Executive
 from runtime.genesis import GenesisConfig
 from runtime.types import Block, Extrinsic
+from storage.blobs import BlobStore
 from storage.chainstore import ChainStore
 
 log = structlog.get_logger("chain")
@@ -59,6 +60,7 @@ class ChainService(Service):
         self.executive: Executive | None = None
         self.importer: BlockImporter | None = None
         self.pool: TransactionPool | None = None
+        self.blobs: BlobStore | None = None
         self._validation: tuple[bytes, Any] | None = None  # (best hash, validation context)
         self._signature_verified: set[bytes] = set()
         self.block_listeners: list[Callable[[Block, str], None]] = []  # called on the chain thread
@@ -71,6 +73,7 @@ class ChainService(Service):
 
     def _open(self) -> None:
         self.store = open_chain(self.paths, self.config, pruning=self.pruning)
+        self.blobs = BlobStore(self.store.db)
         self.executive = Executive(self.store.genesis_hash)
         self.importer = BlockImporter(self.store, self.executive, slot_duration_ms=self.config.slot_duration_ms,
                                       clock_ms=self.clock.now_ms)

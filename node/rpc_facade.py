@@ -18,7 +18,7 @@ from node.service import Service
 from rpc.app import build_server
 from runtime import crypto
 from runtime.executive import VERSION
-from runtime.pallets import payment, system, validators
+from runtime.pallets import payment, system, training, validators
 from runtime.pallets.system import EXTRINSIC_BASE_WEIGHT
 from runtime.state import Overlay
 from runtime.types import Block, Extrinsic, Header
@@ -39,6 +39,7 @@ class ChainFacade:
         self._block_callbacks: dict[int, Callable[[str, Header], None]] = {}
         self._watchers: dict[bytes, list[Callable[[str, Any], None]]] = defaultdict(list)
         self._next_id = 0
+        self.blob_endpoints = BlobEndpoints(chain)
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         """Start forwarding chain and pool events to the RPC loop (call after the chain started)."""
@@ -130,6 +131,49 @@ class ChainFacade:
     async def metadata(self) -> dict[str, Any]:
         return self.chain.executive.metadata()
 
+    # --- training ----------------------------------------------------------------------
+
+    async def tasks(self, limit: int) -> list[tuple[int, Any]]:
+        def read() -> list[tuple[int, Any]]:
+            overlay = self._overlay(None)
+            count = training.NextTaskId.get(overlay)
+            return [(i, training.Tasks.get(overlay, i)) for i in range(max(0, count - limit), count)]
+        return await self.chain.call(read)
+
+    async def task(self, task_id: int) -> Any:
+        return await self.chain.call(lambda: training.Tasks.get(self._overlay(None), task_id))
+
+    async def round_updates(self, task_id: int, round_number: int) -> list[tuple[bytes, Any]]:
+        def read() -> list[tuple[bytes, Any]]:
+            overlay = self._overlay(None)
+            hashes = training.RoundReveals.get(overlay, (task_id, round_number))
+            return [(h, training.Updates.get(overlay, (task_id, round_number, h))
+                     or training.Reveals.get(overlay, (task_id, round_number, h))) for h in hashes]
+        return await self.chain.call(read)
+
+    async def model_versions(self, task_id: int) -> list[tuple[int, Any]]:
+        def read() -> list[tuple[int, Any]]:
+            overlay = self._overlay(None)
+            task = training.Tasks.get(overlay, task_id)
+            if task is None:
+                return []
+            versions = ((r, training.ModelVersions.get(overlay, (task_id, r))) for r in range(task.round + 1))
+            return [(r, v) for r, v in versions if v is not None]
+        return await self.chain.call(read)
+
+    async def leaderboard(self, limit: int = 100) -> list[tuple[bytes, int]]:
+        def read() -> list[tuple[bytes, int]]:
+            store = self.chain.store
+            stored = store.stored_state(store.best_hash)
+            earned = training.Earned
+            rows = [(earned.key_from_storage_key(k), earned.decode_value(v))
+                    for k, v in store.trie.iter_items(stored.ref) if k.startswith(earned.prefix)]
+            return sorted(rows, key=lambda row: (-row[1], row[0]))[:limit]
+        return await self.chain.call(read)
+
+    async def blob_info(self, blob_hash: bytes) -> Any:
+        return await self.chain.call(self.chain.blobs.info, blob_hash)
+
     # --- transactions ----------------------------------------------------------------
 
     async def submit(self, extrinsic: Extrinsic) -> bytes:
@@ -202,6 +246,25 @@ class ChainFacade:
     def _dispatch_status(self, transaction_hash: bytes, status: str, info: Any) -> None:
         for callback in list(self._watchers.get(transaction_hash, ())):
             callback(status, info)
+
+
+class BlobEndpoints:
+    """What the RPC server's /blobs/ routes need: size limit, download, upload (on the chain thread)."""
+
+    def __init__(self, chain: ChainService) -> None:
+        self.chain = chain
+
+    @property
+    def max_blob_bytes(self) -> int:
+        return self.chain.blobs.max_blob_bytes
+
+    async def get(self, blob_hash: bytes) -> bytes | None:
+        return await self.chain.call(self.chain.blobs.get, blob_hash)
+
+    async def put(self, blob_hash: bytes, data: bytes) -> bool:
+        def store() -> bool:
+            return self.chain.blobs.put(blob_hash, data, now_block=self.chain.store.best_header().number)
+        return await self.chain.call(store)
 
 
 def _bad_account() -> bytes:

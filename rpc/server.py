@@ -19,6 +19,7 @@ Contract with clients:
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import ipaddress
 import json
 from dataclasses import dataclass
@@ -30,6 +31,8 @@ from aiohttp import WSMsgType, web
 from rpc.errors import (
     INTERNAL_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, PARSE_ERROR, UNSAFE_METHOD, RpcError,
 )
+
+from runtime.errors import GradchainError
 
 log = structlog.get_logger("rpc")
 
@@ -187,6 +190,7 @@ class RpcServer:
         self._runner: web.ServerRunner | None = None
         self._connections = 0
         self._tasks: set[asyncio.Task] = set()
+        self.blobs: Any = None  # the node's blob endpoints (BlobEndpoints), if it serves blobs
 
     def register(self, method: Method) -> None:
         self.methods[method.name] = method
@@ -224,6 +228,8 @@ class RpcServer:
     async def _route(self, request: web.BaseRequest) -> web.StreamResponse:
         if request.path == "/health" and request.method == "GET":
             return web.json_response({"ok": True})
+        if request.path.startswith("/blobs/") and self.blobs is not None:
+            return await self._blob(request)
         if request.path != "/":
             return web.json_response(error_response(None, RpcError(INVALID_REQUEST, "unknown path")), status=404)
         return await self._entry(request)
@@ -234,6 +240,45 @@ class RpcServer:
             return {"Access-Control-Allow-Origin": origin, "Access-Control-Allow-Headers": "Content-Type",
                     "Access-Control-Allow-Methods": "POST, GET, OPTIONS"}
         return {}
+
+    async def _blob(self, request: web.BaseRequest) -> web.StreamResponse:
+        """GET /blobs/0x<hash> downloads a blob; PUT uploads one, streamed, hash-checked before it is kept."""
+        text = request.path[len("/blobs/"):]
+        try:
+            blob_hash = bytes.fromhex(text.removeprefix("0x"))
+            if len(blob_hash) != 32:
+                raise ValueError
+        except ValueError:
+            return web.json_response({"error": "the path must be /blobs/0x<32-byte hash>"}, status=400)
+        if request.method == "GET":
+            data = await self.blobs.get(blob_hash)
+            if data is None:
+                return web.json_response({"error": "no such blob"}, status=404)
+            return web.Response(body=data, content_type="application/octet-stream")
+        if request.method != "PUT":
+            return web.json_response({"error": "use GET or PUT"}, status=405)
+        limit = self.blobs.max_blob_bytes
+        if request.content_length is not None and request.content_length > limit:
+            return web.json_response({"error": f"a blob may be at most {limit} bytes"}, status=413)
+        hasher = hashlib.blake2b(digest_size=32)
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.content.iter_chunked(1 << 16):
+            size += len(chunk)
+            if size > limit:
+                return web.json_response({"error": f"a blob may be at most {limit} bytes"}, status=413)
+            hasher.update(chunk)
+            chunks.append(chunk)
+        if hasher.digest() != blob_hash:
+            return web.json_response({"error": f"the body hashes to 0x{hasher.hexdigest()}, not 0x{blob_hash.hex()}"},
+                                     status=400)
+        try:
+            created = await self.blobs.put(blob_hash, b"".join(chunks))
+        except GradchainError as exc:
+            return web.json_response({"error": exc.message, "code": exc.code}, status=507 if
+                                     exc.code == "blob_store_full" else 400)
+        return web.json_response({"hash": "0x" + blob_hash.hex(), "size": size, "created": created},
+                                 status=201 if created else 200)
 
     async def _entry(self, request: web.Request) -> web.StreamResponse:
         if self._connections >= self.limits.max_connections:

@@ -12,6 +12,7 @@ One LevelDB per node; columns are one-byte key prefixes. Integers in keys are
     t<version><depth><nibbles>     state trie node written at that version
     x<version>                     trie nodes made stale by that version
     B<blob hash>                   content-addressed blob
+    I<blob hash>                   the blob's size and upload block
 """
 
 from __future__ import annotations
@@ -25,12 +26,14 @@ BLOCK_STATE = b"s"
 TRIE_NODE = b"t"
 STALE_NODES = b"x"
 BLOB = b"B"
+BLOB_INFO = b"I"
 
 META_BEST = b"best"
 META_FINALIZED = b"finalized"
 META_GENESIS = b"genesis"
 META_NEXT_VERSION = b"next_version"
 META_SCHEMA_VERSION = b"schema_version"
+META_BLOB_BYTES = b"blob_bytes"  # total size of stored blobs
 META_PRUNED_BELOW = b"pruned_below"  # states of blocks below this number are pruned
 
 
@@ -85,3 +88,7 @@ def stale_nodes_key(version: int) -> bytes:
 
 def blob_key(blob_hash: bytes) -> bytes:
     return BLOB + blob_hash
+
+
+def blob_info_key(blob_hash: bytes) -> bytes:
+    return BLOB_INFO + blob_hash

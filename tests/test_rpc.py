@@ -225,3 +225,34 @@ def test_new_heads_subscription_and_watching_a_transfer_to_finalized(node):
 
     statuses = asyncio.run(scenario())
     assert statuses[0] == "ready" and "inBlock" in statuses and statuses[-1] == "finalized"
+
+
+def test_blobs_upload_download_and_refusals(node):
+    import urllib.request
+
+    from runtime.hashing import blake2b_256
+
+    data = b"model weights " * 1000
+    blob_hash = "0x" + blake2b_256(data).hex()
+
+    def request(method: str, path: str, body: bytes | None = None):
+        req = urllib.request.Request(node.url + path, data=body, method=method)
+        try:
+            with urllib.request.urlopen(req, timeout=20) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read()
+
+    import urllib.error
+
+    assert request("PUT", f"/blobs/{blob_hash}", b"tampered" + data)[0] == 400
+    assert request("GET", f"/blobs/{blob_hash}")[0] == 404
+    status, _ = request("PUT", f"/blobs/{blob_hash}", data)
+    assert status == 201
+    assert request("GET", f"/blobs/{blob_hash}") == (200, data)
+    assert node.client.call("training_blobInfo", blob_hash)["size"] == len(data)
+    assert request("PUT", "/blobs/0x1234", data)[0] == 400
+    huge = b"x" * (16 * 1024 * 1024 + 1)
+    assert request("PUT", "/blobs/0x" + blake2b_256(huge).hex(), huge)[0] == 413
+    assert node.client.call("training_blobInfo", "0x" + blake2b_256(huge).hex()) is None
+    assert node.client.call("training_tasks") == [] and node.client.call("training_leaderboard") == []
