@@ -179,6 +179,10 @@ class StorageMap(Generic[K, V]):
     def key_from_storage_key(self, storage_key: bytes) -> K:
         return self._decode_key(codec.unpack(storage_key[len(self.prefix) + 16:]))
 
+    def decode_value(self, raw: bytes) -> V:
+        """A stored value of this map, from its bytes (for tools that walk the whole map)."""
+        return self._decode(raw)
+
     def get(self, state: Overlay, key: K) -> V:
         storage_key = self._key_cache.get(key) or self.key_of(key)
         raw = state.changes.get(storage_key, _MISSING)  # Overlay.get, inlined: this is the hottest read
