@@ -89,3 +89,24 @@ def test_subscriptions_over_http_are_refused():
 
     status, answer = asyncio.run(scenario())
     assert status == 200 and answer["error"]["code"] == -32601
+
+
+def test_unsafe_methods_refuse_remote_callers_unless_enabled():
+    from rpc.server import CallContext, Method, RpcServer
+
+    async def rotate(ctx):
+        return "0xkey"
+
+    body = b'{"jsonrpc":"2.0","id":1,"method":"author_rotateKeys","params":[]}'
+
+    async def answer(unsafe_methods: bool, remote: str) -> dict:
+        server = RpcServer(unsafe_methods=unsafe_methods)
+        server.register(Method("author_rotateKeys", rotate, unsafe=True))
+        import json
+
+        return json.loads(await server.handle_body(body, CallContext(remote, None)))
+
+    assert asyncio.run(answer(False, "192.0.2.7"))["error"]["code"] == -32000
+    assert asyncio.run(answer(False, "127.0.0.1"))["result"] == "0xkey"
+    assert asyncio.run(answer(False, "::1"))["result"] == "0xkey"
+    assert asyncio.run(answer(True, "192.0.2.7"))["result"] == "0xkey"
