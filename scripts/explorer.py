@@ -1,0 +1,449 @@
+#!/usr/bin/env python3
+"""gradchain explorer: blocks, extrinsics, events, accounts and validators from any node's RPC.
+
+    python scripts/explorer.py blocks [--count 10] [--html OUT.html]
+    python scripts/explorer.py block NUMBER|HASH
+    python scripts/explorer.py account ADDRESS [--depth 100]
+    python scripts/explorer.py validators
+    python scripts/explorer.py stats [--count 50] [--html OUT.html]
+    python scripts/explorer.py follow [--limit N]
+
+`--html` writes one self-contained page (inline CSS and SVG plots of block times and
+transactions per block; no scripts, no network). Every error is one line, exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import html
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+from rich.text import Text  # noqa: E402
+
+from rpc.client import AsyncClient, Client  # noqa: E402
+from scripts._common import (  # noqa: E402
+    DEFAULT_URL, ChainInfo, CliError, block_number, block_timestamp, call_param_types, connect, event_field_types,
+    extrinsic_failure, extrinsic_fee, format_time, get_explorer_block, get_ledger, render_fields, run_command, short_hex,
+)
+
+MAX_WINDOW = 1024  # blocks one command reads (chain_getBlockHash takes up to 1024 numbers at once)
+
+
+@dataclass(frozen=True)
+class BlockSummary:
+    number: int
+    hash: str
+    author: str
+    timestamp_ms: int | None
+    extrinsics: int
+    transactions: int  # signed extrinsics
+    events: int
+    interval_ms: int | None  # since the parent block, when both have a timestamp
+
+
+@dataclass(frozen=True)
+class WindowStats:
+    best: int
+    finalized: int
+    blocks: int
+    average_interval_ms: float | None
+    min_interval_ms: int | None
+    max_interval_ms: int | None
+    extrinsics_per_block: float
+    transactions_per_block: float
+    transactions: int
+    transactions_per_second: float | None
+
+
+class Explorer:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.client: Client = connect(args.url)
+        self.chain = ChainInfo.of(self.client)
+        self.console = Console(highlight=False)
+        self.finalized = 0  # the finalized height when the last window of blocks was read
+
+    # --- reading ---------------------------------------------------------------------
+
+    def finalized_number(self) -> int:
+        return self.client.header(self.client.finalized_hash()).number
+
+    def latest_blocks(self, count: int) -> list[BlockSummary]:
+        """The newest `count` blocks, newest first, each with its time since its parent."""
+        if not 1 <= count <= MAX_WINDOW:
+            raise CliError(f"--count must be 1 to {MAX_WINDOW}")
+        self.finalized = self.finalized_number()  # read before the best block, so it is never above it
+        best = self.client.header().number
+        first = max(0, best - count + 1)
+        numbers = list(range(max(0, first - 1), best + 1))  # one more: the oldest block's parent
+        hashes = self.client.call("chain_getBlockHash", numbers)
+        raw = [self.client.call("explorer_block", h) for h in hashes if h is not None]
+        summaries, parent_time = [], None
+        for block in raw:
+            time_ms = block_timestamp(block)
+            if block_number(block) >= first:
+                summaries.append(self.summarize(block, time_ms, parent_time))
+            parent_time = time_ms
+        return summaries[::-1]
+
+    def summarize(self, block: dict, time_ms: int | None, parent_time_ms: int | None) -> BlockSummary:
+        extrinsics = block["extrinsics"]
+        interval = None if time_ms is None or parent_time_ms is None else time_ms - parent_time_ms
+        events = sum(len(x["events"]) for x in extrinsics) + len(block["blockEvents"])
+        return BlockSummary(block_number(block), block["header"]["hash"],
+                            self.chain.address(block["header"]["digest"]["author"]), time_ms, len(extrinsics),
+                            sum(1 for x in extrinsics if x["signer"]), events, interval)
+
+    def window_stats(self, blocks: list[BlockSummary]) -> WindowStats:
+        intervals = [b.interval_ms for b in blocks if b.interval_ms is not None]
+        transactions = sum(b.transactions for b in blocks)
+        span_s = sum(intervals) / 1000  # the time in which the window's blocks were made
+        return WindowStats(
+            best=blocks[0].number if blocks else 0, finalized=self.finalized, blocks=len(blocks),
+            average_interval_ms=sum(intervals) / len(intervals) if intervals else None,
+            min_interval_ms=min(intervals, default=None), max_interval_ms=max(intervals, default=None),
+            extrinsics_per_block=sum(b.extrinsics for b in blocks) / max(1, len(blocks)),
+            transactions_per_block=transactions / max(1, len(blocks)), transactions=transactions,
+            transactions_per_second=transactions / span_s if span_s else None)
+
+    def find_block(self, text: str) -> dict:
+        if re.fullmatch(r"0x[0-9a-fA-F]{64}", text):
+            at = text.lower()
+        elif re.fullmatch(r"[0-9]+", text):
+            found = self.client.block_hash(int(text))
+            if found is None:
+                raise CliError(f"no block #{text}: the best block is #{self.client.header().number}")
+            at = "0x" + found.hex()
+        else:
+            raise CliError(f"bad block {text!r}: give a block number or a 0x and 64-hex block hash")
+        block = get_explorer_block(self.client, at)
+        if block is None:
+            raise CliError(f"the node has no block {at}")
+        return block
+
+    # --- commands ----------------------------------------------------------------------
+
+    def cmd_blocks(self) -> None:
+        blocks = self.latest_blocks(self.args.count)
+        self.console.print(self.blocks_table(blocks))
+        self.write_html(blocks)
+
+    def cmd_stats(self) -> None:
+        blocks = self.latest_blocks(self.args.count)
+        self.console.print(self.stats_table(self.window_stats(blocks)))
+        self.write_html(blocks)
+
+    def cmd_block(self) -> None:
+        block = self.find_block(self.args.block)
+        header, number = block["header"], block_number(block)
+        overview = key_value_table(f"Block #{number}")
+        for key, value in (("hash", header["hash"]), ("parent", header["parentHash"]),
+                           ("state root", header["stateRoot"]), ("extrinsics root", header["extrinsicsRoot"]),
+                           ("slot", str(int(header["digest"]["slot"], 16))),
+                           ("author", self.chain.address(header["digest"]["author"])),
+                           ("time", format_time(block_timestamp(block))),
+                           ("finalized", "yes" if number <= self.finalized_number() else "not yet")):
+            overview.add_row(key, Text(value))
+        self.console.print(overview)
+        extrinsics = Table(title="Extrinsics", title_justify="left")
+        for name in ("#", "hash", "call", "arguments", "signer", "nonce", "result", "fee"):
+            extrinsics.add_column(name, overflow="fold")
+        events = Table(title="Events", title_justify="left")
+        for name in ("extrinsic", "event", "fields"):
+            events.add_column(name, overflow="fold")
+        for index, x in enumerate(block["extrinsics"]):
+            failure = extrinsic_failure(x)
+            extrinsics.add_row(str(index), short_hex(x["hash"], 12), x["call"],
+                               Text(render_fields(x["args"], call_param_types(x["call"]), self.chain)),
+                               Text(self.chain.address(x["signer"]) if x["signer"] else "(inherent)"),
+                               "" if x["nonce"] is None else str(x["nonce"]),
+                               Text("ok" if failure is None else f"failed: {failure}",
+                                    style="green" if failure is None else "red"),
+                               self.chain.format_balance(extrinsic_fee(x)) if x["signer"] else "")
+            for event in x["events"]:
+                events.add_row(str(index), *self.event_cells(event))
+        for event in block["blockEvents"]:
+            events.add_row("(block)", *self.event_cells(event))
+        self.console.print(extrinsics)
+        self.console.print(events)
+
+    def event_cells(self, event: dict) -> tuple[str, Text]:
+        name = event.get("event", "(unnamed event)")
+        return name, Text(render_fields(event, event_field_types(name), self.chain, skip=("event",)))
+
+    def cmd_account(self) -> None:
+        account = self.chain.parse_account(self.args.account)
+        address = self.chain.address(account)
+        state = self.client.account(address)
+        overview = key_value_table("Account")
+        for key, value in (("address", address), ("public key", "0x" + account.hex()),
+                           ("free", self.chain.format_balance(state.free)),
+                           ("reserved", self.chain.format_balance(state.reserved)), ("nonce", str(state.nonce))):
+            overview.add_row(key, Text(value))
+        ledger = get_ledger(self.client, account)
+        if ledger is not None:
+            unlocking = sum(chunk.value for chunk in ledger.unlocking)
+            overview.add_row("bonded", f"{self.chain.format_balance(ledger.active)} "
+                                       f"(unlocking {self.chain.format_balance(unlocking)})")
+        self.console.print(overview)
+        history = Table(title=f"History (last {self.args.depth} blocks)", title_justify="left")
+        for name in ("block", "time", "extrinsic", "call", "role", "result", "events naming the account"):
+            history.add_column(name, overflow="fold")
+        for row in self.account_history("0x" + account.hex(), self.args.depth):
+            history.add_row(*row)
+        if not history.row_count:
+            history.caption = "no extrinsics or events of this account in these blocks"
+        self.console.print(history)
+
+    def account_history(self, account_hex: str, depth: int) -> list[tuple]:
+        """Extrinsics signed by the account and events naming it, newest first."""
+        if not 1 <= depth <= MAX_WINDOW:
+            raise CliError(f"--depth must be 1 to {MAX_WINDOW}")
+        best = self.client.header().number
+        numbers = list(range(best, max(0, best - depth), -1))
+        rows = []
+        for block_hash in self.client.call("chain_getBlockHash", numbers):
+            block = self.client.call("explorer_block", block_hash)
+            if block is None or account_hex not in repr(block["extrinsics"]) + repr(block["blockEvents"]):
+                continue
+            block = get_explorer_block(self.client, block_hash)  # again, now with event names
+            when, number = format_time(block_timestamp(block), date=False), str(block_number(block))
+            for index, x in enumerate(block["extrinsics"]):
+                naming = [e for e in x["events"] if account_hex in e.values()]
+                if x["signer"] != account_hex and not naming:
+                    continue
+                role = "signer" if x["signer"] == account_hex else "named"
+                result = extrinsic_failure(x) or "ok"
+                rows.append((number, when, str(index), x["call"], role, result, self.events_text(naming)))
+            naming = [e for e in block["blockEvents"] if account_hex in e.values()]
+            if naming:
+                rows.append((number, when, "(block)", "", "named", "", self.events_text(naming)))
+        return rows
+
+    def events_text(self, events: list[dict]) -> Text:
+        lines = []
+        for event in events:
+            name, fields = self.event_cells(event)
+            lines.append(f"{name}({fields.plain})")
+        return Text("\n".join(lines))
+
+    def cmd_validators(self) -> None:
+        validators = self.client.call("explorer_validators")
+        total = sum(int(v["stake"]) for v in validators) or 1
+        table = Table(title=f"Validators ({len(validators)})", title_justify="left")
+        for name, justify in (("#", "right"), ("address", "left"), ("stake", "right"), ("share", "right")):
+            table.add_column(name, justify=justify, overflow="fold")
+        for index, v in enumerate(validators):
+            table.add_row(str(index), Text(v["address"]), self.chain.format_balance(v["stake"]),
+                          f"{100 * int(v['stake']) / total:.1f}%")
+        self.console.print(table)
+
+    def cmd_follow(self) -> None:
+        try:
+            asyncio.run(self.follow(self.args.limit))
+        except KeyboardInterrupt:
+            pass  # Ctrl-C is how `follow` ends
+
+    async def follow(self, limit: int | None) -> None:
+        """Print each new block as chain_subscribeNewHeads announces it; fill any gap in the numbers."""
+        shown, last, parent_time = 0, None, None
+        async with AsyncClient(self.args.url) as client:
+            while limit is None or shown < limit:
+                try:
+                    async for head in client.subscribe("chain_subscribeNewHeads"):
+                        number = int(head["number"], 16)
+                        first = number if last is None else last + 1
+                        for n in range(first, number + 1):
+                            block = await client.call("explorer_block", await client.call("chain_getBlockHash", n))
+                            time_ms = block_timestamp(block)
+                            self.console.print(self.follow_line(self.summarize(block, time_ms, parent_time)))
+                            parent_time, last, shown = time_ms, n, shown + 1
+                            if limit is not None and shown >= limit:
+                                return
+                # AsyncClient.subscribe takes the first message for the reply; when a notification
+                # wins that race it fails with KeyError. Subscribe again; the gap fill covers it.
+                except KeyError:
+                    continue
+
+    def follow_line(self, b: BlockSummary) -> Text:
+        interval = "" if b.interval_ms is None else f"  +{b.interval_ms / 1000:.2f} s"
+        return Text(f"#{b.number:<7} {short_hex(b.hash, 10)}  {b.extrinsics} ext  {b.transactions} tx  "
+                    f"by {short_address(b.author)}  {format_time(b.timestamp_ms, date=False)}{interval}")
+
+    # --- views ------------------------------------------------------------------------
+
+    def blocks_table(self, blocks: list[BlockSummary]) -> Table:
+        table = Table(title=f"Latest blocks (finalized #{self.finalized})", title_justify="left")
+        for name, justify in (("number", "right"), ("hash", "left"), ("ext", "right"), ("tx", "right"),
+                              ("events", "right"), ("author", "left"), ("time (UTC)", "left"),
+                              ("interval", "right")):
+            table.add_column(name, justify=justify, no_wrap=True)
+        for b in blocks:
+            table.add_row(str(b.number), short_hex(b.hash, 8), str(b.extrinsics), str(b.transactions),
+                          str(b.events), short_address(b.author), format_time(b.timestamp_ms, date=False),
+                          "" if b.interval_ms is None else f"{b.interval_ms / 1000:.2f} s")
+        return table
+
+    def stats_table(self, stats: WindowStats) -> Table:
+        table = key_value_table(f"Chain statistics over the last {stats.blocks} blocks")
+        for key, value in stats_rows(stats):
+            table.add_row(key, value)
+        return table
+
+    def write_html(self, blocks: list[BlockSummary]) -> None:
+        if not self.args.html:
+            return
+        chain_name = self.client.call("system_chain")
+        page = render_page(chain_name, blocks, stats_rows(self.window_stats(blocks)))
+        path = Path(self.args.html)
+        try:
+            path.write_text(page, encoding="utf-8")
+        except OSError as exc:
+            raise CliError(f"cannot write {path}: {exc.strerror}") from None
+        self.console.print(f"wrote {path}")
+
+
+def stats_rows(stats: WindowStats) -> list[tuple[str, str]]:
+    def seconds(ms: float | None) -> str:
+        return "-" if ms is None else f"{ms / 1000:.3f} s"
+
+    return [("best block", f"#{stats.best}"), ("finalized block", f"#{stats.finalized}"),
+            ("blocks in window", str(stats.blocks)), ("average block time", seconds(stats.average_interval_ms)),
+            ("min / max block time", f"{seconds(stats.min_interval_ms)} / {seconds(stats.max_interval_ms)}"),
+            ("extrinsics per block", f"{stats.extrinsics_per_block:.2f}"),
+            ("transactions per block", f"{stats.transactions_per_block:.2f}"),
+            ("transactions", str(stats.transactions)),
+            ("transactions per second", "-" if stats.transactions_per_second is None
+             else f"{stats.transactions_per_second:.2f}")]
+
+
+# --- the static page -----------------------------------------------------------------------
+# One file, readable offline: inline CSS, inline SVG drawn here, no scripts, no external URLs.
+
+PAGE_STYLE = """
+body { font: 14px/1.4 system-ui, sans-serif; margin: 2em; color: #222; }
+table { border-collapse: collapse; margin: 1em 0; }
+th, td { padding: 3px 10px; border-bottom: 1px solid #ddd; text-align: left; }
+td.n { text-align: right; font-variant-numeric: tabular-nums; }
+code { font-size: 12px; }
+svg { background: #fafafa; border: 1px solid #ddd; margin: 0.5em 1em 0.5em 0; }
+.line { fill: none; stroke: #3465a4; stroke-width: 1.5; }
+.point { fill: #3465a4; }
+.axis { stroke: #888; }
+.label { font-size: 11px; fill: #555; }
+"""
+
+
+def render_page(chain_name: str, blocks: list[BlockSummary], stats: list[tuple[str, str]]) -> str:
+    oldest_first = blocks[::-1]
+    timed = [(b.number, b.interval_ms / 1000) for b in oldest_first if b.interval_ms is not None]
+    plots = (svg_plot("Block time (s)", timed)
+             + svg_plot("Transactions per block", [(b.number, b.transactions) for b in oldest_first],
+                        whole_numbers=True))
+    stats_html = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in stats)
+    rows = "".join(
+        f"<tr><td class=n>{b.number}</td><td><code>{html.escape(short_hex(b.hash, 16))}</code></td>"
+        f"<td class=n>{b.extrinsics}</td><td class=n>{b.transactions}</td><td class=n>{b.events}</td>"
+        f"<td><code>{html.escape(b.author)}</code></td><td>{html.escape(format_time(b.timestamp_ms))}</td>"
+        f"<td class=n>{'' if b.interval_ms is None else f'{b.interval_ms / 1000:.2f} s'}</td></tr>"
+        for b in blocks)
+    title = html.escape(f"{chain_name}: blocks #{blocks[-1].number}-#{blocks[0].number}" if blocks else chain_name)
+    return (f"<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8><title>{title}</title>"
+            f"<style>{PAGE_STYLE}</style></head><body>\n<h1>{title}</h1>\n"
+            f"<h2>Statistics</h2><table class=stats>{stats_html}</table>\n<h2>Plots</h2>\n{plots}\n"
+            f"<h2>Blocks</h2><table class=blocks id=blocks><thead><tr><th>number</th><th>hash</th>"
+            f"<th>extrinsics</th><th>tx</th><th>events</th><th>author</th><th>time</th><th>block time</th>"
+            f"</tr></thead><tbody>{rows}</tbody></table>\n</body></html>\n")
+
+
+def svg_plot(title: str, points: list[tuple[int, float]], *, whole_numbers: bool = False,
+             width: int = 560, height: int = 220) -> str:
+    """A line plot of (block number, value), one circle with a tooltip per point."""
+    value_format = "{:.0f}" if whole_numbers else "{:.2f}"
+    left, right, top, bottom = 48, 12, 28, 32
+    inner_w, inner_h = width - left - right, height - top - bottom
+    parts = [f'<svg class=plot width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
+             f'aria-label="{html.escape(title)}">',
+             f'<text class=label x="{left}" y="16" style="font-size:13px;fill:#222">{html.escape(title)}</text>',
+             f'<line class=axis x1="{left}" y1="{top + inner_h}" x2="{left + inner_w}" y2="{top + inner_h}"/>',
+             f'<line class=axis x1="{left}" y1="{top}" x2="{left}" y2="{top + inner_h}"/>']
+    if not points:
+        parts.append(f'<text class=label x="{left + 10}" y="{top + inner_h / 2}">no data</text></svg>')
+        return "".join(parts)
+    low_x, high_x = points[0][0], points[-1][0]
+    high_y = max(v for _, v in points) or 1
+
+    def x_of(number: int) -> float:
+        return left + (inner_w / 2 if high_x == low_x else (number - low_x) * inner_w / (high_x - low_x))
+
+    def y_of(value: float) -> float:
+        return top + inner_h - value * inner_h / high_y
+
+    ticks = sorted({0, high_y // 2, high_y}) if whole_numbers else [0, high_y / 2, high_y]
+    for value in ticks:
+        parts.append(f'<text class=label x="{left - 6}" y="{y_of(value) + 4:.1f}" text-anchor="end">'
+                     f'{value_format.format(value)}</text>')
+    for number in sorted({low_x, high_x}):
+        parts.append(f'<text class=label x="{x_of(number):.1f}" y="{height - 10}" text-anchor="middle">'
+                     f'#{number}</text>')
+    coordinates = " ".join(f"{x_of(n):.1f},{y_of(v):.1f}" for n, v in points)
+    parts.append(f'<polyline class=line points="{coordinates}"/>')
+    parts.extend(f'<circle class="point" cx="{x_of(n):.1f}" cy="{y_of(v):.1f}" r="3" data-block="{n}">'
+                 f'<title>#{n}: {value_format.format(v)}</title></circle>' for n, v in points)
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def short_address(address: str) -> str:
+    return address if len(address) <= 16 else f"{address[:8]}…{address[-6:]}"
+
+
+def key_value_table(title: str) -> Table:
+    table = Table(title=title, title_justify="left", show_header=False)
+    table.add_column("key", style="bold", no_wrap=True)
+    table.add_column("value", overflow="fold")
+    return table
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="explorer.py", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--url", default=DEFAULT_URL, help=f"the node's JSON-RPC address (default {DEFAULT_URL})")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    blocks = commands.add_parser("blocks", help="the latest blocks")
+    blocks.add_argument("--count", type=int, default=10)
+    blocks.add_argument("--html", metavar="OUT.html", help="also write a static page with plots")
+    blocks.set_defaults(handler=Explorer.cmd_blocks)
+    block = commands.add_parser("block", help="one block: header, extrinsics and events")
+    block.add_argument("block", metavar="NUMBER|HASH")
+    block.set_defaults(handler=Explorer.cmd_block)
+    account = commands.add_parser("account", help="balance, nonce and recent history of an account")
+    account.add_argument("account", metavar="ADDRESS")
+    account.add_argument("--depth", type=int, default=100, help="blocks back to search (default 100)")
+    account.set_defaults(handler=Explorer.cmd_account)
+    commands.add_parser("validators", help="the validator set and stakes").set_defaults(handler=Explorer.cmd_validators)
+    stats = commands.add_parser("stats", help="heights, block time and extrinsics per block")
+    stats.add_argument("--count", type=int, default=50, help="blocks to average over (default 50)")
+    stats.add_argument("--html", metavar="OUT.html", help="also write a static page with plots")
+    stats.set_defaults(handler=Explorer.cmd_stats)
+    follow = commands.add_parser("follow", help="print new blocks as they arrive (Ctrl-C to stop)")
+    follow.add_argument("--limit", type=int, help="stop after this many blocks")
+    follow.set_defaults(handler=Explorer.cmd_follow)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return run_command(lambda: args.handler(Explorer(args)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
