@@ -68,6 +68,13 @@ def account_from_json(value: dict) -> AccountState:
                         int(value["reserved"]))
 
 
+def _json(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise RpcClientError(f"the node's answer is not JSON: {raw[:80]!r}") from None
+
+
 def _result(answer: Any) -> Any:
     if not isinstance(answer, dict):
         raise RpcClientError(f"unexpected answer from the node: {answer!r:.200}")
@@ -90,7 +97,7 @@ class Client:
         request = urllib.request.Request(self.url, data=body.encode(), headers={"Content-Type": "application/json"})
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                return _result(json.loads(response.read()))
+                return _result(_json(response.read()))
         except urllib.error.HTTPError as exc:
             try:
                 return _result(json.loads(exc.read()))
@@ -98,6 +105,8 @@ class Client:
                 raise RpcClientError(f"the node answered HTTP {exc.code}") from None
         except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
             raise NodeUnreachable(f"cannot reach a node at {self.url}: {getattr(exc, 'reason', exc)}") from None
+        except ValueError as exc:  # a malformed URL
+            raise RpcClientError(f"bad node URL {self.url!r}: {exc}") from None
 
     # --- typed helpers
     def header(self, at: bytes | None = None) -> Header | None:
@@ -170,11 +179,20 @@ class AsyncClient:
 
         try:
             socket = await self._session.ws_connect(self.ws_url)
-        except aiohttp.ClientConnectionError as exc:
+        except (aiohttp.ClientConnectionError, aiohttp.WSServerHandshakeError) as exc:
             raise NodeUnreachable(f"cannot reach a node at {self.ws_url}: {exc}") from None
         try:
             await socket.send_json({"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)})
-            subscription = _result(await socket.receive_json())
+            early: list[dict] = []  # notifications that arrived before the reply (older servers)
+            while True:
+                message = await socket.receive_json()
+                if message.get("id") == 1:
+                    subscription = _result(message)
+                    break
+                early.append(message)
+            for payload in early:
+                if payload.get("params", {}).get("subscription") == subscription:
+                    yield payload["params"]["result"]
             async for message in socket:
                 if message.type != aiohttp.WSMsgType.TEXT:
                     break

@@ -154,6 +154,9 @@ class WsConnection:
         self.subscriptions: dict[str, Callable[[], None]] = {}
         self.closed = asyncio.Event()
         self._next_id = 0
+        # While a request is being answered, its notifications wait here, so a subscription's
+        # id always reaches the client before the first notification that carries it.
+        self.held: list[str] | None = None
 
     def new_subscription_id(self) -> str:
         self._next_id += 1
@@ -162,12 +165,19 @@ class WsConnection:
     def send_json(self, message: dict) -> None:
         if self.closed.is_set():
             return
+        if self.held is not None:
+            self.held.append(json.dumps(message, separators=(",", ":")))
+            return
         if self.queue.qsize() >= self.limits.max_buffered_notifications:
             log.warning("disconnecting a slow WebSocket client", buffered=self.queue.qsize())
             self.closed.set()
             asyncio.ensure_future(self.socket.close(code=1008, message=b"too slow: notifications not read"))
             return
         self.queue.put_nowait(json.dumps(message, separators=(",", ":")))
+
+    def send_text(self, text: str) -> None:
+        if not self.closed.is_set():
+            self.queue.put_nowait(text)
 
     def notify(self, method: str, subscription: str, result: Any) -> None:
         self.send_json({"jsonrpc": "2.0", "method": method, "params": {"subscription": subscription,
@@ -319,9 +329,15 @@ class RpcServer:
                     body = message.data
                 else:
                     break
-                answer = await self.handle_body(body, context)
+                connection.held = []
+                try:
+                    answer = await self.handle_body(body, context)
+                finally:
+                    held, connection.held = connection.held, None
                 if answer is not None:
                     connection.queue.put_nowait(answer)
+                for notification in held:
+                    connection.send_text(notification)
                 if connection.closed.is_set():
                     break
         finally:

@@ -52,8 +52,9 @@ def plain(value: Any) -> Any:
         return [plain(v) for v in value]
     if dataclasses.is_dataclass(value):
         fields = {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-        if hasattr(type(value), "qualified_name"):
-            return {"event": type(value).qualified_name(), **fields}
+        cls = type(value)
+        if hasattr(cls, "event_index"):  # declared by @pallet.event
+            return {"event": f"{cls.pallet_name}.{cls.__name__}", **fields}
         return fields
     return str(value)
 

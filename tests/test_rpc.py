@@ -71,6 +71,9 @@ def test_chain_methods(node):
     assert c.call("chain_getBlockHash", [0, 1]) == ["0x" + c.genesis_hash().hex(), "0x" + c.block_hash(1).hex()]
     assert c.call("chain_getBlockHash", 10**9) is None
     assert c.finalized_hash() == c.block_hash(c.header(c.finalized_hash()).number)
+    decoded = c.call("explorer_block", "0x" + header.hash.hex())
+    assert decoded["extrinsics"][0]["call"] == "timestamp.set"
+    assert decoded["extrinsics"][0]["events"][0]["event"] == "system.ExtrinsicSuccess"
 
 
 def test_state_methods_and_a_read_proof_verified_by_the_client(node):
@@ -214,6 +217,11 @@ def test_new_heads_subscription_and_watching_a_transfer_to_finalized(node):
             transfer = sign_extrinsic(EVE, balances.transfer(BOB.public, 10**11), nonce=nonce, genesis_hash=genesis)
             await socket.send_json({"jsonrpc": "2.0", "id": 3, "method": "author_submitAndWatchExtrinsic",
                                     "params": ["0x" + transfer.encoded.hex()]})
+            reply = await socket.receive_json(timeout=10)
+            while reply.get("id") != 3:  # the unsubscribe's answer, or a head sent before it
+                assert reply.get("method") != "author_extrinsicUpdate", "a status arrived before the subscription id"
+                reply = await socket.receive_json(timeout=10)
+            assert reply["result"].startswith("0x")
             statuses = []
             while not statuses or statuses[-1] != "finalized":
                 message = await socket.receive_json(timeout=15)
