@@ -1,61 +1,89 @@
 """The state commitment: a 16-ary sparse Merkle tree over hashed keys (Jellyfish-style).
 
-Shape. A key's path is the 64 nibbles of blake2b-256(key). A subtree holding one
-key is a LEAF at the shortest prefix that is unique to it; a subtree with two or
-more keys is an INTERNAL node of 16 children; an empty subtree hashes to 32 zero
-bytes. The shape, and so the root, is a function of the key/value set alone.
+Shape. A key's path is the 64 nibbles of H(key), H = blake2b-256. A subtree that
+holds one key is a LEAF at the shortest prefix unique to that key; a subtree with
+two or more keys is an INTERNAL node with 16 child slots; an empty subtree hashes
+to 32 zero bytes. The shape, and so the root, is a function of the key/value set
+alone, never of the order in which keys were written.
 
     leaf hash     = H(0x00 ++ H(key) ++ H(value))
-    internal hash = H(0x01 ++ child_hash_0 ++ ... ++ child_hash_15)
+    internal hash = H(0x01 ++ child_hash_0 ++ ... ++ child_hash_15)   (empty child: ZERO_HASH)
+    empty root    = ZERO_HASH
 
-Why this and not a Patricia trie with hash-addressed nodes: hashed keys keep the
-depth near log16(n) with no extension nodes; nodes are stored under (version,
-path), never under their hash, so two states never share a node by accident and
-pruning is a list of the nodes each version made stale, not reference counting;
-and a block's changes are applied in one sorted pass at the end of the block,
-hashing each changed node once (a key-by-key update costs about as much as six
-signature checks per key).
+Why this and not a Merkle-Patricia trie with hash-addressed nodes:
+- Keys are hashed, so the depth stays near log16(n) for any key set (no long
+  shared storage prefixes) and there are no extension nodes to split and merge.
+- Nodes are stored under (version, path), never under their hash. A node is
+  written once, at the version of the state that created it, and never changed;
+  an update reports the old nodes it replaced as stale. Pruning a state is then
+  deleting one list of keys, with no reference counts, and two states never share
+  a node by accident of equal content.
+- A block's changes are applied in one sorted pass at the end of the block, so
+  each changed node is built and hashed once per block, not once per write.
 
-Storage. A node is written once, at the version of the state that created it,
-under `schema.trie_node_key`. `update` returns the new nodes and the keys of the
-old state's nodes that the new state no longer uses; the caller commits both in
-its block's WriteBatch.
+Storage. Node keys come from `schema.trie_node_key(version, nibbles)`; the root of
+the state at version v is at path (). Encoding (msgpack): a leaf is
+`[0, key, value]` (the whole key and value, so a read needs no second lookup); an
+internal node is `[1, children]`, 16 entries each None or `[hash, version, is_leaf]`.
+`StateTrie.update` writes nothing: its caller commits `new_nodes` (and records
+`stale_nodes`) in the block's WriteBatch, then calls `remember`. Reading a state
+whose stale nodes were deleted raises MissingTrieNode (a KeyError).
 
-Read proofs (the wire format of state_getReadProof): `[levels, terminal]`, where
-`levels` lists, from the root down along the key's path, each internal node's 16
-child hashes, and `terminal` is `[0, value]` (the key's leaf), `[1, key_hash,
-value_hash]` (another key's leaf holds the prefix: the key is absent) or `[2]`
-(an empty slot: the key is absent).
+Read proofs (the wire format of state_getReadProof): `[levels, terminal]`.
+`levels` lists, from the root down along H(key)'s path, each internal node's 16
+child hashes (32 bytes each, ZERO_HASH for an empty slot), at most 64 of them.
+`terminal` says what sits in the slot the path reaches below the last level:
+    [0, value]                 the key's own leaf: the key is present with `value`
+    [1, key_hash, value_hash]  another key's leaf holds the slot: the key is absent
+    [2]                        the slot is empty: the key is absent
+`verify_proof` hashes the terminal, checks it at the path's nibble of each level
+from the bottom up, and compares the result with the state root.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from hashlib import blake2b
+from itertools import islice
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import msgpack
-from hashlib import blake2b as _blake2b
 
 from runtime.errors import GradchainError
 from runtime.hashing import ZERO_HASH, blake2b_256
 from storage import schema
 
 EMPTY_ROOT = ZERO_HASH
-MAX_DEPTH = 64
+MAX_DEPTH = 64  # nibbles in a 256-bit key hash
 _LEAF, _INTERNAL = 0, 1
-_EMPTY_CHILDREN = (None,) * 16
 
-# A child entry: (hash, version, is_leaf). A decoded leaf: (0, key, value); internal: (1, [entry or None] * 16).
-Entry = tuple
+# Decoded nodes, as cached:
+#   leaf      (0, key, value, key_hash)
+#   internal  (1, entries, child_keys, child_hashes): 16 entries (None or (hash, version, is_leaf))
+#             and, in parallel, each child's DB key (so reads never build keys) and hash (ZERO_HASH
+#             when empty, so hashing a node or proving through it is one join).
+Node = tuple
+Entry = tuple  # or the list msgpack decodes: [hash, version, is_leaf]
 
 
 class InvalidProof(GradchainError):
+    """A read proof that does not show a value under the given root; do not trust the node that sent it."""
+
     code = "invalid_proof"
+
+
+class MissingTrieNode(GradchainError, KeyError):
+    """A node of the requested state is not in the database: that state was pruned."""
+
+    code = "missing_trie_node"
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return self.message
 
 
 @dataclass(frozen=True)
 class StateRef:
-    root: bytes
+    root: bytes  # 32-byte root hash
     version: int | None  # the version the root node was written at; None for the empty tree
 
 
@@ -64,323 +92,409 @@ EMPTY_STATE = StateRef(EMPTY_ROOT, None)
 
 @dataclass(frozen=True)
 class TrieUpdate:
-    state: StateRef
-    new_nodes: dict[bytes, bytes]
-    stale_nodes: tuple[bytes, ...]
-    decoded: dict[bytes, tuple] = field(default_factory=dict, repr=False, compare=False)  # new_nodes, decoded
+    state: StateRef  # the new state
+    new_nodes: dict[bytes, bytes]  # DB key -> encoded node, all written at the new version
+    stale_nodes: tuple[bytes, ...]  # DB keys of the old state's nodes that the new state no longer uses
+    decoded: dict[bytes, Node] = field(default_factory=dict, repr=False, compare=False)  # new_nodes, decoded
 
 
-def _nibble(key_hash: bytes, depth: int) -> int:
-    byte = key_hash[depth >> 1]
-    return byte & 15 if depth & 1 else byte >> 4
+# --- paths, keys and hashes ----------------------------------------------------------
 
-
-_DEPTH = [bytes((d,)) for d in range(MAX_DEPTH + 1)]
+_NIBBLE_OF_HEX = bytes.maketrans(b"0123456789abcdef", bytes(range(16)))
+_BYTE = [bytes((b,)) for b in range(256)]
 _HIGH_NIBBLE = [bytes((b & 0xF0,)) for b in range(256)]
 
 
+def _path(key_hash: bytes) -> bytes:
+    """The 64 nibbles of a key hash, one per byte: path[depth] is the child slot at that depth."""
+    return key_hash.hex().encode().translate(_NIBBLE_OF_HEX)
+
+
 def _node_key(version: int, key_hash: bytes, depth: int) -> bytes:
-    """schema.trie_node_key for the first `depth` nibbles of `key_hash`, built without unpacking them."""
+    """schema.trie_node_key(version, first `depth` nibbles of key_hash)."""
+    return _node_key_at(schema.trie_version_prefix(version), key_hash, depth)
+
+
+def _node_key_at(version_prefix: bytes, key_hash: bytes, depth: int) -> bytes:
+    """_node_key with the version already packed: the path is cut from the hash, never unpacked to nibbles."""
     half = depth >> 1
     if depth & 1:
-        return schema.TRIE_NODE + version.to_bytes(8, "big") + _DEPTH[depth] + key_hash[:half] + _HIGH_NIBBLE[key_hash[half]]
-    return schema.TRIE_NODE + version.to_bytes(8, "big") + _DEPTH[depth] + key_hash[:half]
+        return version_prefix + _BYTE[depth] + key_hash[:half] + _HIGH_NIBBLE[key_hash[half]]
+    return version_prefix + _BYTE[depth] + key_hash[:half]
+
+
+def _root_key(version: int) -> bytes:
+    return schema.trie_version_prefix(version) + _BYTE[0]
+
+
+def _child_keys(node_key: bytes, entries: list) -> list:
+    """The DB keys of an internal node's children, derived from its own key (t, version, depth, packed path)."""
+    depth = node_key[9]
+    packed = node_key[10:]
+    child_depth = _BYTE[depth + 1]
+    keys: list = [None] * 16
+    for nibble, entry in enumerate(entries):
+        if entry is not None:
+            tail = packed[:-1] + _BYTE[packed[-1] | nibble] if depth & 1 else packed + _BYTE[nibble << 4]
+            keys[nibble] = schema.TRIE_NODE + entry[1].to_bytes(8, "big") + child_depth + tail
+    return keys
 
 
 def _leaf_hash(key_hash: bytes, value: bytes) -> bytes:
-    return _blake2b(b"\x00" + key_hash + _blake2b(value, digest_size=32).digest(), digest_size=32).digest()
+    return blake2b(b"\x00" + key_hash + blake2b(value, digest_size=32).digest(), digest_size=32).digest()
 
 
-def _internal_hash(children: list) -> bytes:
-    return _blake2b(b"\x01" + b"".join([ZERO_HASH if c is None else c[0] for c in children]), digest_size=32).digest()
+def _internal_hash(child_hashes: list) -> bytes:
+    return blake2b(b"\x01" + b"".join(child_hashes), digest_size=32).digest()
 
 
-def _pack(node: tuple) -> bytes:
-    return msgpack.packb(node, use_bin_type=True)
-
-
-def _unpack(raw: bytes) -> tuple:
+def _decode(node_key: bytes, raw: bytes) -> Node:
     node = msgpack.unpackb(raw, raw=False)
     if node[0] == _LEAF:
-        return (_LEAF, node[1], node[2])
-    return (_INTERNAL, [None if c is None else tuple(c) for c in node[1]])
+        return (_LEAF, node[1], node[2], blake2b_256(node[1]))
+    entries = node[1]
+    return (_INTERNAL, entries, _child_keys(node_key, entries), [ZERO_HASH if e is None else e[0] for e in entries])
+
+
+# --- the trie ------------------------------------------------------------------------
 
 
 class StateTrie:
+    """Reads, proofs and batch updates of versioned states over one node store, with a cache of decoded nodes."""
+
     def __init__(self, get_node: Callable[[bytes], bytes | None], cache_size: int = 200_000) -> None:
         self._get_node = get_node
-        self._cache: dict[bytes, tuple] = {}
-        self._cache_size = cache_size
+        self._cache: dict[bytes, Node] = {}
+        self._cache_size = max(cache_size, 16)
+        self._packer = msgpack.Packer(use_bin_type=True)  # one Packer: packb builds a new one per call
+        self._root_key_memo: tuple[int | None, bytes] = (None, b"")
 
-    # --- node access ----------------------------------------------------------
+    # --- node access ------------------------------------------------------------
 
-    def _load(self, node_key: bytes) -> tuple:
+    def _load(self, node_key: bytes) -> Node:
         node = self._cache.get(node_key)
         if node is None:
-            raw = self._get_node(node_key)
-            if raw is None:
-                raise KeyError(f"trie node {node_key.hex()} is missing (pruned state?)")
-            node = _unpack(raw)
-            self._cache_put(node_key, node)
+            node = self._peek(node_key)
+            self._cache[node_key] = node
+            if len(self._cache) > self._cache_size:
+                self._trim()
         return node
 
-    def _cache_put(self, node_key: bytes, node: tuple) -> None:
+    def _peek(self, node_key: bytes) -> Node:
+        """A node from the cache or the DB, without caching it (for walks over a whole state)."""
+        node = self._cache.get(node_key)
+        if node is not None:
+            return node
+        raw = self._get_node(node_key)
+        if raw is None:
+            raise MissingTrieNode(f"trie node {node_key.hex()} is missing: the state was pruned or never committed")
+        return _decode(node_key, raw)
+
+    def _trim(self) -> None:
+        # Insertion order approximates age: drop the oldest quarter at once, so the cost of
+        # eviction is amortised and reads never pay for recency bookkeeping.
         cache = self._cache
-        if len(cache) >= self._cache_size:
-            for stale_key in list(cache)[: self._cache_size // 4]:  # drop the oldest quarter
-                del cache[stale_key]
-        cache[node_key] = node
+        for node_key in list(islice(cache, len(cache) - self._cache_size * 3 // 4)):
+            del cache[node_key]
+
+    def _root(self, version: int) -> tuple[bytes, Node]:
+        memo_version, root_key = self._root_key_memo
+        if memo_version != version:
+            root_key = _root_key(version)
+            self._root_key_memo = (version, root_key)
+        return root_key, self._cache.get(root_key) or self._load(root_key)
 
     def remember(self, update: TrieUpdate) -> None:
-        for node_key, node in update.decoded.items():
-            self._cache_put(node_key, node)
+        """Cache the decoded new nodes of an update whose batch has been committed."""
+        self._cache.update(update.decoded)
+        if len(self._cache) > self._cache_size:
+            self._trim()
 
     def forget(self, keys: Iterable[bytes]) -> None:
+        """Drop deleted (pruned) nodes from the cache."""
+        pop = self._cache.pop
         for node_key in keys:
-            self._cache.pop(node_key, None)
+            pop(node_key, None)
 
-    def _root(self, state: StateRef) -> tuple | None:
-        if state.version is None:
-            return None
-        return self._load(schema.trie_version_prefix(state.version) + b"\x00")
-
-    # --- reads ----------------------------------------------------------------
+    # --- reads ------------------------------------------------------------------
 
     def get(self, state: StateRef, key: bytes) -> bytes | None:
-        node = self._root(state)
-        if node is None:
+        if state.version is None:
             return None
-        key_hash = blake2b_256(key)
-        cache, depth = self._cache, 0
-        while node[0] == _INTERNAL:
-            byte = key_hash[depth >> 1]
-            child = node[1][byte & 15 if depth & 1 else byte >> 4]
-            if child is None:
+        path = _path(blake2b(key, digest_size=32).digest())
+        cache = self._cache
+        node = self._root(state.version)[1]
+        depth = 0
+        while node[0]:  # internal
+            child_key = node[2][path[depth]]
+            if child_key is None:
                 return None
             depth += 1
-            node_key = _node_key(child[1], key_hash, depth)
-            node = cache.get(node_key) or self._load(node_key)
+            node = cache.get(child_key) or self._load(child_key)
         return node[2] if node[1] == key else None
 
+    def prove(self, state: StateRef, key: bytes) -> list:
+        """A read proof of `key`'s value (or absence) in `state`; see the module docstring."""
+        levels: list[list[bytes]] = []
+        if state.version is None:
+            return [levels, [2]]
+        path = _path(blake2b_256(key))
+        node = self._root(state.version)[1]
+        depth = 0
+        while node[0]:
+            levels.append(list(node[3]))
+            child_key = node[2][path[depth]]
+            if child_key is None:
+                return [levels, [2]]
+            depth += 1
+            node = self._load(child_key)
+        if node[1] == key:
+            return [levels, [0, node[2]]]
+        return [levels, [1, node[3], blake2b_256(node[2])]]
+
     def iter_items(self, state: StateRef) -> Iterator[tuple[bytes, bytes]]:
+        """Every (key, value) of the state, in path (key hash) order."""
         for _, node in self._walk(state):
             if node[0] == _LEAF:
                 yield node[1], node[2]
 
     def iter_node_keys(self, state: StateRef) -> Iterator[bytes]:
+        """The DB key of every node reachable from the state's root."""
         for node_key, _ in self._walk(state):
             yield node_key
 
-    def _walk(self, state: StateRef) -> Iterator[tuple[bytes, tuple]]:
+    def _walk(self, state: StateRef) -> Iterator[tuple[bytes, Node]]:
         if state.version is None:
             return
-        stack = [(schema.trie_version_prefix(state.version) + b"\x00", b"", 0)]
+        stack = [_root_key(state.version)]
         while stack:
-            node_key, path_hash, depth = stack.pop()
-            node = self._load(node_key)
+            node_key = stack.pop()
+            node = self._peek(node_key)
             yield node_key, node
             if node[0] == _INTERNAL:
-                for nibble in range(15, -1, -1):
-                    child = node[1][nibble]
-                    if child is not None:
-                        child_path = _with_nibble(path_hash, depth, nibble)
-                        stack.append((_node_key(child[1], child_path, depth + 1), child_path, depth + 1))
+                stack.extend(k for k in reversed(node[2]) if k is not None)  # popped in nibble order
 
-    # --- proofs ---------------------------------------------------------------
-
-    def prove(self, state: StateRef, key: bytes) -> list:
-        node = self._root(state)
-        levels: list[list[bytes]] = []
-        if node is None:
-            return [levels, [2]]
-        key_hash = blake2b_256(key)
-        depth = 0
-        while node[0] == _INTERNAL:
-            levels.append([ZERO_HASH if c is None else c[0] for c in node[1]])
-            child = node[1][_nibble(key_hash, depth)]
-            if child is None:
-                return [levels, [2]]
-            depth += 1
-            node = self._load(_node_key(child[1], key_hash, depth))
-        if node[1] == key:
-            return [levels, [0, node[2]]]
-        return [levels, [1, blake2b_256(node[1]), blake2b_256(node[2])]]
-
-    # --- updates --------------------------------------------------------------
+    # --- updates ----------------------------------------------------------------
 
     def update(self, state: StateRef, changes: Mapping[bytes, bytes | None], version: int) -> TrieUpdate:
-        items = sorted((blake2b_256(k), k, v) for k, v in changes.items())
-        run = _UpdateRun(self, version)
-        old_root = None
-        if state.version is not None:
-            node = self._root(state)
-            old_root = (state.root, state.version, node[0] == _LEAF)
-        new_root = run.update(old_root, 0, items) if items else old_root
-        if new_root is None:
-            new_state = EMPTY_STATE
-        elif new_root == old_root:
+        """The state after `changes` (None deletes), its new nodes at `version`, and the nodes it made stale."""
+        if state.version is not None and version <= state.version:
+            # Nodes are addressed by (version, path): reusing a version would overwrite live nodes.
+            raise ValueError(f"update version {version} must be above the state's version {state.version}")
+        if not changes:
             return TrieUpdate(state, {}, ())
+        items = []
+        for key, value in changes.items():
+            key_hash = blake2b(key, digest_size=32).digest()
+            items.append((key_hash, _path(key_hash), key, value))
+        items.sort()  # key hashes are unique, so the sort never compares further
+        run = _UpdateRun(self, version)
+        if state.version is None:
+            result = run.update(None, b"", 0, items)
         else:
-            new_state = StateRef(new_root[0], new_root[1])
+            root_key, _ = self._root(state.version)
+            result = run.update((state.root, state.version, False), root_key, 0, items)
+        if result is _SAME:
+            return TrieUpdate(state, {}, ())
+        new_state = EMPTY_STATE if result is None else StateRef(result[0][0], version)
         return TrieUpdate(new_state, run.new_nodes, tuple(run.stale), run.decoded)
 
 
-def _with_nibble(path_hash: bytes, depth: int, nibble: int) -> bytes:
-    """A 32-byte path whose nibble `depth` is `nibble` (enough of a key hash to build node keys)."""
-    padded = path_hash.ljust(32, b"\x00")
-    index = depth >> 1
-    byte = padded[index]
-    byte = (byte & 0xF0) | nibble if depth & 1 else (nibble << 4) | (byte & 0x0F)
-    return padded[:index] + bytes((byte,)) + padded[index + 1:]
-
-
-def _runs_by_nibble(items: list, depth: int) -> Iterator[tuple[int, list]]:
-    """Split items sorted by key hash into runs that share the nibble at `depth`."""
-    start = 0
-    while start < len(items):
-        nibble = _nibble(items[start][0], depth)
-        end = start + 1
-        while end < len(items) and _nibble(items[end][0], depth) == nibble:
-            end += 1
-        yield nibble, items[start:end]
-        start = end
+_SAME = object()  # update result: the subtree did not change
 
 
 class _UpdateRun:
-    """One batch update: new nodes written at `version`, old nodes it makes stale."""
+    """One batch update. Items are (key_hash, path, key, value or None), sorted by key hash.
+
+    Each step returns _SAME, None (the subtree is now empty) or (entry, node_key) of
+    the subtree's new root, so a parent rebuilds itself only when a child changed.
+    """
 
     def __init__(self, trie: StateTrie, version: int) -> None:
         self.trie = trie
+        self.cache = trie._cache
         self.version = version
+        self.version_prefix = schema.trie_version_prefix(version)
+        self.pack = trie._packer.pack
         self.new_nodes: dict[bytes, bytes] = {}
-        self.decoded: dict[bytes, tuple] = {}
+        self.decoded: dict[bytes, Node] = {}
         self.stale: list[bytes] = []
 
-    def update(self, entry: Entry | None, depth: int, items: list) -> Entry | None:
-        """The subtree at `depth` (sharing the items' path prefix) after applying `items`."""
+    def update(self, entry: Entry | None, node_key: bytes, depth: int, items: list) -> Any:
+        """Apply `items` (all sharing the first `depth` nibbles) to the subtree `entry` stored at `node_key`."""
         if entry is None:
-            return self.build(depth, [(h, k, v) for h, k, v in items if v is not None])
-        key_hash = items[0][0]
-        node_key = _node_key(entry[1], key_hash, depth)
-        node = self.trie._load(node_key)
+            live = [item for item in items if item[3] is not None]
+            return self.build(depth, live) if live else _SAME
+        node = self.cache.get(node_key) or self.trie._load(node_key)
         if node[0] == _LEAF:
-            existing_hash = blake2b_256(node[1])
-            live = [(h, k, v) for h, k, v in items if v is not None]
-            touched = any(h == existing_hash for h, _, _ in items)
-            if not touched:
-                if not live:
-                    return entry
-                live.append((existing_hash, node[1], node[2]))
-                live.sort()
-            elif len(live) == 1 and live[0][1] == node[1] and live[0][2] == node[2]:
-                return entry  # set to the value it already had
-            self.retire(entry, node_key)
-            return self.build(depth, live)
-        children = list(node[1])
-        changed = False
-        for nibble, run in _runs_by_nibble(items, depth):
-            new_child = self.update(children[nibble], depth + 1, run)
-            if new_child != children[nibble]:
-                children[nibble] = new_child
-                changed = True
-        if not changed:
-            return entry
+            return self.update_leaf(entry, node_key, node, depth, items)
+        entries, keys = node[1], node[2]
+        new_entries = new_keys = new_hashes = None
+        start, count = 0, len(items)
+        while start < count:  # one run of items per child slot
+            nibble = items[start][1][depth]
+            end = start + 1
+            while end < count and items[end][1][depth] == nibble:
+                end += 1
+            result = self.update(entries[nibble], keys[nibble], depth + 1, items[start:end] if count > 1 else items)
+            if result is not _SAME:
+                if new_entries is None:
+                    new_entries, new_keys, new_hashes = list(entries), list(keys), list(node[3])
+                if result is None:
+                    new_entries[nibble] = new_keys[nibble] = None
+                    new_hashes[nibble] = ZERO_HASH
+                else:
+                    new_entry, new_keys[nibble] = result
+                    new_entries[nibble], new_hashes[nibble] = new_entry, new_entry[0]
+            start = end
+        if new_entries is None:
+            return _SAME
         self.retire(entry, node_key)
-        return self.finish_internal(depth, key_hash, children)
-
-    def finish_internal(self, depth: int, key_hash: bytes, children: list) -> Entry | None:
-        present = [c for c in children if c is not None]
-        if not present:
+        present = 16 - new_entries.count(None)
+        if present == 0:
             return None
-        if len(present) == 1 and present[0][2]:
-            return self.lift_leaf(present[0], depth, key_hash, children.index(present[0]))
-        return self.write(depth, key_hash, (_INTERNAL, children), _internal_hash(children), False)
+        if present == 1:
+            nibble = next(i for i, e in enumerate(new_entries) if e is not None)
+            if new_entries[nibble][2]:  # a lone leaf: the subtree has one key, so the leaf moves up here
+                return self.lift(new_entries[nibble], new_keys[nibble], depth)
+        return self.write_internal(depth, items[0][0], new_entries, new_keys, new_hashes)
 
-    def lift_leaf(self, child: Entry, depth: int, key_hash: bytes, nibble: int) -> Entry:
-        """An internal node left with one leaf becomes that leaf, one level up."""
-        child_key = _node_key(child[1], _with_nibble(key_hash[: (depth >> 1) + 1], depth, nibble), depth + 1)
+    def update_leaf(self, entry: Entry, node_key: bytes, leaf: Node, depth: int, items: list) -> Any:
+        existing_hash = leaf[3]
+        if len(items) == 1:  # the common case, spelled out: one write reaches one leaf
+            item = items[0]
+            if item[0] == existing_hash:
+                if item[3] == leaf[2]:
+                    return _SAME
+                self.retire(entry, node_key)
+                if item[3] is None:
+                    return None
+                return self.write_leaf(depth, existing_hash, leaf[1], item[3], _leaf_hash(existing_hash, item[3]))
+            if item[3] is None:
+                return _SAME
+        touched = False
+        live = []
+        for item in items:
+            if item[0] == existing_hash:
+                touched = True
+            if item[3] is not None:
+                live.append(item)
+        if not touched:
+            if not live:
+                return _SAME  # only deletions of absent keys
+            live.append((existing_hash, _path(existing_hash), leaf[1], leaf[2]))
+            live.sort()
+        elif len(live) == 1 and live[0][2] == leaf[1] and live[0][3] == leaf[2]:
+            return _SAME  # set to the value it already had
+        self.retire(entry, node_key)
+        return self.build(depth, live) if live else None
+
+    def build(self, depth: int, live: list) -> tuple:
+        """A fresh subtree holding `live` (non-empty, sorted), rooted at `depth`."""
+        if len(live) == 1:
+            key_hash, _, key, value = live[0]
+            return self.write_leaf(depth, key_hash, key, value, _leaf_hash(key_hash, value))
+        if depth >= MAX_DEPTH:
+            raise ValueError("two different keys with the same 256-bit hash")
+        entries: list = [None] * 16
+        keys: list = [None] * 16
+        hashes = [ZERO_HASH] * 16
+        start, count = 0, len(live)
+        while start < count:
+            nibble = live[start][1][depth]
+            end = start + 1
+            while end < count and live[end][1][depth] == nibble:
+                end += 1
+            entry, keys[nibble] = self.build(depth + 1, live[start:end])
+            entries[nibble], hashes[nibble] = entry, entry[0]
+            start = end
+        return self.write_internal(depth, live[0][0], entries, keys, hashes)
+
+    def lift(self, child: Entry, child_key: bytes, depth: int) -> tuple:
+        """Rewrite a lone leaf one level up, where its parent was; its hash does not depend on depth."""
         leaf = self.decoded.get(child_key) or self.trie._load(child_key)
         self.retire(child, child_key)
-        return self.write(depth, blake2b_256(leaf[1]), (_LEAF, leaf[1], leaf[2]), child[0], True)
+        return self.write_leaf(depth, leaf[3], leaf[1], leaf[2], child[0])
 
-    def build(self, depth: int, live: list) -> Entry | None:
-        if not live:
-            return None
-        if len(live) == 1:
-            key_hash, key, value = live[0]
-            return self.write(depth, key_hash, (_LEAF, key, value), _leaf_hash(key_hash, value), True)
-        children: list = [None] * 16
-        for nibble, run in _runs_by_nibble(live, depth):
-            children[nibble] = self.build(depth + 1, run)
-        return self.write(depth, live[0][0], (_INTERNAL, children), _internal_hash(children), False)
+    def write_leaf(self, depth: int, key_hash: bytes, key: bytes, value: bytes, leaf_hash: bytes) -> tuple:
+        node_key = _node_key_at(self.version_prefix, key_hash, depth)
+        self.new_nodes[node_key] = self.pack((_LEAF, key, value))
+        self.decoded[node_key] = (_LEAF, key, value, key_hash)
+        return (leaf_hash, self.version, True), node_key
 
-    def write(self, depth: int, key_hash: bytes, node: tuple, node_hash: bytes, is_leaf: bool) -> Entry:
-        if depth > MAX_DEPTH:
-            raise ValueError("two keys with the same 256-bit hash")
-        node_key = _node_key(self.version, key_hash, depth)
-        self.new_nodes[node_key] = _pack(node)  # tuples pack as msgpack arrays
-        self.decoded[node_key] = node
-        return (node_hash, self.version, is_leaf)
+    def write_internal(self, depth: int, key_hash: bytes, entries: list, keys: list, hashes: list) -> tuple:
+        node_key = _node_key_at(self.version_prefix, key_hash, depth)
+        self.new_nodes[node_key] = self.pack((_INTERNAL, entries))
+        self.decoded[node_key] = (_INTERNAL, entries, keys, hashes)
+        return (_internal_hash(hashes), self.version, False), node_key
 
     def retire(self, entry: Entry, node_key: bytes) -> None:
-        if entry[1] == self.version:
-            self.new_nodes.pop(node_key, None)  # written earlier in this same run
-            self.decoded.pop(node_key, None)
+        if entry[1] == self.version:  # written earlier in this run: it never reaches the DB
+            del self.new_nodes[node_key]
+            del self.decoded[node_key]
         else:
             self.stale.append(node_key)
 
 
-# --- verification and the reference root ------------------------------------------
+# --- verification and the reference root ------------------------------------------------
 
 
 def verify_proof(root: bytes, key: bytes, proof: Any) -> bytes | None:
-    """The value a proof shows for `key` under `root` (None: proven absent). Raises InvalidProof."""
-    try:
-        levels, terminal = proof
-        if not isinstance(levels, list) or len(levels) > MAX_DEPTH or not isinstance(terminal, list):
-            raise InvalidProof("malformed proof")
-        for level in levels:
-            if not isinstance(level, list) or len(level) != 16 or not all(
-                    isinstance(h, bytes) and len(h) == 32 for h in level):
-                raise InvalidProof("malformed proof level")
-        key_hash = blake2b_256(key)
-        depth = len(levels)
-        tag = terminal[0] if terminal else None
-        if tag == 0 and len(terminal) == 2 and isinstance(terminal[1], bytes):
-            value = terminal[1]
-            node_hash, result = _leaf_hash(key_hash, value), value
-        elif tag == 1 and len(terminal) == 3 and all(isinstance(x, bytes) and len(x) == 32 for x in terminal[1:]):
-            other = terminal[1]
-            if other == key_hash or any(_nibble(other, d) != _nibble(key_hash, d) for d in range(depth)):
-                raise InvalidProof("the leaf in the proof is not on the key's path")
-            node_hash, result = blake2b_256(b"\x00" + other + terminal[2]), None
-        elif tag == 2 and len(terminal) == 1:
-            node_hash, result = ZERO_HASH, None
-        else:
-            raise InvalidProof("malformed proof terminal")
-        for d in range(depth - 1, -1, -1):
-            level = levels[d]
-            if level[_nibble(key_hash, d)] != node_hash:
-                raise InvalidProof(f"proof level {d} does not contain the node below it")
-            node_hash = blake2b_256(b"\x01" + b"".join(level))
-    except InvalidProof:
-        raise
-    except (TypeError, ValueError, IndexError, AttributeError):
-        raise InvalidProof("malformed proof") from None
+    """The value a proof shows for `key` under `root` (None: proven absent). Raises InvalidProof.
+
+    Every part is type-checked before use, so junk of any shape raises InvalidProof only.
+    """
+    if type(root) is not bytes or len(root) != 32 or type(key) is not bytes:
+        raise InvalidProof("the root must be 32 bytes and the key bytes")
+    if type(proof) is not list or len(proof) != 2:
+        raise InvalidProof("a proof is [levels, terminal]")
+    levels, terminal = proof
+    if type(levels) is not list or len(levels) > MAX_DEPTH:
+        raise InvalidProof(f"the proof's levels must be a list of at most {MAX_DEPTH}")
+    for level in levels:
+        if type(level) is not list or len(level) != 16 or any(type(h) is not bytes or len(h) != 32 for h in level):
+            raise InvalidProof("each proof level must be 16 hashes of 32 bytes")
+    if type(terminal) is not list or not terminal or type(terminal[0]) is not int:
+        raise InvalidProof("the proof's terminal must be a list that starts with its tag")
+    key_hash = blake2b_256(key)
+    path = _path(key_hash)
+    depth = len(levels)
+    tag = terminal[0]
+    if tag == 0 and len(terminal) == 2 and type(terminal[1]) is bytes:
+        result: bytes | None = terminal[1]
+        node_hash = _leaf_hash(key_hash, terminal[1])
+    elif tag == 1 and len(terminal) == 3 and all(type(h) is bytes and len(h) == 32 for h in terminal[1:]):
+        other_hash, value_hash = terminal[1], terminal[2]
+        # The other leaf must sit on the key's path, and must not be the key's own leaf.
+        if other_hash == key_hash or _path(other_hash)[:depth] != path[:depth]:
+            raise InvalidProof("the leaf in the proof does not exclude the key")
+        result, node_hash = None, blake2b_256(b"\x00" + other_hash + value_hash)
+    elif tag == 2 and len(terminal) == 1:
+        result, node_hash = None, ZERO_HASH
+    else:
+        raise InvalidProof("the proof's terminal is none of [0, value], [1, key_hash, value_hash], [2]")
+    for d in range(depth - 1, -1, -1):
+        if levels[d][path[d]] != node_hash:
+            raise InvalidProof(f"proof level {d} does not contain the node below it")
+        node_hash = blake2b_256(b"\x01" + b"".join(levels[d]))
     if node_hash != root:
-        raise InvalidProof("the proof does not lead to the state root")
+        raise InvalidProof("the proof does not hash to the state root")
     return result
 
 
 def compute_root_reference(items: Mapping[bytes, bytes]) -> bytes:
     """The slow, obviously correct twin of `StateTrie.update`: the root straight from a dict."""
 
+    def nibble(key_hash: bytes, depth: int) -> int:
+        return int(key_hash.hex()[depth], 16)
+
     def subtree(depth: int, pairs: list[tuple[bytes, bytes]]) -> bytes:
         if not pairs:
             return ZERO_HASH
         if len(pairs) == 1:
-            return _leaf_hash(pairs[0][0], pairs[0][1])
-        children = [subtree(depth + 1, [p for p in pairs if _nibble(p[0], depth) == n]) for n in range(16)]
+            key_hash, value = pairs[0]
+            return blake2b_256(b"\x00" + key_hash + blake2b_256(value))
+        children = [subtree(depth + 1, [p for p in pairs if nibble(p[0], depth) == n]) for n in range(16)]
         return blake2b_256(b"\x01" + b"".join(children))
 
-    return subtree(0, [(blake2b_256(k), v) for k, v in items.items()])
+    return subtree(0, [(blake2b_256(key), value) for key, value in items.items()])
