@@ -47,15 +47,33 @@ def apply_transfer(ctx: BlockContext, signed: SignedData, call: Any, checked: An
     if target is None:
         return None  # a new account: the existential deposit check and NewAccount
     # Checks passed: from here on nothing fails.
-    Account.insert(state, sender, AccountInfo(info.nonce + 1, remaining, info.reserved))
-    Account.insert(state, dest, AccountInfo(target.nonce, target.free + value, target.reserved))
+    Account.insert(state, sender, _new(AccountInfo, (info.nonce + 1, remaining, info.reserved)))
+    Account.insert(state, dest, _new(AccountInfo, (target.nonce, target.free + value, target.reserved)))
     weight = checked.weight
     ctx.fees_collected += fee
     ctx.weight_used += weight
     ctx.length_used += checked.length
     index = ctx.extrinsic_index
     events = state.events
-    events.append(EventRecord(index, Transfer(sender, dest, value)))
-    events.append(EventRecord(index, ExtrinsicSuccess(weight, fee)))
+    events.append(_new(EventRecord, (index, Transfer(sender, dest, value))))
+    events.append(_new(EventRecord, (index, _extrinsic_success(weight, fee))))
     ctx.extrinsic_index = index + 1
-    return ApplyOutcome(index, True, None, weight, fee)
+    return _new(ApplyOutcome, (index, True, None, weight, fee))
+
+
+# A NamedTuple's own __new__ only packs its arguments into a tuple: tuple.__new__ does the
+# same without one more Python call.
+_new = tuple.__new__
+
+# Events are immutable, and transfers of one size pay one fee: one ExtrinsicSuccess value
+# per (weight, fee) serves them all, instead of a new object per extrinsic.
+_SUCCESS_EVENTS: dict[tuple[int, int], ExtrinsicSuccess] = {}
+
+
+def _extrinsic_success(weight: int, fee: int) -> ExtrinsicSuccess:
+    event = _SUCCESS_EVENTS.get((weight, fee))
+    if event is None:
+        if len(_SUCCESS_EVENTS) >= 4096:
+            _SUCCESS_EVENTS.clear()
+        event = _SUCCESS_EVENTS[(weight, fee)] = ExtrinsicSuccess(weight, fee)
+    return event

@@ -198,8 +198,15 @@ class StorageMap(Generic[K, V]):
 
     def insert(self, state: Overlay, key: K, value: V) -> None:
         raw = codec.pack(self._encode(value))
-        self._decode.remember(raw, value)
-        state.set(self._key_cache.get(key) or self.key_of(key), raw)
+        memo = self._decode.memo  # _DecodeMemo.remember, inlined
+        if len(memo) >= _KEY_CACHE_SIZE:
+            memo.clear()
+        memo[raw] = value
+        storage_key = self._key_cache.get(key) or self.key_of(key)
+        if state._journals:
+            state.set(storage_key, raw)
+        else:
+            state.changes[storage_key] = raw  # Overlay.set with no layer open, inlined
 
     def remove(self, state: Overlay, key: K) -> None:
         state.delete(self.key_of(key))

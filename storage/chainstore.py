@@ -78,9 +78,14 @@ class HeadCache:
         self.max_entries = max_entries
         self.generation = 0  # bumped whenever `ref` moves, so a view re-checks whether it still reads the head
 
-    def start(self, ref: StateRef) -> None:
-        """Describe `ref` from now on, with nothing cached yet."""
+    def start(self, ref: StateRef, values: Mapping[bytes, bytes | None] | None = None) -> None:
+        """Describe `ref` from now on, knowing `values` of it (as many as fit) or nothing yet."""
         self.values = {}
+        if values is not None:
+            for key, value in values.items():
+                if len(self.values) >= self.max_entries:
+                    break
+                self.values[key] = value
         self.ref = ref
         self.generation += 1
 
@@ -216,7 +221,7 @@ class ChainStore:
         puts[schema.meta_key(schema.META_SCHEMA_VERSION)] = SCHEMA_VERSION.to_bytes(8, "big")
         self.db.write(puts)
         self.trie.remember(update)
-        self.head_cache.start(update.state)
+        self.head_cache.start(update.state, genesis_changes)  # the whole state is at hand: cache it
         return block.hash
 
     # --- reads ----------------------------------------------------------------
