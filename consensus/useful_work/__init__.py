@@ -1,0 +1,39 @@
+"""Useful work: the machine-learning side of the chain (the only package that imports torch).
+
+Trainers improve a task's global model on private data and submit updates;
+validators score every update on secret held-out data and recompute the round's
+aggregate before they finalize the block that reports it. The chain only ever
+sees integers: scores in parts per million and blake2b-256 hashes.
+
+    tensors      the tensor blob: canonical encoding of models, updates, held-out sets
+    models       the architecture registry (ModelSpec, compute_logits, build_model)
+    evaluate     deterministic scores (Scores: accuracy_ppm, loss_ppm) and the tolerance
+    fixed_point  float32 <-> int64 fixed point (2**24), exact norms and divisions
+    updates      an update's sanity checks (UpdateLimits, decode_update, apply_update)
+    aggregate    fedavg / trimmed_mean / median in integers; compute_model_hash
+    train        the reference local training of a trainer (train_local)
+    data         scikit-learn's digits and breast-cancer, splits, non-IID shards, subsets
+    secrecy      held-out encryption to the validators' keys
+    verifier     UsefulWorkVerifier: score_round/aggregate_round for authors, verify_report for validators
+"""
+
+from consensus.useful_work.aggregate import AggregationRule, WeightedUpdate, aggregate, compute_model_hash
+from consensus.useful_work.errors import (
+    AggregationError, EvaluationError, HeldOutError, ModelError, TensorFormatError, UpdateRejected, UsefulWorkError,
+)
+from consensus.useful_work.evaluate import Scores, evaluate
+from consensus.useful_work.models import ModelSpec, build_model, load_state, state_of
+from consensus.useful_work.tensors import decode_tensors, encode_tensors
+from consensus.useful_work.updates import UpdateLimits, apply_update, compute_update, decode_update
+from consensus.useful_work.verifier import (
+    AggregateOutcome, HeldOutSet, ModelVersion, RoundScores, Submission, TaskRules, UsefulWorkVerifier,
+    VerificationResult,
+)
+
+__all__ = [
+    "AggregateOutcome", "AggregationError", "AggregationRule", "EvaluationError", "HeldOutError", "HeldOutSet",
+    "ModelError", "ModelSpec", "ModelVersion", "RoundScores", "Scores", "Submission", "TaskRules", "TensorFormatError",
+    "UpdateLimits", "UpdateRejected", "UsefulWorkError", "UsefulWorkVerifier", "VerificationResult",
+    "WeightedUpdate", "aggregate", "apply_update", "build_model", "compute_model_hash", "compute_update",
+    "decode_tensors", "decode_update", "encode_tensors", "evaluate", "load_state", "state_of",
+]

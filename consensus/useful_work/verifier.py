@@ -1,0 +1,348 @@
+"""The verifier: what a block author measures and every other validator re-measures.
+
+For one round of one task the inputs are plain data: the task's `TaskRules`, the
+base `ModelVersion`, the round's `Submission`s (update hash, blob or None, claimed
+samples), the decrypted `HeldOutSet` and the round's subset seed (the bytes the
+chain fixed when the commit window closed). The metric the chain sees is
+`Scores.accuracy_ppm`; the loss is measured too, for logs and trainers.
+
+An author, for each round due in its block:
+
+    scores = verifier.score_round(rules, base, submissions, held_out, seed)
+        -> base score, each usable update's score, each unusable update's reason code
+    accepted = <the runtime's acceptance rule over those integer scores>
+    outcome = verifier.aggregate_round(rules, base, submissions, accepted, held_out, seed)
+        -> the new model (weights + hash) and its score, or None if nothing was accepted
+
+and puts the integers in its block. Every other validator, before it prevotes:
+
+    verifier.verify_report(rules, base, submissions, held_out, seed, reported_scores=...,
+                           accepted=<the runtime's rule over the *reported* scores>,
+                           reported_aggregate_hash=..., reported_aggregate_score=...,
+                           tolerance_ppm=<genesis>)  -> VerificationResult(ok, reasons)
+
+Scores must agree within the tolerance (float evaluation may differ in the last
+bits across CPUs, see `evaluate`); the aggregate is computed in integers over the
+accepted set, which the reported integers fix exactly, so its hash must match bit
+for bit. Each reason names the update (by hash) or the aggregate that did not match.
+
+Work is never done twice: scores and rejections are cached by (rules, base model
+hash, update hash, held-out digest, subset seed), decoded updates by (limits, base
+hash, update hash), aggregates by (rules, base hash, accepted updates). So an
+author that verifies its own report, or a validator that sees a block again on
+another fork, only pays for the comparison. A verifier is not thread-safe; give
+each worker its own.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Hashable, NamedTuple
+
+import torch
+
+from consensus.useful_work.aggregate import (
+    MAX_WEIGHT, AggregationRule, WeightedUpdate, aggregate, compute_model_hash,
+)
+from consensus.useful_work.data import held_out_subset
+from consensus.useful_work.errors import AggregationError, UpdateRejected, UsefulWorkError
+from consensus.useful_work.evaluate import (
+    EVALUATION_DTYPE, Scores, check_examples, compute_scores, deterministic_torch, evaluate,
+)
+from consensus.useful_work.models import ModelSpec, check_weights, parameter_count, parameter_shapes
+from consensus.useful_work.tensors import decode_tensors, encode_tensors
+from consensus.useful_work.updates import UpdateLimits, apply_update, decode_update
+from runtime.hashing import blake2b_256
+
+Tensors = dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class TaskRules:
+    """The parameters of a task that verification depends on (all stored on chain as integers/names)."""
+
+    spec: ModelSpec
+    update_limits: UpdateLimits
+    aggregation: AggregationRule
+    held_out_subset_size: int
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """A model's weights and their hash (the hash is computed once, when it is built)."""
+
+    weights: Mapping[str, torch.Tensor] = field(repr=False)
+    model_hash: bytes
+
+    @classmethod
+    def from_weights(cls, spec: ModelSpec, weights: Mapping[str, torch.Tensor]) -> ModelVersion:
+        check_weights(spec, weights)
+        return cls(dict(weights), compute_model_hash(weights))
+
+    @classmethod
+    def from_blob(cls, spec: ModelSpec, blob: bytes) -> ModelVersion:
+        """The model in a blob from the blob store; its hash is the blob's hash (the format is canonical)."""
+        weights = decode_tensors(blob, max_bytes=len(blob), max_tensors=len(parameter_shapes(spec)),
+                                 max_elements=parameter_count(spec))
+        check_weights(spec, weights)
+        return cls(weights, blake2b_256(blob))
+
+    def to_blob(self) -> bytes:
+        return encode_tensors(self.weights)
+
+
+@dataclass(frozen=True)
+class HeldOutSet:
+    """Decrypted held-out examples and their digest (blake2b-256 of their tensor blob)."""
+
+    features: torch.Tensor = field(repr=False)
+    labels: torch.Tensor = field(repr=False)
+    digest: bytes
+
+    @classmethod
+    def from_tensors(cls, features: torch.Tensor, labels: torch.Tensor) -> HeldOutSet:
+        return cls(features, labels, blake2b_256(encode_tensors({"features": features, "labels": labels})))
+
+
+@dataclass(frozen=True)
+class Submission:
+    """One revealed update of the round: its hash, its blob (None if it could not be fetched), its samples."""
+
+    update_hash: bytes
+    update_blob: bytes | None = field(repr=False)
+    num_samples: int
+
+    @classmethod
+    def of(cls, update_blob: bytes, num_samples: int) -> Submission:
+        return cls(blake2b_256(update_blob), update_blob, num_samples)
+
+
+@dataclass(frozen=True)
+class RoundScores:
+    """What the verifier measured for a round, before any update is accepted."""
+
+    base: Scores  # the base model on this round's subset
+    updates: dict[bytes, Scores]  # usable updates: base + update on the subset
+    rejected: dict[bytes, str]  # unusable updates: reason code (update_missing when there was no blob)
+
+
+@dataclass(frozen=True)
+class AggregateOutcome:
+    model: ModelVersion
+    scores: Scores  # the new model on this round's subset
+
+
+@dataclass(frozen=True)
+class VerificationResult:
+    ok: bool
+    reasons: list[str]
+
+
+class UsefulWorkVerifier:
+    def __init__(self, *, cache_size: int = 4096, delta_cache_size: int = 256,
+                 aggregate_cache_size: int = 16) -> None:
+        self._scores = _LruCache(cache_size)
+        self._deltas = _LruCache(delta_cache_size)
+        self._aggregates = _LruCache(aggregate_cache_size)
+        self._subsets = _LruCache(16)
+
+    def score_model(self, rules: TaskRules, model: ModelVersion, held_out: HeldOutSet, subset_seed: bytes) -> Scores:
+        """The scores of `model` itself on the round's held-out subset."""
+        key = (rules, model.model_hash, None, held_out.digest, subset_seed)
+        cached = self._scores.get(key)
+        if cached is None:
+            cached = evaluate(rules.spec, model.weights, *self._subset(rules, held_out, subset_seed))
+            self._scores.put(key, cached)
+        return cached
+
+    def score_update(self, rules: TaskRules, base: ModelVersion, update_blob: bytes, held_out: HeldOutSet,
+                     subset_seed: bytes) -> Scores:
+        """The scores of base + update on the subset; `UpdateRejected` if the update fails a sanity check."""
+        return self._score_update(rules, base, Submission.of(update_blob, 1), held_out, subset_seed)
+
+    def score_round(self, rules: TaskRules, base: ModelVersion, submissions: Sequence[Submission],
+                    held_out: HeldOutSet, subset_seed: bytes) -> RoundScores:
+        """The base's scores, every usable update's scores, and why each other update is unusable."""
+        updates: dict[bytes, Scores] = {}
+        rejected: dict[bytes, str] = {}
+        with deterministic_torch():
+            base_scores = self.score_model(rules, base, held_out, subset_seed)
+            for submission in sorted(submissions, key=lambda s: s.update_hash):
+                if submission.update_hash in updates or submission.update_hash in rejected:
+                    raise UsefulWorkError(f"update 0x{submission.update_hash.hex()} is submitted twice; the "
+                                          f"chain must refuse a second reveal", code="submission_duplicate")
+                if type(submission.num_samples) is not int or not 1 <= submission.num_samples <= MAX_WEIGHT:
+                    rejected[submission.update_hash] = "update_bad_num_samples"  # fedavg weighs by it
+                    continue
+                if submission.update_blob is None:
+                    rejected[submission.update_hash] = "update_missing"  # not cached: the blob may still come
+                    continue
+                try:
+                    updates[submission.update_hash] = self._score_update(rules, base, submission, held_out,
+                                                                         subset_seed)
+                except UpdateRejected as error:
+                    rejected[submission.update_hash] = error.code
+        return RoundScores(base_scores, updates, rejected)
+
+    def aggregate_round(self, rules: TaskRules, base: ModelVersion, submissions: Sequence[Submission],
+                        accepted: Collection[bytes], held_out: HeldOutSet, subset_seed: bytes
+                        ) -> AggregateOutcome | None:
+        """The new model from the `accepted` updates (by hash) and its scores; None if none was accepted.
+
+        Raises `UpdateRejected` if an accepted update is unusable and `AggregationError`
+        if the updates cannot be aggregated.
+        """
+        if not accepted:
+            return None
+        by_hash = {submission.update_hash: submission for submission in submissions}
+        unknown = sorted(set(accepted) - set(by_hash))
+        if unknown:
+            raise UsefulWorkError(f"accepted update 0x{unknown[0].hex()} is not among the round's submissions",
+                                  code="aggregation_unknown_update")
+        chosen = sorted((by_hash[update_hash] for update_hash in set(accepted)), key=lambda s: s.update_hash)
+        key = (rules, base.model_hash, tuple((s.update_hash, s.num_samples) for s in chosen))
+        model = self._aggregates.get(key)
+        if model is None:
+            updates = [WeightedUpdate(s.update_hash, self._delta(rules, base, s), s.num_samples) for s in chosen]
+            weights = aggregate(base.weights, updates, rules.aggregation)
+            model = ModelVersion(weights, compute_model_hash(weights))
+            self._aggregates.put(key, model)
+        return AggregateOutcome(model, self.score_model(rules, model, held_out, subset_seed))
+
+    def verify_report(self, rules: TaskRules, base: ModelVersion, submissions: Sequence[Submission],
+                      held_out: HeldOutSet, subset_seed: bytes, *, reported_scores: Mapping[bytes, int | None],
+                      accepted: Collection[bytes], reported_aggregate_hash: bytes | None,
+                      reported_aggregate_score: int | None, tolerance_ppm: int,
+                      reported_base_score: int | None = None) -> VerificationResult:
+        """Whether a block author's report of a round reproduces here; `reasons` name every mismatch.
+
+        reported_scores           update hash -> reported accuracy_ppm, or None where the author
+                                  reports the update unusable (missing or malformed); every
+                                  submission exactly once
+        accepted                  the updates the runtime accepts from the *reported* scores (the
+                                  runtime's own rule): the aggregate must be over exactly these
+        reported_aggregate_hash   the new model's hash, None when nothing was accepted
+        reported_aggregate_score  the new model's accuracy_ppm on this round's subset
+        tolerance_ppm             the genesis tolerance for every score (aggregates match exactly)
+        """
+        reasons: list[str] = []
+        measured = self.score_round(rules, base, submissions, held_out, subset_seed)
+        if reported_base_score is not None:
+            reasons += _mismatch(f"base model 0x{base.model_hash.hex()}", reported_base_score,
+                                 measured.base.accuracy_ppm, tolerance_ppm)
+        submitted = {submission.update_hash for submission in submissions}
+        for update_hash in sorted(submitted | set(reported_scores)):
+            name, reported = f"update 0x{update_hash.hex()}", reported_scores.get(update_hash)
+            if update_hash not in submitted:
+                reasons.append(f"{name}: reported but not among the round's submissions")
+            elif update_hash not in reported_scores:
+                reasons.append(f"{name}: missing from the report")
+            elif update_hash in measured.rejected:
+                if reported is not None:
+                    reasons.append(f"{name}: reported a score of {reported} ppm but it is unusable here "
+                                   f"({measured.rejected[update_hash]})")
+            elif reported is None:
+                reasons.append(f"{name}: reported unusable but it passes every check here (accuracy "
+                               f"{measured.updates[update_hash].accuracy_ppm} ppm)")
+            else:
+                reasons += _mismatch(name, reported, measured.updates[update_hash].accuracy_ppm, tolerance_ppm)
+        unusable = sorted(set(accepted) - set(measured.updates))
+        reasons += [f"update 0x{update_hash.hex()}: accepted but not a usable submission here"
+                    for update_hash in unusable]
+        if unusable:
+            return VerificationResult(ok=False, reasons=reasons)
+        try:
+            outcome = self.aggregate_round(rules, base, submissions, accepted, held_out, subset_seed)
+        except AggregationError as error:
+            reasons.append(f"aggregate: cannot be computed ({error.code}: {error})")
+            return VerificationResult(ok=False, reasons=reasons)
+        if outcome is None:
+            if reported_aggregate_hash is not None:
+                reasons.append("aggregate: reported a new model but no update was accepted")
+        elif reported_aggregate_hash != outcome.model.model_hash:
+            shown = "none" if reported_aggregate_hash is None else f"0x{bytes(reported_aggregate_hash).hex()}"
+            reasons.append(f"aggregate: reported model hash {shown}, computed 0x{outcome.model.model_hash.hex()}")
+        elif reported_aggregate_score is None:
+            reasons.append("aggregate: the new model's score is missing from the report")
+        else:
+            reasons += _mismatch(f"aggregate 0x{outcome.model.model_hash.hex()}", reported_aggregate_score,
+                                 outcome.scores.accuracy_ppm, tolerance_ppm)
+        return VerificationResult(ok=not reasons, reasons=reasons)
+
+    def _score_update(self, rules: TaskRules, base: ModelVersion, submission: Submission, held_out: HeldOutSet,
+                      subset_seed: bytes) -> Scores:
+        key = (rules, base.model_hash, submission.update_hash, held_out.digest, subset_seed)
+        cached = self._scores.get(key)
+        if isinstance(cached, _Rejection):
+            raise UpdateRejected(cached.message, code=cached.code)
+        if cached is not None:
+            return cached
+        try:
+            model = apply_update(base.weights, self._delta(rules, base, submission))
+        except UpdateRejected as error:
+            # the code and message only: a raised exception holds its traceback's frames and their tensors
+            self._scores.put(key, _Rejection(error.code, error.message))
+            raise
+        # the layout of base + delta is the base's (checked when the ModelVersion was made), and the
+        # subset was checked when it was drawn: skip evaluate's per-call checks
+        scores = compute_scores(rules.spec, model, *self._subset(rules, held_out, subset_seed))
+        self._scores.put(key, scores)
+        return scores
+
+    def _delta(self, rules: TaskRules, base: ModelVersion, submission: Submission) -> Tensors:
+        if submission.update_blob is None:
+            raise UpdateRejected(f"update 0x{submission.update_hash.hex()} could not be fetched from the blob "
+                                 f"store", code="update_missing")
+        key = (rules.update_limits, base.model_hash, submission.update_hash)
+        delta = self._deltas.get(key)
+        if delta is None:
+            if blake2b_256(submission.update_blob) != submission.update_hash:
+                raise UsefulWorkError(f"the blob given for update 0x{submission.update_hash.hex()} has another "
+                                      f"hash; fetch blobs by their hash", code="submission_hash_mismatch")
+            delta = decode_update(submission.update_blob, base.weights, rules.update_limits)
+            self._deltas.put(key, delta)
+        return delta
+
+    def _subset(self, rules: TaskRules, held_out: HeldOutSet, subset_seed: bytes) -> tuple[torch.Tensor, torch.Tensor]:
+        key = (held_out.digest, subset_seed, rules.held_out_subset_size, rules.spec)
+        cached = self._subsets.get(key)
+        if cached is None:
+            check_examples(rules.spec, held_out.features, held_out.labels)
+            index = held_out_subset(held_out.labels.shape[0], subset_seed, rules.held_out_subset_size)
+            cached = (held_out.features[index].to(EVALUATION_DTYPE).contiguous(), held_out.labels[index].contiguous())
+            self._subsets.put(key, cached)
+        return cached
+
+
+def _mismatch(name: str, reported: int, measured: int, tolerance_ppm: int) -> list[str]:
+    if abs(reported - measured) <= tolerance_ppm:
+        return []
+    return [f"{name}: reported accuracy {reported} ppm, measured {measured} ppm, beyond the tolerance of "
+            f"{tolerance_ppm} ppm"]
+
+
+class _Rejection(NamedTuple):
+    code: str
+    message: str
+
+
+class _LruCache:
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._items: OrderedDict[Hashable, object] = OrderedDict()
+
+    def get(self, key: Hashable) -> object | None:
+        value = self._items.get(key)
+        if value is not None:
+            self._items.move_to_end(key)
+        return value
+
+    def put(self, key: Hashable, value: object) -> None:
+        if self._capacity <= 0:
+            return
+        self._items[key] = value
+        self._items.move_to_end(key)
+        while len(self._items) > self._capacity:
+            self._items.popitem(last=False)
