@@ -11,9 +11,10 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 from consensus.useful_work import (
-    AggregationError, AggregationRule, WeightedUpdate, aggregate, compute_model_hash, encode_tensors, evaluate,
+    AggregationError, AggregationRule, WeightedUpdate, compute_model_hash, encode_tensors,
 )
-from consensus.useful_work.aggregate import aggregate_deltas
+from consensus.useful_work.evaluate import evaluate
+from consensus.useful_work.aggregate import aggregate, aggregate_deltas
 from consensus.useful_work.fixed_point import (
     FIXED_POINT_SCALE, divide_round_half_even, from_fixed, squared_norm, to_fixed, weighted_mean_round_half_even,
 )

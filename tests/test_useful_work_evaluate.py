@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from consensus.useful_work import (
-    EvaluationError, Scores, build_model, compute_update, evaluate, load_state, state_of,
+    EvaluationError, Scores, build_model, compute_update, load_state, state_of,
 )
-from consensus.useful_work.evaluate import deterministic_torch
+from consensus.useful_work.evaluate import deterministic_torch, evaluate
 from consensus.useful_work.train import train_local
 from tests.test_useful_work_builders import CNN, MLP, base_model, digits_shards, digits_split
 
@@ -41,7 +41,7 @@ def test_scores_are_identical_twice_and_with_two_threads_outside(spec):
 
 SUBPROCESS = """
 import json, torch
-from consensus.useful_work import evaluate
+from consensus.useful_work.evaluate import evaluate
 from tests.test_useful_work_builders import CNN, MLP, base_model, digits_split
 torch.set_num_threads(2)
 split = digits_split()

@@ -15,13 +15,17 @@ sees integers: scores in parts per million and blake2b-256 hashes.
     data         scikit-learn's digits and breast-cancer, splits, non-IID shards, subsets
     secrecy      held-out encryption to the validators' keys
     verifier     UsefulWorkVerifier: score_round/aggregate_round for authors, verify_report for validators
+
+The package re-exports the main names below, but not the functions `evaluate` and
+`aggregate`: they would hide the submodules of the same names (import them from
+`.evaluate` and `.aggregate`).
 """
 
-from consensus.useful_work.aggregate import AggregationRule, WeightedUpdate, aggregate, compute_model_hash
+from consensus.useful_work.aggregate import AggregationRule, WeightedUpdate, compute_model_hash
 from consensus.useful_work.errors import (
     AggregationError, EvaluationError, HeldOutError, ModelError, TensorFormatError, UpdateRejected, UsefulWorkError,
 )
-from consensus.useful_work.evaluate import Scores, evaluate
+from consensus.useful_work.evaluate import Scores
 from consensus.useful_work.models import ModelSpec, build_model, load_state, state_of
 from consensus.useful_work.tensors import decode_tensors, encode_tensors
 from consensus.useful_work.updates import UpdateLimits, apply_update, compute_update, decode_update
@@ -34,6 +38,6 @@ __all__ = [
     "AggregateOutcome", "AggregationError", "AggregationRule", "EvaluationError", "HeldOutError", "HeldOutSet",
     "ModelError", "ModelSpec", "ModelVersion", "RoundScores", "Scores", "Submission", "TaskRules", "TensorFormatError",
     "UpdateLimits", "UpdateRejected", "UsefulWorkError", "UsefulWorkVerifier", "VerificationResult",
-    "WeightedUpdate", "aggregate", "apply_update", "build_model", "compute_model_hash", "compute_update",
-    "decode_tensors", "decode_update", "encode_tensors", "evaluate", "load_state", "state_of",
+    "WeightedUpdate", "apply_update", "build_model", "compute_model_hash", "compute_update",
+    "decode_tensors", "decode_update", "encode_tensors", "load_state", "state_of",
 ]

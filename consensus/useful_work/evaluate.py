@@ -28,7 +28,7 @@ bit for bit.
 
 Evaluation runs in float32 (EVALUATION_DTYPE), like training. float64 would shrink
 the cross-CPU drift further, but the tolerance is needed anyway for near-ties, and
-torch's float64 convolutions take a slow path: the small CNN verified 2.5x slower.
+torch's float64 convolutions take a slow path: the small CNN evaluated 3x slower.
 Changing the dtype changes scores, so it is a consensus parameter.
 """
 
