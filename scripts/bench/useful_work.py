@@ -120,7 +120,7 @@ def print_table(results: dict[str, dict]) -> None:
     columns = ["architecture", "dataset", "params", "shard", "subset", "epochs", "train ms", "verify ms",
                "verify/train", "round ms/update", "updates/s/core", "epochs for 5%"]
     for column in columns:
-        table.add_column(column, justify="left" if column in ("architecture", "dataset") else "right")
+        table.add_column(column, justify="left" if column in ("architecture", "dataset") else "right", no_wrap=True)
     for name, row in results.items():
         ratio = row["verify_over_train"]
         style = "green" if ratio <= GOAL else "red"
@@ -129,7 +129,7 @@ def print_table(results: dict[str, dict]) -> None:
                       f"{row['verify_ms']:.2f}", f"[{style}]{ratio:.3f}[/{style}]",
                       f"{row['round_ms_per_update']:.2f}", f"{row['updates_per_s_per_core']:.0f}",
                       str(row["epochs_for_goal"]))
-    Console(width=160).print(table)
+    Console(width=180).print(table)
 
 
 def main() -> None:
