@@ -138,7 +138,8 @@ def test_a_report_before_the_reveal_window_closes_is_refused(chain):
         chain.build(useful_work=(RoundReport(0, 0, bytes(32), (), None, 0),))
 
 
-@pytest.mark.parametrize("case", ["wrong_window", "double_commit", "reveal_mismatch", "unknown_task", "wrong_round"])
+@pytest.mark.parametrize("case", ["wrong_window", "double_commit", "reveal_mismatch", "unknown_task", "wrong_round",
+                                  "no_samples"])
 def test_submission_errors_leave_the_round_untouched(chain, case):
     chain.author_block([chain.sign(EVE, training.create_task(config()))])
     chain.author_block([commit(chain, BOB, H("u"))])
@@ -152,6 +153,11 @@ def test_submission_errors_leave_the_round_untouched(chain, case):
         chain.author_block()
         chain.author_block()
         call, name = reveal(chain, BOB, H("u"), salt=b"\x09" * 32), "CommitmentMismatch"
+    elif case == "no_samples":
+        chain.author_block()
+        chain.author_block()
+        call = chain.sign(BOB, training.reveal_update(0, 0, H("u"), b"\x01" * 32, 0, H("data")))
+        name = "NoSamples"
     elif case == "unknown_task":
         call, name = chain.sign(BOB, training.commit_update(5, 0, bytes(32))), "UnknownTask"
     else:

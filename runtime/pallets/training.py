@@ -303,6 +303,11 @@ class RoundFull(DispatchFailure):
     """The round has as many updates as it can score."""
 
 
+@pallet.error(12)
+class NoSamples(DispatchFailure):
+    """An update must say how many samples it was trained on (at least one)."""
+
+
 # --- functions other code uses ------------------------------------------------
 
 
@@ -325,6 +330,13 @@ def reports_due(state, number: int) -> list[tuple[int, Task]]:
         if task is not None and task.status == STATUS_ACTIVE and number >= round_windows(task)[1]:
             due.append((task_id, task))
     return due
+
+
+def accepted_updates(task: Task, scores) -> list[UpdateScore]:
+    """The acceptance rule, shared by the runtime, the author and every verifying validator:
+    a sound update whose score beats the round's base model by at least the task's minimum."""
+    minimum = task.model_score_ppm + max(task.config.min_improvement_ppm, 1)
+    return [s for s in scores if s.status == UPDATE_OK and s.score_ppm >= minimum]
 
 
 def _task(ctx: BlockContext, task_id: int) -> Task:
@@ -400,6 +412,8 @@ def reveal_update(ctx: BlockContext, origin: AccountId, task: codec.U64, round: 
     commit_end, reveal_end, _ = round_windows(current)
     if not commit_end <= ctx.number < reveal_end:
         raise OutsideWindow("not in the reveal window of this round")
+    if num_samples == 0:
+        raise NoSamples()
     if Commits.get(ctx.state, (task, round, origin)) != update_commitment(update, origin, salt):
         raise CommitmentMismatch()
     if Reveals.contains(ctx.state, (task, round, update)):
@@ -458,9 +472,7 @@ def _close_round(ctx: BlockContext, report: RoundReport) -> None:
     if any(s.status not in (UPDATE_OK, UPDATE_MISSING, UPDATE_MALFORMED) or s.score_ppm > 1_000_000
            for s in report.scores):
         raise BadReport("a score is out of range or has an unknown status")
-    minimum = task.model_score_ppm + task.config.min_improvement_ppm
-    accepted = [s for s in report.scores if s.status == UPDATE_OK and s.score_ppm >= max(minimum, 1)
-                and s.score_ppm > task.model_score_ppm]
+    accepted = accepted_updates(task, report.scores)
     if accepted and (report.new_model is None or report.new_model_score_ppm > 1_000_000):
         raise BadReport("accepted updates need the aggregated model's hash and score")
     if not accepted and report.new_model is not None:
