@@ -473,12 +473,12 @@ def _close_round(ctx: BlockContext, report: RoundReport) -> None:
            for s in report.scores):
         raise BadReport("a score is out of range or has an unknown status")
     accepted = accepted_updates(task, report.scores)
+    accepted_hashes = {s.update for s in accepted}
     if accepted and (report.new_model is None or report.new_model_score_ppm > 1_000_000):
         raise BadReport("accepted updates need the aggregated model's hash and score")
     if not accepted and report.new_model is not None:
         raise BadReport("no update was accepted, so there is no new model")
 
-    accepted_updates = {s.update for s in accepted}
     rewards, validator_rewards = _split_rewards(ctx, task, accepted)
     paid = sum(rewards.values()) + sum(validator_rewards.values())
     if paid:
@@ -493,12 +493,12 @@ def _close_round(ctx: BlockContext, report: RoundReport) -> None:
             burned = balances.slash_reserved(ctx, reveal.submitter, task.config.bond)
             ctx.deposit_event(BondSlashed(report.task, reveal.submitter, burned))
         Updates.insert(ctx.state, (report.task, report.round, score.update),
-                       UpdateRecord(reveal.submitter, score.score_ppm, score.status, score.update in accepted_updates, reward,
+                       UpdateRecord(reveal.submitter, score.score_ppm, score.status, score.update in accepted_hashes, reward,
                                     reveal.data_commitment))
         if reward:
             _accrue(ctx, reveal.submitter, reward)
         ctx.deposit_event(UpdateScored(report.task, report.round, score.update, score.score_ppm,
-                                       score.update in accepted_updates, reward))
+                                       score.update in accepted_hashes, reward))
     revealers = {Reveals.get(ctx.state, (report.task, report.round, h)).submitter for h in revealed}
     for who in Committers.get(ctx.state, (report.task, report.round)):
         if who not in revealers:  # committed but never revealed: the bond comes back, nothing else
