@@ -328,6 +328,15 @@ def _record_encoder(fields_of: Callable[[Any], tuple], encoders: list[Encoder]) 
     if len(converted) == 1:  # e.g. EventRecord: only its event needs encoding
         ((index, encode_field),) = converted
 
+        if fields_of is _identity:  # a NamedTuple is its own field tuple
+
+            def encode_tuple_one_field(value: Any) -> Obj:
+                values = list(value)
+                values[index] = encode_field(values[index])
+                return values
+
+            return encode_tuple_one_field
+
         def encode_record_one_field(value: Any) -> Obj:
             values = list(fields_of(value))
             values[index] = encode_field(values[index])
@@ -412,6 +421,14 @@ pack = _packer.pack
 
 def unpack(data: bytes, *, max_length: int = MAX_ENCODED_LENGTH) -> Obj:
     """Parse canonical msgpack bytes into a tree; raise CodecError for anything else."""
+    obj = parse(data, max_length=max_length)
+    if pack_canonical_check(obj) != data:
+        raise CodecError("not the canonical encoding")
+    return obj
+
+
+def parse(data: bytes, *, max_length: int = MAX_ENCODED_LENGTH) -> Obj:
+    """`unpack` without its last step: the caller must still check that packing the tree gives `data`."""
     if not isinstance(data, (bytes, bytearray)):
         raise CodecError(f"expected bytes, got {type(data).__name__}")
     if len(data) > max_length:
@@ -433,8 +450,6 @@ def unpack(data: bytes, *, max_length: int = MAX_ENCODED_LENGTH) -> Obj:
         raise CodecError("trailing bytes after the value") from None
     except (ValueError, TypeError, msgpack.UnpackException, RecursionError) as exc:
         raise CodecError(f"not valid msgpack: {exc}") from None
-    if pack_canonical_check(obj) != data:
-        raise CodecError("not the canonical encoding")
     return obj
 
 

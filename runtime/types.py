@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from hashlib import blake2b as _blake2b  # blake2b_256 without its call layer, for the root's many hashes
 from typing import NamedTuple, NewType
 
 from runtime import codec
 from runtime.dispatch import Call, Event
+from runtime.errors import CodecError
 from runtime.hashing import ZERO_HASH, blake2b_256
 
 AccountId = NewType("AccountId", bytes)
@@ -178,9 +180,10 @@ def compute_extrinsics_root(extrinsic_hashes: list[bytes]) -> Hash:
     """Binary Merkle root over extrinsic hashes; leaves and inner nodes are domain-separated."""
     if not extrinsic_hashes:
         return Hash(ZERO_HASH)
-    level = [blake2b_256(b"\x00" + h) for h in extrinsic_hashes]
+    level = [_blake2b(b"\x00" + h, digest_size=32).digest() for h in extrinsic_hashes]
     while len(level) > 1:
-        paired = [blake2b_256(b"\x01" + level[i] + level[i + 1]) for i in range(0, len(level) - 1, 2)]
+        paired = [_blake2b(b"\x01" + level[i] + level[i + 1], digest_size=32).digest()
+                  for i in range(0, len(level) - 1, 2)]
         if len(level) % 2:
             paired.append(level[-1])
         level = paired
@@ -192,8 +195,45 @@ def encode_block(block: Block) -> bytes:
 
 
 def decode_block(data: bytes) -> Block:
-    return codec.decode(Block, data, max_length=MAX_BLOCK_BYTES)
+    """Strictly decode a block (as codec.decode does), and keep each extrinsic's bytes and its call's.
+
+    Canonicity is checked by packing the header and each extrinsic's two parts
+    separately and joining them (an array's bytes are its items' bytes in a row):
+    the same work as packing the whole tree, and importing the block then never
+    encodes an extrinsic or a call again (for its hash, length and signing message)."""
+    tree = codec.parse(data, max_length=MAX_BLOCK_BYTES)
+    packed, pieces = _pack_block_tree(tree)
+    if packed != data:
+        raise CodecError("not the canonical encoding")
+    block = _decode_block_tree(tree)
+    for extrinsic, (encoded, call_encoded) in zip(block.extrinsics, pieces):
+        # the values of their cached properties, known already (the same bytes the properties would make)
+        extrinsic.__dict__["encoded"] = encoded
+        extrinsic.call.__dict__["encoded"] = call_encoded
+    return block
+
+
+def _pack_block_tree(tree) -> tuple[bytes | None, list[tuple[bytes, bytes]]]:
+    """codec.pack(tree) for a block's tree, joined from each extrinsic's [signed, call] parts."""
+    if type(tree) is not list or len(tree) != 2 or type(tree[1]) is not list or not all(
+            type(x) is list and len(x) == 2 for x in tree[1]):
+        return codec.pack_canonical_check(tree), []  # not a block: the decoder names what is wrong
+    pieces = []
+    try:
+        for signed, call in tree[1]:
+            call_encoded = codec.pack(call)
+            pieces.append((_PAIR + codec.pack(signed) + call_encoded, call_encoded))
+        packed = _PAIR + codec.pack(tree[0]) + codec.join_array([encoded for encoded, _ in pieces])
+    except (TypeError, ValueError, OverflowError):
+        return None, []
+    return packed, pieces
+
+
+_PAIR = codec.array_header(2)
+_decode_block_tree = codec.decoder_for(Block)
 
 
 def decode_extrinsic(data: bytes, *, max_length: int = codec.MAX_ENCODED_LENGTH) -> Extrinsic:
-    return codec.decode(Extrinsic, data, max_length=max_length)
+    extrinsic = codec.decode(Extrinsic, data, max_length=max_length)
+    extrinsic.__dict__["encoded"] = bytes(data)  # canonical, so these are its bytes: no need to encode it again
+    return extrinsic

@@ -305,8 +305,7 @@ class ChainStore:
         header = block.header
         block_hash = block.hash
         version = self._next_version - 1
-        puts = dict(update.new_nodes)
-        puts.update(self._block_puts(block, update.state, version))
+        puts = self._block_puts(block, update.state, version)  # written after update.new_nodes, below
         deletes: list[bytes] = []
         if update.stale_nodes:
             puts[schema.stale_nodes_key(version)] = codec.pack(list(update.stale_nodes))
@@ -316,7 +315,7 @@ class ChainStore:
             puts[schema.meta_key(schema.META_BEST)] = block_hash
         if finalize:
             puts[schema.meta_key(schema.META_FINALIZED)] = block_hash
-        self.db.write(puts, deletes)
+        self.db.write(update.new_nodes, deletes, more_puts=(puts,))
         self.trie.remember(update)
         if make_best:
             self.head_cache.advance(view.ref, update.state, view.pending_changes)

@@ -46,13 +46,15 @@ class Database:
     def get(self, key: bytes) -> bytes | None:
         return self._db.get(key)
 
-    def write(self, puts: Mapping[bytes, bytes], deletes: Iterable[bytes] = ()) -> None:
-        """Apply puts and deletes atomically (one WriteBatch)."""
+    def write(self, puts: Mapping[bytes, bytes], deletes: Iterable[bytes] = (),
+              more_puts: Iterable[Mapping[bytes, bytes]] = ()) -> None:
+        """Apply puts (and each of more_puts, in order) and deletes atomically (one WriteBatch)."""
         with self._db.write_batch(transaction=True, sync=self.sync) as batch:
             for key in deletes:
                 batch.delete(key)
-            for key, value in puts.items():
-                batch.put(key, value)
+            for mapping in (puts, *more_puts):
+                for key, value in mapping.items():
+                    batch.put(key, value)
 
     def keys_with_prefix(self, prefix: bytes) -> Iterator[bytes]:
         return self._db.iterator(prefix=prefix, include_value=False)

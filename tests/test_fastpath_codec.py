@@ -5,6 +5,7 @@
 - An extrinsic's bytes (made from its call's cached bytes), a block body's bytes
   (joined from its extrinsics' bytes) and the signing message (the call's bytes
   and the packed extras) equal the codec's encoding of the whole value.
+- A decoded block keeps each extrinsic's and call's bytes, and is still strict.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 
+import msgpack
 import pytest
 from hypothesis import given, settings, strategies as st
 
@@ -22,7 +24,8 @@ from runtime.executive import VERSION, RuntimeVersion, signing_message, signing_
 from runtime.pallets import balances, system
 from runtime.pallets.system import AccountInfo
 from runtime.types import (
-    AccountId, ApplyOutcome, Balance, DispatchError, Era, EventRecord, Extrinsic, Nonce, SignedData,
+    AccountId, ApplyOutcome, Balance, Block, Digest, DispatchError, Era, EventRecord, Extrinsic, Header, Nonce,
+    SignedData, decode_block, decode_extrinsic, encode_block,
 )
 from storage.chainstore import encode_body
 
@@ -121,3 +124,36 @@ def test_signing_message_equals_the_hash_of_the_encoded_signing_payload(call, no
     version = RuntimeVersion(VERSION.spec_name, VERSION.impl_name, spec_version, tx_version)
     assert (signing_message(call, nonce, tip, era, genesis, birth, version)
             == signing_message_reference(call, nonce, tip, era, genesis, birth, version))
+
+
+headers = st.builds(Header, hash32, u64, hash32, hash32,
+                    st.builds(Digest, u64, hash32, st.one_of(st.just(b""), st.binary(min_size=64, max_size=64))))
+blocks = st.builds(Block, headers, st.lists(extrinsics, max_size=6).map(tuple))
+
+
+@given(blocks)
+@settings(max_examples=200)
+def test_a_decoded_block_keeps_bytes_equal_to_a_fresh_encoding(block):
+    decoded = decode_block(encode_block(block))
+    assert decoded == block
+    for extrinsic in decoded.extrinsics:
+        assert "encoded" in extrinsic.__dict__ and "encoded" in extrinsic.call.__dict__  # kept from decoding
+        assert extrinsic.encoded == codec.pack(codec.encoder_for(Extrinsic)(extrinsic))
+        assert extrinsic.call.encoded == codec.pack(codec.encoder_for(Call)(extrinsic.call))
+    for extrinsic in block.extrinsics:
+        assert decode_extrinsic(extrinsic.encoded).__dict__["encoded"] == extrinsic.encoded
+
+
+def test_a_block_with_a_non_canonical_extrinsic_is_rejected():
+    header = Header(b"\x00" * 32, 1, b"\x00" * 32, b"\x00" * 32, Digest(1, b"\x00" * 32, b""))
+    transfer = balances.transfer(b"\x05" * 32, 5)
+    canonical = encode_block(Block(header, (Extrinsic(None, transfer),)))
+    assert decode_block(canonical).extrinsics[0].call == transfer
+    five_as_uint16 = b"\xcd\x00\x05"
+    call = b"\x93\x01\x00\x92\xc4\x20" + b"\x05" * 32 + five_as_uint16
+    tampered = b"\x92" + codec.encode(header, Header) + b"\x91" + b"\x92\xc0" + call
+    assert msgpack.unpackb(tampered) == msgpack.unpackb(canonical)
+    with pytest.raises(CodecError, match="canonical"):
+        decode_block(tampered)
+    with pytest.raises(CodecError):
+        decode_block(codec.pack([1, 2]))
