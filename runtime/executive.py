@@ -21,6 +21,7 @@ length and weight, era, nonce, fee, signature.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from hashlib import blake2b as _blake2b  # blake2b_256 without its call layer, for a message per extrinsic
 from typing import Any, NamedTuple
 
 from runtime import codec, crypto, fast_transfer
@@ -333,7 +334,7 @@ def signing_message(call, nonce: int, tip: int, era: Era, genesis_hash: bytes, b
     extras = codec.pack([nonce, _encode_balance(tip), _encode_era(era), version.spec_version,
                          version.transaction_version, genesis_hash, birth_hash])
     # extras is a 7-item array: drop its one-byte header and put the call in front, as item 1 of 8.
-    return blake2b_256(_PAYLOAD_HEADER + call.encoded + extras[1:])
+    return _blake2b(_PAYLOAD_HEADER + call.encoded + extras[1:], digest_size=32).digest()
 
 
 def signing_message_reference(call, nonce: int, tip: int, era: Era, genesis_hash: bytes, birth_hash: bytes,
