@@ -86,7 +86,7 @@ async def hammer(url: str, bodies, seconds: float, connections: int) -> dict:
 async def fan_out(url: str, subscribers: int, heads: int) -> dict:
     ws_url = url.replace("http://", "ws://")
     arrivals: dict[str, list[float]] = {}
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:  # 500 sockets at once
         sockets = []
         for _ in range(subscribers):
             socket = await session.ws_connect(ws_url)
