@@ -40,6 +40,7 @@ from runtime.genesis import build_genesis_state, parse_genesis  # noqa: E402
 from runtime.pallets import balances  # noqa: E402
 from runtime.types import decode_block, encode_block  # noqa: E402
 from storage.chainstore import ChainStore  # noqa: E402
+from scripts.bench.report import print_figures  # noqa: E402
 
 
 def bench_keypairs(count: int) -> list[crypto.Keypair]:
@@ -160,22 +161,6 @@ def run(accounts: int, blocks: int, per_block: int, base: Path) -> dict:
     }
 
 
-def print_table(figures: dict) -> None:
-    try:
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table(title="import_transfers")
-        table.add_column("figure")
-        table.add_column("value", justify="right")
-        for key, value in figures.items():
-            table.add_row(key, str(value))
-        Console().print(table)
-    except ImportError:
-        for key, value in figures.items():
-            print(f"{key:<28} {value}")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--accounts", type=int, default=10_000)
@@ -187,10 +172,7 @@ def main() -> int:
         parser.error("--accounts must be at least 2, --blocks and --per-block at least 1")
     with tempfile.TemporaryDirectory(prefix="gradchain-bench-") as tmp:
         figures = run(args.accounts, args.blocks, args.per_block, Path(tmp))
-    if args.json:
-        print(json.dumps(figures))
-    else:
-        print_table(figures)
+    print_figures("import_transfers", figures, as_json=args.json)
     return 0
 
 

@@ -37,6 +37,7 @@ from runtime import crypto  # noqa: E402
 from runtime.executive import sign_extrinsic  # noqa: E402
 from runtime.genesis import build_genesis_state, parse_genesis  # noqa: E402
 from storage.chainstore import ChainStore  # noqa: E402
+from scripts.bench.report import print_figures  # noqa: E402
 from runtime.pallets import balances  # noqa: E402
 
 POOL_HIGH_WATER = 6000
@@ -142,18 +143,7 @@ def main() -> int:
     logs.configure("warning")
     with tempfile.TemporaryDirectory(prefix="gradchain-node-bench-") as tmp:
         figures = asyncio.run(run(args.seconds, args.accounts, args.rate_guess, Path(tmp)))
-    if args.json:
-        print(json.dumps(figures))
-    else:
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table(title="node_throughput")
-        table.add_column("figure")
-        table.add_column("value", justify="right")
-        for key, value in figures.items():
-            table.add_row(key, str(value))
-        Console().print(table)
+    print_figures("node_throughput", figures, as_json=args.json)
     return 0
 
 
