@@ -314,6 +314,15 @@ def _record_encoder(fields_of: Callable[[Any], tuple], encoders: list[Encoder]) 
         return fields_of
     if all(enc is _identity or enc is _big_int_encoder for enc in encoders):
         big = tuple(i for i, enc in enumerate(encoders) if enc is _big_int_encoder)
+        if fields_of is _identity:  # a NamedTuple is its own field tuple
+
+            def encode_small_tuple(value: Any) -> Obj:
+                for i in big:
+                    if value[i] >= _U64_LIMIT:
+                        return [enc(x) for enc, x in zip(encoders, value)]
+                return value
+
+            return encode_small_tuple
 
         def encode_small_record(value: Any) -> Obj:
             values = fields_of(value)

@@ -22,11 +22,11 @@ import dataclasses
 import inspect
 import typing
 from dataclasses import dataclass
-from functools import cached_property
 from typing import Any, Callable, ClassVar
 
 from runtime import codec
 from runtime.errors import CodecError, GradchainError
+from runtime.memo import computed_once
 
 ORIGIN_SIGNED = "signed"
 ORIGIN_ROOT = "root"
@@ -55,7 +55,7 @@ class Call:
     def definition(self) -> "CallDef":
         return PALLETS[self.pallet_index].calls[self.call_index]
 
-    @cached_property
+    @computed_once
     def encoded(self) -> bytes:
         """The call's canonical bytes, made once: the extrinsic and its signing payload both embed them."""
         return codec.pack(_encode_call(self))

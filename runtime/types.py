@@ -8,14 +8,14 @@ blake2b-256 of its header's encoding, an extrinsic's hash of its own encoding.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
-from hashlib import blake2b as _blake2b  # blake2b_256 without its call layer, for the root's many hashes
+from hashlib import blake2b as _blake2b  # blake2b_256 without its call layer, for the hashes made per extrinsic
 from typing import NamedTuple, NewType
 
 from runtime import codec
 from runtime.dispatch import Call, Event
 from runtime.errors import CodecError
-from runtime.hashing import ZERO_HASH, blake2b_256
+from runtime.hashing import ZERO_HASH
+from runtime.memo import computed_once
 
 AccountId = NewType("AccountId", bytes)
 BlockHash = NewType("BlockHash", bytes)
@@ -60,7 +60,7 @@ class Header:
     extrinsics_root: Hash
     digest: Digest
 
-    @cached_property
+    @computed_once
     def hash(self) -> BlockHash:
         return BlockHash(codec.hash_of(self, Header))
 
@@ -106,15 +106,15 @@ class Extrinsic:
     signed: SignedData | None
     call: Call
 
-    @cached_property
+    @computed_once
     def encoded(self) -> bytes:
         # codec.encode(self, Extrinsic), with the call's bytes reused (an array is its items' bytes in a row)
         signed = b"\xc0" if self.signed is None else codec.pack(_encode_signed(self.signed))
         return codec.join_array([signed, self.call.encoded])
 
-    @cached_property
+    @computed_once
     def hash(self) -> Hash:
-        return Hash(blake2b_256(self.encoded))
+        return Hash(_blake2b(self.encoded, digest_size=32).digest())
 
     @property
     def is_signed(self) -> bool:
