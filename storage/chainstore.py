@@ -69,7 +69,9 @@ class HeadCache:
 
     It only ever describes one state, `ref`: filled by reads of that state, and
     carried to the next state by the changes of the block that is committed on
-    top of it. A read of any other state goes to the trie.
+    top of it. A read of any other state goes to the trie. It starts at the best
+    state when the store is opened, holding the whole genesis state when the
+    store has just written it (up to `max_entries`), and nothing otherwise.
     """
 
     def __init__(self, max_entries: int = 500_000) -> None:

@@ -1,0 +1,55 @@
+"""The best-state read cache: reads through it equal reads of the trie, for every state."""
+
+from __future__ import annotations
+
+from runtime.genesis import build_genesis_state
+from runtime.pallets.system import Account
+from storage.chainstore import ChainStore
+from tests.builders import DEV_KEYS, TestChain, dev_genesis
+
+ALICE, BOB = DEV_KEYS["Alice"], DEV_KEYS["Bob"]
+
+
+def test_a_new_store_caches_the_genesis_state_and_reads_agree_with_the_trie(tmp_path):
+    genesis_state = build_genesis_state(dev_genesis())
+    store = ChainStore.open(tmp_path / "db")
+    try:
+        store.initialize(genesis_state)
+        view = store.state_view(store.best_hash)
+        for key, value in genesis_state.items():
+            assert store.head_cache.values[key] == value
+            assert view.get(key) == value == store.trie.get(view.ref, key)
+    finally:
+        store.close()
+
+
+def test_a_reopened_store_starts_its_cache_at_the_best_state_empty(tmp_path):
+    chain = TestChain(tmp_path / "db")
+    chain.author_block([chain.transfer(ALICE, BOB.public, 10**11)])
+    best = chain.chain.best_hash
+    chain.close()
+    store = ChainStore.open(tmp_path / "db")
+    try:
+        store.initialize(build_genesis_state(dev_genesis()))
+        assert store.head_cache.values == {}
+        view = store.state_view(best)
+        key = Account.key_of(ALICE.public)
+        assert view.get(key) == store.trie.get(view.ref, key)
+        assert store.head_cache.values[key] == view.get(key)  # read through the cache of the best state
+    finally:
+        store.close()
+
+
+def test_views_of_genesis_and_of_later_blocks_each_read_their_own_state(tmp_path):
+    chain = TestChain(tmp_path / "db")
+    try:
+        key = Account.key_of(ALICE.public)
+        genesis_view = chain.chain.state_view(chain.chain.best_hash)
+        at_genesis = genesis_view.get(key)
+        for _ in range(3):
+            chain.author_block([chain.transfer(ALICE, BOB.public, 10**11)])
+        best_view = chain.chain.state_view(chain.chain.best_hash)
+        assert genesis_view.get(key) == at_genesis == chain.chain.trie.get(genesis_view.ref, key)
+        assert best_view.get(key) == chain.chain.trie.get(best_view.ref, key) != at_genesis
+    finally:
+        chain.close()
