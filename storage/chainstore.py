@@ -69,9 +69,8 @@ class HeadCache:
 
     It only ever describes one state, `ref`: filled by reads of that state, and
     carried to the next state by the changes of the block that is committed on
-    top of it. A read of any other state goes to the trie. It starts at the best
-    state when the store is opened, holding the whole genesis state when the
-    store has just written it (up to `max_entries`), and nothing otherwise.
+    top of it. A read of any other state goes to the trie. It starts, empty, at
+    the best state when the store is initialized.
     """
 
     def __init__(self, max_entries: int = 500_000) -> None:
@@ -80,14 +79,9 @@ class HeadCache:
         self.max_entries = max_entries
         self.generation = 0  # bumped whenever `ref` moves, so a view re-checks whether it still reads the head
 
-    def start(self, ref: StateRef, values: Mapping[bytes, bytes | None] | None = None) -> None:
-        """Describe `ref` from now on, knowing `values` of it (as many as fit) or nothing yet."""
+    def start(self, ref: StateRef) -> None:
+        """Describe `ref` from now on, with nothing cached yet."""
         self.values = {}
-        if values is not None:
-            for key, value in values.items():
-                if len(self.values) >= self.max_entries:
-                    break
-                self.values[key] = value
         self.ref = ref
         self.generation += 1
 
@@ -223,7 +217,7 @@ class ChainStore:
         puts[schema.meta_key(schema.META_SCHEMA_VERSION)] = SCHEMA_VERSION.to_bytes(8, "big")
         self.db.write(puts)
         self.trie.remember(update)
-        self.head_cache.start(update.state, genesis_changes)  # the whole state is at hand: cache it
+        self.head_cache.start(update.state)
         return block.hash
 
     # --- reads ----------------------------------------------------------------

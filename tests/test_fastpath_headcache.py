@@ -10,15 +10,15 @@ from tests.builders import DEV_KEYS, TestChain, dev_genesis
 ALICE, BOB = DEV_KEYS["Alice"], DEV_KEYS["Bob"]
 
 
-def test_a_new_store_caches_the_genesis_state_and_reads_agree_with_the_trie(tmp_path):
+def test_a_new_store_reads_genesis_through_its_cache_and_agrees_with_the_trie(tmp_path):
     genesis_state = build_genesis_state(dev_genesis())
     store = ChainStore.open(tmp_path / "db")
     try:
         store.initialize(genesis_state)
         view = store.state_view(store.best_hash)
         for key, value in genesis_state.items():
-            assert store.head_cache.values[key] == value
             assert view.get(key) == value == store.trie.get(view.ref, key)
+            assert store.head_cache.values[key] == value
     finally:
         store.close()
 
