@@ -6,7 +6,7 @@ import pytest
 
 from runtime.hashing import blake2b_256
 from runtime.pallets import balances, system, training
-from runtime.pallets.training import ModelSpec, RoundReport, SealedKey, TaskConfig, UpdateScore
+from runtime.pallets.training import ModelSpec, RoundReport, Score, SealedKey, TaskConfig, UpdateScore
 from runtime.validity import InvalidTransaction
 from tests.builders import DEV_KEYS, TestChain
 
@@ -19,11 +19,11 @@ def H(text: str) -> bytes:
 
 
 def config(**changes) -> TaskConfig:
-    values = dict(spec=ModelSpec("mlp", (64, 32, 10)), initial_model=H("model-0"), initial_score_ppm=500_000,
-                  metric=0, held_out=H("held-out"), held_out_size=300,
+    values = dict(spec=ModelSpec("mlp", (64, 32, 10)), initial_model=H("model-0"), metric=training.METRIC_LOSS,
+                  held_out=H("held-out"), held_out_size=300, held_out_subset=100,
                   sealed_keys=(SealedKey(ALICE.public, b"k" * 80),), reward_per_round=REWARD, rounds=2,
-                  commit_blocks=3, reveal_blocks=3, min_improvement_ppm=1_000, max_update_bytes=10**6, bond=BOND,
-                  aggregation=0)
+                  commit_blocks=3, reveal_blocks=3, min_improvement_ppm=1_000, max_update_bytes=10**6,
+                  max_update_norm=2**26, bond=BOND, aggregation=0, trim=0)
     values.update(changes)
     return TaskConfig(**values)
 
@@ -89,9 +89,16 @@ def run_round_to_report(chain):
     return bob_update, dave_update
 
 
-def report(chain, scores, new_model=None, new_score=0, round=0):
+BASE = Score(500_000, 1_500_000)
+
+
+def loss(ppm: int) -> Score:
+    return Score(600_000, ppm)
+
+
+def report(chain, scores, candidate=None, new_model=None, new_score=None, round=0, base=BASE):
     seed = chain.chain.hash_at(4)  # the block that closed the commit window (start 1 + 3)
-    return RoundReport(0, round, seed, tuple(scores), new_model, new_score)
+    return RoundReport(0, round, seed, base, candidate, tuple(scores), new_model, new_score)
 
 
 def test_a_round_pays_accepted_updates_returns_honest_bonds_and_slashes_missing_blobs(chain):
@@ -99,9 +106,10 @@ def test_a_round_pays_accepted_updates_returns_honest_bonds_and_slashes_missing_
     issuance, total = chain.total_issuance(), all_balances(chain)
     assert total == issuance
     dave_reserved = chain.account(DAVE.public).reserved
-    built = chain.author_block(useful_work=(report(chain, [UpdateScore(bob_update, 600_000, training.UPDATE_OK),
-                                                           UpdateScore(dave_update, 0, training.UPDATE_MISSING)],
-                                                   H("model-1"), 600_000),))
+    # Bob's is the only sound update: it is measured against the base, and the candidate is the new model
+    built = chain.author_block(useful_work=(report(chain, [UpdateScore(bob_update, training.UPDATE_OK, BASE),
+                                                           UpdateScore(dave_update, training.UPDATE_MISSING, None)],
+                                                   loss(1_200_000), H("model-1"), loss(1_200_000)),))
     assert all(o.success for o in built.outcomes)
     record = training.Updates.get(chain.overlay(), (0, 0, bob_update))
     validator_share = REWARD * training.VALIDATOR_SHARE_PPM // 1_000_000
@@ -112,7 +120,10 @@ def test_a_round_pays_accepted_updates_returns_honest_bonds_and_slashes_missing_
     assert chain.account(DAVE.public).reserved == dave_reserved - BOND  # slashed
     assert chain.account(CHARLIE.public).reserved == 100_000 * 10**12  # copier's bond came back (stake only)
     task = task_state(chain)
-    assert (task.round, task.model, task.model_score_ppm) == (1, H("model-1"), 600_000)
+    assert (task.round, task.model, task.model_score) == (1, H("model-1"), loss(1_200_000))
+    assert record.contribution_ppm == 300_000 and record.num_samples == 100
+    summary = training.Rounds.get(chain.overlay(), (0, 0))
+    assert (summary.adopted, summary.revealed, summary.accepted, summary.paid) == (True, 2, 1, REWARD)
     assert training.ModelVersions.get(chain.overlay(), (0, 0)).contributors == (BOB.public,)
     # issuance: only the slashed bond and burned fees left it; every reward sits in the pot
     assert all_balances(chain) == chain.total_issuance()
@@ -123,11 +134,24 @@ def test_a_round_pays_accepted_updates_returns_honest_bonds_and_slashes_missing_
 
 def test_an_incomplete_or_inconsistent_report_makes_the_block_invalid(chain):
     bob_update, dave_update = run_round_to_report(chain)
-    incomplete = report(chain, [UpdateScore(bob_update, 600_000, training.UPDATE_OK)], H("m"), 600_000)
-    wrong_seed = RoundReport(0, 0, H("not the seed"), (UpdateScore(bob_update, 1, 0), UpdateScore(dave_update, 1, 0)),
-                             None, 0)
-    no_model = report(chain, [UpdateScore(bob_update, 700_000, 0), UpdateScore(dave_update, 1, 0)])
-    for bad in (incomplete, wrong_seed, no_model):
+    ok = training.UPDATE_OK
+    two = [UpdateScore(bob_update, ok, loss(1_400_000)), UpdateScore(dave_update, ok, loss(1_300_000))]
+    incomplete = report(chain, two[:1], loss(1_200_000), H("m"), loss(1_200_000))
+    wrong_seed = RoundReport(0, 0, H("not the seed"), BASE, loss(1_200_000), tuple(two), H("m"), loss(1_000_000))
+    no_model = report(chain, two, loss(1_200_000))  # both contribute, so a new model must be reported
+    model_without_gain = report(chain, [UpdateScore(bob_update, ok, loss(1_100_000)),
+                                        UpdateScore(dave_update, ok, loss(1_100_000))], loss(1_200_000),
+                                H("m"), loss(1_000_000))  # nobody contributes, so there is no new model
+    no_candidate = report(chain, two, None, H("m"), loss(1_000_000))
+    lone_against_other = report(chain, [UpdateScore(bob_update, ok, loss(1_400_000)),
+                                        UpdateScore(dave_update, training.UPDATE_MALFORMED, None)],
+                                loss(1_200_000), H("m"), loss(1_200_000))
+    all_accepted_other_score = report(chain, two, loss(1_200_000), H("m"), loss(1_100_000))
+    unusable_with_score = report(chain, [two[0], UpdateScore(dave_update, training.UPDATE_MISSING, BASE)],
+                                 loss(1_200_000), H("m"), loss(1_200_000))
+    out_of_range = report(chain, two, Score(1_000_001, 0), H("m"), loss(1_000_000))
+    for bad in (incomplete, wrong_seed, no_model, model_without_gain, no_candidate, lone_against_other,
+                all_accepted_other_score, unusable_with_score, out_of_range):
         with pytest.raises(InvalidTransaction, match="failed"):
             chain.build(useful_work=(bad,))
 
@@ -135,7 +159,7 @@ def test_an_incomplete_or_inconsistent_report_makes_the_block_invalid(chain):
 def test_a_report_before_the_reveal_window_closes_is_refused(chain):
     chain.author_block([chain.sign(EVE, training.create_task(config()))])
     with pytest.raises(InvalidTransaction):
-        chain.build(useful_work=(RoundReport(0, 0, bytes(32), (), None, 0),))
+        chain.build(useful_work=(RoundReport(0, 0, bytes(32), BASE, None, (), None, None),))
 
 
 @pytest.mark.parametrize("case", ["wrong_window", "double_commit", "reveal_mismatch", "unknown_task", "wrong_round",
@@ -182,8 +206,56 @@ def test_cancel_returns_the_unspent_pool_and_bonds(chain):
 def test_a_round_without_accepted_updates_pays_nothing_and_moves_on(chain):
     bob_update, dave_update = run_round_to_report(chain)
     eve_reserved = chain.account(EVE.public).reserved
-    chain.author_block(useful_work=(report(chain, [UpdateScore(bob_update, 500_500, training.UPDATE_OK),
-                                                   UpdateScore(dave_update, 400_000, training.UPDATE_OK)]),))
+    # both make the aggregate worse (the aggregate without each is better than with both)
+    chain.author_block(useful_work=(report(chain, [UpdateScore(bob_update, training.UPDATE_OK, loss(1_100_000)),
+                                                   UpdateScore(dave_update, training.UPDATE_OK, loss(1_300_000))],
+                                           loss(1_350_000)),))
     assert chain.account(EVE.public).reserved == eve_reserved
     assert task_state(chain).round == 1 and task_state(chain).model == H("model-0")
+    assert not training.Updates.get(chain.overlay(), (0, 0, bob_update)).accepted
     assert balances.TotalIssuance.get(chain.overlay()) == all_balances(chain)
+
+
+def test_rewards_follow_contributions_and_a_worse_aggregate_pays_nobody(chain):
+    bob_update, dave_update = run_round_to_report(chain)
+    ok = training.UPDATE_OK
+    # without Bob the aggregate's loss is 1.5, without Dave 1.3; with both 1.2: Bob adds 0.3, Dave 0.1
+    built = chain.author_block(useful_work=(report(chain, [UpdateScore(bob_update, ok, loss(1_500_000)),
+                                                           UpdateScore(dave_update, ok, loss(1_300_000))],
+                                                   loss(1_200_000), H("model-1"), loss(1_200_000)),))
+    assert all(o.success for o in built.outcomes)
+    trainer_pot = REWARD - REWARD * training.VALIDATOR_SHARE_PPM // 1_000_000
+    bob = training.Updates.get(chain.overlay(), (0, 0, bob_update))
+    dave = training.Updates.get(chain.overlay(), (0, 0, dave_update))
+    assert (bob.contribution_ppm, dave.contribution_ppm) == (300_000, 100_000)
+    assert (bob.reward, dave.reward) == (trainer_pot * 3 // 4, trainer_pot // 4)
+    assert training.ModelVersions.get(chain.overlay(), (0, 0)).contributors == tuple(
+        sorted([BOB.public, DAVE.public], key=lambda who: bob_update if who == BOB.public else dave_update))
+    assert all_balances(chain) == chain.total_issuance()
+
+
+def test_accepted_updates_whose_aggregate_is_worse_than_the_base_earn_nothing(chain):
+    bob_update, dave_update = run_round_to_report(chain)
+    ok = training.UPDATE_OK
+    eve_reserved = chain.account(EVE.public).reserved
+    worse = Score(400_000, 1_600_000)  # both contribute to the candidate, but it is worse than the base
+    chain.author_block(useful_work=(report(chain, [UpdateScore(bob_update, ok, loss(1_700_000)),
+                                                   UpdateScore(dave_update, ok, loss(1_700_000))],
+                                           worse, H("model-1"), worse),))
+    assert chain.account(EVE.public).reserved == eve_reserved and task_state(chain).model == H("model-0")
+    assert training.Rounds.get(chain.overlay(), (0, 0)).adopted is False
+    assert training.Earned.get(chain.overlay(), BOB.public) == 0
+
+
+def test_an_update_revealed_in_an_earlier_round_cannot_be_revealed_again(chain):
+    bob_update, dave_update = run_round_to_report(chain)
+    ok = training.UPDATE_OK
+    chain.author_block(useful_work=(report(chain, [UpdateScore(bob_update, ok, loss(1_500_000)),
+                                                   UpdateScore(dave_update, ok, loss(1_300_000))],
+                                           loss(1_200_000), H("model-1"), loss(1_200_000)),))  # block 7: round 1
+    chain.author_block([commit(chain, BOB, bob_update, round=1)])
+    chain.author_block()
+    chain.author_block()
+    built = chain.author_block([reveal(chain, BOB, bob_update, round=1)])  # block 11: reveal window of round 1
+    assert outcome(built).error.name == "UpdateAlreadyRevealed"
+    assert training.RoundReveals.get(chain.overlay(), (0, 1)) == ()

@@ -7,19 +7,32 @@ A round of a task runs in three windows counted in blocks from its start:
     report  from the end of the reveal window          the block author's report_useful_work inherent
 
 The runtime never runs a model. The author's inherent carries integer scores
-(parts per million) of every revealed update, measured on a held-out subset whose
-seed is the hash of the block that closed the commit window, and the hash and
-score of the aggregated model. Validators re-measure before they finalize the
-block (consensus/useful_work); the runtime checks that the report is complete
-and consistent, then records it: an update whose improvement over the round's
-base model reaches the task's minimum is accepted and shares the round's reward
-in proportion to its improvement; a validators' share goes to the validator set.
-Bonds come back for honest updates (accepted or not) and are burned for updates
-whose blob was missing, malformed or too large.
+(accuracy and cross-entropy in parts per million), measured on a held-out subset
+whose seed is the hash of the block that closed the commit window:
+
+    base        the round's base model
+    candidate   the aggregate of every sound update of the round
+    without_i   for each sound update i, the aggregate of all the others (the base when i is alone)
+    new model   the aggregate of the accepted updates: its hash and score
+
+An update's contribution is how much worse the round's aggregate gets without it,
+value(candidate) - value(without_i), in the task's metric (value = -loss or
+accuracy). This leave-one-out rule pays for what an update adds to the global
+model, so an honest trainer whose private data covers only a few classes (whose
+update alone would make the model worse on the balanced held-out set) still
+earns, while noise, sign-flipped or scaled updates make the aggregate worse and
+earn nothing. An update is accepted if its contribution reaches the task's
+minimum; the new model is adopted if it beats the base, and then the accepted
+updates share the round's reward in proportion to their contributions, with a
+validators' share for the validator set. Validators re-measure every integer
+before they finalize the block (consensus/useful_work); the runtime checks that
+the report is complete and consistent, then records it. Bonds come back for
+honest updates (accepted or not) and are burned for updates whose blob was
+missing, malformed or out of bounds.
 
 Copying does not pay: a reveal must match an earlier commit by the same account
-to hash(update, submitter, salt), and an update hash revealed once cannot be
-revealed again in the round.
+to hash(update, submitter, salt), and an update hash revealed once in a task
+cannot be revealed again, in this round or a later one (a stale resubmission).
 
 Balances: the reward pool is reserved from the creator; each round's reward
 moves to the pot account when it is paid out, and claim_rewards pays an
@@ -47,7 +60,10 @@ VALIDATOR_SHARE_PPM = 100_000  # of each round's reward, split among the validat
 MAX_SEALED_KEYS = 100
 MAX_UPDATES_PER_ROUND = 256
 AGGREGATIONS = {0: "fedavg", 1: "trimmed_mean", 2: "median"}
-METRICS = {0: "accuracy"}  # higher is better, in parts per million
+METRIC_LOSS, METRIC_ACCURACY = 0, 1
+METRICS = {METRIC_LOSS: "loss", METRIC_ACCURACY: "accuracy"}  # what contributions are measured in
+MAX_LOSS_PPM = 10**12
+MAX_SUBSET = 1 << 20
 STATUS_ACTIVE, STATUS_FINISHED, STATUS_CANCELLED = 0, 1, 2
 UPDATE_OK, UPDATE_MISSING, UPDATE_MALFORMED = 0, 1, 2
 TASK_WEIGHT = 200_000
@@ -70,19 +86,29 @@ class SealedKey:
 class TaskConfig:
     spec: ModelSpec
     initial_model: Hash
-    initial_score_ppm: PartsPerMillion
-    metric: codec.U8
+    metric: codec.U8  # METRIC_LOSS or METRIC_ACCURACY
     held_out: Hash  # hash of the encrypted held-out blob
-    held_out_size: codec.U32
+    held_out_size: codec.U32  # bytes of the encrypted held-out blob
+    held_out_subset: codec.U32  # examples each round is scored on
     sealed_keys: tuple[SealedKey, ...]
     reward_per_round: Balance
     rounds: codec.U32
     commit_blocks: BlockNumber
     reveal_blocks: BlockNumber
-    min_improvement_ppm: PartsPerMillion
+    min_improvement_ppm: PartsPerMillion  # least contribution an accepted update makes, in the metric's ppm
     max_update_bytes: codec.U32
+    max_update_norm: codec.U64  # L2 bound of an update in fixed point (2**24 is 1.0)
     bond: Balance
     aggregation: codec.U8
+    trim: codec.U8  # updates dropped at each end by trimmed_mean
+
+
+@dataclass(frozen=True)
+class Score:
+    """A model's measured scores on a round's held-out subset."""
+
+    accuracy_ppm: PartsPerMillion
+    loss_ppm: codec.U64  # mean cross-entropy x 1e6
 
 
 @dataclass(frozen=True)
@@ -92,7 +118,7 @@ class Task:
     round: codec.U32
     round_start: BlockNumber
     model: Hash
-    model_score_ppm: PartsPerMillion
+    model_score: Score | None  # measured on the subset of the round that produced it
     remaining_pool: Balance
     status: codec.U8
 
@@ -107,8 +133,8 @@ class Reveal:
 @dataclass(frozen=True)
 class UpdateScore:
     update: Hash
-    score_ppm: PartsPerMillion
-    status: codec.U8
+    status: codec.U8  # UPDATE_OK, or why the update could not be used
+    without: Score | None  # sound updates: the aggregate of the round's other sound updates
 
 
 @dataclass(frozen=True)
@@ -116,9 +142,11 @@ class RoundReport:
     task: codec.U64
     round: codec.U32
     subset_seed: Hash
+    base: Score  # the round's base model
+    candidate: Score | None  # the aggregate of every sound update; None when there is none
     scores: tuple[UpdateScore, ...]
     new_model: Hash | None  # the aggregate of the accepted updates; None when none was accepted
-    new_model_score_ppm: PartsPerMillion
+    new_model_score: Score | None
 
 
 @dataclass(frozen=True)
@@ -126,17 +154,35 @@ class UpdateRecord:
     """The audit trail of one revealed update."""
 
     submitter: AccountId
-    score_ppm: PartsPerMillion
     status: codec.U8
+    without: Score | None
+    contribution_ppm: codec.U64  # what it added to the round's aggregate (0 if it added nothing)
     accepted: bool
     reward: Balance
     data_commitment: Hash
+    num_samples: codec.U32
+
+
+@dataclass(frozen=True)
+class RoundSummary:
+    """How a round closed (for explorers and trainers)."""
+
+    closed_at: BlockNumber
+    subset_seed: Hash
+    base: Score
+    candidate: Score | None
+    model: Hash  # the global model after the round
+    model_score: Score | None  # the new model's score, when one was adopted
+    adopted: bool
+    revealed: codec.U32
+    accepted: codec.U32
+    paid: Balance
 
 
 @dataclass(frozen=True)
 class ModelVersion:
     model: Hash
-    score_ppm: PartsPerMillion
+    score: Score
     round: codec.U32
     contributors: tuple[AccountId, ...]
 
@@ -155,6 +201,9 @@ RoundReveals = StorageMap(pallet, "RoundReveals", tuple[codec.U64, codec.U32], t
                           "Update hashes revealed in a round, in order of reveal.")
 Updates = StorageMap(pallet, "Updates", tuple[codec.U64, codec.U32, Hash], UpdateRecord, None,
                      "Scores, fates and rewards of scored updates (the audit trail).")
+SeenUpdates = StorageMap(pallet, "SeenUpdates", tuple[codec.U64, Hash], codec.U32, None,
+                         "Every update hash revealed in a task, with its round (a hash is revealed once per task).")
+Rounds = StorageMap(pallet, "Rounds", tuple[codec.U64, codec.U32], RoundSummary, None, "How each round closed.")
 ModelVersions = StorageMap(pallet, "ModelVersions", tuple[codec.U64, codec.U32], ModelVersion, None,
                            "The global model after each round that improved it.")
 Accrued = StorageMap(pallet, "Accrued", AccountId, Balance, 0, "Rewards an account can claim.")
@@ -198,19 +247,19 @@ class UpdateScored:
     task: codec.U64
     round: codec.U32
     update: Hash
-    score_ppm: PartsPerMillion
+    contribution_ppm: codec.U64
     accepted: bool
     reward: Balance
 
 
 @pallet.event(4)
 class RoundClosed:
-    """A round ended; `model` is the new global model if any update was accepted."""
+    """A round ended; `model` is the global model after it (new if one was adopted)."""
 
     task: codec.U64
     round: codec.U32
     model: Hash
-    score_ppm: PartsPerMillion
+    adopted: bool
     paid: Balance
 
 
@@ -275,7 +324,7 @@ class CommitmentMismatch(DispatchFailure):
 
 @pallet.error(6)
 class UpdateAlreadyRevealed(DispatchFailure):
-    """Someone already revealed this update hash in this round."""
+    """This update hash was already revealed in this task (by someone else, or in an earlier round)."""
 
 
 @pallet.error(7)
@@ -332,11 +381,25 @@ def reports_due(state, number: int) -> list[tuple[int, Task]]:
     return due
 
 
-def accepted_updates(task: Task, scores) -> list[UpdateScore]:
+def metric_value(metric: int, score: Score) -> int:
+    """Higher is better: accuracy in ppm, or minus the loss in ppm."""
+    return score.accuracy_ppm if metric == METRIC_ACCURACY else -score.loss_ppm
+
+
+def contributions(metric: int, candidate: Score | None, scores) -> dict[bytes, int]:
+    """Each sound update's contribution: value(candidate) - value(the aggregate without it)."""
+    if candidate is None:
+        return {}
+    total = metric_value(metric, candidate)
+    return {s.update: total - metric_value(metric, s.without) for s in scores if s.status == UPDATE_OK}
+
+
+def accepted_updates(config: TaskConfig, candidate: Score | None, scores) -> list[bytes]:
     """The acceptance rule, shared by the runtime, the author and every verifying validator:
-    a sound update whose score beats the round's base model by at least the task's minimum."""
-    minimum = task.model_score_ppm + max(task.config.min_improvement_ppm, 1)
-    return [s for s in scores if s.status == UPDATE_OK and s.score_ppm >= minimum]
+    the sound updates whose contribution reaches the task's minimum (at least 1 ppm), by hash."""
+    minimum = max(config.min_improvement_ppm, 1)
+    return sorted(update for update, gain in contributions(config.metric, candidate, scores).items()
+                  if gain >= minimum)
 
 
 def _task(ctx: BlockContext, task_id: int) -> Task:
@@ -360,8 +423,12 @@ def _check_config(config: TaskConfig) -> None:
         problems.append(f"between 1 and {MAX_SEALED_KEYS} sealed keys of at most 256 bytes")
     if config.reward_per_round == 0 or config.max_update_bytes == 0 or config.held_out_size == 0:
         problems.append("reward_per_round, max_update_bytes and held_out_size must be positive")
-    if config.initial_score_ppm > 1_000_000 or config.min_improvement_ppm > 1_000_000:
-        problems.append("scores are parts per million (at most 1000000)")
+    if config.min_improvement_ppm > 1_000_000:
+        problems.append("min_improvement_ppm is parts per million (at most 1000000)")
+    if not 0 < config.held_out_subset <= MAX_SUBSET or config.max_update_norm == 0:
+        problems.append(f"held_out_subset must be 1..{MAX_SUBSET} and max_update_norm positive")
+    if config.trim and config.aggregation != 1:
+        problems.append("trim is used by trimmed_mean (aggregation 1) only")
     if problems:
         raise InvalidTaskConfig("; ".join(problems))
 
@@ -377,8 +444,8 @@ def create_task(ctx: BlockContext, origin: AccountId, config: TaskConfig) -> Non
     balances.reserve(ctx, origin, pool)
     task_id = NextTaskId.get(ctx.state)
     NextTaskId.put(ctx.state, task_id + 1)
-    Tasks.insert(ctx.state, task_id, Task(origin, config, 0, ctx.number, config.initial_model,
-                                          config.initial_score_ppm, pool, STATUS_ACTIVE))
+    Tasks.insert(ctx.state, task_id, Task(origin, config, 0, ctx.number, config.initial_model, None, pool,
+                                          STATUS_ACTIVE))
     ctx.deposit_event(TaskCreated(task_id, origin, pool))
 
 
@@ -416,8 +483,10 @@ def reveal_update(ctx: BlockContext, origin: AccountId, task: codec.U64, round: 
         raise NoSamples()
     if Commits.get(ctx.state, (task, round, origin)) != update_commitment(update, origin, salt):
         raise CommitmentMismatch()
-    if Reveals.contains(ctx.state, (task, round, update)):
-        raise UpdateAlreadyRevealed()
+    seen = SeenUpdates.get(ctx.state, (task, update))
+    if seen is not None:
+        raise UpdateAlreadyRevealed(f"update 0x{bytes(update).hex()} was revealed in round {seen}")
+    SeenUpdates.insert(ctx.state, (task, update), round)
     Reveals.insert(ctx.state, (task, round, update), Reveal(origin, num_samples, data_commitment))
     RoundReveals.insert(ctx.state, (task, round), RoundReveals.get(ctx.state, (task, round)) + (update,))
     ctx.deposit_event(UpdateRevealed(task, round, origin, update))
@@ -456,6 +525,37 @@ def cancel_task(ctx: BlockContext, origin: AccountId, task: codec.U64) -> None:
 # --- round close ------------------------------------------------------------------
 
 
+def _check_score(score: Score | None, what: str) -> None:
+    if score is not None and (score.accuracy_ppm > 1_000_000 or score.loss_ppm > MAX_LOSS_PPM):
+        raise BadReport(f"{what}: accuracy is at most 1000000 ppm and loss at most {MAX_LOSS_PPM} ppm")
+
+
+def _check_report(task: Task, report: RoundReport, revealed: tuple[bytes, ...]) -> list[bytes]:
+    """Raise `BadReport` unless the report is complete and consistent; the accepted updates' hashes."""
+    if sorted(s.update for s in report.scores) != sorted(revealed):
+        raise BadReport("the report must score every revealed update exactly once")
+    _check_score(report.base, "base")
+    _check_score(report.candidate, "candidate")
+    _check_score(report.new_model_score, "new model")
+    sound = [s for s in report.scores if s.status == UPDATE_OK]
+    for s in report.scores:
+        if s.status not in (UPDATE_OK, UPDATE_MISSING, UPDATE_MALFORMED):
+            raise BadReport(f"update 0x{bytes(s.update).hex()} has an unknown status {s.status}")
+        if (s.without is None) == (s.status == UPDATE_OK):
+            raise BadReport("sound updates carry the score of the aggregate without them, unusable ones do not")
+        _check_score(s.without, "update")
+    if (report.candidate is None) != (not sound):
+        raise BadReport("the candidate aggregate is scored exactly when some update is sound")
+    if len(sound) == 1 and sound[0].without != report.base:
+        raise BadReport("a round's only sound update is measured against the base model")
+    accepted = accepted_updates(task.config, report.candidate, report.scores)
+    if bool(accepted) != (report.new_model is not None) or (report.new_model is None) != (report.new_model_score is None):
+        raise BadReport("the new model and its score are reported exactly when some update is accepted")
+    if len(accepted) == len(sound) and accepted and report.new_model_score != report.candidate:
+        raise BadReport("when every sound update is accepted the new model is the candidate")
+    return accepted
+
+
 def _close_round(ctx: BlockContext, report: RoundReport) -> None:
     """Check first (the report is complete and consistent), then mutate, then emit."""
     task = _task(ctx, report.task)
@@ -466,53 +566,51 @@ def _close_round(ctx: BlockContext, report: RoundReport) -> None:
         raise BadReport("the reveal window of this round is still open")
     if report.subset_seed != system.BlockHashes.get(ctx.state, seed_block):
         raise BadReport("the held-out subset seed is not the hash of the block that closed the commit window")
-    revealed = RoundReveals.get(ctx.state, (report.task, report.round))
-    if sorted(s.update for s in report.scores) != sorted(revealed):
-        raise BadReport("the report must score every revealed update exactly once")
-    if any(s.status not in (UPDATE_OK, UPDATE_MISSING, UPDATE_MALFORMED) or s.score_ppm > 1_000_000
-           for s in report.scores):
-        raise BadReport("a score is out of range or has an unknown status")
-    accepted = accepted_updates(task, report.scores)
-    accepted_hashes = {s.update for s in accepted}
-    if accepted and (report.new_model is None or report.new_model_score_ppm > 1_000_000):
-        raise BadReport("accepted updates need the aggregated model's hash and score")
-    if not accepted and report.new_model is not None:
-        raise BadReport("no update was accepted, so there is no new model")
+    key = (report.task, report.round)
+    revealed = RoundReveals.get(ctx.state, key)
+    accepted = _check_report(task, report, revealed)
+    metric = task.config.metric
+    adopted = bool(accepted) and metric_value(metric, report.new_model_score) > metric_value(metric, report.base)
+    gains = contributions(metric, report.candidate, report.scores)
+    rewarded = {update: gains[update] for update in accepted} if adopted else {}
 
-    rewards, validator_rewards = _split_rewards(ctx, task, accepted)
+    rewards, validator_rewards = _split_rewards(ctx, task, rewarded)
     paid = sum(rewards.values()) + sum(validator_rewards.values())
     if paid:
         balances.unreserve(ctx, task.creator, paid)
         balances.do_transfer(ctx, task.creator, POT_ACCOUNT, paid, keep_alive=False)
+    reveals = {h: Reveals.get(ctx.state, (report.task, report.round, h)) for h in revealed}
     for score in report.scores:
-        reveal = Reveals.get(ctx.state, (report.task, report.round, score.update))
+        reveal = reveals[score.update]
         reward = rewards.get(score.update, 0)
         if score.status == UPDATE_OK:
             balances.unreserve(ctx, reveal.submitter, task.config.bond)
         else:
             burned = balances.slash_reserved(ctx, reveal.submitter, task.config.bond)
             ctx.deposit_event(BondSlashed(report.task, reveal.submitter, burned))
+        contribution = max(gains.get(score.update, 0), 0)
+        is_accepted = score.update in rewarded
         Updates.insert(ctx.state, (report.task, report.round, score.update),
-                       UpdateRecord(reveal.submitter, score.score_ppm, score.status, score.update in accepted_hashes, reward,
-                                    reveal.data_commitment))
+                       UpdateRecord(reveal.submitter, score.status, score.without, contribution, is_accepted, reward,
+                                    reveal.data_commitment, reveal.num_samples))
         if reward:
             _accrue(ctx, reveal.submitter, reward)
-        ctx.deposit_event(UpdateScored(report.task, report.round, score.update, score.score_ppm,
-                                       score.update in accepted_hashes, reward))
-    revealers = {Reveals.get(ctx.state, (report.task, report.round, h)).submitter for h in revealed}
-    for who in Committers.get(ctx.state, (report.task, report.round)):
+        ctx.deposit_event(UpdateScored(report.task, report.round, score.update, contribution, is_accepted, reward))
+    revealers = {reveal.submitter for reveal in reveals.values()}
+    for who in Committers.get(ctx.state, key):
         if who not in revealers:  # committed but never revealed: the bond comes back, nothing else
             balances.unreserve(ctx, who, task.config.bond)
     for validator, share in validator_rewards.items():
         _accrue(ctx, validator, share)
-    model, score = task.model, task.model_score_ppm
-    if accepted:
-        model, score = report.new_model, report.new_model_score_ppm
-        contributors = tuple(Reveals.get(ctx.state, (report.task, report.round, s.update)).submitter
-                             for s in accepted)
-        ModelVersions.insert(ctx.state, (report.task, report.round), ModelVersion(model, score, report.round,
-                                                                                   contributors))
-    ctx.deposit_event(RoundClosed(report.task, report.round, model, score, paid))
+    model, score = task.model, task.model_score
+    if adopted:
+        model, score = report.new_model, report.new_model_score
+        contributors = tuple(reveals[update].submitter for update in sorted(rewarded))
+        ModelVersions.insert(ctx.state, key, ModelVersion(model, score, report.round, contributors))
+    Rounds.insert(ctx.state, key, RoundSummary(ctx.number, report.subset_seed, report.base, report.candidate, model,
+                                               report.new_model_score if adopted else None, adopted, len(revealed),
+                                               len(rewarded), paid))
+    ctx.deposit_event(RoundClosed(report.task, report.round, model, adopted, paid))
     next_task = Task(task.creator, task.config, task.round + 1, ctx.number + 1, model, score,
                      task.remaining_pool - paid, STATUS_ACTIVE)
     if next_task.round >= task.config.rounds:
@@ -521,18 +619,16 @@ def _close_round(ctx: BlockContext, report: RoundReport) -> None:
         Tasks.insert(ctx.state, report.task, next_task)
 
 
-def _split_rewards(ctx: BlockContext, task: Task,
-                   accepted: list[UpdateScore]) -> tuple[dict[bytes, int], dict[bytes, int]]:
-    """(update hash -> reward, validator -> share) of one round. Rewards follow the improvement
-    over the round's base model; integer division leftovers stay in the creator's pool."""
-    if not accepted:
+def _split_rewards(ctx: BlockContext, task: Task, gains: dict[bytes, int]) -> tuple[dict[bytes, int], dict[bytes, int]]:
+    """(update hash -> reward, validator -> share) of one round. Rewards follow the contributions
+    (all positive); integer division leftovers stay in the creator's pool."""
+    if not gains:
         return {}, {}
     pot = min(task.config.reward_per_round, task.remaining_pool)
     validator_pot = pot * VALIDATOR_SHARE_PPM // 1_000_000
     trainer_pot = pot - validator_pot
-    improvements = {s.update: s.score_ppm - task.model_score_ppm for s in accepted}
-    total = sum(improvements.values())
-    rewards = {update: trainer_pot * gain // total for update, gain in improvements.items()}
+    total = sum(gains.values())
+    rewards = {update: trainer_pot * gain // total for update, gain in gains.items()}
     validator_set = [v.account for v in validators.Validators.get(ctx.state)]
     each = validator_pot // len(validator_set) if validator_set else 0
     return rewards, ({account: each for account in validator_set} if each else {})
@@ -548,6 +644,6 @@ def _end_task(ctx: BlockContext, task_id: int, task: Task, *, cancelled: bool) -
     if refund:
         balances.unreserve(ctx, task.creator, refund)
     Tasks.insert(ctx.state, task_id, Task(task.creator, task.config, task.round, task.round_start, task.model,
-                                          task.model_score_ppm, 0,
+                                          task.model_score, 0,
                                           STATUS_CANCELLED if cancelled else STATUS_FINISHED))
     ctx.deposit_event(TaskEnded(task_id, refund, cancelled))
