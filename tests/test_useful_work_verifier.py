@@ -6,30 +6,38 @@ import pytest
 
 import consensus.useful_work.verifier as verifier_module
 from consensus.useful_work import (
-    HeldOutSet, ModelVersion, Submission, UpdateRejected, UsefulWorkError, UsefulWorkVerifier, compute_model_hash,
-    encode_tensors,
+    HeldOutSet, ModelVersion, Scores, Submission, UpdateRejected, UsefulWorkError, UsefulWorkVerifier,
+    compute_model_hash, encode_tensors,
 )
 from tests.test_useful_work_builders import MLP, SEED, base_model, digits_held_out, rules, submissions, trained_deltas
 
 TOLERANCE = 1_000_000 // 200 + 1  # one sample of a 200-example subset
 
 
+def accept(candidate: Scores | None, without: dict) -> list[bytes]:
+    """The runtime's rule with the loss metric: the aggregate without the update has a higher loss."""
+    return sorted(h for h, s in without.items() if s is not None and s.loss_ppm - candidate.loss_ppm >= 1)
+
+
 def honest_report(verifier: UsefulWorkVerifier, round_submissions: list[Submission], task=None) -> dict:
-    """What an honest author puts in its block (accepting updates that beat the base, like the runtime)."""
+    """What an honest author puts in its block."""
     task = task or rules()
-    scores = verifier.score_round(task, base_model(MLP), round_submissions, digits_held_out(), SEED)
-    reported = {h: s.accuracy_ppm for h, s in scores.updates.items()} | {h: None for h in scores.rejected}
-    accepted = [h for h, s in scores.updates.items() if s.accuracy_ppm > scores.base.accuracy_ppm]
+    measured = verifier.measure_round(task, base_model(MLP), round_submissions, digits_held_out(), SEED)
+    without = dict(measured.without) | {h: None for h in measured.rejected}
+    accepted = accept(measured.candidate, without) if measured.candidate else []
     outcome = verifier.aggregate_round(task, base_model(MLP), round_submissions, accepted, digits_held_out(), SEED)
-    return dict(reported_scores=reported, accepted=accepted,
-                reported_aggregate_hash=outcome.model.model_hash if outcome else None,
-                reported_aggregate_score=outcome.scores.accuracy_ppm if outcome else None,
-                reported_base_score=scores.base.accuracy_ppm)
+    return dict(reported_base=measured.base, reported_candidate=measured.candidate, reported_without=without,
+                accepted=accepted, reported_aggregate_hash=outcome.model.model_hash if outcome else None,
+                reported_aggregate_score=outcome.scores if outcome else None)
 
 
 def verify(round_submissions: list[Submission], report: dict, verifier: UsefulWorkVerifier | None = None, task=None):
     return (verifier or UsefulWorkVerifier()).verify_report(task or rules(), base_model(MLP), round_submissions,
                                                             digits_held_out(), SEED, tolerance_ppm=TOLERANCE, **report)
+
+
+def shifted(scores: Scores, by: int) -> Scores:
+    return Scores(scores.accuracy_ppm + by, scores.loss_ppm)
 
 
 def test_an_honest_report_verifies_on_another_validator():
@@ -40,23 +48,36 @@ def test_an_honest_report_verifies_on_another_validator():
     assert result.ok and result.reasons == []
 
 
+def test_non_iid_updates_that_hurt_alone_still_contribute_to_the_aggregate():
+    """Each shard holds two classes: most updates applied alone make the model worse on the balanced
+    held-out set, yet the aggregate is worse without them (the reason for leave-one-out)."""
+    verifier, round_submissions = UsefulWorkVerifier(), submissions()
+    alone = verifier.score_round(rules(), base_model(MLP), round_submissions, digits_held_out(), SEED)
+    hurt_alone = {h for h, s in alone.updates.items() if s.loss_ppm > alone.base.loss_ppm}
+    assert len(hurt_alone) >= 3
+    report = honest_report(verifier, round_submissions)
+    assert report["reported_candidate"].loss_ppm < report["reported_base"].loss_ppm
+    assert len(hurt_alone & set(report["accepted"])) >= 2
+
+
 def test_a_score_falsified_beyond_the_tolerance_fails_and_names_the_update():
     round_submissions = submissions()
     report = honest_report(UsefulWorkVerifier(), round_submissions)
-    victim = sorted(report["reported_scores"])[0]
-    report["reported_scores"] = {**report["reported_scores"], victim: report["reported_scores"][victim] + TOLERANCE + 1}
+    victim = sorted(report["reported_without"])[0]
+    true = report["reported_without"][victim]
+    report["reported_without"] = {**report["reported_without"], victim: shifted(true, TOLERANCE + 1)}
     result = verify(round_submissions, report)
     assert not result.ok
-    assert result.reasons == [f"update 0x{victim.hex()}: reported accuracy "
-                              f"{report['reported_scores'][victim]} ppm, measured "
-                              f"{report['reported_scores'][victim] - TOLERANCE - 1} ppm, beyond the tolerance of "
-                              f"{TOLERANCE} ppm"]
+    assert result.reasons == [f"update 0x{victim.hex()} (the aggregate without it): reported accuracy "
+                              f"{true.accuracy_ppm + TOLERANCE + 1} ppm, measured {true.accuracy_ppm} ppm, "
+                              f"beyond the tolerance of {TOLERANCE} ppm"]
 
 
 def test_a_score_within_the_tolerance_passes():
     round_submissions = submissions()
     report = honest_report(UsefulWorkVerifier(), round_submissions)
-    report["reported_scores"] = {h: s - TOLERANCE for h, s in report["reported_scores"].items()}
+    report["reported_without"] = {h: Scores(s.accuracy_ppm - TOLERANCE, s.loss_ppm + TOLERANCE)
+                                  for h, s in report["reported_without"].items()}
     assert verify(round_submissions, report).ok
 
 
@@ -73,19 +94,20 @@ def test_an_aggregate_over_other_updates_than_the_accepted_ones_fails():
     round_submissions = submissions()
     verifier = UsefulWorkVerifier()
     report = honest_report(verifier, round_submissions)
-    everything = [s.update_hash for s in round_submissions]
-    other = verifier.aggregate_round(rules(), base_model(MLP), round_submissions, everything, digits_held_out(), SEED)
-    assert set(report["accepted"]) != set(everything)
+    fewer = report["accepted"][1:]
+    other = verifier.aggregate_round(rules(), base_model(MLP), round_submissions, fewer, digits_held_out(), SEED)
     report["reported_aggregate_hash"] = other.model.model_hash
     assert not verify(round_submissions, report).ok
 
 
-def test_a_falsified_base_or_new_model_score_fails():
+def test_a_falsified_base_candidate_or_new_model_score_fails():
     round_submissions = submissions()
     report = honest_report(UsefulWorkVerifier(), round_submissions)
-    lowered = {**report, "reported_base_score": report["reported_base_score"] - 50_000}
+    lowered = {**report, "reported_base": shifted(report["reported_base"], -50_000)}
     assert verify(round_submissions, lowered).reasons[0].startswith(f"base model 0x{base_model(MLP).model_hash.hex()}")
-    inflated = {**report, "reported_aggregate_score": report["reported_aggregate_score"] + 50_000}
+    candidate = {**report, "reported_candidate": Scores(report["reported_candidate"].accuracy_ppm, 1)}
+    assert verify(round_submissions, candidate).reasons[0].startswith("candidate (every sound update): reported loss 1")
+    inflated = {**report, "reported_aggregate_score": shifted(report["reported_aggregate_score"], 50_000)}
     assert verify(round_submissions, inflated).reasons[0].startswith("aggregate 0x")
 
 
@@ -96,20 +118,18 @@ def test_unusable_updates_must_be_reported_unusable_and_usable_ones_scored():
     missing = Submission(b"\x22" * 32, None, 10)
     round_submissions = good + [malformed, scaled, missing]
     verifier = UsefulWorkVerifier()
-    scores = verifier.score_round(rules(), base_model(MLP), round_submissions, digits_held_out(), SEED)
-    assert scores.rejected == {malformed.update_hash: "update_malformed", scaled.update_hash: "update_norm_exceeded",
-                               missing.update_hash: "update_missing"}
+    measured = verifier.measure_round(rules(), base_model(MLP), round_submissions, digits_held_out(), SEED)
+    assert measured.rejected == {malformed.update_hash: "update_malformed", scaled.update_hash: "update_norm_exceeded",
+                                 missing.update_hash: "update_missing"}
     report = honest_report(verifier, round_submissions)
     assert verify(round_submissions, report).ok
 
-    framed = {**report, "reported_scores": {**report["reported_scores"], good[0].update_hash: None}}
+    framed = {**report, "reported_without": {**report["reported_without"], good[0].update_hash: None}}
     assert verify(round_submissions, framed).reasons == [
-        f"update 0x{good[0].update_hash.hex()}: reported unusable but it passes every check here (accuracy "
-        f"{report['reported_scores'][good[0].update_hash]} ppm)"]
-    excused = {**report, "reported_scores": {**report["reported_scores"], scaled.update_hash: 900_000}}
+        f"update 0x{good[0].update_hash.hex()}: reported unusable but it passes every check here"]
+    excused = {**report, "reported_without": {**report["reported_without"], scaled.update_hash: Scores(900_000, 5)}}
     assert verify(round_submissions, excused).reasons == [
-        f"update 0x{scaled.update_hash.hex()}: reported a score of 900000 ppm but it is unusable here "
-        f"(update_norm_exceeded)"]
+        f"update 0x{scaled.update_hash.hex()}: reported sound but it is unusable here (update_norm_exceeded)"]
     smuggled = {**report, "accepted": report["accepted"] + [scaled.update_hash]}
     assert f"update 0x{scaled.update_hash.hex()}: accepted but not a usable submission here" in \
         verify(round_submissions, smuggled).reasons
@@ -118,19 +138,20 @@ def test_unusable_updates_must_be_reported_unusable_and_usable_ones_scored():
 def test_a_blob_that_arrives_late_is_scored_then():
     verifier, good = UsefulWorkVerifier(), submissions()[0]
     late = Submission(good.update_hash, None, good.num_samples)
-    first = verifier.score_round(rules(), base_model(MLP), [late], digits_held_out(), SEED)
-    assert first.rejected == {good.update_hash: "update_missing"}
-    second = verifier.score_round(rules(), base_model(MLP), [good], digits_held_out(), SEED)
-    assert set(second.updates) == {good.update_hash} and second.rejected == {}
+    first = verifier.measure_round(rules(), base_model(MLP), [late], digits_held_out(), SEED)
+    assert first.rejected == {good.update_hash: "update_missing"} and first.candidate is None
+    second = verifier.measure_round(rules(), base_model(MLP), [good], digits_held_out(), SEED)
+    assert set(second.without) == {good.update_hash} and second.rejected == {}
+    assert second.without[good.update_hash] == second.base  # alone, it is measured against the base
 
 
 def test_a_report_must_cover_exactly_the_rounds_submissions():
     round_submissions = submissions()
     report = honest_report(UsefulWorkVerifier(), round_submissions)
-    dropped = sorted(report["reported_scores"])[0]
-    partial = {**report, "reported_scores": {h: s for h, s in report["reported_scores"].items() if h != dropped}}
+    dropped = sorted(report["reported_without"])[0]
+    partial = {**report, "reported_without": {h: s for h, s in report["reported_without"].items() if h != dropped}}
     assert f"update 0x{dropped.hex()}: missing from the report" in verify(round_submissions, partial).reasons
-    invented = {**report, "reported_scores": {**report["reported_scores"], b"\x33" * 32: 500_000}}
+    invented = {**report, "reported_without": {**report["reported_without"], b"\x33" * 32: Scores(500_000, 1)}}
     assert f"update 0x{'33' * 32}: reported but not among the round's submissions" in \
         verify(round_submissions, invented).reasons
 
@@ -152,11 +173,13 @@ def test_no_work_is_done_twice(monkeypatch):
     verifier, round_submissions = UsefulWorkVerifier(), submissions()
     report = honest_report(verifier, round_submissions)
     evaluations = len(calls)
-    assert evaluations == len(round_submissions) + 2  # base, each update, the new model
+    # base, the candidate, one aggregate without each update, and the new model unless it is one of those
+    extra = 0 if len(report["accepted"]) >= len(round_submissions) - 1 else 1
+    assert evaluations == len(round_submissions) + 2 + extra
     assert verify(round_submissions, report, verifier).ok  # the author verifying its own report
     assert len(calls) == evaluations
-    verifier.score_round(rules(), base_model(MLP), round_submissions, digits_held_out(), b"another seed")
-    assert len(calls) == evaluations + len(round_submissions) + 1  # a new subset is new work
+    verifier.measure_round(rules(), base_model(MLP), round_submissions, digits_held_out(), b"another seed")
+    assert len(calls) == evaluations + len(round_submissions) + 2  # a new subset is new work (aggregates are kept)
 
 
 def test_scores_do_not_depend_on_the_cache_or_the_submission_order():

@@ -30,13 +30,14 @@ from consensus.useful_work.models import ModelSpec, build_model, load_state, sta
 from consensus.useful_work.tensors import decode_tensors, encode_tensors
 from consensus.useful_work.updates import UpdateLimits, apply_update, compute_update, decode_update
 from consensus.useful_work.verifier import (
-    AggregateOutcome, HeldOutSet, ModelVersion, RoundScores, Submission, TaskRules, UsefulWorkVerifier,
+    AggregateOutcome, HeldOutSet, ModelVersion, RoundMeasurement, RoundScores, Submission, TaskRules,
+    UsefulWorkVerifier,
     VerificationResult,
 )
 
 __all__ = [
     "AggregateOutcome", "AggregationError", "AggregationRule", "EvaluationError", "HeldOutError", "HeldOutSet",
-    "ModelError", "ModelSpec", "ModelVersion", "RoundScores", "Scores", "Submission", "TaskRules", "TensorFormatError",
+    "ModelError", "ModelSpec", "ModelVersion", "RoundMeasurement", "RoundScores", "Scores", "Submission", "TaskRules", "TensorFormatError",
     "UpdateLimits", "UpdateRejected", "UsefulWorkError", "UsefulWorkVerifier", "VerificationResult",
     "WeightedUpdate", "apply_update", "build_model", "compute_model_hash", "compute_update",
     "decode_tensors", "decode_update", "encode_tensors", "load_state", "state_of",

@@ -8,23 +8,27 @@ chain fixed when the commit window closed). The metric the chain sees is
 
 An author, for each round due in its block:
 
-    scores = verifier.score_round(rules, base, submissions, held_out, seed)
-        -> base score, each usable update's score, each unusable update's reason code
-    accepted = <the runtime's acceptance rule over those integer scores>
+    measured = verifier.measure_round(rules, base, submissions, held_out, seed)
+        -> the base's scores, the candidate (aggregate of every sound update), for each
+           sound update the aggregate without it, and each unusable update's reason code
+    accepted = <the runtime's acceptance rule over those integers (leave-one-out contributions)>
     outcome = verifier.aggregate_round(rules, base, submissions, accepted, held_out, seed)
-        -> the new model (weights + hash) and its score, or None if nothing was accepted
+        -> the new model (weights + hash) and its scores, or None if nothing was accepted
 
 and puts the integers in its block. Every other validator, before it prevotes:
 
-    verifier.verify_report(rules, base, submissions, held_out, seed, reported_scores=...,
-                           accepted=<the runtime's rule over the *reported* scores>,
+    verifier.verify_report(rules, base, submissions, held_out, seed, reported_base=...,
+                           reported_candidate=..., reported_without=...,
+                           accepted=<the runtime's rule over the *reported* integers>,
                            reported_aggregate_hash=..., reported_aggregate_score=...,
                            tolerance_ppm=<genesis>)  -> VerificationResult(ok, reasons)
 
-Scores must agree within the tolerance (float evaluation may differ in the last
-bits across CPUs, see `evaluate`); the aggregate is computed in integers over the
-accepted set, which the reported integers fix exactly, so its hash must match bit
-for bit. Each reason names the update (by hash) or the aggregate that did not match.
+Scores (accuracy and loss) must agree within the tolerance (float evaluation may
+differ in the last bits across CPUs, see `evaluate`); the aggregate is computed in
+integers over the accepted set, which the reported integers fix exactly, so its
+hash must match bit for bit. Each reason names the update (by hash) or the
+aggregate that did not match. `score_round` scores each update applied alone to
+the base (for trainers' own feedback and the benchmark).
 
 Work is never done twice: scores and rejections are cached by (rules, base model
 hash, update hash, held-out digest, subset seed), decoded updates by (limits, base
@@ -129,6 +133,16 @@ class RoundScores:
 
 
 @dataclass(frozen=True)
+class RoundMeasurement:
+    """A round's leave-one-out measurements (see `UsefulWorkVerifier.measure_round`)."""
+
+    base: Scores
+    candidate: Scores | None
+    without: dict[bytes, Scores]
+    rejected: dict[bytes, str]
+
+
+@dataclass(frozen=True)
 class AggregateOutcome:
     model: ModelVersion
     scores: Scores  # the new model on this round's subset
@@ -142,7 +156,7 @@ class VerificationResult:
 
 class UsefulWorkVerifier:
     def __init__(self, *, cache_size: int = 4096, delta_cache_size: int = 256,
-                 aggregate_cache_size: int = 16) -> None:
+                 aggregate_cache_size: int = 64) -> None:
         self._scores = _LruCache(cache_size)
         self._deltas = _LruCache(delta_cache_size)
         self._aggregates = _LruCache(aggregate_cache_size)
@@ -211,44 +225,81 @@ class UsefulWorkVerifier:
             self._aggregates.put(key, model)
         return AggregateOutcome(model, self.score_model(rules, model, held_out, subset_seed))
 
+    def measure_round(self, rules: TaskRules, base: ModelVersion, submissions: Sequence[Submission],
+                      held_out: HeldOutSet, subset_seed: bytes) -> RoundMeasurement:
+        """The leave-one-out measurements of a round (what the chain's acceptance rule reads).
+
+        base       the base model's scores
+        candidate  the aggregate of every sound update (None when no update is sound)
+        without    per sound update, the aggregate of the other sound updates (the base when it is alone)
+        rejected   per unusable update, its reason code
+        """
+        sound: list[Submission] = []
+        rejected: dict[bytes, str] = {}
+        with deterministic_torch():
+            base_scores = self.score_model(rules, base, held_out, subset_seed)
+            for submission in _checked_order(submissions):
+                if type(submission.num_samples) is not int or not 1 <= submission.num_samples <= MAX_WEIGHT:
+                    rejected[submission.update_hash] = "update_bad_num_samples"  # fedavg weighs by it
+                    continue
+                try:
+                    self._delta(rules, base, submission)
+                except UpdateRejected as error:
+                    rejected[submission.update_hash] = error.code
+                    continue
+                sound.append(submission)
+            everything = [s.update_hash for s in sound]
+            candidate = self.aggregate_round(rules, base, sound, everything, held_out, subset_seed)
+            without = {}
+            for submission in sound:
+                others = [h for h in everything if h != submission.update_hash]
+                outcome = self.aggregate_round(rules, base, sound, others, held_out, subset_seed)
+                without[submission.update_hash] = base_scores if outcome is None else outcome.scores
+        return RoundMeasurement(base_scores, None if candidate is None else candidate.scores, without, rejected)
+
     def verify_report(self, rules: TaskRules, base: ModelVersion, submissions: Sequence[Submission],
-                      held_out: HeldOutSet, subset_seed: bytes, *, reported_scores: Mapping[bytes, int | None],
+                      held_out: HeldOutSet, subset_seed: bytes, *, reported_base: Scores,
+                      reported_candidate: Scores | None, reported_without: Mapping[bytes, Scores | None],
                       accepted: Collection[bytes], reported_aggregate_hash: bytes | None,
-                      reported_aggregate_score: int | None, tolerance_ppm: int,
-                      reported_base_score: int | None = None) -> VerificationResult:
+                      reported_aggregate_score: Scores | None, tolerance_ppm: int) -> VerificationResult:
         """Whether a block author's report of a round reproduces here; `reasons` name every mismatch.
 
-        reported_scores           update hash -> reported accuracy_ppm, or None where the author
+        reported_base             the base model's scores
+        reported_candidate        the aggregate of every sound update, None when no update is sound
+        reported_without          update hash -> the aggregate without it, or None where the author
                                   reports the update unusable (missing or malformed); every
                                   submission exactly once
-        accepted                  the updates the runtime accepts from the *reported* scores (the
-                                  runtime's own rule): the aggregate must be over exactly these
+        accepted                  the updates the runtime accepts from the *reported* integers (the
+                                  runtime's own rule): the new model must aggregate exactly these
         reported_aggregate_hash   the new model's hash, None when nothing was accepted
-        reported_aggregate_score  the new model's accuracy_ppm on this round's subset
+        reported_aggregate_score  the new model's scores on this round's subset
         tolerance_ppm             the genesis tolerance for every score (aggregates match exactly)
         """
         reasons: list[str] = []
-        measured = self.score_round(rules, base, submissions, held_out, subset_seed)
-        if reported_base_score is not None:
-            reasons += _mismatch(f"base model 0x{base.model_hash.hex()}", reported_base_score,
-                                 measured.base.accuracy_ppm, tolerance_ppm)
+        measured = self.measure_round(rules, base, submissions, held_out, subset_seed)
+        reasons += _mismatch(f"base model 0x{base.model_hash.hex()}", reported_base, measured.base, tolerance_ppm)
+        if (reported_candidate is None) != (measured.candidate is None):
+            reasons.append("candidate: reported " + ("none" if reported_candidate is None else "a score")
+                           + " but " + ("no update" if measured.candidate is None else "some update") + " is sound here")
+        elif reported_candidate is not None:
+            reasons += _mismatch("candidate (every sound update)", reported_candidate, measured.candidate,
+                                 tolerance_ppm)
         submitted = {submission.update_hash for submission in submissions}
-        for update_hash in sorted(submitted | set(reported_scores)):
-            name, reported = f"update 0x{update_hash.hex()}", reported_scores.get(update_hash)
+        for update_hash in sorted(submitted | set(reported_without)):
+            name, reported = f"update 0x{update_hash.hex()}", reported_without.get(update_hash)
             if update_hash not in submitted:
                 reasons.append(f"{name}: reported but not among the round's submissions")
-            elif update_hash not in reported_scores:
+            elif update_hash not in reported_without:
                 reasons.append(f"{name}: missing from the report")
             elif update_hash in measured.rejected:
                 if reported is not None:
-                    reasons.append(f"{name}: reported a score of {reported} ppm but it is unusable here "
-                                   f"({measured.rejected[update_hash]})")
+                    reasons.append(f"{name}: reported sound but it is unusable here ({measured.rejected[update_hash]})")
             elif reported is None:
-                reasons.append(f"{name}: reported unusable but it passes every check here (accuracy "
-                               f"{measured.updates[update_hash].accuracy_ppm} ppm)")
+                reasons.append(f"{name}: reported unusable but it passes every check here")
             else:
-                reasons += _mismatch(name, reported, measured.updates[update_hash].accuracy_ppm, tolerance_ppm)
-        unusable = sorted(set(accepted) - set(measured.updates))
+                reasons += _mismatch(f"{name} (the aggregate without it)", reported, measured.without[update_hash],
+                                     tolerance_ppm)
+        unusable = sorted(set(accepted) - set(measured.without))
         reasons += [f"update 0x{update_hash.hex()}: accepted but not a usable submission here"
                     for update_hash in unusable]
         if unusable:
@@ -268,7 +319,7 @@ class UsefulWorkVerifier:
             reasons.append("aggregate: the new model's score is missing from the report")
         else:
             reasons += _mismatch(f"aggregate 0x{outcome.model.model_hash.hex()}", reported_aggregate_score,
-                                 outcome.scores.accuracy_ppm, tolerance_ppm)
+                                 outcome.scores, tolerance_ppm)
         return VerificationResult(ok=not reasons, reasons=reasons)
 
     def _score_update(self, rules: TaskRules, base: ModelVersion, submission: Submission, held_out: HeldOutSet,
@@ -316,11 +367,20 @@ class UsefulWorkVerifier:
         return cached
 
 
-def _mismatch(name: str, reported: int, measured: int, tolerance_ppm: int) -> list[str]:
-    if abs(reported - measured) <= tolerance_ppm:
-        return []
-    return [f"{name}: reported accuracy {reported} ppm, measured {measured} ppm, beyond the tolerance of "
-            f"{tolerance_ppm} ppm"]
+def _checked_order(submissions: Sequence[Submission]) -> list[Submission]:
+    ordered = sorted(submissions, key=lambda s: s.update_hash)
+    for first, second in zip(ordered, ordered[1:]):
+        if first.update_hash == second.update_hash:
+            raise UsefulWorkError(f"update 0x{first.update_hash.hex()} is submitted twice; the chain must refuse "
+                                  f"a second reveal", code="submission_duplicate")
+    return ordered
+
+
+def _mismatch(name: str, reported: Scores, measured: Scores, tolerance_ppm: int) -> list[str]:
+    return [f"{name}: reported {what} {got} ppm, measured {want} ppm, beyond the tolerance of {tolerance_ppm} ppm"
+            for what, got, want in (("accuracy", reported.accuracy_ppm, measured.accuracy_ppm),
+                                    ("loss", reported.loss_ppm, measured.loss_ppm))
+            if abs(got - want) > tolerance_ppm]
 
 
 class _Rejection(NamedTuple):
