@@ -9,6 +9,7 @@ block is built or imported. Other services call the async methods here.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +21,7 @@ import structlog
 from consensus.authorship import BuiltBlock, build_block
 from consensus.block_import import BlockImporter, ImportResult
 from consensus.slots import block_timestamp_ms
+from consensus.useful_work.rounds import RoundWork, reports_in
 from node.chain_setup import ChainPaths, open_chain
 from node.clock import SystemClock
 from node.metrics import NodeMetrics
@@ -47,7 +49,7 @@ class ChainService(Service):
 
     def __init__(self, config: GenesisConfig, paths: ChainPaths, *, pruning: int | None = 256,
                  metrics: NodeMetrics | None = None, clock: Any = None, finalize_own_blocks: bool = False,
-                 pool_limits: PoolLimits | None = None) -> None:
+                 pool_limits: PoolLimits | None = None, validator_key: Keypair | None = None) -> None:
         self.config = config
         self.paths = paths
         self.pruning = pruning
@@ -55,6 +57,8 @@ class ChainService(Service):
         self.clock = clock or SystemClock()
         self.finalize_own_blocks = finalize_own_blocks
         self.pool_limits = pool_limits or PoolLimits()
+        self.validator_key = validator_key  # measures and checks useful work for the tasks sealed to it
+        self.work: RoundWork | None = None
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chain")
         self.store: ChainStore | None = None
         self.executive: Executive | None = None
@@ -74,6 +78,7 @@ class ChainService(Service):
     def _open(self) -> None:
         self.store = open_chain(self.paths, self.config, pruning=self.pruning)
         self.blobs = BlobStore(self.store.db)
+        self.work = RoundWork(self.blobs, self.validator_key, tolerance_ppm=self.config.useful_work_tolerance_ppm)
         self.executive = Executive(self.store.genesis_hash)
         self.importer = BlockImporter(self.store, self.executive, slot_duration_ms=self.config.slot_duration_ms,
                                       clock_ms=self.clock.now_ms)
@@ -152,9 +157,12 @@ class ChainService(Service):
         if parent.number > 0 and parent.digest.slot >= slot:
             return None  # the best block already claims this slot or a later one
         timestamp = block_timestamp_ms(slot, self.config.slot_duration_ms)
+        if self.work.keypair is None:
+            self.work.keypair = keypair
+        reports = self.work.measure_due(self.store.state_view(parent.hash), parent)
         built = build_block(self.store, self.executive, parent.hash, author=keypair, slot=slot,
                             timestamp_ms=timestamp, transactions=self.pool.ready(), signatures_checked=True,
-                            should_stop=lambda: self.clock.now_ms() >= deadline_ms)
+                            should_stop=lambda: self.clock.now_ms() >= deadline_ms, useful_work=reports)
         self.store.commit_block(built.block, built.view, make_best=True, finalize=self.finalize_own_blocks)
         self._after_new_best(built.block, [x.hash for x, _ in built.invalid])
         elapsed = (time.perf_counter() - started) * 1000
@@ -174,6 +182,7 @@ class ChainService(Service):
         """Import on the calling thread: for tools that own the chain (import-blocks), or the chain thread."""
         previous_best = self.store.best_hash
         result = self.importer.import_block(block)
+        self._check_useful_work(block)
         self.metrics.import_seconds.observe(result.import_ms / 1000)
         self.block_ms.append(result.import_ms)
         if result.is_best:
@@ -185,6 +194,26 @@ class ChainService(Service):
                  extrinsics=len(block.extrinsics), ms=round(result.import_ms, 1), best=result.is_best)
         self._notify(block, "imported")
         return result
+
+    def _check_useful_work(self, block: Block) -> None:
+        """Re-measure the block's useful-work reports; a block that does not reproduce is disputed:
+        never finalized here, with the reasons kept as evidence (finality votes and slashing build on it)."""
+        if self.work.keypair is None or not reports_in(block):
+            return
+        parent = self.store.header(block.header.parent_hash)
+        verdict = self.work.verify_block(self.store.state_view(parent.hash), parent, block)
+        for skipped in verdict.skipped:
+            log.info("useful work not checked", number=block.header.number, reason=skipped)
+        if verdict.ok:
+            if verdict.checked:
+                log.info("useful work reproduced", number=block.header.number, rounds=verdict.checked)
+            return
+        evidence = json.dumps({"block": block.hash.hex(), "number": block.header.number,
+                               "author": block.header.digest.author.hex(), "reasons": verdict.reasons})
+        self.store.mark_disputed(block.hash, evidence.encode())
+        self.metrics.disputed_blocks.inc()
+        log.error("useful-work report does not reproduce: block will not be finalized",
+                  number=block.header.number, hash=block.hash.hex()[:16], reasons=verdict.reasons)
 
     def _after_new_best(self, block: Block, invalid: list[bytes]) -> None:
         if invalid:

@@ -27,6 +27,8 @@ class NodeMetrics:
                                         registry=self.registry)
         self.blocks_authored = Counter("gradchain_blocks_authored", "Blocks this node authored",
                                        registry=self.registry)
+        self.disputed_blocks = Counter("gradchain_disputed_blocks", "Imported blocks whose useful-work report did "
+                                       "not reproduce here", registry=self.registry)
         self.extrinsics_included = Counter("gradchain_extrinsics_included", "Extrinsics in imported blocks",
                                            registry=self.registry)
 

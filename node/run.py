@@ -52,7 +52,7 @@ def _run(args, config, keypair, base: Path) -> int:
     clock = SystemClock()
     # Until the finality gadget lands, a dev node (the only validator) finalizes its own blocks.
     chain = ChainService(config, paths, pruning=args.pruning, metrics=metrics, clock=clock,
-                         finalize_own_blocks=args.dev)
+                         finalize_own_blocks=args.dev, validator_key=keypair)
     services: list[Service] = [chain]
     if not args.no_rpc:
         facade = ChainFacade(chain, node_name=args.name, chain_type="Development" if args.dev else "Live")

@@ -343,8 +343,29 @@ class ChainStore:
         header = self._require_header(block_hash)
         if self.hash_at(header.number) != header.hash:
             raise ChainStoreError(f"block #{header.number} {block_hash.hex()[:16]} is not canonical")
+        disputed = self.disputed_between(self.finalized_header().number, header)
+        if disputed is not None:
+            raise ChainStoreError(f"block #{disputed.number} {disputed.hash.hex()[:16]} is disputed (its useful-work "
+                                  f"report did not reproduce): it and its descendants are never finalized")
         self.db.write({schema.meta_key(schema.META_FINALIZED): header.hash})
         self.prune()
+
+    # --- disputed blocks --------------------------------------------------------
+
+    def mark_disputed(self, block_hash: bytes, evidence: bytes) -> None:
+        """Record that this node could not reproduce the block's useful-work report (`evidence` says why)."""
+        self.db.write({schema.disputed_key(block_hash): evidence})
+
+    def dispute_evidence(self, block_hash: bytes) -> bytes | None:
+        return self.db.get(schema.disputed_key(block_hash))
+
+    def disputed_between(self, finalized_number: int, header: Header) -> Header | None:
+        """The first disputed block on the way from `header` down to (not including) the finalized height."""
+        while header.number > finalized_number:
+            if self.db.get(schema.disputed_key(header.hash)) is not None:
+                return header
+            header = self._require_header(header.parent_hash)
+        return None
 
     # --- pruning --------------------------------------------------------------
 

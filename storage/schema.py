@@ -27,6 +27,7 @@ TRIE_NODE = b"t"
 STALE_NODES = b"x"
 BLOB = b"B"
 BLOB_INFO = b"I"
+DISPUTED = b"d"  # blocks whose useful-work report a validator could not reproduce -> evidence
 
 META_BEST = b"best"
 META_FINALIZED = b"finalized"
@@ -92,3 +93,7 @@ def blob_key(blob_hash: bytes) -> bytes:
 
 def blob_info_key(blob_hash: bytes) -> bytes:
     return BLOB_INFO + blob_hash
+
+
+def disputed_key(block_hash: bytes) -> bytes:
+    return DISPUTED + block_hash

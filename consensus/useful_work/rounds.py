@@ -1,0 +1,272 @@
+"""Useful work on the chain: the author's measurements and every validator's check of them.
+
+This is where the chain's records (runtime/pallets/training) meet the engine
+(`UsefulWorkVerifier`). For a round whose reveal window has closed, the inputs
+come from the parent state and the node's blob store:
+
+    rules        the task's config (architecture, update bounds, aggregation, subset size)
+    base         the task's current model, from the blob store by its hash
+    submissions  the round's revealed updates, in order of reveal, with their blobs (None if absent)
+    held-out     the encrypted held-out blob, opened with this validator's sealed key
+    seed         the hash of the block that closed the commit window
+
+`RoundWork.measure_due` gives an author the `RoundReport`s for its block;
+`RoundWork.verify_block` recomputes a block's reports and names every mismatch.
+A node that holds no sealed key for a task (not one of its validators) can
+neither measure nor check it: such rounds are skipped, and said so.
+
+Models the chain adopts exist nowhere until an author aggregates them: every
+node that computes one (author or verifier) stores its blob, so trainers can
+download the global model from any node.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import structlog
+
+from consensus.useful_work.aggregate import AggregationRule
+from consensus.useful_work.errors import HeldOutError, ModelError, UsefulWorkError
+from consensus.useful_work.evaluate import Scores
+from consensus.useful_work.models import ModelSpec
+from consensus.useful_work.secrecy import open_held_out
+from consensus.useful_work.updates import UpdateLimits
+from consensus.useful_work.verifier import HeldOutSet, ModelVersion, Submission, TaskRules, UsefulWorkVerifier
+from runtime.crypto import Keypair
+from runtime.pallets import system, training
+from runtime.pallets.training import RoundReport, Score, Task, UpdateScore
+from runtime.types import Block, Header
+from storage.blobs import BlobStore
+
+log = structlog.get_logger("useful_work")
+
+DEFAULT_TOLERANCE_PPM = 5_000
+UNUSABLE = {"update_missing": training.UPDATE_MISSING}  # every other rejection: UPDATE_MALFORMED
+
+
+class RoundUnavailable(UsefulWorkError):
+    """This node cannot measure or check the round (no sealed key, or a blob it needs is absent)."""
+
+
+@dataclass(frozen=True)
+class RoundInputs:
+    task_id: int
+    task: Task
+    rules: TaskRules
+    base: ModelVersion
+    submissions: list[Submission]
+    held_out: HeldOutSet
+    seed: bytes
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of checking one block's useful-work reports."""
+
+    ok: bool
+    reasons: list[str] = field(default_factory=list)  # every mismatch, by round and update
+    skipped: list[str] = field(default_factory=list)  # rounds this node could not check, and why
+    checked: int = 0  # rounds reproduced
+
+
+def task_rules(task: Task) -> TaskRules:
+    config = task.config
+    try:
+        spec = ModelSpec.from_params(config.spec.architecture, tuple(config.spec.params))
+        return TaskRules(spec, UpdateLimits(config.max_update_bytes, config.max_update_norm),
+                         AggregationRule(training.AGGREGATIONS[config.aggregation], config.trim),
+                         held_out_subset_size=config.held_out_subset)
+    except (ModelError, UsefulWorkError) as error:
+        raise RoundUnavailable(f"the task's config has no model here ({error})", code="round_bad_config") from None
+
+
+def to_score(scores: Scores) -> Score:
+    return Score(scores.accuracy_ppm, scores.loss_ppm)
+
+
+def to_scores(score: Score | None) -> Scores | None:
+    return None if score is None else Scores(score.accuracy_ppm, score.loss_ppm)
+
+
+class RoundWork:
+    """Measures and checks rounds for one node; holds the verifier's caches and opened held-out sets."""
+
+    def __init__(self, blobs: BlobStore, keypair: Keypair | None, *, tolerance_ppm: int = DEFAULT_TOLERANCE_PPM,
+                 verifier: UsefulWorkVerifier | None = None) -> None:
+        self.blobs = blobs
+        self.keypair = keypair
+        self.tolerance_ppm = tolerance_ppm
+        self.verifier = verifier or UsefulWorkVerifier()
+        self._held_out: dict[bytes, HeldOutSet] = {}
+        self._models: dict[bytes, ModelVersion] = {}
+
+    # --- inputs ---------------------------------------------------------------
+
+    def inputs(self, state, task_id: int, task: Task, seed: bytes) -> RoundInputs:
+        """Everything a round's measurement needs; `RoundUnavailable` says what is missing."""
+        rules = task_rules(task)
+        held_out = self._open_held_out(task)
+        base = self._model(rules.spec, task.model)
+        submissions = []
+        for update in training.RoundReveals.get(state, (task_id, task.round)):
+            reveal = training.Reveals.get(state, (task_id, task.round, update))
+            blob = self.blobs.get(update)
+            submissions.append(Submission(bytes(update), None if blob is None else bytes(blob), reveal.num_samples))
+        return RoundInputs(task_id, task, rules, base, submissions, held_out, bytes(seed))
+
+    def _open_held_out(self, task: Task) -> HeldOutSet:
+        if self.keypair is None:
+            raise RoundUnavailable("this node has no validator key", code="round_no_key")
+        cached = self._held_out.get(task.config.held_out)
+        if cached is not None:
+            return cached
+        sealed = next((k.sealed for k in task.config.sealed_keys if bytes(k.validator) == self.keypair.public), None)
+        if sealed is None:
+            raise RoundUnavailable("the held-out key is not sealed to this validator", code="round_not_sealed")
+        ciphertext = self.blobs.get(task.config.held_out)
+        if ciphertext is None:
+            raise RoundUnavailable(f"the held-out blob 0x{bytes(task.config.held_out).hex()} is not in the blob store",
+                                   code="round_held_out_missing")
+        try:
+            features, labels = open_held_out(bytes(ciphertext), bytes(sealed), self.keypair)
+        except HeldOutError as error:
+            raise RoundUnavailable(f"the held-out set cannot be opened ({error.code}: {error})",
+                                   code="round_held_out_bad") from None
+        held_out = HeldOutSet.from_tensors(features, labels)
+        self._held_out[task.config.held_out] = held_out
+        return held_out
+
+    def _model(self, spec: ModelSpec, model_hash: bytes) -> ModelVersion:
+        cached = self._models.get(bytes(model_hash))
+        if cached is not None:
+            return cached
+        blob = self.blobs.get(model_hash)
+        if blob is None:
+            raise RoundUnavailable(f"the round's base model 0x{bytes(model_hash).hex()} is not in the blob store",
+                                   code="round_model_missing")
+        try:
+            model = ModelVersion.from_blob(spec, bytes(blob))
+        except (ModelError, UsefulWorkError) as error:
+            raise RoundUnavailable(f"the base model blob does not fit the task ({error})",
+                                   code="round_model_bad") from None
+        self._remember(model)
+        return model
+
+    def _remember(self, model: ModelVersion) -> None:
+        if len(self._models) >= 64:
+            self._models.clear()
+        self._models[model.model_hash] = model
+
+    def _store_model(self, model: ModelVersion) -> None:
+        """Keep a computed aggregate: trainers download the next round's base from any node."""
+        self._remember(model)
+        if self.blobs.info(model.model_hash) is None:
+            blob = model.to_blob()
+            self.blobs.put(model.model_hash, blob)
+
+    # --- the author -------------------------------------------------------------
+
+    def measure_due(self, parent_state, parent: Header) -> tuple[RoundReport, ...]:
+        """The reports of every round due in the block after `parent` that this node can measure."""
+        reports = []
+        for task_id, task in training.reports_due(parent_state, parent.number + 1):
+            seed = _seed(parent_state, parent, task)
+            try:
+                reports.append(self.measure(self.inputs(parent_state, task_id, task, seed)))
+            except RoundUnavailable as error:
+                log.warning("cannot report round", task=task_id, round=task.round, reason=str(error))
+        return tuple(reports)
+
+    def measure(self, inputs: RoundInputs) -> RoundReport:
+        measured = self.verifier.measure_round(inputs.rules, inputs.base, inputs.submissions, inputs.held_out,
+                                               inputs.seed)
+        scores = []
+        for submission in inputs.submissions:
+            update = submission.update_hash
+            if update in measured.rejected:
+                status = UNUSABLE.get(measured.rejected[update], training.UPDATE_MALFORMED)
+                scores.append(UpdateScore(update, status, None))
+            else:
+                scores.append(UpdateScore(update, training.UPDATE_OK, to_score(measured.without[update])))
+        candidate = None if measured.candidate is None else to_score(measured.candidate)
+        accepted = training.accepted_updates(inputs.task.config, candidate, scores)
+        outcome = self.verifier.aggregate_round(inputs.rules, inputs.base, inputs.submissions, accepted,
+                                                inputs.held_out, inputs.seed)
+        if outcome is not None:
+            self._store_model(outcome.model)
+        report = RoundReport(inputs.task_id, inputs.task.round, inputs.seed, to_score(measured.base), candidate,
+                             tuple(scores), None if outcome is None else outcome.model.model_hash,
+                             None if outcome is None else to_score(outcome.scores))
+        log.info("measured round", task=inputs.task_id, round=inputs.task.round, updates=len(scores),
+                 accepted=len(accepted), base_accuracy=report.base.accuracy_ppm,
+                 new_accuracy=None if outcome is None else outcome.scores.accuracy_ppm)
+        return report
+
+    # --- every validator ------------------------------------------------------------
+
+    def verify_block(self, parent_state, parent: Header, block: Block) -> Verdict:
+        """Recompute every report in `block` (built on `parent`); a verdict naming each mismatch."""
+        reasons: list[str] = []
+        skipped: list[str] = []
+        checked = 0
+        for report in reports_in(block):
+            name = f"task {report.task} round {report.round}"
+            task = training.Tasks.get(parent_state, report.task)
+            if task is None or task.round != report.round:
+                reasons.append(f"{name}: not the task's current round")  # the runtime refuses this first
+                continue
+            try:
+                inputs = self.inputs(parent_state, report.task, task, report.subset_seed)
+            except RoundUnavailable as error:
+                skipped.append(f"{name}: {error}")
+                continue
+            problems = self.check(inputs, report)
+            reasons += [f"{name}: {problem}" for problem in problems]
+            checked += 1
+        return Verdict(not reasons, reasons, skipped, checked)
+
+    def check(self, inputs: RoundInputs, report: RoundReport) -> list[str]:
+        """Every way `report` differs from what this node measures for the round."""
+        if bytes(report.subset_seed) != inputs.seed:
+            return ["the subset seed is not the round's"]
+        accepted = training.accepted_updates(inputs.task.config, report.candidate, report.scores)
+        without: Mapping[bytes, Scores | None] = {bytes(s.update): to_scores(s.without) for s in report.scores}
+        unavailable = [s.update_hash for s in inputs.submissions
+                       if s.update_blob is None and without.get(s.update_hash) is not None]
+        if unavailable:
+            return [f"update 0x{h.hex()}: reported sound, but its blob is not available here to check"
+                    for h in unavailable]
+        try:
+            result = self.verifier.verify_report(
+                inputs.rules, inputs.base, inputs.submissions, inputs.held_out, inputs.seed,
+                reported_base=to_scores(report.base), reported_candidate=to_scores(report.candidate),
+                reported_without=without, accepted=accepted,
+                reported_aggregate_hash=None if report.new_model is None else bytes(report.new_model),
+                reported_aggregate_score=to_scores(report.new_model_score), tolerance_ppm=self.tolerance_ppm)
+        except UsefulWorkError as error:
+            return [f"cannot be reproduced ({error.code}: {error})"]
+        if result.ok and accepted:
+            outcome = self.verifier.aggregate_round(inputs.rules, inputs.base, inputs.submissions, accepted,
+                                                    inputs.held_out, inputs.seed)
+            self._store_model(outcome.model)
+        return result.reasons
+
+
+def reports_in(block: Block) -> list[RoundReport]:
+    """The useful-work reports of a block (in its report_useful_work inherent, if any)."""
+    found: list[RoundReport] = []
+    for extrinsic in block.extrinsics:
+        call = extrinsic.call
+        if extrinsic.signed is None and call.pallet_index == training.pallet.index and \
+                call.call_index == training.report_useful_work.index:
+            found.extend(call.args[0])
+    return found
+
+
+def _seed(parent_state, parent: Header, task: Task) -> bytes:
+    seed_block = training.round_windows(task)[2]
+    if seed_block == parent.number:
+        return parent.hash
+    return bytes(system.BlockHashes.get(parent_state, seed_block))
