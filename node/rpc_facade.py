@@ -161,6 +161,16 @@ class ChainFacade:
             return [(r, v) for r, v in versions if v is not None]
         return await self.chain.call(read)
 
+    async def rounds(self, task_id: int) -> list[tuple[int, Any]]:
+        def read() -> list[tuple[int, Any]]:
+            overlay = self._overlay(None)
+            task = training.Tasks.get(overlay, task_id)
+            if task is None:
+                return []
+            summaries = ((r, training.Rounds.get(overlay, (task_id, r))) for r in range(task.round + 1))
+            return [(r, summary) for r, summary in summaries if summary is not None]
+        return await self.chain.call(read)
+
     async def leaderboard(self, limit: int = 100) -> list[tuple[bytes, int]]:
         def read() -> list[tuple[bytes, int]]:
             store = self.chain.store

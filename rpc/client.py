@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, AsyncIterator
 
 from runtime.errors import GradchainError
+from runtime.hashing import blake2b_256 as _blake2b_256
 from runtime.types import Block, Digest, Extrinsic, Header, decode_extrinsic
 
 
@@ -141,6 +142,35 @@ class Client:
 
     def query_fee(self, extrinsic: Extrinsic) -> int:
         return int(self.call("payment_queryInfo", "0x" + extrinsic.encoded.hex())["partialFee"])
+
+    # --- blobs (binary bodies over HTTP, beside JSON-RPC on the same port)
+    def put_blob(self, data: bytes) -> bytes:
+        """Upload a blob; its blake2b-256 hash (the node checks it before storing anything)."""
+        blob_hash = _blake2b_256(data)
+        self._blob_request("PUT", blob_hash, data)
+        return blob_hash
+
+    def get_blob(self, blob_hash: bytes) -> bytes | None:
+        """A blob by its hash, checked against it; None if the node does not have it."""
+        data = self._blob_request("GET", blob_hash, None)
+        if data is not None and _blake2b_256(data) != blob_hash:
+            raise RpcClientError(f"the node sent other bytes for blob 0x{blob_hash.hex()}")
+        return data
+
+    def _blob_request(self, method: str, blob_hash: bytes, data: bytes | None) -> bytes | None:
+        url = f"{self.url.rstrip('/')}/blobs/0x{blob_hash.hex()}"
+        request = urllib.request.Request(url, data=data, method=method,
+                                         headers={"Content-Type": "application/octet-stream"})
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                return response.read()
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404 and method == "GET":
+                return None
+            detail = exc.read().decode(errors="replace").strip()
+            raise RpcClientError(f"blob {method} refused with HTTP {exc.code}: {detail}") from None
+        except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
+            raise NodeUnreachable(f"cannot reach a node at {self.url}: {getattr(exc, 'reason', exc)}") from None
 
 
 class AsyncClient:

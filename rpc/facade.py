@@ -55,6 +55,17 @@ class NodeFacade(Protocol):
     async def query_info(self, extrinsic: Extrinsic) -> dict[str, Any]:
         """{"weight": int, "partialFee": int} as the runtime would charge it."""
 
+    # --- training (runtime/pallets/training records, decoded)
+    async def tasks(self, limit: int) -> list[tuple[int, Any]]: ...
+    async def task(self, task_id: int) -> Any: ...
+    async def round_updates(self, task_id: int, round_number: int) -> list[tuple[bytes, Any]]:
+        """(update hash, UpdateRecord once scored, else its Reveal) in order of reveal."""
+    async def model_versions(self, task_id: int) -> list[tuple[int, Any]]: ...
+    async def rounds(self, task_id: int) -> list[tuple[int, Any]]:
+        """(round, RoundSummary) of every closed round."""
+    async def leaderboard(self, limit: int = 100) -> list[tuple[bytes, int]]: ...
+    async def blob_info(self, blob_hash: bytes) -> Any: ...
+
     # --- notifications (callbacks run on the RPC server's event loop)
     def on_blocks(self, callback: Callable[[str, Header], None]) -> Callable[[], None]:
         """callback("new" | "finalized", header) for each new best / finalized block; returns unsubscribe."""

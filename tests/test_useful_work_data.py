@@ -48,6 +48,19 @@ def test_non_iid_shards_cover_every_example_once_and_each_mostly_sees_few_classe
     assert all(torch.equal(a[1], b[1]) for a, b in zip(again, shards))
 
 
+def test_mixed_shards_keep_every_example_once_and_see_every_class_a_little():
+    split = digits_split()
+    shards = shard_non_iid(split.train_features, split.train_labels, 5, 2, seed=0, iid_fraction=0.2)
+    rows = sorted(tuple(row.tolist()) for features, _ in shards for row in features)
+    assert rows == sorted(tuple(row.tolist()) for row in split.train_features)
+    for _, labels in shards:
+        counts = torch.bincount(labels, minlength=10).sort(descending=True).values
+        assert 0.7 * labels.shape[0] <= counts[:3].sum() < 0.95 * labels.shape[0]
+        assert (counts > 0).sum() >= 8  # the pooled fifth brings most other classes
+    with pytest.raises(ValueError):
+        shard_non_iid(split.train_features, split.train_labels, 5, 2, seed=0, iid_fraction=1.5)
+
+
 def test_the_held_out_subset_is_the_same_everywhere_and_moves_with_the_seed():
     subset = held_out_subset(360, b"\x01" * 32, 8)
     # Pinned: every validator must draw exactly these; a change here is a consensus change.

@@ -56,16 +56,19 @@ def split_held_out(features: torch.Tensor, labels: torch.Tensor, fraction: float
 
 
 def shard_non_iid(features: torch.Tensor, labels: torch.Tensor, shards: int, classes_per_shard: int,
-                  seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+                  seed: int, iid_fraction: float = 0.0) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Split the examples among `shards` trainers so that each mostly sees `classes_per_shard` classes.
 
     The examples are sorted by label (shuffled within a label), cut into
     shards * classes_per_shard contiguous chunks of near-equal size, and each
-    shard gets `classes_per_shard` chunks chosen at random. Every example lands in
-    exactly one shard.
+    shard gets `classes_per_shard` chunks chosen at random. Then, if
+    `iid_fraction` > 0, that fraction of every shard is pooled and dealt out again
+    at random, so each trainer also sees a few examples of the other classes
+    (the usual "mostly a few classes" of federated benchmarks). Every example
+    lands in exactly one shard.
     """
-    if shards < 1 or classes_per_shard < 1:
-        raise ValueError("shards and classes_per_shard must be positive")
+    if shards < 1 or classes_per_shard < 1 or not 0.0 <= iid_fraction <= 1.0:
+        raise ValueError("shards and classes_per_shard must be positive and iid_fraction in 0..1")
     generator = np.random.default_rng(seed)
     shuffled = generator.permutation(labels.shape[0])
     by_label = shuffled[np.argsort(labels.numpy()[shuffled], kind="stable")]
@@ -74,9 +77,21 @@ def shard_non_iid(features: torch.Tensor, labels: torch.Tensor, shards: int, cla
     result = []
     for shard in range(shards):
         mine = chunk_order[shard * classes_per_shard:(shard + 1) * classes_per_shard]
-        index = torch.from_numpy(np.sort(np.concatenate([chunks[i] for i in mine])))
-        result.append((features[index], labels[index]))
-    return result
+        result.append(np.concatenate([chunks[i] for i in mine]))
+    if iid_fraction > 0:
+        kept, pooled = [], []
+        for index in result:
+            mixed = generator.permutation(index)
+            cut = int(len(index) * iid_fraction)
+            pooled.append(mixed[:cut])
+            kept.append(mixed[cut:])
+        dealt = np.array_split(generator.permutation(np.concatenate(pooled)), shards)
+        result = [np.concatenate([mine, extra]) for mine, extra in zip(kept, dealt)]
+    shards_out = []
+    for index in result:
+        index = torch.from_numpy(np.sort(index))
+        shards_out.append((features[index], labels[index]))
+    return shards_out
 
 
 def held_out_subset(n: int, round_seed: bytes, size: int) -> torch.Tensor:

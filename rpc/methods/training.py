@@ -31,6 +31,9 @@ def register(server: RpcServer, node) -> None:
     async def training_models(ctx: CallContext, task):
         return [{"round": r, **plain(version)} for r, version in await node.model_versions(_task_id(task))]
 
+    async def training_rounds(ctx: CallContext, task):
+        return [{"round": r, **plain(summary)} for r, summary in await node.rounds(_task_id(task))]
+
     async def training_leaderboard(ctx: CallContext):
         return [{"account": p.to_hex(who), "address": node.address(who), "earned": str(amount)}
                 for who, amount in await node.leaderboard()]
@@ -39,6 +42,6 @@ def register(server: RpcServer, node) -> None:
         info = await node.blob_info(p.hex_bytes(hash, "hash", length=32))
         return None if info is None else {"size": info.size, "uploadedAt": info.uploaded_at}
 
-    for handler in (training_tasks, training_task, training_updates, training_models, training_leaderboard,
-                    training_blobInfo):
+    for handler in (training_tasks, training_task, training_updates, training_models, training_rounds,
+                    training_leaderboard, training_blobInfo):
         server.register(Method(handler.__name__, handler))
