@@ -30,6 +30,7 @@ from node.txpool import PoolLimits, TransactionPool
 from runtime.crypto import Keypair
 from runtime.executive import Executive
 from runtime.genesis import GenesisConfig
+from runtime.state import Overlay
 from runtime.types import Block, Extrinsic
 from storage.blobs import BlobStore
 from storage.chainstore import ChainStore
@@ -159,7 +160,7 @@ class ChainService(Service):
         timestamp = block_timestamp_ms(slot, self.config.slot_duration_ms)
         if self.work.keypair is None:
             self.work.keypair = keypair
-        reports = self.work.measure_due(self.store.state_view(parent.hash), parent)
+        reports = self.work.measure_due(Overlay(self.store.state_view(parent.hash)), parent)
         built = build_block(self.store, self.executive, parent.hash, author=keypair, slot=slot,
                             timestamp_ms=timestamp, transactions=self.pool.ready(), signatures_checked=True,
                             should_stop=lambda: self.clock.now_ms() >= deadline_ms, useful_work=reports)
@@ -201,7 +202,7 @@ class ChainService(Service):
         if self.work.keypair is None or not reports_in(block):
             return
         parent = self.store.header(block.header.parent_hash)
-        verdict = self.work.verify_block(self.store.state_view(parent.hash), parent, block)
+        verdict = self.work.verify_block(Overlay(self.store.state_view(parent.hash)), parent, block)
         for skipped in verdict.skipped:
             log.info("useful work not checked", number=block.header.number, reason=skipped)
         if verdict.ok:

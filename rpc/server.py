@@ -220,7 +220,9 @@ class RpcServer:
 
     async def start(self) -> None:
         # aiohttp's low-level server: no router or middlewares on a path that serves thousands of requests/s.
-        server = web.Server(self._route, client_max_size=self.limits.max_body_bytes, access_log=None)
+        # Body limits are enforced by the handlers (`_read_body`, the blob endpoints); access_log=None turns
+        # aiohttp's per-request log line off (client_max_size is not a RequestHandler option).
+        server = web.Server(self._route, access_log=None)
         self._runner = web.ServerRunner(server, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)

@@ -101,6 +101,7 @@ class RoundWork:
         self.verifier = verifier or UsefulWorkVerifier()
         self._held_out: dict[bytes, HeldOutSet] = {}
         self._models: dict[bytes, ModelVersion] = {}
+        self._block_number = 0  # of the block being built or checked (the blob store dates blobs by it)
 
     # --- inputs ---------------------------------------------------------------
 
@@ -163,20 +164,22 @@ class RoundWork:
         """Keep a computed aggregate: trainers download the next round's base from any node."""
         self._remember(model)
         if self.blobs.info(model.model_hash) is None:
-            blob = model.to_blob()
-            self.blobs.put(model.model_hash, blob)
+            self.blobs.put(model.model_hash, model.to_blob(), now_block=self._block_number)
 
     # --- the author -------------------------------------------------------------
 
     def measure_due(self, parent_state, parent: Header) -> tuple[RoundReport, ...]:
         """The reports of every round due in the block after `parent` that this node can measure."""
         reports = []
+        self._block_number = parent.number + 1
         for task_id, task in training.reports_due(parent_state, parent.number + 1):
             seed = _seed(parent_state, parent, task)
             try:
                 reports.append(self.measure(self.inputs(parent_state, task_id, task, seed)))
             except RoundUnavailable as error:
                 log.warning("cannot report round", task=task_id, round=task.round, reason=str(error))
+            except Exception:  # a bug measuring one task must not stop the node from authoring
+                log.exception("measuring a round failed", task=task_id, round=task.round)
         return tuple(reports)
 
     def measure(self, inputs: RoundInputs) -> RoundReport:
@@ -211,6 +214,7 @@ class RoundWork:
         reasons: list[str] = []
         skipped: list[str] = []
         checked = 0
+        self._block_number = block.header.number
         for report in reports_in(block):
             name = f"task {report.task} round {report.round}"
             task = training.Tasks.get(parent_state, report.task)

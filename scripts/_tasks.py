@@ -1,0 +1,243 @@
+"""Training tasks over JSON-RPC: what the task creator, the trainers, the demo and the explorer share.
+
+Everything here talks to a node through `rpc.client.Client` only. The machine
+learning (models, training, tensor blobs, held-out encryption) comes from the
+engine library `consensus.useful_work`, which a client may use like any other
+library: it touches no node state.
+
+    ChainAccount       signs and submits calls for one key (nonces from the node, pool included)
+    TaskView           a task as the node reports it, with its round's windows
+    publish_task       upload the initial model and the encrypted held-out set, seal its key to
+                       the current validators, create the task; returns its id
+    download_model     a task's model weights from the node's blob store, checked
+    save_model_file    weights as a file plain torch loads into the registry's architecture
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+
+from consensus.useful_work import ModelSpec, ModelVersion, encode_tensors
+from consensus.useful_work.evaluate import Scores, evaluate
+from consensus.useful_work.fixed_point import norm_to_fixed
+from consensus.useful_work.secrecy import encrypt_held_out
+from rpc.client import Client
+from runtime import crypto
+from runtime.errors import GradchainError
+from runtime.executive import sign_extrinsic
+from runtime.pallets import training
+from runtime.pallets.training import ModelSpec as ChainModelSpec
+from runtime.pallets.training import SealedKey, TaskConfig
+
+T = TypeVar("T")
+AGGREGATION_IDS = {name: index for index, name in training.AGGREGATIONS.items()}
+METRIC_IDS = {name: index for index, name in training.METRICS.items()}
+STATUS_NAMES = {training.STATUS_ACTIVE: "active", training.STATUS_FINISHED: "finished",
+                training.STATUS_CANCELLED: "cancelled"}
+UPDATE_STATUS_NAMES = {training.UPDATE_OK: "ok", training.UPDATE_MISSING: "missing",
+                       training.UPDATE_MALFORMED: "malformed"}
+
+
+class TaskError(GradchainError):
+    code = "task"
+
+
+def unhex(text: str) -> bytes:
+    return bytes.fromhex(text[2:] if text.startswith("0x") else text)
+
+
+def wait_until(condition: Callable[[], T | None], *, timeout: float, what: str, poll: float = 0.25) -> T:
+    """Poll `condition` until it returns something other than None/False; TaskError after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value is not None and value is not False:
+            return value
+        if time.monotonic() >= deadline:
+            raise TaskError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(poll)
+
+
+class ChainAccount:
+    """One key that signs and submits calls; the node's next index counts its pooled transactions."""
+
+    def __init__(self, client: Client, keypair: crypto.Keypair, *, ss58_prefix: int = 42) -> None:
+        self.client = client
+        self.keypair = keypair
+        self.public = keypair.public
+        self.address = crypto.encode_address(keypair.public, ss58_prefix)
+        self._genesis_hash: bytes | None = None
+
+    def send(self, call, *, tip: int = 0) -> bytes:
+        """Sign `call` with the next nonce and submit it; the transaction hash."""
+        if self._genesis_hash is None:
+            self._genesis_hash = self.client.genesis_hash()
+        nonce = self.client.next_index(self.address)
+        extrinsic = sign_extrinsic(self.keypair, call, nonce=nonce, genesis_hash=self._genesis_hash, tip=tip)
+        return self.client.submit(extrinsic)
+
+    def free(self) -> int:
+        return self.client.account(self.address).free
+
+
+def best_number(client: Client) -> int:
+    return client.header().number
+
+
+@dataclass(frozen=True)
+class TaskView:
+    """A task as `training_task` reports it."""
+
+    id: int
+    creator: bytes
+    spec: ModelSpec
+    round: int
+    round_start: int
+    model: bytes
+    model_score: dict | None
+    remaining_pool: int
+    status: str
+    config: dict[str, Any]
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> TaskView:
+        config = value["config"]
+        spec = ModelSpec.from_params(config["spec"]["architecture"], tuple(config["spec"]["params"]))
+        return cls(int(value["id"]), unhex(value["creator"]), spec, int(value["round"]), int(value["round_start"]),
+                   unhex(value["model"]), value["model_score"], int(value["remaining_pool"]),
+                   STATUS_NAMES.get(int(value["status"]), str(value["status"])), dict(config))
+
+    @property
+    def active(self) -> bool:
+        return self.status == "active"
+
+    @property
+    def rounds(self) -> int:
+        return int(self.config["rounds"])
+
+    @property
+    def commit_end(self) -> int:
+        return self.round_start + int(self.config["commit_blocks"])
+
+    @property
+    def reveal_end(self) -> int:
+        return self.commit_end + int(self.config["reveal_blocks"])
+
+    @property
+    def bond(self) -> int:
+        return int(self.config["bond"])
+
+
+def get_task(client: Client, task_id: int) -> TaskView | None:
+    value = client.call("training_task", task_id)
+    return None if value is None else TaskView.from_json(value)
+
+
+def round_summary(client: Client, task_id: int, round_number: int) -> dict | None:
+    return next((r for r in client.call("training_rounds", task_id) if r["round"] == round_number), None)
+
+
+def round_updates(client: Client, task_id: int, round_number: int) -> list[dict]:
+    return client.call("training_updates", task_id, round_number)
+
+
+def validator_keys(client: Client) -> list[bytes]:
+    return [unhex(v["account"]) for v in client.call("explorer_validators")]
+
+
+@dataclass(frozen=True)
+class TaskOptions:
+    """A task's parameters beyond its model and data (defaults suit the digits demo on a 1 s-slot dev chain)."""
+
+    reward_per_round: int = 1_000 * 10**12
+    rounds: int = 12
+    commit_blocks: int = 5
+    reveal_blocks: int = 2
+    min_improvement_ppm: int = 1
+    metric: str = "loss"
+    aggregation: str = "fedavg"
+    trim: int = 0
+    held_out_subset: int = 256
+    max_update_bytes: int = 1 << 20
+    max_update_norm: float = 8.0
+    bond: int = 10 * 10**12
+
+
+def task_config(spec: ModelSpec, initial_model: bytes, held_out_hash: bytes, held_out_size: int,
+                sealed: Mapping[bytes, bytes], options: TaskOptions) -> TaskConfig:
+    if options.aggregation not in AGGREGATION_IDS:
+        raise TaskError(f"unknown aggregation {options.aggregation!r}; known: {', '.join(AGGREGATION_IDS)}")
+    if options.metric not in METRIC_IDS:
+        raise TaskError(f"unknown metric {options.metric!r}; known: {', '.join(METRIC_IDS)}")
+    return TaskConfig(
+        spec=ChainModelSpec(spec.architecture, tuple(spec.params)), initial_model=initial_model,
+        metric=METRIC_IDS[options.metric], held_out=held_out_hash, held_out_size=held_out_size,
+        held_out_subset=options.held_out_subset,
+        sealed_keys=tuple(SealedKey(who, key) for who, key in sorted(sealed.items())),
+        reward_per_round=options.reward_per_round, rounds=options.rounds, commit_blocks=options.commit_blocks,
+        reveal_blocks=options.reveal_blocks, min_improvement_ppm=options.min_improvement_ppm,
+        max_update_bytes=options.max_update_bytes, max_update_norm=norm_to_fixed(options.max_update_norm),
+        bond=options.bond, aggregation=AGGREGATION_IDS[options.aggregation], trim=options.trim)
+
+
+def publish_task(account: ChainAccount, spec: ModelSpec, initial_weights: Mapping[str, torch.Tensor],
+                 held_out_features: torch.Tensor, held_out_labels: torch.Tensor, options: TaskOptions, *,
+                 timeout: float = 60) -> int:
+    """Create a task and wait until it is on chain; its id.
+
+    The initial model and the held-out ciphertext go to the node's blob store
+    first; the held-out key is sealed to every current validator.
+    """
+    client = account.client
+    validators = validator_keys(client)
+    if not validators:
+        raise TaskError("the chain has no validators to seal the held-out key to")
+    model = ModelVersion.from_weights(spec, initial_weights)
+    ciphertext, sealed = encrypt_held_out(held_out_features, held_out_labels, validators)
+    model_hash = client.put_blob(model.to_blob())
+    held_out_hash = client.put_blob(ciphertext)
+    config = task_config(spec, model_hash, held_out_hash, len(ciphertext), sealed, options)
+    before = {task["id"] for task in client.call("training_tasks")}
+    account.send(training.create_task(config))
+
+    def created() -> int | None:
+        for task in client.call("training_tasks"):
+            if task["id"] not in before and unhex(task["creator"]) == account.public \
+                    and unhex(task["config"]["held_out"]) == held_out_hash:
+                return int(task["id"])
+        return None
+    return wait_until(created, timeout=timeout, what="the task to be created (is the creator's balance enough "
+                                                   "for the reward pool?)")
+
+
+def download_model(client: Client, spec: ModelSpec, model_hash: bytes) -> dict[str, torch.Tensor]:
+    """A model's weights from the node's blob store, checked against its hash and the task's spec."""
+    blob = client.get_blob(model_hash)
+    if blob is None:
+        raise TaskError(f"the node does not have model 0x{model_hash.hex()} in its blob store")
+    return dict(ModelVersion.from_blob(spec, blob).weights)
+
+
+def save_model_file(path: Path, weights: Mapping[str, torch.Tensor]) -> None:
+    """Weights as a plain state dict file:
+
+        model = consensus.useful_work.build_model(spec, 0)   # or TaskModel(spec)
+        model.load_state_dict(torch.load(path, weights_only=True))
+    """
+    torch.save({name: tensor.clone() for name, tensor in sorted(weights.items())}, path)
+
+
+def update_blob(delta: Mapping[str, torch.Tensor]) -> bytes:
+    return encode_tensors({name: tensor.to(torch.float32).contiguous() for name, tensor in delta.items()})
+
+
+def score_on(spec: ModelSpec, weights: Mapping[str, torch.Tensor], features: torch.Tensor,
+             labels: torch.Tensor) -> Scores:
+    """Accuracy and loss (ppm) of `weights` on the given examples (e.g. the creator's whole held-out set)."""
+    return evaluate(spec, weights, features, labels)
