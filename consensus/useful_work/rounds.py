@@ -43,6 +43,7 @@ from storage.blobs import BlobStore
 log = structlog.get_logger("useful_work")
 
 DEFAULT_TOLERANCE_PPM = 5_000
+DEFAULT_LOSS_TOLERANCE_PPM = 100
 UNUSABLE = {"update_missing": training.UPDATE_MISSING}  # every other rejection: UPDATE_MALFORMED
 
 
@@ -94,10 +95,12 @@ class RoundWork:
     """Measures and checks rounds for one node; holds the verifier's caches and opened held-out sets."""
 
     def __init__(self, blobs: BlobStore, keypair: Keypair | None, *, tolerance_ppm: int = DEFAULT_TOLERANCE_PPM,
+                 loss_tolerance_ppm: int = DEFAULT_LOSS_TOLERANCE_PPM,
                  verifier: UsefulWorkVerifier | None = None) -> None:
         self.blobs = blobs
         self.keypair = keypair
         self.tolerance_ppm = tolerance_ppm
+        self.loss_tolerance_ppm = loss_tolerance_ppm
         self.verifier = verifier or UsefulWorkVerifier()
         self._held_out: dict[bytes, HeldOutSet] = {}
         self._models: dict[bytes, ModelVersion] = {}
@@ -248,7 +251,8 @@ class RoundWork:
                 reported_base=to_scores(report.base), reported_candidate=to_scores(report.candidate),
                 reported_without=without, accepted=accepted,
                 reported_aggregate_hash=None if report.new_model is None else bytes(report.new_model),
-                reported_aggregate_score=to_scores(report.new_model_score), tolerance_ppm=self.tolerance_ppm)
+                reported_aggregate_score=to_scores(report.new_model_score), tolerance_ppm=self.tolerance_ppm,
+                loss_tolerance_ppm=self.loss_tolerance_ppm)
         except UsefulWorkError as error:
             return [f"cannot be reproduced ({error.code}: {error})"]
         if result.ok and accepted:

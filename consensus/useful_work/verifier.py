@@ -201,10 +201,12 @@ class UsefulWorkVerifier:
         return RoundScores(base_scores, updates, rejected)
 
     def aggregate_round(self, rules: TaskRules, base: ModelVersion, submissions: Sequence[Submission],
-                        accepted: Collection[bytes], held_out: HeldOutSet, subset_seed: bytes
-                        ) -> AggregateOutcome | None:
+                        accepted: Collection[bytes], held_out: HeldOutSet, subset_seed: bytes, *,
+                        zeroed: bytes | None = None) -> AggregateOutcome | None:
         """The new model from the `accepted` updates (by hash) and its scores; None if none was accepted.
 
+        With `zeroed`, that accepted update takes part with a zero delta (its weight kept):
+        the aggregate "without" it, as leave-one-out measures it.
         Raises `UpdateRejected` if an accepted update is unusable and `AggregationError`
         if the updates cannot be aggregated.
         """
@@ -216,10 +218,11 @@ class UsefulWorkVerifier:
             raise UsefulWorkError(f"accepted update 0x{unknown[0].hex()} is not among the round's submissions",
                                   code="aggregation_unknown_update")
         chosen = sorted((by_hash[update_hash] for update_hash in set(accepted)), key=lambda s: s.update_hash)
-        key = (rules, base.model_hash, tuple((s.update_hash, s.num_samples) for s in chosen))
+        key = (rules, base.model_hash, tuple((s.update_hash, s.num_samples) for s in chosen), zeroed)
         model = self._aggregates.get(key)
         if model is None:
-            updates = [WeightedUpdate(s.update_hash, self._delta(rules, base, s), s.num_samples) for s in chosen]
+            updates = [WeightedUpdate(s.update_hash, self._delta(rules, base, s) if s.update_hash != zeroed
+                                      else _zeros(base.weights), s.num_samples) for s in chosen]
             weights = aggregate(base.weights, updates, rules.aggregation)
             model = ModelVersion(weights, compute_model_hash(weights))
             self._aggregates.put(key, model)
@@ -231,7 +234,10 @@ class UsefulWorkVerifier:
 
         base       the base model's scores
         candidate  the aggregate of every sound update (None when no update is sound)
-        without    per sound update, the aggregate of the other sound updates (the base when it is alone)
+        without    per sound update, the same aggregate with that update's delta zeroed and its
+                   weight kept (the base when it is alone). Keeping the weight matters: dropping
+                   an update would also rescale the others' step, so a random update would
+                   look useful merely by damping an overshooting step.
         rejected   per unusable update, its reason code
         """
         sound: list[Submission] = []
@@ -252,16 +258,20 @@ class UsefulWorkVerifier:
             candidate = self.aggregate_round(rules, base, sound, everything, held_out, subset_seed)
             without = {}
             for submission in sound:
-                others = [h for h in everything if h != submission.update_hash]
-                outcome = self.aggregate_round(rules, base, sound, others, held_out, subset_seed)
-                without[submission.update_hash] = base_scores if outcome is None else outcome.scores
+                if len(sound) == 1:
+                    without[submission.update_hash] = base_scores
+                    continue
+                outcome = self.aggregate_round(rules, base, sound, everything, held_out, subset_seed,
+                                               zeroed=submission.update_hash)
+                without[submission.update_hash] = outcome.scores
         return RoundMeasurement(base_scores, None if candidate is None else candidate.scores, without, rejected)
 
     def verify_report(self, rules: TaskRules, base: ModelVersion, submissions: Sequence[Submission],
                       held_out: HeldOutSet, subset_seed: bytes, *, reported_base: Scores,
                       reported_candidate: Scores | None, reported_without: Mapping[bytes, Scores | None],
                       accepted: Collection[bytes], reported_aggregate_hash: bytes | None,
-                      reported_aggregate_score: Scores | None, tolerance_ppm: int) -> VerificationResult:
+                      reported_aggregate_score: Scores | None, tolerance_ppm: int,
+                      loss_tolerance_ppm: int | None = None) -> VerificationResult:
         """Whether a block author's report of a round reproduces here; `reasons` name every mismatch.
 
         reported_base             the base model's scores
@@ -273,17 +283,21 @@ class UsefulWorkVerifier:
                                   runtime's own rule): the new model must aggregate exactly these
         reported_aggregate_hash   the new model's hash, None when nothing was accepted
         reported_aggregate_score  the new model's scores on this round's subset
-        tolerance_ppm             the genesis tolerance for every score (aggregates match exactly)
+        tolerance_ppm             the genesis tolerance for accuracies (aggregates match exactly)
+        loss_tolerance_ppm        the genesis tolerance for losses (default: the same). Losses drift
+                                  across CPUs by well under a ppm, so this can be much tighter, and
+                                  should be: contributions are measured in loss
         """
         reasons: list[str] = []
+        tolerance = (tolerance_ppm, tolerance_ppm if loss_tolerance_ppm is None else loss_tolerance_ppm)
         measured = self.measure_round(rules, base, submissions, held_out, subset_seed)
-        reasons += _mismatch(f"base model 0x{base.model_hash.hex()}", reported_base, measured.base, tolerance_ppm)
+        reasons += _mismatch(f"base model 0x{base.model_hash.hex()}", reported_base, measured.base, tolerance)
         if (reported_candidate is None) != (measured.candidate is None):
             reasons.append("candidate: reported " + ("none" if reported_candidate is None else "a score")
                            + " but " + ("no update" if measured.candidate is None else "some update") + " is sound here")
         elif reported_candidate is not None:
             reasons += _mismatch("candidate (every sound update)", reported_candidate, measured.candidate,
-                                 tolerance_ppm)
+                                 tolerance)
         submitted = {submission.update_hash for submission in submissions}
         for update_hash in sorted(submitted | set(reported_without)):
             name, reported = f"update 0x{update_hash.hex()}", reported_without.get(update_hash)
@@ -298,7 +312,7 @@ class UsefulWorkVerifier:
                 reasons.append(f"{name}: reported unusable but it passes every check here")
             else:
                 reasons += _mismatch(f"{name} (the aggregate without it)", reported, measured.without[update_hash],
-                                     tolerance_ppm)
+                                     tolerance)
         unusable = sorted(set(accepted) - set(measured.without))
         reasons += [f"update 0x{update_hash.hex()}: accepted but not a usable submission here"
                     for update_hash in unusable]
@@ -319,7 +333,7 @@ class UsefulWorkVerifier:
             reasons.append("aggregate: the new model's score is missing from the report")
         else:
             reasons += _mismatch(f"aggregate 0x{outcome.model.model_hash.hex()}", reported_aggregate_score,
-                                 outcome.scores, tolerance_ppm)
+                                 outcome.scores, tolerance)
         return VerificationResult(ok=not reasons, reasons=reasons)
 
     def _score_update(self, rules: TaskRules, base: ModelVersion, submission: Submission, held_out: HeldOutSet,
@@ -367,6 +381,10 @@ class UsefulWorkVerifier:
         return cached
 
 
+def _zeros(weights: Mapping[str, torch.Tensor]) -> Tensors:
+    return {name: torch.zeros_like(tensor, dtype=torch.float32) for name, tensor in weights.items()}
+
+
 def _checked_order(submissions: Sequence[Submission]) -> list[Submission]:
     ordered = sorted(submissions, key=lambda s: s.update_hash)
     for first, second in zip(ordered, ordered[1:]):
@@ -376,11 +394,11 @@ def _checked_order(submissions: Sequence[Submission]) -> list[Submission]:
     return ordered
 
 
-def _mismatch(name: str, reported: Scores, measured: Scores, tolerance_ppm: int) -> list[str]:
-    return [f"{name}: reported {what} {got} ppm, measured {want} ppm, beyond the tolerance of {tolerance_ppm} ppm"
-            for what, got, want in (("accuracy", reported.accuracy_ppm, measured.accuracy_ppm),
-                                    ("loss", reported.loss_ppm, measured.loss_ppm))
-            if abs(got - want) > tolerance_ppm]
+def _mismatch(name: str, reported: Scores, measured: Scores, tolerance: tuple[int, int]) -> list[str]:
+    return [f"{name}: reported {what} {got} ppm, measured {want} ppm, beyond the tolerance of {allowed} ppm"
+            for what, got, want, allowed in (("accuracy", reported.accuracy_ppm, measured.accuracy_ppm, tolerance[0]),
+                                             ("loss", reported.loss_ppm, measured.loss_ppm, tolerance[1]))
+            if abs(got - want) > allowed]
 
 
 class _Rejection(NamedTuple):

@@ -1,0 +1,179 @@
+"""Useful work through the node: the author measures due rounds into its block, every validator
+re-measures on import, and a block whose report does not reproduce is disputed and never finalized."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from consensus.useful_work import encode_tensors
+from consensus.useful_work.fixed_point import norm_to_fixed
+from consensus.useful_work.rounds import RoundWork, reports_in
+from consensus.useful_work.secrecy import encrypt_held_out
+from node.chain_service import ChainService
+from node.chain_setup import ChainPaths, load_chain_spec
+from node.clock import FakeClock
+from runtime import crypto
+from runtime.executive import sign_extrinsic
+from runtime.hashing import blake2b_256
+from runtime.pallets import balances, system, training
+from runtime.pallets.training import ModelSpec, SealedKey, Score, TaskConfig
+from runtime.state import Overlay
+from storage.chainstore import ChainStoreError
+from tests.test_useful_work_builders import MLP, base_model, digits_split, trained_deltas
+
+ALICE = crypto.dev_keypair("Alice")
+TRAINERS = [crypto.keypair_from_uri(f"//UsefulWork//{i}") for i in range(5)]
+
+
+class Node:
+    """A ChainService driven by hand on the test's thread, with a fake clock."""
+
+    def __init__(self, path, clock: FakeClock, *, finalize: bool) -> None:
+        self.config = load_chain_spec(None, dev=True)
+        self.clock = clock
+        self.service = ChainService(self.config, ChainPaths(path, self.config.chain_id), clock=clock,
+                                    finalize_own_blocks=finalize, validator_key=ALICE)
+        self.service._open()
+
+    @property
+    def store(self):
+        return self.service.store
+
+    def author(self):
+        slot_ms = self.config.slot_duration_ms
+        slot = self.clock.now_ms() // slot_ms + 1
+        self.clock.time_ms = slot * slot_ms
+        return self.service._author(slot, ALICE, self.clock.now_ms() + 60_000).block
+
+    def send(self, keypair, call, nonce_offset: int = 0):
+        account = system.Account.get(Overlay(self.store.state_view(self.store.best_hash)), keypair.public)
+        nonce = (0 if account is None else account.nonce) + nonce_offset
+        self.service._submit(sign_extrinsic(keypair, call, nonce=nonce, genesis_hash=self.store.genesis_hash))
+
+    def close(self):
+        self.service._close()
+
+
+@pytest.fixture
+def nodes(tmp_path):
+    clock = FakeClock()
+    author, follower = Node(tmp_path / "a", clock, finalize=True), Node(tmp_path / "b", clock, finalize=False)
+    yield author, follower
+    author.close()
+    follower.close()
+
+
+def _hash(data: bytes) -> bytes:
+    return blake2b_256(data)
+
+
+def run_round(author: Node, follower: Node, *, tamper=None) -> tuple:
+    """A task whose held-out key is sealed to Alice, five trainers' real updates, up to the report block.
+
+    Every block the author makes is imported by the follower. `tamper(report)` lets the author lie."""
+    split = digits_split()
+    ciphertext, sealed = encrypt_held_out(split.held_out_features, split.held_out_labels, [ALICE.public])
+    for node in (author, follower):
+        for data in (ciphertext, base_model(MLP).to_blob()):
+            node.service.blobs.put(_hash(data), data, now_block=0)
+    config = TaskConfig(ModelSpec("mlp", (64, 32, 10)), base_model(MLP).model_hash, training.METRIC_LOSS,
+                        _hash(ciphertext), len(ciphertext), 200, (SealedKey(ALICE.public, sealed[ALICE.public]),),
+                        10**15, 1, 2, 2, 1, 1 << 20, norm_to_fixed(50.0), 10**12, 0, 0)
+    blocks = []
+
+    def step(transactions=()):
+        sent: dict[bytes, int] = {}
+        for keypair, call in transactions:
+            author.send(keypair, call, sent.get(keypair.public, 0))
+            sent[keypair.public] = sent.get(keypair.public, 0) + 1
+        block = author.author()
+        blocks.append(block)
+        result = follower.service.import_block_now(block)
+        assert result.is_best
+        return block
+
+    step([(ALICE, balances.transfer(t.public, 10**16)) for t in TRAINERS])
+    step([(ALICE, training.create_task(config))])  # block 2: round 0 starts at 2, commit until 4, reveal until 6
+    updates = [encode_tensors(delta) for delta in trained_deltas(MLP)]
+    salt = b"\x05" * 32
+    for node in (author, follower):
+        for data in updates:
+            node.service.blobs.put(_hash(data), data, now_block=2)
+    step([(t, training.commit_update(0, 0, training.update_commitment(_hash(u), t.public, salt)))
+          for t, u in zip(TRAINERS, updates)])                                     # block 3
+    step()                                                                         # block 4: closes the commit window
+    step([(t, training.reveal_update(0, 0, _hash(u), salt, 288, b"\x00" * 32))
+          for t, u in zip(TRAINERS, updates)])                                     # block 5
+    if tamper is not None:
+        real_measure = author.service.work.measure
+        author.service.work.measure = lambda inputs: tamper(real_measure(inputs))
+    report_block = step()                                                          # block 6: the report
+    return report_block, blocks, [_hash(u) for u in updates]
+
+
+def test_the_author_reports_the_round_and_a_validator_reproduces_it(nodes):
+    author, follower = nodes
+    report_block, _, updates = run_round(author, follower)
+    (report,) = reports_in(report_block)
+    assert sorted(s.update for s in report.scores) == sorted(updates)
+    summary = training.Rounds.get(Overlay(author.store.state_view(report_block.hash)), (0, 0))
+    assert summary is not None and summary.revealed == 5 and summary.adopted
+    assert summary.model_score.loss_ppm < summary.base.loss_ppm
+    # the follower re-measured the block on import and found nothing wrong
+    assert follower.store.dispute_evidence(report_block.hash) is None
+    follower.store.set_finalized(report_block.hash)
+    # both nodes hold the new global model's blob: trainers can download it from either
+    new_model = training.Tasks.get(Overlay(follower.store.state_view(report_block.hash)), 0).model
+    assert new_model == report.new_model
+    assert author.service.blobs.get(new_model) is not None and follower.service.blobs.get(new_model) is not None
+    # a validator with a cold cache reproduces it too, and says so
+    fresh = RoundWork(follower.service.blobs, ALICE, tolerance_ppm=follower.config.useful_work_tolerance_ppm)
+    parent = follower.store.header(report_block.header.parent_hash)
+    verdict = fresh.verify_block(Overlay(follower.store.state_view(parent.hash)), parent, report_block)
+    assert verdict.ok and verdict.checked == 1 and verdict.reasons == []
+
+
+def inflate_first_score(report):
+    first = report.scores[0]
+    lied = dataclasses.replace(first, without=Score(first.without.accuracy_ppm, first.without.loss_ppm + 101))
+    return dataclasses.replace(report, scores=(lied,) + report.scores[1:])
+
+
+def swap_aggregate(report):
+    return dataclasses.replace(report, new_model=b"\x42" * 32)
+
+
+@pytest.mark.parametrize("tamper,reason", [
+    (inflate_first_score, "(the aggregate without it): reported loss"),
+    (swap_aggregate, "aggregate: reported model hash 0x" + "42" * 32),
+])
+def test_a_falsified_report_is_disputed_with_its_reason_and_never_finalized(nodes, tamper, reason):
+    author, follower = nodes
+    report_block, blocks, _ = run_round(author, follower, tamper=tamper)
+    evidence = follower.store.dispute_evidence(report_block.hash)
+    assert evidence is not None, "the follower should have disputed the block"
+    record = json.loads(evidence)
+    assert record["number"] == report_block.header.number and record["author"] == ALICE.public.hex()
+    assert any(reason in line for line in record["reasons"]), record["reasons"]
+    assert follower.service.metrics.disputed_blocks._value.get() == 1
+    with pytest.raises(ChainStoreError, match="disputed"):
+        follower.store.set_finalized(report_block.hash)
+    follower.store.set_finalized(blocks[-2].hash)  # its ancestors are fine
+    # a later block on top of it cannot be finalized either
+    child = author.author()
+    follower.service.import_block_now(child)
+    with pytest.raises(ChainStoreError, match="disputed"):
+        follower.store.set_finalized(child.hash)
+
+
+def test_a_node_without_a_sealed_key_skips_the_round_and_says_why(nodes, tmp_path):
+    author, follower = nodes
+    report_block, _, _ = run_round(author, follower)
+    outsider = RoundWork(follower.service.blobs, TRAINERS[0])
+    parent = follower.store.header(report_block.header.parent_hash)
+    verdict = outsider.verify_block(Overlay(follower.store.state_view(parent.hash)), parent, report_block)
+    assert verdict.ok and verdict.checked == 0
+    assert verdict.skipped == ["task 0 round 0: the held-out key is not sealed to this validator"]
