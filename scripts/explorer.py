@@ -7,6 +7,9 @@
     python scripts/explorer.py validators
     python scripts/explorer.py stats [--count 50] [--html OUT.html]
     python scripts/explorer.py follow [--limit N]
+    python scripts/explorer.py tasks
+    python scripts/explorer.py task ID [--html OUT.html] [--baseline ACC]
+    python scripts/explorer.py leaderboard
 
 `--html` writes one self-contained page (inline CSS and SVG plots of block times and
 transactions per block; no scripts, no network). Every error is one line, exit code 2.
@@ -437,7 +440,23 @@ def build_parser() -> argparse.ArgumentParser:
     follow = commands.add_parser("follow", help="print new blocks as they arrive (Ctrl-C to stop)")
     follow.add_argument("--limit", type=int, help="stop after this many blocks")
     follow.set_defaults(handler=Explorer.cmd_follow)
+    commands.add_parser("tasks", help="training tasks").set_defaults(handler=training_view("cmd_tasks"))
+    task = commands.add_parser("task", help="one training task: rounds, updates, models and trainers")
+    task.add_argument("task", type=int, metavar="ID")
+    task.add_argument("--html", metavar="OUT.html", help="also write a static page with an accuracy plot")
+    task.add_argument("--baseline", type=float, metavar="ACC", help="centralized accuracy to plot, e.g. 0.962")
+    task.set_defaults(handler=training_view("cmd_task"))
+    commands.add_parser("leaderboard", help="accounts by rewards earned").set_defaults(
+        handler=training_view("cmd_leaderboard"))
     return parser
+
+
+def training_view(name: str):
+    """A command of scripts/explorer_tasks.py, imported when it runs (that module imports this one)."""
+    def handler(explorer: Explorer) -> None:
+        from scripts import explorer_tasks
+        getattr(explorer_tasks, name)(explorer)
+    return handler
 
 
 def main(argv: list[str] | None = None) -> int:
