@@ -159,9 +159,11 @@ class TaskOptions:
     rounds: int = 12
     commit_blocks: int = 5
     reveal_blocks: int = 2
-    # an update must lower the aggregate's loss by 0.002 nats: random noise of an honest update's norm
-    # moves it by less than that either way (measured on digits), honest updates by 0.003-0.2
-    min_improvement_ppm: int = 2_000
+    # an accepted update lowers the aggregate's loss by at least 0.0005 nats and by a tenth of the
+    # round's median contribution: random noise of an honest update's norm moves it by a few
+    # hundredths of an honest update's contribution (measured on digits)
+    min_improvement_ppm: int = 500
+    min_relative_ppm: int = 100_000
     metric: str = "loss"
     aggregation: str = "fedavg"
     trim: int = 0
@@ -184,6 +186,7 @@ def task_config(spec: ModelSpec, initial_model: bytes, held_out_hash: bytes, hel
         sealed_keys=tuple(SealedKey(who, key) for who, key in sorted(sealed.items())),
         reward_per_round=options.reward_per_round, rounds=options.rounds, commit_blocks=options.commit_blocks,
         reveal_blocks=options.reveal_blocks, min_improvement_ppm=options.min_improvement_ppm,
+        min_relative_ppm=options.min_relative_ppm,
         max_update_bytes=options.max_update_bytes, max_update_norm=norm_to_fixed(options.max_update_norm),
         bond=options.bond, aggregation=AGGREGATION_IDS[options.aggregation], trim=options.trim)
 
@@ -233,6 +236,19 @@ def save_model_file(path: Path, weights: Mapping[str, torch.Tensor]) -> None:
         model.load_state_dict(torch.load(path, weights_only=True))
     """
     torch.save({name: tensor.clone() for name, tensor in sorted(weights.items())}, path)
+
+
+def demo_data(dataset: str, trainers: int):
+    """The demo's split of a data set scikit-learn ships: (HeldOutSplit, one non-IID shard per trainer).
+
+    A quarter is held out (the task creator's); each trainer's shard is 70% two classes and
+    30% dealt at random from the rest ("mostly a few classes"). Fixed seeds: every trainer
+    process started with --shard i/n gets the same shard the demo would give it.
+    """
+    from consensus.useful_work.data import load_dataset, shard_non_iid, split_held_out
+    split = split_held_out(*load_dataset(dataset), fraction=0.25, seed=1)
+    shards = shard_non_iid(split.train_features, split.train_labels, trainers, 2, seed=2, iid_fraction=0.3)
+    return split, shards
 
 
 def update_blob(delta: Mapping[str, torch.Tensor]) -> bytes:

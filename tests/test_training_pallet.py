@@ -22,7 +22,7 @@ def config(**changes) -> TaskConfig:
     values = dict(spec=ModelSpec("mlp", (64, 32, 10)), initial_model=H("model-0"), metric=training.METRIC_LOSS,
                   held_out=H("held-out"), held_out_size=300, held_out_subset=100,
                   sealed_keys=(SealedKey(ALICE.public, b"k" * 80),), reward_per_round=REWARD, rounds=2,
-                  commit_blocks=3, reveal_blocks=3, min_improvement_ppm=1_000, max_update_bytes=10**6,
+                  commit_blocks=3, reveal_blocks=3, min_improvement_ppm=1_000, min_relative_ppm=0, max_update_bytes=10**6,
                   max_update_norm=2**26, bond=BOND, aggregation=0, trim=0)
     values.update(changes)
     return TaskConfig(**values)
@@ -259,3 +259,14 @@ def test_an_update_revealed_in_an_earlier_round_cannot_be_revealed_again(chain):
     built = chain.author_block([reveal(chain, BOB, bob_update, round=1)])  # block 11: reveal window of round 1
     assert outcome(built).error.name == "UpdateAlreadyRevealed"
     assert training.RoundReveals.get(chain.overlay(), (0, 1)) == ()
+
+
+def test_an_update_far_below_the_rounds_median_contribution_is_not_accepted():
+    ok = training.UPDATE_OK
+    candidate = loss(1_000_000)
+    scores = [UpdateScore(H(name), ok, loss(1_000_000 + gain))
+              for name, gain in (("a", 100_000), ("b", 80_000), ("c", 60_000), ("lucky noise", 5_000))]
+    relative = config(min_improvement_ppm=1, min_relative_ppm=100_000)  # a tenth of the median (60,000)
+    assert training.accepted_updates(relative, candidate, scores) == sorted([H("a"), H("b"), H("c")])
+    absolute_only = config(min_improvement_ppm=1, min_relative_ppm=0)
+    assert H("lucky noise") in training.accepted_updates(absolute_only, candidate, scores)

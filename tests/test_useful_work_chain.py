@@ -81,7 +81,7 @@ def run_round(author: Node, follower: Node, *, tamper=None) -> tuple:
             node.service.blobs.put(_hash(data), data, now_block=0)
     config = TaskConfig(ModelSpec("mlp", (64, 32, 10)), base_model(MLP).model_hash, training.METRIC_LOSS,
                         _hash(ciphertext), len(ciphertext), 200, (SealedKey(ALICE.public, sealed[ALICE.public]),),
-                        10**15, 1, 2, 2, 1, 1 << 20, norm_to_fixed(50.0), 10**12, 0, 0)
+                        10**15, 1, 2, 2, 1, 0, 1 << 20, norm_to_fixed(50.0), 10**12, 0, 0)
     blocks = []
 
     def step(transactions=()):

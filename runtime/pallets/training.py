@@ -96,6 +96,7 @@ class TaskConfig:
     commit_blocks: BlockNumber
     reveal_blocks: BlockNumber
     min_improvement_ppm: PartsPerMillion  # least contribution an accepted update makes, in the metric's ppm
+    min_relative_ppm: PartsPerMillion  # ... and at least this share of the round's median positive contribution
     max_update_bytes: codec.U32
     max_update_norm: codec.U64  # L2 bound of an update in fixed point (2**24 is 1.0)
     bond: Balance
@@ -396,10 +397,18 @@ def contributions(metric: int, candidate: Score | None, scores) -> dict[bytes, i
 
 def accepted_updates(config: TaskConfig, candidate: Score | None, scores) -> list[bytes]:
     """The acceptance rule, shared by the runtime, the author and every verifying validator:
-    the sound updates whose contribution reaches the task's minimum (at least 1 ppm), by hash."""
-    minimum = max(config.min_improvement_ppm, 1)
-    return sorted(update for update, gain in contributions(config.metric, candidate, scores).items()
-                  if gain >= minimum)
+    the sound updates whose contribution reaches the task's minimum (at least 1 ppm) and the
+    task's share of the round's median positive contribution, by hash.
+
+    The relative bar is what keeps random updates out: an honest update moves the aggregate
+    along the loss's slope, noise of the same norm moves it mostly across (in a model of d
+    weights, about 1/sqrt(d) as much), so its contribution is a lucky fraction of an honest one.
+    """
+    gains = contributions(config.metric, candidate, scores)
+    positive = sorted(gain for gain in gains.values() if gain > 0)
+    relative = positive[(len(positive) - 1) // 2] * config.min_relative_ppm // 1_000_000 if positive else 0
+    minimum = max(config.min_improvement_ppm, relative, 1)
+    return sorted(update for update, gain in gains.items() if gain >= minimum)
 
 
 def _task(ctx: BlockContext, task_id: int) -> Task:
@@ -423,8 +432,8 @@ def _check_config(config: TaskConfig) -> None:
         problems.append(f"between 1 and {MAX_SEALED_KEYS} sealed keys of at most 256 bytes")
     if config.reward_per_round == 0 or config.max_update_bytes == 0 or config.held_out_size == 0:
         problems.append("reward_per_round, max_update_bytes and held_out_size must be positive")
-    if config.min_improvement_ppm > 1_000_000:
-        problems.append("min_improvement_ppm is parts per million (at most 1000000)")
+    if config.min_improvement_ppm > 1_000_000 or config.min_relative_ppm > 1_000_000:
+        problems.append("min_improvement_ppm and min_relative_ppm are parts per million (at most 1000000)")
     if not 0 < config.held_out_subset <= MAX_SUBSET or config.max_update_norm == 0:
         problems.append(f"held_out_subset must be 1..{MAX_SUBSET} and max_update_norm positive")
     if config.trim and config.aggregation != 1:

@@ -9,8 +9,9 @@ digits), on one core (torch single-threaded, as the verifier always runs):
     verify_ms         decode + sanity checks + apply + evaluate one update on the
                       round's held-out subset (UsefulWorkVerifier.score_update, no cache)
     verify_over_train verify_ms / train_ms (the goal: <= 0.05 for MLP and CNN)
-    round_ms          a whole round with one update per shard (score_round, then
-                      aggregate_round over all usable updates: fixed-point aggregation,
+    round_ms          a whole round as the chain measures it, with one update per shard
+                      (measure_round: the base, the candidate and one leave-one-out
+                      aggregate per update, then aggregate_round over all of them: fixed-point aggregation,
                       model hash, the new model's score), per update
     updates_per_s     1000 / verify_ms: updates one core verifies per second
     epochs_for_goal   the local epochs per update at which verify_over_train reaches 0.05
@@ -93,8 +94,8 @@ def bench_architecture(name: str, args: argparse.Namespace) -> dict:
 
     def run_round() -> None:
         verifier = UsefulWorkVerifier()  # a validator meeting the round for the first time
-        scores = verifier.score_round(rules, base, submissions, held_out, seed)
-        verifier.aggregate_round(rules, base, submissions, list(scores.updates), held_out, seed)
+        measured = verifier.measure_round(rules, base, submissions, held_out, seed)
+        verifier.aggregate_round(rules, base, submissions, list(measured.without), held_out, seed)
 
     round_ms = median_ms(run_round, max(3, args.repeats // 5)) / len(submissions)
     return {
