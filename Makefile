@@ -1,5 +1,5 @@
 # Two entry points, each installs everything first (see README):
-#   make run   - set up, then build a chain and import blocks of transfers
+#   make run   - set up, then federated training through a dev node (scripts/demo.py)
 #   make test  - set up, then run the whole test suite
 PYTHON ?= python3
 VENV   := .venv
@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 run: install
-	$(PY) -m node.demo_chain $(ARGS)
+	$(PY) scripts/demo.py $(ARGS)
 
 test: install
 	$(PY) -m pytest $(ARGS)

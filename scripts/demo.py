@@ -6,7 +6,7 @@ temporary base path unless `--base-path`), then on 127.0.0.1:
 
   * the task creator (Alice) holds back a quarter of scikit-learn's digits as the
     held-out set, encrypts it to the validators and creates a task for an MLP;
-  * five trainers each get a non-IID shard of the rest (mostly two classes) and
+  * five trainers each get a non-IID shard of the rest (70% two classes) and
     follow the task round by round (scripts/trainer.py's Trainer, one thread each);
   * the node's author measures every round on the held-out subset the chain picks,
     accepts the updates that improve the aggregate and pays them.
@@ -46,14 +46,13 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from consensus.useful_work import ModelSpec, build_model, state_of  # noqa: E402
-from consensus.useful_work.data import load_dataset, shard_non_iid, split_held_out  # noqa: E402
 from consensus.useful_work.train import train_local  # noqa: E402
 from consensus.useful_work.updates import apply_update  # noqa: E402
 from rpc.client import Client, RpcClientError  # noqa: E402
 from runtime import crypto  # noqa: E402
 from runtime.pallets import balances  # noqa: E402
 from scripts._tasks import (  # noqa: E402
-    ChainAccount, TaskError, TaskOptions, download_model, get_task, publish_task, score_on, unhex, wait_until,
+    ChainAccount, TaskError, TaskOptions, demo_data, download_model, get_task, publish_task, score_on, unhex, wait_until,
 )
 from scripts.trainer import BEHAVIOURS, Trainer, TrainerOptions  # noqa: E402
 
@@ -119,8 +118,7 @@ def say(text: str, quiet: bool) -> None:
 def run_demo(args: argparse.Namespace, base: Path) -> dict:
     quiet = args.json_only
     torch.set_num_threads(1)  # trainers share this process; the node has its own
-    split = split_held_out(*load_dataset("digits"), fraction=0.25, seed=1)
-    shards = shard_non_iid(split.train_features, split.train_labels, args.trainers, 2, seed=2, iid_fraction=0.2)
+    split, shards = demo_data("digits", args.trainers)
     initial = state_of(build_model(SPEC, 0))
     options = TrainerOptions(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr)
 
@@ -137,7 +135,7 @@ def run_demo(args: argparse.Namespace, base: Path) -> dict:
             for key in keys:
                 alice.send(balances.transfer(key.public, 100 * PLANCK * 10))
             task_id = publish_task(alice, SPEC, initial, split.held_out_features, split.held_out_labels,
-                                   TaskOptions(rounds=args.rounds))
+                                   TaskOptions(rounds=args.rounds, held_out_subset=args.subset))
             trainers = []
             for i, (key, (features, labels)) in enumerate(zip(keys, shards)):
                 behaviour = name if (name != "honest" and i == args.trainers - 1) else "honest"
@@ -272,6 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--epochs", type=int, default=2, help="local epochs per round (default 2)")
     parser.add_argument("--lr", type=float, default=0.5)
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--subset", type=int, default=384,
+                        help="held-out examples each round is scored on (default 384 of the 450 held out)")
     parser.add_argument("--base-path", type=Path, help="keep the node's data here (default: a temporary directory)")
     parser.add_argument("--html", default="gradchain-demo.html", help="explorer page to write ('' for none)")
     parser.add_argument("--timeout", type=float, default=900, help="give up after this many seconds")

@@ -46,8 +46,8 @@ from runtime import crypto  # noqa: E402
 from runtime.hashing import blake2b_256  # noqa: E402
 from runtime.pallets import training  # noqa: E402
 from scripts._tasks import (  # noqa: E402
-    ChainAccount, TaskError, TaskView, best_number, download_model, get_task, round_summary, round_updates, unhex,
-    update_blob,
+    ChainAccount, TaskError, TaskView, best_number, demo_data, download_model, get_task, round_summary, round_updates,
+    unhex, update_blob,
 )
 
 BEHAVIOURS = ("honest", "copy", "noise", "poison", "stale")
@@ -270,15 +270,12 @@ def load_data(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor]:
         if features.dim() != 2 or labels.dim() != 1 or features.shape[0] != labels.shape[0] or not len(labels):
             raise TaskError(f"{args.data}: needs features [n, d] and labels [n] with n > 0")
         return features, labels
-    from consensus.useful_work.data import load_dataset, shard_non_iid, split_held_out
     try:
         index, count = (int(part) for part in args.shard.split("/"))
         assert 1 <= index <= count
     except (ValueError, AssertionError):
         raise TaskError(f"--shard must be i/n with 1 <= i <= n, not {args.shard!r}") from None
-    split = split_held_out(*load_dataset(args.dataset), fraction=0.25, seed=1)
-    shards = shard_non_iid(split.train_features, split.train_labels, count, 2, seed=2, iid_fraction=0.2)
-    return shards[index - 1]
+    return demo_data(args.dataset, count)[1][index - 1]
 
 
 def build_parser() -> argparse.ArgumentParser:
