@@ -8,6 +8,8 @@
     python scripts/wallet.py transfer FROM TO AMOUNT [--keep-alive] [--tip N] [--watch]
     python scripts/wallet.py bond FROM AMOUNT / unbond FROM AMOUNT [--watch]
     python scripts/wallet.py watch [TX_HASH]                 follow a transaction to finalized
+    python scripts/wallet.py task create|watch|cancel|download ...   training tasks (scripts/wallet_tasks.py)
+    python scripts/wallet.py claim NAME                      pay out accrued training rewards
 
 Amounts: a whole number is planck; a decimal ("1.5") or "1.5 GRAD" is tokens, with the
 decimals of the node's system_properties. Every error is one line and exit code 2.
@@ -524,6 +526,8 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--depth", type=int, default=100, help="blocks back to search for TX_HASH")
     watch.add_argument("--timeout", type=float, default=120, help="seconds to wait")
     watch.set_defaults(handler=cmd_watch)
+    from scripts import wallet_tasks  # here, not at the top: it imports this module
+    wallet_tasks.add_commands(commands, options)
     return parser
 
 
