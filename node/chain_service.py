@@ -30,12 +30,14 @@ from node.txpool import PoolLimits, TransactionPool
 from runtime.crypto import Keypair
 from runtime.executive import Executive
 from runtime.genesis import GenesisConfig
+from runtime.pallets import training
 from runtime.state import Overlay
 from runtime.types import Block, Extrinsic
-from storage.blobs import BlobStore
+from storage.blobs import DEFAULT_GRACE_BLOCKS, BlobStore
 from storage.chainstore import ChainStore
 
 log = structlog.get_logger("chain")
+BLOB_GC_INTERVAL = 50  # blocks
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,8 @@ class ChainService(Service):
 
     def __init__(self, config: GenesisConfig, paths: ChainPaths, *, pruning: int | None = 256,
                  metrics: NodeMetrics | None = None, clock: Any = None, finalize_own_blocks: bool = False,
-                 pool_limits: PoolLimits | None = None, validator_key: Keypair | None = None) -> None:
+                 pool_limits: PoolLimits | None = None, validator_key: Keypair | None = None,
+                 blob_grace_blocks: int = DEFAULT_GRACE_BLOCKS) -> None:
         self.config = config
         self.paths = paths
         self.pruning = pruning
@@ -59,6 +62,7 @@ class ChainService(Service):
         self.finalize_own_blocks = finalize_own_blocks
         self.pool_limits = pool_limits or PoolLimits()
         self.validator_key = validator_key  # measures and checks useful work for the tasks sealed to it
+        self.blob_grace_blocks = blob_grace_blocks  # unreferenced blobs older than this are collected
         self.work: RoundWork | None = None
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chain")
         self.store: ChainStore | None = None
@@ -217,7 +221,18 @@ class ChainService(Service):
         log.error("useful-work report does not reproduce: block will not be finalized",
                   number=block.header.number, hash=block.hash.hex()[:16], reasons=verdict.reasons)
 
+    def _collect_blobs(self, block: Block) -> None:
+        """Every GC_INTERVAL blocks, drop blobs no task refers to once they are past the grace period."""
+        number = block.header.number
+        if number % BLOB_GC_INTERVAL:
+            return
+        referenced = training.referenced_blobs(Overlay(self.store.state_view(block.hash)))
+        deleted = self.blobs.collect_garbage(referenced, now_block=number, grace_blocks=self.blob_grace_blocks)
+        if deleted:
+            log.info("collected unreferenced blobs", deleted=deleted, kept_bytes=self.blobs.total_bytes)
+
     def _after_new_best(self, block: Block, invalid: list[bytes]) -> None:
+        self._collect_blobs(block)
         if invalid:
             self.pool.remove_invalid(invalid)
         self.pool.on_block_imported(number=block.header.number, included=[x.hash for x in block.extrinsics])

@@ -177,3 +177,18 @@ def test_a_node_without_a_sealed_key_skips_the_round_and_says_why(nodes, tmp_pat
     verdict = outsider.verify_block(Overlay(follower.store.state_view(parent.hash)), parent, report_block)
     assert verdict.ok and verdict.checked == 0
     assert verdict.skipped == ["task 0 round 0: the held-out key is not sealed to this validator"]
+
+
+def test_blobs_no_task_refers_to_are_collected_after_the_grace_period(nodes):
+    author, follower = nodes
+    report_block, _, updates = run_round(author, follower)
+    blobs = author.service.blobs
+    stray = b"an upload nobody revealed" * 10
+    blobs.put(_hash(stray), stray, now_block=report_block.header.number)
+    task = training.Tasks.get(Overlay(author.store.state_view(report_block.hash)), 0)
+    kept = [task.model, task.config.initial_model, task.config.held_out, *updates]
+    author.service.blob_grace_blocks = 5
+    while author.store.best_header().number < 50:  # collection runs every 50 blocks
+        author.author()
+    assert blobs.get(_hash(stray)) is None
+    assert all(blobs.get(blob_hash) is not None for blob_hash in kept)

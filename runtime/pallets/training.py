@@ -382,6 +382,21 @@ def reports_due(state, number: int) -> list[tuple[int, Task]]:
     return due
 
 
+def referenced_blobs(state) -> set[bytes]:
+    """Every blob hash the tasks refer to: models, held-out sets and revealed updates (the audit trail).
+    The node's blob store keeps these and collects the rest after a grace period."""
+    referenced: set[bytes] = set()
+    for task_id in range(NextTaskId.get(state)):
+        task = Tasks.get(state, task_id)
+        referenced.update((bytes(task.config.initial_model), bytes(task.model), bytes(task.config.held_out)))
+        for round_number in range(task.round + 1):
+            referenced.update(bytes(h) for h in RoundReveals.get(state, (task_id, round_number)))
+            version = ModelVersions.get(state, (task_id, round_number))
+            if version is not None:
+                referenced.add(bytes(version.model))
+    return referenced
+
+
 def metric_value(metric: int, score: Score) -> int:
     """Higher is better: accuracy in ppm, or minus the loss in ppm."""
     return score.accuracy_ppm if metric == METRIC_ACCURACY else -score.loss_ppm
