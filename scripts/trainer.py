@@ -17,7 +17,7 @@ trainer reveals what it committed. It stops when the task ends.
 
 `--behaviour` makes it an adversary, for demos and tests:
     copy    commits to nothing of its own, then reveals another trainer's update
-    noise   submits random noise with the norm of an honest update
+    noise   submits random noise (`--noise-scale` times an honest update's norm)
     poison  submits its honest update sign-flipped and scaled (`--poison-scale`)
     stale   resubmits an update revealed in an earlier round
 """
@@ -62,6 +62,7 @@ class TrainerOptions:
     momentum: float = 0.0
     behaviour: str = "honest"
     poison_scale: float = 10.0
+    noise_scale: float = 1.0  # the noise's norm, in honest updates' norms
     seed: int = 0
     poll_seconds: float = 0.3
 
@@ -183,9 +184,10 @@ class Trainer:
         if behaviour == "noise":
             generator = torch.Generator().manual_seed(self.options.seed * 7 + task.round)
             noise = {n: torch.randn(t.shape, generator=generator) for n, t in delta.items()}
-            scale = norm / float(torch.sqrt(sum((t.double() ** 2).sum() for t in noise.values())))
+            target = self.options.noise_scale * norm
+            scale = target / float(torch.sqrt(sum((t.double() ** 2).sum() for t in noise.values())))
             delta = {n: (t * scale).to(torch.float32) for n, t in noise.items()}
-            return update_blob(delta), f"random noise of norm {norm:.3f}"
+            return update_blob(delta), f"random noise of norm {target:.3f}"
         if behaviour == "poison":
             delta = {n: (-self.options.poison_scale * t).to(torch.float32) for n, t in delta.items()}
             return update_blob(delta), f"sign-flipped x{self.options.poison_scale:g}, norm " \
@@ -294,6 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--momentum", type=float, default=0.0)
     parser.add_argument("--behaviour", choices=BEHAVIOURS, default="honest", help="an adversary for demos and tests")
     parser.add_argument("--poison-scale", type=float, default=10.0)
+    parser.add_argument("--noise-scale", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--state", type=Path, help="progress file (default: ./trainer-<task>-<account>.json)")
     return parser
@@ -311,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
         address = crypto.encode_address(keypair.public, 42)
         state = args.state or Path(f"trainer-{args.task}-{address[:10]}.json")
         options = TrainerOptions(args.epochs, args.batch_size, args.lr, args.momentum, args.behaviour,
-                                 args.poison_scale, args.seed)
+                                 args.poison_scale, args.noise_scale, args.seed)
         trainer = Trainer(client, keypair, args.task, features, labels, options, state_path=state,
                           say=lambda line: print(f"[{address[:8]}] {line}", flush=True))
         print(f"trainer {address} on task {args.task}: {labels.shape[0]} examples, behaviour {args.behaviour}",

@@ -261,12 +261,12 @@ def test_an_update_revealed_in_an_earlier_round_cannot_be_revealed_again(chain):
     assert training.RoundReveals.get(chain.overlay(), (0, 1)) == ()
 
 
-def test_an_update_far_below_the_rounds_median_contribution_is_not_accepted():
+def test_an_update_far_below_the_rounds_best_contribution_is_not_accepted():
     ok = training.UPDATE_OK
     candidate = loss(1_000_000)
     scores = [UpdateScore(H(name), ok, loss(1_000_000 + gain))
-              for name, gain in (("a", 100_000), ("b", 80_000), ("c", 60_000), ("lucky noise", 5_000))]
-    relative = config(min_improvement_ppm=1, min_relative_ppm=100_000)  # a tenth of the median (60,000)
+              for name, gain in (("a", 100_000), ("b", 80_000), ("c", 31_000), ("lucky noise", 29_000))]
+    relative = config(min_improvement_ppm=1, min_relative_ppm=300_000)  # 30% of the best (100,000)
     assert training.accepted_updates(relative, candidate, scores) == sorted([H("a"), H("b"), H("c")])
     absolute_only = config(min_improvement_ppm=1, min_relative_ppm=0)
     assert H("lucky noise") in training.accepted_updates(absolute_only, candidate, scores)

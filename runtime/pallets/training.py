@@ -96,7 +96,7 @@ class TaskConfig:
     commit_blocks: BlockNumber
     reveal_blocks: BlockNumber
     min_improvement_ppm: PartsPerMillion  # least contribution an accepted update makes, in the metric's ppm
-    min_relative_ppm: PartsPerMillion  # ... and at least this share of the round's median positive contribution
+    min_relative_ppm: PartsPerMillion  # ... and at least this share of the round's largest contribution
     max_update_bytes: codec.U32
     max_update_norm: codec.U64  # L2 bound of an update in fixed point (2**24 is 1.0)
     bond: Balance
@@ -413,15 +413,17 @@ def contributions(metric: int, candidate: Score | None, scores) -> dict[bytes, i
 def accepted_updates(config: TaskConfig, candidate: Score | None, scores) -> list[bytes]:
     """The acceptance rule, shared by the runtime, the author and every verifying validator:
     the sound updates whose contribution reaches the task's minimum (at least 1 ppm) and the
-    task's share of the round's median positive contribution, by hash.
+    task's share of the round's largest contribution, by hash.
 
-    The relative bar is what keeps random updates out: an honest update moves the aggregate
-    along the loss's slope, noise of the same norm moves it mostly across (in a model of d
-    weights, about 1/sqrt(d) as much), so its contribution is a lucky fraction of an honest one.
+    The relative bar is what keeps random updates out. An honest update moves the aggregate
+    along the loss's slope; noise of the same norm moves it mostly across (in a model of d
+    weights, about 1/sqrt(d) as much along it) and pays for its curvature, so when it lowers
+    the held-out loss at all, by luck, it is by a small fraction of what the best update does
+    (at most 15% over 12 rounds of the digits demo, mostly under 6%).
     """
     gains = contributions(config.metric, candidate, scores)
-    positive = sorted(gain for gain in gains.values() if gain > 0)
-    relative = positive[(len(positive) - 1) // 2] * config.min_relative_ppm // 1_000_000 if positive else 0
+    best = max(gains.values(), default=0)
+    relative = best * config.min_relative_ppm // 1_000_000 if best > 0 else 0
     minimum = max(config.min_improvement_ppm, relative, 1)
     return sorted(update for update, gain in gains.items() if gain >= minimum)
 
