@@ -18,6 +18,9 @@ the same number of epochs (the baseline), and writes the explorer's HTML page.
 
     python scripts/demo.py [--rounds 12] [--trainers 5] [--scenarios honest,poison] [--json]
 
+Accuracy is reported on the task's whole held-out set (the chain scores rounds on
+subsets of it) and on a test set that neither the chain nor the baseline ever sees.
+
 `--scenarios` runs one task per scenario side by side on the same chain: `honest`
 (all trainers honest) or an adversary's behaviour (`copy`, `noise`, `poison`,
 `stale`: the last trainer of that task misbehaves). With `--json` the last line
@@ -118,7 +121,7 @@ def say(text: str, quiet: bool) -> None:
 def run_demo(args: argparse.Namespace, base: Path) -> dict:
     quiet = args.json_only
     torch.set_num_threads(1)  # trainers share this process; the node has its own
-    split, shards = demo_data("digits", args.trainers)
+    split, shards, test = demo_data("digits", args.trainers)
     initial = state_of(build_model(SPEC, 0))
     options = TrainerOptions(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr)
 
@@ -151,16 +154,16 @@ def run_demo(args: argparse.Namespace, base: Path) -> dict:
                 threads.append(thread)
             say(f"task {task_id} ({name}): {args.rounds} rounds, {args.trainers} trainers"
                 + (f", trainer {args.trainers} behaves '{name}'" if adversary else ""), quiet)
-        baseline = _baseline(split, shards, args)
+        baseline, baseline_test = _baseline(split, shards, test, args)
         say(f"centralized baseline ({args.rounds * args.epochs} epochs on the union of the trainers' data): "
-            f"accuracy {baseline:.4f}", quiet)
-        say(f"{'task':<9}{'round':>5}{'revealed':>10}{'accepted':>10}{'rejected':>10}{'accuracy':>10}"
+            f"held-out accuracy {baseline:.4f}, test accuracy {baseline_test:.4f}", quiet)
+        say(f"{'task':<9}{'round':>5}{'revealed':>10}{'accepted':>10}{'rejected':>10}{'accuracy':>10}{'test':>8}"
             f"{'paid (GRAD)':>14}", quiet)
-        _follow(node.client, scenarios, split, args, quiet)
+        _follow(node.client, scenarios, split, test, args, quiet)
         html_path = _write_html(node.client, scenarios[0], baseline, args)
         if html_path:
             say(f"explorer page: {html_path}", quiet)
-        return _summary(node.client, scenarios, baseline, html_path, quiet)
+        return _summary(node.client, scenarios, (baseline, baseline_test), html_path, quiet)
     finally:
         stop.set()
         for thread in threads:
@@ -175,21 +178,23 @@ def _run_trainer(trainer: Trainer, stop: threading.Event) -> None:
         trainer.say(f"stopped: {type(error).__name__}: {error}")
 
 
-def _baseline(split, shards, args) -> float:
+def _baseline(split, shards, test, args) -> tuple[float, float]:
+    """(held-out, test) accuracy of the MLP trained centrally on the union of the shards, same epochs."""
     features = torch.cat([f for f, _ in shards])
     labels = torch.cat([l for _, l in shards])
     initial = state_of(build_model(SPEC, 0))
     delta = train_local(SPEC, initial, features, labels, epochs=args.rounds * args.epochs,
                         batch_size=args.batch_size, lr=args.lr, seed=0)
-    scores = score_on(SPEC, apply_update(initial, delta), split.held_out_features, split.held_out_labels)
-    return scores.accuracy_ppm / 1e6
+    model = apply_update(initial, delta)
+    return (score_on(SPEC, model, split.held_out_features, split.held_out_labels).accuracy_ppm / 1e6,
+            score_on(SPEC, model, *test).accuracy_ppm / 1e6)
 
 
-def _follow(client: Client, scenarios: list[Scenario], split, args, quiet: bool) -> None:
+def _follow(client: Client, scenarios: list[Scenario], split, test, args, quiet: bool) -> None:
     """Print each round as it closes, until every task has ended."""
     deadline = time.monotonic() + args.timeout
     pending = {s.task_id for s in scenarios}
-    models: dict[bytes, float] = {}
+    models: dict[bytes, tuple[float, float]] = {}
     while pending:
         if time.monotonic() > deadline:
             raise TaskError(f"the tasks did not finish within {args.timeout} s")
@@ -199,19 +204,22 @@ def _follow(client: Client, scenarios: list[Scenario], split, args, quiet: bool)
                 model = unhex(summary["model"])
                 if model not in models:
                     weights = download_model(client, SPEC, model)
-                    models[model] = score_on(SPEC, weights, split.held_out_features,
-                                             split.held_out_labels).accuracy_ppm / 1e6
+                    models[model] = (score_on(SPEC, weights, split.held_out_features,
+                                              split.held_out_labels).accuracy_ppm / 1e6,
+                                     score_on(SPEC, weights, *test).accuracy_ppm / 1e6)
                 updates = client.call("training_updates", scenario.task_id, summary["round"])
                 row = {"task": scenario.task_id, "scenario": scenario.name, "round": summary["round"],
                        "revealed": summary["revealed"], "accepted": summary["accepted"],
                        "rejected": summary["revealed"] - summary["accepted"],
                        "slashed": sum(1 for u in updates if u.get("status", 0) != 0),
-                       "adopted": summary["adopted"], "accuracy": models[model],
+                       "adopted": summary["adopted"], "accuracy": models[model][0],
+                       "test_accuracy": models[model][1],
                        "subset_accuracy": (summary["model_score"] or summary["base"])["accuracy_ppm"] / 1e6,
                        "paid": int(summary["paid"])}
                 scenario.rounds.append(row)
                 say(f"{scenario.name:<9}{row['round']:>5}{row['revealed']:>10}{row['accepted']:>10}"
-                    f"{row['rejected']:>10}{row['accuracy']:>10.4f}{row['paid'] / PLANCK:>14,.2f}"
+                    f"{row['rejected']:>10}{row['accuracy']:>10.4f}{row['test_accuracy']:>8.4f}"
+                    f"{row['paid'] / PLANCK:>14,.2f}"
                     + ("" if row["adopted"] else "  (model kept)"), quiet)
             task = get_task(client, scenario.task_id)
             if task is not None and not task.active:
@@ -233,15 +241,20 @@ def _write_html(client: Client, scenario: Scenario, baseline: float, args) -> st
     return str(path)
 
 
-def _summary(client: Client, scenarios: list[Scenario], baseline: float, html_path: str | None, quiet: bool) -> dict:
+def _summary(client: Client, scenarios: list[Scenario], baselines: tuple[float, float], html_path: str | None,
+             quiet: bool) -> dict:
+    baseline, baseline_test = baselines
     earned = {unhex(row["account"]): int(row["earned"]) for row in client.call("training_leaderboard")}
-    result: dict = {"baseline_accuracy": baseline, "scenarios": {}, "html": html_path}
+    result: dict = {"baseline_accuracy": baseline, "baseline_test_accuracy": baseline_test, "scenarios": {},
+                    "html": html_path}
     say("\nsummary", quiet)
-    say(f"{'scenario':<10}{'final accuracy':>16}{'vs baseline':>13}{'rounds':>8}{'adversary earned':>18}"
-        f"{'adversary slashed':>19}", quiet)
+    say(f"{'scenario':<10}{'final accuracy':>16}{'vs baseline':>13}{'test':>8}{'vs baseline':>13}{'rounds':>8}"
+        f"{'adversary earned':>18}{'adversary slashed':>19}", quiet)
     for scenario in scenarios:
         final = scenario.rounds[-1]["accuracy"] if scenario.rounds else 0.0
+        final_test = scenario.rounds[-1]["test_accuracy"] if scenario.rounds else 0.0
         summary = {"task": scenario.task_id, "final_accuracy": final, "ratio_to_baseline": final / baseline,
+                   "final_test_accuracy": final_test, "test_ratio_to_baseline": final_test / baseline_test,
                    "rounds": scenario.rounds,
                    "trainers_earned": {crypto.encode_address(a, 42): earned.get(a, 0) for a in scenario.accounts},
                    "paid": sum(r["paid"] for r in scenario.rounds)}
@@ -251,12 +264,15 @@ def _summary(client: Client, scenarios: list[Scenario], baseline: float, html_pa
             summary.update(adversary=adversary, adversary_earned=earned.get(scenario.adversary, 0),
                            adversary_slashed=sum(1 for r in mine if r["status"] in ("missing", "malformed")))
         result["scenarios"][scenario.name] = summary
-        say(f"{scenario.name:<10}{final:>16.4f}{final / baseline:>13.3f}{len(scenario.rounds):>8}"
+        say(f"{scenario.name:<10}{final:>16.4f}{final / baseline:>13.3f}{final_test:>8.4f}"
+            f"{final_test / baseline_test:>13.3f}{len(scenario.rounds):>8}"
             f"{summary.get('adversary_earned', 0) / PLANCK:>18,.2f}{summary.get('adversary_slashed', 0):>19}", quiet)
     first = result["scenarios"][scenarios[0].name]
-    result.update(final_accuracy=first["final_accuracy"], rounds=first["rounds"])
-    say(f"\nthe chain's model reached {first['final_accuracy']:.4f} held-out accuracy; the same MLP trained "
-        f"centrally reached {baseline:.4f} (ratio {first['final_accuracy'] / baseline:.3f})", quiet)
+    result.update(final_accuracy=first["final_accuracy"], final_test_accuracy=first["final_test_accuracy"],
+                  rounds=first["rounds"])
+    say(f"\nthe chain's model reached {first['final_accuracy']:.4f} held-out accuracy "
+        f"({first['final_test_accuracy']:.4f} on the test set nobody trained or chose models on); the same MLP "
+        f"trained centrally reached {baseline:.4f} ({baseline_test:.4f})", quiet)
     return result
 
 
@@ -271,7 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lr", type=float, default=0.5)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--subset", type=int, default=384,
-                        help="held-out examples each round is scored on (default 384 of the 450 held out)")
+                        help="held-out examples each round is scored on (default 384: all 360 held out; a "
+                             "smaller subset is drawn afresh each round from the chain's seed)")
     parser.add_argument("--base-path", type=Path, help="keep the node's data here (default: a temporary directory)")
     parser.add_argument("--html", default="gradchain-demo.html", help="explorer page to write ('' for none)")
     parser.add_argument("--timeout", type=float, default=900, help="give up after this many seconds")

@@ -43,7 +43,8 @@ pytestmark = pytest.mark.slow
 
 def test_the_demo_prints_a_table_per_round_and_ends_with_the_figures(demo):
     figures, _, stdout, html = demo
-    assert {"final_accuracy", "baseline_accuracy", "rounds", "scenarios"} <= set(figures)
+    assert {"final_accuracy", "baseline_accuracy", "final_test_accuracy", "baseline_test_accuracy", "rounds",
+            "scenarios"} <= set(figures)
     assert len(figures["rounds"]) == ROUNDS
     assert "round" in stdout and "summary" in stdout and "centralized baseline" in stdout
     page = html.read_text()
@@ -54,6 +55,8 @@ def test_honest_trainers_reach_95_percent_of_the_centralized_baseline(demo):
     figures, *_ = demo
     assert figures["baseline_accuracy"] > 0.9
     assert figures["final_accuracy"] >= 0.95 * figures["baseline_accuracy"], figures
+    # and on the test set that neither the chain (which picks models on its held-out set) nor the baseline saw
+    assert figures["final_test_accuracy"] >= 0.95 * figures["baseline_test_accuracy"], figures
 
 
 @pytest.mark.parametrize("behaviour", SCENARIOS[1:])

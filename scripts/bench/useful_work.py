@@ -9,6 +9,7 @@ digits), on one core (torch single-threaded, as the verifier always runs):
     verify_ms         decode + sanity checks + apply + evaluate one update on the
                       round's held-out subset (UsefulWorkVerifier.score_update, no cache)
     verify_over_train verify_ms / train_ms (the goal: <= 0.05 for MLP and CNN)
+    round_over_train  round_ms / train_ms: what the chain's leave-one-out check costs per update
     round_ms          a whole round as the chain measures it, with one update per shard
                       (measure_round: the base, the candidate and one leave-one-out
                       aggregate per update, then aggregate_round over all of them: fixed-point aggregation,
@@ -108,6 +109,7 @@ def bench_architecture(name: str, args: argparse.Namespace) -> dict:
         "verify_ms": round(verify_ms, 3),
         "verify_over_train": round(verify_ms / train_ms, 4),
         "round_ms_per_update": round(round_ms, 3),
+        "round_over_train": round(round_ms / train_ms, 4),
         "updates_per_s_per_core": round(1000 / verify_ms, 1),
         "epochs_for_goal": math.ceil(verify_ms / (GOAL * train_ms / args.epochs)),
     }
@@ -119,7 +121,7 @@ def print_table(results: dict[str, dict]) -> None:
 
     table = Table(title="useful work: verify one update vs produce it (1 core)")
     columns = ["architecture", "dataset", "params", "shard", "subset", "epochs", "train ms", "verify ms",
-               "verify/train", "round ms/update", "updates/s/core", "epochs for 5%"]
+               "verify/train", "round ms/update", "round/train", "updates/s/core", "epochs for 5%"]
     for column in columns:
         table.add_column(column, justify="left" if column in ("architecture", "dataset") else "right", no_wrap=True)
     for name, row in results.items():
@@ -128,7 +130,8 @@ def print_table(results: dict[str, dict]) -> None:
         table.add_row(name, row["dataset"], str(row["parameters"]), str(row["shard_examples"]),
                       str(row["subset_examples"]), str(row["epochs"]), f"{row['train_ms']:.2f}",
                       f"{row['verify_ms']:.2f}", f"[{style}]{ratio:.3f}[/{style}]",
-                      f"{row['round_ms_per_update']:.2f}", f"{row['updates_per_s_per_core']:.0f}",
+                      f"{row['round_ms_per_update']:.2f}", f"{row['round_over_train']:.3f}",
+                      f"{row['updates_per_s_per_core']:.0f}",
                       str(row["epochs_for_goal"]))
     Console(width=180).print(table)
 
