@@ -152,23 +152,20 @@ class ChainFacade:
         return await self.chain.call(read)
 
     async def model_versions(self, task_id: int) -> list[tuple[int, Any]]:
-        def read() -> list[tuple[int, Any]]:
-            overlay = self._overlay(None)
-            task = training.Tasks.get(overlay, task_id)
-            if task is None:
-                return []
-            versions = ((r, training.ModelVersions.get(overlay, (task_id, r))) for r in range(task.round + 1))
-            return [(r, v) for r, v in versions if v is not None]
-        return await self.chain.call(read)
+        return await self._per_round(task_id, training.ModelVersions)
 
     async def rounds(self, task_id: int) -> list[tuple[int, Any]]:
+        return await self._per_round(task_id, training.Rounds)
+
+    async def _per_round(self, task_id: int, records) -> list[tuple[int, Any]]:
+        """(round, record) of a task's rounds that have one in `records` (a map keyed by (task, round))."""
         def read() -> list[tuple[int, Any]]:
             overlay = self._overlay(None)
             task = training.Tasks.get(overlay, task_id)
             if task is None:
                 return []
-            summaries = ((r, training.Rounds.get(overlay, (task_id, r))) for r in range(task.round + 1))
-            return [(r, summary) for r, summary in summaries if summary is not None]
+            found = ((r, records.get(overlay, (task_id, r))) for r in range(task.round + 1))
+            return [(r, record) for r, record in found if record is not None]
         return await self.chain.call(read)
 
     async def leaderboard(self, limit: int = 100) -> list[tuple[bytes, int]]:

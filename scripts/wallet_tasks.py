@@ -71,8 +71,10 @@ def add_commands(commands, transaction_options: Callable[[argparse.ArgumentParse
     create.add_argument("--subset", type=at_least(1), default=256, help="held-out examples scored per round")
     create.add_argument("--max-update-norm", type=float, default=8.0, help="L2 bound of an update (default 8.0)")
     create.add_argument("--max-update-bytes", type=at_least(1), help="default 1 MiB, or the model's size if larger")
-    create.add_argument("--min-improvement-ppm", type=int, default=1,
-                        help="least contribution (ppm of the metric) an accepted update makes (default 1)")
+    create.add_argument("--min-improvement-ppm", type=int,
+                        help="least contribution (ppm of the metric) an accepted update makes (default 500)")
+    create.add_argument("--min-relative-ppm", type=int,
+                        help="... and least share (ppm) of the round's best contribution (default 300000)")
     create.add_argument("--timeout", type=float, default=120, help="seconds to wait for the task to be created")
     create.set_defaults(handler=cmd_task_create)
 
@@ -218,12 +220,16 @@ def task_options(args: argparse.Namespace, session: Session, model_bytes: int) -
     from scripts._tasks import TaskOptions
 
     defaults = TaskOptions()
+    if args.min_improvement_ppm is None:
+        args.min_improvement_ppm = defaults.min_improvement_ppm
+    if args.min_relative_ppm is None:
+        args.min_relative_ppm = defaults.min_relative_ppm
     if args.trim and args.aggregation != "trimmed_mean":
         raise CliError("--trim is used by --aggregation trimmed_mean only")
     if not 0 <= args.trim <= 255:
         raise CliError("--trim must be 0..255")
-    if not 0 <= args.min_improvement_ppm <= 1_000_000:
-        raise CliError("--min-improvement-ppm is parts per million: 0..1000000")
+    if not 0 <= args.min_improvement_ppm <= 1_000_000 or not 0 <= args.min_relative_ppm <= 1_000_000:
+        raise CliError("--min-improvement-ppm and --min-relative-ppm are parts per million: 0..1000000")
     if args.subset > training.MAX_SUBSET:
         raise CliError(f"--subset is at most {training.MAX_SUBSET}")
     if not 0 < args.max_update_norm < 2**32:  # also refuses nan
@@ -236,7 +242,8 @@ def task_options(args: argparse.Namespace, session: Session, model_bytes: int) -
     return TaskOptions(
         reward_per_round=session.amount(args.reward_per_round), rounds=args.rounds,
         commit_blocks=args.commit_blocks, reveal_blocks=args.reveal_blocks,
-        min_improvement_ppm=args.min_improvement_ppm, metric=args.metric, aggregation=args.aggregation,
+        min_improvement_ppm=args.min_improvement_ppm, min_relative_ppm=args.min_relative_ppm,
+        metric=args.metric, aggregation=args.aggregation,
         trim=args.trim, held_out_subset=args.subset, max_update_bytes=max_update_bytes,
         max_update_norm=args.max_update_norm, bond=bond)
 

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import time
+
 import pytest
 import torch
 
@@ -78,6 +80,33 @@ def test_deterministic_torch_restores_the_callers_settings():
         torch.set_num_threads(2)
         with deterministic_torch():
             assert torch.get_num_threads() == 1 and torch.are_deterministic_algorithms_enabled()
+        assert torch.get_num_threads() == 2 and not torch.are_deterministic_algorithms_enabled()
+    finally:
+        torch.set_num_threads(previous)
+
+
+def test_overlapping_users_on_two_threads_leave_the_callers_settings_as_they_were():
+    """Thread A enters, B enters, A leaves, B leaves: per-thread save/restore would leave
+    deterministic algorithms switched on (B saved A's settings)."""
+    import threading
+    previous = torch.get_num_threads()
+    a_entered, a_left = threading.Event(), threading.Event()
+
+    def second():
+        a_entered.wait(5)
+        with deterministic_torch():
+            a_left.wait(5)
+            assert torch.are_deterministic_algorithms_enabled()  # A leaving did not switch it off under B
+
+    try:
+        torch.set_num_threads(2)
+        thread = threading.Thread(target=second)
+        thread.start()
+        with deterministic_torch():
+            a_entered.set()
+            time.sleep(0.2)  # B is inside now
+        a_left.set()
+        thread.join(10)
         assert torch.get_num_threads() == 2 and not torch.are_deterministic_algorithms_enabled()
     finally:
         torch.set_num_threads(previous)

@@ -35,6 +35,7 @@ Changing the dtype changes scores, so it is a consensus parameter.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import NamedTuple
@@ -59,19 +60,37 @@ class Scores(NamedTuple):
     loss_ppm: int
 
 
+_settings_lock = threading.Lock()
+_settings_users = 0
+_saved_deterministic: tuple[bool, bool] | None = None
+
+
 @contextmanager
 def deterministic_torch(threads: int = 1) -> Iterator[None]:
-    """Run torch with `threads` intra-op threads and deterministic algorithms; restore both after."""
+    """Run torch with `threads` intra-op threads and deterministic algorithms; restore both after.
+
+    The thread count belongs to the calling thread (OpenMP keeps one per thread), so each
+    caller saves and restores its own. The deterministic-algorithms flag is process-wide and
+    several threads may train or evaluate at once (the demo's trainers): the first to enter
+    saves it, the last to leave restores it; per-thread saving would interleave and leave it on.
+    """
+    global _settings_users, _saved_deterministic
     previous_threads = torch.get_num_threads()
-    previous_deterministic = torch.are_deterministic_algorithms_enabled()
-    previous_warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
     if previous_threads != threads:
         torch.set_num_threads(threads)
-    _set_deterministic_algorithms(True, warn_only=False)
+    with _settings_lock:
+        if _settings_users == 0:
+            _saved_deterministic = (torch.are_deterministic_algorithms_enabled(),
+                                    torch.is_deterministic_algorithms_warn_only_enabled())
+        _settings_users += 1
+        _set_deterministic_algorithms(True, warn_only=False)
     try:
         yield
     finally:
-        _set_deterministic_algorithms(previous_deterministic, warn_only=previous_warn_only)
+        with _settings_lock:
+            _settings_users -= 1
+            if _settings_users == 0:
+                _set_deterministic_algorithms(_saved_deterministic[0], warn_only=_saved_deterministic[1])
         if torch.get_num_threads() != previous_threads:
             torch.set_num_threads(previous_threads)
 
