@@ -128,7 +128,7 @@ def test_create_puts_the_task_on_chain_with_its_config_and_reserves_the_pool(nod
     assert (config["rounds"], config["commit_blocks"], config["reveal_blocks"]) == (3, 5, 2)
     assert int(config["reward_per_round"]) == 100 * GRAD and int(config["bond"]) == 2 * GRAD
     assert training.AGGREGATIONS[config["aggregation"]] == "trimmed_mean" and config["trim"] == 1
-    assert training.METRICS[config["metric"]] == "loss" and config["min_improvement_ppm"] == 1
+    assert training.METRICS[config["metric"]] == "loss" and (config["min_improvement_ppm"], config["min_relative_ppm"]) == (500, 300_000)
     assert config["held_out_subset"] == 128 and int(config["max_update_norm"]) == norm_to_fixed(4.5)
     assert unhex(config["initial_model"]) == ModelVersion.from_weights(SPEC, state_of(build_model(SPEC, 7))).model_hash
     assert unhex(task["model"]) == unhex(config["initial_model"])
