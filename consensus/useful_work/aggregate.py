@@ -24,7 +24,7 @@ block reports, never by each validator's own floats), or the sets would differ.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -59,11 +59,15 @@ class AggregationRule:
 
 @dataclass(frozen=True)
 class WeightedUpdate:
-    """An accepted update: its blob hash (the sort key), its deltas, and the samples it claims."""
+    """An accepted update: its blob hash (the sort key), its deltas, and the samples it claims.
+
+    `fixed` may carry `fixed_point_delta(base, delta)` already computed (a verifier that
+    aggregates the same updates many times keeps it); it must be exactly that vector."""
 
     update_hash: bytes
     delta: Mapping[str, torch.Tensor]
     num_samples: int
+    fixed: np.ndarray | None = field(default=None, compare=False, repr=False)
 
 
 def aggregate(base: Mapping[str, torch.Tensor], updates: Sequence[WeightedUpdate], rule: AggregationRule) -> Tensors:
@@ -90,6 +94,9 @@ def aggregate_deltas(base: Mapping[str, torch.Tensor], updates: Sequence[Weighte
         return {name: torch.zeros_like(tensor, dtype=torch.float32) for name, tensor in base.items()}
     rows = []
     for update in ordered:
+        if update.fixed is not None:
+            rows.append(update.fixed)
+            continue
         try:
             rows.append(fixed_point_delta(base, update.delta))
         except UpdateRejected as error:

@@ -45,6 +45,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Hashable, NamedTuple
 
+import numpy as np
 import torch
 
 from consensus.useful_work.aggregate import (
@@ -57,7 +58,7 @@ from consensus.useful_work.evaluate import (
 )
 from consensus.useful_work.models import ModelSpec, check_weights, parameter_count, parameter_shapes
 from consensus.useful_work.tensors import decode_tensors, encode_tensors
-from consensus.useful_work.updates import UpdateLimits, apply_update, decode_update
+from consensus.useful_work.updates import UpdateLimits, apply_update, decode_update, fixed_point_delta
 from runtime.hashing import blake2b_256
 
 Tensors = dict[str, torch.Tensor]
@@ -221,8 +222,15 @@ class UsefulWorkVerifier:
         key = (rules, base.model_hash, tuple((s.update_hash, s.num_samples) for s in chosen), zeroed)
         model = self._aggregates.get(key)
         if model is None:
-            updates = [WeightedUpdate(s.update_hash, self._delta(rules, base, s) if s.update_hash != zeroed
-                                      else _zeros(base.weights), s.num_samples) for s in chosen]
+            updates = []
+            for s in chosen:
+                if s.update_hash == zeroed:
+                    zeros = _zeros(base.weights)
+                    updates.append(WeightedUpdate(s.update_hash, zeros, s.num_samples,
+                                                  np.zeros(parameter_count(rules.spec), dtype=np.int64)))
+                else:
+                    updates.append(WeightedUpdate(s.update_hash, self._delta(rules, base, s), s.num_samples,
+                                                  self._fixed(rules, base, s)))
             weights = aggregate(base.weights, updates, rules.aggregation)
             model = ModelVersion(weights, compute_model_hash(weights))
             self._aggregates.put(key, model)
@@ -369,6 +377,15 @@ class UsefulWorkVerifier:
             delta = decode_update(submission.update_blob, base.weights, rules.update_limits)
             self._deltas.put(key, delta)
         return delta
+
+    def _fixed(self, rules: TaskRules, base: ModelVersion, submission: Submission) -> np.ndarray:
+        """The update's fixed-point vector, computed once per (limits, base, update)."""
+        key = ("fixed", rules.update_limits, base.model_hash, submission.update_hash)
+        fixed = self._deltas.get(key)
+        if fixed is None:
+            fixed = fixed_point_delta(base.weights, self._delta(rules, base, submission))
+            self._deltas.put(key, fixed)
+        return fixed
 
     def _subset(self, rules: TaskRules, held_out: HeldOutSet, subset_seed: bytes) -> tuple[torch.Tensor, torch.Tensor]:
         key = (held_out.digest, subset_seed, rules.held_out_subset_size, rules.spec)
