@@ -192,3 +192,20 @@ def test_blobs_no_task_refers_to_are_collected_after_the_grace_period(nodes):
         author.author()
     assert blobs.get(_hash(stray)) is None
     assert all(blobs.get(blob_hash) is not None for blob_hash in kept)
+
+
+def test_a_validator_missing_a_blob_the_block_reports_sound_does_not_dispute_it(nodes, tmp_path):
+    author, follower = nodes
+    report_block, _, updates = run_round(author, follower)
+    lacking = Node(tmp_path / "c", author.clock, finalize=False)
+    try:
+        parent = follower.store.header(report_block.header.parent_hash)
+        held_out = training.Tasks.get(Overlay(follower.store.state_view(parent.hash)), 0).config.held_out
+        for blob_hash in (*updates[1:], held_out, base_model(MLP).model_hash):  # all but the first update
+            lacking.service.blobs.put(blob_hash, follower.service.blobs.get(blob_hash), now_block=0)
+        work = RoundWork(lacking.service.blobs, ALICE)
+        verdict = work.verify_block(Overlay(follower.store.state_view(parent.hash)), parent, report_block)
+        assert verdict.ok and verdict.checked == 0 and verdict.reasons == []
+        assert len(verdict.skipped) == 1 and "not in the blob store yet" in verdict.skipped[0]
+    finally:
+        lacking.close()

@@ -229,22 +229,27 @@ class RoundWork:
             except RoundUnavailable as error:
                 skipped.append(f"{name}: {error}")
                 continue
-            problems = self.check(inputs, report)
+            try:
+                problems = self.check(inputs, report)
+            except RoundUnavailable as error:
+                skipped.append(f"{name}: {error}")
+                continue
             reasons += [f"{name}: {problem}" for problem in problems]
             checked += 1
         return Verdict(not reasons, reasons, skipped, checked)
 
     def check(self, inputs: RoundInputs, report: RoundReport) -> list[str]:
-        """Every way `report` differs from what this node measures for the round."""
+        """Every way `report` differs from what this node measures for the round; `RoundUnavailable`
+        if an update the report calls sound has no blob here (that is for blob sync, not a dispute)."""
         if bytes(report.subset_seed) != inputs.seed:
             return ["the subset seed is not the round's"]
         accepted = training.accepted_updates(inputs.task.config, report.candidate, report.scores)
         without: Mapping[bytes, Scores | None] = {bytes(s.update): to_scores(s.without) for s in report.scores}
         unavailable = [s.update_hash for s in inputs.submissions
                        if s.update_blob is None and without.get(s.update_hash) is not None]
-        if unavailable:
-            return [f"update 0x{h.hex()}: reported sound, but its blob is not available here to check"
-                    for h in unavailable]
+        if unavailable:  # cannot check is not a mismatch: the blob may still arrive
+            raise RoundUnavailable(f"{len(unavailable)} update(s) the block reports sound are not in the blob store "
+                                   f"yet (0x{unavailable[0].hex()[:16]}...)", code="round_update_missing")
         try:
             result = self.verifier.verify_report(
                 inputs.rules, inputs.base, inputs.submissions, inputs.held_out, inputs.seed,
