@@ -207,7 +207,11 @@ class ChainService(Service):
         if self.work.keypair is None or not reports_in(block):
             return
         parent = self.store.header(block.header.parent_hash)
-        verdict = self.work.verify_block(Overlay(self.store.state_view(parent.hash)), parent, block)
+        try:
+            verdict = self.work.verify_block(Overlay(self.store.state_view(parent.hash)), parent, block)
+        except Exception:  # a bug in checking must not fail an import that already committed
+            log.exception("useful work could not be checked", number=block.header.number)
+            return
         for skipped in verdict.skipped:
             log.info("useful work not checked", number=block.header.number, reason=skipped)
         if verdict.ok:

@@ -209,3 +209,14 @@ def test_a_validator_missing_a_blob_the_block_reports_sound_does_not_dispute_it(
         assert len(verdict.skipped) == 1 and "not in the blob store yet" in verdict.skipped[0]
     finally:
         lacking.close()
+
+
+def test_a_failure_while_checking_never_fails_the_import(nodes):
+    author, follower = nodes
+
+    def broken(*args):
+        raise RuntimeError("a bug in the checker")
+    follower.service.work.verify_block = broken
+    report_block, _, _ = run_round(author, follower)  # every block imported, the report block included
+    assert follower.store.best_hash == report_block.hash
+    assert follower.store.dispute_evidence(report_block.hash) is None
