@@ -33,6 +33,7 @@ from runtime.genesis import GenesisConfig
 from runtime.pallets import training
 from runtime.state import Overlay
 from runtime.types import Block, Extrinsic
+from runtime.validity import InvalidTransaction
 from storage.blobs import DEFAULT_GRACE_BLOCKS, BlobStore
 from storage.chainstore import ChainStore
 
@@ -166,9 +167,20 @@ class ChainService(Service):
         if self.work.keypair is None:
             self.work.keypair = keypair
         reports = self.work.measure_due(Overlay(self.store.state_view(parent.hash)), parent)
-        built = build_block(self.store, self.executive, parent.hash, author=keypair, slot=slot,
-                            timestamp_ms=timestamp, transactions=self.pool.ready(), signatures_checked=True,
-                            should_stop=lambda: self.clock.now_ms() >= deadline_ms, useful_work=reports)
+
+        def build(useful_work: tuple) -> BuiltBlock:
+            return build_block(self.store, self.executive, parent.hash, author=keypair, slot=slot,
+                               timestamp_ms=timestamp, transactions=self.pool.ready(), signatures_checked=True,
+                               should_stop=lambda: self.clock.now_ms() >= deadline_ms, useful_work=useful_work)
+        try:
+            built = build(reports)
+        except InvalidTransaction as error:
+            if not reports:
+                raise
+            # the runtime refused our own measurements: a bug here must not halt the chain
+            log.error("the runtime refused this node's useful-work report; authoring without it",
+                      number=parent.number + 1, error=str(error))
+            built = build(())
         self.store.commit_block(built.block, built.view, make_best=True, finalize=self.finalize_own_blocks)
         self._after_new_best(built.block, [x.hash for x, _ in built.invalid])
         elapsed = (time.perf_counter() - started) * 1000

@@ -220,3 +220,18 @@ def test_a_failure_while_checking_never_fails_the_import(nodes):
     report_block, _, _ = run_round(author, follower)  # every block imported, the report block included
     assert follower.store.best_hash == report_block.hash
     assert follower.store.dispute_evidence(report_block.hash) is None
+
+
+def test_a_report_the_runtime_refuses_is_left_out_and_the_block_still_authored(nodes):
+    author, follower = nodes
+    wrong_round = lambda report: dataclasses.replace(report, round=report.round + 1)  # noqa: E731
+    report_block, _, _ = run_round(author, follower, tamper=wrong_round)
+    assert reports_in(report_block) == []  # authored without the refused report
+    assert follower.store.best_hash == report_block.hash
+    task = training.Tasks.get(Overlay(follower.store.state_view(report_block.hash)), 0)
+    assert task.round == 0  # the round stays open for the next block's report
+    del author.service.work.measure  # honest again (the class method)
+    closing = author.author()
+    follower.service.import_block_now(closing)
+    assert len(reports_in(closing)) == 1
+    assert training.Rounds.get(Overlay(follower.store.state_view(closing.hash)), (0, 0)) is not None
