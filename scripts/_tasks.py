@@ -23,8 +23,7 @@ from typing import Any, TypeVar
 
 import torch
 
-from consensus.useful_work import ModelSpec, ModelVersion, encode_tensors
-from consensus.useful_work.evaluate import Scores, evaluate
+from consensus.useful_work import ModelSpec, ModelVersion
 from consensus.useful_work.fixed_point import norm_to_fixed
 from consensus.useful_work.secrecy import encrypt_held_out
 from rpc.client import Client
@@ -81,13 +80,6 @@ class ChainAccount:
         nonce = self.client.next_index(self.address)
         extrinsic = sign_extrinsic(self.keypair, call, nonce=nonce, genesis_hash=self._genesis_hash, tip=tip)
         return self.client.submit(extrinsic)
-
-    def free(self) -> int:
-        return self.client.account(self.address).free
-
-
-def best_number(client: Client) -> int:
-    return client.header().number
 
 
 @dataclass(frozen=True)
@@ -252,13 +244,3 @@ def demo_data(dataset: str, trainers: int):
     split = split_held_out(everything.train_features, everything.train_labels, fraction=0.25, seed=1)
     shards = shard_non_iid(split.train_features, split.train_labels, trainers, 2, seed=2, iid_fraction=0.3)
     return split, shards, (everything.held_out_features, everything.held_out_labels)
-
-
-def update_blob(delta: Mapping[str, torch.Tensor]) -> bytes:
-    return encode_tensors({name: tensor.to(torch.float32).contiguous() for name, tensor in delta.items()})
-
-
-def score_on(spec: ModelSpec, weights: Mapping[str, torch.Tensor], features: torch.Tensor,
-             labels: torch.Tensor) -> Scores:
-    """Accuracy and loss (ppm) of `weights` on the given examples (e.g. the creator's whole held-out set)."""
-    return evaluate(spec, weights, features, labels)

@@ -49,13 +49,14 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from consensus.useful_work import ModelSpec, build_model, state_of  # noqa: E402
+from consensus.useful_work.evaluate import evaluate  # noqa: E402
 from consensus.useful_work.train import train_local  # noqa: E402
 from consensus.useful_work.updates import apply_update  # noqa: E402
 from rpc.client import Client, RpcClientError  # noqa: E402
 from runtime import crypto  # noqa: E402
 from runtime.pallets import balances  # noqa: E402
 from scripts._tasks import (  # noqa: E402
-    ChainAccount, TaskError, TaskOptions, demo_data, download_model, get_task, publish_task, score_on, unhex, wait_until,
+    ChainAccount, TaskError, TaskOptions, demo_data, download_model, get_task, publish_task, unhex, wait_until,
 )
 from scripts.trainer import BEHAVIOURS, Trainer, TrainerOptions  # noqa: E402
 
@@ -136,7 +137,7 @@ def run_demo(args: argparse.Namespace, base: Path) -> dict:
         for name in args.scenarios:
             keys = [crypto.keypair_from_uri(f"//Demo//{name}//{i}") for i in range(args.trainers)]
             for key in keys:
-                alice.send(balances.transfer(key.public, 100 * PLANCK * 10))
+                alice.send(balances.transfer(key.public, 1_000 * PLANCK))
             task_id = publish_task(alice, SPEC, initial, split.held_out_features, split.held_out_labels,
                                    TaskOptions(rounds=args.rounds, held_out_subset=args.subset))
             trainers = []
@@ -186,8 +187,8 @@ def _baseline(split, shards, test, args) -> tuple[float, float]:
     delta = train_local(SPEC, initial, features, labels, epochs=args.rounds * args.epochs,
                         batch_size=args.batch_size, lr=args.lr, seed=0)
     model = apply_update(initial, delta)
-    return (score_on(SPEC, model, split.held_out_features, split.held_out_labels).accuracy_ppm / 1e6,
-            score_on(SPEC, model, *test).accuracy_ppm / 1e6)
+    return (evaluate(SPEC, model, split.held_out_features, split.held_out_labels).accuracy_ppm / 1e6,
+            evaluate(SPEC, model, *test).accuracy_ppm / 1e6)
 
 
 def _follow(client: Client, scenarios: list[Scenario], split, test, args, quiet: bool) -> None:
@@ -204,9 +205,9 @@ def _follow(client: Client, scenarios: list[Scenario], split, test, args, quiet:
                 model = unhex(summary["model"])
                 if model not in models:
                     weights = download_model(client, SPEC, model)
-                    models[model] = (score_on(SPEC, weights, split.held_out_features,
+                    models[model] = (evaluate(SPEC, weights, split.held_out_features,
                                               split.held_out_labels).accuracy_ppm / 1e6,
-                                     score_on(SPEC, weights, *test).accuracy_ppm / 1e6)
+                                     evaluate(SPEC, weights, *test).accuracy_ppm / 1e6)
                 updates = client.call("training_updates", scenario.task_id, summary["round"])
                 row = {"task": scenario.task_id, "scenario": scenario.name, "round": summary["round"],
                        "revealed": summary["revealed"], "accepted": summary["accepted"],
@@ -305,8 +306,10 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [s for s in args.scenarios if s not in BEHAVIOURS]
     if unknown or not args.scenarios or len(set(args.scenarios)) != len(args.scenarios):
         parser.error(f"--scenarios takes distinct names among {', '.join(BEHAVIOURS)}")
-    if not 1 <= args.rounds <= 1000 or not 2 <= args.trainers <= 50 or args.epochs < 1 or not args.lr > 0:
-        parser.error("--rounds 1..1000, --trainers 2..50, --epochs >= 1 and --lr > 0")
+    if not 1 <= args.rounds <= 1000 or not 2 <= args.trainers <= 50 or args.epochs < 1 or not args.lr > 0 \
+            or not 1 <= args.subset <= 1 << 20 or args.batch_size < 1:
+        parser.error("--rounds 1..1000, --trainers 2..50, --epochs >= 1, --lr > 0, --subset 1..1048576 and "
+                     "--batch-size >= 1")
     args.json = args.json or args.json_only
     temporary = args.base_path is None
     base = Path(tempfile.mkdtemp(prefix="gradchain-demo-")) if temporary else args.base_path
@@ -315,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
         result = run_demo(args, base)
     except KeyboardInterrupt:
         return 130
-    except (TaskError, RpcClientError) as error:
+    except (TaskError, RpcClientError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     finally:

@@ -40,14 +40,14 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from consensus.useful_work.tensors import encode_tensors  # noqa: E402
 from consensus.useful_work.train import train_local  # noqa: E402
 from rpc.client import Client, RpcClientError  # noqa: E402
 from runtime import crypto  # noqa: E402
 from runtime.hashing import blake2b_256  # noqa: E402
 from runtime.pallets import training  # noqa: E402
 from scripts._tasks import (  # noqa: E402
-    ChainAccount, TaskError, TaskView, best_number, demo_data, download_model, get_task, round_summary, round_updates,
-    unhex, update_blob,
+    ChainAccount, TaskError, TaskView, demo_data, download_model, get_task, round_summary, round_updates, unhex,
 )
 
 BEHAVIOURS = ("honest", "copy", "noise", "poison", "stale")
@@ -124,7 +124,7 @@ class Trainer:
             self._report(self.state)
         if not task.active:
             return
-        number = best_number(self.client)
+        number = self.client.header().number
         if self.state is None or self.state.round != task.round:
             if number + 2 >= task.commit_end:  # too late to train and still land in the commit window
                 self._set_state(RoundState(task.round, skipped="missed the commit window"), quiet=True)
@@ -187,12 +187,13 @@ class Trainer:
             target = self.options.noise_scale * norm
             scale = target / float(torch.sqrt(sum((t.double() ** 2).sum() for t in noise.values())))
             delta = {n: (t * scale).to(torch.float32) for n, t in noise.items()}
-            return update_blob(delta), f"random noise of norm {target:.3f}"
+            return encode_tensors(delta), f"random noise of norm {target:.3f}"
         if behaviour == "poison":
             delta = {n: (-self.options.poison_scale * t).to(torch.float32) for n, t in delta.items()}
-            return update_blob(delta), f"sign-flipped x{self.options.poison_scale:g}, norm " \
+            return encode_tensors(delta), f"sign-flipped x{self.options.poison_scale:g}, norm " \
                                        f"{norm * self.options.poison_scale:.3f}"
-        return update_blob(delta), f"{self.options.epochs} epoch(s) on {self.labels.shape[0]} examples, norm {norm:.3f}"
+        examples = self.labels.shape[0]
+        return encode_tensors(delta), f"{self.options.epochs} epoch(s) on {examples} examples, norm {norm:.3f}"
 
     def _old_update(self, task: TaskView) -> bytes | None:
         for earlier in range(task.round - 1, -1, -1):

@@ -21,14 +21,6 @@ from tests.running_node import RunningNode
 ALICE, BOB, CHARLIE, EVE = DEV_KEYS["Alice"], DEV_KEYS["Bob"], DEV_KEYS["Charlie"], DEV_KEYS["Eve"]
 
 
-@pytest.fixture(scope="module")
-def node(tmp_path_factory):
-    running = RunningNode(tmp_path_factory.mktemp("rpc-node"))
-    running.wait_for_block(1)
-    yield running
-    running.close()
-
-
 def post(node: RunningNode, body: bytes | str) -> tuple[int, object]:
     import urllib.error
     import urllib.request

@@ -35,14 +35,6 @@ def address(public: bytes) -> str:
 
 
 @pytest.fixture(scope="module")
-def node(tmp_path_factory):
-    running = RunningNode(tmp_path_factory.mktemp("wallet-node"))
-    running.wait_for_block(1)
-    yield running
-    running.close()
-
-
-@pytest.fixture(scope="module")
 def home(tmp_path_factory):
     """The module's wallet directory and passphrase file."""
     base = tmp_path_factory.mktemp("wallet")

@@ -46,14 +46,6 @@ def address(public: bytes) -> str:
 
 
 @pytest.fixture(scope="module")
-def node(tmp_path_factory):
-    running = RunningNode(tmp_path_factory.mktemp("wallet-tasks-node"))
-    running.wait_for_block(1)
-    yield running
-    running.close()
-
-
-@pytest.fixture(scope="module")
 def split():
     return split_held_out(*load_dataset("digits"), fraction=0.25, seed=1)
 

@@ -37,7 +37,8 @@ from consensus.useful_work.verifier import (
 
 __all__ = [
     "AggregateOutcome", "AggregationError", "AggregationRule", "EvaluationError", "HeldOutError", "HeldOutSet",
-    "ModelError", "ModelSpec", "ModelVersion", "RoundMeasurement", "RoundScores", "Scores", "Submission", "TaskRules", "TensorFormatError",
+    "ModelError", "ModelSpec", "ModelVersion", "RoundMeasurement", "RoundScores", "Scores", "Submission",
+    "TaskRules", "TensorFormatError",
     "UpdateLimits", "UpdateRejected", "UsefulWorkError", "UsefulWorkVerifier", "VerificationResult",
     "WeightedUpdate", "apply_update", "build_model", "compute_model_hash", "compute_update",
     "decode_tensors", "decode_update", "encode_tensors", "load_state", "state_of",

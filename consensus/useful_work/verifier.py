@@ -301,8 +301,9 @@ class UsefulWorkVerifier:
         measured = self.measure_round(rules, base, submissions, held_out, subset_seed)
         reasons += _mismatch(f"base model 0x{base.model_hash.hex()}", reported_base, measured.base, tolerance)
         if (reported_candidate is None) != (measured.candidate is None):
-            reasons.append("candidate: reported " + ("none" if reported_candidate is None else "a score")
-                           + " but " + ("no update" if measured.candidate is None else "some update") + " is sound here")
+            said = "none" if reported_candidate is None else "a score"
+            sound = "no update" if measured.candidate is None else "some update"
+            reasons.append(f"candidate: reported {said} but {sound} is sound here")
         elif reported_candidate is not None:
             reasons += _mismatch("candidate (every sound update)", reported_candidate, measured.candidate,
                                  tolerance)

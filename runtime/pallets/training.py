@@ -403,7 +403,8 @@ def _check_report(task: Task, report: RoundReport, revealed: tuple[bytes, ...]) 
     if len(sound) == 1 and sound[0].without != report.base:
         raise BadReport("a round's only sound update is measured against the base model")
     accepted = accepted_updates(task.config, report.candidate, report.scores)
-    if bool(accepted) != (report.new_model is not None) or (report.new_model is None) != (report.new_model_score is None):
+    has_model = report.new_model is not None
+    if bool(accepted) != has_model or has_model != (report.new_model_score is not None):
         raise BadReport("the new model and its score are reported exactly when some update is accepted")
     if len(accepted) == len(sound) and accepted and report.new_model_score != report.candidate:
         raise BadReport("when every sound update is accepted the new model is the candidate")
