@@ -1,0 +1,138 @@
+"""The one seam between the network and the chain: everything the network asks of ChainService.
+
+The network never touches the chain store, pool or blob store except through
+this class, so when the import pipeline changes (consensus/import_queue.py),
+only this file follows. Reads of immutable records (headers, bodies, blobs) run
+on a worker thread (LevelDB is safe to read from any thread); imports and pool
+submissions go to the chain thread through ChainService's own methods.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Callable
+
+import structlog
+
+from consensus.block_import import AlreadyKnown, UnknownParent
+from runtime.errors import GradchainError
+from runtime.types import Block, Extrinsic, Header, encode_block
+
+log = structlog.get_logger("network")
+
+
+@dataclass(frozen=True)
+class ChainHead:
+    genesis_hash: bytes
+    best: Header
+    finalized: Header
+
+
+@dataclass(frozen=True)
+class ImportOutcome:
+    """What importing one block from a peer did: `imported`, `known`, `unknown_parent` or `bad` (reason)."""
+
+    kind: str
+    reason: str = ""
+
+
+class ChainAdapter:
+    def __init__(self, chain) -> None:
+        self.chain = chain
+
+    # --- reads ------------------------------------------------------------------------
+
+    def head(self) -> ChainHead:
+        store = self.chain.store
+        return ChainHead(store.genesis_hash, store.best_header(), store.finalized_header())
+
+    def has_block(self, block_hash: bytes) -> bool:
+        return self.chain.store.header(block_hash) is not None
+
+    async def encoded_blocks(self, start_number: int, start_hash: bytes | None, count: int, budget: int) -> list[bytes]:
+        """Up to `count` encoded blocks of the best chain from a hash or number, within `budget` bytes (>= 1 block)."""
+        def read() -> list[bytes]:
+            store = self.chain.store
+            if start_hash is not None:
+                header = store.header(start_hash)
+                if header is None:
+                    return []
+                blocks = [store.block(start_hash)]
+                number = header.number + 1
+            else:
+                blocks, number = [], start_number
+            encoded = [encode_block(b) for b in blocks]
+            used = sum(map(len, encoded))
+            while len(encoded) < count:
+                block_hash = store.hash_at(number)
+                if block_hash is None:
+                    break
+                data = encode_block(store.block(block_hash))
+                if encoded and used + len(data) > budget:
+                    break
+                encoded.append(data)
+                used += len(data)
+                number += 1
+            return encoded
+        return await asyncio.to_thread(read)
+
+    async def blob(self, blob_hash: bytes) -> bytes | None:
+        return await asyncio.to_thread(self.chain.blobs.get, blob_hash)
+
+    # --- writes -----------------------------------------------------------------------
+
+    async def import_block(self, block: Block) -> ImportOutcome:
+        try:
+            await self.chain.import_block(block)
+        except AlreadyKnown:
+            return ImportOutcome("known")
+        except UnknownParent as exc:
+            return ImportOutcome("unknown_parent", exc.message)
+        except GradchainError as exc:
+            return ImportOutcome("bad", f"{exc.code}: {exc.message}")
+        return ImportOutcome("imported")
+
+    async def import_blocks(self, blocks: list[Block]) -> tuple[int, tuple[int, ImportOutcome] | None]:
+        """Import a linked run in order in one trip to the chain thread; stop at the first that fails.
+        Returns (how many were imported, (index, outcome) of the failure or None); known blocks are skipped."""
+        def run() -> tuple[int, tuple[int, ImportOutcome] | None]:
+            imported = 0
+            for index, block in enumerate(blocks):
+                try:
+                    self.chain.import_block_now(block)
+                    imported += 1
+                except AlreadyKnown:
+                    continue
+                except UnknownParent as exc:
+                    return imported, (index, ImportOutcome("unknown_parent", exc.message))
+                except GradchainError as exc:
+                    return imported, (index, ImportOutcome("bad", f"{exc.code}: {exc.message}"))
+            return imported, None
+        return await self.chain.call(run)
+
+    async def submit_transactions(self, extrinsics: list[Extrinsic]) -> list:
+        """Into the pool; one result per extrinsic: (hash, status) or the error that refused it."""
+        return await self.chain.submit_many(extrinsics)
+
+    async def put_blob(self, blob_hash: bytes, data: bytes) -> bool:
+        def store() -> bool:
+            return self.chain.blobs.put(blob_hash, data, now_block=self.chain.store.best_header().number)
+        return await self.chain.call(store)
+
+    # --- notifications (callbacks run on the chain thread: hand them to a loop at once) ----
+
+    def on_blocks(self, callback: Callable[[Block, str], None]) -> None:
+        """callback(block, "authored" | "imported") for every block this node adds."""
+        self.chain.block_listeners.append(callback)
+
+    def on_admitted_transactions(self, callback: Callable[[Extrinsic], None]) -> None:
+        """callback(extrinsic) once the pool admitted it (ready or future)."""
+        pool = self.chain.pool
+
+        def on_status(transaction_hash: bytes, status: str, info) -> None:
+            if status in ("ready", "future"):
+                extrinsic = pool.get(transaction_hash)
+                if extrinsic is not None:
+                    callback(extrinsic)
+        pool.subscribe(on_status)
