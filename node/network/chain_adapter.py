@@ -59,6 +59,8 @@ class ChainAdapter:
                 if header is None:
                     return []
                 blocks = [store.block(start_hash)]
+                if store.hash_at(header.number) != start_hash:
+                    return [encode_block(blocks[0])]  # not on our best chain: its descendants here may differ
                 number = header.number + 1
             else:
                 blocks, number = [], start_number

@@ -21,10 +21,10 @@ MISBEHAVIOUR = {
     "wrong_chain": -1000,
     "bad_block": -500,
     "bad_transaction": -20,
-    "malformed": -200,
+    "malformed": -250,
     "oversized": -500,
     "timeout": -20,
-    "flood": -200,
+    "flood": -250,
     "bad_blob": -500,
     "unrequested": -50,
 }

@@ -57,6 +57,7 @@ class NetworkService(Service):
         self.dropped_events = 0
         self._events: ThreadQueue | None = None
         self._tasks: list[asyncio.Task] = []
+        self._background: set[asyncio.Task] = set()
         self._known_transactions: OrderedDict[bytes, None] = OrderedDict()
         self._outgoing_transactions: list[Extrinsic] = []
         self._subscribers: dict[str, list[asyncio.Queue]] = {}
@@ -103,11 +104,23 @@ class NetworkService(Service):
                 task.cancel()
 
     async def stop(self) -> None:
-        for task in self._tasks:
+        tasks = [*self._tasks, *self._background, *self.sync.tasks]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         await asyncio.get_running_loop().run_in_executor(None, self.thread.stop)
         log.info("network stopped")
+
+    def _spawn(self, coroutine) -> None:
+        """A background step (handshake, ban, announcement): kept referenced, its failure logged, never raised."""
+        task = asyncio.create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.debug("background network step failed", error=repr(task.exception()))
 
     async def _on_trio(self, function, *args: Any, timeout: float | None = None) -> Any:
         return await self.thread.call(function, *args, timeout=timeout)
@@ -134,11 +147,11 @@ class NetworkService(Service):
 
     def _on_connected(self, peer: str) -> None:
         if self.book.is_banned(peer) or (self.config.reserved_only and peer not in self.book.reserved):
-            asyncio.create_task(self._disconnect(peer))
+            self._spawn(self._disconnect(peer))
             return
         if peer not in self.book.peers:
             self.book.connected(peer)
-            asyncio.create_task(self._handshake(peer))
+            self._spawn(self._handshake(peer))
 
     def _on_disconnected(self, peer: str) -> None:
         if self.book.peers.pop(peer, None) is not None:
@@ -184,7 +197,7 @@ class NetworkService(Service):
             self._accept_status(peer, status)
             return [wire.encode(self.local_status())]
         if not self.book.peers.get(peer) or not self.book.peers[peer].ready:
-            raise wire.WireError(f"{protocol} before a status handshake")
+            raise wire.NotReady(f"{protocol} before the status handshake completed here")
         if protocol == wire.PING:
             if len(request) != 8:
                 raise wire.WireError("a ping is 8 bytes")
@@ -218,7 +231,7 @@ class NetworkService(Service):
         self.metrics.peer_reports.labels(misbehaviour).inc()
         log.info("peer misbehaved", peer=peer, misbehaviour=misbehaviour, reason=reason[:200])
         if self.book.report(peer, misbehaviour):
-            asyncio.create_task(self.ban(peer))
+            self._spawn(self.ban(peer))
 
     async def ban(self, peer: str, seconds: float | None = None) -> None:
         self.book.ban(peer, seconds) if seconds is not None else self.book.ban(peer)
@@ -362,7 +375,7 @@ class NetworkService(Service):
 
     def _on_own_block(self, block, how: str) -> None:
         if how == "authored":
-            asyncio.create_task(self.publish(ANNOUNCE, codec.encode(block.header, Header)))
+            self._spawn(self.publish(ANNOUNCE, codec.encode(block.header, Header)))
         self.sync.on_local_block(block)
 
     # --- the gossip port (consensus/finality uses this; see node/network/__init__.py) --------

@@ -36,7 +36,7 @@ class BlockSync:
         self.starting_block = 0
         self.is_syncing = False
         self._wake = asyncio.Event()
-        self._announcement_tasks: set[asyncio.Task] = set()
+        self.tasks: set[asyncio.Task] = set()
 
     def wake(self) -> None:
         self._wake.set()
@@ -129,8 +129,8 @@ class BlockSync:
             peer.status = dataclasses.replace(peer.status, best_number=header.number, best_hash=header.hash)
         self.target = max(self.target, header.number)
         task = asyncio.create_task(self._follow(origin, header))
-        self._announcement_tasks.add(task)
-        task.add_done_callback(self._announcement_tasks.discard)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
 
     async def _follow(self, origin: str, header: Header) -> None:
         adapter = self.network.adapter

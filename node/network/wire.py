@@ -68,6 +68,12 @@ class WireError(GradchainError):
     code = "p2p_wire"
 
 
+class NotReady(GradchainError):
+    """A request that came before the handshake completed on this side (a race, not misbehaviour)."""
+
+    code = "p2p_not_ready"
+
+
 class FrameTooLarge(WireError):
     code = "p2p_frame_too_large"
 

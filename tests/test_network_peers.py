@@ -1,0 +1,136 @@
+"""Peers on real py-libp2p hosts over 127.0.0.1: the handshake, and every kind of bad peer.
+
+The node under test is in-process (chain on a real LevelDB + network); the other
+side is either another in-process node or a raw py-libp2p host that writes
+whatever bytes the test chooses.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from node.chain_setup import load_chain_spec
+from node.network import wire
+from node.network.service import ANNOUNCE
+from tests.network_node import InProcessNode, RawPeer, wait_for
+
+OTHER_GENESIS = bytes(range(32))
+
+
+@pytest.fixture
+def dev_config():
+    return load_chain_spec(None, dev=True)
+
+
+@pytest.fixture
+def node(tmp_path, dev_config):
+    running = InProcessNode(tmp_path / "node", dev_config, seed=b"N" * 32)
+    yield running
+    running.close()
+
+
+@pytest.fixture
+def raw():
+    peer = RawPeer(b"R" * 32)
+    yield peer
+    peer.close()
+
+
+def foreign_status(genesis: bytes) -> wire.Status:
+    return wire.Status(genesis, 0, genesis, 0, genesis, wire.Roles(wire.ROLE_FULL))
+
+
+def test_a_plaintext_only_dialer_is_refused(node):
+    plaintext = RawPeer(b"P" * 32, plaintext=True)
+    try:
+        with pytest.raises(Exception):
+            plaintext.connect(node.address)
+        assert not plaintext.connected_to(node.network.peer_id)
+        assert node.ready_peers() == []
+    finally:
+        plaintext.close()
+
+
+def test_two_nodes_of_one_chain_complete_the_handshake_and_ping(tmp_path, dev_config, node):
+    other = InProcessNode(tmp_path / "other", dev_config, seed=b"O" * 32, bootnodes=[node.address])
+    try:
+        wait_for(lambda: node.ready_peers() and other.ready_peers(), 15, "both handshakes")
+        assert other.ready_peers() == [node.network.peer_id]
+        peer = node.network.book.peers[other.network.peer_id]
+        assert peer.status.genesis_hash == node.chain.store.genesis_hash
+        wait_for(lambda: node.on_loop(_ping_ok(node, other.network.peer_id)), 10, "a pong")
+    finally:
+        other.close()
+
+
+async def _ping_ok(node, peer: str) -> bool:
+    frames = await node.network.request(peer, wire.PING, b"12345678", max_frame=8, timeout=5)
+    return frames == [b"12345678"]
+
+
+def test_a_peer_of_another_chain_is_refused_and_banned(node, raw):
+    raw.connect(node.address)
+    reply = raw.exchange(node.network.peer_id, wire.STATUS, raw.status_frame(foreign_status(OTHER_GENESIS)))
+    # told which chain this is (unless the ban's disconnection came first), then dropped
+    assert reply in (b"", raw.status_frame(node.network.local_status()))
+    wait_for(lambda: node.network.book.is_banned(raw.peer_id), 10, "the ban")
+    wait_for(lambda: not raw.connected_to(node.network.peer_id), 10, "the disconnection")
+    assert raw.peer_id not in node.ready_peers()
+    with pytest.raises(Exception):  # and it may not come back while banned
+        raw.connect(node.address)
+        wait_for(lambda: not raw.connected_to(node.network.peer_id), 5, "the banned peer to be dropped again")
+        raise ConnectionError("dropped")
+
+
+def test_junk_in_place_of_a_status_costs_reputation_then_a_ban(node, raw):
+    raw.connect(node.address)
+    for _ in range(2):
+        raw.exchange(node.network.peer_id, wire.STATUS, (9).to_bytes(4, "big") + b"\xc1junk\xff\x00!!")
+    wait_for(lambda: node.network.book.is_banned(raw.peer_id), 10, "the ban")
+    assert node.chain.store.best_header().number == 0  # the node is fine
+
+
+def test_an_oversized_frame_is_refused_before_it_is_read(node, raw):
+    raw.connect(node.address)
+    raw.exchange(node.network.peer_id, wire.STATUS, raw.status_frame(node.network.local_status()))
+    wait_for(lambda: raw.peer_id in node.ready_peers(), 10, "the handshake")
+    # announces 100 MB and sends 5 bytes: refused at once (no 100 MB buffer, no wait for the rest)
+    reply = raw.exchange(node.network.peer_id, wire.BLOCKS, (100 * 1024 * 1024).to_bytes(4, "big") + b"hello")
+    assert reply == b""
+    wait_for(lambda: node.network.book.is_banned(raw.peer_id), 10, "the ban")
+
+
+def test_a_blocks_request_is_answered_with_a_counted_length_prefixed_reply(node, raw):
+    raw.connect(node.address)
+    raw.exchange(node.network.peer_id, wire.STATUS, raw.status_frame(node.network.local_status()))
+    wait_for(lambda: raw.peer_id in node.ready_peers(), 10, "the handshake")
+    request = wire.encode(wire.BlockRequest(0, None, wire.Count(5000)))  # asks for more than the cap
+    reply = raw.exchange(node.network.peer_id, wire.BLOCKS, len(request).to_bytes(4, "big") + request)
+    assert reply[:4] == (4).to_bytes(4, "big") and int.from_bytes(reply[4:8], "big") == 1  # genesis only
+    assert not node.network.book.is_banned(raw.peer_id)
+
+
+def test_an_unknown_protocol_is_refused_and_the_node_keeps_serving(node, raw):
+    raw.connect(node.address)
+    with pytest.raises(Exception):
+        raw.exchange(node.network.peer_id, "/gradchain/no-such-protocol/1", b"\x00\x00\x00\x01x")
+    reply = raw.exchange(node.network.peer_id, wire.STATUS, raw.status_frame(node.network.local_status()))
+    assert reply[4:] == wire.encode(node.network.local_status())
+
+
+def test_a_flood_of_bad_announcements_gets_the_sender_banned(tmp_path, dev_config, node):
+    flooder = InProcessNode(tmp_path / "flooder", dev_config, seed=b"F" * 32, bootnodes=[node.address])
+    try:
+        wait_for(lambda: flooder.ready_peers(), 15, "the handshake")
+        wait_for(lambda: _mesh_ready(flooder), 15, "a gossip mesh")
+        for i in range(30):
+            flooder.on_loop(flooder.network.publish(ANNOUNCE, b"\x93not a header" + bytes([i])))
+        wait_for(lambda: node.network.book.is_banned(flooder.network.peer_id), 15, "the ban")
+        assert node.chain.store.best_header().number == 0
+    finally:
+        flooder.close()
+
+
+def _mesh_ready(node) -> bool:
+    pubsub = node.network.host.pubsub
+    return bool(pubsub and pubsub.peer_topics.get(node.network.topic(ANNOUNCE)))
