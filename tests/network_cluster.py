@@ -67,12 +67,14 @@ class NodeProcess:
     def address(self) -> str:
         return f"/ip4/127.0.0.1/tcp/{self.p2p_port}/p2p/{self.peer_id}"
 
-    def start(self, bootnodes: list[str] = (), *extra: str, use_node_key: bool = True) -> "NodeProcess":
+    def start(self, bootnodes: list[str] = (), *extra: str, use_node_key: bool = True,
+              prometheus_port: int | None = None) -> "NodeProcess":
         """Start the node; without `use_node_key` it makes (or reuses) its own under its base path."""
         command = [sys.executable, "-m", "node.cli", "--chain", str(self.spec), "--base-path", str(self.base / "data"),
                    "--name", self.name, *(["--node-key-file", str(self.node_key)] if use_node_key else []),
                    "--p2p-host", "127.0.0.1",
-                   "--p2p-port", str(self.p2p_port), "--rpc-port", str(self.rpc_port), "--no-prometheus",
+                   "--p2p-port", str(self.p2p_port), "--rpc-port", str(self.rpc_port),
+                   *(["--prometheus-port", str(prometheus_port)] if prometheus_port else ["--no-prometheus"]),
                    "--log-format", "json", *extra, *EXTRA]
         if self.validator:
             command += ["--validator", "--key-file", str(self.key_file)]

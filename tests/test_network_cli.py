@@ -111,3 +111,40 @@ def test_ban_unban_and_reserved_peers_over_rpc(tmp_path):
             raise
         except Exception as exc:
             raise AssertionError(f"{exc!r}\n{cluster.tails()}") from exc
+
+
+@pytest.mark.slow
+def test_a_frozen_peer_is_dropped_by_the_application_ping_and_metrics_count_peers(tmp_path):
+    import signal
+    import urllib.request
+
+    from tests.network_cluster import free_port
+
+    with Cluster(tmp_path, ("Alice", "Bob")) as cluster:
+        alice, bob = cluster.nodes
+        metrics_port = free_port()
+        try:
+            alice.start([bob.address], prometheus_port=metrics_port)
+            bob.start([alice.address])
+            alice.wait_rpc()
+            bob.wait_rpc()
+            wait_until(lambda: alice.peers() == 1, 30, "the connection", cluster.nodes)
+
+            def metric(name: str) -> float:
+                text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
+                return next(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " "))
+            wait_until(lambda: metric("gradchain_peers") == 1, 10, "the peers gauge", cluster.nodes)
+            assert metric("gradchain_p2p_bytes_in") > 0 and metric("gradchain_p2p_bytes_out") > 0
+            assert metric("gradchain_p2p_messages_dropped") == 0
+            assert metric("gradchain_sync_target") >= 0
+
+            bob.process.send_signal(signal.SIGSTOP)  # frozen: its TCP connection stays open
+            try:
+                wait_until(lambda: alice.peers() == 0, 30, "Alice to drop the frozen Bob", cluster.nodes)
+            finally:
+                bob.process.send_signal(signal.SIGCONT)
+            wait_until(lambda: alice.peers() == 1, 30, "Bob back after he thawed", cluster.nodes)
+        except AssertionError:
+            raise
+        except Exception as exc:
+            raise AssertionError(f"{exc!r}\n{cluster.tails()}") from exc

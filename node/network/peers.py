@@ -24,6 +24,7 @@ MISBEHAVIOUR = {
     "malformed": -250,
     "oversized": -500,
     "timeout": -20,
+    "cut_short": -20,
     "flood": -250,
     "bad_blob": -500,
     "unrequested": -50,

@@ -140,8 +140,8 @@ class NetworkService(Service):
                     await self._on_gossip(*event[1:])
                 elif kind == "misbehaved":
                     _, peer, error, reason = event
-                    self.report(peer, "oversized" if error == "FrameTooLarge" else
-                                "timeout" if error == "TooSlowError" else "malformed", reason)
+                    self.report(peer, {"FrameTooLarge": "oversized", "TooSlowError": "timeout",
+                                       "CutShort": "cut_short"}.get(error, "malformed"), reason)
             except Exception:  # one bad event must never stop the network
                 log.exception("network event failed", kind=event[0])
 
@@ -161,12 +161,16 @@ class NetworkService(Service):
     async def _handshake(self, peer: str) -> None:
         try:
             frames = await self.request(peer, wire.STATUS, wire.encode(self.local_status()), max_frame=512)
+            if not frames:
+                raise wire.CutShort("no status reply")
             if len(frames) != 1:
                 raise wire.WireError("a status reply is exactly one frame")
             self._accept_status(peer, wire.decode(wire.Status, frames[0]))
+        except wire.CutShort as exc:
+            self.report(peer, "cut_short", exc.message)
         except wire.WireError as exc:
             self.report(peer, "malformed", exc.message)
-        except (TimeoutError, GradchainError, Exception) as exc:  # the peer left or froze mid-handshake
+        except Exception as exc:  # the peer left or froze mid-handshake
             log.debug("handshake failed", peer=peer, error=repr(exc))
 
     def _accept_status(self, peer: str, status: wire.Status) -> None:

@@ -103,14 +103,15 @@ class BlockSync:
         try:
             frames = await self.network.request(peer, wire.BLOCKS, wire.encode(request), max_frame=MAX_BLOCK_BYTES,
                                                 max_total=wire.RESPONSE_BUDGET + MAX_BLOCK_BYTES + 4096)
-            if not frames or len(frames[0]) != 4 or int.from_bytes(frames[0], "big") != len(frames) - 1:
-                raise wire.WireError("a blocks reply that was cut short or miscounted")
-            if len(frames) - 1 > count:
-                raise wire.WireError(f"{len(frames) - 1} blocks for a request of {count}")
+            if not frames:
+                raise wire.CutShort("an empty blocks reply")
+            if len(frames[0]) != 4 or int.from_bytes(frames[0], "big") > count:
+                raise wire.WireError(f"a blocks reply announcing more than the {count} blocks asked for")
+            if int.from_bytes(frames[0], "big") != len(frames) - 1:
+                raise wire.CutShort("a blocks reply with fewer blocks than it announced")
             blocks = [decode_block(frame) for frame in frames[1:]]
         except GradchainError as exc:
-            self.network.report(peer, "oversized" if isinstance(exc, wire.FrameTooLarge) else "malformed",
-                                f"blocks reply: {exc.message}")
+            self.network.report(peer, _misbehaviour_of(exc), f"blocks reply: {exc.message}")
             return []
         except Exception as exc:  # timeout, the peer went away
             log.debug("blocks request failed", peer=peer, error=repr(exc))
@@ -155,3 +156,11 @@ class BlockSync:
             elif outcome.kind == "unknown_parent":
                 self.wake()
             return
+
+
+def _misbehaviour_of(error: GradchainError) -> str:
+    if isinstance(error, wire.FrameTooLarge):
+        return "oversized"
+    if isinstance(error, wire.CutShort):
+        return "cut_short"
+    return "malformed"

@@ -74,6 +74,12 @@ class NotReady(GradchainError):
     code = "p2p_not_ready"
 
 
+class CutShort(WireError):
+    """The stream ended inside a reply: the peer died, froze or went away (cheap to forgive, not malformed)."""
+
+    code = "p2p_cut_short"
+
+
 class FrameTooLarge(WireError):
     code = "p2p_frame_too_large"
 
@@ -145,9 +151,9 @@ async def read_exactly(stream, size: int, *, timeout: float = READ_TIMEOUT_S) ->
             try:
                 piece = await stream.read(size - got)
             except Exception as exc:  # StreamEOF, StreamReset, a closed connection
-                raise WireError(f"stream ended after {got} of {size} bytes ({type(exc).__name__})") from None
+                raise CutShort(f"stream ended after {got} of {size} bytes ({type(exc).__name__})") from None
         if not piece:
-            raise WireError(f"stream ended after {got} of {size} bytes")
+            raise CutShort(f"stream ended after {got} of {size} bytes")
         pieces.append(piece)
         got += len(piece)
     return b"".join(pieces)
