@@ -17,6 +17,8 @@ import structlog
 
 from consensus.block_import import AlreadyKnown, UnknownParent
 from runtime.errors import GradchainError
+from runtime.pallets import training
+from runtime.state import Overlay
 from runtime.types import Block, Extrinsic, Header, encode_block
 
 log = structlog.get_logger("network")
@@ -82,6 +84,14 @@ class ChainAdapter:
     async def blob(self, blob_hash: bytes) -> bytes | None:
         return await asyncio.to_thread(self.chain.blobs.get, blob_hash)
 
+    async def missing_blobs(self) -> list[bytes]:
+        """Blobs the best state names (task models, held-out sets, revealed updates) that this node lacks."""
+        def read() -> list[bytes]:
+            store, blobs = self.chain.store, self.chain.blobs
+            named = training.referenced_blobs(Overlay(store.state_view(store.best_hash)))
+            return sorted(h for h in named if any(h) and blobs.info(h) is None)
+        return await self.chain.call(read)
+
     # --- writes -----------------------------------------------------------------------
 
     async def import_block(self, block: Block) -> ImportOutcome:
@@ -121,6 +131,12 @@ class ChainAdapter:
         def store() -> bool:
             return self.chain.blobs.put(blob_hash, data, now_block=self.chain.store.best_header().number)
         return await self.chain.call(store)
+
+    async def blob_arrived(self, blob_hash: bytes) -> None:
+        """Tell the chain a blob arrived, so blocks whose check waited on it are checked again."""
+        recheck = getattr(self.chain, "blob_arrived", None)  # the import pipeline's hook (issue 12)
+        if recheck is not None:
+            await self.chain.call(recheck, blob_hash)
 
     # --- notifications (callbacks run on the chain thread: hand them to a loop at once) ----
 

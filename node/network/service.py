@@ -23,6 +23,7 @@ import structlog
 
 from node.metrics import NodeMetrics
 from node.network import wire
+from node.network.blobs import BlobAvailability
 from node.network.chain_adapter import ChainAdapter
 from node.network.config import NetworkConfig
 from node.network.host import P2PHost, dropped_gossip_messages
@@ -54,6 +55,7 @@ class NetworkService(Service):
         self.listen_addresses: list[str] = []
         self.genesis_hash = b""
         self.sync = BlockSync(self)
+        self.blobs = BlobAvailability(self)
         self.dropped_events = 0
         self._events: ThreadQueue | None = None
         self._tasks: list[asyncio.Task] = []
@@ -96,7 +98,8 @@ class NetworkService(Service):
     async def run(self) -> None:
         self._tasks = [asyncio.create_task(coroutine, name=f"network-{name}") for name, coroutine in (
             ("events", self._event_loop()), ("dial", self._dial_loop()), ("transactions", self._transaction_loop()),
-            ("ping", self._ping_loop()), ("sync", self.sync.run()), ("metrics", self._metrics_loop()))]
+            ("ping", self._ping_loop()), ("sync", self.sync.run()), ("blobs", self.blobs.run()),
+            ("metrics", self._metrics_loop()))]
         try:
             await asyncio.gather(*self._tasks)
         finally:
@@ -104,7 +107,7 @@ class NetworkService(Service):
                 task.cancel()
 
     async def stop(self) -> None:
-        tasks = [*self._tasks, *self._background, *self.sync.tasks]
+        tasks = [*self._tasks, *self._background, *self.sync.tasks, *self.blobs.tasks]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -381,6 +384,7 @@ class NetworkService(Service):
         if how == "authored":
             self._spawn(self.publish(ANNOUNCE, codec.encode(block.header, Header)))
         self.sync.on_local_block(block)
+        self.blobs.wake()
 
     # --- the gossip port (consensus/finality uses this; see node/network/__init__.py) --------
 
