@@ -1,4 +1,4 @@
-"""Real gradchain nodes as subprocesses on 127.0.0.1, networked: a helper for the multi-node tests and benches.
+"""Real gradchain nodes as subprocesses on 127.0.0.1, networked: for the multi-node tests and the network bench.
 
 Each node gets its own base path, validator key file, node key (so its peer id is
 known before it starts), free P2P and RPC ports, and a log file. Everything
@@ -33,10 +33,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def write_spec(path: Path, *, slot_ms: int = 1000, chain_id: str = "gradchain_nettest", **changes) -> Path:
+def write_spec(path: Path, *, slot_ms: int = 1000, chain_id: str = "gradchain_nettest", extra_endowed=(),
+               **changes) -> Path:
     """The repository's spec (four validators: Alice, Bob, Charlie, Dave) with a short slot and its own id."""
     spec = json.loads(DEFAULT_CHAIN.read_text())
     spec.update(name="Network Test", id=chain_id, slot_duration_ms=slot_ms, **changes)
+    spec["endowed"] = spec["endowed"] + list(extra_endowed)
     spec["parameters"] = dict(spec["parameters"], minimum_period_ms=slot_ms // 2)
     path.write_text(json.dumps(spec, indent=2))
     return path
@@ -143,10 +145,11 @@ def tails(nodes) -> str:
 
 
 class Cluster:
-    def __init__(self, base: Path, names=VALIDATORS, *, slot_ms: int = 1000, spec: Path | None = None) -> None:
+    def __init__(self, base: Path, names=VALIDATORS, *, slot_ms: int = 1000, spec: Path | None = None,
+                 validators: bool = True) -> None:
         base.mkdir(parents=True, exist_ok=True)
         self.spec = spec or write_spec(base / "spec.json", slot_ms=slot_ms)
-        self.nodes = [NodeProcess(name, base / name.lower(), self.spec) for name in names]
+        self.nodes = [NodeProcess(name, base / name.lower(), self.spec, validator=validators) for name in names]
 
     def start(self, nodes=None, *extra: str) -> None:
         for node in nodes if nodes is not None else self.nodes:
