@@ -134,3 +134,32 @@ def test_a_flood_of_bad_announcements_gets_the_sender_banned(tmp_path, dev_confi
 def _mesh_ready(node) -> bool:
     pubsub = node.network.host.pubsub
     return bool(pubsub and pubsub.peer_topics.get(node.network.topic(ANNOUNCE)))
+
+
+def test_transactions_are_relayed_only_after_a_pool_admitted_them(tmp_path, dev_config, node):
+    """A - B(node) - C in a line: a valid transfer sent to A reaches C through B's pool; one with a bad
+    signature is refused by B's pool and never reaches C."""
+    from runtime import crypto
+    from runtime.executive import sign_extrinsic
+    from runtime.pallets import balances
+    from runtime.types import Extrinsic, SignedData
+
+    a = InProcessNode(tmp_path / "a", dev_config, seed=b"A" * 32, bootnodes=[node.address])
+    c = InProcessNode(tmp_path / "c", dev_config, seed=b"C" * 32, bootnodes=[node.address])
+    try:
+        wait_for(lambda: len(node.ready_peers()) == 2 and a.ready_peers() and c.ready_peers(), 20, "the line")
+        assert c.network.peer_id not in a.ready_peers()
+        genesis = node.chain.store.genesis_hash
+        eve, ferdie = crypto.dev_keypair("Eve"), crypto.dev_keypair("Ferdie")
+        good = sign_extrinsic(eve, balances.transfer(ferdie.public, 10**12), nonce=0, genesis_hash=genesis)
+        forged = sign_extrinsic(ferdie, balances.transfer(eve.public, 10**12), nonce=0, genesis_hash=genesis)
+        forged = Extrinsic(SignedData(forged.signed.signer, bytes(64), forged.signed.era, 0, 0), forged.call)
+        wait_for(lambda: _mesh_ready(a), 15, "a gossip mesh")
+        # A's pool would refuse the forgery, so A publishes both as a peer with a bad pool would
+        batch = wire.encode(wire.TransactionBatch((forged.encoded, good.encoded)))
+        a.on_loop(a.network.publish("transactions", batch))
+        wait_for(lambda: good.hash in c.chain.pool, 20, "the valid transfer at C")
+        assert forged.hash not in node.chain.pool and forged.hash not in c.chain.pool
+    finally:
+        a.close()
+        c.close()

@@ -121,11 +121,13 @@ Serve = Callable[[str, str, bytes], Awaitable[list[bytes]]]
 
 class P2PHost:
     def __init__(self, *, seed: bytes, listen_host: str, listen_port: int, topics: list[str],
+                 relay_after_check: frozenset[str] = frozenset(),
                  thread: TrioThread, loop: asyncio.AbstractEventLoop, events: ThreadQueue, serve: Serve,
                  limits: GossipLimits | None = None) -> None:
         self.seed = seed
         self.listen = multiaddr.Multiaddr(f"/ip4/{listen_host}/tcp/{listen_port}")
         self.topics = topics
+        self.relay_after_check = relay_after_check  # topics gossipsub must not forward by itself
         self.thread = thread
         self.loop = loop
         self.events = events
@@ -158,6 +160,8 @@ class P2PHost:
             async with self.host.run([self.listen]), background_trio_service(self.pubsub), \
                     background_trio_service(router):
                 await self.pubsub.wait_until_ready()
+                for topic in self.relay_after_check:
+                    self.pubsub.set_topic_validator(topic, functools.partial(self._take_unrelayed, topic), False)
                 async with trio.open_nursery() as nursery:
                     for topic in self.topics:
                         subscription = await self.pubsub.subscribe(topic)
@@ -279,6 +283,15 @@ class P2PHost:
     def _deepest_queue(self) -> int:
         queues = getattr(self.pubsub, "peer_queues", {}) or {}
         return max((len(q) for q in queues.values()), default=0)
+
+    def _take_unrelayed(self, topic: str, forwarder: ID, message: Any) -> bool:
+        """Topic validator that hands a peer's message to the node and stops gossipsub relaying it: the node
+        re-publishes what it accepted (transactions: only once its pool admitted them). Own messages pass."""
+        if str(forwarder) == self.peer_id:
+            return True
+        self.bytes_in += len(message.data)
+        self.events.put_threadsafe(("gossip", topic, str(ID(message.from_id)), bytes(message.data)))
+        return False
 
     async def _read_topic(self, topic: str, subscription: Any) -> None:
         while True:

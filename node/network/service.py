@@ -16,7 +16,6 @@ import asyncio
 import functools
 import secrets
 import time
-from collections import OrderedDict
 from typing import Any
 
 import structlog
@@ -29,15 +28,17 @@ from node.network.config import NetworkConfig
 from node.network.host import P2PHost, dropped_gossip_messages
 from node.network.peers import PeerBook
 from node.network.sync import BlockSync
+from node.network.transactions import TransactionGossip
 from node.service import Service, ThreadQueue, TrioThread
 from runtime import codec
 from runtime.errors import GradchainError
-from runtime.types import Extrinsic, Header, decode_extrinsic
+from runtime.types import Header
 
 log = structlog.get_logger("network")
 
-ANNOUNCE, TRANSACTIONS, FINALITY = "block-announces", "transactions", "finality"
-KNOWN_TRANSACTIONS = 100_000  # hashes remembered so a transaction is gossiped and submitted once
+from node.network.transactions import TRANSACTIONS  # noqa: E402  (the topic's short name)
+
+ANNOUNCE, FINALITY = "block-announces", "finality"
 EVENT_QUEUE = 10_000
 
 
@@ -56,12 +57,11 @@ class NetworkService(Service):
         self.genesis_hash = b""
         self.sync = BlockSync(self)
         self.blobs = BlobAvailability(self)
+        self.transactions = TransactionGossip(self)
         self.dropped_events = 0
         self._events: ThreadQueue | None = None
         self._tasks: list[asyncio.Task] = []
         self._background: set[asyncio.Task] = set()
-        self._known_transactions: OrderedDict[bytes, None] = OrderedDict()
-        self._outgoing_transactions: list[Extrinsic] = []
         self._subscribers: dict[str, list[asyncio.Queue]] = {}
         self._dial_wake = asyncio.Event()
         for address in (*config.bootnodes, *config.reserved_nodes):
@@ -81,6 +81,7 @@ class NetworkService(Service):
         self.thread.start_thread()
         self.host = P2PHost(seed=self.config.node_key_seed, listen_host=self.config.listen_host,
                             listen_port=self.config.port, topics=[self.topic(t) for t in (ANNOUNCE, TRANSACTIONS, FINALITY)],
+                            relay_after_check=frozenset({self.topic(TRANSACTIONS)}),
                             thread=self.thread, loop=loop, events=self._events, serve=self.serve,
                             limits=self.config.gossip)
         try:
@@ -90,14 +91,14 @@ class NetworkService(Service):
             raise
         self.listen_addresses = [f"{a}" if "/p2p/" in a else f"{a}/p2p/{self.peer_id}" for a in addresses]
         self.adapter.on_blocks(lambda block, how: loop.call_soon_threadsafe(self._on_own_block, block, how))
-        self.adapter.on_admitted_transactions(lambda x: loop.call_soon_threadsafe(self._on_admitted, x))
+        self.adapter.on_admitted_transactions(lambda x: loop.call_soon_threadsafe(self.transactions.on_admitted, x))
         log.info("network started", peer_id=self.peer_id, listen=self.listen_addresses,
                  bootnodes=len(self.config.bootnodes), reserved=len(self.config.reserved_nodes),
                  reserved_only=self.config.reserved_only)
 
     async def run(self) -> None:
         self._tasks = [asyncio.create_task(coroutine, name=f"network-{name}") for name, coroutine in (
-            ("events", self._event_loop()), ("dial", self._dial_loop()), ("transactions", self._transaction_loop()),
+            ("events", self._event_loop()), ("dial", self._dial_loop()), ("transactions", self.transactions.run()),
             ("ping", self._ping_loop()), ("sync", self.sync.run()), ("blobs", self.blobs.run()),
             ("metrics", self._metrics_loop()))]
         try:
@@ -320,7 +321,7 @@ class NetworkService(Service):
         if topic == self.topic(ANNOUNCE):
             await self._on_announcement(origin, data)
         elif topic == self.topic(TRANSACTIONS):
-            await self._on_transactions(origin, data)
+            await self.transactions.on_gossip(origin, data)
         elif topic == self.topic(FINALITY):
             for queue in self._subscribers.get(FINALITY, ()):
                 try:
@@ -338,47 +339,6 @@ class NetworkService(Service):
             self.report(origin, "flood", "more than 20 announcements in a second")
             return
         await self.sync.on_announcement(origin, header)
-
-    async def _on_transactions(self, origin: str, data: bytes) -> None:
-        try:
-            batch = wire.decode(wire.TransactionBatch, data, max_length=wire.MAX_GOSSIP_BYTES)
-            if len(batch.extrinsics) > wire.MAX_TRANSACTIONS_PER_BATCH:
-                raise wire.WireError(f"{len(batch.extrinsics)} transactions in one batch")
-            extrinsics = [decode_extrinsic(x) for x in batch.extrinsics]
-        except GradchainError as exc:
-            self.report(origin, "malformed", f"transactions: {exc.message}")
-            return
-        fresh = [x for x in extrinsics if x.hash not in self._known_transactions]
-        for extrinsic in fresh:
-            self._remember(extrinsic.hash)
-        if fresh:
-            await self.adapter.submit_transactions(fresh)
-
-    def _remember(self, transaction_hash: bytes) -> None:
-        self._known_transactions[transaction_hash] = None
-        if len(self._known_transactions) > KNOWN_TRANSACTIONS:
-            self._known_transactions.popitem(last=False)
-
-    def _on_admitted(self, extrinsic: Extrinsic) -> None:
-        if extrinsic.hash not in self._known_transactions:
-            self._remember(extrinsic.hash)
-            self._outgoing_transactions.append(extrinsic)
-
-    async def _transaction_loop(self) -> None:
-        """Gossip admitted transactions in batches (never one message each: gossipsub would drop them)."""
-        while True:
-            await asyncio.sleep(self.config.tx_batch_interval_s)
-            while self._outgoing_transactions:
-                batch, size = [], 0
-                while self._outgoing_transactions and len(batch) < wire.MAX_TRANSACTIONS_PER_BATCH:
-                    encoded = self._outgoing_transactions[0].encoded
-                    if batch and size + len(encoded) > wire.MAX_GOSSIP_BYTES * 3 // 4:
-                        break
-                    batch.append(encoded)
-                    size += len(encoded)
-                    self._outgoing_transactions.pop(0)
-                if self.book.ready_peers():
-                    await self.publish(TRANSACTIONS, wire.encode(wire.TransactionBatch(tuple(batch))))
 
     def _on_own_block(self, block, how: str) -> None:
         if how == "authored":
