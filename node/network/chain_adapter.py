@@ -39,6 +39,14 @@ class ImportOutcome:
     reason: str = ""
 
 
+def _outcome_of(result) -> ImportOutcome:
+    """An import result that reports instead of raising (outcome imported / already_known / unknown_parent / bad)."""
+    kind = getattr(result, "outcome", "imported")
+    error = getattr(result, "error", None)
+    reason = "" if error is None else f"{error.code}: {error.message}"
+    return ImportOutcome({"already_known": "known"}.get(kind, kind), reason)
+
+
 class ChainAdapter:
     def __init__(self, chain) -> None:
         self.chain = chain
@@ -95,15 +103,19 @@ class ChainAdapter:
     # --- writes -----------------------------------------------------------------------
 
     async def import_block(self, block: Block) -> ImportOutcome:
+        return await self.chain.call(self._import_now, block)
+
+    def _import_now(self, block: Block) -> ImportOutcome:
+        """On the chain thread: the chain's import entry point, its answer as an ImportOutcome."""
         try:
-            await self.chain.import_block(block)
+            result = self.chain.import_block_now(block)
         except AlreadyKnown:
             return ImportOutcome("known")
         except UnknownParent as exc:
             return ImportOutcome("unknown_parent", exc.message)
         except GradchainError as exc:
             return ImportOutcome("bad", f"{exc.code}: {exc.message}")
-        return ImportOutcome("imported")
+        return _outcome_of(result)
 
     async def import_blocks(self, blocks: list[Block]) -> tuple[int, tuple[int, ImportOutcome] | None]:
         """Import a linked run in order in one trip to the chain thread; stop at the first that fails.
@@ -111,15 +123,11 @@ class ChainAdapter:
         def run() -> tuple[int, tuple[int, ImportOutcome] | None]:
             imported = 0
             for index, block in enumerate(blocks):
-                try:
-                    self.chain.import_block_now(block)
+                outcome = self._import_now(block)
+                if outcome.kind == "imported":
                     imported += 1
-                except AlreadyKnown:
-                    continue
-                except UnknownParent as exc:
-                    return imported, (index, ImportOutcome("unknown_parent", exc.message))
-                except GradchainError as exc:
-                    return imported, (index, ImportOutcome("bad", f"{exc.code}: {exc.message}"))
+                elif outcome.kind != "known":
+                    return imported, (index, outcome)
             return imported, None
         return await self.chain.call(run)
 

@@ -94,8 +94,11 @@ class BlockSync:
                     network.report(run[index][0], "bad_block", outcome.reason)
                 return
             back = 0
-            if imported:
-                log.info("synced blocks", imported=imported, best=run[-1][1].header.number, target=self.target)
+            if not imported:
+                # all known already: the best chain stops below them here (fork choice would not take them,
+                # e.g. a block this node disputes), so asking again now would only spin
+                return
+            log.info("synced blocks", imported=imported, best=run[-1][1].header.number, target=self.target)
 
     async def fetch_range(self, peer: str, first: int, count: int, *, start_hash: bytes | None = None) -> list[Block]:
         """A linked run of up to `count` blocks from `first` (or from `start_hash`); [] on any failure."""
