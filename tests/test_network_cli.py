@@ -65,8 +65,12 @@ def test_the_node_key_is_made_once_under_the_base_path_and_the_peer_id_survives_
         key_path = node.base / "data" / "chains" / "gradchain_nettest" / "network" / "secret_ed25519"
         assert stat.S_IMODE(key_path.stat().st_mode) == 0o600
         assert ids[0] == ids[1] == node_peer_id(read_node_key(key_path))
+        events = [e.get("event") for e in _log_events(node)]
         started = [e for e in _log_events(node) if e.get("event") == "network started"]
         assert started and started[0]["peer_id"] == ids[0] and started[0]["listen"] == addresses
+        # the network starts after the chain is open and stops before its database closes
+        assert events.index("chain opened") < events.index("network started")
+        assert events.index("network stopped") < events.index("database closed")
     finally:
         node.stop()
 

@@ -163,3 +163,13 @@ def test_transactions_are_relayed_only_after_a_pool_admitted_them(tmp_path, dev_
     finally:
         a.close()
         c.close()
+
+
+def test_with_reserved_only_a_peer_not_reserved_is_dropped(tmp_path, dev_config, raw):
+    guarded = InProcessNode(tmp_path / "guarded", dev_config, seed=b"G" * 32, reserved_only=True)
+    try:
+        raw.connect(guarded.address)
+        wait_for(lambda: not raw.connected_to(guarded.network.peer_id), 10, "the unreserved peer to be dropped")
+        assert guarded.ready_peers() == []
+    finally:
+        guarded.close()
