@@ -196,10 +196,10 @@ class ChainIndexer:
         extra = sorted(k for k, present in differs.items() if present and k >= begin)
         index_keys = (k[1:] for k in self.db.keys_between(schema.state_key_index_key(begin), stop))
         for key in _merge(index_keys, extra):
-            if len(found) == count:
-                break
             if differs.get(key, True):
                 found.append(key)
+                if len(found) == count:
+                    break
         return found
 
     def _presence_at(self, at: bytes, head: bytes | None, prefix: bytes) -> dict[bytes, bool]:
@@ -254,11 +254,12 @@ def _prefix_end(prefix: bytes) -> bytes:
 
 
 def _take(keys: Iterator[bytes], count: int) -> list[bytes]:
-    taken = []
+    """The first `count` keys, reading no further."""
+    taken: list[bytes] = []
     for key in keys:
+        taken.append(key)
         if len(taken) == count:
             break
-        taken.append(key)
     return taken
 
 
