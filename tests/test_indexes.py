@@ -290,3 +290,57 @@ def test_tasks_are_read_a_page_at_a_time(indexed):
     with pytest.raises(ValueError):
         runtime_api.tasks_page(overlay, before=None, count=runtime_api.MAX_PAGE + 1)
 
+
+
+class CountingBackend:
+    """A state backend that counts reads (what a runtime API call costs)."""
+
+    def __init__(self, backend) -> None:
+        self.backend = backend
+        self.reads = 0
+
+    def get(self, key: bytes):
+        self.reads += 1
+        return self.backend.get(key)
+
+    def compute_root(self, changes):
+        return self.backend.compute_root(changes)
+
+
+def test_rounds_due_and_gc_read_the_active_tasks_only_however_many_tasks_ended(indexed):
+    chain = indexed.chain
+    reads = []
+    for ended in (2, 20):
+        nonce = chain.nonce(EVE.public)
+        first = runtime_api.task_count(chain.overlay())
+        indexed.author([chain.sign(EVE, training.create_task(task_config(rounds=3)), nonce=nonce + i)
+                        for i in range(ended)])
+        indexed.author([chain.sign(EVE, training.cancel_task(first + i), nonce=nonce + ended + i)
+                        for i in range(ended)])
+        if not runtime_api.active_task_ids(chain.overlay()):
+            indexed.author([chain.sign(EVE, training.create_task(task_config(rounds=3)), nonce=nonce + 2 * ended)])
+        assert len(runtime_api.active_task_ids(chain.overlay())) == 1
+        counting = CountingBackend(indexed.store.state_view(indexed.store.best_hash))
+        number = indexed.store.best_header().number + 100
+        assert len(runtime_api.rounds_due(counting, number)) == 1
+        runtime_api.active_task_blobs(counting)
+        reads.append(counting.reads)
+    assert reads[0] == reads[1]  # 2 or 20 ended tasks: the same reads
+
+
+def test_the_leaderboard_reads_one_page_however_many_accounts_earned(indexed):
+    from runtime.state import EmptyBackend, Overlay
+
+    reads = []
+    for accounts in (10, 400):
+        changes = Overlay(EmptyBackend())
+        for i in range(accounts):
+            training.Earned.insert(changes, H(f"earner-{accounts}-{i}"), 10**9 + i)
+        indexed.indexer._apply([(k, None, v) for k, v in changes.changes.items()], indexed.store.best_hash)
+        counting = indexed.counting()
+        top = indexed.indexer.leaderboard(5)
+        assert [amount for _, amount in top] == sorted((amount for _, amount in top), reverse=True)
+        assert top[0] == (H(f"earner-{accounts}-{accounts - 1}"), 10**9 + accounts - 1)
+        reads.append(counting.keys_read)
+        indexed.indexer.db = counting._db
+    assert reads == [5, 5]
