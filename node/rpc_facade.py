@@ -13,10 +13,10 @@ from collections import defaultdict
 from typing import Any, Callable
 
 from node.chain_service import ChainService
+from node.indexer import IndexUnavailable
 from node.keystore import write_key_file
 from node.service import Service
 from rpc.app import build_server
-from node.indexer import IndexUnavailable
 from rpc.errors import RpcError
 from runtime import api as runtime_api
 from runtime import crypto
@@ -125,7 +125,8 @@ class ChainFacade:
     async def account(self, account: bytes, at: bytes | None) -> Any:
         return await self.chain.call(lambda: runtime_api.account(self._state(at), account))
 
-    async def account_history(self, account: bytes, before: int | None, count: int) -> list[tuple[int, bytes, list, list]]:
+    async def account_history(self, account: bytes, before: int | None,
+                              count: int) -> list[tuple[int, bytes, list, list]]:
         return await self.chain.call(self.chain.indexer.account_history, account, before, count)
 
     async def validators(self, at: bytes | None) -> list[Any]:

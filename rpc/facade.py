@@ -77,7 +77,8 @@ class NodeFacade(Protocol):
     async def account(self, account: bytes, at: bytes | None) -> Any:
         """AccountInfo or None."""
 
-    async def account_history(self, account: bytes, before: int | None, count: int) -> list[tuple[int, bytes, list, list]]:
+    async def account_history(self, account: bytes, before: int | None,
+                              count: int) -> list[tuple[int, bytes, list, list]]:
         """(number, hash, extrinsic indices, event indices) of canonical blocks below `before` that involve
         the account, newest first."""
 
