@@ -149,12 +149,14 @@ class ChainIndexer:
             if extrinsic.signed is not None:
                 involved.setdefault(bytes(extrinsic.signed.signer), ([], []))[0].append(index)
         try:
-            events = runtime_api.events(self.store.state_view(block.hash))
+            named = runtime_api.accounts_named_by_events(self.store.state_view(block.hash))
         except StatePruned:  # an old block indexed late: its signers only
-            events = ()
-        for index, record in enumerate(events):
-            for who in runtime_api.accounts_of_event(record.event):
-                entry = involved.setdefault(who, ([], []))
+            named = []
+        for index, accounts in enumerate(named):
+            for who in accounts:
+                entry = involved.get(who)
+                if entry is None:
+                    entry = involved[who] = ([], [])
                 if not entry[1] or entry[1][-1] != index:
                     entry[1].append(index)
         number, block_hash = block.header.number, block.hash

@@ -17,6 +17,8 @@ import dataclasses
 import typing
 from typing import Any, NamedTuple
 
+from runtime import codec
+from runtime.dispatch import PALLETS
 from runtime.pallets import payment, system, training, validators
 from runtime.pallets.system import AccountInfo
 from runtime.pallets.training import ModelVersion, Reveal, RoundSummary, Task, UpdateRecord
@@ -79,17 +81,42 @@ def recent_block_hash(state: StateBackend | Overlay, number: int) -> bytes | Non
     return None if found is None else bytes(found)
 
 
-_ACCOUNT_FIELDS: dict[type, tuple[str, ...]] = {}
+_ACCOUNT_FIELDS: dict[type, tuple[int, ...]] = {}  # event class -> positions of its AccountId fields
+
+
+def _account_fields(cls: type) -> tuple[int, ...]:
+    positions = _ACCOUNT_FIELDS.get(cls)
+    if positions is None:
+        hints = typing.get_type_hints(cls)
+        positions = _ACCOUNT_FIELDS[cls] = tuple(
+            i for i, f in enumerate(dataclasses.fields(cls)) if hints.get(f.name) is AccountId)
+    return positions
 
 
 def accounts_of_event(event: Any) -> tuple[bytes, ...]:
     """The accounts an event names (its AccountId fields): whose history it belongs to."""
-    cls = type(event)
-    names = _ACCOUNT_FIELDS.get(cls)
-    if names is None:
-        hints = typing.get_type_hints(cls)
-        names = _ACCOUNT_FIELDS[cls] = tuple(f.name for f in dataclasses.fields(cls) if hints.get(f.name) is AccountId)
-    return tuple(bytes(getattr(event, name)) for name in names)
+    fields = dataclasses.fields(event)
+    return tuple(bytes(getattr(event, fields[i].name)) for i in _account_fields(type(event)))
+
+
+def accounts_named_by_events(state: StateBackend | Overlay) -> list[tuple[bytes, ...]]:
+    """For each event of the block whose state this is, in order, the accounts it names.
+
+    The same answer as accounts_of_event over events(state), read from the stored
+    encoding without building the events: an event is [pallet, index, [fields]], so
+    the account fields are picked by position (a block of transfers has thousands)."""
+    raw = _overlay(state).get(system.Events.key)
+    if raw is None:
+        return []
+    named = []
+    positions_of: dict[tuple[int, int], tuple[int, ...]] = {}
+    for _, (pallet_index, event_index, fields) in codec.unpack_trusted(raw):
+        positions = positions_of.get((pallet_index, event_index))
+        if positions is None:
+            positions = positions_of[(pallet_index, event_index)] = _account_fields(
+                PALLETS[pallet_index].events[event_index])
+        named.append(tuple(fields[i] for i in positions))
+    return named
 
 
 # --- training ------------------------------------------------------------------------
