@@ -76,17 +76,22 @@ class ChainIndexer:
         self._apply(changes, best)
 
     def rebuild(self) -> None:
-        """Drop the state-derived indexes and build them from the best state (a walk of the whole state)."""
+        """Drop the state-derived indexes and build them from the best state (a walk of the whole state),
+        in batches. The head pointer goes first and comes back last: a crash half-way means a rebuild."""
         best = self.store.best_hash
         stored = self.store.stored_state(best)
-        deletes = [k for prefix in (schema.STATE_KEYS, schema.LEADERBOARD, schema.TASK_EARNED, schema.TASK_RANKING)
-                   for k in self.db.keys_with_prefix(prefix)]
-        self.db.write({}, deletes)
-        changes = ((key, None, value) for key, value in self.store.trie.iter_items(stored.ref))
-        self._apply(changes, best)
+        self.db.write({}, [schema.meta_key(schema.META_INDEX_HEAD)])
+        for prefix in (schema.STATE_KEYS, schema.LEADERBOARD, schema.TASK_EARNED, schema.TASK_RANKING):
+            for batch in _batches(self.db.keys_with_prefix(prefix)):
+                self.db.write({}, batch)
+        items = self.store.trie.iter_items(stored.ref)
+        for batch in _batches((key, None, value) for key, value in items):
+            self._apply(batch, best, move_head=False)
+        self._apply([], best)
         log.info("rebuilt the state indexes", best=stored.number)
 
-    def _apply(self, changes: Iterable[tuple[bytes, bytes | None, bytes | None]], best: bytes) -> None:
+    def _apply(self, changes: Iterable[tuple[bytes, bytes | None, bytes | None]], best: bytes, *,
+               move_head: bool = True) -> None:
         puts: dict[bytes, bytes] = {}
         deletes: list[bytes] = []
         task_deltas: dict[tuple[int, bytes], int] = {}
@@ -116,7 +121,8 @@ class ChainIndexer:
             for task_id in ended:
                 for blob_hash in runtime_api.task_blobs(state, task_id):
                     puts[schema.pinned_blob_key(blob_hash)] = b""
-        puts[schema.meta_key(schema.META_INDEX_HEAD)] = best
+        if move_head:
+            puts[schema.meta_key(schema.META_INDEX_HEAD)] = best
         self.db.write({}, deletes, more_puts=(puts,))  # deletes first: a re-put of a moved key wins
 
     @staticmethod
@@ -247,6 +253,17 @@ class ChainIndexer:
 
     def pinned_blobs(self) -> set[bytes]:
         return {k[len(schema.PINNED_BLOB):] for k in self.db.keys_with_prefix(schema.PINNED_BLOB)}
+
+
+def _batches(items: Iterable, size: int = 50_000) -> Iterator[list]:
+    batch: list = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def _prefix_end(prefix: bytes) -> bytes:

@@ -344,3 +344,28 @@ def test_the_leaderboard_reads_one_page_however_many_accounts_earned(indexed):
         reads.append(counting.keys_read)
         indexed.indexer.db = counting._db
     assert reads == [5, 5]
+
+
+def test_blocks_committed_while_the_indexer_did_not_run_are_indexed_at_the_next_start(indexed):
+    chain = indexed.chain
+    indexed.author([chain.transfer(ALICE, BOB.public, 10**12)])
+    for _ in range(3):  # as import-blocks does: committed, never indexed
+        chain.author_block([chain.transfer(ALICE, EVE.public, 10**12)] + indexed.transfers_to_new_accounts(2, "x"))
+    restarted = ChainIndexer(indexed.store)
+    restarted.catch_up()
+    best = indexed.store.best_hash
+    assert all_pages(restarted, best, ACCOUNTS, 50) == keys_in_state(indexed.store, best, ACCOUNTS)
+    assert [h[0] for h in restarted.account_history(EVE.public, None, 10)] == history_by_scan(indexed.store,
+                                                                                              EVE.public)
+
+
+def test_an_index_left_half_rebuilt_is_rebuilt_whole(indexed):
+    from storage import schema
+
+    indexed.author(indexed.transfers_to_new_accounts(20, "a"))
+    best = indexed.store.best_hash
+    # a crash during a rebuild: the head pointer is gone and only some keys are indexed
+    doomed = list(indexed.store.db.keys_with_prefix(schema.STATE_KEYS))[::2]
+    indexed.store.db.write({}, doomed + [schema.meta_key(schema.META_INDEX_HEAD)])
+    indexed.indexer.follow_best()
+    assert all_pages(indexed.indexer, best, b"", 100) == keys_in_state(indexed.store, best, b"")
