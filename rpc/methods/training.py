@@ -19,6 +19,12 @@ def _task_id(value, name: str = "task") -> int:
     return value
 
 
+def _round(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**32:
+        raise invalid_params(f"{name} must be a round number (a whole number)")
+    return value
+
+
 def _count(value, name: str, default: int, maximum: int) -> int:
     return default if value is None else p.positive_count(value, name, maximum)
 
@@ -36,17 +42,17 @@ def register(server: RpcServer, node: NodeFacade) -> None:
         return None if found is None else dict(id=task, **plain(found))
 
     async def training_updates(ctx: CallContext, task, round):
-        updates = await node.round_updates(_task_id(task), _task_id(round, "round"))
+        updates = await node.round_updates(_task_id(task), _round(round, "round"))
         return [{"update": p.to_hex(h), **plain(record)} for h, record in updates]
 
     async def training_models(ctx: CallContext, task, start=None, count=None):
         """Model versions of rounds start .. start + count - 1 (count default and cap 1000)."""
-        versions = await node.model_versions(_task_id(task), 0 if start is None else _task_id(start, "start"),
+        versions = await node.model_versions(_task_id(task), 0 if start is None else _round(start, "start"),
                                              _count(count, "count", MAX_ROUND_PAGE, MAX_ROUND_PAGE))
         return [{"round": r, **plain(version)} for r, version in versions]
 
     async def training_rounds(ctx: CallContext, task, start=None, count=None):
-        summaries = await node.rounds(_task_id(task), 0 if start is None else _task_id(start, "start"),
+        summaries = await node.rounds(_task_id(task), 0 if start is None else _round(start, "start"),
                                       _count(count, "count", MAX_ROUND_PAGE, MAX_ROUND_PAGE))
         return [{"round": r, **plain(summary)} for r, summary in summaries]
 
