@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from rpc import params as p
 from rpc.errors import INTERNAL_ERROR, INVALID_PARAMS, TOO_MANY_SUBSCRIPTIONS, RpcError
+from rpc.facade import NodeFacade
 from rpc.server import CallContext, Method, RpcServer
 from runtime.errors import GradchainError
 
 
-def register(server: RpcServer, node) -> None:
+def register(server: RpcServer, node: NodeFacade) -> None:
     async def system_name(ctx: CallContext) -> str:
         return node.node_name
 
