@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from node.network import wire
 from runtime.errors import GradchainError
+from runtime.hashing import blake2b_256
 from runtime.types import Extrinsic, decode_extrinsic
 
 if TYPE_CHECKING:
@@ -40,11 +41,11 @@ class TransactionGossip:
             batch = wire.decode(wire.TransactionBatch, data, max_length=wire.MAX_GOSSIP_BYTES)
             if len(batch.extrinsics) > wire.MAX_TRANSACTIONS_PER_BATCH:
                 raise wire.WireError(f"{len(batch.extrinsics)} transactions in one batch")
-            extrinsics = [decode_extrinsic(x) for x in batch.extrinsics]
+            # an extrinsic's hash is the hash of its canonical bytes: known ones are skipped undecoded
+            fresh = [decode_extrinsic(x) for x in batch.extrinsics if blake2b_256(x) not in self._known_transactions]
         except GradchainError as exc:
             self.network.report(origin, "malformed", f"transactions: {exc.message}")
             return
-        fresh = [x for x in extrinsics if x.hash not in self._known_transactions]
         for extrinsic in fresh:
             self._remember(extrinsic.hash)
         if fresh:
