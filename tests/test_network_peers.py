@@ -110,12 +110,17 @@ def test_a_blocks_request_is_answered_with_a_counted_length_prefixed_reply(node,
     assert not node.network.book.is_banned(raw.peer_id)
 
 
-def test_an_unknown_protocol_is_refused_and_the_node_keeps_serving(node, raw):
+def test_an_unknown_protocol_is_refused_and_the_node_keeps_serving_until_a_prober_is_banned(node, raw):
     raw.connect(node.address)
     with pytest.raises(Exception):
         raw.exchange(node.network.peer_id, "/gradchain/no-such-protocol/1", b"\x00\x00\x00\x01x")
     reply = raw.exchange(node.network.peer_id, wire.STATUS, raw.status_frame(node.network.local_status()))
     assert reply[4:] == wire.encode(node.network.local_status())
+    assert not node.network.book.is_banned(raw.peer_id)
+    for attempt in range(4):  # a peer that keeps probing for protocols nobody speaks
+        with pytest.raises(Exception):
+            raw.exchange(node.network.peer_id, f"/probe/{attempt}", b"")
+    wait_for(lambda: node.network.book.is_banned(raw.peer_id), 10, "the ban")
 
 
 def test_a_flood_of_bad_announcements_gets_the_sender_banned(tmp_path, dev_config, node):

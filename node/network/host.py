@@ -28,6 +28,8 @@ from libp2p.crypto.x25519 import create_new_key_pair as create_noise_key_pair
 from libp2p.custom_types import TProtocol
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import info_from_p2p_addr
+from libp2p.protocol_muxer.exceptions import MultiselectCommunicatorError
+from libp2p.protocol_muxer.multiselect import MULTISELECT_PROTOCOL_ID
 from libp2p.pubsub import gossipsub as gossipsub_module
 from libp2p.pubsub import pubsub as pubsub_module
 from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11, GossipSub
@@ -118,6 +120,35 @@ class _Notifee(INotifee):
 
 Serve = Callable[[str, str, bytes], Awaitable[list[bytes]]]
 
+# libp2p's own protocol families: a peer may propose versions of these we lack (and fall back), honestly
+STANDARD_PREFIXES = ("/ipfs/", "/libp2p/", "/meshsub/", "/floodsub/", "/p2p/")
+MAX_UNKNOWN_PER_STREAM = 3
+
+
+class _ProposalWatch:
+    """Wraps an inbound stream's multistream negotiation to report proposals of protocols nobody here
+    speaks (a probing or broken peer) and to cut a stream after a few, instead of answering "na" until
+    the negotiation timeout."""
+
+    def __init__(self, inner: Any, host: "P2PHost") -> None:
+        self.inner = inner
+        self.host = host
+        self.unknown = 0
+
+    async def read(self) -> str:
+        command = await self.inner.read()
+        if command and command not in ("ls", MULTISELECT_PROTOCOL_ID) and not command.startswith(STANDARD_PREFIXES) \
+                and TProtocol(command) not in self.host.host.multiselect.handlers:
+            self.unknown += 1
+            peer = str(self.inner.read_writer.muxed_conn.peer_id)
+            self.host.events.put_threadsafe(("misbehaved", peer, "UnknownProtocol", f"proposed {command[:80]!r}"))
+            if self.unknown >= MAX_UNKNOWN_PER_STREAM:
+                raise MultiselectCommunicatorError("too many unknown protocols proposed")
+        return command
+
+    async def write(self, message: str) -> None:
+        await self.inner.write(message)
+
 
 class P2PHost:
     def __init__(self, *, seed: bytes, listen_host: str, listen_port: int, topics: list[str],
@@ -157,6 +188,11 @@ class P2PHost:
             for protocol in wire.PROTOCOLS:
                 self.host.set_stream_handler(TProtocol(protocol), functools.partial(self._handle, protocol))
             self.host.get_network().register_notifee(_Notifee(self))
+            negotiate = self.host.multiselect.negotiate
+
+            async def watched_negotiate(communicator: Any, *args: Any) -> Any:
+                return await negotiate(_ProposalWatch(communicator, self), *args)
+            self.host.multiselect.negotiate = watched_negotiate
             async with self.host.run([self.listen]), background_trio_service(self.pubsub), \
                     background_trio_service(router):
                 await self.pubsub.wait_until_ready()

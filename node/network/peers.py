@@ -28,6 +28,7 @@ MISBEHAVIOUR = {
     "flood": -250,
     "bad_blob": -500,
     "unrequested": -50,
+    "unknown_protocol": -100,
 }
 BAN_THRESHOLD = -400
 BAN_SECONDS = 60.0

@@ -145,7 +145,8 @@ class NetworkService(Service):
                 elif kind == "misbehaved":
                     _, peer, error, reason = event
                     self.report(peer, {"FrameTooLarge": "oversized", "TooSlowError": "timeout",
-                                       "CutShort": "cut_short"}.get(error, "malformed"), reason)
+                                       "CutShort": "cut_short", "UnknownProtocol": "unknown_protocol"
+                                       }.get(error, "malformed"), reason)
             except Exception:  # one bad event must never stop the network
                 log.exception("network event failed", kind=event[0])
 
