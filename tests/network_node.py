@@ -150,3 +150,19 @@ def wait_for(condition, timeout: float, what: str):
             return value
         time.sleep(0.05)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def serve_on(peer: RawPeer, protocol: str, reply: bytes) -> None:
+    """Make the raw peer answer every request on `protocol` with the given raw bytes."""
+    async def handler(stream) -> None:
+        try:
+            await stream.read(65536)
+            await stream.write(reply)
+            await stream.close()
+        except Exception:
+            pass
+    peer.host.set_stream_handler(TProtocol(protocol), handler)
+
+
+def frame(payload: bytes) -> bytes:
+    return len(payload).to_bytes(4, "big") + payload

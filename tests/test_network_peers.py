@@ -7,6 +7,8 @@ whatever bytes the test chooses.
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from node.chain_setup import load_chain_spec
@@ -178,3 +180,55 @@ def test_with_reserved_only_a_peer_not_reserved_is_dropped(tmp_path, dev_config,
         assert guarded.ready_peers() == []
     finally:
         guarded.close()
+
+
+def test_a_large_blob_is_fetched_in_ranged_chunks_and_checked(tmp_path, dev_config, node):
+    import os
+
+    from runtime.hashing import blake2b_256
+
+    other = InProcessNode(tmp_path / "other", dev_config, seed=b"O" * 32, bootnodes=[node.address])
+    try:
+        wait_for(lambda: other.ready_peers(), 15, "the handshake")
+        data = os.urandom(5 * 1024 * 1024 + 123)  # six 1 MiB chunks
+        blob_hash = blake2b_256(data)
+        node.on_loop(node.network.adapter.put_blob(blob_hash, data))
+        assert other.on_loop(other.network.blobs.download(node.network.peer_id, blob_hash)) == data
+        assert other.on_loop(other.network.blobs.download(node.network.peer_id, bytes(32))) is None  # not held
+        assert not other.network.book.is_banned(node.network.peer_id)
+    finally:
+        other.close()
+
+
+def test_a_peer_serving_other_bytes_for_a_blob_is_reported_and_banned(node, raw):
+    from tests.network_node import frame, serve_on
+
+    serve_on(raw, wire.STATUS, frame(wire.encode(node.network.local_status())))
+    serve_on(raw, wire.BLOBS, frame(wire.encode(wire.BlobChunk(wire.ByteCount(10), wire.ChunkData(b"x" * 10)))))
+    raw.connect(node.address)
+    wait_for(lambda: raw.peer_id in node.ready_peers(), 10, "the handshake")
+    assert node.on_loop(node.network.blobs.download(raw.peer_id, b"\x07" * 32)) is None
+    wait_for(lambda: node.network.book.is_banned(raw.peer_id), 10, "the ban")
+
+
+def test_the_gossip_port_carries_finality_messages_with_their_sender(tmp_path, dev_config, node):
+    other = InProcessNode(tmp_path / "other", dev_config, seed=b"O" * 32, bootnodes=[node.address])
+    try:
+        wait_for(lambda: other.ready_peers() and node.ready_peers(), 15, "the handshake")
+        queue = node.on_loop(_subscribe(node))
+        wait_for(lambda: _mesh_ready(other), 15, "a gossip mesh")
+        other.on_loop(other.network.publish("finality", b"a precommit"))
+        sender, data = node.on_loop(asyncio.wait_for(queue.get(), 10))
+        assert (sender, data) == (other.network.peer_id, b"a precommit")
+        node.on_loop(_report(node, sender))  # the port's third method
+        assert node.network.book.peers[sender].reputation < 0
+    finally:
+        other.close()
+
+
+async def _subscribe(node):
+    return node.network.subscribe("finality")
+
+
+async def _report(node, peer: str) -> None:
+    node.network.report(peer, "malformed", "a vote with a bad signature")
