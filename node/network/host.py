@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
@@ -78,6 +79,24 @@ def _counting_drop(original: Callable[..., None]) -> Callable[..., None]:
 for _module in (pubsub_module, gossipsub_module):
     if not getattr(_module.drop_rpc, "__gradchain_counting__", False):
         _module.drop_rpc = _counting_drop(_module.drop_rpc)
+
+
+class _Libp2pToStructlog(logging.Handler):
+    """py-libp2p logs dial failures and resets of peers going away at ERROR, as bare lines on stderr:
+    routine on a network, and not JSON. They become this node's debug events instead."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            log.debug("libp2p", level=record.levelname.lower(), message=record.getMessage()[:300])
+        except Exception:  # a log line must never break the network
+            pass
+
+
+def route_libp2p_logs() -> None:
+    logger = logging.getLogger("libp2p")
+    logger.handlers = [_Libp2pToStructlog()]
+    logger.propagate = False
+    logger.setLevel(logging.WARNING)
 
 
 def dropped_gossip_messages() -> int:

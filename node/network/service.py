@@ -25,7 +25,7 @@ from node.network import wire
 from node.network.blobs import BlobAvailability
 from node.network.chain_adapter import ChainAdapter
 from node.network.config import NetworkConfig
-from node.network.host import P2PHost, dropped_gossip_messages
+from node.network.host import P2PHost, dropped_gossip_messages, route_libp2p_logs
 from node.network.peers import PeerBook
 from node.network.sync import BlockSync
 from node.network.transactions import TransactionGossip
@@ -76,6 +76,7 @@ class NetworkService(Service):
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        route_libp2p_logs()
         self.genesis_hash = self.adapter.head().genesis_hash
         self._events = ThreadQueue(loop, EVENT_QUEUE)
         self.thread.start_thread()
