@@ -232,3 +232,21 @@ async def _subscribe(node):
 
 async def _report(node, peer: str) -> None:
     node.network.report(peer, "malformed", "a vote with a bad signature")
+
+
+def test_a_peer_that_never_completes_the_handshake_is_dropped(tmp_path, dev_config, raw):
+    strict = InProcessNode(tmp_path / "strict", dev_config, seed=b"S" * 32, handshake_deadline_s=1.0)
+    try:
+        raw.connect(strict.address)  # the raw peer serves no status protocol: no handshake ever completes
+        wait_for(lambda: not raw.connected_to(strict.network.peer_id), 10, "the silent peer to be dropped")
+    finally:
+        strict.close()
+
+
+def test_past_max_peers_a_newcomer_is_refused(tmp_path, dev_config, raw):
+    full = InProcessNode(tmp_path / "full", dev_config, seed=b"M" * 32, max_peers=0)
+    try:
+        raw.connect(full.address)
+        wait_for(lambda: not raw.connected_to(full.network.peer_id), 10, "the newcomer to be refused")
+    finally:
+        full.close()

@@ -28,6 +28,8 @@ class NetworkConfig:
     reserved_only: bool = False
     roles: int = ROLE_FULL
     gossip: GossipLimits = field(default_factory=GossipLimits)
+    max_peers: int = 50  # reserved peers are always accepted on top
+    handshake_deadline_s: float = 10.0
     ping_interval_s: float = 5.0
     ping_timeout_s: float = 5.0
     max_failed_pings: int = 2

@@ -152,7 +152,9 @@ class NetworkService(Service):
                 log.exception("network event failed", kind=event[0])
 
     def _on_connected(self, peer: str) -> None:
-        if self.book.is_banned(peer) or (self.config.reserved_only and peer not in self.book.reserved):
+        refused = self.book.is_banned(peer) or (
+            peer not in self.book.reserved and (self.config.reserved_only or len(self.book.peers) >= self.config.max_peers))
+        if refused:
             self._spawn(self._disconnect(peer))
             return
         if peer not in self.book.peers:
@@ -294,9 +296,14 @@ class NetworkService(Service):
             log.debug("dial failed", address=address, error=repr(exc))
 
     async def _ping_loop(self) -> None:
-        """py-libp2p does not notice a frozen peer: ask every peer for a pong and drop the silent ones."""
+        """py-libp2p does not notice a frozen peer: ask every peer for a pong and drop the silent ones.
+        A peer that never completed the handshake (it does not speak our protocols) is dropped too."""
         while True:
             await asyncio.sleep(self.config.ping_interval_s)
+            cutoff = time.monotonic() - self.config.handshake_deadline_s
+            for peer in [p.peer_id for p in self.book.peers.values() if not p.ready and p.connected_at < cutoff]:
+                log.info("peer never completed the handshake: disconnecting", peer=peer)
+                self._spawn(self._disconnect(peer))
             await asyncio.gather(*(self._ping(p.peer_id) for p in self.book.ready_peers()))
 
     async def _ping(self, peer: str) -> None:
@@ -389,7 +396,3 @@ class NetworkService(Service):
                                                       + self.dropped_events)
             self.metrics.sync_target.set(self.sync.target)
             await asyncio.sleep(1)
-
-
-def now() -> float:
-    return time.monotonic()
