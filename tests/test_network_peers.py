@@ -159,7 +159,8 @@ def test_transactions_are_relayed_only_after_a_pool_admitted_them(tmp_path, dev_
         genesis = node.chain.store.genesis_hash
         eve, ferdie = crypto.dev_keypair("Eve"), crypto.dev_keypair("Ferdie")
         good = sign_extrinsic(eve, balances.transfer(ferdie.public, 10**12), nonce=0, genesis_hash=genesis)
-        forged = sign_extrinsic(ferdie, balances.transfer(eve.public, 10**12), nonce=0, genesis_hash=genesis)
+        alice = crypto.dev_keypair("Alice")
+        forged = sign_extrinsic(alice, balances.transfer(eve.public, 10**12), nonce=0, genesis_hash=genesis)
         forged = Extrinsic(SignedData(forged.signed.signer, bytes(64), forged.signed.era, 0, 0), forged.call)
         wait_for(lambda: _mesh_ready(a), 15, "a gossip mesh")
         # A's pool would refuse the forgery, so A publishes both as a peer with a bad pool would
@@ -167,6 +168,7 @@ def test_transactions_are_relayed_only_after_a_pool_admitted_them(tmp_path, dev_
         a.on_loop(a.network.publish("transactions", batch))
         wait_for(lambda: good.hash in c.chain.pool, 20, "the valid transfer at C")
         assert forged.hash not in node.chain.pool and forged.hash not in c.chain.pool
+        wait_for(lambda: node.network.book.peers[a.network.peer_id].reputation < 0, 5, "A reported for the forgery")
     finally:
         a.close()
         c.close()

@@ -20,7 +20,7 @@ from node.network.wire import Status
 MISBEHAVIOUR = {
     "wrong_chain": -1000,
     "bad_block": -500,
-    "bad_transaction": -20,
+    "bad_transaction": -100,  # provably forged (bad signature, an inherent), never a race
     "malformed": -250,
     "oversized": -500,
     "timeout": -20,

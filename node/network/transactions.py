@@ -21,11 +21,15 @@ from node.network import wire
 from runtime.errors import GradchainError
 from runtime.hashing import blake2b_256
 from runtime.types import Extrinsic, decode_extrinsic
+from runtime.validity import InvalidReason, InvalidTransaction
 
 if TYPE_CHECKING:
     from node.network.service import NetworkService
 
 TRANSACTIONS = "transactions"
+NEVER_HONEST = {InvalidReason.BAD_PROOF, InvalidReason.BAD_SIGNER, InvalidReason.CALL, InvalidReason.BAD_MANDATORY,
+                InvalidReason.MANDATORY_VALIDATION}
+MAX_REPORTS_PER_BATCH = 5
 KNOWN_TRANSACTIONS = 100_000  # hashes remembered so a transaction is gossiped and submitted once
 
 
@@ -48,8 +52,14 @@ class TransactionGossip:
             return
         for extrinsic in fresh:
             self._remember(extrinsic.hash)
-        if fresh:
-            await self.network.adapter.submit_transactions(fresh)
+        if not fresh:
+            return
+        results = await self.network.adapter.submit_transactions(fresh)
+        # a relayer publishes only what its pool admitted: a forged signature or an inherent from it is
+        # misbehaviour (a stale nonce or a fee it can no longer pay may be an honest race, and is not)
+        forged = [r for r in results if isinstance(r, InvalidTransaction) and r.reason in NEVER_HONEST]
+        for error in forged[:MAX_REPORTS_PER_BATCH]:
+            self.network.report(origin, "bad_transaction", error.message)
 
     def _remember(self, transaction_hash: bytes, seen: OrderedDict | None = None) -> None:
         seen = self._known_transactions if seen is None else seen
