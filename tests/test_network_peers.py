@@ -252,3 +252,17 @@ def test_past_max_peers_a_newcomer_is_refused(tmp_path, dev_config, raw):
         wait_for(lambda: not raw.connected_to(full.network.peer_id), 10, "the newcomer to be refused")
     finally:
         full.close()
+
+
+def test_a_peer_that_serves_an_invalid_block_in_sync_is_banned_and_nothing_is_imported(node, raw):
+    from runtime.types import Block, Digest, Header, encode_block
+    from tests.network_node import frame, serve_on
+
+    genesis = node.chain.store.genesis_hash
+    bogus = Block(Header(genesis, 1, bytes(32), bytes(32), Digest(10**9, bytes(32), bytes(64))), ())
+    status = wire.Status(genesis, 5, b"\x05" * 32, 0, genesis, wire.Roles(wire.ROLE_FULL))  # claims to be ahead
+    serve_on(raw, wire.STATUS, frame(wire.encode(status)))
+    serve_on(raw, wire.BLOCKS, frame((1).to_bytes(4, "big")) + frame(encode_block(bogus)))
+    raw.connect(node.address)
+    wait_for(lambda: node.network.book.is_banned(raw.peer_id), 15, "the ban")
+    assert node.best() == 0 and node.chain.store.header(bogus.hash) is None
