@@ -10,6 +10,7 @@ submissions go to the chain thread through ChainService's own methods.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass
 from typing import Callable
 
@@ -22,6 +23,7 @@ from runtime.state import Overlay
 from runtime.types import Block, Extrinsic, Header, encode_block
 
 log = structlog.get_logger("network")
+SUBMIT_CHUNK = 64  # gossiped transactions handed to the pool per chain-thread job
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,9 @@ def _outcome_of(result) -> ImportOutcome:
 class ChainAdapter:
     def __init__(self, chain) -> None:
         self.chain = chain
+        self._imports_in_flight = 0
+        self._no_imports = asyncio.Event()
+        self._no_imports.set()
 
     # --- reads ------------------------------------------------------------------------
 
@@ -103,7 +108,20 @@ class ChainAdapter:
     # --- writes -----------------------------------------------------------------------
 
     async def import_block(self, block: Block) -> ImportOutcome:
-        return await self.chain.call(self._import_now, block)
+        async with self._importing():
+            return await self.chain.call(self._import_now, block)
+
+    @contextlib.asynccontextmanager
+    async def _importing(self):
+        """Blocks go before gossiped transactions on the one chain thread (see submit_transactions)."""
+        self._imports_in_flight += 1
+        self._no_imports.clear()
+        try:
+            yield
+        finally:
+            self._imports_in_flight -= 1
+            if not self._imports_in_flight:
+                self._no_imports.set()
 
     def _import_now(self, block: Block) -> ImportOutcome:
         """On the chain thread: the chain's import entry point, its answer as an ImportOutcome."""
@@ -129,11 +147,19 @@ class ChainAdapter:
                 elif outcome.kind != "known":
                     return imported, (index, outcome)
             return imported, None
-        return await self.chain.call(run)
+        async with self._importing():
+            return await self.chain.call(run)
 
     async def submit_transactions(self, extrinsics: list[Extrinsic]) -> list:
-        """Into the pool; one result per extrinsic: (hash, status) or the error that refused it."""
-        return await self.chain.submit_many(extrinsics)
+        """Into the pool; one result per extrinsic: (hash, status) or the error that refused it.
+
+        In chunks, each waiting for the blocks being imported: the chain thread runs jobs in turn, and a
+        block stuck behind a thousand transactions' validation is a block that propagates late."""
+        results: list = []
+        for start in range(0, len(extrinsics), SUBMIT_CHUNK):
+            await self._no_imports.wait()
+            results.extend(await self.chain.submit_many(extrinsics[start:start + SUBMIT_CHUNK]))
+        return results
 
     async def put_blob(self, blob_hash: bytes, data: bytes) -> bool:
         def store() -> bool:
