@@ -22,7 +22,7 @@ from node.keystore import write_key_file
 from node.network.config import node_peer_id, write_node_key
 from rpc.client import Client
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXTRA: list[str] = []
 VALIDATORS = ("Alice", "Bob", "Charlie", "Dave")
 
