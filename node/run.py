@@ -18,7 +18,7 @@ from node.clock import SystemClock
 from node.keystore import KeystoreError, load_key_file
 from node.metrics import MetricsService, NodeMetrics
 from node.network.chain_adapter import ChainAdapter
-from node.network.config import NetworkConfig, load_or_create_node_key
+from node.network.config import NetworkConfig, check_peer_address, load_or_create_node_key
 from node.network.service import NetworkService
 from node.network.wire import ROLE_AUTHORITY, ROLE_FULL
 from node.rpc_facade import ChainFacade, RpcService
@@ -82,6 +82,8 @@ def _run(args, config, keypair, base: Path) -> int:
 
 
 def network_config(args: argparse.Namespace, paths: ChainPaths, keypair) -> NetworkConfig:
+    for address in (*args.bootnodes, *args.reserved_nodes):
+        check_peer_address(address)  # a typo is a one-line error at start, not a silent failure to dial
     return NetworkConfig(node_key_seed=load_or_create_node_key(paths.network, args.node_key_file),
                          listen_host=args.p2p_host,
                          port=args.p2p_port if args.p2p_port is not None else (0 if args.dev else 30333), bootnodes=tuple(args.bootnodes),

@@ -27,6 +27,16 @@ def test_generate_node_key_writes_a_private_file_and_prints_its_peer_id(tmp_path
     assert again.returncode == 2 and "already exists" in again.stderr  # never overwrites an identity
 
 
+def test_a_malformed_bootnode_is_a_one_line_error_at_start(tmp_path):
+    spec = write_spec(tmp_path / "spec.json")
+    for bad in ("/ip4/127.0.0.1/tcp/30333",):  # no /p2p/<peer id> (check_peer_address covers the rest)
+        result = subprocess.run([*GRADCHAIN, "--chain", str(spec), "--base-path", str(tmp_path / "b"), "--no-rpc",
+                                 "--no-prometheus", "--bootnodes", bad], cwd=ROOT, capture_output=True, text=True,
+                                timeout=60)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.startswith("Error:") and len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
 def test_a_node_key_readable_by_others_or_of_the_wrong_size_is_refused(tmp_path):
     path = tmp_path / "key"
     path.write_bytes(b"x" * 32)

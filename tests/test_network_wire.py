@@ -127,3 +127,18 @@ def test_an_announcement_flood_is_detected_per_peer_and_window():
     assert book.note_announcement("p", limit=20)
     clock.now += 2
     assert not book.note_announcement("p", limit=20)
+
+
+@pytest.mark.parametrize("text", ["/ip4/127.0.0.1/tcp/30333", "not-an-address", "/ip4/127.0.0.1/tcp/1/p2p/xyz", ""])
+def test_a_peer_address_must_be_a_multiaddress_ending_in_a_peer_id(text):
+    from node.network.config import PeerAddressError, check_peer_address
+
+    with pytest.raises(PeerAddressError):
+        check_peer_address(text)
+
+
+def test_a_good_peer_address_gives_its_peer_id():
+    from node.network.config import check_peer_address, node_peer_id
+
+    peer = node_peer_id(b"k" * 32)
+    assert check_peer_address(f"/ip4/127.0.0.1/tcp/30333/p2p/{peer}") == peer

@@ -38,6 +38,24 @@ class NetworkConfig:
     tx_batch_interval_s: float = 0.05
 
 
+class PeerAddressError(GradchainError):
+    code = "peer_address"
+
+
+def check_peer_address(text: str) -> str:
+    """A dialable peer address (/ip4/A/tcp/P/p2p/<peer id>, or /dns...); its peer id. Else PeerAddressError."""
+    import multiaddr
+
+    try:
+        address = multiaddr.Multiaddr(text)
+        peer = address.value_for_protocol("p2p")
+    except Exception:
+        raise PeerAddressError(f"{text!r} is not a multiaddress like /ip4/127.0.0.1/tcp/30333/p2p/<peer id>") from None
+    if not peer:
+        raise PeerAddressError(f"{text!r} does not end in /p2p/<peer id>")
+    return str(peer)
+
+
 def write_node_key(path: Path, seed: bytes | None = None) -> bytes:
     """Write a new node key (32 raw bytes, mode 0600) and return it; refuses to overwrite one."""
     seed = seed if seed is not None else secrets.token_bytes(32)

@@ -24,11 +24,11 @@ from node.metrics import NodeMetrics
 from node.network import wire
 from node.network.blobs import BlobAvailability
 from node.network.chain_adapter import ChainAdapter
-from node.network.config import NetworkConfig
+from node.network.config import NetworkConfig, check_peer_address
 from node.network.host import P2PHost, dropped_gossip_messages, route_libp2p_logs
 from node.network.peers import PeerBook
 from node.network.sync import BlockSync
-from node.network.transactions import TransactionGossip
+from node.network.transactions import TRANSACTIONS, TransactionGossip
 from node.service import Service, ThreadQueue, TrioThread
 from runtime import codec
 from runtime.errors import GradchainError
@@ -36,8 +36,7 @@ from runtime.types import Header
 
 log = structlog.get_logger("network")
 
-from node.network.transactions import TRANSACTIONS  # noqa: E402  (the topic's short name)
-
+# gossip topics by short name (scoped to the genesis on the wire by `topic`)
 ANNOUNCE, FINALITY = "block-announces", "finality"
 EVENT_QUEUE = 10_000
 
@@ -64,10 +63,8 @@ class NetworkService(Service):
         self._background: set[asyncio.Task] = set()
         self._subscribers: dict[str, list[asyncio.Queue]] = {}
         self._dial_wake = asyncio.Event()
-        for address in (*config.bootnodes, *config.reserved_nodes):
-            wire_peer = address.rsplit("/p2p/", 1)[-1]
-            if address in config.reserved_nodes:
-                self.book.reserved[wire_peer] = address
+        for address in config.reserved_nodes:
+            self.book.reserved[address.rsplit("/p2p/", 1)[-1]] = address
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -258,9 +255,7 @@ class NetworkService(Service):
         return was
 
     async def add_reserved(self, address: str) -> str:
-        peer = address.rsplit("/p2p/", 1)[-1] if "/p2p/" in address else ""
-        if not peer:
-            raise wire.WireError(f"{address!r} is not a multiaddress ending in /p2p/<peer id>")
+        peer = check_peer_address(address)
         self.book.reserved[peer] = address
         self._dial_wake.set()
         return peer
