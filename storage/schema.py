@@ -11,6 +11,9 @@ One LevelDB per node; columns are one-byte key prefixes. Integers in keys are
     s<block hash>                  the block's state: StateRef and its version
     t<version><depth><nibbles>     state trie node written at that version
     x<version>                     trie nodes made stale by that version
+    v<block hash>                  the block's useful-work verification status
+    w<block hash>                  blocks whose status is pending or unverifiable (checked again)
+    l<block hash>                  leaves of the block tree (blocks without a child)
     B<blob hash>                   content-addressed blob
     I<blob hash>                   the blob's size and upload block
 """
@@ -27,7 +30,9 @@ TRIE_NODE = b"t"
 STALE_NODES = b"x"
 BLOB = b"B"
 BLOB_INFO = b"I"
-DISPUTED = b"d"  # blocks whose useful-work report a validator could not reproduce -> evidence
+STATUS = b"v"
+WAITING = b"w"
+LEAF = b"l"
 
 META_BEST = b"best"
 META_FINALIZED = b"finalized"
@@ -95,5 +100,13 @@ def blob_info_key(blob_hash: bytes) -> bytes:
     return BLOB_INFO + blob_hash
 
 
-def disputed_key(block_hash: bytes) -> bytes:
-    return DISPUTED + block_hash
+def status_key(block_hash: bytes) -> bytes:
+    return STATUS + block_hash
+
+
+def waiting_key(block_hash: bytes) -> bytes:
+    return WAITING + block_hash
+
+
+def leaf_key(block_hash: bytes) -> bytes:
+    return LEAF + block_hash
