@@ -83,6 +83,11 @@ class ChainFacade:
     async def finalized_hash(self) -> bytes:
         return self.chain.store.finalized_hash
 
+    async def block_verification(self, at: bytes | None) -> dict[str, Any] | None:
+        block_hash = self._at(at)
+        status = await self.chain.call(self.chain.store.verification_status, block_hash)
+        return None if status is None else {"hash": "0x" + block_hash.hex(), **status.to_json()}
+
     def _overlay(self, at: bytes | None) -> Overlay:
         return Overlay(self.chain.store.state_view(self._at(at)))
 
