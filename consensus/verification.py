@@ -92,6 +92,7 @@ class UsefulWorkCheck:
         self.queue: "ImportQueue | None" = None  # set by attach: verdicts are written through it
         self.in_flight: set[bytes] = set()
         self._unverifiable: dict[bytes, VerificationStatus] = {}
+        self.highest = 0  # the highest block number seen: the clock of the availability deadline
 
     def attach(self, queue: "ImportQueue") -> None:
         self.queue = queue
@@ -205,8 +206,12 @@ class UsefulWorkCheck:
             restarted.append(block_hash)
         return restarted
 
-    def expire(self, best_number: int) -> list[bytes]:
-        """Unverifiable blocks past the deadline become disputed: their data stayed unavailable."""
+    def expire(self, number: int) -> list[bytes]:
+        """Unverifiable blocks past the deadline become disputed: their data stayed unavailable.
+
+        `number`: the highest block this node has seen (the chain goes on beyond an excluded block
+        even when this node's best cannot)."""
+        self.highest = best_number = max(self.highest, number)
         expired = []
         for block_hash, status in list(self._unverifiable.items()):
             if best_number < status.since + self.deadline_blocks:

@@ -273,7 +273,7 @@ class ChainService(Service):
 
     def _after_import(self, block: Block, result: ImportResult) -> None:
         self.metrics.extrinsics_included.inc(len(block.extrinsics))
-        self.verification.expire(self.store.best_header().number)
+        self.verification.expire(max(block.header.number, self.store.best_header().number))
         self._update_gauges()
 
     def _on_head_moved(self, moved: Route) -> None:
