@@ -22,12 +22,11 @@ from __future__ import annotations
 
 import gc
 import time
-from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
 from consensus.fork_choice import ForkChoice, Route, route
-from consensus.signatures import Ancestry, SignatureVerifier, first_failure
+from consensus.signatures import Ancestry, SharedChecks, SignatureVerifier, first_failure
 from runtime import crypto
 from runtime.errors import InvalidBlock
 from runtime.executive import BlockExecution, Executive
@@ -125,11 +124,11 @@ class ImportQueue:
     # --- the entry point --------------------------------------------------------
 
     def import_block(self, block: Block, *, authored: ExecutedState | None = None,
-                     signatures: Future | None = None) -> ImportResult:
+                     signatures: SharedChecks | None = None) -> ImportResult:
         """Check, execute, commit and choose the head; `authored` is this node's own block's state.
 
-        `signatures`: the first failing signature index (or -1) of this block, computed ahead
-        (import_run); otherwise they are verified here."""
+        `signatures`: this block's checks, already under way in a second process (import_run);
+        otherwise they are verified here."""
         started = time.perf_counter()
         header = block.header
         if self.chain.header(header.hash) is not None:
@@ -161,7 +160,7 @@ class ImportQueue:
         """Import a run of blocks in order, verifying each next block's signatures in `verifier`
         (another process) while the current one executes. Same checks, same order of errors."""
         known: dict[bytes, Header] = {}
-        ahead: tuple[Block, Future] | None = None
+        ahead: tuple[Block, SharedChecks] | None = None
         iterator = iter(blocks)
         current = next(iterator, None)
         if current is not None:
@@ -172,7 +171,7 @@ class ImportQueue:
             ahead = None if following is None else (following, self._verify_ahead(following, known, verifier))
             yield self.import_block(block, signatures=future)
 
-    def _verify_ahead(self, block: Block, known: dict[bytes, Header], verifier: SignatureVerifier) -> Future:
+    def _verify_ahead(self, block: Block, known: dict[bytes, Header], verifier: SignatureVerifier) -> SharedChecks:
         known[block.hash] = block.header
         if len(known) > 1024:
             known.pop(next(iter(known)))
@@ -219,7 +218,7 @@ class ImportQueue:
     # --- the checks, in the order import_block makes them ----------------------------
 
     def check_block(self, block: Block, *, check_finality: bool = True,
-                    signatures: Future | None = None) -> BlockExecution:
+                    signatures: SharedChecks | None = None) -> BlockExecution:
         """Every check of import, without committing: the execution (its state ready for commit).
 
         `check_finality=False` re-checks a block already in the chain (check-block)."""
@@ -274,9 +273,9 @@ class ImportQueue:
         if moment > self.clock_ms() + MAX_DRIFT_MS:
             raise BadTimestamp(f"timestamp {moment} is more than {MAX_DRIFT_MS} ms in the future")
 
-    def _check_signatures(self, block: Block, ahead: Future | None) -> None:
+    def _check_signatures(self, block: Block, ahead: SharedChecks | None) -> None:
         if ahead is not None:
-            failed = ahead.result()
+            failed = ahead.first_failure()
         else:
             ancestry = Ancestry(block.header, self.chain.header)
             failed = first_failure(self.executive.signature_checks(block, ancestry.hash_at))

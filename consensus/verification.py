@@ -234,24 +234,26 @@ class RoundMeasurements:
         self.deliver = deliver
         self.round_deadline_s = round_deadline_s
         self.in_flight: set[tuple[int, int]] = set()
+        self.due: set[tuple[int, int]] = set()  # rounds due after the best block (read by the worker)
         self.ready_reports: dict[tuple[int, int], training.RoundReport] = {}
 
     def refresh(self, best_state, best: Header) -> int:
         """On the chain thread, after each new best block: start measuring every newly due round."""
         if self.work.keypair is None:
             return 0
+        self.due = {(task_id, task.round) for task_id, task in training.reports_due(best_state, best.number + 1)}
         skip = self.in_flight | set(self.ready_reports)
         started = 0
         for inputs in self.work.due_inputs(best_state, best, skip=skip):
             key = (inputs.task_id, inputs.task.round)
             self.in_flight.add(key)
-            future = self.runner.submit(self._measure, inputs, time.monotonic() + self.round_deadline_s)
+            future = self.runner.submit(self._measure, key, inputs, time.monotonic() + self.round_deadline_s)
             future.add_done_callback(lambda done, key=key: self.deliver(lambda: self._finish(key, done)))
             started += 1
         return started
 
-    def _measure(self, inputs, deadline: float):
-        if time.monotonic() > deadline:
+    def _measure(self, key: tuple[int, int], inputs, deadline: float):
+        if time.monotonic() > deadline or key not in self.due:  # late, or another author reported it meanwhile
             return None, []
         self.work.deferred = models = []
         try:
@@ -267,7 +269,8 @@ class RoundMeasurements:
             log.exception("measuring a round failed", task=key[0], round=key[1])
             return
         if report is None:
-            log.warning("round not measured before its deadline", task=key[0], round=key[1])
+            if key in self.due:
+                log.warning("round not measured before its deadline", task=key[0], round=key[1])
             return
         self.work.store_deferred(models, now_block=self.work._block_number)
         self.ready_reports[key] = report
