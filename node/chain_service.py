@@ -267,8 +267,13 @@ class ChainService(Service):
     def verification_status(self, block_hash: bytes) -> VerificationStatus | None:
         return self.store.verification_status(block_hash)
 
-    def blob_arrived(self, blob_hash: bytes) -> list[bytes]:
-        """On the chain thread: a blob arrived; blocks that waited only for it are checked again."""
+    async def blob_arrived(self, blob_hash: bytes) -> list[bytes]:
+        """A blob arrived (networking fetched it, a trainer uploaded it): the unverifiable blocks that
+        waited only for it are checked again. Returns their hashes."""
+        return await self._on_chain_thread(self.blob_arrived_now, blob_hash)
+
+    def blob_arrived_now(self, blob_hash: bytes) -> list[bytes]:
+        """blob_arrived, on the calling thread (the chain thread, or a tool that owns the chain)."""
         return self.verification.blob_arrived(blob_hash)
 
     def _after_import(self, block: Block, result: ImportResult) -> None:

@@ -275,7 +275,9 @@ class BlobEndpoints:
 
     async def put(self, blob_hash: bytes, data: bytes) -> bool:
         def store() -> bool:
-            return self.chain.blobs.put(blob_hash, data, now_block=self.chain.store.best_header().number)
+            stored = self.chain.blobs.put(blob_hash, data, now_block=self.chain.store.best_header().number)
+            self.chain.blob_arrived_now(blob_hash)  # a block may have waited for it (unverifiable)
+            return stored
         return await self.chain.call(store)
 
 

@@ -88,7 +88,7 @@ def test_a_blob_arriving_re_checks_the_block_and_it_becomes_verified_and_best(no
         heard = []
         lacking.service.status_listeners.append(lambda block_hash, status: heard.append(status.state))
         copy_blobs(follower, lacking, [updates[0]])
-        assert lacking.service.blob_arrived(updates[0]) == [report_block.hash]
+        assert lacking.service.blob_arrived_now(updates[0]) == [report_block.hash]
         assert lacking.store.verification_status(report_block.hash).state == "verified"
         assert heard == ["pending", "verified"]
         assert lacking.store.best_hash == report_block.hash
@@ -198,3 +198,37 @@ def test_a_slow_verifier_never_costs_a_slot_and_reads_keep_answering(nodes, tmp_
 
     asyncio.run(scenario())
     assert max(read_ms) < 500
+
+
+def test_chain_get_block_verification_over_rpc(tmp_path):
+    from tests.running_node import RunningNode
+    node = RunningNode(tmp_path / "rpc")
+    try:
+        node.wait_for_block(1)
+        best = node.client.call("chain_getBlockHash", 1)
+        status = node.client.call("chain_getBlockVerification", best)
+        assert status == {"hash": best, "status": "verified", "reasons": [], "missing": [], "since": None,
+                          "unchecked": []}
+        assert node.client.call("chain_getBlockVerification", "0x" + "00" * 32) is None
+        assert node.client.call("chain_getBlockVerification")["status"] == "verified"  # the best block
+        text = node.chain.metrics.render().decode()
+        assert 'gradchain_block_verification_total{status="verified"}' in text
+    finally:
+        node.close()
+
+
+def test_when_the_best_turns_disputed_the_node_reorgs_and_its_transactions_return_to_the_pool(nodes):
+    from runtime.pallets import balances
+    from storage.block_status import VerificationStatus
+    from tests.test_useful_work_chain import TRAINERS
+    _, author = nodes  # the one that does not finalize its own blocks
+    author.author()
+    author.send(ALICE, balances.transfer(TRAINERS[0].public, 10**12))
+    block = author.author()
+    transfer = block.extrinsics[-1]
+    assert author.service.pool.get(transfer.hash) is None  # included: out of the pool
+    moved = author.service.importer.set_status(block.hash, VerificationStatus("disputed", ("test: disputed",)))
+    assert moved.retracted[0].hash == block.hash and author.store.best_hash == block.header.parent_hash
+    assert author.service.pool.get(transfer.hash) is not None  # back in the pool, for the next block
+    again = author.author()
+    assert again.header.parent_hash == block.header.parent_hash and transfer in again.extrinsics
