@@ -27,6 +27,7 @@ from typing import Callable, Iterable
 
 from consensus.fork_choice import ForkChoice, Route, route
 from consensus.signatures import Ancestry, SharedChecks, SignatureVerifier, first_failure
+from consensus.verification import NoUsefulWorkCheck
 from runtime import crypto
 from runtime.errors import InvalidBlock
 from runtime.executive import BlockExecution, Executive
@@ -110,14 +111,12 @@ class ImportQueue:
     def __init__(self, chain: ChainStore, executive: Executive, *, slot_duration_ms: int,
                  clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
                  useful_work=None, fork_choice: ForkChoice | None = None) -> None:
-        from consensus.verification import NoUsefulWorkCheck
-
         self.chain = chain
         self.executive = executive
         self.slot_duration_ms = slot_duration_ms
         self.clock_ms = clock_ms
         self.fork_choice = fork_choice or ForkChoice(chain)
-        self.useful_work = useful_work or NoUsefulWorkCheck()
+        self.useful_work = useful_work or NoUsefulWorkCheck()  # stage 7 (UsefulWorkCheck.attach sets it)
         self.head_listeners: list[Callable[[Route], None]] = []  # the best chain moved (pool, gauges)
         self.status_listeners: list[Callable[[bytes, VerificationStatus], None]] = []  # a block's status was written
 

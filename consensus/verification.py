@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Callable
 import structlog
 
 from runtime.pallets import training
+from runtime.state import Overlay
 from runtime.types import Block, Header
 from storage.block_status import (
     DATA_UNAVAILABLE, DISPUTED, PENDING, STATUS_PENDING, STATUS_VERIFIED, UNVERIFIABLE, VERIFIED, VerificationStatus,
@@ -108,8 +109,6 @@ class UsefulWorkCheck:
         if block.hash in self.in_flight:
             return
         parent = self.store.header(block.header.parent_hash)
-        from runtime.state import Overlay
-
         try:
             gathered = self.work.gather_block(Overlay(self.store.state_view(parent.hash)), block)
         except Exception:  # a bug in gathering must not fail the import that already committed
@@ -159,8 +158,9 @@ class UsefulWorkCheck:
         missing = tuple(dict.fromkeys(m for v in verdicts for m in v.missing))
         if reasons:
             return VerificationStatus(DISPUTED, tuple(reasons), missing, None, skipped)
-        if missing:
-            return VerificationStatus(UNVERIFIABLE, (), missing, self.store.best_header().number, skipped)
+        if missing:  # the deadline runs from the highest block seen, as in `expire`
+            since = max(self.highest, self.store.best_header().number)
+            return VerificationStatus(UNVERIFIABLE, (), missing, since, skipped)
         if late:
             return VerificationStatus(PENDING, (), (), None, tuple(f"{name}: past its deadline" for name in late))
         return VerificationStatus(VERIFIED, (), (), None, skipped)

@@ -10,7 +10,6 @@ from consensus.fork_choice import tie_key
 from consensus.import_queue import (
     BAD, IMPORTED, KNOWN, MISSING_PARENT, BadSeal, BadSlot, BadTimestamp, RevertsFinality, UnknownParent, WrongAuthor,
 )
-from runtime import crypto
 from runtime.errors import InvalidBlock
 from runtime.genesis import BadAvailabilityDeadline, parse_genesis
 from runtime.pallets import timestamp
