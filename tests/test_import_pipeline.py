@@ -222,3 +222,48 @@ def test_a_bad_availability_deadline_in_genesis_is_a_named_error(value):
 def test_the_availability_deadline_is_read_from_genesis():
     assert parse_genesis(dict(dev_genesis().spec, useful_work_availability_blocks=7)).useful_work_availability_blocks == 7
     assert dev_genesis().useful_work_availability_blocks == 20
+
+
+# --- a run of blocks on two cores -------------------------------------------------------------
+
+
+def test_a_run_imported_on_two_cores_gives_the_same_chain_and_the_same_first_error(tmp_path):
+    from consensus.authorship import build_block
+    from consensus.import_queue import BadSignature, expected_author
+    from consensus.signatures import SignatureVerifier
+    from runtime.types import Era
+
+    source = TestChain(tmp_path / "source")
+    try:
+        blocks = [source.author_block([source.transfer(ALICE, BOB.public, 10**11)]).block]
+        birth = source.chain.best_header()
+        blocks.append(source.author_block().block)
+        mortal = source.transfer(ALICE, BOB.public, 10**11, era=Era(8, birth.number), birth_hash=birth.hash)
+        blocks.append(source.author_block([mortal]).block)  # its message needs the ancestry: block 1's hash
+        forged = source.transfer(BOB, ALICE.public, 10**11)
+        forged = dataclasses.replace(forged, signed=dataclasses.replace(forged.signed, signature=b"\x05" * 64))
+        honest = source.transfer(ALICE, BOB.public, 10**11)
+        parent = source.chain.best_header()
+        slot = parent.digest.slot + 1
+        authorities = source.executive.authorities(source.chain.state_view(parent.hash))
+        author = KEY_BY_PUBLIC[expected_author(authorities, slot)]
+        bad = build_block(source.chain, source.executive, parent.hash, author=author, slot=slot,
+                          timestamp_ms=slot * source.slot_ms, transactions=[honest, forged],
+                          signatures_checked=True).block  # the author skipped the check: the importer must not
+        blocks.append(bad)
+    finally:
+        source.close()
+    inline = TestChain(tmp_path / "inline", finalize=False)
+    shared = TestChain(tmp_path / "shared", finalize=False)
+    try:
+        expected = [inline.importer.import_block(b) for b in blocks]
+        with SignatureVerifier() as verifier:
+            got = list(shared.importer.import_run(blocks, verifier))
+        assert [r.outcome for r in got] == [r.outcome for r in expected] == [IMPORTED, IMPORTED, IMPORTED, BAD]
+        assert isinstance(got[3].error, BadSignature) and got[3].error.message == expected[3].error.message
+        assert "extrinsic signature 1 " in got[3].error.message  # the forged one, after the honest one
+        assert shared.chain.best_header().state_root == inline.chain.best_header().state_root
+        assert shared.chain.header(bad.hash) is None
+    finally:
+        inline.close()
+        shared.close()
