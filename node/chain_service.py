@@ -239,9 +239,7 @@ class ChainService(Service):
                  slot=slot, extrinsics=len(built.block.extrinsics), invalid=len(built.invalid), ms=round(elapsed, 1),
                  reports=len(reports))
         if self.finalize_own_blocks and result.is_best and result.status.state == VERIFIED:
-            self.store.set_finalized(built.block.hash)
-            self._update_gauges()
-            log.info("finalized block", number=built.block.header.number, hash=built.block.hash.hex()[:16])
+            self.finalize_now(built.block.hash)
         self._notify(built.block, "authored")
         return AuthoredBlock(built.block, elapsed, len(built.invalid))
 
@@ -263,6 +261,14 @@ class ChainService(Service):
                  verification=result.status.state)
         self._notify(block, "imported")
         return result
+
+    def finalize_now(self, block_hash: bytes) -> None:
+        """Finalize a block (it and every block since the last final one must be `verified`: the store
+        refuses otherwise), then let fork choice drop what no longer descends from it."""
+        self.store.set_finalized(block_hash)
+        self.importer.reconsider_head()
+        self._update_gauges()
+        log.info("finalized block", number=self.store.finalized_header().number, hash=block_hash.hex()[:16])
 
     def verification_status(self, block_hash: bytes) -> VerificationStatus | None:
         return self.store.verification_status(block_hash)
