@@ -127,8 +127,8 @@ class ForkChoice:
         if len(self._viable) + len(path) > MEMO_SIZE:
             self._viable.clear()
         for block in reversed(path):  # from the oldest: a block is viable if its parent is and it is not excluded
-            status = self._status(block.hash)
-            result = result and status is not None and not status.is_excluded
+            status = self._status(block.hash)  # None: stored before statuses existed, imported all the same
+            result = result and (status is None or not status.is_excluded)
             self._viable[block.hash] = result
         return result
 
