@@ -15,6 +15,7 @@ signature stage; `share` adapts so that neither side waits for the other.
 from __future__ import annotations
 
 import multiprocessing
+import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
@@ -53,6 +54,13 @@ class Ancestry:
         return self._known.get(number)
 
 
+def timed_first_failure(checks: list[Check]) -> tuple[int, float, float]:
+    """first_failure, and the seconds it took (the worker's side, for balancing) and its CPU seconds."""
+    started, cpu_started = time.perf_counter(), time.thread_time()
+    failed = first_failure(checks)
+    return failed, time.perf_counter() - started, time.thread_time() - cpu_started
+
+
 @dataclass
 class SharedChecks:
     """One block's checks: the first `split` in the worker (`future`), the rest verified here."""
@@ -63,37 +71,51 @@ class SharedChecks:
     owner: "SignatureVerifier"
 
     def first_failure(self) -> int:
-        worker_done_first = self.future.done()
+        entered = time.perf_counter()
         here = first_failure(self.checks[self.split:])
-        worker_done_after = self.future.done()
-        there = self.future.result()
-        self.owner.adapt(worker_done_first, worker_done_after)
+        verified = time.perf_counter()
+        there, worker_seconds, worker_cpu = self.future.result()
+        self.owner.worker_cpu_seconds += worker_cpu
+        self.owner.balance(len(self.checks) - self.split, verified - entered, self.split, worker_seconds, entered)
         if there >= 0:
             return there
         return -1 if here < 0 else self.split + here
 
 
 class SignatureVerifier:
-    """A worker process that verifies a share of each block's checks. Close it when done."""
+    """A worker process that verifies a share of each block's checks. Close it when done.
 
-    MIN_SHARE, MAX_SHARE, STEP = 0.5, 1.0, 0.02
+    The share balances the two sides: this process also executes and commits each
+    block (`other` seconds between two signature stages), so the worker takes
+    share = (n c_here + other) / (n (c_here + c_worker)) of a block's n checks,
+    with c the measured seconds per check on each side (smoothed over blocks).
+    """
+
+    MIN_SHARE, MAX_SHARE = 0.3, 1.0
 
     def __init__(self, share: float = 0.75) -> None:
         # spawn: a fork of a process holding LevelDB handles and threads is not safe
         self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
         self._pool.submit(first_failure, []).result()  # start it now, not inside the first block's time
         self.share = share
+        self._left_stage: float | None = None  # when this side last left a signature stage
+        self.worker_cpu_seconds = 0.0  # CPU time the worker spent verifying, in all
 
     def submit(self, checks: list[Check]) -> SharedChecks:
         split = round(len(checks) * self.share)
-        return SharedChecks(checks, split, self._pool.submit(first_failure, checks[:split]), self)
+        return SharedChecks(checks, split, self._pool.submit(timed_first_failure, checks[:split]), self)
 
-    def adapt(self, worker_done_first: bool, worker_done_after: bool) -> None:
-        """The worker finished before this side began: give it more; still busy after: give it less."""
-        if worker_done_first:
-            self.share = min(self.MAX_SHARE, self.share + self.STEP)
-        elif not worker_done_after:
-            self.share = max(self.MIN_SHARE, self.share - self.STEP)
+    def balance(self, here_count: int, here_seconds: float, worker_count: int, worker_seconds: float,
+                entered: float) -> None:
+        other = 0.0 if self._left_stage is None else entered - self._left_stage
+        self._left_stage = time.perf_counter()
+        if here_count < 16 or worker_count < 16:  # too few to measure: nudge toward the side that waited less
+            self.share = min(self.MAX_SHARE, max(self.MIN_SHARE, self.share + (0.05 if here_count < 16 else -0.05)))
+            return
+        per_check_here, per_check_worker = here_seconds / here_count, worker_seconds / worker_count
+        n = here_count + worker_count
+        target = (n * per_check_here + other) / (n * (per_check_here + per_check_worker))
+        self.share = min(self.MAX_SHARE, max(self.MIN_SHARE, (self.share + target) / 2))
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
