@@ -165,10 +165,10 @@ class ImportQueue:
         if current is not None:
             ahead = (current, self._verify_ahead(current, known, verifier))
         while ahead is not None:
-            block, future = ahead
-            following = next(iterator, None)
+            block, checks = ahead
+            following = next(iterator, None)  # its signatures go to the worker before this block executes
             ahead = None if following is None else (following, self._verify_ahead(following, known, verifier))
-            yield self.import_block(block, signatures=future)
+            yield self.import_block(block, signatures=checks)
 
     def _verify_ahead(self, block: Block, known: dict[bytes, Header], verifier: SignatureVerifier) -> SharedChecks:
         known[block.hash] = block.header

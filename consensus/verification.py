@@ -44,7 +44,9 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("verification")
 
-ROUND_DEADLINE_S = 600.0  # a round not measured this long after it was gathered is left for later
+# A round whose measurement has not started this long after its inputs were gathered (the worker is
+# backed up) is left: its block stays pending and is checked again at restart.
+ROUND_DEADLINE_S = 600.0
 Deliver = Callable[[Callable[[], None]], None]  # runs a function on the chain thread
 
 
@@ -82,6 +84,8 @@ class NoUsefulWorkCheck:
 
 
 class UsefulWorkCheck:
+    """Stage 7 for a node that checks useful work (see the module's docstring)."""
+
     def __init__(self, store: ChainStore, work: "RoundWork", *, runner: Executor, deliver: Deliver,
                  deadline_blocks: int, round_deadline_s: float = ROUND_DEADLINE_S) -> None:
         self.store = store
@@ -121,7 +125,7 @@ class UsefulWorkCheck:
         future.add_done_callback(lambda done: self.deliver(lambda: self._finish(block_hash, number, done)))
 
     def _measure(self, gathered: list, deadline: float):
-        """On the runner: one round at a time, each only before the deadline."""
+        """On the runner: one round at a time, each started only before its deadline."""
         self.work.deferred = models = []
         verdicts, late = [], []
         try:
