@@ -93,6 +93,7 @@ class ChainService(Service):
         self.status_listeners: list[Callable[[bytes, VerificationStatus], None]] = []  # on the chain thread
         self.block_ms: deque[float] = deque(maxlen=10_000)  # build-or-import time of recent blocks
         self._closed = False
+        self._fresh: Block | None = None  # the block being imported (head listeners read it, not the database)
 
     # --- lifecycle ------------------------------------------------------------
 
@@ -228,6 +229,7 @@ class ChainService(Service):
                       number=parent.number + 1, error=str(error))
             self.measurements.discard(reports)  # measured again after this block
             built = build(())
+        self._fresh = built.block
         result = self.importer.import_block(built.block, authored=built.state).raise_for_error()
         if built.invalid:
             self.pool.remove_invalid([x.hash for x, _ in built.invalid])
@@ -248,6 +250,7 @@ class ChainService(Service):
 
     def import_block_now(self, block: Block) -> ImportResult:
         """Import on the calling thread: for tools that own the chain, or the chain thread."""
+        self._fresh = block
         result = self.importer.import_block(block)
         if result.outcome != IMPORTED:
             log.info("block not imported", number=result.number, hash=result.hash.hex()[:16], outcome=result.outcome,
@@ -289,16 +292,18 @@ class ChainService(Service):
 
     def _on_head_moved(self, moved: Route) -> None:
         """Fork choice moved the head (a new block, a re-org, a verdict): the pool follows."""
-        store = self.store
+        def block_of(header) -> Block:  # the block just imported is in hand: no need to decode it again
+            fresh = self._fresh
+            return fresh if fresh is not None and fresh.hash == header.hash else self.store.block(header.hash)
         if not moved.is_reorg:
             for header in moved.enacted:
-                included = [x.hash for x in store.block(header.hash).extrinsics]
+                included = [x.hash for x in block_of(header).extrinsics]
                 self.pool.on_block_imported(number=header.number, included=included)
         else:
-            retracted = [x for h in moved.retracted for x in store.block(h.hash).extrinsics if x.signed]
+            retracted = [x for h in moved.retracted for x in block_of(h).extrinsics if x.signed]
             log.info("re-org", retracted=len(moved.retracted), enacted=len(moved.enacted), best=moved.new_best.number)
             for index, header in enumerate(moved.enacted):
-                block = store.block(header.hash)
+                block = block_of(header)
                 self.pool.on_block_imported(number=header.number, included=[x.hash for x in block.extrinsics],
                                             retracted=retracted if index == 0 else ())
             if not moved.enacted:  # back to an ancestor: only the retracted transactions return
