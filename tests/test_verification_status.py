@@ -231,3 +231,36 @@ def test_when_the_best_turns_disputed_the_node_reorgs_and_its_transactions_retur
     assert author.service.pool.get(transfer.hash) is not None  # back in the pool, for the next block
     again = author.author()
     assert again.header.parent_hash == block.header.parent_hash and transfer in again.extrinsics
+
+
+def test_an_author_measures_off_the_slot_and_reports_in_the_first_block_after_the_result_is_ready(nodes, tmp_path):
+    author, follower = nodes
+    _, blocks, _ = run_round(author, follower)
+    config = follower.config
+    clock = FakeClock(start_ms=author.clock.now_ms())
+    service = ChainService(config, ChainPaths(tmp_path / "threaded", config.chain_id), clock=clock,
+                           validator_key=ALICE, work=SlowWork(None, ALICE))
+
+    async def scenario():
+        await service.start()
+        try:
+            copy_blobs(follower, type("N", (), {"service": service})(), round_blobs(follower, blocks[-1]))
+            for block in blocks[:-1]:  # up to the reveals: the round is due from the next block on
+                assert (await service.import_block(block)).outcome == "imported"
+            slot = blocks[-2].header.digest.slot + 1
+            started = time.monotonic()
+            early = await service.author(slot, ALICE, deadline_ms=clock.now_ms() + 60_000)
+            assert time.monotonic() - started < 2.0, "the slot waited for the measurement"
+            assert reports_in(early.block) == []  # still being measured on the useful-work thread
+            while not service.measurements.ready_reports:
+                assert time.monotonic() - started < 60
+                await asyncio.sleep(0.05)
+            later = await service.author(slot + 1, ALICE, deadline_ms=clock.now_ms() + 60_000)
+            assert later.block.header.parent_hash == early.block.hash
+            (report,) = reports_in(later.block)
+            assert report.task == 0 and report.round == 0
+            assert service.store.verification_status(later.block.hash).state == "verified"  # its own measurement
+        finally:
+            await service.stop()
+
+    asyncio.run(scenario())
