@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Callable
 
 import structlog
 
+from runtime import api as runtime_api
 from runtime.pallets import training
 from runtime.state import Overlay
 from runtime.types import Block, Header
@@ -245,7 +246,7 @@ class RoundMeasurements:
         """On the chain thread, after each new best block: start measuring every newly due round."""
         if self.work.keypair is None:
             return 0
-        self.due = {(task_id, task.round) for task_id, task in training.reports_due(best_state, best.number + 1)}
+        self.due = {(task_id, task.round) for task_id, task in runtime_api.rounds_due(best_state, best.number + 1)}
         skip = self.in_flight | set(self.ready_reports)
         started = 0
         for inputs in self.work.due_inputs(best_state, best, skip=skip):
@@ -287,12 +288,12 @@ class RoundMeasurements:
 
     def ready(self, parent_state, parent: Header) -> tuple[training.RoundReport, ...]:
         """The finished reports of rounds still due in the block after `parent`."""
-        due = {(task_id, task.round) for task_id, task in training.reports_due(parent_state, parent.number + 1)}
+        due = {(task_id, task.round) for task_id, task in runtime_api.rounds_due(parent_state, parent.number + 1)}
         for key in [k for k in self.ready_reports if k not in due and k[1] < self._current_round(parent_state, k[0])]:
             del self.ready_reports[key]  # reported by someone (or cancelled): no longer ours to report
         return tuple(report for key, report in sorted(self.ready_reports.items()) if key in due)
 
     @staticmethod
     def _current_round(state, task_id: int) -> int:
-        task = training.Tasks.get(state, task_id)
+        task = runtime_api.task(state, task_id)
         return 1 << 62 if task is None or task.status != training.STATUS_ACTIVE else task.round

@@ -35,7 +35,8 @@ from consensus.useful_work.secrecy import open_held_out
 from consensus.useful_work.updates import UpdateLimits
 from consensus.useful_work.verifier import HeldOutSet, ModelVersion, Submission, TaskRules, UsefulWorkVerifier
 from runtime.crypto import Keypair
-from runtime.pallets import system, training
+from runtime import api as runtime_api
+from runtime.pallets import training
 from runtime.pallets.training import RoundReport, Score, Task, UpdateScore
 from runtime.types import Block, Header
 from storage.blobs import BlobStore
@@ -132,8 +133,7 @@ class RoundWork:
         held_out = self._open_held_out(task)
         base = self._model(rules.spec, task.model)
         submissions = []
-        for update in training.RoundReveals.get(state, (task_id, task.round)):
-            reveal = training.Reveals.get(state, (task_id, task.round, update))
+        for update, reveal in runtime_api.round_reveals(state, task_id, task.round):
             blob = self.blobs.get(update)
             submissions.append(Submission(bytes(update), None if blob is None else bytes(blob), reveal.num_samples))
         return RoundInputs(task_id, task, rules, base, submissions, held_out, bytes(seed))
@@ -214,7 +214,7 @@ class RoundWork:
         (gathered on the chain thread; `measure` may then run anywhere). `skip`: (task, round) pairs."""
         gathered = []
         self._block_number = parent.number + 1
-        for task_id, task in training.reports_due(parent_state, parent.number + 1):
+        for task_id, task in runtime_api.rounds_due(parent_state, parent.number + 1):
             if (task_id, task.round) in skip:
                 continue
             seed = _seed(parent_state, parent, task)
@@ -262,7 +262,7 @@ class RoundWork:
         self._block_number = block.header.number
         for report in reports_in(block):
             name = f"task {report.task} round {report.round}"
-            task = training.Tasks.get(parent_state, report.task)
+            task = runtime_api.task(parent_state, report.task)
             if task is None or task.round != report.round:  # the runtime refuses this first
                 gathered.append(RoundCheck(name, report, None, problem="not the task's current round"))
                 continue
@@ -351,4 +351,4 @@ def _seed(parent_state, parent: Header, task: Task) -> bytes:
     seed_block = training.round_windows(task)[2]
     if seed_block == parent.number:
         return parent.hash
-    return bytes(system.BlockHashes.get(parent_state, seed_block))
+    return runtime_api.recent_block_hash(parent_state, seed_block)
