@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from consensus.fork_choice import tie_key
 from consensus.import_queue import (
@@ -267,3 +268,66 @@ def test_a_run_imported_on_two_cores_gives_the_same_chain_and_the_same_first_err
     finally:
         inline.close()
         shared.close()
+
+
+# --- fork choice against its slow twin ----------------------------------------------------------
+
+
+def best_by_definition(store) -> bytes:
+    """The rule read literally: every stored block that descends from the finalized block with no excluded
+    block on the way (itself included); the highest, then the lowest slot, then the lowest hash."""
+    finalized = store.finalized_header()
+    every = {}
+    for leaf in store.leaves():
+        header = store.header(leaf)
+        while header is not None and header.hash not in every:
+            every[header.hash] = header
+            header = store.header(header.parent_hash) if header.number > 0 else None
+
+    def candidate(header) -> bool:
+        while header.number > finalized.number:
+            status = store.verification_status(header.hash)
+            if status is not None and status.is_excluded:
+                return False
+            header = store.header(header.parent_hash)
+        return header.hash == finalized.hash
+    return min((h for h in every.values() if candidate(h)), key=lambda h: (-h.number, h.digest.slot, bytes(h.hash))).hash
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.integers(0, 10**6), st.sampled_from(["verified", "pending", "disputed",
+                                                                  "unverifiable", "later-disputed"])),
+                min_size=1, max_size=14))
+def test_fork_choice_agrees_with_its_definition_on_random_block_trees(tmp_path_factory, moves):
+    chain = two_validator_chain(tmp_path_factory.mktemp("tree") / "db", finalize=False)
+    try:
+        blocks = [chain.chain.genesis_hash]
+        later = []
+        for pick, state in moves:
+            parent = blocks[pick % len(blocks)]
+            slot = chain.slot + 1 + pick % 3
+            built = chain.build([], parent=parent, slot=slot)
+            chain.importer.import_block(built.block, authored=built.state).raise_for_error()
+            blocks.append(built.block.hash)
+            if state in ("disputed", "unverifiable", "pending"):
+                chain.importer.set_status(built.block.hash, VerificationStatus(
+                    state, missing=(b"\x01" * 32,) if state == "unverifiable" else (), since=1))
+            elif state == "later-disputed":
+                later.append(built.block.hash)
+            assert chain.chain.best_hash == best_by_definition(chain.chain)
+        for block_hash in later:  # disputes arriving after descendants were imported
+            chain.importer.set_status(block_hash, VerificationStatus(DISPUTED, ("late",)))
+            assert chain.chain.best_hash == best_by_definition(chain.chain)
+            best = chain.chain.best_header()  # and the canonical index leads to the best block
+            assert all(chain.chain.hash_at(h.number) == h.hash for h in _ancestry(chain.chain, best))
+            assert chain.chain.hash_at(best.number + 1) is None
+    finally:
+        chain.close()
+
+
+def _ancestry(store, header):
+    while True:
+        yield header
+        if header.number == 0:
+            return
+        header = store.header(header.parent_hash)
