@@ -221,7 +221,8 @@ def test_a_bad_availability_deadline_in_genesis_is_a_named_error(value):
 
 
 def test_the_availability_deadline_is_read_from_genesis():
-    assert parse_genesis(dict(dev_genesis().spec, useful_work_availability_blocks=7)).useful_work_availability_blocks == 7
+    config = parse_genesis(dict(dev_genesis().spec, useful_work_availability_blocks=7))
+    assert config.useful_work_availability_blocks == 7
     assert dev_genesis().useful_work_availability_blocks == 20
 
 
@@ -291,7 +292,8 @@ def best_by_definition(store) -> bytes:
                 return False
             header = store.header(header.parent_hash)
         return header.hash == finalized.hash
-    return min((h for h in every.values() if candidate(h)), key=lambda h: (-h.number, h.digest.slot, bytes(h.hash))).hash
+    return min((h for h in every.values() if candidate(h)),
+               key=lambda h: (-h.number, h.digest.slot, bytes(h.hash))).hash
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
