@@ -16,6 +16,7 @@ states of the last `pruning` blocks below the finalized one; in archive mode
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Mapping
@@ -27,7 +28,7 @@ from runtime.types import (
     Block, BlockHash, BlockNumber, Digest, Extrinsic, Hash, Header, Seal, ZERO_ACCOUNT, compute_extrinsics_root,
 )
 from storage import schema
-from storage.block_status import STATUS_VERIFIED, VERIFIED, VerificationStatus
+from storage.block_status import DISPUTED, STATUS_VERIFIED, VERIFIED, VerificationStatus
 from storage.database import Database
 from storage.state_view import ExecutedState, HeadCache, StateView
 from storage.trie import EMPTY_STATE, StateRef, StateTrie, TrieUpdate
@@ -343,6 +344,15 @@ class ChainStore:
             self._statuses.clear()
         self._statuses[block_hash] = status
         return status
+
+    def dispute_evidence(self, block_hash: bytes) -> bytes | None:
+        """What this node holds against a block it disputes (JSON: block, number, author, reasons), or None."""
+        status = self.verification_status(block_hash)
+        if status is None or status.state != DISPUTED:
+            return None
+        header = self._require_header(block_hash)
+        return json.dumps({"block": block_hash.hex(), "number": header.number, "author": header.digest.author.hex(),
+                           "reasons": list(status.reasons)}, sort_keys=True).encode()
 
     def waiting_blocks(self) -> list[BlockHash]:
         """Blocks whose status is still to be decided (pending or unverifiable)."""

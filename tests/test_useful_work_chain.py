@@ -4,6 +4,7 @@ re-measures on import, and a block whose report does not reproduce is disputed a
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 
@@ -155,6 +156,9 @@ def test_a_falsified_report_is_disputed_with_its_reason_and_never_finalized(node
     status = follower.store.verification_status(report_block.hash)
     assert status.state == "disputed", "the follower should have disputed the block"
     assert any(reason in line for line in status.reasons), status.reasons
+    record = json.loads(follower.store.dispute_evidence(report_block.hash))  # what a signed dispute hashes
+    assert record["number"] == report_block.header.number and record["author"] == ALICE.public.hex()
+    assert record["reasons"] == list(status.reasons)
     assert follower.store.best_hash == blocks[-2].hash  # re-organized away from the disputed block
     assert follower.service.metrics.disputed_blocks._value.get() == 1
     with pytest.raises(ChainStoreError, match="disputed"):
