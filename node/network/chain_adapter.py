@@ -16,10 +16,10 @@ from typing import Callable
 
 import structlog
 
-from consensus.block_import import AlreadyKnown, UnknownParent
-from runtime.errors import GradchainError
-from runtime.pallets import training
-from runtime.state import Overlay
+from consensus.import_queue import BAD, IMPORTED, KNOWN, MISSING_PARENT, ImportResult
+from consensus.signatures import SignatureVerifier
+from runtime import api as runtime_api
+from storage.block_status import UNVERIFIABLE
 from runtime.types import Block, Extrinsic, Header, encode_block
 
 log = structlog.get_logger("network")
@@ -41,17 +41,18 @@ class ImportOutcome:
     reason: str = ""
 
 
-def _outcome_of(result) -> ImportOutcome:
-    """An import result that reports instead of raising (outcome imported / already_known / unknown_parent / bad)."""
-    kind = getattr(result, "outcome", "imported")
-    error = getattr(result, "error", None)
-    reason = "" if error is None else f"{error.code}: {error.message}"
-    return ImportOutcome({"already_known": "known"}.get(kind, kind), reason)
+def _outcome_of(result: ImportResult) -> ImportOutcome:
+    reason = "" if result.error is None else f"{result.error.code}: {result.error.message}"
+    return ImportOutcome(OUTCOMES[result.outcome], reason)
+
+
+OUTCOMES = {IMPORTED: "imported", KNOWN: "known", MISSING_PARENT: "unknown_parent", BAD: "bad"}
 
 
 class ChainAdapter:
     def __init__(self, chain) -> None:
         self.chain = chain
+        self._verifier: SignatureVerifier | None = None  # a second process for signatures while syncing
         self._imports_in_flight = 0
         self._no_imports = asyncio.Event()
         self._no_imports.set()
@@ -98,10 +99,15 @@ class ChainAdapter:
         return await asyncio.to_thread(self.chain.blobs.get, blob_hash)
 
     async def missing_blobs(self) -> list[bytes]:
-        """Blobs the best state names (task models, held-out sets, revealed updates) that this node lacks."""
+        """Blobs this node lacks that the chain names: by the best state's tasks (models, held-out sets,
+        revealed updates), and by the blocks waiting as `unverifiable` (never best, so not in that state)."""
         def read() -> list[bytes]:
             store, blobs = self.chain.store, self.chain.blobs
-            named = training.referenced_blobs(Overlay(store.state_view(store.best_hash)))
+            named = set(runtime_api.active_task_blobs(store.state_view(store.best_hash)))
+            for block_hash in store.waiting_blocks():
+                status = store.verification_status(block_hash)
+                if status is not None and status.state == UNVERIFIABLE:
+                    named.update(status.missing)
             return sorted(h for h in named if any(h) and blobs.info(h) is None)
         return await self.chain.call(read)
 
@@ -124,24 +130,18 @@ class ChainAdapter:
                 self._no_imports.set()
 
     def _import_now(self, block: Block) -> ImportOutcome:
-        """On the chain thread: the chain's import entry point, its answer as an ImportOutcome."""
-        try:
-            result = self.chain.import_block_now(block)
-        except AlreadyKnown:
-            return ImportOutcome("known")
-        except UnknownParent as exc:
-            return ImportOutcome("unknown_parent", exc.message)
-        except GradchainError as exc:
-            return ImportOutcome("bad", f"{exc.code}: {exc.message}")
-        return _outcome_of(result)
+        """On the chain thread: the chain's import entry point (consensus/import_queue.py), as an outcome."""
+        return _outcome_of(self.chain.import_block_now(block))
 
     async def import_blocks(self, blocks: list[Block]) -> tuple[int, tuple[int, ImportOutcome] | None]:
         """Import a linked run in order in one trip to the chain thread; stop at the first that fails.
         Returns (how many were imported, (index, outcome) of the failure or None); known blocks are skipped."""
         def run() -> tuple[int, tuple[int, ImportOutcome] | None]:
             imported = 0
-            for index, block in enumerate(blocks):
-                outcome = self._import_now(block)
+            results = (self.chain.import_run_now(blocks, self._signature_verifier()) if len(blocks) > 1
+                       else (self.chain.import_block_now(block) for block in blocks))
+            for index, result in enumerate(results):
+                outcome = _outcome_of(result)
                 if outcome.kind == "imported":
                     imported += 1
                 elif outcome.kind != "known":
@@ -166,17 +166,35 @@ class ChainAdapter:
             return self.chain.blobs.put(blob_hash, data, now_block=self.chain.store.best_header().number)
         return await self.chain.call(store)
 
-    async def blob_arrived(self, blob_hash: bytes) -> None:
-        """Tell the chain a blob arrived, so blocks whose check waited on it are checked again."""
-        recheck = getattr(self.chain, "blob_arrived", None)  # the import pipeline's hook (issue 12)
-        if recheck is not None:
-            await self.chain.call(recheck, blob_hash)
+    async def blob_arrived(self, blob_hash: bytes) -> list[bytes]:
+        """Tell the chain a blob arrived: the unverifiable blocks that waited on it are checked again."""
+        return await self.chain.blob_arrived(blob_hash)
+
+    def _signature_verifier(self) -> SignatureVerifier:
+        if self._verifier is None:
+            self._verifier = SignatureVerifier()
+        return self._verifier
+
+    async def close(self) -> None:
+        """Stop the signature process (after any import in hand: it runs on the chain thread too)."""
+        def close() -> None:
+            if self._verifier is not None:
+                self._verifier.close()
+                self._verifier = None
+        await self.chain.call(close)
 
     # --- notifications (callbacks run on the chain thread: hand them to a loop at once) ----
 
     def on_blocks(self, callback: Callable[[Block, str], None]) -> None:
         """callback(block, "authored" | "imported") for every block this node adds."""
         self.chain.block_listeners.append(callback)
+
+    def on_unverifiable(self, callback: Callable[[tuple[bytes, ...]], None]) -> None:
+        """callback(missing blob hashes) when a block is found unverifiable for want of them."""
+        def on_status(block_hash: bytes, status) -> None:
+            if status.state == UNVERIFIABLE:
+                callback(status.missing)
+        self.chain.status_listeners.append(on_status)
 
     def on_admitted_transactions(self, callback: Callable[[Extrinsic], None]) -> None:
         """callback(extrinsic) once the pool admitted it (ready or future)."""

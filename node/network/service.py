@@ -90,6 +90,7 @@ class NetworkService(Service):
         self.listen_addresses = [f"{a}" if "/p2p/" in a else f"{a}/p2p/{self.peer_id}" for a in addresses]
         self.adapter.on_blocks(lambda block, how: loop.call_soon_threadsafe(self._on_own_block, block, how))
         self.adapter.on_admitted_transactions(lambda x: loop.call_soon_threadsafe(self.transactions.on_admitted, x))
+        self.adapter.on_unverifiable(lambda missing: loop.call_soon_threadsafe(self.blobs.wake))
         log.info("network started", peer_id=self.peer_id, listen=self.listen_addresses,
                  bootnodes=len(self.config.bootnodes), reserved=len(self.config.reserved_nodes),
                  reserved_only=self.config.reserved_only)
@@ -111,6 +112,7 @@ class NetworkService(Service):
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await asyncio.get_running_loop().run_in_executor(None, self.thread.stop)
+        await self.adapter.close()  # the signature process, if sync started one
         log.info("network stopped")
 
     def _spawn(self, coroutine) -> None:
