@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 from typing import TYPE_CHECKING
 
 import structlog
@@ -59,46 +60,70 @@ class BlockSync:
     async def _catch_up(self) -> None:
         network, adapter = self.network, self.network.adapter
         back = 0
-        while True:
-            head = adapter.head()
-            ahead = [p for p in network.book.ready_peers() if p.status.best_number > head.best.number]
-            if not ahead:
-                self.is_syncing = False
-                return
-            if not self.is_syncing:
-                self.is_syncing, self.starting_block = True, head.best.number
-            self.target = max(self.target, *(p.status.best_number for p in ahead))
-            start = max(head.finalized.number + 1, head.best.number + 1 - back)
-            ahead.sort(key=lambda p: -p.status.best_number)
-            step = wire.MAX_BLOCKS_PER_REQUEST
-            jobs = [(peer.peer_id, start + i * step) for i, peer in enumerate(ahead[:MAX_PARALLEL])
-                    if peer.status.best_number >= start + i * step]
-            replies = await asyncio.gather(*(self.fetch_range(peer, first, step) for peer, first in jobs))
-            run: list[tuple[str, Block]] = []
-            for (peer, first), blocks in zip(jobs, replies):
-                if not blocks or blocks[0].header.number != first or (
-                        run and blocks[0].header.parent_hash != run[-1][1].hash):
-                    break
-                run.extend((peer, b) for b in blocks)
-                if len(blocks) < step:
-                    break
-            if not run:
-                return  # nobody answered usefully: the next wake or recheck tries again
-            imported, failure = await adapter.import_blocks([b for _, b in run])
-            if failure is not None:
-                index, outcome = failure
-                if outcome.kind == "unknown_parent" and index == 0 and start > head.finalized.number + 1:
-                    back = max(1, back * 2)
-                    continue
-                if outcome.kind == "bad":
-                    network.report(run[index][0], "bad_block", outcome.reason)
-                return
-            back = 0
-            if not imported:
-                # all known already: the best chain stops below them here (fork choice would not take them,
-                # e.g. a block this node disputes), so asking again now would only spin
-                return
-            log.info("synced blocks", imported=imported, best=run[-1][1].header.number, target=self.target)
+        prefetch: tuple[int, asyncio.Task] | None = None  # the next windows, fetched while a run imports
+        try:
+            while True:
+                head = adapter.head()
+                ahead = [p for p in network.book.ready_peers() if p.status.best_number > head.best.number]
+                if not ahead:
+                    self.is_syncing = False
+                    return
+                if not self.is_syncing:
+                    self.is_syncing, self.starting_block = True, head.best.number
+                self.target = max(self.target, *(p.status.best_number for p in ahead))
+                start = max(head.finalized.number + 1, head.best.number + 1 - back)
+                fetch_started = time.perf_counter()
+                if prefetch is not None and prefetch[0] == start:
+                    run = await prefetch[1]
+                else:
+                    if prefetch is not None:
+                        prefetch[1].cancel()
+                    run = await self._fetch_windows(start, ahead)
+                prefetch = None
+                fetched = time.perf_counter()
+                if not run:
+                    return  # nobody answered usefully: the next wake or recheck tries again
+                following = run[-1][1].header.number + 1
+                if any(p.status.best_number >= following for p in ahead):
+                    prefetch = (following, asyncio.create_task(self._fetch_windows(following, ahead)))
+                imported, failure = await adapter.import_blocks([b for _, b in run])
+                if failure is not None:
+                    index, outcome = failure
+                    if outcome.kind == "unknown_parent" and index == 0 and start > head.finalized.number + 1:
+                        back = max(1, back * 2)
+                        continue
+                    if outcome.kind == "bad":
+                        network.report(run[index][0], "bad_block", outcome.reason)
+                    return
+                back = 0
+                if not imported:
+                    # all known already: the best chain stops below them here (fork choice would not take
+                    # them, e.g. a block this node disputes), so asking again now would only spin
+                    return
+                log.info("synced blocks", imported=imported, best=run[-1][1].header.number, target=self.target,
+                         fetch_ms=round((fetched - fetch_started) * 1000),
+                         import_ms=round((time.perf_counter() - fetched) * 1000))
+        finally:
+            if prefetch is not None:
+                prefetch[1].cancel()
+
+    async def _fetch_windows(self, start: int, ahead: list) -> list[tuple[str, Block]]:
+        """Consecutive windows from `start`, one per peer (the most advanced first), joined into one
+        linked run (peer, block) up to the first gap."""
+        step = wire.MAX_BLOCKS_PER_REQUEST
+        ahead = sorted(ahead, key=lambda p: -p.status.best_number)
+        jobs = [(peer.peer_id, start + i * step) for i, peer in enumerate(ahead[:MAX_PARALLEL])
+                if peer.status.best_number >= start + i * step]
+        replies = await asyncio.gather(*(self.fetch_range(peer, first, step) for peer, first in jobs))
+        run: list[tuple[str, Block]] = []
+        for (peer, first), blocks in zip(jobs, replies):
+            if not blocks or blocks[0].header.number != first or (
+                    run and blocks[0].header.parent_hash != run[-1][1].hash):
+                break
+            run.extend((peer, b) for b in blocks)
+            if len(blocks) < step:
+                break
+        return run
 
     async def fetch_range(self, peer: str, first: int, count: int, *, start_hash: bytes | None = None) -> list[Block]:
         """A linked run of up to `count` blocks from `first` (or from `start_hash`); [] on any failure."""

@@ -13,7 +13,7 @@ by one node; a fresh node syncs it over the network. Figures: blocks/s and
 transfers/s, beside import_transfers.py's one-core transfers_per_s in the same run
 (the goal: syncing at >= 0.5 x that).
 
-    python scripts/bench/network.py [--seconds 60] [--rate 1000] [--sync-blocks 10000] [--sync-per-block 20] [--json]
+    python scripts/bench/network.py [--seconds 60] [--rate 1000] [--sync-blocks 10000] [--sync-per-block 50] [--json]
 """
 
 from __future__ import annotations
@@ -205,7 +205,7 @@ def main() -> int:
     parser.add_argument("--rate", type=int, default=1000, help="transfers submitted per second, all nodes together")
     parser.add_argument("--accounts", type=int, default=400)
     parser.add_argument("--sync-blocks", type=int, default=10_000)
-    parser.add_argument("--sync-per-block", type=int, default=20)
+    parser.add_argument("--sync-per-block", type=int, default=50)
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     args = parser.parse_args()
     if args.seconds <= 0 or args.rate < 1 or args.accounts < 8 or args.sync_blocks < 1 or args.sync_per_block < 1:
