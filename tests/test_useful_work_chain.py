@@ -107,10 +107,11 @@ def run_round(author: Node, follower: Node, *, tamper=None) -> tuple:
     step()                                                                         # block 4: closes the commit window
     step([(t, training.reveal_update(0, 0, _hash(u), salt, 288, b"\x00" * 32))
           for t, u in zip(TRAINERS, updates)])                                     # block 5
+    step()                                                                         # block 6: the seed block
     if tamper is not None:
         real_measure = author.service.work.measure
         author.service.work.measure = lambda inputs: tamper(real_measure(inputs))
-    report_block = step()                                                          # block 6: the report
+    report_block = step()                                                          # block 7: the report
     return report_block, blocks, [_hash(u) for u in updates]
 
 

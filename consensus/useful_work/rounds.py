@@ -8,7 +8,13 @@ come from the parent state and the node's blob store:
     base         the task's current model, from the blob store by its hash
     submissions  the round's revealed updates, in order of reveal, with their blobs (None if absent)
     held-out     the encrypted held-out blob, opened with this validator's sealed key
-    seed         the hash of the block that closed the commit window
+    seed         the randomness accumulator after the round's seed block (runtime/pallets/randomness.py)
+    copies       which of the submissions are near-copies of an earlier update or model step
+                 (similarity.py): reported UPDATE_COPY and left out of every aggregate
+
+Leave-one-out weighs every sound update the same (the verifier's measure_round), so
+a declared sample count never changes a contribution; the new model weighs the
+accepted updates by the runtime's `aggregation_weights` (capped counts, capped shares).
 
 `RoundWork.measure_due` gives an author the `RoundReport`s for its block;
 `RoundWork.verify_block` recomputes a block's reports and names every mismatch.
@@ -32,10 +38,11 @@ from consensus.useful_work.errors import HeldOutError, ModelError, UsefulWorkErr
 from consensus.useful_work.evaluate import Scores
 from consensus.useful_work.models import ModelSpec
 from consensus.useful_work.secrecy import open_held_out
-from consensus.useful_work.updates import UpdateLimits
+from consensus.useful_work.similarity import Candidate, find_copies
+from consensus.useful_work.updates import UpdateLimits, decode_update, fixed_point_delta
 from consensus.useful_work.verifier import HeldOutSet, ModelVersion, Submission, TaskRules, UsefulWorkVerifier
 from runtime.crypto import Keypair
-from runtime.pallets import system, training
+from runtime.pallets import randomness, training
 from runtime.pallets.training import RoundReport, Score, Task, UpdateScore
 from runtime.types import Block, Header
 from storage.blobs import BlobStore
@@ -60,6 +67,20 @@ class RoundInputs:
     submissions: list[Submission]
     held_out: HeldOutSet
     seed: bytes
+    copies: dict[bytes, str] = field(default_factory=dict)  # update hash -> what it copies
+
+    def scored(self) -> list[Submission]:
+        """The submissions that are not copies (what the verifier measures)."""
+        return [s for s in self.submissions if s.update_hash not in self.copies]
+
+    def weighted(self, accepted: list[bytes]) -> list[Submission]:
+        """The scored submissions, the accepted ones carrying their aggregation weight instead of their count."""
+        by_hash = {s.update_hash: s for s in self.scored()}
+        chosen = [by_hash[bytes(h)] for h in accepted if bytes(h) in by_hash]
+        weights = dict(zip((s.update_hash for s in chosen),
+                           training.aggregation_weights(self.task.config, [s.num_samples for s in chosen])))
+        return [Submission(s.update_hash, s.update_blob, weights.get(s.update_hash, s.num_samples))
+                for s in by_hash.values()]
 
 
 @dataclass(frozen=True)
@@ -104,6 +125,7 @@ class RoundWork:
         self.verifier = verifier or UsefulWorkVerifier()
         self._held_out: dict[bytes, HeldOutSet] = {}
         self._models: dict[bytes, ModelVersion] = {}
+        self._vectors: dict[tuple, object] = {}  # (limits, update or model-step key) -> fixed-point vector or None
         self._block_number = 0  # of the block being built or checked (the blob store dates blobs by it)
 
     # --- inputs ---------------------------------------------------------------
@@ -118,7 +140,66 @@ class RoundWork:
             reveal = training.Reveals.get(state, (task_id, task.round, update))
             blob = self.blobs.get(update)
             submissions.append(Submission(bytes(update), None if blob is None else bytes(blob), reveal.num_samples))
-        return RoundInputs(task_id, task, rules, base, submissions, held_out, bytes(seed))
+        revealed = [(s.update_hash, self._vector(rules, base, s.update_hash, s.update_blob)) for s in submissions]
+        copies = find_copies(revealed, self._earlier(state, task_id, task, rules, base),
+                             task.config.copy_distance_ppm)
+        return RoundInputs(task_id, task, rules, base, submissions, held_out, bytes(seed), copies)
+
+    # --- near-copies ------------------------------------------------------------
+
+    def _earlier(self, state, task_id: int, task: Task, rules: TaskRules, base: ModelVersion) -> list[Candidate]:
+        """The task's public model steps and its earlier rounds' sound (or copied) updates, as vectors."""
+        earlier: list[Candidate] = []
+        previous = bytes(task.config.initial_model)
+        for round_number in range(task.round):
+            version = training.ModelVersions.get(state, (task_id, round_number))
+            if version is not None:
+                step = self._model_step(rules, base, previous, bytes(version.model))
+                if step is not None:
+                    earlier.append(Candidate(f"the model step of round {round_number}", step))
+                previous = bytes(version.model)
+            for update in training.RoundReveals.get(state, (task_id, round_number)):
+                record = training.Updates.get(state, (task_id, round_number, update))
+                if record is None or record.status not in (training.UPDATE_OK, training.UPDATE_COPY):
+                    continue
+                blob = self.blobs.get(update)
+                if blob is None:  # it decoded when it was scored: cannot check is not a verdict
+                    raise RoundUnavailable(f"update 0x{bytes(update).hex()} of round {round_number} is not in the "
+                                           f"blob store (needed for the copy check)", code="round_update_missing")
+                vector = self._vector(rules, base, bytes(update), bytes(blob))
+                if vector is not None:
+                    earlier.append(Candidate(f"update 0x{bytes(update).hex()} of round {round_number}", vector))
+        return earlier
+
+    def _vector(self, rules: TaskRules, base: ModelVersion, update: bytes, blob: bytes | None):
+        """An update's fixed-point vector (None if it does not decode: it is refused for that)."""
+        if blob is None:
+            return None
+        key = (rules.update_limits, update)
+        if key not in self._vectors:
+            try:
+                vector = fixed_point_delta(base.weights, decode_update(blob, base.weights, rules.update_limits))
+            except UsefulWorkError:
+                vector = None
+            self._remember_vector(key, vector)
+        return self._vectors[key]
+
+    def _model_step(self, rules: TaskRules, base: ModelVersion, before: bytes, after: bytes):
+        key = ("step", before, after)
+        if key not in self._vectors:
+            old, new = self._model(rules.spec, before), self._model(rules.spec, after)
+            try:
+                vector = fixed_point_delta(base.weights, {name: new.weights[name] - old.weights[name]
+                                                          for name in new.weights})
+            except UsefulWorkError:
+                vector = None
+            self._remember_vector(key, vector)
+        return self._vectors[key]
+
+    def _remember_vector(self, key: tuple, vector) -> None:
+        if len(self._vectors) >= 4096:
+            self._vectors.clear()
+        self._vectors[key] = vector
 
     def _open_held_out(self, task: Task) -> HeldOutSet:
         if self.keypair is None:
@@ -176,7 +257,11 @@ class RoundWork:
         reports = []
         self._block_number = parent.number + 1
         for task_id, task in training.reports_due(parent_state, parent.number + 1):
-            seed = _seed(parent_state, parent, task)
+            seed = round_seed(parent_state, task)
+            if seed is None:
+                log.warning("cannot report round: its seed block left the randomness history", task=task_id,
+                            round=task.round)
+                continue
             try:
                 reports.append(self.measure(self.inputs(parent_state, task_id, task, seed)))
             except RoundUnavailable as error:
@@ -186,19 +271,21 @@ class RoundWork:
         return tuple(reports)
 
     def measure(self, inputs: RoundInputs) -> RoundReport:
-        measured = self.verifier.measure_round(inputs.rules, inputs.base, inputs.submissions, inputs.held_out,
+        measured = self.verifier.measure_round(inputs.rules, inputs.base, inputs.scored(), inputs.held_out,
                                                inputs.seed)
         scores = []
         for submission in inputs.submissions:
             update = submission.update_hash
-            if update in measured.rejected:
+            if update in inputs.copies:
+                scores.append(UpdateScore(update, training.UPDATE_COPY, None))
+            elif update in measured.rejected:
                 status = UNUSABLE.get(measured.rejected[update], training.UPDATE_MALFORMED)
                 scores.append(UpdateScore(update, status, None))
             else:
                 scores.append(UpdateScore(update, training.UPDATE_OK, to_score(measured.without[update])))
         candidate = None if measured.candidate is None else to_score(measured.candidate)
         accepted = training.accepted_updates(inputs.task.config, candidate, scores)
-        outcome = self.verifier.aggregate_round(inputs.rules, inputs.base, inputs.submissions, accepted,
+        outcome = self.verifier.aggregate_round(inputs.rules, inputs.base, inputs.weighted(accepted), accepted,
                                                 inputs.held_out, inputs.seed)
         if outcome is not None:
             self._store_model(outcome.model)
@@ -206,7 +293,7 @@ class RoundWork:
                              tuple(scores), None if outcome is None else outcome.model.model_hash,
                              None if outcome is None else to_score(outcome.scores))
         log.info("measured round", task=inputs.task_id, round=inputs.task.round, updates=len(scores),
-                 accepted=len(accepted), base_accuracy=report.base.accuracy_ppm,
+                 accepted=len(accepted), copies=len(inputs.copies), base_accuracy=report.base.accuracy_ppm,
                  new_accuracy=None if outcome is None else outcome.scores.accuracy_ppm)
         return report
 
@@ -243,16 +330,24 @@ class RoundWork:
         if an update the report calls sound has no blob here (that is for blob sync, not a dispute)."""
         if bytes(report.subset_seed) != inputs.seed:
             return ["the subset seed is not the round's"]
+        reported_copies = {bytes(s.update) for s in report.scores if s.status == training.UPDATE_COPY}
+        copy_problems = [f"update 0x{update.hex()}: reported a copy, but it is not one here"
+                         for update in sorted(reported_copies - set(inputs.copies))]
+        copy_problems += [f"update 0x{update.hex()}: a copy of {inputs.copies[update]}, reported otherwise"
+                          for update in sorted(set(inputs.copies) - reported_copies)]
+        if copy_problems:
+            return copy_problems
         accepted = training.accepted_updates(inputs.task.config, report.candidate, report.scores)
-        without: Mapping[bytes, Scores | None] = {bytes(s.update): to_scores(s.without) for s in report.scores}
-        unavailable = [s.update_hash for s in inputs.submissions
+        without: Mapping[bytes, Scores | None] = {bytes(s.update): to_scores(s.without) for s in report.scores
+                                                  if bytes(s.update) not in reported_copies}
+        unavailable = [s.update_hash for s in inputs.scored()
                        if s.update_blob is None and without.get(s.update_hash) is not None]
         if unavailable:  # cannot check is not a mismatch: the blob may still arrive
             raise RoundUnavailable(f"{len(unavailable)} update(s) the block reports sound are not in the blob store "
                                    f"yet (0x{unavailable[0].hex()[:16]}...)", code="round_update_missing")
         try:
             result = self.verifier.verify_report(
-                inputs.rules, inputs.base, inputs.submissions, inputs.held_out, inputs.seed,
+                inputs.rules, inputs.base, inputs.weighted(accepted), inputs.held_out, inputs.seed,
                 reported_base=to_scores(report.base), reported_candidate=to_scores(report.candidate),
                 reported_without=without, accepted=accepted,
                 reported_aggregate_hash=None if report.new_model is None else bytes(report.new_model),
@@ -261,7 +356,7 @@ class RoundWork:
         except UsefulWorkError as error:
             return [f"cannot be reproduced ({error.code}: {error})"]
         if result.ok and accepted:
-            outcome = self.verifier.aggregate_round(inputs.rules, inputs.base, inputs.submissions, accepted,
+            outcome = self.verifier.aggregate_round(inputs.rules, inputs.base, inputs.weighted(accepted), accepted,
                                                     inputs.held_out, inputs.seed)
             self._store_model(outcome.model)
         return result.reasons
@@ -278,8 +373,8 @@ def reports_in(block: Block) -> list[RoundReport]:
     return found
 
 
-def _seed(parent_state, parent: Header, task: Task) -> bytes:
-    seed_block = training.round_windows(task)[2]
-    if seed_block == parent.number:
-        return parent.hash
-    return bytes(system.BlockHashes.get(parent_state, seed_block))
+def round_seed(state, task: Task) -> bytes | None:
+    """The held-out subset seed of the task's current round: the randomness after its seed block
+    (None if that block is not past yet, or has left the history)."""
+    seed = randomness.History.get(state, training.round_windows(task)[2])
+    return None if seed is None else bytes(seed)

@@ -1,0 +1,92 @@
+"""Near-copies: an update that points where an earlier one already did is refused, the earlier wins.
+
+A hash comparison misses copies: change one float of an update by one unit in the
+last place and the hash is new, while the fixed-point vector (`fixed_point`) is the
+same, or one unit away. So updates are compared by their fixed-point vectors,
+exactly, in integers, on every validator alike.
+
+The measure is the sine of the angle between an update u and an earlier vector v,
+compared with the task's `copy_distance_ppm` (d):
+
+    u is a copy of v  <=>  u . v > 0  and  10**12 (|u|^2 |v|^2 - (u . v)^2) <= d^2 |u|^2 |v|^2
+
+that is, u lies within d (relative) of the ray through v. A direction and not a
+plain distance, because leave-one-out pays for a direction: a copy scaled by 0.9
+is as much a copy as the original, and the chain bounds the norm anyway. A zero
+update copies nothing (and contributes nothing).
+
+What an update is compared with, in this order (the first match is reported):
+  * the task's public model steps, model_r - model_(r-1) for each adopted round (so
+    replaying the last aggregate step, which anyone can compute, earns nothing);
+  * every update revealed in the task's earlier rounds that was scored sound or copy;
+  * the updates revealed before it in its own round (reveal order is chain order).
+
+The runtime cannot run this (it never sees tensors): the block's report marks a
+copy UPDATE_COPY, and every validator recomputes the verdict before it agrees.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import numpy as np
+
+from consensus.useful_work.fixed_point import squared_norm
+
+PPM = 1_000_000
+
+
+class Candidate(NamedTuple):
+    """A vector an update may be a copy of, and its name in a verdict (a hash, or a model step)."""
+
+    name: str
+    vector: np.ndarray
+
+
+def exact_dot(u: np.ndarray, v: np.ndarray) -> int:
+    """The exact dot product of int64 vectors whose entries satisfy |q| < 2**31.
+
+    Each entry splits as q = high * 2**16 + low (0 <= low < 2**16, |high| <= 2**15): every
+    partial product is below 2**32, so each column sum stays below 2**63 for up to 2**31
+    entries and the combination is made in Python integers."""
+    if u.shape != v.shape:
+        raise ValueError("vectors of different lengths cannot be compared")
+    u_high, u_low = u >> 16, u & 0xFFFF
+    v_high, v_low = v >> 16, v & 0xFFFF
+    high = int((u_high * v_high).sum(dtype=np.int64))
+    middle = int((u_high * v_low).sum(dtype=np.int64)) + int((u_low * v_high).sum(dtype=np.int64))
+    low = int((u_low * v_low).sum(dtype=np.int64))
+    return (high << 32) + (middle << 16) + low
+
+
+def is_near_copy(update: np.ndarray, earlier: np.ndarray, distance_ppm: int, *,
+                 update_norm: int | None = None, earlier_norm: int | None = None) -> bool:
+    """Whether `update` points within `distance_ppm` (a sine) of `earlier` (see the module docstring)."""
+    uu = squared_norm(update) if update_norm is None else update_norm
+    vv = squared_norm(earlier) if earlier_norm is None else earlier_norm
+    if uu == 0 or vv == 0:
+        return False
+    uv = exact_dot(update, earlier)
+    return uv > 0 and PPM * PPM * (uu * vv - uv * uv) <= distance_ppm * distance_ppm * uu * vv
+
+
+def find_copies(revealed: Sequence[tuple[bytes, np.ndarray | None]], earlier: Sequence[Candidate],
+                distance_ppm: int) -> dict[bytes, str]:
+    """update hash -> what it copies, for the round's `revealed` updates (in reveal order; None: an update
+    that does not decode, which is refused for that and copies nothing), against the `earlier` vectors
+    and each other. An update refused as a copy still counts as earlier for the ones after it."""
+    norms = [squared_norm(candidate.vector) for candidate in earlier]
+    pool = list(zip(earlier, norms))
+    copies: dict[bytes, str] = {}
+    for update_hash, vector in revealed:
+        if vector is None:
+            continue
+        norm = squared_norm(vector)
+        for candidate, candidate_norm in pool:
+            if candidate.vector.shape == vector.shape and is_near_copy(
+                    vector, candidate.vector, distance_ppm, update_norm=norm, earlier_norm=candidate_norm):
+                copies[update_hash] = candidate.name
+                break
+        pool.append((Candidate(f"update 0x{update_hash.hex()}", vector), norm))
+    return copies
