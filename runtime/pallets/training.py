@@ -7,8 +7,9 @@ A round of a task runs in three windows counted in blocks from its start:
     seed    the first block after the reveal window    its author's slot signature enters the randomness
     report  from the block after that                  the block author's report_useful_work inherent
 
-Each window is at most MAX_WINDOW_BLOCKS long (WindowTooLong otherwise), so every
-block a round reads is still in the nodes' pruning window when it is reported.
+The two windows together are at most MAX_WINDOW_BLOCKS long (WindowTooLong
+otherwise), so every block of a round is still in the nodes' pruning window
+when it is reported.
 The runtime never runs a model. The author's inherent carries integer scores
 (accuracy and cross-entropy in parts per million), measured on a held-out subset
 whose seed is the randomness accumulator after the seed block
@@ -127,9 +128,10 @@ def _task(ctx: BlockContext, task_id: int) -> Task:
 def _check_config(ctx: BlockContext, config: TaskConfig) -> None:
     """Each bound with a named error of its own, then the rest as InvalidTaskConfig (the message lists them)."""
     limits = Limits.get(ctx.state)
-    if config.commit_blocks > MAX_WINDOW_BLOCKS or config.reveal_blocks > MAX_WINDOW_BLOCKS:
-        raise WindowTooLong(f"commit_blocks {config.commit_blocks} and reveal_blocks {config.reveal_blocks} must each "
-                            f"be at most {MAX_WINDOW_BLOCKS}, or the round's seed and states leave the pruning window")
+    if config.commit_blocks + config.reveal_blocks > MAX_WINDOW_BLOCKS:
+        raise WindowTooLong(f"commit_blocks + reveal_blocks is {config.commit_blocks + config.reveal_blocks}, at most "
+                            f"{MAX_WINDOW_BLOCKS}, or the round's first blocks leave the pruning window before its "
+                            f"report")
     if config.bond < limits.min_commit_bond:
         raise BondTooSmall(f"bond {config.bond} is below the chain's minimum of {limits.min_commit_bond} per commit")
     if not 1 <= config.max_samples <= limits.max_samples_per_update or not 1 <= config.max_share_ppm <= 1_000_000:

@@ -25,11 +25,11 @@ MAX_SUBSET = 1 << 20
 STATUS_ACTIVE, STATUS_FINISHED, STATUS_CANCELLED = 0, 1, 2
 UPDATE_OK, UPDATE_MISSING, UPDATE_MALFORMED, UPDATE_COPY = 0, 1, 2, 3
 UPDATE_STATUSES = (UPDATE_OK, UPDATE_MISSING, UPDATE_MALFORMED, UPDATE_COPY)
-# Every block a round reads (its seed block, the states its report is checked on) must still be in
-# the node's pruning window (storage.chainstore.DEFAULT_PRUNING) when the round is reported, so each
-# window is at most this long; a report is due one block after the reveal window (SEED_DELAY_BLOCKS).
-MAX_WINDOW_BLOCKS = 256
+# Every block of a round, from its start to its seed block, must still be in the nodes' state
+# pruning window (storage.chainstore.DEFAULT_PRUNING, 256) when the round is reported: the commit and
+# reveal windows together are at most MAX_WINDOW_BLOCKS, and the report is due SEED_DELAY_BLOCKS later.
 SEED_DELAY_BLOCKS = 1
+MAX_WINDOW_BLOCKS = 256 - SEED_DELAY_BLOCKS
 DEFAULT_MAX_SAMPLES = 10_000  # a task's default cap on one update's aggregation weight
 DEFAULT_MAX_SHARE_PPM = 500_000  # ... and on its share of the round's weight
 DEFAULT_COPY_DISTANCE_PPM = 50_000  # an update within 5% (sine of the angle) of an earlier one is a copy
