@@ -105,7 +105,8 @@ def task_rules(task: Task) -> TaskRules:
 
 
 def to_score(scores: Scores) -> Score:
-    return Score(scores.accuracy_ppm, scores.loss_ppm)
+    """A measurement as the chain publishes it (losses coarsened to training.LOSS_QUANTUM_PPM)."""
+    return Score(scores.accuracy_ppm, training.quantize_loss(scores.loss_ppm))
 
 
 def to_scores(score: Score | None) -> Scores | None:
@@ -352,7 +353,8 @@ class RoundWork:
                 reported_without=without, accepted=accepted,
                 reported_aggregate_hash=None if report.new_model is None else bytes(report.new_model),
                 reported_aggregate_score=to_scores(report.new_model_score), tolerance_ppm=self.tolerance_ppm,
-                loss_tolerance_ppm=self.loss_tolerance_ppm)
+                # reported losses are rounded to the published quantum: half of it on top of the tolerance
+                loss_tolerance_ppm=self.loss_tolerance_ppm + training.LOSS_QUANTUM_PPM // 2)
         except UsefulWorkError as error:
             return [f"cannot be reproduced ({error.code}: {error})"]
         if result.ok and accepted:

@@ -21,7 +21,7 @@ from runtime.pallets.training_storage import (
     RoundReveals, Rounds, TaskEnded, TaskNotActive, Tasks, UnknownTask, Updates, UpdateScored,
 )
 from runtime.pallets.training_types import (
-    MAX_LOSS_PPM, POT_ACCOUNT, STATUS_ACTIVE, STATUS_CANCELLED, STATUS_FINISHED, UPDATE_COPY, UPDATE_OK,
+    LOSS_QUANTUM_PPM, MAX_LOSS_PPM, POT_ACCOUNT, STATUS_ACTIVE, STATUS_CANCELLED, STATUS_FINISHED, UPDATE_COPY, UPDATE_OK,
     UPDATE_STATUSES, VALIDATOR_SHARE_PPM, ModelVersion, RoundReport, RoundSummary, Score, Task, UpdateRecord,
     accepted_updates, contributions, metric_value, round_windows,
 )
@@ -118,6 +118,8 @@ def _forfeit(ctx: BlockContext, task: Task, report: RoundReport, who: AccountId)
 def _check_score(score: Score | None, what: str) -> None:
     if score is not None and (score.accuracy_ppm > 1_000_000 or score.loss_ppm > MAX_LOSS_PPM):
         raise BadReport(f"{what}: accuracy is at most 1000000 ppm and loss at most {MAX_LOSS_PPM} ppm")
+    if score is not None and score.loss_ppm % LOSS_QUANTUM_PPM:
+        raise BadReport(f"{what}: losses are published in multiples of {LOSS_QUANTUM_PPM} ppm, no finer")
 
 
 def check_report(task: Task, report: RoundReport, revealed: tuple[bytes, ...]) -> list[bytes]:

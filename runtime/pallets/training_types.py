@@ -21,6 +21,10 @@ AGGREGATIONS = {0: "fedavg", 1: "trimmed_mean", 2: "median"}
 METRIC_LOSS, METRIC_ACCURACY = 0, 1
 METRICS = {METRIC_LOSS: "loss", METRIC_ACCURACY: "accuracy"}  # what contributions are measured in
 MAX_LOSS_PPM = 10**12
+# Published losses are multiples of this (0.001 nats): ten times what validators can check (the loss
+# tolerance is 100 ppm), and no finer, so that a round's report tells a prober as little about the
+# held-out set as the chain's own decisions need. Accuracies are counts of a subset already.
+LOSS_QUANTUM_PPM = 1_000
 MAX_SUBSET = 1 << 20
 STATUS_ACTIVE, STATUS_FINISHED, STATUS_CANCELLED = 0, 1, 2
 UPDATE_OK, UPDATE_MISSING, UPDATE_MALFORMED, UPDATE_COPY = 0, 1, 2, 3
@@ -222,6 +226,11 @@ def aggregation_weights(config: TaskConfig, samples: list[int]) -> list[int]:
         else:
             high = middle
     return [min(weight, low) for weight in capped]
+
+
+def quantize_loss(loss_ppm: int) -> int:
+    """A measured loss as the chain publishes it: the nearest multiple of LOSS_QUANTUM_PPM (halves up)."""
+    return min((loss_ppm + LOSS_QUANTUM_PPM // 2) // LOSS_QUANTUM_PPM * LOSS_QUANTUM_PPM, MAX_LOSS_PPM)
 
 
 def metric_value(metric: int, score: Score) -> int:
