@@ -40,7 +40,7 @@ METRIC_IDS = {name: index for index, name in training.METRICS.items()}
 STATUS_NAMES = {training.STATUS_ACTIVE: "active", training.STATUS_FINISHED: "finished",
                 training.STATUS_CANCELLED: "cancelled"}
 UPDATE_STATUS_NAMES = {training.UPDATE_OK: "ok", training.UPDATE_MISSING: "missing",
-                       training.UPDATE_MALFORMED: "malformed"}
+                       training.UPDATE_MALFORMED: "malformed", training.UPDATE_COPY: "copy"}
 
 
 class TaskError(GradchainError):
