@@ -264,3 +264,29 @@ def test_the_longest_allowed_windows_still_close(chain):
     seed_block = training.round_windows(task(chain))[2]
     # the report block's parent is the seed block: the round's first block is still in the pruning window
     assert seed_block - task(chain).round_start < chain.chain.pruning
+
+
+# --- the genesis limits -------------------------------------------------------------------
+
+
+def test_genesis_sets_the_chains_training_limits_and_names_a_bad_field(tmp_path):
+    import json
+
+    from runtime.errors import GenesisError
+    from runtime.genesis import parse_genesis
+    from tests.builders import GENESIS_PATH
+
+    spec = json.loads(GENESIS_PATH.read_text())
+    assert parse_genesis(spec).training is None  # absent: the pallet's defaults, and no genesis entry
+    spec["training"] = {"min_commit_bond": 5 * 10**12, "max_samples_per_update": 500}
+    limited = TestChain(tmp_path / "limited", parse_genesis(spec))
+    try:
+        assert training.Limits.get(limited.overlay()) == training.TrainingLimits(5 * 10**12, 500)
+        built = limited.author_block([limited.sign(EVE, training.create_task(config(bond=10**12)))])
+        assert failed(built) == "BondTooSmall"
+    finally:
+        limited.close()
+    for field, value in (("min_commit_bond", 0), ("max_samples_per_update", 2**32), ("extra", 1)):
+        broken = {**spec, "training": {**spec["training"], field: value}}
+        with pytest.raises(GenesisError, match="training"):
+            parse_genesis(broken)

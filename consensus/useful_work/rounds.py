@@ -328,10 +328,16 @@ class RoundWork:
 
     def check(self, inputs: RoundInputs, report: RoundReport) -> list[str]:
         """Every way `report` differs from what this node measures for the round; `RoundUnavailable`
-        if an update the report calls sound has no blob here (that is for blob sync, not a dispute)."""
+        if an update the report calls sound or a copy has no blob here (that is for blob sync, not a dispute)."""
         if bytes(report.subset_seed) != inputs.seed:
             return ["the subset seed is not the round's"]
-        reported_copies = {bytes(s.update) for s in report.scores if s.status == training.UPDATE_COPY}
+        status = {bytes(s.update): s.status for s in report.scores}
+        unavailable = [s.update_hash for s in inputs.submissions if s.update_blob is None
+                       and status.get(s.update_hash) in (training.UPDATE_OK, training.UPDATE_COPY)]
+        if unavailable:  # cannot check is not a mismatch: the blob may still arrive (and copies need every blob)
+            raise RoundUnavailable(f"{len(unavailable)} update(s) the block reports sound or copied are not in the "
+                                   f"blob store yet (0x{unavailable[0].hex()[:16]}...)", code="round_update_missing")
+        reported_copies = {update for update, fate in status.items() if fate == training.UPDATE_COPY}
         copy_problems = [f"update 0x{update.hex()}: reported a copy, but it is not one here"
                          for update in sorted(reported_copies - set(inputs.copies))]
         copy_problems += [f"update 0x{update.hex()}: a copy of {inputs.copies[update]}, reported otherwise"
@@ -341,11 +347,6 @@ class RoundWork:
         accepted = training.accepted_updates(inputs.task.config, report.candidate, report.scores)
         without: Mapping[bytes, Scores | None] = {bytes(s.update): to_scores(s.without) for s in report.scores
                                                   if bytes(s.update) not in reported_copies}
-        unavailable = [s.update_hash for s in inputs.scored()
-                       if s.update_blob is None and without.get(s.update_hash) is not None]
-        if unavailable:  # cannot check is not a mismatch: the blob may still arrive
-            raise RoundUnavailable(f"{len(unavailable)} update(s) the block reports sound are not in the blob store "
-                                   f"yet (0x{unavailable[0].hex()[:16]}...)", code="round_update_missing")
         try:
             result = self.verifier.verify_report(
                 inputs.rules, inputs.base, inputs.weighted(accepted), inputs.held_out, inputs.seed,
