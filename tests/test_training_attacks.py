@@ -290,3 +290,16 @@ def test_genesis_sets_the_chains_training_limits_and_names_a_bad_field(tmp_path)
         broken = {**spec, "training": {**spec["training"], field: value}}
         with pytest.raises(GenesisError, match="training"):
             parse_genesis(broken)
+
+
+def test_a_round_nobody_could_report_before_its_seed_expired_ends_on_cancel(chain, monkeypatch):
+    monkeypatch.setattr(randomness, "HISTORY_BLOCKS", 4)  # keep 4 blocks of randomness instead of 2400
+    updates = to_reveal_window(chain)
+    chain.author_block([reveal(chain, BOB, updates[0])])
+    bob_reserved = chain.account(BOB.public).reserved
+    for _ in range(8):  # nobody reports: the seed (after block 7) leaves the history
+        chain.author_block()
+    assert randomness.History.get(chain.overlay(), training.round_windows(task(chain))[2]) is None
+    assert failed(chain.author_block([chain.sign(EVE, training.cancel_task(0))])) is None
+    assert task(chain).status == training.STATUS_CANCELLED and chain.account(EVE.public).reserved == 0
+    assert chain.account(BOB.public).reserved == bob_reserved - BOND  # bonds come back: nobody could measure

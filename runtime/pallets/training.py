@@ -69,7 +69,7 @@ from __future__ import annotations
 from runtime import codec
 from runtime.context import BlockContext
 from runtime.dispatch import ORIGIN_INHERENT
-from runtime.pallets import balances
+from runtime.pallets import balances, randomness
 from runtime.pallets.training_rewards import close_round, end_task
 from runtime.pallets.training_storage import *  # noqa: F401,F403  (re-exported: training.X is the public name)
 from runtime.pallets.training_storage import (
@@ -243,13 +243,20 @@ def claim_rewards(ctx: BlockContext, origin: AccountId) -> None:
 def cancel_task(ctx: BlockContext, origin: AccountId, task: codec.U64) -> None:
     """End a task early. A round nobody committed to ends now and the whole unspent pool comes back; a
     round that trainers entered finishes and pays as if no cancel had happened (its revealed updates are
-    public, so the creator cannot take them for free), and only the other rounds' pool comes back now."""
+    public, so the creator cannot take them for free), and only the other rounds' pool comes back now.
+    A round that can no longer be reported (its seed left the randomness history) ends now, bonds returned."""
     current = _task(ctx, task)
     if current.creator != origin:
         raise NotCreator()
     if current.cancelled:
         raise TaskNotActive(f"task {task} is already cancelled; round {current.round} is its last")
-    if not Committers.get(ctx.state, (task, current.round)):
+    committers = Committers.get(ctx.state, (task, current.round))
+    seed_block = round_windows(current)[2]
+    # a round nobody reported while its seed was kept can never be measured: it ends with the task
+    expired = ctx.number > seed_block and randomness.History.get(ctx.state, seed_block) is None
+    if not committers or expired:
+        for who in committers:
+            balances.unreserve(ctx, who, current.config.bond)
         end_task(ctx, task, Task(current.creator, current.config, current.round, current.round_start,
                                  current.model, current.model_score, current.remaining_pool, STATUS_ACTIVE, True))
         return
