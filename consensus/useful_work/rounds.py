@@ -38,8 +38,8 @@ from consensus.useful_work.errors import HeldOutError, ModelError, UsefulWorkErr
 from consensus.useful_work.evaluate import Scores
 from consensus.useful_work.models import ModelSpec
 from consensus.useful_work.secrecy import open_held_out
-from consensus.useful_work.similarity import Candidate, find_copies
-from consensus.useful_work.updates import UpdateLimits, decode_update, fixed_point_delta
+from consensus.useful_work.similarity import CopyCheck, CopyCheckUnavailable
+from consensus.useful_work.updates import UpdateLimits
 from consensus.useful_work.verifier import HeldOutSet, ModelVersion, Submission, TaskRules, UsefulWorkVerifier
 from runtime.crypto import Keypair
 from runtime.pallets import randomness, training
@@ -126,7 +126,7 @@ class RoundWork:
         self.verifier = verifier or UsefulWorkVerifier()
         self._held_out: dict[bytes, HeldOutSet] = {}
         self._models: dict[bytes, ModelVersion] = {}
-        self._vectors: dict[tuple, object] = {}  # (limits, update or model-step key) -> fixed-point vector or None
+        self.copy_check = CopyCheck(blobs.get, self._model)  # near-copies, with their vectors cached
         self._block_number = 0  # of the block being built or checked (the blob store dates blobs by it)
 
     # --- inputs ---------------------------------------------------------------
@@ -141,66 +141,12 @@ class RoundWork:
             reveal = training.Reveals.get(state, (task_id, task.round, update))
             blob = self.blobs.get(update)
             submissions.append(Submission(bytes(update), None if blob is None else bytes(blob), reveal.num_samples))
-        revealed = [(s.update_hash, self._vector(rules, base, s.update_hash, s.update_blob)) for s in submissions]
-        copies = find_copies(revealed, self._earlier(state, task_id, task, rules, base),
-                             task.config.copy_distance_ppm)
+        try:
+            copies = self.copy_check.copies(state, task_id, task, rules.spec, rules.update_limits, base,
+                                            [(s.update_hash, s.update_blob) for s in submissions])
+        except CopyCheckUnavailable as error:
+            raise RoundUnavailable(str(error), code=error.code) from None
         return RoundInputs(task_id, task, rules, base, submissions, held_out, bytes(seed), copies)
-
-    # --- near-copies ------------------------------------------------------------
-
-    def _earlier(self, state, task_id: int, task: Task, rules: TaskRules, base: ModelVersion) -> list[Candidate]:
-        """The task's public model steps and its earlier rounds' sound (or copied) updates, as vectors."""
-        earlier: list[Candidate] = []
-        previous = bytes(task.config.initial_model)
-        for round_number in range(task.round):
-            version = training.ModelVersions.get(state, (task_id, round_number))
-            if version is not None:
-                step = self._model_step(rules, base, previous, bytes(version.model))
-                if step is not None:
-                    earlier.append(Candidate(f"the model step of round {round_number}", step))
-                previous = bytes(version.model)
-            for update in training.RoundReveals.get(state, (task_id, round_number)):
-                record = training.Updates.get(state, (task_id, round_number, update))
-                if record is None or record.status not in (training.UPDATE_OK, training.UPDATE_COPY):
-                    continue
-                blob = self.blobs.get(update)
-                if blob is None:  # it decoded when it was scored: cannot check is not a verdict
-                    raise RoundUnavailable(f"update 0x{bytes(update).hex()} of round {round_number} is not in the "
-                                           f"blob store (needed for the copy check)", code="round_update_missing")
-                vector = self._vector(rules, base, bytes(update), bytes(blob))
-                if vector is not None:
-                    earlier.append(Candidate(f"update 0x{bytes(update).hex()} of round {round_number}", vector))
-        return earlier
-
-    def _vector(self, rules: TaskRules, base: ModelVersion, update: bytes, blob: bytes | None):
-        """An update's fixed-point vector (None if it does not decode: it is refused for that)."""
-        if blob is None:
-            return None
-        key = (rules.update_limits, update)
-        if key not in self._vectors:
-            try:
-                vector = fixed_point_delta(base.weights, decode_update(blob, base.weights, rules.update_limits))
-            except UsefulWorkError:
-                vector = None
-            self._remember_vector(key, vector)
-        return self._vectors[key]
-
-    def _model_step(self, rules: TaskRules, base: ModelVersion, before: bytes, after: bytes):
-        key = ("step", before, after)
-        if key not in self._vectors:
-            old, new = self._model(rules.spec, before), self._model(rules.spec, after)
-            try:
-                vector = fixed_point_delta(base.weights, {name: new.weights[name] - old.weights[name]
-                                                          for name in new.weights})
-            except UsefulWorkError:
-                vector = None
-            self._remember_vector(key, vector)
-        return self._vectors[key]
-
-    def _remember_vector(self, key: tuple, vector) -> None:
-        if len(self._vectors) >= 4096:
-            self._vectors.clear()
-        self._vectors[key] = vector
 
     def _open_held_out(self, task: Task) -> HeldOutSet:
         if self.keypair is None:

@@ -23,16 +23,23 @@ What an update is compared with, in this order (the first match is reported):
 
 The runtime cannot run this (it never sees tensors): the block's report marks a
 copy UPDATE_COPY, and every validator recomputes the verdict before it agrees.
+`find_copies` is the rule over vectors; `CopyCheck` gathers the vectors from the
+chain's records and the blob store for RoundWork (consensus/useful_work/rounds.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple
 
 import numpy as np
+import torch
 
+from consensus.useful_work.errors import UsefulWorkError
 from consensus.useful_work.fixed_point import squared_norm
+from consensus.useful_work.models import ModelSpec
+from consensus.useful_work.updates import UpdateLimits, decode_update, fixed_point_delta
+from runtime.pallets import training
 
 PPM = 1_000_000
 
@@ -90,3 +97,82 @@ def find_copies(revealed: Sequence[tuple[bytes, np.ndarray | None]], earlier: Se
                 break
         pool.append((Candidate(f"update 0x{update_hash.hex()}", vector), norm))
     return copies
+
+
+class CopyCheckUnavailable(UsefulWorkError):
+    """A blob the copy check needs is not here (cannot check is not a verdict: the round is skipped)."""
+
+
+class CopyCheck:
+    """What a round's updates may copy, gathered from the chain's records and the blob store, with each
+    vector computed once. `get_blob(hash)` reads the blob store; `load_model(spec, hash)` gives a
+    verifier.ModelVersion (or raises the caller's own cannot-check error)."""
+
+    def __init__(self, get_blob: Callable[[bytes], bytes | None], load_model: Callable[[ModelSpec, bytes], object],
+                 *, capacity: int = 4096) -> None:
+        self._get_blob = get_blob
+        self._load_model = load_model
+        self._capacity = capacity
+        self._vectors: dict[tuple, np.ndarray | None] = {}
+
+    def copies(self, state, task_id: int, task: training.Task, spec: ModelSpec, limits: UpdateLimits, base,
+               submissions: Sequence[tuple[bytes, bytes | None]]) -> dict[bytes, str]:
+        """update hash -> what it copies, for the round's (hash, blob or None) submissions in reveal order."""
+        base_weights = base.weights
+        revealed = [(update, None if blob is None else self._vector(limits, base_weights, update, blob))
+                    for update, blob in submissions]
+        earlier = self.earlier(state, task_id, task, spec, limits, base_weights)
+        return find_copies(revealed, earlier, task.config.copy_distance_ppm)
+
+    def earlier(self, state, task_id: int, task: training.Task, spec: ModelSpec, limits: UpdateLimits,
+                base_weights: Mapping[str, torch.Tensor]) -> list[Candidate]:
+        """The task's public model steps and its earlier rounds' sound (or copied) updates, as vectors."""
+        earlier: list[Candidate] = []
+        previous = bytes(task.config.initial_model)
+        for round_number in range(task.round):
+            version = training.ModelVersions.get(state, (task_id, round_number))
+            if version is not None:
+                step = self._model_step(spec, base_weights, previous, bytes(version.model))
+                if step is not None:
+                    earlier.append(Candidate(f"the model step of round {round_number}", step))
+                previous = bytes(version.model)
+            for update in training.RoundReveals.get(state, (task_id, round_number)):
+                record = training.Updates.get(state, (task_id, round_number, update))
+                if record is None or record.status not in (training.UPDATE_OK, training.UPDATE_COPY):
+                    continue
+                blob = self._get_blob(bytes(update))
+                if blob is None:  # it decoded when it was scored: its absence here is not a verdict
+                    raise CopyCheckUnavailable(f"update 0x{bytes(update).hex()} of round {round_number} is not in "
+                                               f"the blob store (the copy check needs it)", code="round_update_missing")
+                vector = self._vector(limits, base_weights, bytes(update), bytes(blob))
+                if vector is not None:
+                    earlier.append(Candidate(f"update 0x{bytes(update).hex()} of round {round_number}", vector))
+        return earlier
+
+    def _vector(self, limits: UpdateLimits, base_weights, update: bytes, blob: bytes) -> np.ndarray | None:
+        """An update's fixed-point vector (None if it does not decode: it is refused for that instead)."""
+        key = (limits, update)
+        if key not in self._vectors:
+            try:
+                vector = fixed_point_delta(base_weights, decode_update(blob, base_weights, limits))
+            except UsefulWorkError:
+                vector = None
+            self._remember(key, vector)
+        return self._vectors[key]
+
+    def _model_step(self, spec: ModelSpec, base_weights, before: bytes, after: bytes) -> np.ndarray | None:
+        """model_after - model_before (float32, as anyone computes it from the two public blobs), fixed point."""
+        key = ("step", before, after)
+        if key not in self._vectors:
+            old, new = self._load_model(spec, before).weights, self._load_model(spec, after).weights
+            try:
+                vector = fixed_point_delta(base_weights, {name: new[name] - old[name] for name in new})
+            except UsefulWorkError:
+                vector = None
+            self._remember(key, vector)
+        return self._vectors[key]
+
+    def _remember(self, key: tuple, vector: np.ndarray | None) -> None:
+        if len(self._vectors) >= self._capacity:
+            self._vectors.clear()
+        self._vectors[key] = vector
