@@ -303,3 +303,15 @@ def test_a_round_nobody_could_report_before_its_seed_expired_ends_on_cancel(chai
     assert failed(chain.author_block([chain.sign(EVE, training.cancel_task(0))])) is None
     assert task(chain).status == training.STATUS_CANCELLED and chain.account(EVE.public).reserved == 0
     assert chain.account(BOB.public).reserved == bob_reserved - BOND  # bonds come back: nobody could measure
+
+
+def test_invalid_report_with_losses_finer_than_the_published_quantum_is_refused(chain):
+    bob_update, _ = to_reveal_window(chain)
+    chain.author_block([reveal(chain, BOB, bob_update)])
+    for _ in range(3):
+        chain.author_block()
+    fine = report_for(chain, [UpdateScore(bob_update, training.UPDATE_OK, BASE)], loss(1_200_001), H("m"),
+                      loss(1_200_001))
+    with pytest.raises(InvalidTransaction, match="multiples of 1000 ppm"):
+        chain.build(useful_work=(fine,))
+    assert training.Rounds.get(chain.overlay(), (0, 0)) is None
