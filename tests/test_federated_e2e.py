@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime.pallets import balances, system, training
+from runtime.pallets import balances, system, training, validators
 from runtime.state import Overlay
 from storage.chainstore import ChainStore
 
@@ -77,7 +77,7 @@ def test_an_adversary_earns_nothing_and_the_model_still_reaches_95_percent(demo,
 def test_every_reward_is_traceable_to_a_scored_update_and_issuance_is_conserved(demo):
     figures, store, *_ = demo
     state = Overlay(store.state_view(store.best_hash))
-    validator_accounts = [v.account for v in training.validators.Validators.get(state)]
+    validator_accounts = [v.account for v in validators.Validators.get(state)]
     earned_from_updates: dict[bytes, int] = {}
     for name in SCENARIOS:
         task_id = figures["scenarios"][name]["task"]

@@ -312,6 +312,6 @@ def test_invalid_report_with_losses_finer_than_the_published_quantum_is_refused(
         chain.author_block()
     fine = report_for(chain, [UpdateScore(bob_update, training.UPDATE_OK, BASE)], loss(1_200_001), H("m"),
                       loss(1_200_001))
-    with pytest.raises(InvalidTransaction, match="multiples of 1000 ppm"):
+    with pytest.raises(InvalidTransaction, match="multiples of 100 ppm"):
         chain.build(useful_work=(fine,))
     assert training.Rounds.get(chain.overlay(), (0, 0)) is None
