@@ -19,7 +19,11 @@ or an author could choose between two seeds by leaving it out.
 
 What remains: an author that also holds the slot before it could learn the seed
 one block early (both are its own signatures) -- it still cannot change it, and
-with reveals closed by then it gains nothing to act on.
+with reveals closed by then it gains nothing to act on. An author may leave its
+slot empty and let the next author sign instead: one alternative seed per slot
+given up, the only choice there is. A chain with one validator (--dev) holds every
+slot, so its validator can try one seed per slot it skips; with more validators a
+skipped slot hands the seed to someone else.
 """
 
 from __future__ import annotations
