@@ -42,7 +42,8 @@ from consensus.useful_work.similarity import CopyCheck, CopyCheckUnavailable
 from consensus.useful_work.updates import UpdateLimits
 from consensus.useful_work.verifier import HeldOutSet, ModelVersion, Submission, TaskRules, UsefulWorkVerifier
 from runtime.crypto import Keypair
-from runtime.pallets import randomness, training
+from runtime import api as runtime_api
+from runtime.pallets import training
 from runtime.pallets.training import RoundReport, Score, Task, UpdateScore
 from runtime.types import Block, Header
 from storage.blobs import BlobStore
@@ -137,8 +138,7 @@ class RoundWork:
         held_out = self._open_held_out(task)
         base = self._model(rules.spec, task.model)
         submissions = []
-        for update in training.RoundReveals.get(state, (task_id, task.round)):
-            reveal = training.Reveals.get(state, (task_id, task.round, update))
+        for update, reveal in runtime_api.round_reveals(state, task_id, task.round):
             blob = self.blobs.get(update)
             submissions.append(Submission(bytes(update), None if blob is None else bytes(blob), reveal.num_samples))
         try:
@@ -203,8 +203,8 @@ class RoundWork:
         """The reports of every round due in the block after `parent` that this node can measure."""
         reports = []
         self._block_number = parent.number + 1
-        for task_id, task in training.reports_due(parent_state, parent.number + 1):
-            seed = round_seed(parent_state, task)
+        for task_id, task in runtime_api.rounds_due(parent_state, parent.number + 1):
+            seed = runtime_api.round_seed(parent_state, task)
             if seed is None:
                 log.warning("cannot report round: its seed block left the randomness history", task=task_id,
                             round=task.round)
@@ -254,7 +254,7 @@ class RoundWork:
         self._block_number = block.header.number
         for report in reports_in(block):
             name = f"task {report.task} round {report.round}"
-            task = training.Tasks.get(parent_state, report.task)
+            task = runtime_api.task(parent_state, report.task)
             if task is None or task.round != report.round:
                 reasons.append(f"{name}: not the task's current round")  # the runtime refuses this first
                 continue
@@ -320,10 +320,3 @@ def reports_in(block: Block) -> list[RoundReport]:
                 call.call_index == training.report_useful_work.index:
             found.extend(call.args[0])
     return found
-
-
-def round_seed(state, task: Task) -> bytes | None:
-    """The held-out subset seed of the task's current round: the randomness after its seed block
-    (None if that block is not past yet, or has left the history)."""
-    seed = randomness.History.get(state, training.round_windows(task)[2])
-    return None if seed is None else bytes(seed)

@@ -39,6 +39,7 @@ from consensus.useful_work.errors import UsefulWorkError
 from consensus.useful_work.fixed_point import squared_norm
 from consensus.useful_work.models import ModelSpec
 from consensus.useful_work.updates import UpdateLimits, decode_update, fixed_point_delta
+from runtime import api as runtime_api
 from runtime.pallets import training
 
 PPM = 1_000_000
@@ -129,24 +130,27 @@ class CopyCheck:
         """The task's public model steps and its earlier rounds' sound (or copied) updates, as vectors."""
         earlier: list[Candidate] = []
         previous = bytes(task.config.initial_model)
+        versions: dict[int, object] = {}
+        for start in range(0, task.round, runtime_api.MAX_PAGE):
+            versions.update(runtime_api.model_versions(state, task_id, start=start, count=runtime_api.MAX_PAGE))
         for round_number in range(task.round):
-            version = training.ModelVersions.get(state, (task_id, round_number))
+            version = versions.get(round_number)
             if version is not None:
                 step = self._model_step(spec, base_weights, previous, bytes(version.model))
                 if step is not None:
                     earlier.append(Candidate(f"the model step of round {round_number}", step))
                 previous = bytes(version.model)
-            for update in training.RoundReveals.get(state, (task_id, round_number)):
-                record = training.Updates.get(state, (task_id, round_number, update))
-                if record is None or record.status not in (training.UPDATE_OK, training.UPDATE_COPY):
+            for update, record in runtime_api.round_updates(state, task_id, round_number):
+                if not isinstance(record, training.UpdateRecord) or \
+                        record.status not in (training.UPDATE_OK, training.UPDATE_COPY):
                     continue
-                blob = self._get_blob(bytes(update))
+                blob = self._get_blob(update)
                 if blob is None:  # it decoded when it was scored: its absence here is not a verdict
-                    raise CopyCheckUnavailable(f"update 0x{bytes(update).hex()} of round {round_number} is not in "
+                    raise CopyCheckUnavailable(f"update 0x{update.hex()} of round {round_number} is not in "
                                                f"the blob store (the copy check needs it)", code="round_update_missing")
-                vector = self._vector(limits, base_weights, bytes(update), bytes(blob))
+                vector = self._vector(limits, base_weights, update, bytes(blob))
                 if vector is not None:
-                    earlier.append(Candidate(f"update 0x{bytes(update).hex()} of round {round_number}", vector))
+                    earlier.append(Candidate(f"update 0x{update.hex()} of round {round_number}", vector))
         return earlier
 
     def _vector(self, limits: UpdateLimits, base_weights, update: bytes, blob: bytes) -> np.ndarray | None:

@@ -73,7 +73,7 @@ from runtime.pallets import balances, randomness
 from runtime.pallets.training_rewards import close_round, end_task
 from runtime.pallets.training_storage import *  # noqa: F401,F403  (re-exported: training.X is the public name)
 from runtime.pallets.training_storage import (
-    Accrued, AlreadyCommitted, BadCopyDistance, BondTooSmall, CancelScheduled, CommitmentMismatch, Committers,
+    Accrued, ActiveTasks, AlreadyCommitted, BadCopyDistance, BondTooSmall, CancelScheduled, CommitmentMismatch, Committers,
     Commits, InvalidTaskConfig, Limits, ModelVersions, NextTaskId, NoSamples, NotCreator, NothingToClaim,
     OutsideWindow, Reveals, RewardsClaimed, RoundFull, RoundReveals, SampleCapTooHigh, SeenUpdates, TaskCreated,
     TaskNotActive, Tasks, UnknownTask, UpdateAlreadyRevealed, UpdateCommitted, UpdateRevealed, WindowTooLong,
@@ -85,34 +85,65 @@ from runtime.pallets.training_types import (
     STATUS_ACTIVE, SUBMIT_WEIGHT, TASK_WEIGHT, Reveal, RoundReport, Task, TaskConfig, report_start,
     round_windows, update_commitment,
 )
+from runtime.state import changed_map_keys
 from runtime.types import AccountId, Hash
 
 balances.register_pallet_account(POT_ACCOUNT)  # the pot is never reaped, whatever it holds
 
+# --- hooks ------------------------------------------------------------------
+
+
+def on_finalize(ctx: BlockContext) -> None:
+    """Keep ActiveTasks in step with the Tasks written in this block (created, ended, cancelled).
+
+    A sweep of the block's own writes, so the calls need not know about the index."""
+    changed = [Tasks.key_from_storage_key(k) for k in changed_map_keys(ctx.state, Tasks)]
+    if not changed:
+        return
+    active = set(ActiveTasks.get(ctx.state))
+    before = len(active), frozenset(active)
+    for task_id in changed:
+        task = Tasks.get(ctx.state, task_id)
+        if task is not None and task.status == STATUS_ACTIVE:
+            active.add(task_id)
+        else:
+            active.discard(task_id)
+    if (len(active), frozenset(active)) != before:
+        ActiveTasks.put(ctx.state, tuple(sorted(active)))
+
+
 # --- functions other code uses ------------------------------------------------
 
 def reports_due(state, number: int) -> list[tuple[int, Task]]:
-    """Tasks whose current round can be reported in block `number` (its seed is known): the author reports them."""
+    """Active tasks whose current round can be reported in block `number` (its seed is known)."""
     due = []
-    for task_id in range(NextTaskId.get(state)):
+    for task_id in ActiveTasks.get(state):
         task = Tasks.get(state, task_id)
         if task is not None and task.status == STATUS_ACTIVE and number >= report_start(task):
             due.append((task_id, task))
     return due
 
 
+def task_blobs(state, task_id: int) -> set[bytes]:
+    """Every blob hash one task refers to: models, held-out set and revealed updates (its audit trail)."""
+    task = Tasks.get(state, task_id)
+    if task is None:
+        return set()
+    referenced = {bytes(task.config.initial_model), bytes(task.model), bytes(task.config.held_out)}
+    for round_number in range(task.round + 1):
+        referenced.update(bytes(h) for h in RoundReveals.get(state, (task_id, round_number)))
+        version = ModelVersions.get(state, (task_id, round_number))
+        if version is not None:
+            referenced.add(bytes(version.model))
+    return referenced
+
+
 def referenced_blobs(state) -> set[bytes]:
-    """Every blob hash the tasks refer to: models, held-out sets and revealed updates (the audit trail).
-    The node's blob store keeps these and collects the rest after a grace period."""
+    """Every blob hash the active tasks refer to. The node keeps these, and those of tasks it saw end
+    (node/indexer.py pins them), and collects the rest after a grace period."""
     referenced: set[bytes] = set()
-    for task_id in range(NextTaskId.get(state)):
-        task = Tasks.get(state, task_id)
-        referenced.update((bytes(task.config.initial_model), bytes(task.model), bytes(task.config.held_out)))
-        for round_number in range(task.round + 1):
-            referenced.update(bytes(h) for h in RoundReveals.get(state, (task_id, round_number)))
-            version = ModelVersions.get(state, (task_id, round_number))
-            if version is not None:
-                referenced.add(bytes(version.model))
+    for task_id in ActiveTasks.get(state):
+        referenced |= task_blobs(state, task_id)
     return referenced
 
 

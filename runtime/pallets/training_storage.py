@@ -36,6 +36,9 @@ ModelVersions = StorageMap(pallet, "ModelVersions", tuple[codec.U64, codec.U32],
                            "The global model after each round that improved it.")
 Accrued = StorageMap(pallet, "Accrued", AccountId, Balance, 0, "Rewards an account can claim.")
 Earned = StorageMap(pallet, "Earned", AccountId, Balance, 0, "All rewards an account ever earned (leaderboard).")
+ActiveTasks = StorageValue(pallet, "ActiveTasks", tuple[codec.U64, ...], (),
+                           "Ids of the active tasks, ascending (kept by on_finalize): reports and blob GC read these "
+                           "instead of every task ever created.")
 Limits = StorageValue(pallet, "Limits", TrainingLimits, DEFAULT_LIMITS,
                       "The chain's bounds on every task: least commit bond, largest sample cap (genesis).")
 
