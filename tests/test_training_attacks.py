@@ -305,6 +305,17 @@ def test_a_round_nobody_could_report_before_its_seed_expired_ends_on_cancel(chai
     assert chain.account(BOB.public).reserved == bob_reserved - BOND  # bonds come back: nobody could measure
 
 
+def test_a_cancelled_round_nobody_could_report_ends_on_a_second_cancel(chain, monkeypatch):
+    monkeypatch.setattr(randomness, "HISTORY_BLOCKS", 4)
+    updates = to_reveal_window(chain)
+    chain.author_block([reveal(chain, BOB, updates[0]), chain.sign(EVE, training.cancel_task(0))])
+    assert task(chain).cancelled and task(chain).status == training.STATUS_ACTIVE
+    for _ in range(8):
+        chain.author_block()
+    assert failed(chain.author_block([chain.sign(EVE, training.cancel_task(0))])) is None
+    assert task(chain).status == training.STATUS_CANCELLED and chain.account(EVE.public).reserved == 0
+
+
 def test_invalid_report_with_losses_finer_than_the_published_quantum_is_refused(chain):
     bob_update, _ = to_reveal_window(chain)
     chain.author_block([reveal(chain, BOB, bob_update)])

@@ -279,8 +279,6 @@ def cancel_task(ctx: BlockContext, origin: AccountId, task: codec.U64) -> None:
     current = _task(ctx, task)
     if current.creator != origin:
         raise NotCreator()
-    if current.cancelled:
-        raise TaskNotActive(f"task {task} is already cancelled; round {current.round} is its last")
     committers = Committers.get(ctx.state, (task, current.round))
     seed_block = round_windows(current)[2]
     # a round nobody reported while its seed was kept can never be measured: it ends with the task
@@ -291,6 +289,8 @@ def cancel_task(ctx: BlockContext, origin: AccountId, task: codec.U64) -> None:
         end_task(ctx, task, Task(current.creator, current.config, current.round, current.round_start,
                                  current.model, current.model_score, current.remaining_pool, STATUS_ACTIVE, True))
         return
+    if current.cancelled:
+        raise TaskNotActive(f"task {task} is already cancelled; round {current.round} is its last")
     kept = min(current.config.reward_per_round, current.remaining_pool)
     refund = current.remaining_pool - kept
     if refund:
