@@ -68,7 +68,8 @@ def task_report(client: Client, task_id: int, chain: ChainInfo | None = None) ->
             "adopted": adopted, "model": summary["model"], "model_accuracy_ppm": accuracy_of(summary["model_score"]),
             "revealed": int(summary["revealed"]), "accepted": int(summary["accepted"]), "paid": paid,
             "paid_to_trainers": to_trainers, "paid_to_validators": paid - to_trainers,
-            "rejected": {fate: sum(1 for u in updates if u["status"] == fate) for fate in ("missing", "malformed", "copy")}
+            "rejected": {fate: sum(1 for u in updates if u["status"] == fate)
+                         for fate in ("missing", "malformed", "copy")}
             | {"not accepted": sum(1 for u in updates if u["status"] == "ok" and not u["accepted"])},
             "updates": updates})
     open_round, current = None, int(task["round"])

@@ -65,7 +65,8 @@ def snapshot(chain) -> dict:
     overlay = chain.overlay()
     accounts = [k.public for k in DEV_KEYS.values()] + [training.POT_ACCOUNT]
     return {"task": training.Tasks.get(overlay, 0), "next": training.NextTaskId.get(overlay),
-            "committers": training.Committers.get(overlay, (0, 0)), "reveals": training.RoundReveals.get(overlay, (0, 0)),
+            "committers": training.Committers.get(overlay, (0, 0)),
+            "reveals": training.RoundReveals.get(overlay, (0, 0)),
             # reserves hold pools and bonds; free balances move with fees (the signer's, the block author's)
             "reserved": {who: a.reserved if (a := system.Account.get(overlay, who)) else None for who in accounts},
             "pot": system.Account.get(overlay, training.POT_ACCOUNT)}

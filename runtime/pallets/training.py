@@ -73,8 +73,8 @@ from runtime.pallets import balances, randomness
 from runtime.pallets.training_rewards import close_round, end_task
 from runtime.pallets.training_storage import *  # noqa: F401,F403  (re-exported: training.X is the public name)
 from runtime.pallets.training_storage import (
-    Accrued, ActiveTasks, AlreadyCommitted, BadCopyDistance, BondTooSmall, CancelScheduled, CommitmentMismatch, Committers,
-    Commits, InvalidTaskConfig, Limits, ModelVersions, NextTaskId, NoSamples, NotCreator, NothingToClaim,
+    Accrued, ActiveTasks, AlreadyCommitted, BadCopyDistance, BondTooSmall, CancelScheduled, CommitmentMismatch,
+    Committers, Commits, InvalidTaskConfig, Limits, ModelVersions, NextTaskId, NoSamples, NotCreator, NothingToClaim,
     OutsideWindow, Reveals, RewardsClaimed, RoundFull, RoundReveals, SampleCapTooHigh, SeenUpdates, TaskCreated,
     TaskNotActive, Tasks, UnknownTask, UpdateAlreadyRevealed, UpdateCommitted, UpdateRevealed, WindowTooLong,
     WrongRound, pallet,

@@ -21,7 +21,8 @@ from runtime.pallets.training_storage import (
     RoundReveals, Rounds, TaskEnded, TaskNotActive, Tasks, UnknownTask, Updates, UpdateScored,
 )
 from runtime.pallets.training_types import (
-    LOSS_QUANTUM_PPM, MAX_LOSS_PPM, POT_ACCOUNT, STATUS_ACTIVE, STATUS_CANCELLED, STATUS_FINISHED, UPDATE_COPY, UPDATE_OK,
+    LOSS_QUANTUM_PPM, MAX_LOSS_PPM, POT_ACCOUNT, STATUS_ACTIVE, STATUS_CANCELLED, STATUS_FINISHED, UPDATE_COPY,
+    UPDATE_OK,
     UPDATE_STATUSES, VALIDATOR_SHARE_PPM, ModelVersion, RoundReport, RoundSummary, Score, Task, UpdateRecord,
     accepted_updates, contributions, metric_value, round_windows,
 )

@@ -211,7 +211,7 @@ class NoSamples(DispatchFailure):
 
 @pallet.error(13)
 class WindowTooLong(DispatchFailure):
-    """commit_blocks + reveal_blocks must be at most MAX_WINDOW_BLOCKS (the state pruning window, less the seed block)."""
+    """commit_blocks + reveal_blocks must be at most MAX_WINDOW_BLOCKS (the pruning window, less the seed block)."""
 
 
 @pallet.error(14)
