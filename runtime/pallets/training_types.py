@@ -1,6 +1,7 @@
 """training's types and pure rules: what the pallet stores, and the arithmetic that the runtime,
-the block author and every verifying validator must share (runtime/pallets/training.py has the calls,
-storage, events and errors; consensus/useful_work/rounds.py measures what these rules read).
+the block author and every verifying validator must share (training.py has the calls and hooks,
+training_storage.py the storage, events and errors, training_rewards.py the round close;
+consensus/useful_work/rounds.py measures what these rules read).
 """
 
 from __future__ import annotations
