@@ -110,10 +110,11 @@ class CopyCheck:
     verifier.ModelVersion (or raises the caller's own cannot-check error)."""
 
     def __init__(self, get_blob: Callable[[bytes], bytes | None], load_model: Callable[[ModelSpec, bytes], object],
-                 *, capacity: int = 4096) -> None:
+                 *, capacity_bytes: int = 256 << 20) -> None:
         self._get_blob = get_blob
         self._load_model = load_model
-        self._capacity = capacity
+        self._capacity_bytes = capacity_bytes  # vectors are 8 bytes a parameter: bound the cache by size
+        self._cached_bytes = 0
         self._vectors: dict[tuple, np.ndarray | None] = {}
 
     def copies(self, state, task_id: int, task: training.Task, spec: ModelSpec, limits: UpdateLimits, base,
@@ -177,6 +178,9 @@ class CopyCheck:
         return self._vectors[key]
 
     def _remember(self, key: tuple, vector: np.ndarray | None) -> None:
-        if len(self._vectors) >= self._capacity:
+        size = 0 if vector is None else vector.nbytes
+        if self._cached_bytes + size > self._capacity_bytes:
             self._vectors.clear()
+            self._cached_bytes = 0
         self._vectors[key] = vector
+        self._cached_bytes += size
