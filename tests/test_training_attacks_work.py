@@ -207,3 +207,26 @@ def test_honest_updates_of_different_shards_are_not_copies_of_each_other():
     scaled = (vectors[0] * 9) // 10  # a scaled copy points the same way
     assert is_near_copy(scaled, vectors[0], training.DEFAULT_COPY_DISTANCE_PPM)
     assert not is_near_copy(-vectors[0], vectors[0], training.DEFAULT_COPY_DISTANCE_PPM)
+
+
+def test_a_replay_blurred_past_the_copy_distance_earns_no_more_than_the_best_honest_trainer(work):
+    """The copy check's limit, pinned: the last public step plus noise of 20% of its norm is scored like
+    any update; it earns for the direction it adds, within the honest trainers' range, whatever it declares."""
+    _, step = public_history()
+    generator = torch.Generator().manual_seed(1)
+    noise = {name: torch.randn(t.shape, generator=generator) for name, t in step.items()}
+    scale = 0.2 * _norm(step) / _norm(noise)
+    blurred = encode_tensors({name: (step[name] + noise[name] * scale).to(torch.float32) for name in step})
+    task_config = config()
+    shares = {}
+    for count in (1, MAX_COUNT):
+        inputs = round_one(task_config, (blurred, count))
+        assert blake2b_256(blurred) not in inputs.copies
+        shares[count] = rewards(task_config, work.measure(inputs))
+    assert shares[1] == shares[MAX_COUNT]  # the declared count changes nothing
+    paid = shares[MAX_COUNT]
+    assert paid[blake2b_256(blurred)] <= max(paid[h] for h in honest_hashes())
+
+
+def _norm(tensors: dict) -> float:
+    return float(torch.sqrt(sum((t.double() ** 2).sum() for t in tensors.values())))
