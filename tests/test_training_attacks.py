@@ -8,12 +8,13 @@ import dataclasses
 
 import pytest
 
+from consensus.import_queue import expected_author
 from runtime.errors import InvalidBlock
 from runtime.executive import Executive
 from runtime.hashing import blake2b_256
 from runtime.pallets import randomness, system, training
 from runtime.pallets.training import ModelSpec, RoundReport, Score, SealedKey, TaskConfig, UpdateScore
-from runtime.types import Extrinsic
+from runtime.types import Digest, Extrinsic, Header, Seal
 from runtime.validity import InvalidTransaction
 from tests.builders import DEV_KEYS, TestChain
 
@@ -193,11 +194,9 @@ def test_invalid_block_without_its_authors_slot_signature_or_with_another_is_ref
     parent = chain.chain.best_header()
     view = chain.chain.state_view(parent.hash)
     authorities = chain.executive.authorities(view)
-    from consensus.block_import import expected_author
     slot = parent.digest.slot + 1
     author = next(k for k in DEV_KEYS.values() if k.public == expected_author(authorities, slot))
     other = next(k for k in DEV_KEYS.values() if k.public != author.public)
-    from runtime.types import Digest, Header, Seal
     header = Header(parent.hash, parent.number + 1, bytes(32), bytes(32), Digest(slot, author.public, Seal(b"")))
     for signature, error in ((randomness.slot_signature(other, chain.genesis_hash, slot), "not the signature"),
                              (randomness.slot_signature(author, chain.genesis_hash, slot + 1), "not the signature")):
