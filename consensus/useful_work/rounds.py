@@ -144,7 +144,8 @@ class RoundWork:
         self.verifier = verifier or UsefulWorkVerifier()
         self._held_out: dict[bytes, HeldOutSet] = {}
         self._models: dict[bytes, ModelVersion] = {}
-        self.copy_check = CopyCheck(blobs.get, self._model)  # near-copies, with their vectors cached
+        # near-copies, their vectors cached; the blob store is read through self.blobs (the node may set it later)
+        self.copy_check = CopyCheck(lambda blob_hash: self.blobs.get(blob_hash), self._model)
         self._block_number = 0  # of the block being built or checked (the blob store dates blobs by it)
         self.deferred: list[ModelVersion] | None = None  # aggregates computed off the chain thread, to store
 
