@@ -61,7 +61,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def testnet_spec(names: list[str], *, slot_ms: int, chain_id: str = "gradchain_testnet") -> dict:
+def make_spec(names: list[str], *, slot_ms: int, chain_id: str = "gradchain_testnet") -> dict:
     """The repository's spec with `names` as equal-stake validators (keys //Name) and a slot of `slot_ms`."""
     spec = json.loads(DEFAULT_CHAIN.read_text())
     prefix = spec["ss58_prefix"]
@@ -213,7 +213,7 @@ class LocalTestnet:
                                    "choose another --base-path")
         else:
             names = validator_names(validators)
-            self.spec_path.write_text(json.dumps(testnet_spec(names, slot_ms=slot_ms), indent=2) + "\n")
+            self.spec_path.write_text(json.dumps(make_spec(names, slot_ms=slot_ms), indent=2) + "\n")
             self.nodes = [self._make_node(name) for name in names]
             layout.write_text(json.dumps([n.describe() for n in self.nodes], indent=2) + "\n")
         self.slot_ms = json.loads(self.spec_path.read_text())["slot_duration_ms"]
