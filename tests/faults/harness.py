@@ -1,0 +1,84 @@
+"""Run one fault scenario on a real local testnet under transfer load, then the invariant checker.
+
+    testnet up (every node >= N-1 peers, best >= 3) -> load starts -> warm-up (some
+    transfers acknowledged) -> fault held for its duration -> healed -> load stops ->
+    invariants (tests/faults/invariants.py)
+
+Every wait has a deadline; the nodes' log tails go into every failure message;
+every process is stopped by pid at the end, whatever happened.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+from node.testnet.processes import LocalTestnet
+from tests.faults import invariants
+from tests.faults.invariants import Outcome
+from tests.faults.load import TransferLoad
+from tests.faults.scenarios import KILL, PARTITION, PAUSE, Scenario
+
+
+def run_scenario(scenario: Scenario, base: Path) -> tuple[Outcome, str]:
+    """The scenario's outcome and the nodes' log tails (for a failure message)."""
+    testnet = LocalTestnet(base, scenario.validators, slot_ms=scenario.slot_ms)
+    outcome = Outcome(scenario.name)
+    load = None
+    try:
+        testnet.start()
+        peers = len(testnet.nodes) - 1
+        testnet.wait_until(lambda: all(n.call("system_health")["peers"] >= peers and invariants.best(n) >= 3
+                                       for n in testnet.nodes), 120, f"every node with {peers} peers at best >= 3")
+        genesis = bytes.fromhex(testnet.nodes[0].call("chain_getBlockHash", 0)[2:])
+        targets = [n for n in testnet.nodes if n.name not in scenario.faulted]
+        load = TransferLoad(targets, genesis).start()
+        testnet.wait_until(lambda: len(load.acknowledged()) >= 8, 60, "the first transfers acknowledged")
+        finality_before = max(invariants.finalized(n) for n in testnet.nodes)
+        apply_fault(testnet, scenario)
+        fault_end_best = max(invariants.best(n) for n in testnet.nodes)
+        outcome.measured["best_at_fault_end"] = fault_end_best
+        time.sleep(2 * scenario.slot_ms / 1000)  # a little load after the fault too (scenario data, not a wait)
+        load.stop()
+        invariants.check_no_crash(testnet, outcome)
+        invariants.check_progress(testnet, outcome, fault_end_best, finality_before)
+        invariants.check_finality_agrees(testnet, outcome)
+        invariants.check_transfers(testnet, outcome, load.acknowledged(), load.expected_nonces())
+        invariants.check_issuance(testnet, outcome)
+        invariants.check_no_crash(testnet, outcome)
+    except Exception as error:  # noqa: BLE001 — reported with the log tails below
+        outcome.violations.append(f"harness: {type(error).__name__}: {error}")
+    finally:
+        if load is not None:
+            load.stop()
+        tails = testnet.tails(30)
+        testnet.stop()
+    return outcome, tails
+
+
+def apply_fault(testnet: LocalTestnet, scenario: Scenario) -> None:
+    fault = scenario.fault
+    nodes = [testnet.node(name) for name in fault.nodes]
+    if fault.kind == KILL:
+        for node in nodes:
+            node.stop(signal.SIGKILL)
+        time.sleep(fault.duration_s)
+        for node in nodes:
+            testnet.restart(node)
+    elif fault.kind == PAUSE:
+        for node in nodes:
+            node.send(signal.SIGSTOP)
+        time.sleep(fault.duration_s)
+        for node in nodes:
+            node.send(signal.SIGCONT)
+    elif fault.kind == PARTITION:
+        side = set(fault.nodes)
+        pairs = [(a, b) for a in testnet.nodes for b in testnet.nodes if (a.name in side) != (b.name in side)]
+        for a, b in pairs:
+            a.call("system_banPeer", b.peer_id, int(fault.duration_s) + 60)
+        time.sleep(fault.duration_s)
+        for a, b in pairs:
+            a.call("system_unbanPeer", b.peer_id)
+    else:
+        raise ValueError(f"unknown fault kind {fault.kind!r}")
