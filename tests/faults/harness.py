@@ -36,13 +36,13 @@ def run_scenario(scenario: Scenario, base: Path) -> tuple[Outcome, str]:
         load = TransferLoad(targets, genesis).start()
         testnet.wait_until(lambda: len(load.acknowledged()) >= 8, 60, "the first transfers acknowledged")
         finality_before = max(invariants.finalized(n) for n in testnet.nodes)
-        apply_fault(testnet, scenario)
+        healed_at = apply_fault(testnet, scenario, outcome.measured)
         fault_end_best = max(invariants.best(n) for n in testnet.nodes)
         outcome.measured["best_at_fault_end"] = fault_end_best
         time.sleep(2 * scenario.slot_ms / 1000)  # a little load after the fault too (scenario data, not a wait)
         load.stop()
         invariants.check_no_crash(testnet, outcome)
-        invariants.check_progress(testnet, outcome, fault_end_best, finality_before)
+        invariants.check_progress(testnet, outcome, fault_end_best, finality_before, healed_at)
         invariants.check_finality_agrees(testnet, outcome)
         invariants.check_transfers(testnet, outcome, load.acknowledged(), load.expected_nonces())
         invariants.check_issuance(testnet, outcome)
@@ -57,28 +57,37 @@ def run_scenario(scenario: Scenario, base: Path) -> tuple[Outcome, str]:
     return outcome, tails
 
 
-def apply_fault(testnet: LocalTestnet, scenario: Scenario) -> None:
+def apply_fault(testnet: LocalTestnet, scenario: Scenario, measured: dict) -> float:
+    """Hold the fault for its duration, heal it; returns the time.monotonic() of the heal."""
     fault = scenario.fault
     nodes = [testnet.node(name) for name in fault.nodes]
     if fault.kind == KILL:
         for node in nodes:
             node.stop(signal.SIGKILL)
         time.sleep(fault.duration_s)
+        healed_at = time.monotonic()
         for node in nodes:
             testnet.restart(node)
+        return healed_at
     elif fault.kind == PAUSE:
         for node in nodes:
             node.send(signal.SIGSTOP)
         time.sleep(fault.duration_s)
+        measured["paused_best"] = {n.name: invariants.best(n) for n in testnet.nodes if n not in nodes}
         for node in nodes:
             node.send(signal.SIGCONT)
+        return time.monotonic()
     elif fault.kind == PARTITION:
         side = set(fault.nodes)
         pairs = [(a, b) for a in testnet.nodes for b in testnet.nodes if (a.name in side) != (b.name in side)]
         for a, b in pairs:
             a.call("system_banPeer", b.peer_id, int(fault.duration_s) + 60)
         time.sleep(fault.duration_s)
+        # the fault took effect: the two sides built different blocks on the height both reached
+        inside, outside = pairs[0]
+        height = min(invariants.best(inside), invariants.best(outside))
+        measured["sides_diverged"] = (invariants.hash_at(inside, height) != invariants.hash_at(outside, height))
         for a, b in pairs:
             a.call("system_unbanPeer", b.peer_id)
-    else:
-        raise ValueError(f"unknown fault kind {fault.kind!r}")
+        return time.monotonic()
+    raise ValueError(f"unknown fault kind {fault.kind!r}")

@@ -68,10 +68,11 @@ def check_finality_agrees(testnet: LocalTestnet, outcome: Outcome) -> None:
                     break
 
 
-def check_progress(testnet: LocalTestnet, outcome: Outcome, fault_end_best: int, finality_before: int) -> None:
+def check_progress(testnet: LocalTestnet, outcome: Outcome, fault_end_best: int, finality_before: int,
+                   healed_at: float) -> None:
     """Finality resumes within 10 slots of the fault's end (or, before finality exists, best chains converge)."""
     slot_s = testnet.slot_ms / 1000
-    started = time.monotonic()
+    started = healed_at
     if finality_before > 0:
         target = fault_end_best
         what = f"every node to finalize #{target}"
@@ -83,7 +84,7 @@ def check_progress(testnet: LocalTestnet, outcome: Outcome, fault_end_best: int,
         condition = lambda: _common_block(testnet) >= target  # noqa: E731
         limit = 6 * FINALITY_SLOTS * slot_s  # sync after a partition takes longer than a slot per block
     try:
-        testnet.wait_until(condition, limit, what)
+        testnet.wait_until(condition, max(1.0, limit - (time.monotonic() - healed_at)), what)
         outcome.measured["recovered_s"] = round(time.monotonic() - started, 1)
     except Exception as error:  # noqa: BLE001 — a violation to report with the others, not a crash
         outcome.violations.append(f"no recovery: {str(error).splitlines()[0]}")
@@ -102,13 +103,17 @@ def _common_block(testnet: LocalTestnet) -> int:
 def check_transfers(testnet: LocalTestnet, outcome: Outcome, acknowledged: dict[bytes, str],
                     nonces: dict[str, int]) -> None:
     reader = testnet.nodes[0]
+
+    def settled() -> int:
+        """The common block once every acknowledged transfer's nonce is used on the chain up to it."""
+        common = _common_block(testnet)
+        at = hash_at(reader, common)
+        return common if all(reader.call("explorer_account", a, at)["nonce"] >= n for a, n in nonces.items()) else 0
+
     try:
-        testnet.wait_until(lambda: all(reader.call("explorer_account", a)["nonce"] >= n for a, n in nonces.items())
-                           and _common_block(testnet) >= best(reader) - 2, 60,
-                           "the acknowledged transfers on chain")
+        common = testnet.wait_until(settled, 60, "the acknowledged transfers on every node's chain")
     except Exception:  # noqa: BLE001 — the exact count below says what is missing
-        pass
-    common = _common_block(testnet)
+        common = _common_block(testnet)
     included: Counter = Counter()
     for number in range(1, common + 1):
         block = block_from_json(reader.call("chain_getBlock", hash_at(reader, number)))
