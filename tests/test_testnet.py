@@ -147,3 +147,21 @@ def test_a_dying_node_is_named_with_its_log_tail_and_the_others_are_stopped(tmp_
         assert not [pid for pid in testnet.pids if _alive(pid)]
     finally:
         testnet.close()
+
+
+def test_the_status_table_shows_every_column_and_a_dash_for_what_an_unreachable_node_cannot_say():
+    from rich.console import Console
+
+    from node.testnet.status import NodeStatus, status_table
+
+    console = Console(record=True, width=120)
+    console.print(status_table([NodeStatus("Alice", 11, "running", 7, 5, 3, 2, 1, 4),
+                                NodeStatus("Bob", 12, "unreachable")], "t"))
+    text = console.export_text()
+    for column in ("best", "finalized", "peers", "pool", "disputed", "rounds verified"):
+        assert column in text
+    alice = next(line for line in text.splitlines() if "Alice" in line)
+    assert [cell.strip() for cell in alice.split("│") if cell.strip()] == ["Alice", "11", "running", "7", "5", "3",
+                                                                          "2", "1", "4"]
+    bob = next(line for line in text.splitlines() if "Bob" in line)
+    assert "unreachable" in bob and bob.count("-") >= 4
