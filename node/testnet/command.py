@@ -53,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
     previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
     emit = _JsonLines() if args.json else None
     try:
-        testnet.start()
+        if not testnet.start(abort=stop.is_set):
+            return 0
         _announce(testnet, emit)
         return _watch(testnet, stop, args.refresh, emit)
     except NodeDied as died:

@@ -235,11 +235,13 @@ class LocalTestnet:
     def bootnodes_for(self, node: TestnetNode) -> list[str]:
         return [n.address for n in self.nodes if n is not node]
 
-    def start(self, timeout: float = 90) -> None:
-        """Start every node, each with the others as bootnodes, and wait until each answers RPC."""
+    def start(self, timeout: float = 90, abort: Callable[[], bool] = lambda: False) -> bool:
+        """Start every node, each with the others as bootnodes, and wait until each answers RPC
+        (False if `abort` said so first: a Ctrl-C while the nodes start)."""
         for node in self.nodes:
             node.start(self.bootnodes_for(node))
-        self.wait_until(lambda: all(n.answers_rpc() for n in self.nodes), timeout, "every node to answer RPC")
+        return self.wait_until(lambda: abort() or all(n.answers_rpc() for n in self.nodes), timeout,
+                               "every node to answer RPC") is True and not abort()
 
     def restart(self, node: TestnetNode, timeout: float = 90, entry: list[str] | None = None) -> None:
         node.start(self.bootnodes_for(node), entry=entry)

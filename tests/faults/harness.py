@@ -11,14 +11,15 @@ every process is stopped by pid at the end, whatever happened.
 from __future__ import annotations
 
 import signal
+import sys
 import time
 from pathlib import Path
 
-from node.testnet.processes import LocalTestnet
+from node.testnet.processes import ROOT, LocalTestnet
 from tests.faults import invariants
 from tests.faults.invariants import Outcome
 from tests.faults.load import TransferLoad
-from tests.faults.scenarios import KILL, PARTITION, PAUSE, Scenario
+from tests.faults.scenarios import DOUBLE_VOTE, KILL, PARTITION, PAUSE, WRAPPERS, Scenario
 
 
 def run_scenario(scenario: Scenario, base: Path) -> tuple[Outcome, str]:
@@ -46,6 +47,8 @@ def run_scenario(scenario: Scenario, base: Path) -> tuple[Outcome, str]:
         invariants.check_finality_agrees(testnet, outcome)
         invariants.check_transfers(testnet, outcome, load.acknowledged(), load.expected_nonces())
         invariants.check_issuance(testnet, outcome)
+        if scenario.fault.kind == DOUBLE_VOTE:
+            invariants.check_slashed(testnet, outcome, scenario.fault.nodes)
         invariants.check_no_crash(testnet, outcome)
     except Exception as error:  # noqa: BLE001 — reported with the log tails below
         outcome.violations.append(f"harness: {type(error).__name__}: {error}")
@@ -89,5 +92,18 @@ def apply_fault(testnet: LocalTestnet, scenario: Scenario, measured: dict) -> fl
         measured["sides_diverged"] = (invariants.hash_at(inside, height) != invariants.hash_at(outside, height))
         for a, b in pairs:
             a.call("system_unbanPeer", b.peer_id)
+        return time.monotonic()
+    if fault.kind == DOUBLE_VOTE:
+        entry = [sys.executable, str(ROOT / WRAPPERS[DOUBLE_VOTE])]
+        for node in nodes:
+            node.stop()
+            testnet.restart(node, entry=entry)
+        started = time.monotonic()
+        try:
+            testnet.wait_until(lambda: all(invariants.offences_of(testnet.nodes[0], n) for n in nodes),
+                               fault.duration_s, "the double voter to be reported")
+        except Exception as error:  # noqa: BLE001 — check_slashed reports it with the rest
+            measured["not_reported"] = str(error).splitlines()[0]
+        measured["reported_after_s"] = round(time.monotonic() - started, 1)
         return time.monotonic()
     raise ValueError(f"unknown fault kind {fault.kind!r}")

@@ -8,15 +8,17 @@
 4. Every transfer a node acknowledged is included exactly once on the common chain.
 5. TotalIssuance equals the sum of all balances, and fell from genesis by exactly the
    amounts burned (fee burns, Burned and DustLost events).
+6. (double vote) the offender was reported and lost part of its bond.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from node.testnet.processes import LocalTestnet, TestnetNode
+from node.testnet.processes import STAKE, LocalTestnet, TestnetNode
 from rpc.client import block_from_json
 from runtime import codec
 from runtime.pallets import balances, system
@@ -164,3 +166,25 @@ def check_issuance(testnet: LocalTestnet, outcome: Outcome) -> None:
 def _issuance(node: TestnetNode, at: str) -> int:
     raw = node.call("state_getStorage", "0x" + balances.TotalIssuance.key.hex(), at)
     return 0 if raw is None else codec.unpack_trusted(bytes.fromhex(raw[2:]))
+
+
+def offences_of(reader: TestnetNode, offender: TestnetNode) -> list[dict]:
+    """OffenceReported events naming the offender's validator account, from its account history."""
+    account = json.loads(offender.key_file.read_text())["public"]
+    history = reader.call("explorer_accountHistory", account) or []
+    return [e for entry in history for e in entry.get("events", []) if "OffenceReported" in json.dumps(e)
+            and account in json.dumps(e)]
+
+
+def check_slashed(testnet: LocalTestnet, outcome: Outcome, names: tuple[str, ...]) -> None:
+    reader = testnet.nodes[0]
+    for name in names:
+        offender = testnet.node(name)
+        if not offences_of(reader, offender):
+            outcome.violations.append(f"{name} double-voted but was never reported")
+            continue
+        account = json.loads(offender.key_file.read_text())["public"]
+        reserved = int(reader.call("explorer_account", account)["reserved"])
+        outcome.measured[f"{name}_bond_after"] = reserved
+        if reserved >= STAKE:
+            outcome.violations.append(f"{name} was reported but its bond {reserved} was not slashed")

@@ -11,6 +11,10 @@ from dataclasses import dataclass
 KILL = "kill"  # SIGKILL the nodes, start them again after duration_s (same base path, keys, ports)
 PAUSE = "pause"  # SIGSTOP the nodes, SIGCONT after duration_s
 PARTITION = "partition"  # the nodes named and the others ban each other (system_banPeer), unbanned after duration_s
+# the node restarts as a test-only double voter (tests/double_voter.py, with the finality gadget) until the
+# others report it; duration_s bounds that wait. The checker then requires it slashed.
+DOUBLE_VOTE = "double_vote"
+WRAPPERS = {DOUBLE_VOTE: "tests/double_voter.py"}
 
 
 @dataclass(frozen=True)
@@ -37,4 +41,5 @@ SCENARIOS = (
     Scenario("kill -9 one validator, restart after 20 s", Fault(KILL, ("Dave",), 20)),
     Scenario("SIGSTOP one validator for 30 s, then SIGCONT", Fault(PAUSE, ("Charlie",), 30)),
     Scenario("2|2 partition for 30 s, then healed", Fault(PARTITION, ("Alice", "Bob"), 30)),
+    Scenario("a validator double-votes (prevotes twice in one round)", Fault(DOUBLE_VOTE, ("Dave",), 120)),
 )

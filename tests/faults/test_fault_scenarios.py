@@ -10,14 +10,17 @@ import json
 
 import pytest
 
-from tests.faults.harness import run_scenario
-from tests.faults.scenarios import SCENARIOS
+from tests.faults.harness import ROOT, run_scenario
+from tests.faults.scenarios import SCENARIOS, WRAPPERS
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.fault.kind for s in SCENARIOS])
 def test_the_invariants_hold_after_the_fault(scenario, tmp_path):
+    wrapper = WRAPPERS.get(scenario.fault.kind)
+    if wrapper and not (ROOT / wrapper).exists():
+        pytest.skip(f"{wrapper} comes with the finality gadget (issue 14)")
     outcome, tails = run_scenario(scenario, tmp_path / "net")
     print(f"{scenario.name}: {json.dumps(outcome.measured)}")
     assert not outcome.violations, ("\n".join(outcome.violations) + f"\nmeasured: {outcome.measured}\n" + tails)
