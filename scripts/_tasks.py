@@ -33,6 +33,7 @@ from runtime.executive import sign_extrinsic
 from runtime.pallets import training
 from runtime.pallets.training import ModelSpec as ChainModelSpec
 from runtime.pallets.training import SealedKey, TaskConfig
+from scripts._common import DEFAULT_ERA_PERIOD, signing_era
 
 T = TypeVar("T")
 AGGREGATION_IDS = {name: index for index, name in training.AGGREGATIONS.items()}
@@ -66,19 +67,23 @@ def wait_until(condition: Callable[[], T | None], *, timeout: float, what: str, 
 class ChainAccount:
     """One key that signs and submits calls; the node's next index counts its pooled transactions."""
 
-    def __init__(self, client: Client, keypair: crypto.Keypair, *, ss58_prefix: int = 42) -> None:
+    def __init__(self, client: Client, keypair: crypto.Keypair, *, ss58_prefix: int = 42,
+                 era_period: int | None = DEFAULT_ERA_PERIOD) -> None:
         self.client = client
         self.keypair = keypair
         self.public = keypair.public
         self.address = crypto.encode_address(keypair.public, ss58_prefix)
+        self.era_period = era_period  # None: immortal (replayable once the account is reaped and refunded)
         self._genesis_hash: bytes | None = None
 
     def send(self, call, *, tip: int = 0) -> bytes:
-        """Sign `call` with the next nonce and submit it; the transaction hash."""
+        """Sign `call` with the next nonce and a mortal era (unless immortal was asked for), and submit it."""
         if self._genesis_hash is None:
             self._genesis_hash = self.client.genesis_hash()
         nonce = self.client.next_index(self.address)
-        extrinsic = sign_extrinsic(self.keypair, call, nonce=nonce, genesis_hash=self._genesis_hash, tip=tip)
+        era, birth_hash = signing_era(self.client, self.era_period)
+        extrinsic = sign_extrinsic(self.keypair, call, nonce=nonce, genesis_hash=self._genesis_hash, tip=tip,
+                                   era=era, birth_hash=birth_hash)
         return self.client.submit(extrinsic)
 
 

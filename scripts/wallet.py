@@ -41,10 +41,10 @@ from runtime import crypto  # noqa: E402
 from runtime.executive import sign_extrinsic  # noqa: E402
 from runtime.hashing import blake2b_256  # noqa: E402
 from runtime.pallets import balances, validators  # noqa: E402
-from runtime.types import IMMORTAL, Extrinsic, SignedData  # noqa: E402
+from runtime.types import Extrinsic, SignedData  # noqa: E402
 from scripts._common import (  # noqa: E402
-    DEFAULT_URL, ChainInfo, CliError, connect, extrinsic_failure, extrinsic_fee, get_explorer_block, get_ledger,
-    get_parameters, run_command,
+    DEFAULT_URL, ChainInfo, CliError, add_era_options, connect, era_period_of, extrinsic_failure, extrinsic_fee,
+    get_explorer_block, get_ledger, get_parameters, run_command, signing_era,
 )
 
 DEFAULT_WALLET_DIR = Path.home() / ".local" / "share" / "gradchain" / "wallet"
@@ -224,6 +224,11 @@ def cmd_create(args: argparse.Namespace, store: WalletStore) -> None:
 def cmd_import(args: argparse.Namespace, store: WalletStore) -> None:
     store.check_new(args.name)
     if args.uri is not None:
+        if not args.uri.strip().startswith("//"):
+            raise CliError("--uri takes dev accounts only (//Name): a mnemonic or seed on the command line is "
+                           "visible to every user in `ps`; pipe it to stdin instead")
+        print(f"warning: --uri {args.uri.strip()}: a dev account derived from the public dev phrase; anyone can "
+              "sign as it", file=sys.stderr)
         uri = args.uri
     elif sys.stdin.isatty():
         uri = getpass.getpass("secret phrase or URI: ")
@@ -347,10 +352,11 @@ def submit(session: Session, sender: WalletEntry, call, summary: str, *, spends:
     tip = chain.parse_amount(args.tip) if args.tip else 0
     nonce = args.nonce if args.nonce is not None else client.next_index(address)
     genesis_hash = client.genesis_hash()
+    era, birth_hash = signing_era(client, era_period_of(args))
     free = client.account(address).free
     # The fee depends on the length, not on the signature's bytes: price a zero-signature twin,
     # so every check is done before the passphrase is asked for. payment_queryInfo leaves the tip out.
-    twin = Extrinsic(SignedData(sender.public, bytes(crypto.SIGNATURE_LENGTH), IMMORTAL, nonce, tip), call)
+    twin = Extrinsic(SignedData(sender.public, bytes(crypto.SIGNATURE_LENGTH), era, nonce, tip), call)
     fee = client.query_fee(twin) + tip
     if free < spends + fee:
         raise CliError(f"insufficient funds: {sender.name} has {chain.format_balance(free)} free; this needs "
@@ -358,8 +364,9 @@ def submit(session: Session, sender: WalletEntry, call, summary: str, *, spends:
     if check is not None:
         check(free, fee)
     keypair = session.store.unlock(sender, read_passphrase(args))
-    extrinsic = sign_extrinsic(keypair, call, nonce=nonce, genesis_hash=genesis_hash, tip=tip)
-    print(f"{summary}; fee {chain.format_balance(fee)}, nonce {nonce}")
+    extrinsic = sign_extrinsic(keypair, call, nonce=nonce, genesis_hash=genesis_hash, tip=tip, era=era,
+                               birth_hash=birth_hash)
+    print(f"{summary}; fee {chain.format_balance(fee)}, nonce {nonce}{describe_era(era)}")
     if args.watch:
         return watch_submission(session, extrinsic)
     best = client.header()
@@ -368,6 +375,10 @@ def submit(session: Session, sender: WalletEntry, call, summary: str, *, spends:
     print(f"submitted 0x{transaction_hash.hex()}")
     print(f"follow it with: wallet.py watch 0x{transaction_hash.hex()}")
     return 0
+
+
+def describe_era(era) -> str:
+    return ", immortal" if era.is_immortal else f", valid until block #{era.birth + era.period - 1}"
 
 
 def remember_transaction(session: Session, transaction_hash: bytes, best_number: int) -> None:
@@ -491,8 +502,8 @@ def build_parser() -> argparse.ArgumentParser:
     create.set_defaults(handler=cmd_create)
     imported = commands.add_parser("import", help="add a key from a mnemonic or secret URI (stdin or --uri)")
     imported.add_argument("name")
-    imported.add_argument("--uri", help="the secret phrase or URI, e.g. //Alice for a dev account; a real secret "
-                                        "here shows in `ps` and shell history, so pipe it to stdin instead")
+    imported.add_argument("--uri", help="a dev account only, e.g. //Alice; a real secret phrase or seed is read "
+                                        "from stdin (on the command line it would show in `ps` and shell history)")
     imported.set_defaults(handler=cmd_import)
     commands.add_parser("list", help="names and addresses").set_defaults(handler=cmd_list)
     balance = commands.add_parser("balance", help="free, reserved and bonded balance")
@@ -510,6 +521,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--nonce", type=int, help="sign with this nonce (default: the node's next index)")
         sub.add_argument("--watch", action="store_true", help="follow the transaction to finalized")
         sub.add_argument("--timeout", type=float, default=120, help="seconds to wait with --watch")
+        add_era_options(sub)
 
     transfer = transaction("transfer", "send tokens", cmd_transfer)
     transfer.add_argument("dest", metavar="TO", help="a wallet name, an address or a dev account")
