@@ -8,8 +8,16 @@ Contract with clients:
   NaN/Infinity, duplicate object keys, nesting deeper than MAX_NESTING, numbers
   over MAX_NUMBER_DIGITS digits and malformed JSON are -32700; a structurally
   wrong request is -32600; a body over the size limit is -32600 with HTTP 413.
+- HTTP answers only POSTs whose Content-Type is `application/json` (HTTP 415 and a
+  -32600 error otherwise): a browser sends a `text/plain` or form POST cross-site
+  without asking first (no CORS preflight), but never an `application/json` one.
 - Methods marked unsafe answer only to loopback clients unless the server was
-  started with `unsafe_methods=True` (`--rpc-methods unsafe`).
+  started with `unsafe_methods=True` (`--rpc-methods unsafe`). They also refuse a
+  request whose Host header is not a loopback name (a DNS-rebound page reaching
+  127.0.0.1 under its own name) unless the server listens on a non-loopback
+  address (`--rpc-external`), and one whose Origin header (sent by browsers, over
+  HTTP and when opening a WebSocket) is not allowed by `cors` (`--rpc-cors`).
+  Clients that are not browsers send no Origin and are unaffected.
 - WebSocket connections may hold up to `max_subscriptions` subscriptions; a
   client that does not read its notifications is disconnected (close code 1008,
   "too slow") once `max_buffered_notifications` are waiting, instead of the
@@ -58,12 +66,30 @@ class Method:
     unsubscribe: bool = False
 
 
-class CallContext:
-    """Who is calling: a loopback address or not, and (over WebSocket) the connection."""
+LOOPBACK_HOST_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+JSON_CONTENT_TYPE = "application/json"
 
-    def __init__(self, remote: str | None, connection: "WsConnection | None") -> None:
+
+class CallContext:
+    """Who is calling: a loopback address or not, the Host and Origin it named, and (over
+    WebSocket) the connection."""
+
+    def __init__(self, remote: str | None, connection: "WsConnection | None", *, host: str | None = None,
+                 origin: str | None = None) -> None:
         self.remote = remote
         self.connection = connection
+        self.host = host
+        self.origin = origin
+
+    @property
+    def host_name(self) -> str | None:
+        """The Host header without its port (and an IPv6 literal without its brackets), lowercased."""
+        if self.host is None:
+            return None
+        host = self.host.strip().lower()
+        if host.startswith("["):
+            return host[1:host.find("]")] if "]" in host else host
+        return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
     @property
     def is_loopback(self) -> bool:
@@ -196,6 +222,8 @@ class RpcServer:
         self.limits = limits or RpcLimits()
         self.unsafe_methods = unsafe_methods
         self.cors = cors or []
+        # listening beyond loopback (--rpc-external): clients name the node by other host names
+        self.external = not _is_loopback_address(host)
         self.methods: dict[str, Method] = {}
         self._runner: web.ServerRunner | None = None
         self._connections = 0
@@ -246,9 +274,16 @@ class RpcServer:
             return web.json_response(error_response(None, RpcError(INVALID_REQUEST, "unknown path")), status=404)
         return await self._entry(request)
 
+    def is_allowed_origin(self, origin: str) -> bool:
+        return "all" in self.cors or origin in self.cors
+
+    def _context(self, request: web.BaseRequest, connection: "WsConnection | None") -> CallContext:
+        return CallContext(request.remote, connection, host=request.headers.get("Host"),
+                           origin=request.headers.get("Origin"))
+
     def _cors_headers(self, request: web.Request) -> dict[str, str]:
         origin = request.headers.get("Origin")
-        if origin and ("all" in self.cors or origin in self.cors):
+        if origin and self.is_allowed_origin(origin):
             return {"Access-Control-Allow-Origin": origin, "Access-Control-Allow-Headers": "Content-Type",
                     "Access-Control-Allow-Methods": "POST, GET, OPTIONS"}
         return {}
@@ -305,12 +340,17 @@ class RpcServer:
             if request.method != "POST":
                 return web.json_response(error_response(None, RpcError(INVALID_REQUEST, "use POST or WebSocket")),
                                          status=405)
+            if request.content_type != JSON_CONTENT_TYPE:
+                return web.json_response(error_response(None, RpcError(
+                    INVALID_REQUEST, f"Content-Type must be {JSON_CONTENT_TYPE}, not "
+                                     f"{request.headers.get('Content-Type') or 'none'}")),
+                    status=415, headers=self._cors_headers(request))
             try:
                 body = await request.read()
             except web.HTTPRequestEntityTooLarge:
                 return web.json_response(error_response(None, RpcError(
                     INVALID_REQUEST, f"request body over {self.limits.max_body_bytes} bytes")), status=413)
-            answer = await self.handle_body(body, CallContext(request.remote, None))
+            answer = await self.handle_body(body, self._context(request, None))
             if answer is None:
                 return web.Response(status=204, headers=self._cors_headers(request))
             return web.Response(text=answer, content_type="application/json", headers=self._cors_headers(request))
@@ -321,7 +361,7 @@ class RpcServer:
         socket = web.WebSocketResponse(max_msg_size=self.limits.max_body_bytes, heartbeat=30)
         await socket.prepare(request)
         connection = WsConnection(socket, self.limits)
-        context = CallContext(request.remote, connection)
+        context = self._context(request, connection)
         writer = asyncio.create_task(self._write_loop(connection))
         try:
             async for message in socket:
@@ -402,15 +442,39 @@ class RpcServer:
         method = self.methods.get(name)
         if method is None:
             raise RpcError(METHOD_NOT_FOUND, f"Method not found: {name}")
-        if method.unsafe and not self.unsafe_methods and not context.is_loopback:
-            raise RpcError(UNSAFE_METHOD, f"{name} is an unsafe method; it answers only on loopback "
-                                          "unless the node runs with --rpc-methods unsafe")
+        if method.unsafe:
+            self.check_unsafe_caller(name, context)
         if (method.subscription or method.unsubscribe) and context.connection is None:
             raise RpcError(METHOD_NOT_FOUND, f"{name} needs a WebSocket connection (subscriptions)")
         if isinstance(params, dict):
             return await method.handler(context, **params) if _accepts(method.handler, params) else \
                 await method.handler(context, *params.values())
         return await method.handler(context, *params)
+
+
+    def check_unsafe_caller(self, name: str, context: CallContext) -> None:
+        """An unsafe method answers a loopback client (or any, with --rpc-methods unsafe) that names the
+        node by a loopback host (any host with --rpc-external) from no browser page or an allowed one."""
+        if not self.unsafe_methods and not context.is_loopback:
+            raise RpcError(UNSAFE_METHOD, f"{name} is an unsafe method; it answers only on loopback "
+                                          "unless the node runs with --rpc-methods unsafe")
+        host = context.host_name
+        if host is not None and not self.external and host not in LOOPBACK_HOST_NAMES:
+            raise RpcError(UNSAFE_METHOD, f"{name} is an unsafe method; the request names the node as "
+                                          f"{context.host!r}, not a loopback name (a DNS-rebound page?); "
+                                          "run the node with --rpc-external to serve other names")
+        if context.origin is not None and not self.is_allowed_origin(context.origin):
+            raise RpcError(UNSAFE_METHOD, f"{name} is an unsafe method; the page at {context.origin!r} may not "
+                                          "call it (allow its origin with --rpc-cors)")
+
+
+def _is_loopback_address(host: str) -> bool:
+    if host in LOOPBACK_HOST_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _accepts(handler: Callable, params: dict) -> bool:
