@@ -139,15 +139,16 @@ class ChainInfo:
     symbol: str
     decimals: int
     ss58_prefix: int
+    exact: bool = False  # amounts to the last planck (--exact), else rounded as people read them
 
     @classmethod
-    def of(cls, client: Client) -> "ChainInfo":
+    def of(cls, client: Client, *, exact: bool = False) -> "ChainInfo":
         properties = client.properties() or {}
         return cls(str(properties.get("tokenSymbol", "UNIT")), int(properties.get("tokenDecimals", 0)),
-                   int(properties.get("ss58Format", 42)))
+                   int(properties.get("ss58Format", 42)), exact)
 
     def format_balance(self, planck: int | str) -> str:
-        return format_balance(int(planck), self.decimals, self.symbol)
+        return format_balance(int(planck), self.decimals, self.symbol, exact=self.exact)
 
     def parse_amount(self, text: str) -> int:
         return parse_amount(text, self.decimals, self.symbol)
@@ -163,12 +164,36 @@ class ChainInfo:
             raise CliError(f"bad address: {exc.message}") from None
 
 
-def format_balance(planck: int, decimals: int, symbol: str) -> str:
-    """1500000000000 with 12 decimals -> '1.5 GRAD'; exact, no floats."""
+DISPLAY_DECIMALS = 4        # a rounded amount of a token or more keeps this many decimals ...
+DISPLAY_SIGNIFICANT = 4     # ... and one under a token this many significant digits
+
+
+def format_balance(planck: int, decimals: int, symbol: str, *, exact: bool = True) -> str:
+    """1500000000000 with 12 decimals -> '1.5 GRAD'; no floats. Exact to the planck, or with
+    exact=False rounded (half up) to what people read: 899999999999998 -> '900 GRAD',
+    1234567890 -> '0.001235 GRAD'. A rounded amount is never shown as 0 unless it is 0."""
+    if not exact:
+        planck = round_for_display(planck, decimals)
     sign = "-" if planck < 0 else ""
     whole, fraction = divmod(abs(planck), 10 ** decimals)
     digits = str(fraction).rjust(decimals, "0").rstrip("0") if decimals else ""
     return f"{sign}{whole:,}{'.' + digits if digits else ''} {symbol}"
+
+
+def round_for_display(planck: int, decimals: int) -> int:
+    """`planck` rounded half up (away from zero) to DISPLAY_DECIMALS decimals of a token, or to
+    DISPLAY_SIGNIFICANT significant digits when under one token."""
+    magnitude = abs(planck)
+    if magnitude == 0:
+        return 0
+    keep = DISPLAY_DECIMALS if magnitude >= 10 ** decimals else \
+        decimals - len(str(magnitude)) + DISPLAY_SIGNIFICANT  # decimals up to the 4th significant digit
+    drop = decimals - keep
+    if drop <= 0:
+        return planck
+    step = 10 ** drop
+    rounded = (magnitude + step // 2) // step * step
+    return rounded if planck > 0 else -rounded
 
 
 def parse_amount(text: str, decimals: int, symbol: str) -> int:
@@ -350,4 +375,4 @@ __all__ = ["DEFAULT_URL", "EXIT_ERROR", "CliError", "ChainInfo", "NodeUnreachabl
            "format_balance", "parse_amount", "short_hex", "format_time", "get_explorer_block", "block_timestamp",
            "block_number", "extrinsic_failure", "extrinsic_fee", "event_field_types", "call_param_types",
            "render_value", "render_fields", "get_parameters", "get_ledger", "describe_rpc_error", "signing_era",
-           "add_era_options", "era_period_of", "DEFAULT_ERA_PERIOD"]
+           "add_era_options", "era_period_of", "DEFAULT_ERA_PERIOD", "round_for_display"]

@@ -53,14 +53,13 @@ from rpc.client import Client, RpcClientError  # noqa: E402
 from runtime import crypto  # noqa: E402
 from runtime.hashing import blake2b_256  # noqa: E402
 from runtime.pallets import training  # noqa: E402
-from scripts._common import CliError, add_era_options, era_period_of  # noqa: E402
+from scripts._common import CliError, add_era_options, era_period_of, format_balance  # noqa: E402
 from scripts._keys import add_key_options, keypair_from_args  # noqa: E402
 from scripts._tasks import (  # noqa: E402
     ChainAccount, TaskError, TaskView, demo_data, download_model, get_task, round_summary, round_updates, unhex,
 )
 
 BEHAVIOURS = ("honest", "copy", "noise", "poison", "stale")
-PLANCK = 10**12
 
 
 @dataclass(frozen=True)
@@ -242,7 +241,7 @@ class Trainer:
                           contribution_ppm=int(record.get("contribution_ppm", 0)), status=status)
             fate = "accepted" if result["accepted"] else ("bond slashed" if status != "ok" else "not accepted")
             self.say(f"round {state.round}: closed; {fate}, contribution {result['contribution_ppm']:,} ppm, "
-                     f"reward {result['reward'] / PLANCK:,.4f}")
+                     f"reward {format_balance(result['reward'], 12, 'GRAD', exact=False)}")
         self.results.append(result)
         state.reported = True
         self._set_state(state, quiet=True)
@@ -339,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     earned = sum(r["reward"] for r in results)
     print(f"done: {sum(r['accepted'] for r in results)} of {len(results)} rounds accepted, earned "
-          f"{earned / PLANCK:,.4f}", flush=True)
+          f"{format_balance(earned, 12, 'GRAD', exact=False)}", flush=True)
     return 0
 
 

@@ -258,7 +258,7 @@ class Session:
         self.args = args
         self.store = store
         self.client: Client = connect(args.url)
-        self.chain = ChainInfo.of(self.client)
+        self.chain = ChainInfo.of(self.client, exact=args.exact)
 
     def resolve(self, text: str) -> tuple[bytes, str]:
         """A wallet name, an SS58 address, a 0x public key or a dev account -> (account, label)."""
@@ -492,6 +492,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"where keys are kept (default {DEFAULT_WALLET_DIR})")
     parser.add_argument("--passphrase-file", help=f"read the passphrase from this file (else ${PASSPHRASE_ENV}, "
                                                   "else a prompt)")
+    parser.add_argument("--exact", action="store_true", help="amounts to the last planck (default: rounded to 4 "
+                                                             "decimals, or 4 significant digits under 1 token)")
     parser.add_argument("--ss58-prefix", type=int, default=OFFLINE_SS58_PREFIX,
                         help="address format for create/import/list, which need no node (default 42)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

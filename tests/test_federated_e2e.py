@@ -92,10 +92,11 @@ def test_every_reward_is_traceable_to_a_scored_update_and_issuance_is_conserved(
                         record.reward
             trainers_paid = sum(r.reward for r in records)
             validator_pot = task.config.reward_per_round * training.VALIDATOR_SHARE_PPM // 1_000_000
-            validator_share = validator_pot // len(validator_accounts) * len(validator_accounts)
-            if summary.adopted:
-                assert summary.paid == trainers_paid + validator_share
-                assert task.config.reward_per_round - validator_pot - len(records) <= trainers_paid
+            unit = training.reward_unit(task.config.reward_per_round)
+            if summary.adopted:  # the whole round's reward; trainers' rounding dust goes to the validators
+                assert summary.paid == task.config.reward_per_round
+                assert task.config.reward_per_round - validator_pot - len(records) * unit <= trainers_paid
+                assert all(r.reward % unit == 0 for r in records)
             else:
                 assert summary.paid == trainers_paid == 0
     for who, amount in earned_from_updates.items():

@@ -475,18 +475,36 @@ def _close_round(ctx: BlockContext, report: RoundReport) -> None:
 
 
 def _split_rewards(ctx: BlockContext, task: Task, gains: dict[bytes, int]) -> tuple[dict[bytes, int], dict[bytes, int]]:
-    """(update hash -> reward, validator -> share) of one round. Rewards follow the contributions
-    (all positive); integer division leftovers stay in the creator's pool."""
+    """(update hash -> reward, validator -> share) of one round: together exactly the round's reward.
+
+    Trainers' rewards follow the contributions (all positive), each rounded down to the round's
+    `reward_unit`, so they read as round amounts. The validators get the rest: VALIDATOR_SHARE_PPM
+    of the reward plus the trainers' rounding dust, shared equally in whole units; what is left
+    of that division (less than one unit per validator) goes to the author of the block that
+    closes the round. So all rounding dust ends in one stated place: the validators' share."""
     if not gains:
         return {}, {}
     pot = min(task.config.reward_per_round, task.remaining_pool)
+    unit = reward_unit(pot)
     validator_pot = pot * VALIDATOR_SHARE_PPM // 1_000_000
     trainer_pot = pot - validator_pot
     total = sum(gains.values())
-    rewards = {update: trainer_pot * gain // total for update, gain in gains.items()}
+    rewards = {update: trainer_pot * gain // total // unit * unit for update, gain in gains.items()}
     validator_set = [v.account for v in validators.Validators.get(ctx.state)]
-    each = validator_pot // len(validator_set) if validator_set else 0
-    return rewards, ({account: each for account in validator_set} if each else {})
+    if not validator_set:  # no validator to pay (not a live chain): the validators' part stays in the pool
+        return rewards, {}
+    rest = pot - sum(rewards.values())
+    each = rest // len(validator_set) // unit * unit
+    shares = dict.fromkeys(validator_set, each)
+    dust_to = ctx.author if ctx.author in shares else validator_set[0]
+    shares[dust_to] += rest - each * len(validator_set)
+    return rewards, {account: share for account, share in shares.items() if share}
+
+
+def reward_unit(pot: int) -> int:
+    """The power of ten that reward shares are whole multiples of: a millionth of the round's
+    reward or less (1 planck for a reward under 10**7), so a share loses at most 1 ppm to rounding."""
+    return 10 ** max(0, len(str(pot)) - 7)
 
 
 def _accrue(ctx: BlockContext, who: AccountId, amount: int) -> None:
