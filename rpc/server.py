@@ -41,6 +41,7 @@ from rpc.errors import (
 )
 
 from runtime.errors import GradchainError
+from runtime.uploads import ACCOUNT_HEADER, SIGNATURE_HEADER
 
 log = structlog.get_logger("rpc")
 
@@ -289,7 +290,18 @@ class RpcServer:
         return {}
 
     async def _blob(self, request: web.BaseRequest) -> web.StreamResponse:
-        """GET /blobs/0x<hash> downloads a blob; PUT uploads one, streamed, hash-checked before it is kept."""
+        """GET /blobs/0x<hash> downloads a blob; PUT uploads one, streamed, hash-checked before it is kept.
+        Both count against the connection limit; an upload passes the node's admission policy
+        (node/blob_admission.py: signed by an account unless the chain refers to the blob)."""
+        if self._connections >= self.limits.max_connections:
+            return web.json_response({"error": "too many connections", "code": "too_many_connections"}, status=503)
+        self._connections += 1
+        try:
+            return await self._blob_request(request)
+        finally:
+            self._connections -= 1
+
+    async def _blob_request(self, request: web.BaseRequest) -> web.StreamResponse:
         text = request.path[len("/blobs/"):]
         try:
             blob_hash = bytes.fromhex(text.removeprefix("0x"))
@@ -304,6 +316,10 @@ class RpcServer:
             return web.Response(body=data, content_type="application/octet-stream")
         if request.method != "PUT":
             return web.json_response({"error": "use GET or PUT"}, status=405)
+        try:
+            uploader = _uploader(request)
+        except ValueError as exc:
+            return web.json_response({"error": str(exc), "code": "blob_upload_unsigned"}, status=401)
         limit = self.blobs.max_blob_bytes
         if request.content_length is not None and request.content_length > limit:
             return web.json_response({"error": f"a blob may be at most {limit} bytes"}, status=413)
@@ -320,10 +336,10 @@ class RpcServer:
             return web.json_response({"error": f"the body hashes to 0x{hasher.hexdigest()}, not 0x{blob_hash.hex()}"},
                                      status=400)
         try:
-            created = await self.blobs.put(blob_hash, b"".join(chunks))
+            created = await self.blobs.put(blob_hash, b"".join(chunks), uploader)
         except GradchainError as exc:
-            return web.json_response({"error": exc.message, "code": exc.code}, status=507 if
-                                     exc.code == "blob_store_full" else 400)
+            return web.json_response({"error": exc.message, "code": exc.code},
+                                     status=getattr(exc, "http_status", 400))
         return web.json_response({"hash": "0x" + blob_hash.hex(), "size": size, "created": created},
                                  status=201 if created else 200)
 
@@ -466,6 +482,21 @@ class RpcServer:
         if context.origin is not None and not self.is_allowed_origin(context.origin):
             raise RpcError(UNSAFE_METHOD, f"{name} is an unsafe method; the page at {context.origin!r} may not "
                                           "call it (allow its origin with --rpc-cors)")
+
+
+def _uploader(request: web.BaseRequest) -> tuple[bytes, bytes] | None:
+    """(account, signature) from a signed upload's headers (runtime.uploads); None when unsigned."""
+    account, signature = request.headers.get(ACCOUNT_HEADER), request.headers.get(SIGNATURE_HEADER)
+    if account is None and signature is None:
+        return None
+    try:
+        public, signed = bytes.fromhex((account or "").removeprefix("0x")), \
+            bytes.fromhex((signature or "").removeprefix("0x"))
+    except ValueError:
+        raise ValueError(f"{ACCOUNT_HEADER} and {SIGNATURE_HEADER} must be 0x and hex") from None
+    if len(public) != 32 or len(signed) != 64:
+        raise ValueError(f"{ACCOUNT_HEADER} is a 32-byte and {SIGNATURE_HEADER} a 64-byte hex value")
+    return public, signed
 
 
 def _is_loopback_address(host: str) -> bool:

@@ -30,6 +30,8 @@ from rpc.client import Client
 from runtime import crypto
 from runtime.errors import GradchainError
 from runtime.executive import sign_extrinsic
+from runtime.hashing import blake2b_256
+from runtime.uploads import ACCOUNT_HEADER, SIGNATURE_HEADER, upload_message
 from runtime.pallets import training
 from runtime.pallets.training import ModelSpec as ChainModelSpec
 from runtime.pallets.training import SealedKey, TaskConfig
@@ -85,6 +87,19 @@ class ChainAccount:
         extrinsic = sign_extrinsic(self.keypair, call, nonce=nonce, genesis_hash=self._genesis_hash, tip=tip,
                                    era=era, birth_hash=birth_hash)
         return self.client.submit(extrinsic)
+
+    def put_blob(self, data: bytes) -> bytes:
+        """Upload a blob signed by this account (the node counts it against the account's quota
+        until a commit, reveal or task on chain names it); its hash."""
+        if self._genesis_hash is None:
+            self._genesis_hash = self.client.genesis_hash()
+        return self.client.put_blob(data, headers=upload_headers(self.keypair, self._genesis_hash, data))
+
+
+def upload_headers(keypair: crypto.Keypair, genesis_hash: bytes, data: bytes) -> dict[str, str]:
+    """The headers of a blob upload signed by `keypair` (runtime.uploads)."""
+    signature = keypair.sign(upload_message(genesis_hash, blake2b_256(data)))
+    return {ACCOUNT_HEADER: "0x" + keypair.public.hex(), SIGNATURE_HEADER: "0x" + signature.hex()}
 
 
 @dataclass(frozen=True)
@@ -202,8 +217,8 @@ def publish_task(account: ChainAccount, spec: ModelSpec, initial_weights: Mappin
         raise TaskError("the chain has no validators to seal the held-out key to")
     model = ModelVersion.from_weights(spec, initial_weights)
     ciphertext, sealed = encrypt_held_out(held_out_features, held_out_labels, validators)
-    model_hash = client.put_blob(model.to_blob())
-    held_out_hash = client.put_blob(ciphertext)
+    model_hash = account.put_blob(model.to_blob())
+    held_out_hash = account.put_blob(ciphertext)
     config = task_config(spec, model_hash, held_out_hash, len(ciphertext), sealed, options)
     before = {task["id"] for task in client.call("training_tasks")}
     account.send(training.create_task(config))

@@ -157,7 +157,7 @@ class Trainer:
             update, note = old, "an update revealed in an earlier round"
         else:
             blob, note = self._make_update(task)
-            update = self.client.put_blob(blob)
+            update = self.account.put_blob(blob)
         salt = secrets.token_bytes(32)
         state = RoundState(task.round, update.hex(), salt.hex())
         self._set_state(state)  # before sending: a restart must know the salt of what it committed to

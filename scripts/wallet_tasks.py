@@ -263,8 +263,10 @@ def submit_with_blobs(session: Session, sender: WalletEntry, call, summary: str,
         raise CliError(f"insufficient funds: {sender.name} has {fmt(free)} free; the reward pool (reward per "
                        f"round x rounds) is {fmt(pool)} + fee {fmt(fee)}")
     keypair = session.store.unlock(sender, read_passphrase(session.args))
+    from scripts._tasks import upload_headers
+
     for blob in blobs:
-        client.put_blob(blob)
+        client.put_blob(blob, headers=upload_headers(keypair, client.genesis_hash(), blob))
     extrinsic = sign_extrinsic(keypair, call, nonce=nonce, genesis_hash=client.genesis_hash(), era=era,
                                birth_hash=birth_hash)
     print(f"{summary}; fee {fmt(fee)}, nonce {nonce}", flush=True)

@@ -38,7 +38,7 @@ from runtime.crypto import Keypair
 from runtime.pallets import system, training
 from runtime.pallets.training import RoundReport, Score, Task, UpdateScore
 from runtime.types import Block, Header
-from storage.blobs import BlobStore
+from storage.blobs import VERIFIED, BlobStore
 
 log = structlog.get_logger("useful_work")
 
@@ -167,7 +167,8 @@ class RoundWork:
         """Keep a computed aggregate: trainers download the next round's base from any node."""
         self._remember(model)
         if self.blobs.info(model.model_hash) is None:
-            self.blobs.put(model.model_hash, model.to_blob(), now_block=self._block_number)
+            # what this validator computed itself: stored even when uploads have filled the store
+            self.blobs.put(model.model_hash, model.to_blob(), now_block=self._block_number, admission=VERIFIED)
 
     # --- the author -------------------------------------------------------------
 
