@@ -1,0 +1,344 @@
+#!/usr/bin/env python3
+"""Benchmark: how block import and RPC reads scale with the number of accounts in state.
+
+For each size N (`--sizes`, default 10,000, 100,000 and 1,000,000 accounts) a genesis
+state holds N endowed accounts; an author database builds `--blocks` blocks of
+`--per-block` signed transfers, each from an account of its own to a random existing
+account, and a fresh copy of the genesis database imports them through the full
+pipeline (seal, signatures, execution, state root, atomic commit). The importer opens
+its database cold, as a restarted node does; the import alone is timed.
+
+At the largest size the database is then served by a real node (chain service and the
+aiohttp JSON-RPC server on 127.0.0.1, no authorship) after `--tasks` tasks were created
+on chain by real create_task extrinsics, and the latencies of `chain_getHeader`,
+`state_getStorage` (random accounts), `training_tasks`, `training_leaderboard` and an
+account's history as the explorer reads it (`explorer_account` and a scan of the last
+blocks with `chain_getBlock`) are measured over `--samples` calls each.
+
+    python scripts/bench/state_scale.py [--sizes 10000,100000,1000000] [--blocks 10] [--per-block 2000]
+                                        [--tasks 10000] [--samples 200] [--json]
+
+`--json` prints one object: transfers_per_s_<label> per size (10k, 100k, 1m),
+db_bytes_per_account, the RPC p99s at the largest size (rpc_<method>_p99_ms), and
+scale_ratio = the largest size's rate over the smallest's (goal: at least 0.7; every
+RPC p99 under 50 ms). A quick run: --sizes 2000,20000 --tasks 200 --samples 50.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import gc
+import json
+import random
+import shutil
+import sys
+import tempfile
+import time
+import urllib.request
+from hashlib import blake2b
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from consensus.authorship import build_block  # noqa: E402
+from consensus.block_import import BlockImporter, expected_author  # noqa: E402
+from runtime import crypto  # noqa: E402
+from runtime.executive import Executive, sign_extrinsic  # noqa: E402
+from runtime.genesis import build_genesis_state, parse_genesis  # noqa: E402
+from runtime.pallets import balances, system, training  # noqa: E402
+from runtime.types import decode_block, encode_block  # noqa: E402
+from scripts.bench.import_transfers import bench_keypairs, directory_bytes  # noqa: E402
+from scripts.bench.report import print_figures  # noqa: E402
+from storage.chainstore import ChainStore  # noqa: E402
+
+ENDOWMENT = 10**15
+TASKS_PER_BLOCK = 500
+
+
+def label(size: int) -> str:
+    return f"{size // 1_000_000}m" if size % 1_000_000 == 0 else f"{size // 1000}k" if size % 1000 == 0 else str(size)
+
+
+def filler_account(index: int) -> bytes:
+    """An account nobody signs for: state to scale against (a real transfer's destination)."""
+    return blake2b(b"filler%d" % index, digest_size=32).digest()
+
+
+def bench_config(accounts: int, senders: list[crypto.Keypair]):
+    spec = json.loads((ROOT / "genesis.json").read_text())
+    spec["endowed"] = spec["endowed"] + [{"account": "0x" + k.public.hex(), "balance": ENDOWMENT} for k in senders]
+    config = parse_genesis(spec, "bench genesis")
+    filler = tuple((filler_account(i), ENDOWMENT) for i in range(max(0, accounts - len(senders))))
+    return dataclasses.replace(config, endowed=config.endowed + filler)
+
+
+def open_cold(path: Path) -> ChainStore:
+    """A chain database opened as a restarted node opens it: nothing cached, the head cache at the best state."""
+    store = ChainStore.open(path, pruning=None)
+    store.head_cache.start(store.stored_state(store.best_hash).ref)
+    return store
+
+
+class Author:
+    """Builds blocks on its own copy of the database (what the network would deliver)."""
+
+    def __init__(self, path: Path, slot_duration_ms: int) -> None:
+        self.store = open_cold(path)
+        self.executive = Executive(self.store.genesis_hash)
+        self.slot_ms = slot_duration_ms
+        self.validators = {kp.public: kp for kp in map(crypto.dev_keypair, crypto.DEV_ACCOUNT_NAMES)}
+        self.slot = self.store.header(self.store.best_hash).digest.slot + 1
+
+    def build(self, transactions: list) -> bytes:
+        parent = self.store.best_hash
+        authorities = self.executive.authorities(self.store.state_view(parent))
+        built = build_block(self.store, self.executive, parent,
+                            author=self.validators[expected_author(authorities, self.slot)], slot=self.slot,
+                            timestamp_ms=self.slot * self.slot_ms, transactions=transactions)
+        if len(built.block.extrinsics) != len(transactions) + 1:
+            raise SystemExit(f"a block took {len(built.block.extrinsics) - 1} of {len(transactions)} extrinsics "
+                             f"({len(built.invalid)} invalid); lower --per-block")
+        self.store.commit_block(built.block, built.view, make_best=True, finalize=True)
+        self.slot += 1
+        return encode_block(built.block)
+
+
+def transfer_blocks(author: Author, senders: list[crypto.Keypair], accounts: int, blocks: int,
+                    per_block: int, seed: int) -> list[bytes]:
+    rng = random.Random(seed)
+    genesis_hash = author.store.genesis_hash
+    wire = []
+    for b in range(blocks):
+        batch = []
+        for i in range(per_block):
+            sender = senders[b * per_block + i]
+            index = rng.randrange(accounts)
+            dest = senders[index].public if index < len(senders) else filler_account(index - len(senders))
+            if dest == sender.public:
+                dest = filler_account(0)
+            batch.append(sign_extrinsic(sender, balances.transfer(dest, 1_000_000 + i), nonce=0,
+                                        genesis_hash=genesis_hash))
+        wire.append(author.build(batch))
+        print(f"built block {b + 1}/{blocks}", file=sys.stderr, end="\r")
+    return wire
+
+
+def timed_import(path: Path, wire: list[bytes], slot_duration_ms: int) -> tuple[float, list[float]]:
+    """Seconds to import the blocks on a cold copy of the genesis database, and each block's ms."""
+    received = [decode_block(raw) for raw in wire]
+    target = open_cold(path)
+    importer = BlockImporter(target, Executive(target.genesis_hash), slot_duration_ms=slot_duration_ms,
+                             finalize_imported=True)
+    gc.collect()
+    elapsed, block_ms = 0.0, []
+    for block in received:
+        started = time.perf_counter()
+        importer.import_block(block)
+        block_ms.append((time.perf_counter() - started) * 1000)
+        elapsed += block_ms[-1] / 1000
+    target.close()
+    return elapsed, block_ms
+
+
+def task_config(creator: bytes, index: int):
+    spec = training.ModelSpec("mlp", (64, 32, 10))
+    digest = blake2b(b"task%d" % index, digest_size=32).digest()
+    return training.TaskConfig(
+        spec=spec, initial_model=digest, metric=training.METRIC_LOSS, held_out=digest, held_out_size=300,
+        held_out_subset=100, sealed_keys=(training.SealedKey(creator, b"k" * 80),), reward_per_round=10**9,
+        rounds=100, commit_blocks=1000, reveal_blocks=1000, min_improvement_ppm=1_000, min_relative_ppm=0,
+        max_update_bytes=10**6, max_update_norm=2**26, bond=10**9, aggregation=0, trim=0)
+
+
+def create_tasks(author: Author, creators: list[crypto.Keypair], tasks: int) -> list[bytes]:
+    """Blocks of real create_task extrinsics, one task per creator account."""
+    wire = []
+    genesis_hash = author.store.genesis_hash
+    for start in range(0, tasks, TASKS_PER_BLOCK):
+        batch = [sign_extrinsic(creators[i], training.create_task(task_config(creators[i].public, i)), nonce=1,
+                                genesis_hash=genesis_hash) for i in range(start, min(tasks, start + TASKS_PER_BLOCK))]
+        wire.append(author.build(batch))
+        print(f"built task block {len(wire)}", file=sys.stderr, end="\r")
+    return wire
+
+
+# --- RPC latency on a real node -------------------------------------------------------------
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def rpc_latencies(base: Path, config, senders: list[crypto.Keypair], accounts: int, samples: int,
+                  history_blocks: int) -> dict:
+    from node.chain_service import ChainService
+    from node.chain_setup import ChainPaths
+    from node.clock import SystemClock
+    from node.rpc_facade import ChainFacade, RpcService
+    from node.service import LoopThread, ServiceTree
+
+    chain = ChainService(config, ChainPaths(base, config.chain_id), clock=SystemClock(), pruning=None)
+    rpc = RpcService(ChainFacade(chain, node_name="bench", chain_type="Development"), host="127.0.0.1", port=0,
+                     unsafe_methods=False, cors=[])
+    thread = LoopThread("bench-node")
+    thread.start()
+    stop = {}
+
+    async def serve():
+        import asyncio
+
+        stop["event"] = asyncio.Event()
+        tree = ServiceTree([chain, rpc])
+        await tree.run(stop["event"])
+
+    future = thread.submit(serve())
+    deadline = time.monotonic() + 600
+    while rpc.server._runner is None and time.monotonic() < deadline and not future.done():
+        time.sleep(0.05)
+    if future.done():
+        future.result()
+    url = f"http://127.0.0.1:{rpc.server.port}"
+
+    def call(method: str, *params) -> tuple[float, object]:
+        body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)}).encode()
+        request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+        started = time.perf_counter()
+        with urllib.request.urlopen(request, timeout=600) as response:
+            answer = json.loads(response.read())
+        elapsed = (time.perf_counter() - started) * 1000
+        if "error" in answer:
+            raise SystemExit(f"{method} failed: {answer['error']}")
+        return elapsed, answer["result"]
+
+    rng = random.Random(7)
+
+    def account_key(index: int) -> str:
+        who = senders[index].public if index < len(senders) else filler_account(index - len(senders))
+        return "0x" + system.Account.key_of(who).hex()
+
+    def address(index: int) -> str:
+        who = senders[index].public if index < len(senders) else filler_account(index - len(senders))
+        return crypto.encode_address(who, config.ss58_prefix)
+
+    try:
+        best = int(call("chain_getHeader")[1]["number"], 16)
+        figures = {}
+        measured = {
+            "chain_getHeader": lambda: call("chain_getHeader")[0],
+            "state_getStorage": lambda: call("state_getStorage", account_key(rng.randrange(accounts)))[0],
+            "explorer_account": lambda: call("explorer_account", address(rng.randrange(accounts)))[0],
+            "training_tasks": lambda: call("training_tasks")[0],
+            "training_leaderboard": lambda: call("training_leaderboard")[0],
+        }
+        slow = {"training_tasks", "training_leaderboard"}
+        for name, sample in measured.items():
+            count = max(3, samples // 20) if name in slow else samples
+            times, spent = [], time.monotonic()
+            for _ in range(count):
+                times.append(sample())
+                if name in slow and time.monotonic() - spent > 120:
+                    break  # bounded time: a few calls tell a whole-state walk
+            figures[f"rpc_{name}_p99_ms"] = round(percentile(times, 0.99), 2)
+        # An account's history as the explorer builds it: every block of the window, fetched and searched.
+        times = []
+        for number in range(max(1, best - history_blocks + 1), best + 1):
+            block_hash = call("chain_getBlockHash", number)[1]
+            times.append(call("chain_getBlock", block_hash)[0])
+        figures["account_history_ms_per_block"] = round(sum(times) / max(1, len(times)), 2)
+        figures["account_history_blocks_scanned"] = len(times)
+        return figures
+    finally:
+        thread.loop.call_soon_threadsafe(stop["event"].set)
+        future.result(timeout=120)
+        thread.stop()
+
+
+# --- the run ---------------------------------------------------------------------------------
+
+
+def run_size(accounts: int, blocks: int, per_block: int, base: Path, *, tasks: int = 0,
+             samples: int = 0, history_blocks: int = 0) -> dict:
+    transfers = blocks * per_block
+    senders = bench_keypairs(max(transfers, tasks, 2))
+    if accounts < len(senders):
+        raise SystemExit(f"--sizes {accounts} is below the {len(senders)} sending accounts a run needs")
+    config = bench_config(accounts, senders)
+    started = time.perf_counter()
+    genesis = ChainStore.open(base / "genesis")
+    genesis.initialize(build_genesis_state(config))
+    genesis.close()
+    genesis_s = time.perf_counter() - started
+    db_bytes = directory_bytes(base / "genesis")
+    shutil.copytree(base / "genesis", base / "author")
+    shutil.copytree(base / "genesis", base / "target")
+    author = Author(base / "author", config.slot_duration_ms)
+    wire = transfer_blocks(author, senders, accounts, blocks, per_block, seed=accounts)
+    elapsed, block_ms = timed_import(base / "target", wire, config.slot_duration_ms)
+    figures = {"accounts": accounts, "genesis_s": round(genesis_s, 1), "db_bytes_per_account": round(db_bytes / accounts),
+               "transfers_per_s": round(transfers / elapsed), "block_import_ms_p50": round(percentile(block_ms, .5), 1)}
+    if samples:
+        # The importer's database, with tasks on chain as well, served by a real node.
+        task_wire = create_tasks(author, senders, tasks) if tasks else []
+        author.store.close()
+        shutil.rmtree(base / "author")
+        node_base = base / "node"
+        database = node_base / "chains" / config.chain_id / "db"
+        database.parent.mkdir(parents=True)
+        shutil.move(str(base / "target"), str(database))
+        if task_wire:
+            store = open_cold(database)
+            importer = BlockImporter(store, Executive(store.genesis_hash), slot_duration_ms=config.slot_duration_ms,
+                                     finalize_imported=True)
+            for raw in task_wire:
+                importer.import_block(decode_block(raw))
+            store.close()
+        figures["tasks"] = tasks
+        figures.update(rpc_latencies(node_base, config, senders, accounts, samples, history_blocks))
+    else:
+        author.store.close()
+    return figures
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="10000,100000,1000000", help="accounts in state, comma separated")
+    parser.add_argument("--blocks", type=int, default=10)
+    parser.add_argument("--per-block", type=int, default=2_000)
+    parser.add_argument("--tasks", type=int, default=10_000, help="tasks on chain for the RPC figures")
+    parser.add_argument("--samples", type=int, default=200, help="calls per RPC method")
+    parser.add_argument("--history-blocks", type=int, default=100, help="blocks an account history scans")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    args = parser.parse_args()
+    try:
+        sizes = sorted({int(s) for s in args.sizes.split(",") if s.strip()})
+    except ValueError:
+        parser.error("--sizes takes whole numbers separated by commas")
+    if not sizes or sizes[0] < 2 or args.blocks < 1 or args.per_block < 1 or args.samples < 1 or args.tasks < 0:
+        parser.error("--sizes must be at least 2; --blocks, --per-block and --samples at least 1")
+    figures: dict = {}
+    runs = []
+    for size in sizes:
+        with tempfile.TemporaryDirectory(prefix="gradchain-scale-") as tmp:
+            largest = size == sizes[-1]
+            result = run_size(size, args.blocks, args.per_block, Path(tmp), tasks=args.tasks if largest else 0,
+                              samples=args.samples if largest else 0, history_blocks=args.history_blocks)
+        runs.append(result)
+        print(f"{size} accounts: {result['transfers_per_s']} transfers/s", file=sys.stderr)
+        figures[f"transfers_per_s_{label(size)}"] = result["transfers_per_s"]
+        figures[f"genesis_s_{label(size)}"] = result["genesis_s"]
+        figures[f"block_import_ms_p50_{label(size)}"] = result["block_import_ms_p50"]
+    largest = runs[-1]
+    figures["db_bytes_per_account"] = largest["db_bytes_per_account"]
+    figures.update({k: v for k, v in largest.items() if k.startswith(("rpc_", "account_history", "tasks"))})
+    figures["scale_ratio"] = round(runs[-1]["transfers_per_s"] / runs[0]["transfers_per_s"], 3)
+    figures["goal_met"] = figures["scale_ratio"] >= 0.7 and all(
+        v < 50 for k, v in figures.items() if k.startswith("rpc_"))
+    print_figures("state_scale", figures, as_json=args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
