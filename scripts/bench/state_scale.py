@@ -6,7 +6,8 @@ state holds N endowed accounts; an author database builds `--blocks` blocks of
 `--per-block` signed transfers, each from an account of its own to a random existing
 account, and a fresh copy of the genesis database imports them through the full
 pipeline (seal, signatures, execution, state root, atomic commit). The importer opens
-its database cold, as a restarted node does; the import alone is timed.
+its database cold, as a restarted node does, imports `--warmup-blocks` blocks untimed
+(a running node's caches are warm), and then the timed blocks.
 
 At the largest size the database is then served by a real node (chain service and the
 aiohttp JSON-RPC server on 127.0.0.1, no authorship) after `--tasks` tasks were created
@@ -16,7 +17,7 @@ account's history as the explorer reads it (`explorer_account` and a scan of the
 blocks with `chain_getBlock`) are measured over `--samples` calls each.
 
     python scripts/bench/state_scale.py [--sizes 10000,100000,1000000] [--blocks 10] [--per-block 2000]
-                                        [--tasks 10000] [--samples 200] [--json]
+                                        [--warmup-blocks 2] [--tasks 10000] [--samples 200] [--json]
 
 `--json` prints one object: transfers_per_s_<label> per size (10k, 100k, 1m),
 db_bytes_per_account, the RPC p99s at the largest size (rpc_<method>_p99_ms), and
@@ -125,12 +126,16 @@ def transfer_blocks(author: Author, senders: list[crypto.Keypair], accounts: int
     return wire
 
 
-def timed_import(path: Path, wire: list[bytes], slot_duration_ms: int) -> tuple[float, list[float]]:
-    """Seconds to import the blocks on a cold copy of the genesis database, and each block's ms."""
+def timed_import(path: Path, wire: list[bytes], slot_duration_ms: int, warmup: int) -> tuple[float, list[float]]:
+    """Seconds to import the blocks after the first `warmup` on a cold copy of the genesis database, and each
+    timed block's ms."""
     received = [decode_block(raw) for raw in wire]
     target = open_cold(path)
     importer = BlockImporter(target, Executive(target.genesis_hash), slot_duration_ms=slot_duration_ms,
                              finalize_imported=True)
+    for block in received[:warmup]:
+        importer.import_block(block)
+    received = received[warmup:]
     gc.collect()
     elapsed, block_ms = 0.0, []
     for block in received:
@@ -180,6 +185,9 @@ def rpc_latencies(base: Path, config, senders: list[crypto.Keypair], accounts: i
     from node.rpc_facade import ChainFacade, RpcService
     from node.service import LoopThread, ServiceTree
 
+    import structlog
+
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))  # stdout holds the figures only
     chain = ChainService(config, ChainPaths(base, config.chain_id), clock=SystemClock(), pruning=None)
     rpc = RpcService(ChainFacade(chain, node_name="bench", chain_type="Development"), host="127.0.0.1", port=0,
                      unsafe_methods=False, cors=[])
@@ -259,10 +267,10 @@ def rpc_latencies(base: Path, config, senders: list[crypto.Keypair], accounts: i
 # --- the run ---------------------------------------------------------------------------------
 
 
-def run_size(accounts: int, blocks: int, per_block: int, base: Path, *, tasks: int = 0,
+def run_size(accounts: int, blocks: int, per_block: int, base: Path, *, warmup: int = 0, tasks: int = 0,
              samples: int = 0, history_blocks: int = 0) -> dict:
     transfers = blocks * per_block
-    senders = bench_keypairs(max(transfers, tasks, 2))
+    senders = bench_keypairs(max((blocks + warmup) * per_block, tasks, 2))
     if accounts < len(senders):
         raise SystemExit(f"--sizes {accounts} is below the {len(senders)} sending accounts a run needs")
     config = bench_config(accounts, senders)
@@ -275,8 +283,8 @@ def run_size(accounts: int, blocks: int, per_block: int, base: Path, *, tasks: i
     shutil.copytree(base / "genesis", base / "author")
     shutil.copytree(base / "genesis", base / "target")
     author = Author(base / "author", config.slot_duration_ms)
-    wire = transfer_blocks(author, senders, accounts, blocks, per_block, seed=accounts)
-    elapsed, block_ms = timed_import(base / "target", wire, config.slot_duration_ms)
+    wire = transfer_blocks(author, senders, accounts, blocks + warmup, per_block, seed=accounts)
+    elapsed, block_ms = timed_import(base / "target", wire, config.slot_duration_ms, warmup)
     figures = {"accounts": accounts, "genesis_s": round(genesis_s, 1), "db_bytes_per_account": round(db_bytes / accounts),
                "transfers_per_s": round(transfers / elapsed), "block_import_ms_p50": round(percentile(block_ms, .5), 1)}
     if samples:
@@ -307,6 +315,7 @@ def main() -> int:
     parser.add_argument("--sizes", default="10000,100000,1000000", help="accounts in state, comma separated")
     parser.add_argument("--blocks", type=int, default=10)
     parser.add_argument("--per-block", type=int, default=2_000)
+    parser.add_argument("--warmup-blocks", type=int, default=2, help="blocks imported untimed first (default 2)")
     parser.add_argument("--tasks", type=int, default=10_000, help="tasks on chain for the RPC figures")
     parser.add_argument("--samples", type=int, default=200, help="calls per RPC method")
     parser.add_argument("--history-blocks", type=int, default=100, help="blocks an account history scans")
@@ -323,7 +332,8 @@ def main() -> int:
     for size in sizes:
         with tempfile.TemporaryDirectory(prefix="gradchain-scale-") as tmp:
             largest = size == sizes[-1]
-            result = run_size(size, args.blocks, args.per_block, Path(tmp), tasks=args.tasks if largest else 0,
+            result = run_size(size, args.blocks, args.per_block, Path(tmp), warmup=args.warmup_blocks,
+                              tasks=args.tasks if largest else 0,
                               samples=args.samples if largest else 0, history_blocks=args.history_blocks)
         runs.append(result)
         print(f"{size} accounts: {result['transfers_per_s']} transfers/s", file=sys.stderr)
