@@ -97,7 +97,6 @@ class BlobAdmission:
               uploader: tuple[bytes, bytes] | None) -> bool:
         """Admit and store one upload (already hash-checked by the caller or by the store); False if known."""
         referenced = self._referenced_at(state, best_hash)
-        self._forget_settled(referenced)
         if blob_hash in referenced:
             self._make_room(None, len(data), REFERENCED)
             return self.blobs.put(blob_hash, data, now_block=best_number, admission=REFERENCED)
@@ -169,8 +168,10 @@ class BlobAdmission:
     # --- what the chain refers to ---------------------------------------------------------
 
     def _referenced_at(self, state, best_hash: bytes) -> frozenset[bytes]:
+        """What the best block's state refers to; once per new best block, settled uploads are forgotten."""
         if self._referenced is None or self._referenced[0] != best_hash:
             self._referenced = (best_hash, frozenset(training.referenced_blobs(Overlay(state))))
+            self._forget_settled(self._referenced[1])
         return self._referenced[1]
 
     def _forget_settled(self, referenced: frozenset[bytes]) -> None:
