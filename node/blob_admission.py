@@ -2,9 +2,9 @@
 
 The rule, built on what the chain can know when an upload arrives:
 
-1. A blob the chain already refers to (a task's initial or current model, its held-out
-   set, a revealed update, an adopted model: `training.referenced_blobs` at the best
-   block) is consensus data: anyone may upload it, unsigned, and it may use the store's
+1. A blob the chain already refers to (an active task's initial or current model, its
+   held-out set, a revealed update, an adopted model: `runtime.api.active_task_blobs` at
+   the best block) is consensus data: anyone may upload it, unsigned, and it may use the store's
    reserve (storage.blobs REFERENCED tier).
 2. Anything else is *provisional*: the chain may refer to it soon, but cannot say so yet.
    A trainer uploads its update before it commits (the commitment hides the hash until
@@ -34,7 +34,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from runtime import crypto
-from runtime.pallets import system, training
+from runtime import api as runtime_api
+from runtime.pallets import system
 from runtime.state import Overlay
 from runtime.uploads import upload_message
 from storage.blobs import PROVISIONAL, REFERENCED, BlobError, BlobStore, BlobStoreFull
@@ -127,9 +128,8 @@ class BlobAdmission:
         account, signature = uploader
         if not crypto.verify(account, upload_message(self.genesis_hash, blob_hash), signature):
             raise BlobUploadUnsigned("the upload's signature does not verify for this account, chain and blob")
-        overlay = Overlay(state)
-        info = system.Account.get(overlay, account)
-        minimum = system.Params.get(overlay).existential_deposit * self.limits.min_uploader_balance_deposits
+        info = runtime_api.account(state, account)
+        minimum = system.Params.get(Overlay(state)).existential_deposit * self.limits.min_uploader_balance_deposits
         if info is None or info.free + info.reserved < minimum:
             raise BlobUploaderNotAllowed(f"an account needs a balance of at least {minimum} planck to upload blobs "
                                          "the chain does not refer to yet")
@@ -170,7 +170,7 @@ class BlobAdmission:
     def _referenced_at(self, state, best_hash: bytes) -> frozenset[bytes]:
         """What the best block's state refers to; once per new best block, settled uploads are forgotten."""
         if self._referenced is None or self._referenced[0] != best_hash:
-            self._referenced = (best_hash, frozenset(training.referenced_blobs(Overlay(state))))
+            self._referenced = (best_hash, frozenset(runtime_api.active_task_blobs(state)))
             self._forget_settled(self._referenced[1])
         return self._referenced[1]
 

@@ -17,13 +17,15 @@ from typing import BinaryIO, Iterator
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from consensus.block_import import AlreadyKnown, BlockImporter
-from node.chain_setup import ChainPaths, load_chain_spec, open_chain, spec_json
+from consensus.import_queue import BAD, IMPORTED, KNOWN, MISSING_PARENT, ImportQueue
+from consensus.signatures import SignatureVerifier
+from node.chain_setup import DEV_CHAIN_ID, ChainPaths, load_chain_spec, open_chain, spec_json
 from node.keystore import write_key_file
 from runtime import crypto
 from runtime.errors import CodecError, GradchainError
 from runtime.executive import Executive
 from runtime.types import MAX_BLOCK_BYTES, decode_block, encode_block
+from storage.block_status import DISPUTED, VERIFIED
 
 BLOCK_FILE_MAGIC = b"GRADBLK1"
 
@@ -73,9 +75,47 @@ def chain_paths(args: argparse.Namespace) -> tuple[ChainPaths, object]:
     return ChainPaths(args.base_path, config.chain_id), config
 
 
+# --- which chain a command opened ------------------------------------------------------
+# A base path can hold several chains (chains/<id>/db). A command run without the flag that
+# selects the chain the operator meant (--dev, --chain) opens another one: every message
+# below names the chain it opened and the chains that do exist there.
+
+
+def chains_under(base: Path) -> list[str]:
+    """Ids of the chains that have a database under a base path."""
+    root = Path(base) / "chains"
+    return sorted(p.name for p in root.iterdir() if (p / "db").is_dir()) if root.is_dir() else []
+
+
+def _selector(chain_id: str) -> str:
+    return "--dev" if chain_id == DEV_CHAIN_ID else f"--chain <its spec, id {chain_id}>"
+
+
+def other_chains(paths: ChainPaths) -> str:
+    others = [c for c in chains_under(paths.base) if c != paths.chain_id]
+    if not others:
+        return f"no other chain exists under {paths.base}"
+    return f"under {paths.base} there is: " + ", ".join(f"chain {c} (select it with {_selector(c)})" for c in others)
+
+
+def opened(paths: ChainPaths, config) -> str:
+    return f"chain {paths.chain_id} ({config.name})"
+
+
+def open_existing_chain(paths: ChainPaths, config, *, pruning: int | None, command: str):
+    """Open a chain database that must exist already (export, check): never create an empty one."""
+    if not paths.database.is_dir():
+        raise CommandError(f"{command}: {opened(paths, config)} has no database under {paths.base}, so it holds "
+                           f"no blocks; {other_chains(paths)}")
+    return open_chain(paths, config, pruning=pruning)
+
+
 def purge_chain(args: argparse.Namespace) -> int:
-    paths, _ = chain_paths(args)
+    paths, config = chain_paths(args)
     if not paths.database.exists():
+        if chains_under(paths.base):
+            raise CommandError(f"purge-chain: {opened(paths, config)} has no database under {paths.base}; nothing "
+                               f"was deleted; {other_chains(paths)}")
         print(f"{paths.database} does not exist; nothing to purge")
         return 0
     if not args.yes:
@@ -94,12 +134,15 @@ def purge_chain(args: argparse.Namespace) -> int:
 
 def export_blocks(args: argparse.Namespace) -> int:
     paths, config = chain_paths(args)
-    store = open_chain(paths, config, pruning=None)
+    store = open_existing_chain(paths, config, pruning=None, command="export-blocks")
     try:
         best = store.best_header().number
         last = best if args.last is None else min(args.last, best)
+        if best == 0 and args.first > 0:
+            raise CommandError(f"export-blocks: {opened(paths, config)} under {paths.base} holds no blocks but its "
+                               f"genesis; {other_chains(paths)}")
         if args.first < 0 or args.first > last:
-            raise CommandError(f"--from {args.first} is outside 0..{last}")
+            raise CommandError(f"--from {args.first} is outside 0..{last} of {opened(paths, config)}")
         count = 0
         with open(args.file, "wb") as out:
             out.write(BLOCK_FILE_MAGIC)
@@ -133,57 +176,127 @@ def read_block_file(handle: BinaryIO) -> Iterator[bytes]:
         index += 1
 
 
+def check_file_is_of_chain(handle: BinaryIO, store, paths: ChainPaths, config) -> None:
+    """Refuse, before importing anything, a block file whose first block is not of the opened chain."""
+    first = next(read_block_file(handle), None)
+    handle.seek(0)
+    if first is None:
+        return
+    try:
+        header = decode_block(first).header
+    except CodecError:
+        return  # the import names the malformed block
+    if header.number == 0 and header.hash != store.genesis_hash:
+        problem = f"the file's genesis 0x{header.hash.hex()[:16]}.. is not the genesis of {opened(paths, config)}"
+    elif header.number > 0 and store.header(header.parent_hash) is None:
+        problem = f"block #{header.number}, the file's first, does not build on {opened(paths, config)}"
+    else:
+        return
+    raise CommandError(f"import-blocks: {problem}; {other_chains(paths)}")
+
+
 def import_blocks(args: argparse.Namespace) -> int:
+    """Import a block file through the node's import pipeline (signatures on a second core).
+
+    A block is finalized only once its useful work was checked here and reproduced:
+    import stops, exit 2, at a block whose report does not reproduce (disputed), and
+    finality stops before the first block whose useful work this node could not check
+    (no validator key for it, or data missing), though import goes on."""
+    from consensus.useful_work.rounds import RoundWork
+    from consensus.verification import InlineRunner, UsefulWorkCheck, run_now
+    from node.run import validator_key
+    from storage.blobs import BlobStore
+
     paths, config = chain_paths(args)
     try:
         handle = open(args.file, "rb")
     except OSError as exc:
         raise CommandError(f"cannot read {args.file}: {exc.strerror}") from None
+    keypair = validator_key(argparse.Namespace(key_file=args.key_file, dev=args.dev, validator=False))
+    created = not paths.database.exists()
     store = open_chain(paths, config, pruning=args.pruning)
+    try:
+        check_file_is_of_chain(handle, store, paths, config)
+    except GradchainError:
+        store.close()
+        handle.close()
+        if created:  # a refused import leaves nothing behind, not even an empty database
+            shutil.rmtree(paths.database, ignore_errors=True)
+        raise
     imported = skipped = 0
+    unfinalized: str | None = None  # why finality stopped, if it did
     started = time.perf_counter()
     try:
         total = sum(1 for _ in read_block_file(handle))
         handle.seek(0)
-        importer = BlockImporter(store, Executive(store.genesis_hash), slot_duration_ms=config.slot_duration_ms,
-                                 finalize_imported=True)
+        importer = ImportQueue(store, Executive(store.genesis_hash), slot_duration_ms=config.slot_duration_ms)
+        work = RoundWork(BlobStore(store.db), keypair, tolerance_ppm=config.useful_work_tolerance_ppm,
+                         loss_tolerance_ppm=config.useful_work_loss_tolerance_ppm)
+        UsefulWorkCheck(store, work, runner=InlineRunner(), deliver=run_now,
+                        deadline_blocks=config.useful_work_availability_blocks).attach(importer)
         columns = (TextColumn("importing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-        with Progress(*columns, transient=True, disable=not sys.stderr.isatty()) as progress:
+        with Progress(*columns, transient=True, disable=not sys.stderr.isatty()) as progress, \
+                SignatureVerifier() as verifier:
             task = progress.add_task("blocks", total=total)
-            for index, encoded in enumerate(read_block_file(handle)):
-                try:
-                    block = decode_block(encoded)
-                    importer.import_block(block)
-                    imported += 1
-                except AlreadyKnown:
-                    skipped += 1
-                except CodecError as exc:
-                    raise CommandError(f"block {index} in the file is malformed: {exc.message}") from None
+            for result in importer.import_run(_decoded_blocks(handle), verifier):
                 progress.advance(task)
+                if result.outcome == KNOWN:
+                    skipped += 1
+                    continue
+                if result.outcome in (BAD, MISSING_PARENT):
+                    raise CommandError(f"block #{result.number} 0x{result.hash.hex()} cannot be imported "
+                                       f"({result.error.code}): {result.error.message}")
+                assert result.outcome == IMPORTED
+                imported += 1
+                status = store.verification_status(result.hash)
+                if status.state == DISPUTED:
+                    raise CommandError(f"block #{result.number} 0x{result.hash.hex()} is disputed: its useful-work "
+                                       f"report does not reproduce here ({'; '.join(status.reasons)}); "
+                                       f"import stopped at it")
+                if unfinalized is None and (status.state != VERIFIED or status.unchecked):
+                    unfinalized = (f"block #{result.number}: useful work " +
+                                   ("not checked here: " + "; ".join(status.unchecked) if status.state == VERIFIED
+                                    else status.state))
+                if unfinalized is None and store.best_hash == result.hash:
+                    store.set_finalized(result.hash)
     finally:
         handle.close()
         best = store.best_header()
+        finalized = store.finalized_header().number
         store.close()
     elapsed = time.perf_counter() - started
     rate = imported / elapsed if elapsed > 0 else 0.0
+    if unfinalized is not None:
+        print(f"finality stopped at #{finalized}: {unfinalized}", file=sys.stderr)
     print(f"imported {imported} blocks ({skipped} already known) in {elapsed:.2f} s, {rate:.1f} blocks/s; "
           f"best #{best.number} state root 0x{best.state_root.hex()}", file=sys.stderr)
     return 0
 
 
+def _decoded_blocks(handle: BinaryIO) -> Iterator:
+    for index, encoded in enumerate(read_block_file(handle)):
+        try:
+            yield decode_block(encoded)
+        except CodecError as exc:
+            raise CommandError(f"block {index} in the file is malformed: {exc.message}") from None
+
+
 def check_block(args: argparse.Namespace) -> int:
     paths, config = chain_paths(args)
-    store = open_chain(paths, config, pruning=args.pruning)
+    store = open_existing_chain(paths, config, pruning=args.pruning, command="check-block")
     try:
         text = args.block
         block_hash = store.hash_at(int(text)) if text.isdigit() else _parse_hash(text)
         block = store.block(block_hash) if block_hash else None
         if block is None:
-            raise CommandError(f"block {text} is not in the database")
+            best = store.best_header().number
+            others = f"; {other_chains(paths)}" if best == 0 else ""
+            raise CommandError(f"check-block: block {text} is not in {opened(paths, config)}, whose best block is "
+                               f"#{best}{others}")
         if block.header.number == 0:
             print("block #0 is the genesis block")
             return 0
-        importer = BlockImporter(store, Executive(store.genesis_hash), slot_duration_ms=config.slot_duration_ms)
+        importer = ImportQueue(store, Executive(store.genesis_hash), slot_duration_ms=config.slot_duration_ms)
         started = time.perf_counter()
         importer.check_block(block, check_finality=False)
         print(json.dumps({"number": block.header.number, "hash": "0x" + block.hash.hex(), "valid": True,

@@ -165,9 +165,8 @@ class StateTrie:
 
     Internal nodes and leaves are cached apart. Every read and every update walks the
     internal nodes of one path, so they are hot and fewer (about n/3 for n keys, most of
-    them with two or three children); a leaf
-    is one key's, touched only when that key is, and a large state has far more of them
-    than any cache holds. In one cache, a run of leaf reads pushed the internal nodes
+    them with two or three children); a leaf is one key's, touched only when that key
+    is, and a large state has far more of them than any cache holds. In one cache, a run of leaf reads pushed the internal nodes
     out and every read of a large state paid several database reads and decodes for
     its path; apart, the internal nodes of states up to about 3 million keys stay cached
     (`internal_cache_size`) and a read costs at most its leaf.
@@ -267,6 +266,14 @@ class StateTrie:
         if node[1] == key:
             return [levels, [0, node[2]]]
         return [levels, [1, node[3], blake2b_256(node[2])]]
+
+    def root_node_key(self, state: StateRef) -> bytes | None:
+        """The DB key of the state's root node (None for the empty state); with `read_node`, for walks."""
+        return None if state.version is None else _root_key(state.version)
+
+    def read_node(self, node_key: bytes) -> Node:
+        """A decoded node: (0, key, value, key_hash) or (1, entries, child_keys, child_hashes). Not cached."""
+        return self._peek(node_key)
 
     def iter_items(self, state: StateRef) -> Iterator[tuple[bytes, bytes]]:
         """Every (key, value) of the state, in path (key hash) order."""

@@ -183,11 +183,12 @@ def test_a_flood_of_junk_uploads_then_a_training_round_still_closes(node):
     assert store.total_bytes <= store.max_total_bytes  # verified blobs may pass the limit, junk not
 
 
-def test_a_blob_the_chain_refers_to_may_be_uploaded_unsigned(node):
-    tasks = node.client.call("training_tasks")
-    if not tasks:
-        pytest.skip("needs the task of the flood test")
-    model = bytes.fromhex(tasks[0]["config"]["initial_model"][2:])
+def test_a_blob_an_active_task_refers_to_may_be_uploaded_unsigned(node):
+    split = split_held_out(*load_dataset("digits"), fraction=0.25, seed=3)
+    task_id = publish_task(ChainAccount(node.client, DEV_KEYS["Alice"]), SPEC, state_of(build_model(SPEC, 5)),
+                           split.held_out_features, split.held_out_labels,
+                           TaskOptions(rounds=3, commit_blocks=50, reveal_blocks=5))
+    model = bytes.fromhex(node.client.call("training_task", task_id)["config"]["initial_model"][2:])
     data = node.client.get_blob(model)
 
     def forget():

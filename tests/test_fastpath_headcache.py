@@ -56,7 +56,7 @@ def test_views_of_genesis_and_of_later_blocks_each_read_their_own_state(tmp_path
 
 
 def test_a_full_cache_drops_its_oldest_entries_and_keeps_the_newest():
-    from storage.chainstore import HeadCache
+    from storage.state_view import HeadCache
     from storage.trie import StateRef
 
     cache = HeadCache(max_entries=100)
