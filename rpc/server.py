@@ -36,12 +36,13 @@ from typing import Any, Awaitable, Callable
 import structlog
 from aiohttp import WSMsgType, web
 
+from rpc.access import (
+    JSON_CONTENT_TYPE, host_name_of, is_loopback_address, unsafe_call_refusal, uploader_from_headers,
+)
 from rpc.errors import (
     INTERNAL_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, PARSE_ERROR, UNSAFE_METHOD, RpcError,
 )
-
 from runtime.errors import GradchainError
-from runtime.uploads import ACCOUNT_HEADER, SIGNATURE_HEADER
 
 log = structlog.get_logger("rpc")
 
@@ -67,10 +68,6 @@ class Method:
     unsubscribe: bool = False
 
 
-LOOPBACK_HOST_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
-JSON_CONTENT_TYPE = "application/json"
-
-
 class CallContext:
     """Who is calling: a loopback address or not, the Host and Origin it named, and (over
     WebSocket) the connection."""
@@ -84,13 +81,7 @@ class CallContext:
 
     @property
     def host_name(self) -> str | None:
-        """The Host header without its port (and an IPv6 literal without its brackets), lowercased."""
-        if self.host is None:
-            return None
-        host = self.host.strip().lower()
-        if host.startswith("["):
-            return host[1:host.find("]")] if "]" in host else host
-        return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+        return host_name_of(self.host)
 
     @property
     def is_loopback(self) -> bool:
@@ -224,7 +215,7 @@ class RpcServer:
         self.unsafe_methods = unsafe_methods
         self.cors = cors or []
         # listening beyond loopback (--rpc-external): clients name the node by other host names
-        self.external = not _is_loopback_address(host)
+        self.external = not is_loopback_address(host)
         self.methods: dict[str, Method] = {}
         self._runner: web.ServerRunner | None = None
         self._connections = 0
@@ -317,7 +308,7 @@ class RpcServer:
         if request.method != "PUT":
             return web.json_response({"error": "use GET or PUT"}, status=405)
         try:
-            uploader = _uploader(request)
+            uploader = uploader_from_headers(request.headers)
         except ValueError as exc:
             return web.json_response({"error": str(exc), "code": "blob_upload_unsigned"}, status=401)
         limit = self.blobs.max_blob_bytes
@@ -467,45 +458,14 @@ class RpcServer:
                 await method.handler(context, *params.values())
         return await method.handler(context, *params)
 
-
     def check_unsafe_caller(self, name: str, context: CallContext) -> None:
-        """An unsafe method answers a loopback client (or any, with --rpc-methods unsafe) that names the
-        node by a loopback host (any host with --rpc-external) from no browser page or an allowed one."""
-        if not self.unsafe_methods and not context.is_loopback:
-            raise RpcError(UNSAFE_METHOD, f"{name} is an unsafe method; it answers only on loopback "
-                                          "unless the node runs with --rpc-methods unsafe")
-        host = context.host_name
-        if host is not None and not self.external and host not in LOOPBACK_HOST_NAMES:
-            raise RpcError(UNSAFE_METHOD, f"{name} is an unsafe method; the request names the node as "
-                                          f"{context.host!r}, not a loopback name (a DNS-rebound page?); "
-                                          "run the node with --rpc-external to serve other names")
-        if context.origin is not None and not self.is_allowed_origin(context.origin):
-            raise RpcError(UNSAFE_METHOD, f"{name} is an unsafe method; the page at {context.origin!r} may not "
-                                          "call it (allow its origin with --rpc-cors)")
-
-
-def _uploader(request: web.BaseRequest) -> tuple[bytes, bytes] | None:
-    """(account, signature) from a signed upload's headers (runtime.uploads); None when unsigned."""
-    account, signature = request.headers.get(ACCOUNT_HEADER), request.headers.get(SIGNATURE_HEADER)
-    if account is None and signature is None:
-        return None
-    try:
-        public, signed = bytes.fromhex((account or "").removeprefix("0x")), \
-            bytes.fromhex((signature or "").removeprefix("0x"))
-    except ValueError:
-        raise ValueError(f"{ACCOUNT_HEADER} and {SIGNATURE_HEADER} must be 0x and hex") from None
-    if len(public) != 32 or len(signed) != 64:
-        raise ValueError(f"{ACCOUNT_HEADER} is a 32-byte and {SIGNATURE_HEADER} a 64-byte hex value")
-    return public, signed
-
-
-def _is_loopback_address(host: str) -> bool:
-    if host in LOOPBACK_HOST_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+        """rpc.access's rules for unsafe methods, with this server's settings."""
+        refusal = unsafe_call_refusal(name, from_loopback=context.is_loopback, host=context.host,
+                                      origin=context.origin, unsafe_methods=self.unsafe_methods,
+                                      external=self.external, origin_allowed=context.origin is not None
+                                      and self.is_allowed_origin(context.origin))
+        if refusal is not None:
+            raise RpcError(UNSAFE_METHOD, refusal)
 
 
 def _accepts(handler: Callable, params: dict) -> bool:

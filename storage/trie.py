@@ -166,9 +166,9 @@ class StateTrie:
     Internal nodes and leaves are cached apart. Every read and every update walks the
     internal nodes of one path, so they are hot and fewer (about n/3 for n keys, most of
     them with two or three children); a leaf is one key's, touched only when that key
-    is, and a large state has far more of them than any cache holds. In one cache, a run of leaf reads pushed the internal nodes
-    out and every read of a large state paid several database reads and decodes for
-    its path; apart, the internal nodes of states up to about 3 million keys stay cached
+    is, and a large state has far more of them than any cache holds. In one cache, a
+    run of leaf reads pushed the internal nodes out and every read of a large state
+    paid several database reads and decodes for its path; apart, the internal nodes of states up to about 3 million keys stay cached
     (`internal_cache_size`) and a read costs at most its leaf.
     """
 
