@@ -22,13 +22,12 @@ from pathlib import Path
 
 from runtime import crypto
 from scripts._common import CliError
+from scripts._wallet_store import DEFAULT_WALLET_DIR, PASSPHRASE_ENV, WalletStore, read_passphrase
 
 SECRET_ENV = "GRADCHAIN_SECRET_URI"
 
 
 def add_key_options(parser: argparse.ArgumentParser) -> None:
-    from scripts.wallet import DEFAULT_WALLET_DIR, PASSPHRASE_ENV
-
     source = parser.add_argument_group("the signing key (one of; else $" + SECRET_ENV + ")")
     source.add_argument("--wallet", metavar="NAME", help="an encrypted wallet entry (scripts/wallet.py import NAME)")
     source.add_argument("--wallet-dir", type=Path, default=DEFAULT_WALLET_DIR, help=argparse.SUPPRESS)
@@ -46,8 +45,6 @@ def keypair_from_args(args: argparse.Namespace, *, warn=None) -> crypto.Keypair:
         raise CliError("give one of --wallet, --key-file and --uri, not " + " and ".join(f"--{g.replace('_', '-')}"
                                                                                         for g in given))
     if args.wallet is not None:
-        from scripts.wallet import WalletStore, read_passphrase
-
         store = WalletStore(Path(args.wallet_dir).expanduser())
         return store.unlock(store.load(args.wallet), read_passphrase(args))
     if args.key_file is not None:
