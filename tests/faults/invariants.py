@@ -169,11 +169,14 @@ def _issuance(node: TestnetNode, at: str) -> int:
 
 
 def offences_of(reader: TestnetNode, offender: TestnetNode) -> list[dict]:
-    """OffenceReported events naming the offender's validator account, from its account history."""
+    """OffenceReported events naming the offender, in the blocks of its account history (whose entries
+    give event indices: the events themselves are read from the block)."""
     account = json.loads(offender.key_file.read_text())["public"]
-    history = reader.call("explorer_accountHistory", account) or []
-    return [e for entry in history for e in entry.get("events", []) if "OffenceReported" in json.dumps(e)
-            and account in json.dumps(e)]
+    found = []
+    for entry in reader.call("explorer_accountHistory", account) or []:
+        events = reader.call("explorer_events", entry["hash"]) or []
+        found += [e for e in events if e.get("event") == "offences.OffenceReported" and e.get("offender") == account]
+    return found
 
 
 def check_slashed(testnet: LocalTestnet, outcome: Outcome, names: tuple[str, ...]) -> None:
