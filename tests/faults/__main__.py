@@ -7,6 +7,7 @@ Exit code 1 if any invariant was violated (the violations and log tails on stder
 
 from __future__ import annotations
 
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -24,8 +25,10 @@ def main(kinds: list[str]) -> int:
     print("|---|---|---|---|---|---|")
     failed = False
     for scenario in chosen:
-        with tempfile.TemporaryDirectory(prefix="gradchain-fault-") as base:
-            outcome, tails = run_scenario(scenario, Path(base) / "net")
+        base = Path(tempfile.mkdtemp(prefix="gradchain-fault-"))
+        outcome, tails = run_scenario(scenario, base / "net")
+        if not outcome.violations:
+            shutil.rmtree(base, ignore_errors=True)  # a failed scenario keeps its nodes' data and full logs
         m = outcome.measured
         name = scenario.name.replace("|", "\\|")  # a pipe would split the Markdown cell
         print(f"| {name} | {m.get('recovered_s', '-')} s | {m.get('progress_rule', '-')} | "
@@ -33,7 +36,7 @@ def main(kinds: list[str]) -> int:
               f"{m.get('burned', '-')} | {'; '.join(outcome.violations) or 'none'} |", flush=True)
         if outcome.violations:
             failed = True
-            print("\n".join(outcome.violations) + "\n" + tails, file=sys.stderr)
+            print("\n".join(outcome.violations) + f"\n(full logs kept under {base})\n" + tails, file=sys.stderr)
     return 1 if failed else 0
 
 
