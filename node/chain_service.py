@@ -84,8 +84,7 @@ class ChainService(Service):
     def _open(self) -> None:
         self.store = open_chain(self.paths, self.config, pruning=self.pruning)
         self.blobs = BlobStore(self.store.db)
-        self.work = RoundWork(self.blobs, self.validator_key, tolerance_ppm=self.config.useful_work_tolerance_ppm,
-                              loss_tolerance_ppm=self.config.useful_work_loss_tolerance_ppm)
+        self.work = RoundWork(self.blobs, self.validator_key)  # scores are exact: no tolerance
         self.executive = Executive(self.store.genesis_hash)
         self.importer = BlockImporter(self.store, self.executive, slot_duration_ms=self.config.slot_duration_ms,
                                       clock_ms=self.clock.now_ms)

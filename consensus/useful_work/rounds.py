@@ -42,8 +42,6 @@ from storage.blobs import BlobStore
 
 log = structlog.get_logger("useful_work")
 
-DEFAULT_TOLERANCE_PPM = 5_000
-DEFAULT_LOSS_TOLERANCE_PPM = 100
 UNUSABLE = {"update_missing": training.UPDATE_MISSING}  # every other rejection: UPDATE_MALFORMED
 
 
@@ -94,13 +92,10 @@ def to_scores(score: Score | None) -> Scores | None:
 class RoundWork:
     """Measures and checks rounds for one node; holds the verifier's caches and opened held-out sets."""
 
-    def __init__(self, blobs: BlobStore, keypair: Keypair | None, *, tolerance_ppm: int = DEFAULT_TOLERANCE_PPM,
-                 loss_tolerance_ppm: int = DEFAULT_LOSS_TOLERANCE_PPM,
+    def __init__(self, blobs: BlobStore, keypair: Keypair | None, *,
                  verifier: UsefulWorkVerifier | None = None) -> None:
         self.blobs = blobs
         self.keypair = keypair
-        self.tolerance_ppm = tolerance_ppm
-        self.loss_tolerance_ppm = loss_tolerance_ppm
         self.verifier = verifier or UsefulWorkVerifier()
         self._held_out: dict[bytes, HeldOutSet] = {}
         self._models: dict[bytes, ModelVersion] = {}
@@ -175,7 +170,14 @@ class RoundWork:
         """The reports of every round due in the block after `parent` that this node can measure."""
         reports = []
         self._block_number = parent.number + 1
+        room = system.Params.get(parent_state).block_weight_limit // 2  # the rest is for transactions
         for task_id, task in training.reports_due(parent_state, parent.number + 1):
+            weight = training.round_work_weight(task.config, len(training.RoundReveals.get(parent_state,
+                                                                                           (task_id, task.round))))
+            if weight > room:  # reported in a later block: the runtime refuses reports over the limit
+                log.info("round waits for a later block", task=task_id, round=task.round, weight=weight)
+                continue
+            room -= weight
             seed = _seed(parent_state, parent, task)
             try:
                 reports.append(self.measure(self.inputs(parent_state, task_id, task, seed)))
@@ -256,8 +258,7 @@ class RoundWork:
                 reported_base=to_scores(report.base), reported_candidate=to_scores(report.candidate),
                 reported_without=without, accepted=accepted,
                 reported_aggregate_hash=None if report.new_model is None else bytes(report.new_model),
-                reported_aggregate_score=to_scores(report.new_model_score), tolerance_ppm=self.tolerance_ppm,
-                loss_tolerance_ppm=self.loss_tolerance_ppm)
+                reported_aggregate_score=to_scores(report.new_model_score))
         except UsefulWorkError as error:
             return [f"cannot be reproduced ({error.code}: {error})"]
         if result.ok and accepted:

@@ -20,13 +20,13 @@ and puts the integers in its block. Every other validator, before it prevotes:
     verifier.verify_report(rules, base, submissions, held_out, seed, reported_base=...,
                            reported_candidate=..., reported_without=...,
                            accepted=<the runtime's rule over the *reported* integers>,
-                           reported_aggregate_hash=..., reported_aggregate_score=...,
-                           tolerance_ppm=<genesis>)  -> VerificationResult(ok, reasons)
+                           reported_aggregate_hash=..., reported_aggregate_score=...)
+        -> VerificationResult(ok, reasons)
 
-Scores (accuracy and loss) must agree within the tolerance (float evaluation may
-differ in the last bits across CPUs, see `evaluate`); the aggregate is computed in
+Scores (accuracy and loss) must match exactly: they are computed in integers (see
+`evaluate` and `exact`), the same bits on every CPU. The aggregate is computed in
 integers over the accepted set, which the reported integers fix exactly, so its
-hash must match bit for bit. Each reason names the update (by hash) or the
+hash must match bit for bit too. Each reason names the update (by hash) or the
 aggregate that did not match. `score_round` scores each update applied alone to
 the base (for trainers' own feedback and the benchmark).
 
@@ -278,8 +278,7 @@ class UsefulWorkVerifier:
                       held_out: HeldOutSet, subset_seed: bytes, *, reported_base: Scores,
                       reported_candidate: Scores | None, reported_without: Mapping[bytes, Scores | None],
                       accepted: Collection[bytes], reported_aggregate_hash: bytes | None,
-                      reported_aggregate_score: Scores | None, tolerance_ppm: int,
-                      loss_tolerance_ppm: int | None = None) -> VerificationResult:
+                      reported_aggregate_score: Scores | None) -> VerificationResult:
         """Whether a block author's report of a round reproduces here; `reasons` name every mismatch.
 
         reported_base             the base model's scores
@@ -291,22 +290,17 @@ class UsefulWorkVerifier:
                                   runtime's own rule): the new model must aggregate exactly these
         reported_aggregate_hash   the new model's hash, None when nothing was accepted
         reported_aggregate_score  the new model's scores on this round's subset
-        tolerance_ppm             the genesis tolerance for accuracies (aggregates match exactly)
-        loss_tolerance_ppm        the genesis tolerance for losses (default: the same). Losses drift
-                                  across CPUs by well under a ppm, so this can be much tighter, and
-                                  should be: contributions are measured in loss
+        Every score must match exactly (integer evaluation: no tolerance).
         """
         reasons: list[str] = []
-        tolerance = (tolerance_ppm, tolerance_ppm if loss_tolerance_ppm is None else loss_tolerance_ppm)
         measured = self.measure_round(rules, base, submissions, held_out, subset_seed)
-        reasons += _mismatch(f"base model 0x{base.model_hash.hex()}", reported_base, measured.base, tolerance)
+        reasons += _mismatch(f"base model 0x{base.model_hash.hex()}", reported_base, measured.base)
         if (reported_candidate is None) != (measured.candidate is None):
             said = "none" if reported_candidate is None else "a score"
             sound = "no update" if measured.candidate is None else "some update"
             reasons.append(f"candidate: reported {said} but {sound} is sound here")
         elif reported_candidate is not None:
-            reasons += _mismatch("candidate (every sound update)", reported_candidate, measured.candidate,
-                                 tolerance)
+            reasons += _mismatch("candidate (every sound update)", reported_candidate, measured.candidate)
         submitted = {submission.update_hash for submission in submissions}
         for update_hash in sorted(submitted | set(reported_without)):
             name, reported = f"update 0x{update_hash.hex()}", reported_without.get(update_hash)
@@ -320,8 +314,7 @@ class UsefulWorkVerifier:
             elif reported is None:
                 reasons.append(f"{name}: reported unusable but it passes every check here")
             else:
-                reasons += _mismatch(f"{name} (the aggregate without it)", reported, measured.without[update_hash],
-                                     tolerance)
+                reasons += _mismatch(f"{name} (the aggregate without it)", reported, measured.without[update_hash])
         unusable = sorted(set(accepted) - set(measured.without))
         reasons += [f"update 0x{update_hash.hex()}: accepted but not a usable submission here"
                     for update_hash in unusable]
@@ -342,7 +335,7 @@ class UsefulWorkVerifier:
             reasons.append("aggregate: the new model's score is missing from the report")
         else:
             reasons += _mismatch(f"aggregate 0x{outcome.model.model_hash.hex()}", reported_aggregate_score,
-                                 outcome.scores, tolerance)
+                                 outcome.scores)
         return VerificationResult(ok=not reasons, reasons=reasons)
 
     def _score_update(self, rules: TaskRules, base: ModelVersion, submission: Submission, held_out: HeldOutSet,
@@ -412,11 +405,11 @@ def _checked_order(submissions: Sequence[Submission]) -> list[Submission]:
     return ordered
 
 
-def _mismatch(name: str, reported: Scores, measured: Scores, tolerance: tuple[int, int]) -> list[str]:
-    return [f"{name}: reported {what} {got} ppm, measured {want} ppm, beyond the tolerance of {allowed} ppm"
-            for what, got, want, allowed in (("accuracy", reported.accuracy_ppm, measured.accuracy_ppm, tolerance[0]),
-                                             ("loss", reported.loss_ppm, measured.loss_ppm, tolerance[1]))
-            if abs(got - want) > allowed]
+def _mismatch(name: str, reported: Scores, measured: Scores) -> list[str]:
+    return [f"{name}: reported {what} {got} ppm, measured {want} ppm"
+            for what, got, want in (("accuracy", reported.accuracy_ppm, measured.accuracy_ppm),
+                                    ("loss", reported.loss_ppm, measured.loss_ppm))
+            if got != want]
 
 
 class _Rejection(NamedTuple):

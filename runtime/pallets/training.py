@@ -50,7 +50,7 @@ from runtime.pallets.training_types import (  # noqa: F401  (re-exported: traini
     METRIC_ACCURACY, METRICS, MAX_LOSS_PPM, MAX_SUBSET, STATUS_ACTIVE, STATUS_FINISHED, STATUS_CANCELLED, UPDATE_OK,
     UPDATE_MISSING, UPDATE_MALFORMED, TASK_WEIGHT, SUBMIT_WEIGHT, ModelSpec, SealedKey, TaskConfig, Score, Task,
     Reveal, UpdateScore, RoundReport, UpdateRecord, RoundSummary, ModelVersion, update_commitment, round_windows,
-    metric_value, contributions, accepted_updates,
+    metric_value, contributions, accepted_updates, parameter_count, task_work, round_work_weight,
 )
 from runtime.state import StorageMap, StorageValue
 from runtime.types import AccountId, Balance, Hash
@@ -229,6 +229,16 @@ class NoSamples(DispatchFailure):
     """An update must say how many samples it was trained on (at least one)."""
 
 
+@pallet.error(13)
+class TaskTooCostly(DispatchFailure):
+    """Parameters x max updates x held-out subset exceed the chain's useful-work budget (max_task_work)."""
+
+
+@pallet.error(14)
+class BlockWorkExceeded(DispatchFailure):
+    """The block's useful-work reports weigh more than the block's weight limit allows."""
+
+
 # --- functions other code uses ------------------------------------------------
 
 def reports_due(state, number: int) -> list[tuple[int, Task]]:
@@ -283,6 +293,10 @@ def _check_config(config: TaskConfig) -> None:
         problems.append(f"held_out_subset must be 1..{MAX_SUBSET} and max_update_norm positive")
     if config.trim and config.aggregation != 1:
         problems.append("trim is used by trimmed_mean (aggregation 1) only")
+    if not 1 <= config.max_updates <= MAX_UPDATES_PER_ROUND or parameter_count(config.spec) == 0:
+        problems.append(f"max_updates must be 1..{MAX_UPDATES_PER_ROUND} and spec a known architecture")
+    if not 0 < config.server_lr_ppm <= 10_000_000 or config.server_momentum_ppm >= 1_000_000:
+        problems.append("server_lr_ppm must be 1..10000000 and server_momentum_ppm below 1000000")
     if problems:
         raise InvalidTaskConfig("; ".join(problems))
 
@@ -294,6 +308,10 @@ def _check_config(config: TaskConfig) -> None:
 def create_task(ctx: BlockContext, origin: AccountId, config: TaskConfig) -> None:
     """Create a task and reserve its whole reward pool (reward_per_round x rounds) from the creator."""
     _check_config(config)
+    work = task_work(config)
+    if work > ctx.params.max_task_work:
+        raise TaskTooCostly(f"a round may cost {work} multiply-adds (parameters x max_updates x held_out_subset), "
+                            f"above the budget of {ctx.params.max_task_work}: lower max_updates or the subset")
     pool = config.reward_per_round * config.rounds
     balances.reserve(ctx, origin, pool)
     task_id = NextTaskId.get(ctx.state)
@@ -315,7 +333,7 @@ def commit_update(ctx: BlockContext, origin: AccountId, task: codec.U64, round: 
     if Commits.contains(ctx.state, (task, round, origin)):
         raise AlreadyCommitted()
     committers = Committers.get(ctx.state, (task, round))
-    if len(committers) >= MAX_UPDATES_PER_ROUND:
+    if len(committers) >= current.config.max_updates:
         raise RoundFull()
     balances.reserve(ctx, origin, current.config.bond)
     Commits.insert(ctx.state, (task, round, origin), commitment)
@@ -349,9 +367,18 @@ def reveal_update(ctx: BlockContext, origin: AccountId, task: codec.U64, round: 
 @pallet.call(3, weight=lambda reports: 50_000 + 20_000 * sum(len(r.scores) for r in reports),
              origin=ORIGIN_INHERENT)
 def report_useful_work(ctx: BlockContext, origin: None, reports: tuple[RoundReport, ...]) -> None:
-    """The block author's measurements of the rounds whose reveal window closed (inherent)."""
+    """The block author's measurements of the rounds whose reveal window closed (inherent).
+    Measuring them is the block's useful work: it counts against the block's weight limit."""
+    work = 0
+    for report in reports:
+        task = _task(ctx, report.task)
+        work += round_work_weight(task.config, sum(1 for s in report.scores if s.status == UPDATE_OK))
+    if ctx.weight_used + work > ctx.params.block_weight_limit:
+        raise BlockWorkExceeded(f"the reports weigh {work}; the block has "
+                                f"{ctx.params.block_weight_limit - ctx.weight_used} left")
     for report in reports:
         _close_round(ctx, report)
+    ctx.weight_used += work
 
 
 @pallet.call(4, weight=SUBMIT_WEIGHT)

@@ -5,10 +5,12 @@ storage, events and errors; consensus/useful_work/rounds.py measures what these 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from runtime import codec
 from runtime.hashing import blake2b_256
+from runtime.pallets.system import WORK_PER_WEIGHT
 from runtime.types import AccountId, Balance, BlockNumber, Hash, PartsPerMillion
 
 # --- config -----------------------------------------------------------------
@@ -60,6 +62,10 @@ class TaskConfig:
     bond: Balance
     aggregation: codec.U8
     trim: codec.U8  # updates dropped at each end by trimmed_mean
+    # added by issue 17 (defaults keep older builders working; the encoding has every field)
+    max_updates: codec.U32 = MAX_UPDATES_PER_ROUND  # reveals a round takes (the compute budget counts them)
+    server_lr_ppm: codec.U32 = 1_000_000  # FedAvgM: the step is lr x (aggregate + momentum x last step)
+    server_momentum_ppm: codec.U32 = 0  # 0 is plain FedAvg
 
 
 @dataclass(frozen=True)
@@ -147,6 +153,48 @@ class ModelVersion:
 
 
 # --- rules ------------------------------------------------------------------
+
+def parameter_count(spec: ModelSpec) -> int:
+    """The number of weights of a task's model (the same formulas as consensus's model registry; a
+    test holds them equal). 0 for an architecture or shape the registry does not know."""
+    params = tuple(spec.params)
+    if spec.architecture == "logistic_regression" and len(params) == 2:
+        inputs, classes = params
+        return classes * inputs + classes
+    if spec.architecture == "mlp" and len(params) == 3:
+        inputs, hidden, classes = params
+        return hidden * inputs + hidden + classes * hidden + classes
+    if spec.architecture == "small_cnn" and len(params) == 3:
+        inputs, channels, classes = params
+        side = math.isqrt(inputs)  # integer square root: exact
+        pooled = (side // 4) ** 2
+        return channels * 9 + channels + 2 * channels * channels * 9 + 2 * channels + classes * 2 * channels * pooled \
+            + classes
+    return 0
+
+
+def task_work(config: TaskConfig) -> int:
+    """What one round of the task can cost a validator, in multiply-adds (about): every one of the
+    round's n + 1 aggregates is scored on the held-out subset, n x parameters x subset. Leave-one-out
+    of fedavg costs O(n x parameters) beside it; trimmed_mean and median sort, and their n
+    leave-one-out aggregates cost n x n x parameters more, so they are charged for it."""
+    parameters = parameter_count(config.spec)
+    work = parameters * config.max_updates * config.held_out_subset
+    if AGGREGATIONS.get(config.aggregation) != "fedavg":
+        work += parameters * config.max_updates * config.max_updates
+    return work
+
+
+def round_work_weight(config: TaskConfig, updates: int) -> int:
+    """The weight of measuring a round of `updates` sound updates: (updates + 2) models scored on the
+    subset (the base, the candidate and one aggregate per update), one unit per WORK_PER_WEIGHT
+    multiply-adds, plus the sort of the robust rules."""
+    parameters = parameter_count(config.spec)
+    work = parameters * (updates + 2) * config.held_out_subset
+    if AGGREGATIONS.get(config.aggregation) != "fedavg":
+        work += parameters * updates * updates
+    return work // WORK_PER_WEIGHT
+
 
 def update_commitment(update: bytes, submitter: bytes, salt: bytes) -> bytes:
     """What a trainer commits to: blake2b-256(update hash ++ submitter ++ salt)."""
