@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from consensus.useful_work.aggregate import AggregationRule
+from consensus.useful_work.aggregate import AggregationRule, ServerOptimizer
 from consensus.useful_work.errors import HeldOutError, ModelError, UsefulWorkError
 from consensus.useful_work.evaluate import Scores
 from consensus.useful_work.models import ModelSpec
@@ -58,6 +58,7 @@ class RoundInputs:
     submissions: list[Submission]
     held_out: HeldOutSet
     seed: bytes
+    previous: ModelVersion | None = None  # the model the base replaced (FedAvgM's momentum), if momentum is on
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,8 @@ def task_rules(task: Task) -> TaskRules:
         spec = ModelSpec.from_params(config.spec.architecture, tuple(config.spec.params))
         return TaskRules(spec, UpdateLimits(config.max_update_bytes, config.max_update_norm),
                          AggregationRule(training.AGGREGATIONS[config.aggregation], config.trim),
-                         held_out_subset_size=config.held_out_subset)
+                         held_out_subset_size=config.held_out_subset,
+                         server=ServerOptimizer(config.server_lr_ppm, config.server_momentum_ppm))
     except (ModelError, UsefulWorkError) as error:
         raise RoundUnavailable(f"the task's config has no model here ({error})", code="round_bad_config") from None
 
@@ -113,7 +115,11 @@ class RoundWork:
             reveal = training.Reveals.get(state, (task_id, task.round, update))
             blob = self.blobs.get(update)
             submissions.append(Submission(bytes(update), None if blob is None else bytes(blob), reveal.num_samples))
-        return RoundInputs(task_id, task, rules, base, submissions, held_out, bytes(seed))
+        previous = None
+        if rules.server.momentum_ppm:
+            previous_hash = previous_model(state, task_id, task)
+            previous = None if previous_hash is None else self._model(rules.spec, previous_hash)
+        return RoundInputs(task_id, task, rules, base, submissions, held_out, bytes(seed), previous)
 
     def _open_held_out(self, task: Task) -> HeldOutSet:
         if self.keypair is None:
@@ -189,7 +195,7 @@ class RoundWork:
 
     def measure(self, inputs: RoundInputs) -> RoundReport:
         measured = self.verifier.measure_round(inputs.rules, inputs.base, inputs.submissions, inputs.held_out,
-                                               inputs.seed)
+                                               inputs.seed, previous=inputs.previous)
         scores = []
         for submission in inputs.submissions:
             update = submission.update_hash
@@ -201,7 +207,7 @@ class RoundWork:
         candidate = None if measured.candidate is None else to_score(measured.candidate)
         accepted = training.accepted_updates(inputs.task.config, candidate, scores)
         outcome = self.verifier.aggregate_round(inputs.rules, inputs.base, inputs.submissions, accepted,
-                                                inputs.held_out, inputs.seed)
+                                                inputs.held_out, inputs.seed, previous=inputs.previous)
         if outcome is not None:
             self._store_model(outcome.model)
         report = RoundReport(inputs.task_id, inputs.task.round, inputs.seed, to_score(measured.base), candidate,
@@ -254,7 +260,7 @@ class RoundWork:
                                    f"yet (0x{unavailable[0].hex()[:16]}...)", code="round_update_missing")
         try:
             result = self.verifier.verify_report(
-                inputs.rules, inputs.base, inputs.submissions, inputs.held_out, inputs.seed,
+                inputs.rules, inputs.base, inputs.submissions, inputs.held_out, inputs.seed, previous=inputs.previous,
                 reported_base=to_scores(report.base), reported_candidate=to_scores(report.candidate),
                 reported_without=without, accepted=accepted,
                 reported_aggregate_hash=None if report.new_model is None else bytes(report.new_model),
@@ -263,9 +269,23 @@ class RoundWork:
             return [f"cannot be reproduced ({error.code}: {error})"]
         if result.ok and accepted:
             outcome = self.verifier.aggregate_round(inputs.rules, inputs.base, inputs.submissions, accepted,
-                                                    inputs.held_out, inputs.seed)
+                                                    inputs.held_out, inputs.seed, previous=inputs.previous)
             self._store_model(outcome.model)
         return result.reasons
+
+
+def previous_model(state, task_id: int, task: Task) -> bytes | None:
+    """The model the task's current model replaced (the one adopted before it, or the initial model);
+    None while the task still has its initial model."""
+    found_current = False
+    for round_number in range(task.round - 1, -1, -1):
+        version = training.ModelVersions.get(state, (task_id, round_number))
+        if version is None:
+            continue
+        if found_current:
+            return bytes(version.model)
+        found_current = True
+    return bytes(task.config.initial_model) if found_current else None
 
 
 def reports_in(block: Block) -> list[RoundReport]:

@@ -49,7 +49,8 @@ import numpy as np
 import torch
 
 from consensus.useful_work.aggregate import (
-    MAX_WEIGHT, AggregationRule, WeightedUpdate, aggregate, compute_model_hash,
+    MAX_WEIGHT, AggregationRule, ServerOptimizer, WeightedUpdate, aggregate, apply_step, compute_model_hash,
+    fedavg_without_each, previous_step, server_step,
 )
 from consensus.useful_work.data import held_out_subset
 from consensus.useful_work.errors import AggregationError, UpdateRejected, UsefulWorkError
@@ -72,6 +73,7 @@ class TaskRules:
     update_limits: UpdateLimits
     aggregation: AggregationRule
     held_out_subset_size: int
+    server: ServerOptimizer = ServerOptimizer()  # FedAvgM's lr and momentum (plain FedAvg by default)
 
 
 @dataclass(frozen=True)
@@ -203,11 +205,12 @@ class UsefulWorkVerifier:
 
     def aggregate_round(self, rules: TaskRules, base: ModelVersion, submissions: Sequence[Submission],
                         accepted: Collection[bytes], held_out: HeldOutSet, subset_seed: bytes, *,
-                        zeroed: bytes | None = None) -> AggregateOutcome | None:
+                        zeroed: bytes | None = None, previous: ModelVersion | None = None) -> AggregateOutcome | None:
         """The new model from the `accepted` updates (by hash) and its scores; None if none was accepted.
 
         With `zeroed`, that accepted update takes part with a zero delta (its weight kept):
-        the aggregate "without" it, as leave-one-out measures it.
+        the aggregate "without" it, as leave-one-out measures it. `previous` is the model the
+        base replaced (the server optimizer's momentum is base - previous; None: no momentum).
         Raises `UpdateRejected` if an accepted update is unusable and `AggregationError`
         if the updates cannot be aggregated.
         """
@@ -219,7 +222,8 @@ class UsefulWorkVerifier:
             raise UsefulWorkError(f"accepted update 0x{unknown[0].hex()} is not among the round's submissions",
                                   code="aggregation_unknown_update")
         chosen = sorted((by_hash[update_hash] for update_hash in set(accepted)), key=lambda s: s.update_hash)
-        key = (rules, base.model_hash, tuple((s.update_hash, s.num_samples) for s in chosen), zeroed)
+        key = (rules, base.model_hash, tuple((s.update_hash, s.num_samples) for s in chosen), zeroed,
+               _hash_of(previous, rules))
         model = self._aggregates.get(key)
         if model is None:
             updates = []
@@ -231,13 +235,15 @@ class UsefulWorkVerifier:
                 else:
                     updates.append(WeightedUpdate(s.update_hash, self._delta(rules, base, s), s.num_samples,
                                                   self._fixed(rules, base, s)))
-            weights = aggregate(base.weights, updates, rules.aggregation)
+            weights = aggregate(base.weights, updates, rules.aggregation, rules.server,
+                                self._previous_step(rules, base, previous))
             model = ModelVersion(weights, compute_model_hash(weights))
             self._aggregates.put(key, model)
         return AggregateOutcome(model, self.score_model(rules, model, held_out, subset_seed))
 
     def measure_round(self, rules: TaskRules, base: ModelVersion, submissions: Sequence[Submission],
-                      held_out: HeldOutSet, subset_seed: bytes) -> RoundMeasurement:
+                      held_out: HeldOutSet, subset_seed: bytes, *,
+                      previous: ModelVersion | None = None) -> RoundMeasurement:
         """The leave-one-out measurements of a round (what the chain's acceptance rule reads).
 
         base       the base model's scores
@@ -247,6 +253,9 @@ class UsefulWorkVerifier:
                    an update would also rescale the others' step, so a random update would
                    look useful merely by damping an overshooting step.
         rejected   per unusable update, its reason code
+
+        fedavg's aggregates without each update come from the exact weighted sums minus that
+        update's term (O(n P), `fedavg_without_each`); the robust rules recompute each one.
         """
         sound: list[Submission] = []
         rejected: dict[bytes, str] = {}
@@ -263,19 +272,24 @@ class UsefulWorkVerifier:
                     continue
                 sound.append(submission)
             everything = [s.update_hash for s in sound]
-            candidate = self.aggregate_round(rules, base, sound, everything, held_out, subset_seed)
-            without = {}
-            for submission in sound:
-                if len(sound) == 1:
-                    without[submission.update_hash] = base_scores
-                    continue
-                outcome = self.aggregate_round(rules, base, sound, everything, held_out, subset_seed,
-                                               zeroed=submission.update_hash)
-                without[submission.update_hash] = outcome.scores
+            if rules.aggregation.name == "fedavg" and len(sound) > 1:
+                candidate, without = self._fedavg_round(rules, base, sound, held_out, subset_seed, previous)
+            else:
+                candidate = self.aggregate_round(rules, base, sound, everything, held_out, subset_seed,
+                                                 previous=previous)
+                without = {}
+                for submission in sound:
+                    if len(sound) == 1:
+                        without[submission.update_hash] = base_scores
+                        continue
+                    outcome = self.aggregate_round(rules, base, sound, everything, held_out, subset_seed,
+                                                   zeroed=submission.update_hash, previous=previous)
+                    without[submission.update_hash] = outcome.scores
         return RoundMeasurement(base_scores, None if candidate is None else candidate.scores, without, rejected)
 
     def verify_report(self, rules: TaskRules, base: ModelVersion, submissions: Sequence[Submission],
-                      held_out: HeldOutSet, subset_seed: bytes, *, reported_base: Scores,
+                      held_out: HeldOutSet, subset_seed: bytes, *, previous: ModelVersion | None = None,
+                      reported_base: Scores,
                       reported_candidate: Scores | None, reported_without: Mapping[bytes, Scores | None],
                       accepted: Collection[bytes], reported_aggregate_hash: bytes | None,
                       reported_aggregate_score: Scores | None) -> VerificationResult:
@@ -293,7 +307,7 @@ class UsefulWorkVerifier:
         Every score must match exactly (integer evaluation: no tolerance).
         """
         reasons: list[str] = []
-        measured = self.measure_round(rules, base, submissions, held_out, subset_seed)
+        measured = self.measure_round(rules, base, submissions, held_out, subset_seed, previous=previous)
         reasons += _mismatch(f"base model 0x{base.model_hash.hex()}", reported_base, measured.base)
         if (reported_candidate is None) != (measured.candidate is None):
             said = "none" if reported_candidate is None else "a score"
@@ -321,7 +335,8 @@ class UsefulWorkVerifier:
         if unusable:
             return VerificationResult(ok=False, reasons=reasons)
         try:
-            outcome = self.aggregate_round(rules, base, submissions, accepted, held_out, subset_seed)
+            outcome = self.aggregate_round(rules, base, submissions, accepted, held_out, subset_seed,
+                                           previous=previous)
         except AggregationError as error:
             reasons.append(f"aggregate: cannot be computed ({error.code}: {error})")
             return VerificationResult(ok=False, reasons=reasons)
@@ -337,6 +352,37 @@ class UsefulWorkVerifier:
             reasons += _mismatch(f"aggregate 0x{outcome.model.model_hash.hex()}", reported_aggregate_score,
                                  outcome.scores)
         return VerificationResult(ok=not reasons, reasons=reasons)
+
+    def _fedavg_round(self, rules: TaskRules, base: ModelVersion, sound: Sequence[Submission], held_out: HeldOutSet,
+                      subset_seed: bytes, previous: ModelVersion | None) -> tuple[AggregateOutcome, dict[bytes, Scores]]:
+        """The candidate and every leave-one-out score of a fedavg round from one pass of exact sums."""
+        chosen = sorted(sound, key=lambda s: s.update_hash)
+        step = self._previous_step(rules, base, previous)
+        rows = [self._fixed(rules, base, s) for s in chosen]
+        combined, without_each = fedavg_without_each(rows, [s.num_samples for s in chosen])
+        key = (rules, base.model_hash, tuple((s.update_hash, s.num_samples) for s in chosen), None,
+               _hash_of(previous, rules))
+        candidate = self._aggregates.get(key)
+        if candidate is None:
+            weights = apply_step(base.weights, server_step(combined, rules.server, step))
+            candidate = ModelVersion(weights, compute_model_hash(weights))
+            self._aggregates.put(key, candidate)
+        without = {}
+        for submission, row in zip(chosen, without_each):
+            weights = apply_step(base.weights, server_step(row, rules.server, step))
+            without[submission.update_hash] = self.score_model(
+                rules, ModelVersion(weights, compute_model_hash(weights)), held_out, subset_seed)
+        return AggregateOutcome(candidate, self.score_model(rules, candidate, held_out, subset_seed)), without
+
+    def _previous_step(self, rules: TaskRules, base: ModelVersion, previous: ModelVersion | None) -> np.ndarray | None:
+        if previous is None or rules.server.momentum_ppm == 0:
+            return None
+        key = ("step", base.model_hash, previous.model_hash)
+        step = self._deltas.get(key)
+        if step is None:
+            step = previous_step(base.weights, previous.weights)
+            self._deltas.put(key, step)
+        return step
 
     def _score_update(self, rules: TaskRules, base: ModelVersion, submission: Submission, held_out: HeldOutSet,
                       subset_seed: bytes) -> Scores:
@@ -390,6 +436,11 @@ class UsefulWorkVerifier:
             cached = (held_out.features[index].to(EVALUATION_DTYPE).contiguous(), held_out.labels[index].contiguous())
             self._subsets.put(key, cached)
         return cached
+
+
+def _hash_of(previous: ModelVersion | None, rules: TaskRules) -> bytes | None:
+    """The momentum's part of an aggregate's cache key: none without momentum."""
+    return None if previous is None or rules.server.momentum_ppm == 0 else previous.model_hash
 
 
 def _zeros(weights: Mapping[str, torch.Tensor]) -> Tensors:

@@ -174,26 +174,26 @@ def parameter_count(spec: ModelSpec) -> int:
 
 
 def task_work(config: TaskConfig) -> int:
-    """What one round of the task can cost a validator, in multiply-adds (about): every one of the
-    round's n + 1 aggregates is scored on the held-out subset, n x parameters x subset. Leave-one-out
-    of fedavg costs O(n x parameters) beside it; trimmed_mean and median sort, and their n
-    leave-one-out aggregates cost n x n x parameters more, so they are charged for it."""
-    parameters = parameter_count(config.spec)
-    work = parameters * config.max_updates * config.held_out_subset
-    if AGGREGATIONS.get(config.aggregation) != "fedavg":
-        work += parameters * config.max_updates * config.max_updates
-    return work
+    """What one round of the task can cost a validator, in multiply-adds (about): the most its
+    report can weigh (`round_work_weight` at max_updates sound updates) times WORK_PER_WEIGHT.
+    The budget (max_task_work) keeps this inside half a block's weight."""
+    return _round_work(config, config.max_updates)
 
 
 def round_work_weight(config: TaskConfig, updates: int) -> int:
-    """The weight of measuring a round of `updates` sound updates: (updates + 2) models scored on the
-    subset (the base, the candidate and one aggregate per update), one unit per WORK_PER_WEIGHT
-    multiply-adds, plus the sort of the robust rules."""
+    """The weight of measuring a round with `updates` sound updates (one unit per WORK_PER_WEIGHT
+    multiply-adds): the base, the candidate and one aggregate per update, each scored on the subset
+    (parameters x subset each). fedavg's leave-one-out costs O(updates x parameters) beside that;
+    trimmed_mean and median sort a column of updates per aggregate, charged updates**2 x parameters."""
+    return _round_work(config, updates) // WORK_PER_WEIGHT
+
+
+def _round_work(config: TaskConfig, updates: int) -> int:
     parameters = parameter_count(config.spec)
     work = parameters * (updates + 2) * config.held_out_subset
     if AGGREGATIONS.get(config.aggregation) != "fedavg":
         work += parameters * updates * updates
-    return work // WORK_PER_WEIGHT
+    return work
 
 
 def update_commitment(update: bytes, submitter: bytes, salt: bytes) -> bytes:
