@@ -23,7 +23,7 @@ block reports, never by each validator's own floats), or the sets would differ.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -155,9 +155,9 @@ def aggregate_fixed(base: Mapping[str, torch.Tensor], updates: Sequence[Weighted
     return combined
 
 
-def fedavg_without_each(rows: Sequence[np.ndarray], weights: list[int]) -> tuple[np.ndarray, Iterator[np.ndarray]]:
+def fedavg_without_each(rows: Iterable[np.ndarray], weights: list[int]) -> tuple[np.ndarray, Iterator[np.ndarray]]:
     """(the fedavg of every row, then lazily, per row in order, the fedavg with that row zeroed and its
-    weight kept), in O(rows x P): the exact weighted sums are computed once and each row's term
+    weight kept), in O(rows x P); `rows` is iterated twice (it may recompute rows rather than hold them): the exact weighted sums are computed once and each row's term
     is taken out of them. The bytes equal `aggregate_fixed` with the row's delta zeroed (a zero
     row adds nothing to either sum), which a property test holds."""
     _check_weights(weights)

@@ -41,7 +41,7 @@ each worker its own.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Hashable, NamedTuple
 
@@ -358,7 +358,7 @@ class UsefulWorkVerifier:
         """The candidate and every leave-one-out score of a fedavg round from one pass of exact sums."""
         chosen = sorted(sound, key=lambda s: s.update_hash)
         step = self._previous_step(rules, base, previous)
-        rows = [self._fixed(rules, base, s) for s in chosen]
+        rows = _FixedRows(lambda s: fixed_point_delta(base.weights, self._delta(rules, base, s)), chosen)
         combined, without_each = fedavg_without_each(rows, [s.num_samples for s in chosen])
         key = (rules, base.model_hash, tuple((s.update_hash, s.num_samples) for s in chosen), None,
                _hash_of(previous, rules))
@@ -461,6 +461,20 @@ def _mismatch(name: str, reported: Scores, measured: Scores) -> list[str]:
             for what, got, want in (("accuracy", reported.accuracy_ppm, measured.accuracy_ppm),
                                     ("loss", reported.loss_ppm, measured.loss_ppm))
             if got != want]
+
+
+class _FixedRows:
+    """The updates' fixed-point rows, recomputed (O(P) each) on every pass instead of held: a round
+    of 256 updates of 1M parameters would otherwise keep 2 GiB of int64 rows alive."""
+
+    def __init__(self, make: Callable[[Submission], np.ndarray], submissions: Sequence[Submission]) -> None:
+        self._make, self._submissions = make, submissions
+
+    def __len__(self) -> int:
+        return len(self._submissions)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return (self._make(submission) for submission in self._submissions)
 
 
 class _Rejection(NamedTuple):
