@@ -163,6 +163,9 @@ class TaskOptions:
     max_update_bytes: int = 1 << 20
     max_update_norm: float = 8.0
     bond: int = 10 * 10**12
+    max_updates: int = training.MAX_UPDATES_PER_ROUND  # reveals per round (the chain's compute budget counts them)
+    server_lr_ppm: int = 1_000_000  # FedAvgM's server learning rate (1.0 with momentum 0: plain FedAvg)
+    server_momentum_ppm: int = 0
 
 
 def task_config(spec: ModelSpec, initial_model: bytes, held_out_hash: bytes, held_out_size: int,
@@ -180,7 +183,9 @@ def task_config(spec: ModelSpec, initial_model: bytes, held_out_hash: bytes, hel
         reveal_blocks=options.reveal_blocks, min_improvement_ppm=options.min_improvement_ppm,
         min_relative_ppm=options.min_relative_ppm,
         max_update_bytes=options.max_update_bytes, max_update_norm=norm_to_fixed(options.max_update_norm),
-        bond=options.bond, aggregation=AGGREGATION_IDS[options.aggregation], trim=options.trim)
+        bond=options.bond, aggregation=AGGREGATION_IDS[options.aggregation], trim=options.trim,
+        max_updates=options.max_updates, server_lr_ppm=options.server_lr_ppm,
+        server_momentum_ppm=options.server_momentum_ppm)
 
 
 def publish_task(account: ChainAccount, spec: ModelSpec, initial_weights: Mapping[str, torch.Tensor],

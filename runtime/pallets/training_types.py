@@ -212,6 +212,12 @@ def metric_value(metric: int, score: Score) -> int:
     return score.accuracy_ppm if metric == METRIC_ACCURACY else -score.loss_ppm
 
 
+def is_adopted(config: TaskConfig, base: Score, new: Score) -> bool:
+    """The adoption rule: the new model (the accepted updates' aggregate) replaces the base when it
+    scores better on the task's metric, on the same held-out subset."""
+    return metric_value(config.metric, new) > metric_value(config.metric, base)
+
+
 def contributions(metric: int, candidate: Score | None, scores) -> dict[bytes, int]:
     """Each sound update's contribution: value(candidate) - value(the aggregate without it)."""
     if candidate is None:
