@@ -14,8 +14,8 @@ from consensus.useful_work.aggregate import (
     ServerOptimizer, aggregate, aggregate_fixed, previous_step, server_step,
 )
 from consensus.useful_work.fixed_point import unflatten_float
-from consensus.useful_work.rounds import previous_model
 from consensus.useful_work.verifier import UsefulWorkVerifier
+from runtime import api as runtime_api
 from runtime.hashing import blake2b_256
 from runtime.pallets import training
 from runtime.pallets.training import ModelSpec, ModelVersion as ChainModelVersion, Score, Task
@@ -79,9 +79,10 @@ def H(text: str) -> bytes:
 def test_the_previous_model_is_the_one_the_current_model_replaced():
     state = Overlay(EmptyBackend())
     task_config = config(spec=ModelSpec("mlp", (64, 32, 10)))
-    task = Task(b"\x01" * 32, task_config, 5, 0, H("model-3"), Score(1, 1), 0, training.STATUS_ACTIVE)
-    assert previous_model(state, 0, task) is None  # no version adopted yet: the task still has its initial model
+    training.Tasks.insert(state, 0, Task(b"\x01" * 32, task_config, 5, 0, H("model-3"), Score(1, 1), 0,
+                                         training.STATUS_ACTIVE))
+    assert runtime_api.previous_model(state, 0) is None  # no version adopted yet: the task still has its initial model
     training.ModelVersions.insert(state, (0, 3), ChainModelVersion(H("model-3"), Score(1, 1), 3, ()))
-    assert previous_model(state, 0, task) == task_config.initial_model  # the first adopted replaced the initial
+    assert runtime_api.previous_model(state, 0) == task_config.initial_model  # the first adopted replaced the initial
     training.ModelVersions.insert(state, (0, 1), ChainModelVersion(H("model-1"), Score(1, 1), 1, ()))
-    assert previous_model(state, 0, task) == H("model-1")  # rounds 2 and 4 kept their model
+    assert runtime_api.previous_model(state, 0) == H("model-1")  # rounds 2 and 4 kept their model

@@ -35,7 +35,8 @@ from consensus.useful_work.secrecy import open_held_out
 from consensus.useful_work.updates import UpdateLimits
 from consensus.useful_work.verifier import HeldOutSet, ModelVersion, Submission, TaskRules, UsefulWorkVerifier
 from runtime.crypto import Keypair
-from runtime.pallets import system, training
+from runtime import api as runtime_api
+from runtime.pallets import training
 from runtime.pallets.training import RoundReport, Score, Task, UpdateScore
 from runtime.types import Block, Header
 from storage.blobs import BlobStore
@@ -111,13 +112,12 @@ class RoundWork:
         held_out = self._open_held_out(task)
         base = self._model(rules.spec, task.model)
         submissions = []
-        for update in training.RoundReveals.get(state, (task_id, task.round)):
-            reveal = training.Reveals.get(state, (task_id, task.round, update))
+        for update, reveal in runtime_api.round_reveals(state, task_id, task.round):
             blob = self.blobs.get(update)
             submissions.append(Submission(bytes(update), None if blob is None else bytes(blob), reveal.num_samples))
         previous = None
         if rules.server.momentum_ppm:
-            previous_hash = previous_model(state, task_id, task)
+            previous_hash = runtime_api.previous_model(state, task_id)
             previous = None if previous_hash is None else self._model(rules.spec, previous_hash)
         return RoundInputs(task_id, task, rules, base, submissions, held_out, bytes(seed), previous)
 
@@ -176,10 +176,10 @@ class RoundWork:
         """The reports of every round due in the block after `parent` that this node can measure."""
         reports = []
         self._block_number = parent.number + 1
-        room = system.Params.get(parent_state).block_weight_limit // 2  # the rest is for transactions
-        for task_id, task in training.reports_due(parent_state, parent.number + 1):
-            weight = training.round_work_weight(task.config, len(training.RoundReveals.get(parent_state,
-                                                                                           (task_id, task.round))))
+        room = runtime_api.parameters(parent_state).block_weight_limit // 2  # the rest is for transactions
+        for task_id, task in runtime_api.rounds_due(parent_state, parent.number + 1):
+            revealed = len(runtime_api.round_reveals(parent_state, task_id, task.round))
+            weight = training.round_work_weight(task.config, revealed)
             if weight > room:  # reported in a later block: the runtime refuses reports over the limit
                 log.info("round waits for a later block", task=task_id, round=task.round, weight=weight)
                 continue
@@ -228,7 +228,7 @@ class RoundWork:
         self._block_number = block.header.number
         for report in reports_in(block):
             name = f"task {report.task} round {report.round}"
-            task = training.Tasks.get(parent_state, report.task)
+            task = runtime_api.task(parent_state, report.task)
             if task is None or task.round != report.round:
                 reasons.append(f"{name}: not the task's current round")  # the runtime refuses this first
                 continue
@@ -274,20 +274,6 @@ class RoundWork:
         return result.reasons
 
 
-def previous_model(state, task_id: int, task: Task) -> bytes | None:
-    """The model the task's current model replaced (the one adopted before it, or the initial model);
-    None while the task still has its initial model."""
-    found_current = False
-    for round_number in range(task.round - 1, -1, -1):
-        version = training.ModelVersions.get(state, (task_id, round_number))
-        if version is None:
-            continue
-        if found_current:
-            return bytes(version.model)
-        found_current = True
-    return bytes(task.config.initial_model) if found_current else None
-
-
 def reports_in(block: Block) -> list[RoundReport]:
     """The useful-work reports of a block (in its report_useful_work inherent, if any)."""
     found: list[RoundReport] = []
@@ -303,4 +289,4 @@ def _seed(parent_state, parent: Header, task: Task) -> bytes:
     seed_block = training.round_windows(task)[2]
     if seed_block == parent.number:
         return parent.hash
-    return bytes(system.BlockHashes.get(parent_state, seed_block))
+    return runtime_api.recent_block_hash(parent_state, seed_block)
