@@ -45,7 +45,7 @@ DEMO_TASKS = {
                            lr=0.2, min_improvement_ppm=1, min_relative_ppm=200_000, server_momentum_ppm=500_000),
     "digits_cnn": DemoTask("digits", ModelSpec("small_cnn", input_dim=64, channels=8, classes=10), epochs=2,
                            batch_size=16, lr=0.2, min_improvement_ppm=1, min_relative_ppm=300_000,
-                           server_momentum_ppm=500_000),
+                           server_lr_ppm=1_500_000, server_momentum_ppm=500_000),
     # 62 weights: random noise helps by luck far more often than in a big model (1/sqrt(d)), so the bars are
     # higher (0.002 nats and half the best contribution): no noise update was paid over 20 rounds
     "breast_cancer_logistic": DemoTask("breast_cancer", ModelSpec("logistic_regression", input_dim=30, classes=2),
