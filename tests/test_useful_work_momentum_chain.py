@@ -64,8 +64,8 @@ def test_a_momentum_task_reports_two_rounds_that_a_validator_reproduces(nodes): 
     (report,) = reports_in(second)
     assert report.round == 1
     # the follower re-measured both rounds on import (with the momentum) and found nothing wrong
-    assert follower.store.dispute_evidence(first.hash) is None
-    assert follower.store.dispute_evidence(second.hash) is None
+    assert follower.store.verification_status(first.hash).state == "verified"
+    assert follower.store.verification_status(second.hash).state == "verified"
     # a validator with a cold cache reproduces the second round, momentum included
     fresh = RoundWork(follower.service.blobs, ALICE)
     parent = follower.store.header(second.header.parent_hash)
