@@ -40,7 +40,7 @@ METRIC_IDS = {name: index for index, name in training.METRICS.items()}
 STATUS_NAMES = {training.STATUS_ACTIVE: "active", training.STATUS_FINISHED: "finished",
                 training.STATUS_CANCELLED: "cancelled"}
 UPDATE_STATUS_NAMES = {training.UPDATE_OK: "ok", training.UPDATE_MISSING: "missing",
-                       training.UPDATE_MALFORMED: "malformed"}
+                       training.UPDATE_MALFORMED: "malformed", training.UPDATE_COPY: "copy"}
 
 
 class TaskError(GradchainError):
@@ -163,6 +163,9 @@ class TaskOptions:
     max_update_bytes: int = 1 << 20
     max_update_norm: float = 8.0
     bond: int = 10 * 10**12
+    max_samples: int = training.DEFAULT_MAX_SAMPLES  # cap on an update's aggregation weight
+    max_share_ppm: int = training.DEFAULT_MAX_SHARE_PPM  # ... and on its share of the round's weight
+    copy_distance_ppm: int = training.DEFAULT_COPY_DISTANCE_PPM  # near-copies refused (sine of the angle)
     max_updates: int = training.MAX_UPDATES_PER_ROUND  # reveals per round (the chain's compute budget counts them)
     server_lr_ppm: int = 1_000_000  # FedAvgM's server learning rate (1.0 with momentum 0: plain FedAvg)
     server_momentum_ppm: int = 0
@@ -184,6 +187,8 @@ def task_config(spec: ModelSpec, initial_model: bytes, held_out_hash: bytes, hel
         min_relative_ppm=options.min_relative_ppm,
         max_update_bytes=options.max_update_bytes, max_update_norm=norm_to_fixed(options.max_update_norm),
         bond=options.bond, aggregation=AGGREGATION_IDS[options.aggregation], trim=options.trim,
+        max_samples=options.max_samples, max_share_ppm=options.max_share_ppm,
+        copy_distance_ppm=options.copy_distance_ppm,
         max_updates=options.max_updates, server_lr_ppm=options.server_lr_ppm,
         server_momentum_ppm=options.server_momentum_ppm)
 

@@ -26,7 +26,9 @@ subsets of it) and on a test set that neither the chain nor the baseline ever se
 
 `--scenarios` runs, for every task, one chain task per scenario side by side on the same
 chain: `honest` (all trainers honest) or an adversary's behaviour (`copy`, `noise`,
-`poison`, `stale`: the last trainer of that task misbehaves). With `--json` the last
+`poison`, `stale`, `inflate`, `nearcopy`: the last trainer of that task misbehaves, see
+scripts/trainer.py). The summary shows what the adversary earned against the best honest
+trainer of its task, and how often its bond was burned or forfeited. With `--json` the last
 line of output is one JSON object: per-round figures, `final_accuracy` and
 `baseline_accuracy` of the first task's first scenario, every scenario's summary of the
 first task under `scenarios`, and under `tasks` per task: `final_accuracy`,
@@ -293,7 +295,7 @@ def _summary(client: Client, scenarios: list[Scenario], baselines: dict[str, tup
     tasks: dict[str, dict] = {}
     say("\nsummary", quiet)
     say(f"{'task':<24}{'scenario':<10}{'final accuracy':>16}{'vs baseline':>13}{'test':>8}{'vs baseline':>13}"
-        f"{'rounds':>8}{'adversary earned':>18}{'adversary slashed':>19}", quiet)
+        f"{'rounds':>8}{'adversary earned':>18}{'best honest':>13}{'slashed':>9}{'forfeited':>11}", quiet)
     for scenario in scenarios:
         baseline, baseline_test = baselines[scenario.task_name]
         final = scenario.rounds[-1]["accuracy"] if scenario.rounds else 0.0
@@ -307,15 +309,20 @@ def _summary(client: Client, scenarios: list[Scenario], baselines: dict[str, tup
         if scenario.adversary is not None:
             adversary = crypto.encode_address(scenario.adversary, 42)
             mine = [r for t in scenario.trainers if t.account.public == scenario.adversary for r in t.results]
+            honest = [earned.get(a, 0) for a in scenario.accounts if a != scenario.adversary]
             summary.update(adversary=adversary, adversary_earned=earned.get(scenario.adversary, 0),
-                           adversary_slashed=sum(1 for r in mine if r["status"] in ("missing", "malformed")))
+                           best_honest_earned=max(honest, default=0),
+                           adversary_slashed=sum(1 for r in mine if r["status"] in ("missing", "malformed")),
+                           adversary_forfeited=sum(1 for r in mine if r["status"] in ("copy", "not revealed")))
         entry = tasks.setdefault(scenario.task_name, {
             key: summary[key] for key in ("final_accuracy", "baseline_accuracy", "test_accuracy",
                                           "baseline_test_accuracy", "ratio_to_baseline", "test_ratio_to_baseline")})
         entry.setdefault("scenarios", {})[scenario.name] = summary
         say(f"{scenario.task_name:<24}{scenario.name:<10}{final:>16.4f}{final / baseline:>13.3f}{final_test:>8.4f}"
             f"{final_test / baseline_test:>13.3f}{len(scenario.rounds):>8}"
-            f"{summary.get('adversary_earned', 0) / PLANCK:>18,.2f}{summary.get('adversary_slashed', 0):>19}", quiet)
+            f"{summary.get('adversary_earned', 0) / PLANCK:>18,.2f}"
+            f"{summary.get('best_honest_earned', 0) / PLANCK:>13,.2f}{summary.get('adversary_slashed', 0):>9}"
+            f"{summary.get('adversary_forfeited', 0):>11}", quiet)
     default = tasks[scenarios[0].task_name]
     first = default["scenarios"][scenarios[0].name]
     result = {"final_accuracy": first["final_accuracy"], "baseline_accuracy": first["baseline_accuracy"],
@@ -339,7 +346,8 @@ def build_parser() -> argparse.ArgumentParser:
                              f"is the one the top-level figures describe)")
     parser.add_argument("--trainers", type=int, default=5, help="trainers per task (default 5)")
     parser.add_argument("--scenarios", default="honest",
-                        help="comma-separated: honest, copy, noise, poison, stale (one task each; default honest)")
+                        help="comma-separated: honest, copy, noise, poison, stale, inflate, nearcopy (one task "
+                             "each; default honest)")
     parser.add_argument("--epochs", type=int, help="local epochs per round (default: the task's)")
     parser.add_argument("--lr", type=float, help="local learning rate (default: the task's)")
     parser.add_argument("--batch-size", type=int, help="local batch size (default: the task's)")

@@ -14,7 +14,8 @@ from consensus.useful_work import AggregationRule, WeightedUpdate, compute_model
 from consensus.useful_work.aggregate import aggregate, fedavg_without_each
 from consensus.useful_work.fixed_point import unflatten_float, weighted_mean_round_half_even
 from consensus.useful_work.models import ModelSpec as EngineSpec, parameter_count as engine_parameter_count
-from consensus.useful_work.verifier import UsefulWorkVerifier
+from consensus.useful_work.verifier import Submission, UsefulWorkVerifier
+from runtime import api as runtime_api
 from runtime.pallets import training
 from runtime.pallets.training import ModelSpec, RoundReport
 from runtime.validity import InvalidTransaction
@@ -45,7 +46,8 @@ def test_fedavg_without_each_equals_the_mean_with_that_row_zeroed(rows_and_weigh
 def test_a_rounds_leave_one_out_models_have_the_bytes_of_the_slow_definition():
     """measure_round (fast path) against aggregate_round(zeroed=...) (each aggregate recomputed)."""
     fast, slow = UsefulWorkVerifier(), UsefulWorkVerifier()
-    round_submissions = submissions()
+    # leave-one-out weighs every sound update the same (weight 1), whatever samples it declares
+    round_submissions = [Submission(s.update_hash, s.update_blob, 1) for s in submissions()]
     measured = fast.measure_round(rules(), base_model(MLP), round_submissions, digits_held_out(), SEED)
     everything = [s.update_hash for s in round_submissions if s.update_hash in measured.without]
     assert len(everything) >= 3
@@ -149,7 +151,7 @@ def test_reports_that_weigh_more_than_the_block_are_refused(tmp_path):
         def empty_report(task_id):
             state = chain.overlay()
             current = training.Tasks.get(state, task_id)
-            seed = bytes(training.system.BlockHashes.get(state, training.round_windows(current)[2]))
+            seed = runtime_api.round_seed(state, current)
             return RoundReport(task_id, 0, seed, training.Score(0, 0), None, (), None, None)
 
         with pytest.raises(InvalidTransaction, match="weigh"):

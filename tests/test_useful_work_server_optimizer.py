@@ -14,7 +14,7 @@ from consensus.useful_work.aggregate import (
     ServerOptimizer, aggregate, aggregate_fixed, previous_step, server_step,
 )
 from consensus.useful_work.fixed_point import unflatten_float
-from consensus.useful_work.verifier import UsefulWorkVerifier
+from consensus.useful_work.verifier import Submission, UsefulWorkVerifier
 from runtime import api as runtime_api
 from runtime.hashing import blake2b_256
 from runtime.pallets import training
@@ -49,7 +49,7 @@ def test_the_candidate_with_momentum_is_base_plus_the_server_step_and_verifies()
     base, held_out = base_model(MLP), digits_held_out()
     previous = ModelVersion.from_weights(MLP, {n: t * 0.9 for n, t in base.weights.items()})
     task = dataclasses.replace(rules(), server=ServerOptimizer(lr_ppm=1_000_000, momentum_ppm=500_000))
-    round_submissions = submissions()
+    round_submissions = [Submission(s.update_hash, s.update_blob, 1) for s in submissions()]  # as leave-one-out
     verifier = UsefulWorkVerifier()
     measured = verifier.measure_round(task, base, round_submissions, held_out, SEED, previous=previous)
     everything = sorted(measured.without)

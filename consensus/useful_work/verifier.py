@@ -40,6 +40,7 @@ each worker its own.
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import Hashable, NamedTuple
@@ -132,6 +133,10 @@ class UsefulWorkVerifier:
             raise UsefulWorkError(f"accepted update 0x{unknown[0].hex()} is not among the round's submissions",
                                   code="aggregation_unknown_update")
         chosen = sorted((by_hash[update_hash] for update_hash in set(accepted)), key=lambda s: s.update_hash)
+        # fedavg's exact weighted mean does not change when every weight is divided by their gcd: reduced,
+        # equal weights share one cache entry (leave-one-out measures with weight 1 each)
+        divisor = math.gcd(*(s.num_samples for s in chosen)) or 1
+        chosen = [Submission(s.update_hash, s.update_blob, s.num_samples // divisor) for s in chosen]
         key = (rules, base.model_hash, tuple((s.update_hash, s.num_samples) for s in chosen), zeroed,
                _hash_of(previous, rules))
         model = self._aggregates.get(key)
@@ -157,7 +162,8 @@ class UsefulWorkVerifier:
         """The leave-one-out measurements of a round (what the chain's acceptance rule reads).
 
         base       the base model's scores
-        candidate  the aggregate of every sound update (None when no update is sound)
+        candidate  the aggregate of every sound update, each weighing the same whatever samples it
+                   declares (None when no update is sound)
         without    per sound update, the same aggregate with that update's delta zeroed and its
                    weight kept (the base when it is alone). Keeping the weight matters: dropping
                    an update would also rescale the others' step, so a random update would
@@ -180,7 +186,9 @@ class UsefulWorkVerifier:
                 except UpdateRejected as error:
                     rejected[submission.update_hash] = error.code
                     continue
-                sound.append(submission)
+                # leave-one-out weighs every sound update the same: a declared sample count must never
+                # raise a contribution (the new model's weights are the caller's, in aggregate_round)
+                sound.append(Submission(submission.update_hash, submission.update_blob, 1))
             everything = [s.update_hash for s in sound]
             if rules.aggregation.name == "fedavg" and len(sound) > 1:
                 candidate, without = self._fedavg_round(rules, base, sound, held_out, subset_seed, previous)
@@ -199,7 +207,7 @@ class UsefulWorkVerifier:
 
     def verify_report(self, rules: TaskRules, base: ModelVersion, submissions: Sequence[Submission],
                       held_out: HeldOutSet, subset_seed: bytes, *, previous: ModelVersion | None = None,
-                      reported_base: Scores,
+                      publish: Callable[[Scores], Scores] | None = None, reported_base: Scores,
                       reported_candidate: Scores | None, reported_without: Mapping[bytes, Scores | None],
                       accepted: Collection[bytes], reported_aggregate_hash: bytes | None,
                       reported_aggregate_score: Scores | None) -> VerificationResult:
@@ -214,17 +222,20 @@ class UsefulWorkVerifier:
                                   runtime's own rule): the new model must aggregate exactly these
         reported_aggregate_hash   the new model's hash, None when nothing was accepted
         reported_aggregate_score  the new model's scores on this round's subset
+        publish                   what the chain publishes of a measurement (e.g. the loss rounded to a
+                                  quantum); the measured scores pass through it before the comparison
         Every score must match exactly (integer evaluation: no tolerance).
         """
         reasons: list[str] = []
+        shown = publish or (lambda scores: scores)
         measured = self.measure_round(rules, base, submissions, held_out, subset_seed, previous=previous)
-        reasons += _mismatch(f"base model 0x{base.model_hash.hex()}", reported_base, measured.base)
+        reasons += _mismatch(f"base model 0x{base.model_hash.hex()}", reported_base, shown(measured.base))
         if (reported_candidate is None) != (measured.candidate is None):
             said = "none" if reported_candidate is None else "a score"
             sound = "no update" if measured.candidate is None else "some update"
             reasons.append(f"candidate: reported {said} but {sound} is sound here")
         elif reported_candidate is not None:
-            reasons += _mismatch("candidate (every sound update)", reported_candidate, measured.candidate)
+            reasons += _mismatch("candidate (every sound update)", reported_candidate, shown(measured.candidate))
         submitted = {submission.update_hash for submission in submissions}
         for update_hash in sorted(submitted | set(reported_without)):
             name, reported = f"update 0x{update_hash.hex()}", reported_without.get(update_hash)
@@ -238,7 +249,7 @@ class UsefulWorkVerifier:
             elif reported is None:
                 reasons.append(f"{name}: reported unusable but it passes every check here")
             else:
-                reasons += _mismatch(f"{name} (the aggregate without it)", reported, measured.without[update_hash])
+                reasons += _mismatch(f"{name} (the aggregate without it)", reported, shown(measured.without[update_hash]))
         unusable = sorted(set(accepted) - set(measured.without))
         reasons += [f"update 0x{update_hash.hex()}: accepted but not a usable submission here"
                     for update_hash in unusable]
@@ -260,7 +271,7 @@ class UsefulWorkVerifier:
             reasons.append("aggregate: the new model's score is missing from the report")
         else:
             reasons += _mismatch(f"aggregate 0x{outcome.model.model_hash.hex()}", reported_aggregate_score,
-                                 outcome.scores)
+                                 shown(outcome.scores))
         return VerificationResult(ok=not reasons, reasons=reasons)
 
     def _fedavg_round(self, rules: TaskRules, base: ModelVersion, sound: Sequence[Submission], held_out: HeldOutSet,

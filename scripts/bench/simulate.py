@@ -18,7 +18,6 @@ import json
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
-from types import SimpleNamespace
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -37,7 +36,7 @@ from consensus.useful_work.updates import apply_update  # noqa: E402
 from runtime.hashing import blake2b_256  # noqa: E402
 from runtime.pallets import training_types as rules_of_the_chain  # noqa: E402
 from scripts._demo_tasks import DEMO_TASKS  # noqa: E402
-from scripts._tasks import METRIC_IDS, demo_data  # noqa: E402
+from scripts._tasks import demo_data, task_config  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -77,8 +76,7 @@ def simulate_chain(name: str, rounds: int, trainers: int = 5, adversary: Adversa
     rules = TaskRules(spec, UpdateLimits(options.max_update_bytes, norm_to_fixed(options.max_update_norm)),
                       AggregationRule(options.aggregation, options.trim), options.held_out_subset,
                       ServerOptimizer(options.server_lr_ppm, options.server_momentum_ppm))
-    config = SimpleNamespace(metric=METRIC_IDS[options.metric], min_improvement_ppm=
-                             options.min_improvement_ppm, min_relative_ppm=options.min_relative_ppm)
+    config = task_config(spec, bytes(32), bytes(32), 1, {bytes(32): b"k"}, options)
     verifier = UsefulWorkVerifier()
     base = ModelVersion.from_weights(spec, state_of(build_model(spec, 0)))
     previous = None
@@ -97,7 +95,8 @@ def simulate_chain(name: str, rounds: int, trainers: int = 5, adversary: Adversa
                   for s in submissions if s.update_hash in measured.without]
         candidate = None if measured.candidate is None else _score(measured.candidate)
         accepted = rules_of_the_chain.accepted_updates(config, candidate, scores)
-        outcome = verifier.aggregate_round(rules, base, submissions, accepted, held_out, seed, previous=previous)
+        outcome = verifier.aggregate_round(rules, base, _weighted(config, submissions, accepted), accepted, held_out,
+                                           seed, previous=previous)
         adopted = outcome is not None and rules_of_the_chain.is_adopted(
             config, _score(measured.base), _score(outcome.scores))
         if adopted:
@@ -147,7 +146,16 @@ def central_baseline(name: str, rounds: int, trainers: int = 5, **changes) -> tu
 
 
 def _score(scores) -> rules_of_the_chain.Score:
-    return rules_of_the_chain.Score(scores.accuracy_ppm, scores.loss_ppm)
+    """As the chain publishes it: the loss on its quantum."""
+    return rules_of_the_chain.Score(scores.accuracy_ppm, rules_of_the_chain.quantize_loss(scores.loss_ppm))
+
+
+def _weighted(config, submissions: list[Submission], accepted: list[bytes]) -> list[Submission]:
+    """The accepted updates with the chain's capped aggregation weights (as consensus/useful_work/rounds.py)."""
+    chosen = [s for s in submissions if s.update_hash in set(accepted)]
+    weights = dict(zip((s.update_hash for s in chosen),
+                       rules_of_the_chain.aggregation_weights(config, [s.num_samples for s in chosen])))
+    return [Submission(s.update_hash, s.update_blob, weights.get(s.update_hash, s.num_samples)) for s in submissions]
 
 
 def main() -> None:
