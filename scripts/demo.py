@@ -65,7 +65,7 @@ from runtime import crypto  # noqa: E402
 from runtime.pallets import balances  # noqa: E402
 from scripts._demo_tasks import DEMO_TASKS, DemoTask  # noqa: E402
 from scripts._tasks import (  # noqa: E402
-    ChainAccount, TaskError, TaskOptions, demo_data, download_model, get_task, publish_task, unhex, wait_until,
+    ChainAccount, TaskError, demo_data, download_model, get_task, publish_task, unhex, wait_until,
 )
 from scripts.trainer import BEHAVIOURS, Trainer, TrainerOptions  # noqa: E402
 
@@ -374,9 +374,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     if not args.tasks or any(t not in DEMO_TASKS for t in args.tasks) or len(set(args.tasks)) != len(args.tasks):
         parser.error(f"--tasks takes distinct names among {', '.join(DEMO_TASKS)}")
-    if not 1 <= args.rounds <= 1000 or not 2 <= args.trainers <= 50 or (args.epochs is not None and args.epochs < 1) \
-            or (args.lr is not None and not args.lr > 0) or (args.subset is not None and not 1 <= args.subset <= 1 << 20) \
-            or (args.batch_size is not None and args.batch_size < 1):
+    bad_overrides = (args.epochs is not None and args.epochs < 1) or (args.lr is not None and not args.lr > 0) \
+        or (args.subset is not None and not 1 <= args.subset <= 1 << 20) \
+        or (args.batch_size is not None and args.batch_size < 1)
+    if not 1 <= args.rounds <= 1000 or not 2 <= args.trainers <= 50 or bad_overrides:
         parser.error("--rounds 1..1000, --trainers 2..50, --epochs >= 1, --lr > 0, --subset 1..1048576 and "
                      "--batch-size >= 1")
     args.json = args.json or args.json_only

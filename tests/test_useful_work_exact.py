@@ -4,8 +4,6 @@ huge losses), and agrees with the float forward pass on ordinary models within a
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 import torch
@@ -56,8 +54,8 @@ def scores_every_way(spec, weights, features, labels):
                 results.add(compute_scores(spec, weights, features, labels, batch_size=batch_size))
     finally:
         torch.set_num_threads(previous)
-    for order in (torch.arange(labels.shape[0] - 1, -1, -1), torch.randperm(labels.shape[0],
-                                                                             generator=torch.Generator().manual_seed(1))):
+    shuffled = torch.randperm(labels.shape[0], generator=torch.Generator().manual_seed(1))
+    for order in (torch.arange(labels.shape[0] - 1, -1, -1), shuffled):
         results.add(compute_scores(spec, weights, features[order], labels[order]))
     return results
 

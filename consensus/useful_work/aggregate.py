@@ -157,7 +157,8 @@ def aggregate_fixed(base: Mapping[str, torch.Tensor], updates: Sequence[Weighted
 
 def fedavg_without_each(rows: Iterable[np.ndarray], weights: list[int]) -> tuple[np.ndarray, Iterator[np.ndarray]]:
     """(the fedavg of every row, then lazily, per row in order, the fedavg with that row zeroed and its
-    weight kept), in O(rows x P); `rows` is iterated twice (it may recompute rows rather than hold them): the exact weighted sums are computed once and each row's term
+    weight kept), in O(rows x P); `rows` is iterated twice (it may recompute rows rather than hold them):
+    the exact weighted sums are computed once and each row's term
     is taken out of them. The bytes equal `aggregate_fixed` with the row's delta zeroed (a zero
     row adds nothing to either sum), which a property test holds."""
     _check_weights(weights)

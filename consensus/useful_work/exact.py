@@ -165,5 +165,6 @@ def _log(total: np.ndarray) -> np.ndarray:
     index = (mantissa - _ONE) >> (LSE_BITS - TABLE_BITS)
     base = _ONE + (index << (LSE_BITS - TABLE_BITS))
     epsilon = ((mantissa - base) << LSE_BITS) // base  # mantissa / base - 1 at 2**30, in [0, 2**-10)
-    series = epsilon - ((epsilon * epsilon) >> (LSE_BITS + 1)) + ((epsilon * epsilon >> LSE_BITS) * epsilon) // (3 * _ONE)
+    square = epsilon * epsilon
+    series = epsilon - (square >> (LSE_BITS + 1)) + ((square >> LSE_BITS) * epsilon) // (3 * _ONE)
     return k * LN2 + LOG_TABLE[index] + series

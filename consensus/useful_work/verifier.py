@@ -249,7 +249,8 @@ class UsefulWorkVerifier:
             elif reported is None:
                 reasons.append(f"{name}: reported unusable but it passes every check here")
             else:
-                reasons += _mismatch(f"{name} (the aggregate without it)", reported, shown(measured.without[update_hash]))
+                reasons += _mismatch(f"{name} (the aggregate without it)", reported,
+                                     shown(measured.without[update_hash]))
         unusable = sorted(set(accepted) - set(measured.without))
         reasons += [f"update 0x{update_hash.hex()}: accepted but not a usable submission here"
                     for update_hash in unusable]
@@ -275,7 +276,8 @@ class UsefulWorkVerifier:
         return VerificationResult(ok=not reasons, reasons=reasons)
 
     def _fedavg_round(self, rules: TaskRules, base: ModelVersion, sound: Sequence[Submission], held_out: HeldOutSet,
-                      subset_seed: bytes, previous: ModelVersion | None) -> tuple[AggregateOutcome, dict[bytes, Scores]]:
+                      subset_seed: bytes,
+                      previous: ModelVersion | None) -> tuple[AggregateOutcome, dict[bytes, Scores]]:
         """The candidate and every leave-one-out score of a fedavg round from one pass of exact sums."""
         chosen = sorted(sound, key=lambda s: s.update_hash)
         step = self._previous_step(rules, base, previous)
