@@ -47,18 +47,18 @@ def test_an_update_uploaded_only_to_one_node_reaches_and_is_checked_by_all_four(
             alice.send(balances.transfer(worker.public, 1000 * 10**12))
             split = split_held_out(*load_dataset("digits"), fraction=0.25, seed=1)
             task_id = publish_task(alice, SPEC, state_of(build_model(SPEC, 0)), split.held_out_features,
-                                   split.held_out_labels, TaskOptions(rounds=1, commit_blocks=6, reveal_blocks=4,
+                                   split.held_out_labels, TaskOptions(rounds=1, commit_blocks=25, reveal_blocks=8,
                                                                       min_improvement_ppm=0, min_relative_ppm=0))
+            # the trainer starts at once (loading torch takes seconds on a busy machine) and talks to A only
+            trainer = subprocess.Popen([sys.executable, "scripts/trainer.py", "--url", alice_node.client.url,
+                                        "--uri", "//NetTrainer", "--task", str(task_id), "--shard", "1/1",
+                                        "--state", str(tmp_path / "trainer.json")],
+                                       cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             task = get_task(alice_node.client, task_id)
             named = [unhex(task.config["initial_model"]), unhex(task.config["held_out"])]
             others = cluster.nodes[1:]
             wait_until(lambda: all(n.client.get_blob(h) is not None for n in others for h in named), 60,
                        "the task's blobs on B, C and D", cluster.nodes)
-
-            trainer = subprocess.Popen([sys.executable, "scripts/trainer.py", "--url", alice_node.client.url,
-                                        "--uri", "//NetTrainer", "--task", str(task_id), "--shard", "1/1",
-                                        "--state", str(tmp_path / "trainer.json")],
-                                       cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             out, _ = trainer.communicate(timeout=240)
             assert trainer.returncode == 0, out
             updates = alice_node.call("training_updates", task_id, 0)

@@ -136,9 +136,13 @@ class ChainAdapter:
     async def import_blocks(self, blocks: list[Block]) -> tuple[int, tuple[int, ImportOutcome] | None]:
         """Import a linked run in order in one trip to the chain thread; stop at the first that fails.
         Returns (how many were imported, (index, outcome) of the failure or None); known blocks are skipped."""
+        if len(blocks) > 1 and self._verifier is None:
+            # started here, not on the chain thread: spawning a process takes a second or two, a slot's worth
+            self._verifier = await asyncio.to_thread(SignatureVerifier)
+
         def run() -> tuple[int, tuple[int, ImportOutcome] | None]:
             imported = 0
-            results = (self.chain.import_run_now(blocks, self._signature_verifier()) if len(blocks) > 1
+            results = (self.chain.import_run_now(blocks, self._verifier) if len(blocks) > 1
                        else (self.chain.import_block_now(block) for block in blocks))
             for index, result in enumerate(results):
                 outcome = _outcome_of(result)
@@ -169,11 +173,6 @@ class ChainAdapter:
     async def blob_arrived(self, blob_hash: bytes) -> list[bytes]:
         """Tell the chain a blob arrived: the unverifiable blocks that waited on it are checked again."""
         return await self.chain.blob_arrived(blob_hash)
-
-    def _signature_verifier(self) -> SignatureVerifier:
-        if self._verifier is None:
-            self._verifier = SignatureVerifier()
-        return self._verifier
 
     async def close(self) -> None:
         """Stop the signature process (after any import in hand: it runs on the chain thread too)."""
