@@ -245,11 +245,14 @@ def rpc_latencies(base: Path, config, senders: list[crypto.Keypair], accounts: i
 
         stop["event"] = asyncio.Event()
         tree = ServiceTree([chain, rpc])
+        stop["tree"] = tree
         await tree.run(stop["event"])
 
     future = thread.submit(serve())
     deadline = time.monotonic() + 600
-    while rpc.server._runner is None and time.monotonic() < deadline and not future.done():
+    # every service has started (the RPC port is bound and known) once the tree says so
+    while not ("tree" in stop and stop["tree"].started.is_set()) and time.monotonic() < deadline \
+            and not future.done():
         time.sleep(0.05)
     if future.done():
         future.result()
