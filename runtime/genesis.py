@@ -27,7 +27,7 @@ from typing import Any
 
 from runtime import codec, crypto
 from runtime.errors import GenesisError
-from runtime.pallets import balances, sudo, system, timestamp, validators
+from runtime.pallets import balances, offences, sudo, system, timestamp, validators
 from runtime.pallets.system import Parameters
 from runtime.state import EmptyBackend, Overlay
 
@@ -57,6 +57,7 @@ class GenesisConfig:
     # how far a validator's re-measured score may differ from the block author's (consensus, not runtime)
     useful_work_tolerance_ppm: int = DEFAULT_USEFUL_WORK_TOLERANCE_PPM
     useful_work_loss_tolerance_ppm: int = DEFAULT_USEFUL_WORK_LOSS_TOLERANCE_PPM  # losses drift far less
+    offences: offences.OffenceParams = offences.DEFAULT_PARAMS  # slashing of proven misbehaviour
 
     def properties(self) -> dict[str, Any]:
         return {"ss58Format": self.ss58_prefix, "tokenDecimals": self.token_decimals,
@@ -123,7 +124,7 @@ def parse_genesis(spec: Any, source: str = "genesis") -> GenesisConfig:
     r = _Reader(source)
     top = r.obj(spec, "(top)", {"name", "id", "token", "ss58_prefix", "slot_duration_ms", "sudo", "validators",
                                 "endowed", "parameters"}, {"genesis_time_ms", "useful_work_tolerance_ppm",
-                                                             "useful_work_loss_tolerance_ppm"})
+                                                             "useful_work_loss_tolerance_ppm", "offences"})
     chain_id = r.text(top["id"], "id", 64)
     if not _ID_PATTERN.match(chain_id):
         raise r.fail("id", "must be lowercase letters, digits, '_' or '-'")
@@ -158,12 +159,29 @@ def parse_genesis(spec: Any, source: str = "genesis") -> GenesisConfig:
         useful_work_loss_tolerance_ppm=r.integer(
             top.get("useful_work_loss_tolerance_ppm", DEFAULT_USEFUL_WORK_LOSS_TOLERANCE_PPM),
             "useful_work_loss_tolerance_ppm", 0, 1_000_000),
+        offences=_offence_params(r, top.get("offences")),
     )
     _check_consistency(r, config)
     return config
 
 
+def _offence_params(r: _Reader, raw: Any) -> offences.OffenceParams:
+    """The optional "offences" object: {"slash_ppm", "reporter_share_ppm", "evidence_window"}, each optional."""
+    if raw is None:
+        return offences.DEFAULT_PARAMS
+    fields = {f.name for f in dataclasses.fields(offences.OffenceParams)}
+    raw = r.obj(raw, "offences", set(), fields)
+    default = offences.DEFAULT_PARAMS
+    return offences.OffenceParams(**{
+        name: r.integer(raw.get(name, getattr(default, name)), f"offences.{name}", 0, (1 << 32) - 1)
+        for name in sorted(fields)})
+
+
 def _check_consistency(r: _Reader, config: GenesisConfig) -> None:
+    problems = offences.check_params(config.offences, config.parameters.era_length,
+                                     config.parameters.unbonding_period)
+    if problems:
+        raise r.fail("offences", "; ".join(problems))
     if not config.validators:
         raise r.fail("validators", "at least one validator is needed to author blocks")
     endowed = dict(config.endowed)
@@ -203,4 +221,5 @@ def build_genesis_state(config: GenesisConfig) -> dict[bytes, bytes | None]:
     validators.build_genesis(state, list(config.validators))
     timestamp.build_genesis(state, config.genesis_time_ms, config.slot_duration_ms)
     sudo.build_genesis(state, config.sudo)
+    offences.build_genesis(state, config.offences)
     return dict(state.changes)
