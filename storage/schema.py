@@ -13,6 +13,7 @@ One LevelDB per node; columns are one-byte key prefixes. Integers in keys are
     x<version>                     trie nodes made stale by that version
     B<blob hash>                   content-addressed blob
     I<blob hash>                   the blob's size and upload block
+    g<set id><round><stage>        this validator's own finality vote (the vote journal)
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ STALE_NODES = b"x"
 BLOB = b"B"
 BLOB_INFO = b"I"
 DISPUTED = b"d"  # blocks whose useful-work report a validator could not reproduce -> evidence
+VOTE_JOURNAL = b"g"  # finality votes this validator signed, saved before they are sent
 
 META_BEST = b"best"
 META_FINALIZED = b"finalized"
@@ -97,3 +99,12 @@ def blob_info_key(blob_hash: bytes) -> bytes:
 
 def disputed_key(block_hash: bytes) -> bytes:
     return DISPUTED + block_hash
+
+
+def vote_journal_set_prefix(set_id: int) -> bytes:
+    """All of this validator's votes under one validator set share this prefix."""
+    return VOTE_JOURNAL + _u64(set_id)
+
+
+def vote_journal_key(set_id: int, round_number: int, stage: int) -> bytes:
+    return VOTE_JOURNAL + _u64(set_id) + _u64(round_number) + bytes((stage,))

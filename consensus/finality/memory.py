@@ -52,6 +52,12 @@ class MemoryJournal:
     def last_round(self, set_id: int) -> int:
         return max((r for s, r, _ in self.votes if s == set_id), default=0)
 
+    def forget_before_round(self, set_id: int, round_number: int) -> int:
+        doomed = [k for k in self.votes if k[0] < set_id or (k[0] == set_id and k[1] < round_number)]
+        for key in doomed:
+            del self.votes[key]
+        return len(doomed)
+
 
 class MemoryEnvironment:
     """One node's chain: the headers it imported, its verification statuses and its finality."""

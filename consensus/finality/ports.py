@@ -102,3 +102,6 @@ class VoteJournal(Protocol):
 
     def last_round(self, set_id: int) -> int:
         """The highest round of `set_id` this validator voted in (0 if none)."""
+
+    def forget_before_round(self, set_id: int, round_number: int) -> int:
+        """Drop the votes of earlier sets, and of rounds of `set_id` before `round_number`."""

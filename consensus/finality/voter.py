@@ -49,6 +49,7 @@ from runtime.finality import PRECOMMIT, PREVOTE, SignedVote, is_valid_vote_signa
 log = structlog.get_logger("finality")
 
 MAX_FUTURE_VOTES = 4096  # buffered votes of rounds ahead of ours, over all voters
+JOURNAL_ROUNDS = 8  # own votes kept in the journal: the current round and a few before it
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,8 @@ class Voter:
     def _enter_round(self, number: int, prior_estimate: Block) -> None:
         self.current = Round(number, self.env.finalized(), self.env.now_ms(), prior_estimate)
         if self.keypair is not None:  # votes saved before a restart are re-sent, never replaced
+            if number > JOURNAL_ROUNDS:
+                self.journal.forget_before_round(self.voters.set_id, number - JOURNAL_ROUNDS)
             for stage in (PREVOTE, PRECOMMIT):
                 saved = self.journal.saved_vote(self.voters.set_id, number, stage)
                 if saved is not None:
