@@ -13,6 +13,7 @@ from collections import defaultdict
 from typing import Any, Callable
 
 from node.chain_service import ChainService
+from node.finality_service import FinalityService
 from node.keystore import write_key_file
 from node.service import Service
 from rpc.app import build_server
@@ -27,8 +28,10 @@ NODE_VERSION = "0.1.0"
 
 
 class ChainFacade:
-    def __init__(self, chain: ChainService, *, node_name: str, chain_type: str) -> None:
+    def __init__(self, chain: ChainService, *, node_name: str, chain_type: str,
+                 finality: FinalityService | None = None) -> None:
         self.chain = chain
+        self.finality = finality
         self.node_name = node_name
         self.node_version = NODE_VERSION
         self.chain_name = chain.config.name
@@ -47,6 +50,8 @@ class ChainFacade:
         self.genesis_hash = self.chain.store.genesis_hash
         self.chain.block_listeners.append(self._on_block_chain_thread)
         self.chain.pool.subscribe(self._on_pool_chain_thread)
+        if self.finality is not None:
+            self.finality.finalized_listeners.append(self._on_finalized_chain_thread)
 
     # --- who we are -------------------------------------------------------------
 
@@ -82,6 +87,17 @@ class ChainFacade:
 
     async def finalized_hash(self) -> bytes:
         return self.chain.store.finalized_hash
+
+    # --- finality (the gadget's justifications, rounds and proofs) ---------------------------
+
+    async def justification(self, block_hash: bytes) -> bytes | None:
+        return self.chain.store.justification(block_hash)
+
+    async def round_state(self) -> dict[str, Any] | None:
+        return None if self.finality is None else await self.chain.call(self.finality.round_state)
+
+    async def prove_finality(self, number: int) -> bytes | None:
+        return None if self.finality is None else await self.chain.call(self.finality.prove_finality, number)
 
     def _overlay(self, at: bytes | None) -> Overlay:
         return Overlay(self.chain.store.state_view(self._at(at)))
@@ -236,6 +252,19 @@ class ChainFacade:
     def _on_block_chain_thread(self, block: Block, how: str) -> None:
         finalized = self.chain.store.finalized_header()
         self._loop.call_soon_threadsafe(self._dispatch_block, block, finalized)
+
+    def _on_finalized_chain_thread(self, headers: list[Header], justification: Any) -> None:
+        """Every block the gadget finalized, oldest first, with its extrinsics (read here, on the chain thread)."""
+        store = self.chain.store
+        finalized = [(header, [x.hash for x in store.body(header.hash) or ()]) for header in headers]
+        self._loop.call_soon_threadsafe(self._dispatch_finalized, finalized)
+
+    def _dispatch_finalized(self, finalized: list[tuple[Header, list[bytes]]]) -> None:
+        for header, extrinsic_hashes in finalized:
+            for callback in list(self._block_callbacks.values()):
+                callback("finalized", header)
+            for extrinsic_hash in extrinsic_hashes:
+                self._dispatch_status(extrinsic_hash, "finalized", header.hash)
 
     def _on_pool_chain_thread(self, transaction_hash: bytes, status: str, info: Any) -> None:
         self._loop.call_soon_threadsafe(self._dispatch_status, transaction_hash, status, info)

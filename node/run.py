@@ -15,6 +15,7 @@ from node.authorship import AuthorshipService
 from node.chain_service import ChainService
 from node.chain_setup import ChainPaths, load_chain_spec
 from node.clock import SystemClock
+from node.finality_service import FinalityService
 from node.keystore import KeystoreError, load_key_file
 from node.metrics import MetricsService, NodeMetrics
 from node.rpc_facade import ChainFacade, RpcService
@@ -50,12 +51,14 @@ def _run(args, config, keypair, base: Path) -> int:
     paths = ChainPaths(base, config.chain_id)
     metrics = NodeMetrics()
     clock = SystemClock()
-    # Until the finality gadget lands, a dev node (the only validator) finalizes its own blocks.
-    chain = ChainService(config, paths, pruning=args.pruning, metrics=metrics, clock=clock,
-                         finalize_own_blocks=args.dev, validator_key=keypair)
-    services: list[Service] = [chain]
+    chain = ChainService(config, paths, pruning=args.pruning, metrics=metrics, clock=clock, validator_key=keypair)
+    # Every node follows finality; a validator also votes (a --dev node alone, through the same gadget).
+    voting = keypair if (args.validator or args.dev) else None
+    finality = FinalityService(chain, voting, clock)
+    services: list[Service] = [chain, finality]
     if not args.no_rpc:
-        facade = ChainFacade(chain, node_name=args.name, chain_type="Development" if args.dev else "Live")
+        facade = ChainFacade(chain, node_name=args.name, chain_type="Development" if args.dev else "Live",
+                             finality=finality)
         services.append(RpcService(facade, host="0.0.0.0" if args.rpc_external else "127.0.0.1",
                                    port=args.rpc_port, unsafe_methods=args.rpc_methods == "unsafe",
                                    cors=[o.strip() for o in args.rpc_cors.split(",") if o.strip()]))

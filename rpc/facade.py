@@ -33,6 +33,12 @@ class NodeFacade(Protocol):
     async def block_hash(self, number: int | None) -> bytes | None:
         """Canonical hash at `number`; the best block's for None."""
     async def finalized_hash(self) -> bytes: ...
+    async def justification(self, block_hash: bytes) -> bytes | None:
+        """The encoded finality justification stored with a block, if any."""
+    async def round_state(self) -> dict[str, Any] | None:
+        """The finality voter's current rounds (grandpa_roundState), or None without a gadget."""
+    async def prove_finality(self, number: int) -> bytes | None:
+        """An encoded finality proof of the canonical block at `number` (grandpa_proveFinality)."""
 
     # --- state
     async def storage(self, key: bytes, at: bytes | None) -> bytes | None: ...

@@ -339,16 +339,29 @@ class ChainStore:
         puts[schema.meta_key(schema.META_BEST)] = header.hash
         self.db.write(puts, deletes)
 
-    def set_finalized(self, block_hash: bytes) -> None:
+    def set_finalized(self, block_hash: bytes, justification: bytes | None = None) -> None:
+        """Finalize a canonical block (and its ancestors), storing its justification in the same write.
+        Finality never moves backwards, nor sideways to another block of the same height."""
         header = self._require_header(block_hash)
         if self.hash_at(header.number) != header.hash:
             raise ChainStoreError(f"block #{header.number} {block_hash.hex()[:16]} is not canonical")
+        current = self.finalized_header()
+        if header.number < current.number or (header.number == current.number and header.hash != current.hash):
+            raise ChainStoreError(f"finality cannot move back from #{current.number} to #{header.number}",
+                                  code="finality_backwards")
         disputed = self.disputed_between(self.finalized_header().number, header)
         if disputed is not None:
             raise ChainStoreError(f"block #{disputed.number} {disputed.hash.hex()[:16]} is disputed (its useful-work "
                                   f"report did not reproduce): it and its descendants are never finalized")
-        self.db.write({schema.meta_key(schema.META_FINALIZED): header.hash})
+        puts = {schema.meta_key(schema.META_FINALIZED): header.hash}
+        if justification is not None:
+            puts[schema.justification_key(header.hash)] = justification
+        self.db.write(puts)
         self.prune()
+
+    def justification(self, block_hash: bytes) -> bytes | None:
+        """The encoded justification stored with a finalized block, if any."""
+        return self.db.get(schema.justification_key(block_hash))
 
     # --- disputed blocks --------------------------------------------------------
 

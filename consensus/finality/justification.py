@@ -41,6 +41,16 @@ class Justification:
         return (self.target_hash, self.target_number)
 
 
+@dataclass(frozen=True)
+class FinalityProof:
+    """Proof that block `block` is final (grandpa_proveFinality): the justification of a later (or the same)
+    finalized block, and the headers from just after `block` up to that justified block."""
+
+    block: BlockHash
+    justification: bytes  # an encoded Justification
+    unknown_headers: tuple[Header, ...]
+
+
 def encode_justification(justification: Justification) -> bytes:
     return codec.encode(justification, Justification)
 
