@@ -7,8 +7,13 @@ block is imported or authored, and at the voter's next timer. Gossip goes out
 through a `NetworkPort` (the network service's finality topic, or nothing on a
 node without peers: a lone validator still finalizes with its own votes).
 
-Equivocation evidence the voter finds is signed with this validator's key and
-put in the pool as an offences.report_vote_equivocation transaction.
+Evidence goes into the pool as transactions signed with this validator's key:
+conflicting votes the voter saw (offences.report_vote_equivocation), two blocks
+of one author in one slot (report_double_authoring), and, once dispute statements
+of more than 2/3 of a set's stake are collected, a false useful-work report
+(report_false_useful_work). This node's own disputes are signed and gossiped.
+At each era change a validator re-seals the held-out keys it holds to newly
+elected validators (held_out_keys.reseal_held_out_key).
 """
 
 from __future__ import annotations
@@ -18,9 +23,12 @@ from typing import Any, Callable
 
 import structlog
 
+from consensus.finality.disputes import DisputeCollector
 from consensus.finality.justification import FinalityProof, Justification
+from consensus.finality.messages import BadFinalityMessage, decode_message, encode_message
 from consensus.finality.ports import DISPUTED, VERIFIED, NetworkPort
-from consensus.finality.store_environment import StoreEnvironment, prove_finality
+from consensus.finality.store_environment import StoreEnvironment, prove_finality, voter_set_of
+from consensus.useful_work.key_resealing import reseal_calls
 from consensus.finality.voter import Voter, VoterConfig
 from node.chain_service import ChainService
 from node.service import Service
@@ -28,13 +36,16 @@ from runtime.crypto import Keypair
 from runtime import codec
 from runtime.dispatch import Call
 from runtime.executive import sign_extrinsic
-from runtime.pallets import system
+from runtime.finality import SignedDispute, sign_dispute
+from runtime.hashing import blake2b_256
+from runtime.pallets import offences, system, validators
 from runtime.state import Overlay
 from runtime.types import Block, Header
 from storage.vote_journal import DatabaseVoteJournal
 
 log = structlog.get_logger("finality")
 MAX_INBOX = 4096  # gossiped finality messages waiting for the chain thread; more are dropped
+SLOT_MEMORY = 4096  # (slot, author) pairs remembered to catch two blocks in one slot
 
 
 class SilentNetwork:
@@ -74,8 +85,11 @@ class FinalityService(Service):
     def _make_voter(self) -> None:
         store = self.chain.store
         env = StoreEnvironment(store, now_ms=self.clock.now_ms, block_status=self._block_status,
-                               submit_evidence=self._submit_evidence, on_finalized=self._on_finalized)
+                               submit_evidence=self._submit_call, on_finalized=self._on_finalized)
         self.voter = Voter(env, self.network, DatabaseVoteJournal(store.db), self.keypair, self.config)
+        self.disputes = DisputeCollector(store.genesis_hash, store.header, self._authoring_set,
+                                         self._submit_dispute_evidence)
+        self._authored_slots: dict[tuple[int, bytes], Header] = {}
 
     async def run(self) -> None:
         while True:
@@ -97,8 +111,15 @@ class FinalityService(Service):
         await self.chain.call(self._step, messages)
 
     def _step(self, messages: list[bytes]) -> None:
-        for message in messages:
-            self.voter.on_message(message)
+        for data in messages:
+            try:
+                message = decode_message(data)
+            except BadFinalityMessage:
+                continue
+            if isinstance(message, SignedDispute):
+                self.disputes.add(message)
+            else:
+                self.voter.on_decoded(message)
         self.voter.poll()
 
     async def stop(self) -> None:
@@ -117,7 +138,44 @@ class FinalityService(Service):
         return True
 
     def _on_block_chain_thread(self, block: Block, how: str) -> None:
+        try:
+            self._watch_block(block.header)
+        except Exception:  # noqa: BLE001 - evidence is best effort: never fail an import for it
+            log.exception("could not check a block for evidence", number=block.header.number)
         self._loop.call_soon_threadsafe(self._wake.set)
+
+    def _watch_block(self, header: Header) -> None:
+        """Evidence a new block may carry, and the work an era change brings (chain thread)."""
+        key = (header.digest.slot, bytes(header.digest.author))
+        seen = self._authored_slots.setdefault(key, header)
+        if seen.hash != header.hash:
+            log.warning("two blocks of one author in one slot", slot=header.digest.slot)
+            self._submit_call(offences.report_double_authoring(seen, header))
+        if len(self._authored_slots) > SLOT_MEMORY:
+            del self._authored_slots[next(iter(self._authored_slots))]
+        store = self.chain.store
+        evidence = store.dispute_evidence(header.hash)
+        voters = self._authoring_set(header)
+        if evidence is not None and self.keypair is not None and self.keypair.public in voters:
+            dispute = sign_dispute(self.keypair, store.genesis_hash, voters.set_id, header, blake2b_256(evidence))
+            self.disputes.add(dispute)
+            self.network.broadcast(encode_message(dispute))
+        self.disputes.retry_pending()
+        parent_era = validators.CurrentEra.get(Overlay(store.state_view(header.parent_hash)))
+        if self.keypair is not None and validators.CurrentEra.get(Overlay(store.state_view(header.hash))) != parent_era:
+            self._reseal_held_out_keys(header)
+
+    def _authoring_set(self, header: Header):
+        """The set that authored a block (and disputes it): the one in its parent's state."""
+        return voter_set_of(Overlay(self.chain.store.state_view(header.parent_hash)))
+
+    def _reseal_held_out_keys(self, header: Header) -> None:
+        state = Overlay(self.chain.store.state_view(header.hash))
+        calls = reseal_calls(state, self.keypair, self.chain.blobs.get)
+        for reseal in calls:
+            self._submit_call(reseal.call)
+        if calls:
+            log.info("re-sealed held-out keys to new validators", keys=len(calls), number=header.number)
 
     # --- the environment's hooks (chain thread) --------------------------------------------
 
@@ -131,7 +189,12 @@ class FinalityService(Service):
         for listener in self.finalized_listeners:
             listener(headers, justification)
 
-    def _submit_evidence(self, call: Call) -> None:
+    def _submit_dispute_evidence(self, header: Header, disputes: tuple[SignedDispute, ...]) -> None:
+        log.warning("disputes of more than 2/3 of the stake: reporting the author", number=header.number)
+        self._submit_call(offences.report_false_useful_work(header, disputes))
+
+    def _submit_call(self, call: Call) -> None:
+        """Sign a call with this validator's key and put it in the pool (best effort)."""
         if self.keypair is None:
             return
         store = self.chain.store
@@ -143,9 +206,9 @@ class FinalityService(Service):
         extrinsic = sign_extrinsic(self.keypair, call, nonce=nonce, genesis_hash=store.genesis_hash)
         try:
             self.chain.pool.submit(extrinsic, at_block=store.best_header().number)
-            log.warning("submitted equivocation evidence", call=call.name)
-        except Exception as error:  # noqa: BLE001 - evidence is best effort; the voter goes on
-            log.warning("equivocation evidence refused by the pool", error=str(error))
+            log.info("submitted", call=call.name)
+        except Exception as error:  # noqa: BLE001 - best effort; the voter goes on
+            log.warning("the pool refused a call of this node", call=call.name, error=str(error))
 
     # --- reads for RPC (chain thread) ---------------------------------------------------------
 

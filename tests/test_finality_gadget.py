@@ -199,3 +199,18 @@ def test_a_set_change_block_is_finalized_by_the_old_set_and_the_new_set_takes_ov
     assert sim.run_until(all_finalized_at_least(sim, 5, ["v0", "v1", "v2"]), 30_000)
     assert env.justifications[after[-1].hash].set_id == 1
     assert sim.nodes["v0"].voter.voters.set_id == 1
+
+
+def test_votes_are_weighted_by_stake():
+    # Alice holds half the stake: she and any one other are not more than 2/3; she and two others are
+    sim = Simulation(KEYS, weights=[3, 1, 1, 1], config=CONFIG)
+    sim.take_offline("v2", "v3")
+    grow(sim, sim.genesis.hash, 2)
+    assert not sim.run_until(lambda: sim.finalized_number("v0") > 0, 15_000)
+    sim.bring_online("v2")
+    assert sim.run_until(all_finalized_at_least(sim, 2, ["v0", "v1", "v2"]), 30_000)
+    # without Alice, the other three (half the stake) cannot finalize
+    sim2 = Simulation(KEYS, weights=[3, 1, 1, 1], config=CONFIG)
+    sim2.take_offline("v0")
+    grow(sim2, sim2.genesis.hash, 2)
+    assert not sim2.run_until(lambda: sim2.finalized_number("v1") > 0, 15_000)

@@ -133,9 +133,15 @@ class Voter:
             message = decode_message(data)
         except BadFinalityMessage:
             return False
+        return self.on_decoded(message)
+
+    def on_decoded(self, message) -> bool:
+        """Take a decoded vote or commit (other finality messages are not the voter's)."""
         if isinstance(message, SignedVote):
             return self._on_vote(message)
-        return self._on_commit(message)
+        if isinstance(message, Justification):
+            return self._on_commit(message)
+        return True
 
     def _on_vote(self, vote: SignedVote) -> bool:
         if vote.set_id != self.voters.set_id or vote.voter not in self.voters:
