@@ -111,3 +111,31 @@ def test_one_sealer_cannot_seal_twice_to_one_validator(chain, task):
     assert submit(chain, ALICE, call).success
     assert submit(chain, ALICE, call).error.name == "AlreadyHoldsKey"
     assert isinstance(held_out_keys.AlreadyHoldsKey(), DispatchFailure)
+
+
+def test_a_newcomer_measures_rounds_with_a_resealed_key_and_waits_without_one(chain, task, tmp_path):
+    from consensus.useful_work.errors import UsefulWorkError
+    from consensus.useful_work.rounds import RoundWork
+    from runtime.pallets import training
+    from storage.blobs import BlobStore
+    from storage.database import Database
+
+    ciphertext, key = task
+    db = Database(tmp_path / "blobs")
+    blobs = BlobStore(db)
+    blobs.put(blake2b_256(ciphertext), ciphertext, now_block=1)
+    work = RoundWork(blobs, BOB)
+    state = chain.overlay()
+    current = training.Tasks.get(state, 0)
+    with pytest.raises(UsefulWorkError, match="not sealed"):
+        work._open_held_out(current, work._usable_keys(state, 0, current))
+    # a liar seals junk first; Alice then seals the real key: Bob skips the junk and opens the set
+    assert submit(chain, ALICE, held_out_keys.reseal_held_out_key(0, CHARLIE.public,
+                                                                 seal_key(key, CHARLIE.public))).success
+    assert submit(chain, CHARLIE, held_out_keys.reseal_held_out_key(0, BOB.public,
+                                                                   seal_key(b"\x01" * 32, BOB.public))).success
+    assert submit(chain, ALICE, held_out_keys.reseal_held_out_key(0, BOB.public, seal_key(key, BOB.public))).success
+    state = chain.overlay()
+    held_out = work._open_held_out(current, work._usable_keys(state, 0, current))
+    assert held_out is not None
+    db.close()

@@ -49,17 +49,25 @@ def key_opens(key: bytes, ciphertext: bytes, ciphertext_hash: bytes, plaintext_h
     return plaintext_hash is None or blake2b_256(plaintext) == bytes(plaintext_hash)
 
 
-def working_key(state, task_id: int, keypair: Keypair, ciphertext: bytes | None) -> bytes | None:
-    """The first key sealed to `keypair` for the task that opens its held-out blob, or None (keep waiting)."""
+def usable_sealed_keys(state, task_id: int, keypair: Keypair, ciphertext: bytes | None) -> list[tuple[bytes, bytes]]:
+    """(sealed, key) for every key sealed to `keypair` for the task that opens its held-out blob to the
+    declared plaintext; empty means: keep waiting for another sealer (the task's rounds are unverifiable here)."""
     task = training.Tasks.get(state, task_id)
     if task is None or ciphertext is None:
-        return None
+        return []
     plaintext_hash = held_out_keys.PlaintextHash.get(state, task_id)
+    usable = []
     for sealed in held_out_keys.sealed_keys_for(state, task_id, keypair.public):
         key = open_sealed_key(sealed, keypair)
         if key is not None and key_opens(key, ciphertext, task.config.held_out, plaintext_hash):
-            return key
-    return None
+            usable.append((sealed, key))
+    return usable
+
+
+def working_key(state, task_id: int, keypair: Keypair, ciphertext: bytes | None) -> bytes | None:
+    """The first key sealed to `keypair` for the task that opens its held-out blob, or None (keep waiting)."""
+    usable = usable_sealed_keys(state, task_id, keypair, ciphertext)
+    return usable[0][1] if usable else None
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from consensus.useful_work.aggregate import AggregationRule
 from consensus.useful_work.errors import HeldOutError, ModelError, UsefulWorkError
 from consensus.useful_work.evaluate import Scores
 from consensus.useful_work.models import ModelSpec
+from consensus.useful_work.key_resealing import usable_sealed_keys
 from consensus.useful_work.secrecy import open_held_out
 from consensus.useful_work.updates import UpdateLimits
 from consensus.useful_work.verifier import HeldOutSet, ModelVersion, Submission, TaskRules, UsefulWorkVerifier
@@ -111,7 +112,7 @@ class RoundWork:
     def inputs(self, state, task_id: int, task: Task, seed: bytes) -> RoundInputs:
         """Everything a round's measurement needs; `RoundUnavailable` says what is missing."""
         rules = task_rules(task)
-        held_out = self._open_held_out(task)
+        held_out = self._open_held_out(task, self._usable_keys(state, task_id, task))
         base = self._model(rules.spec, task.model)
         submissions = []
         for update in training.RoundReveals.get(state, (task_id, task.round)):
@@ -120,24 +121,39 @@ class RoundWork:
             submissions.append(Submission(bytes(update), None if blob is None else bytes(blob), reveal.num_samples))
         return RoundInputs(task_id, task, rules, base, submissions, held_out, bytes(seed))
 
-    def _open_held_out(self, task: Task) -> HeldOutSet:
+    def _usable_keys(self, state, task_id: int, task: Task) -> list[bytes]:
+        """Keys sealed to this validator that open the task's blob to its declared plaintext (none: wait)."""
+        if self.keypair is None or task.config.held_out in self._held_out:
+            return []
+        ciphertext = self.blobs.get(task.config.held_out)
+        return [sealed for sealed, _ in usable_sealed_keys(state, task_id, self.keypair,
+                                                           None if ciphertext is None else bytes(ciphertext))]
+
+    def _open_held_out(self, task: Task, sealed_keys: list[bytes]) -> HeldOutSet:
+        """The held-out set, opened with the first key sealed to this validator that works: the creator's,
+        or one re-sealed later by another validator (runtime/pallets/held_out_keys.py); a wrong one is skipped."""
         if self.keypair is None:
             raise RoundUnavailable("this node has no validator key", code="round_no_key")
         cached = self._held_out.get(task.config.held_out)
         if cached is not None:
             return cached
-        sealed = next((k.sealed for k in task.config.sealed_keys if bytes(k.validator) == self.keypair.public), None)
-        if sealed is None:
-            raise RoundUnavailable("the held-out key is not sealed to this validator", code="round_not_sealed")
         ciphertext = self.blobs.get(task.config.held_out)
         if ciphertext is None:
             raise RoundUnavailable(f"the held-out blob 0x{bytes(task.config.held_out).hex()} is not in the blob store",
                                    code="round_held_out_missing")
-        try:
-            features, labels = open_held_out(bytes(ciphertext), bytes(sealed), self.keypair)
-        except HeldOutError as error:
-            raise RoundUnavailable(f"the held-out set cannot be opened ({error.code}: {error})",
-                                   code="round_held_out_bad") from None
+        if not sealed_keys:
+            raise RoundUnavailable("the held-out key is not sealed to this validator",
+                                   code="round_not_sealed")
+        problems = []
+        for sealed in sealed_keys:
+            try:
+                features, labels = open_held_out(bytes(ciphertext), bytes(sealed), self.keypair)
+                break
+            except HeldOutError as error:
+                problems.append(f"{error.code}: {error}")
+        else:
+            raise RoundUnavailable(f"the held-out set cannot be opened ({'; '.join(problems)})",
+                                   code="round_held_out_bad")
         held_out = HeldOutSet.from_tensors(features, labels)
         self._held_out[task.config.held_out] = held_out
         return held_out
