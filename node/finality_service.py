@@ -55,6 +55,33 @@ class SilentNetwork:
         pass
 
 
+class GossipPort:
+    """The finality topic of the network service (node/network: publish, subscribe, report).
+
+    The voter broadcasts from the chain thread; publishing is asyncio work, so each message
+    hops to the loop. Incoming messages are read by `FinalityService.run_gossip`."""
+
+    TOPIC = "finality"
+
+    def __init__(self, network: Any, loop: asyncio.AbstractEventLoop) -> None:
+        self.network = network
+        self.loop = loop
+        self.bytes_sent = 0
+
+    def broadcast(self, message: bytes) -> None:
+        self.bytes_sent += len(message)
+        self.loop.call_soon_threadsafe(self._publish, message)
+
+    def _publish(self, message: bytes) -> None:
+        task = self.loop.create_task(self.network.publish(self.TOPIC, message))
+        task.add_done_callback(_log_publish_failure)
+
+
+def _log_publish_failure(task: asyncio.Task) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.debug("finality gossip not sent", error=str(task.exception()))
+
+
 def voter_config_for(slot_duration_ms: int) -> VoterConfig:
     """Round timers from the slot: T = a quarter slot, so a round of 4T fits in about one slot."""
     gossip = max(50, slot_duration_ms // 4)
@@ -65,20 +92,25 @@ class FinalityService(Service):
     name = "finality"
 
     def __init__(self, chain: ChainService, keypair: Keypair | None, clock: Any, *,
-                 network: NetworkPort | None = None, config: VoterConfig | None = None) -> None:
+                 network: NetworkPort | None = None, gossip: Any = None, config: VoterConfig | None = None) -> None:
         self.chain = chain
         self.keypair = keypair
         self.clock = clock
         self.network = network or SilentNetwork()
+        self.gossip = gossip  # the network service (publish/subscribe/report), or None for a node without peers
         self.config = config or voter_config_for(chain.config.slot_duration_ms)
         self.voter: Voter | None = None
         self.finalized_listeners: list[Callable[[list[Header], Justification], None]] = []  # chain thread
         self._inbox: asyncio.Queue[bytes] = asyncio.Queue(MAX_INBOX)
         self._wake = asyncio.Event()
+        self._origins: dict[bytes, str] = {}  # a gossiped message -> the peer it came from, until handled
         self._loop: asyncio.AbstractEventLoop | None = None
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        if self.gossip is not None:
+            self.network = GossipPort(self.gossip, self._loop)
+            self._gossip_queue = self.gossip.subscribe(GossipPort.TOPIC)
         await self.chain.call(self._make_voter)
         self.chain.block_listeners.append(self._on_block_chain_thread)
 
@@ -92,6 +124,23 @@ class FinalityService(Service):
         self._authored_slots: dict[tuple[int, bytes], Header] = {}
 
     async def run(self) -> None:
+        if self.gossip is not None:
+            reader = asyncio.create_task(self._read_gossip())
+            try:
+                await self._run_voter()
+            finally:
+                reader.cancel()
+        else:
+            await self._run_voter()
+
+    async def _read_gossip(self) -> None:
+        while True:
+            origin, data = await self._gossip_queue.get()
+            self._origins[data] = origin
+            if not self.deliver(data):
+                log.debug("finality inbox full: message dropped")
+
+    async def _run_voter(self) -> None:
         while True:
             woken = asyncio.create_task(self._wake.wait())
             timer = asyncio.create_task(self.clock.sleep_until(self.voter.next_wakeup_ms()))
@@ -112,15 +161,21 @@ class FinalityService(Service):
 
     def _step(self, messages: list[bytes]) -> None:
         for data in messages:
+            origin = self._origins.pop(data, None)
             try:
                 message = decode_message(data)
             except BadFinalityMessage:
+                self._report(origin, "malformed finality message")
                 continue
-            if isinstance(message, SignedDispute):
-                self.disputes.add(message)
-            else:
+            accepted = self.disputes.add(message) if isinstance(message, SignedDispute) else \
                 self.voter.on_decoded(message)
+            if not accepted:
+                self._report(origin, "forged or invalid finality message")
         self.voter.poll()
+
+    def _report(self, origin: str | None, reason: str) -> None:
+        if origin is not None and self.gossip is not None:
+            self._loop.call_soon_threadsafe(self.gossip.report, origin, "malformed", reason)
 
     async def stop(self) -> None:
         if self._on_block_chain_thread in self.chain.block_listeners:
