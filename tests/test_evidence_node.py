@@ -94,3 +94,27 @@ def test_dispute_statements_of_two_thirds_of_the_stake_slash_the_author(tmp_path
         assert event.kind == offences.KIND_FALSE_USEFUL_WORK and event.offender == ALICE.public
         assert event.reporter == BOB.public and bond(chain, ALICE.public) == alice_bond - event.slashed
     run_bob_node(tmp_path, scenario)
+
+
+def test_a_double_voter_is_reported_by_the_node_that_saw_both_votes_and_slashed(tmp_path):
+    from runtime.finality import PREVOTE, sign_vote
+
+    async def scenario(chain, finality, maker, clock):
+        first_block = maker.build(slot=4).block
+        fork = maker.build([maker.transfer(CHARLIE, DAVE.public, 10**12)], slot=8).block  # Alice's too
+        for block in (first_block, fork):
+            await chain.import_block(block)
+        genesis = chain.store.genesis_hash
+        round_number = finality.voter.round_number
+        for target in (first_block, fork):  # Dave prevotes for both forks in one round
+            vote = sign_vote(DAVE, genesis, 0, round_number, PREVOTE, target.hash, 1)
+            finality.deliver(encode_message(vote))
+        await finality.step()
+        assert [x.call.name for x in list(chain.pool.ready())] == ["offences.report_vote_equivocation"]
+        dave_bond = bond(chain, DAVE.public)
+        await chain.author(9, BOB, clock.now_ms() + 10_000)  # slot 9 is Bob's
+        (event,) = offence_events(chain)
+        assert event.kind == offences.KIND_VOTE_EQUIVOCATION and event.offender == DAVE.public
+        assert event.reporter == BOB.public and event.reward > 0
+        assert bond(chain, DAVE.public) == dave_bond - event.slashed
+    run_bob_node(tmp_path, scenario)
