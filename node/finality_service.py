@@ -28,12 +28,12 @@ from consensus.finality.justification import FinalityProof, Justification
 from consensus.finality.messages import BadFinalityMessage, decode_message, encode_message
 from consensus.finality.ports import DISPUTED, VERIFIED, NetworkPort
 from consensus.finality.store_environment import StoreEnvironment, prove_finality, voter_set_of
-from consensus.useful_work.key_resealing import reseal_calls
 from consensus.finality.voter import Voter, VoterConfig
+from consensus.useful_work.key_resealing import reseal_calls
 from node.chain_service import ChainService
 from node.service import Service
-from runtime.crypto import Keypair
 from runtime import codec
+from runtime.crypto import Keypair
 from runtime.dispatch import Call
 from runtime.executive import sign_extrinsic
 from runtime.finality import SignedDispute, sign_dispute

@@ -17,6 +17,7 @@ from runtime.finality import SignedDispute, is_valid_dispute_signature
 from runtime.types import Header
 
 MAX_PENDING = 1024  # statements waiting for a block this node has not imported
+MAX_BLOCKS = 1024  # disputed blocks whose statements are kept (the oldest are forgotten first)
 
 
 class DisputeCollector:
@@ -41,6 +42,8 @@ class DisputeCollector:
         voters = self.authoring_set(header)
         if dispute.set_id != voters.set_id or dispute.validator not in voters or header.number != dispute.block_number:
             return False
+        if header.hash not in self.statements and len(self.statements) >= MAX_BLOCKS:
+            del self.statements[next(iter(self.statements))]
         known = self.statements.setdefault(header.hash, {})
         if dispute.validator in known:
             return True

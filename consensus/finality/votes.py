@@ -88,16 +88,6 @@ class VoteGraph:
                 best = (block_hash, self.number[block_hash])
         return best
 
-    def highest_ancestor(self, start: Block, accept: Callable[[int], bool]) -> Block | None:
-        """The highest of `start` and its ancestors down to the base whose weight passes `accept`."""
-        block_hash = start[0]
-        while True:
-            if accept(self.weight.get(block_hash, 0)):
-                return (block_hash, self.number.get(block_hash, start[1]))
-            if block_hash == self.base[0] or block_hash not in self.parent:
-                return None
-            block_hash = self.parent[block_hash]
-
     def heaviest_child_weight(self, block_hash: bytes) -> int:
         return max((self.weight[h] for h, p in self.parent.items() if p == block_hash), default=0)
 
