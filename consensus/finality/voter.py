@@ -9,8 +9,9 @@ One round, for a voter of the set in force at the last finalized block F:
           ──completable and (precommitted or 4T)──> next round
 
 Whenever a round's precommits reach a supermajority on a block above F, that
-block is finalized with a justification and the commit is gossiped. The round
-before the current one stays open, so late precommits still finalize.
+block is finalized with a justification (the commit, re-sent with the votes for
+nodes that missed the round). The round before the current one stays open, so
+late precommits still finalize.
 
 The useful-work gate: this validator signs a vote only for a block its node
 marked `verified` whose every ancestor above F is verified too; a `pending`,
@@ -241,7 +242,8 @@ class Voter:
         self.last_commit = justification
         log.info("finalized", number=justification.target_number, hash=justification.target_hash.hex()[:16],
                  round=justification.round, set_id=justification.set_id)
-        self.network.broadcast(encode_message(justification))
+        # Not gossiped now: every voter that saw the precommits finalizes by itself; the commit goes out
+        # with the periodic re-send, for the nodes that missed them (GossipSub's message budget is small).
 
     def _set_changed(self) -> bool:
         finalized = self.env.finalized()
