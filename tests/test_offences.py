@@ -238,3 +238,36 @@ def test_unbonding_outlasts_an_era_plus_the_evidence_window(chain):
         parse_genesis(spec)
     params = chain.config.parameters
     assert params.unbonding_period > params.era_length + chain.config.offences.evidence_window
+
+
+@pytest.mark.parametrize("offences_spec,problem", [
+    ({"slash_ppm": 0}, "slash_ppm"), ({"reporter_share_ppm": 1_000_001}, "reporter_share_ppm"),
+    ({"evidence_window": 500}, "unbonding_period"), ({"slash_pm": 1}, "unknown field"),
+    ("lots", "must be an object"), ({"evidence_window": -1}, "between"),
+])
+def test_a_bad_offences_object_in_the_chain_spec_names_its_field(chain, offences_spec, problem):
+    from runtime.errors import GenesisError
+    from runtime.genesis import parse_genesis
+
+    spec = dict(chain.config.spec, offences=offences_spec)
+    with pytest.raises(GenesisError, match=problem):
+        parse_genesis(spec)
+
+
+def test_the_chain_spec_offences_object_is_optional_and_reaches_the_state(chain):
+    from runtime.genesis import build_genesis_state, parse_genesis
+
+    spec = {k: v for k, v in chain.config.spec.items() if k != "offences"}
+    config = parse_genesis(spec)
+    assert config.offences == offences.DEFAULT_PARAMS
+    custom = parse_genesis(dict(spec, offences={"slash_ppm": 250_000}))
+    state = Overlay(_Backend(build_genesis_state(custom)))
+    assert offences.Params.get(state).slash_ppm == 250_000
+
+
+class _Backend:
+    def __init__(self, changes):
+        self.changes = changes
+
+    def get(self, key):
+        return self.changes.get(key)
