@@ -14,6 +14,18 @@ One LevelDB per node; columns are one-byte key prefixes. Integers in keys are
     B<blob hash>                   content-addressed blob
     I<blob hash>                   the blob's size and upload block
     g<set id><round><stage>        this validator's own finality vote (the vote journal)
+    d<block hash>                  dispute evidence of a block
+
+Node-side indexes (node/indexer.py): derived from the chain, never part of consensus,
+rebuilt from the best state when missing. Those derived from the best state move with
+it (meta `index_head` names the block they describe); the account history keeps every
+imported block's entries and filters them by the canonical index when read.
+    K<storage key>                           the keys of the best state, in key order (state_getKeysPaged)
+    L<inverted earned u128><account>         all-time rewards, best first (training_leaderboard)
+    T<task u64><account>                     a trainer's rewards in one task
+    R<task u64><inverted reward u128><account>  the same, best first (training_taskLeaderboard)
+    P<blob hash>                             blobs of ended tasks, kept from blob GC (the audit trail)
+    A<account><number u64><block hash>       the extrinsics and events of a block that involve the account
 """
 
 from __future__ import annotations
@@ -31,6 +43,13 @@ BLOB_INFO = b"I"
 DISPUTED = b"d"  # blocks whose useful-work report a validator could not reproduce -> evidence
 VOTE_JOURNAL = b"g"  # finality votes this validator signed, saved before they are sent
 
+STATE_KEYS = b"K"
+LEADERBOARD = b"L"
+TASK_EARNED = b"T"
+TASK_RANKING = b"R"
+PINNED_BLOB = b"P"
+ACCOUNT_HISTORY = b"A"
+
 META_BEST = b"best"
 META_FINALIZED = b"finalized"
 META_GENESIS = b"genesis"
@@ -38,6 +57,8 @@ META_NEXT_VERSION = b"next_version"
 META_SCHEMA_VERSION = b"schema_version"
 META_BLOB_BYTES = b"blob_bytes"  # total size of stored blobs
 META_PRUNED_BELOW = b"pruned_below"  # states of blocks below this number are pruned
+META_INDEX_HEAD = b"index_head"  # the block whose state the node-side indexes describe
+META_HISTORY_NUMBER = b"history_number"  # the highest block whose account history is recorded
 
 
 def _u64(n: int) -> bytes:
@@ -108,3 +129,58 @@ def vote_journal_set_prefix(set_id: int) -> bytes:
 
 def vote_journal_key(set_id: int, round_number: int, stage: int) -> bytes:
     return VOTE_JOURNAL + _u64(set_id) + _u64(round_number) + bytes((stage,))
+
+
+# --- node-side indexes ------------------------------------------------------------
+
+_U128_MAX = (1 << 128) - 1
+
+
+def _inverted_u128(amount: int) -> bytes:
+    """Larger amounts sort first in LevelDB's byte order."""
+    return (_U128_MAX - min(amount, _U128_MAX)).to_bytes(16, "big")
+
+
+def state_key_index_key(storage_key: bytes) -> bytes:
+    return STATE_KEYS + storage_key
+
+
+def leaderboard_key(earned: int, account: bytes) -> bytes:
+    return LEADERBOARD + _inverted_u128(earned) + account
+
+
+def account_from_leaderboard_key(key: bytes) -> tuple[bytes, int]:
+    return key[17:], _U128_MAX - int.from_bytes(key[1:17], "big")
+
+
+def task_earned_key(task_id: int, account: bytes) -> bytes:
+    return TASK_EARNED + _u64(task_id) + account
+
+
+def task_ranking_prefix(task_id: int) -> bytes:
+    return TASK_RANKING + _u64(task_id)
+
+
+def task_ranking_key(task_id: int, earned: int, account: bytes) -> bytes:
+    return task_ranking_prefix(task_id) + _inverted_u128(earned) + account
+
+
+def account_from_task_ranking_key(key: bytes) -> tuple[bytes, int]:
+    return key[25:], _U128_MAX - int.from_bytes(key[9:25], "big")
+
+
+def pinned_blob_key(blob_hash: bytes) -> bytes:
+    return PINNED_BLOB + blob_hash
+
+
+def account_history_prefix(account: bytes) -> bytes:
+    return ACCOUNT_HISTORY + account
+
+
+def account_history_key(account: bytes, number: int, block_hash: bytes) -> bytes:
+    return ACCOUNT_HISTORY + account + _u64(number) + block_hash
+
+
+def history_entry_block(key: bytes) -> tuple[int, bytes]:
+    """(block number, block hash) of an account history key."""
+    return int.from_bytes(key[33:41], "big"), key[41:]

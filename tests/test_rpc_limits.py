@@ -14,6 +14,8 @@ from runtime.types import Digest, Header
 class BlockSource:
     """The one facade method the head subscriptions use; the test fires the blocks."""
 
+    blobs = None  # serves no blobs
+
     def __init__(self) -> None:
         self.callbacks = []
 
