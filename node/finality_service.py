@@ -63,13 +63,13 @@ class GossipPort:
 
     TOPIC = "finality"
 
-    def __init__(self, network: Any, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, network: Any, loop: asyncio.AbstractEventLoop, bytes_sent: Any) -> None:
         self.network = network
         self.loop = loop
-        self.bytes_sent = 0
+        self.bytes_sent = bytes_sent  # a Prometheus counter
 
     def broadcast(self, message: bytes) -> None:
-        self.bytes_sent += len(message)
+        self.bytes_sent.inc(len(message))
         self.loop.call_soon_threadsafe(self._publish, message)
 
     def _publish(self, message: bytes) -> None:
@@ -109,7 +109,7 @@ class FinalityService(Service):
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         if self.gossip is not None:
-            self.network = GossipPort(self.gossip, self._loop)
+            self.network = GossipPort(self.gossip, self._loop, self.chain.metrics.finality_gossip_bytes)
             self._gossip_queue = self.gossip.subscribe(GossipPort.TOPIC)
         await self.chain.call(self._make_voter)
         self.chain.block_listeners.append(self._on_block_chain_thread)

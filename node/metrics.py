@@ -31,6 +31,8 @@ class NodeMetrics:
                                        "not reproduce here", registry=self.registry)
         self.extrinsics_included = Counter("gradchain_extrinsics_included", "Extrinsics in imported blocks",
                                            registry=self.registry)
+        self.finality_gossip_bytes = Counter("gradchain_finality_gossip_bytes", "Bytes of finality votes and "
+                                             "commits this node gossiped", registry=self.registry)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
