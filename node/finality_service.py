@@ -26,7 +26,7 @@ import structlog
 from consensus.finality.disputes import DisputeCollector
 from consensus.finality.justification import FinalityProof, Justification
 from consensus.finality.messages import BadFinalityMessage, decode_message, encode_message
-from consensus.finality.ports import DISPUTED, VERIFIED, NetworkPort
+from consensus.finality.ports import DISPUTED, PENDING, VERIFIED, NetworkPort
 from consensus.finality.store_environment import StoreEnvironment, prove_finality, voter_set_of
 from consensus.finality.voter import Voter, VoterConfig
 from consensus.useful_work.key_resealing import reseal_calls
@@ -41,6 +41,7 @@ from runtime.hashing import blake2b_256
 from runtime.pallets import offences, system, validators
 from runtime.state import Overlay
 from runtime.types import Block, Header
+from storage.block_status import VerificationStatus
 from storage.vote_journal import DatabaseVoteJournal
 
 log = structlog.get_logger("finality")
@@ -113,6 +114,7 @@ class FinalityService(Service):
             self._gossip_queue = self.gossip.subscribe(GossipPort.TOPIC)
         await self.chain.call(self._make_voter)
         self.chain.block_listeners.append(self._on_block_chain_thread)
+        self.chain.status_listeners.append(self._on_status_chain_thread)
 
     def _make_voter(self) -> None:
         store = self.chain.store
@@ -180,6 +182,8 @@ class FinalityService(Service):
     async def stop(self) -> None:
         if self._on_block_chain_thread in self.chain.block_listeners:
             self.chain.block_listeners.remove(self._on_block_chain_thread)
+        if self._on_status_chain_thread in self.chain.status_listeners:
+            self.chain.status_listeners.remove(self._on_status_chain_thread)
 
     # --- inputs -------------------------------------------------------------------
 
@@ -209,16 +213,29 @@ class FinalityService(Service):
         if len(self._authored_slots) > SLOT_MEMORY:
             del self._authored_slots[next(iter(self._authored_slots))]
         store = self.chain.store
-        evidence = store.dispute_evidence(header.hash)
-        voters = self._authoring_set(header)
-        if evidence is not None and self.keypair is not None and self.keypair.public in voters:
-            dispute = sign_dispute(self.keypair, store.genesis_hash, voters.set_id, header, blake2b_256(evidence))
-            self.disputes.add(dispute)
-            self.network.broadcast(encode_message(dispute))
         self.disputes.retry_pending()
         parent_era = validators.CurrentEra.get(Overlay(store.state_view(header.parent_hash)))
         if self.keypair is not None and validators.CurrentEra.get(Overlay(store.state_view(header.hash))) != parent_era:
             self._reseal_held_out_keys(header)
+
+    def _on_status_chain_thread(self, block_hash: bytes, status: VerificationStatus) -> None:
+        """A verdict on a block's useful work: a dispute is signed and gossiped; any verdict may free a vote."""
+        try:
+            if status.state == DISPUTED:
+                self._dispute(block_hash)
+        except Exception:  # noqa: BLE001 - evidence is best effort
+            log.exception("could not sign a dispute", hash=block_hash.hex()[:16])
+        self._loop.call_soon_threadsafe(self._wake.set)
+
+    def _dispute(self, block_hash: bytes) -> None:
+        store = self.chain.store
+        header, evidence = store.header(block_hash), store.dispute_evidence(block_hash)
+        voters = self._authoring_set(header)
+        if evidence is None or self.keypair is None or self.keypair.public not in voters:
+            return
+        dispute = sign_dispute(self.keypair, store.genesis_hash, voters.set_id, header, blake2b_256(evidence))
+        self.disputes.add(dispute)
+        self.network.broadcast(encode_message(dispute))
 
     def _authoring_set(self, header: Header):
         """The set that authored a block (and disputes it): the one in its parent's state."""
@@ -235,9 +252,15 @@ class FinalityService(Service):
     # --- the environment's hooks (chain thread) --------------------------------------------
 
     def _block_status(self, block_hash: bytes) -> str:
-        # Until the import pipeline keeps a status per block: what this node disputes is disputed,
-        # everything it imported was checked during import.
-        return DISPUTED if self.chain.store.dispute_evidence(block_hash) is not None else VERIFIED
+        """The import pipeline's verdict, as the voter's gate reads it. A block `verified` with rounds this
+        validator could not check (the held-out key not sealed to it yet) is not voted for: it waits, as if
+        pending, until its key arrives and the rounds are checked."""
+        status = self.chain.store.verification_status(block_hash)
+        if status is None:
+            return PENDING
+        if status.state == VERIFIED and status.unchecked and self.keypair is not None:
+            return PENDING
+        return status.state
 
     def _on_finalized(self, headers: list[Header], justification: Justification) -> None:
         self.chain.metrics.finalized_height.set(headers[-1].number)

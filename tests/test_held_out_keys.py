@@ -128,7 +128,7 @@ def test_a_newcomer_measures_rounds_with_a_resealed_key_and_waits_without_one(ch
     state = chain.overlay()
     current = training.Tasks.get(state, 0)
     with pytest.raises(UsefulWorkError, match="not sealed"):
-        work._open_held_out(current, work._usable_keys(state, 0, current))
+        work._open_held_out(state, 0, current)
     # a liar seals junk first; Alice then seals the real key: Bob skips the junk and opens the set
     assert submit(chain, ALICE, held_out_keys.reseal_held_out_key(0, CHARLIE.public,
                                                                  seal_key(key, CHARLIE.public))).success
@@ -136,6 +136,6 @@ def test_a_newcomer_measures_rounds_with_a_resealed_key_and_waits_without_one(ch
                                                                    seal_key(b"\x01" * 32, BOB.public))).success
     assert submit(chain, ALICE, held_out_keys.reseal_held_out_key(0, BOB.public, seal_key(key, BOB.public))).success
     state = chain.overlay()
-    held_out = work._open_held_out(current, work._usable_keys(state, 0, current))
+    held_out = work._open_held_out(state, 0, current)
     assert held_out is not None
     db.close()

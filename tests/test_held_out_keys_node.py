@@ -7,7 +7,7 @@ import asyncio
 
 import torch
 
-from consensus.block_import import expected_author
+from consensus.import_queue import expected_author
 from consensus.useful_work.key_resealing import open_sealed_key, working_key
 from consensus.useful_work.secrecy import encrypt_held_out
 from node.chain_service import ChainService
