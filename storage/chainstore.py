@@ -371,6 +371,13 @@ class ChainStore:
         """Blocks whose status is still to be decided (pending or unverifiable)."""
         return [key[len(schema.WAITING):] for key in self.db.keys_with_prefix(schema.WAITING)]
 
+    def forget_blocks(self, block_hashes: list[bytes], trie_nodes: list[bytes]) -> None:
+        """Drop deleted blocks (storage/fork_pruning.py) and their trie nodes from the caches."""
+        for block_hash in block_hashes:
+            self._headers.pop(block_hash, None)
+            self._statuses.pop(block_hash, None)
+        self.trie.forget(trie_nodes)
+
     def leaves(self) -> list[BlockHash]:
         """Blocks with no child yet: the tips of every fork."""
         return [key[len(schema.LEAF):] for key in self.db.keys_with_prefix(schema.LEAF)]

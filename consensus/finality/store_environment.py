@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Callable
 
+import structlog
+
 from consensus.finality.justification import FinalityProof, Justification, encode_justification
 from consensus.finality.ports import VoterSet
 from consensus.finality.votes import is_descendant_or_equal
@@ -20,6 +22,9 @@ from runtime.pallets import offences, validators
 from runtime.state import Overlay
 from runtime.types import Header
 from storage.chainstore import ChainStore
+from storage.fork_pruning import prune_excluded_forks
+
+log = structlog.get_logger("finality")
 
 VOTER_SET_CACHE = 256
 MAX_PROOF_SEARCH = 4096  # blocks searched above the asked one for a stored justification
@@ -69,6 +74,9 @@ class StoreEnvironment:
     def finalize_block(self, block_hash: bytes, number: int, justification: Justification) -> None:
         previous = self.store.finalized_header()
         self.store.set_finalized(block_hash, encode_justification(justification))
+        pruned = prune_excluded_forks(self.store)
+        if pruned:
+            log.info("pruned forks finality excluded", blocks=pruned, finalized=number)
         newly = []
         header = self.store.header(block_hash)
         while header.number > previous.number:
