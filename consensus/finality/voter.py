@@ -150,10 +150,14 @@ class Voter:
         round_ = self._open_round(vote.round)
         if round_ is None:
             ahead = vote.round - self.current.number
-            if 0 < ahead <= self.config.max_rounds_ahead and sum(map(len, self.future.values())) < MAX_FUTURE_VOTES:
-                if is_valid_vote_signature(self.env.genesis_hash, vote):
-                    self.future.setdefault(vote.round, []).append(vote)
+            waiting = self.future.get(vote.round, [])
+            if (0 < ahead <= self.config.max_rounds_ahead and sum(map(len, self.future.values())) < MAX_FUTURE_VOTES
+                    and not any(v.voter == vote.voter and v.stage == vote.stage for v in waiting)
+                    and is_valid_vote_signature(self.env.genesis_hash, vote)):
+                self.future.setdefault(vote.round, []).append(vote)  # one per voter and stage: no flooding
             return True
+        if round_.stage(vote.stage).first.get(vote.voter) == vote:
+            return True  # a re-send of a vote already counted: no need to check its signature again
         if not is_valid_vote_signature(self.env.genesis_hash, vote):
             return False
         self._record(round_, vote)
