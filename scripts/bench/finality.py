@@ -17,10 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import re
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,83 +30,24 @@ sys.path.insert(0, str(ROOT))
 
 import aiohttp  # noqa: E402
 
-from node.chain_setup import DEFAULT_CHAIN  # noqa: E402
-from node.keystore import write_key_file  # noqa: E402
 from rpc.client import Client  # noqa: E402
 
-VALIDATORS = ("Alice", "Bob", "Charlie", "Dave")
 TRAINERS = ("//Eve", "//Ferdie")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def gossip_bytes(prometheus_port: int) -> float:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{prometheus_port}/metrics", timeout=5).read().decode()
+    found = re.search(r"^gradchain_finality_gossip_bytes_total ([0-9.e+]+)$", text, re.M)
+    return float(found.group(1)) if found else 0.0
 
 
-class BenchNode:
-    def __init__(self, name: str, base: Path, spec: Path) -> None:
-        from node.network.config import node_peer_id, write_node_key  # the network (issue 13)
-
-        self.name, self.base, self.spec = name, base, spec
-        base.mkdir(parents=True)
-        self.key_file = base / "validator.json"
-        write_key_file(self.key_file, f"//{name}", 42)
-        self.node_key = base / "node_key"
-        self.peer_id = node_peer_id(write_node_key(self.node_key))
-        self.p2p, self.rpc, self.prometheus = free_port(), free_port(), free_port()
-        self.log = base / "node.log"
-        self.process: subprocess.Popen | None = None
-
-    @property
-    def address(self) -> str:
-        return f"/ip4/127.0.0.1/tcp/{self.p2p}/p2p/{self.peer_id}"
-
-    def start(self, bootnodes: list[str]) -> None:
-        command = [sys.executable, "-m", "node.cli", "--chain", str(self.spec), "--base-path", str(self.base / "data"),
-                   "--name", self.name, "--node-key-file", str(self.node_key), "--p2p-host", "127.0.0.1",
-                   "--p2p-port", str(self.p2p), "--rpc-port", str(self.rpc), "--prometheus-port", str(self.prometheus),
-                   "--log-format", "json", "--validator", "--key-file", str(self.key_file), "--bootnodes", *bootnodes]
-        with open(self.log, "ab") as log:
-            self.process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-
-    def gossip_bytes(self) -> float:
-        text = urllib.request.urlopen(f"http://127.0.0.1:{self.prometheus}/metrics", timeout=5).read().decode()
-        found = re.search(r"^gradchain_finality_gossip_bytes_total ([0-9.e+]+)$", text, re.M)
-        return float(found.group(1)) if found else 0.0
-
-
-def wait_until(condition, timeout: float, what: str, nodes) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if condition():
-                return
-        except Exception:  # noqa: BLE001 - a node still starting
-            pass
-        time.sleep(0.25)
-    tails = "\n".join(f"--- {n.name}\n" + "\n".join(n.log.read_text(errors="replace").splitlines()[-15:])
-                      for n in nodes)
-    raise SystemExit(f"timed out waiting for {what}\n{tails}")
-
-
-async def follow_finality(node: BenchNode, slot_ms: int, seconds: float, lags: list[float]) -> None:
+async def follow_finality(node, slot_ms: int, seconds: float, lags: list[float]) -> None:
     """Lag (in slots) of every block number, the first time this node reports it final."""
-    client = Client(f"http://127.0.0.1:{node.rpc}", timeout=10)
+    client = node.client
     reached = client.header(client.finalized_hash()).number
     deadline = time.monotonic() + seconds
     async with aiohttp.ClientSession() as session:
-        socket_ = await session.ws_connect(f"ws://127.0.0.1:{node.rpc}")
+        socket_ = await session.ws_connect(f"ws://127.0.0.1:{node.rpc_port}")
         await socket_.send_json({"jsonrpc": "2.0", "id": 1, "method": "chain_subscribeFinalizedHeads", "params": []})
         await socket_.receive_json(timeout=10)
         while time.monotonic() < deadline:
@@ -126,13 +64,13 @@ async def follow_finality(node: BenchNode, slot_ms: int, seconds: float, lags: l
         await socket_.close()
 
 
-def start_training(node: BenchNode) -> list[subprocess.Popen]:
+def start_training(node) -> list[subprocess.Popen]:
     """A task (created by Eve) and two trainers submitting updates: a round in flight while we measure."""
     from consensus.useful_work import ModelSpec, build_model, state_of
     from runtime import crypto
     from scripts._tasks import ChainAccount, TaskOptions, demo_data, publish_task
 
-    client = Client(f"http://127.0.0.1:{node.rpc}", timeout=30)
+    client = Client(f"http://127.0.0.1:{node.rpc_port}", timeout=30)
     split, _, _ = demo_data("digits", len(TRAINERS))
     spec = ModelSpec("mlp", input_dim=64, hidden=64, classes=10)
     initial = state_of(build_model(spec, 0))
@@ -142,54 +80,53 @@ def start_training(node: BenchNode) -> list[subprocess.Popen]:
     trainers = []
     for i, uri in enumerate(TRAINERS):
         trainers.append(subprocess.Popen(
-            [sys.executable, str(ROOT / "scripts" / "trainer.py"), "--url", f"http://127.0.0.1:{node.rpc}", "--uri", uri,
+            [sys.executable, str(ROOT / "scripts" / "trainer.py"), "--url", f"http://127.0.0.1:{node.rpc_port}", "--uri", uri,
              "--task", str(task_id), "--shard", f"{i}/{len(TRAINERS)}", "--state", str(node.base / f"trainer{i}.json")],
             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     return trainers
 
 
 def run(args) -> dict:
+    from scripts.bench.cluster import Cluster, free_port, wait_until  # the network (issue 13)
+
     base = Path(tempfile.mkdtemp(prefix="gradchain-finality-bench-"))
-    spec = json.loads(DEFAULT_CHAIN.read_text())
-    spec.update(name="Finality Bench", id="gradchain_finality_bench", slot_duration_ms=args.slot_ms)
-    spec["parameters"] = dict(spec["parameters"], minimum_period_ms=args.slot_ms // 2)
-    spec_path = base / "spec.json"
-    spec_path.write_text(json.dumps(spec))
-    nodes = [BenchNode(name, base / name.lower(), spec_path) for name in VALIDATORS]
+    cluster = Cluster(base, slot_ms=args.slot_ms)
+    prometheus = {n.name: free_port() for n in cluster.nodes}
     trainers: list[subprocess.Popen] = []
     try:
-        for node in nodes:
-            node.start([n.address for n in nodes if n is not node])
-        clients = [Client(f"http://127.0.0.1:{n.rpc}", timeout=10) for n in nodes]
-        wait_until(lambda: all(c.call("system_health")["peers"] >= len(nodes) - 1 for c in clients), 90,
-                   "every node to see its peers", nodes)
-        wait_until(lambda: all(c.header(c.finalized_hash()).number >= 2 for c in clients), 120,
-                   "first finality", nodes)
+        for node in cluster.nodes:
+            node.start([n.address for n in cluster.nodes if n is not node], prometheus_port=prometheus[node.name])
+        for node in cluster.nodes:
+            node.wait_rpc()
+        wait_until(lambda: all(n.peers() >= len(cluster.nodes) - 1 for n in cluster.nodes), 90,
+                   "every node to see its peers", cluster.nodes)
+        wait_until(lambda: all(n.client.header(n.client.finalized_hash()).number >= 2 for n in cluster.nodes), 120,
+                   "first finality", cluster.nodes)
         if args.training:
-            trainers = start_training(nodes[0])
-        before = [n.gossip_bytes() for n in nodes]
+            trainers = start_training(cluster.nodes[0])
+        before = [gossip_bytes(prometheus[n.name]) for n in cluster.nodes]
         started = time.monotonic()
         lags: list[float] = []
 
         async def follow_all():
-            await asyncio.gather(*(follow_finality(n, args.slot_ms, args.seconds, lags) for n in nodes))
+            await asyncio.gather(*(follow_finality(n, args.slot_ms, args.seconds, lags) for n in cluster.nodes))
         asyncio.run(follow_all())
         elapsed = time.monotonic() - started
-        after = [n.gossip_bytes() for n in nodes]
+        after = [gossip_bytes(prometheus[n.name]) for n in cluster.nodes]
+        nodes = len(cluster.nodes)
     finally:
         for trainer in trainers:
             trainer.terminate()
             trainer.wait(10)
-        for node in nodes:
-            node.stop()
+        cluster.stop()
     lags.sort()
     if not lags:
         raise SystemExit("no block was finalized while measuring")
     return {
         "lag_p50_slots": round(lags[len(lags) // 2], 2),
         "lag_p99_slots": round(lags[min(len(lags) - 1, int(len(lags) * 0.99))], 2),
-        "vote_bytes_per_s_per_node": round(sum(a - b for a, b in zip(after, before)) / len(nodes) / elapsed, 1),
-        "blocks": len(lags) // len(nodes), "nodes": len(nodes), "slot_ms": args.slot_ms,
+        "vote_bytes_per_s_per_node": round(sum(a - b for a, b in zip(after, before)) / nodes / elapsed, 1),
+        "blocks": len(lags) // nodes, "nodes": nodes, "slot_ms": args.slot_ms,
         "seconds": round(elapsed, 1),
     }
 
