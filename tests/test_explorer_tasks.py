@@ -143,7 +143,7 @@ def plot_points(page: str) -> list[tuple[int, float]]:
 def test_report_normalizes_balances_and_tells_why_updates_were_rejected():
     report = explorer_tasks.task_report(CannedClient(), 0, CHAIN)
     first, second = report["closed_rounds"]
-    assert first["rejected"] == {"missing": 0, "malformed": 1, "not accepted": 1}
+    assert first["rejected"] == {"missing": 0, "malformed": 1, "copy": 0, "not accepted": 1}
     assert [u["fate"] for u in first["updates"]] == [
         "accepted", "not accepted: contribution below the minimum", "malformed: bond slashed"]
     assert second["paid_to_trainers"] == 899_999_999_999_999 and second["paid_to_validators"] == 100 * GRAD
