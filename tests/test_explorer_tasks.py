@@ -163,7 +163,7 @@ def test_task_view_prints_summary_rounds_updates_models_and_trainers():
     assert re.search(r"│ +0 │ +#8 │ +3 │ +1 │ 1 malformed \(bond slashed\), 1 not accepted +│ +7\.42% │ +37\.50% │ "
                      r"+900 GRAD │ +100 GRAD │", out)
     assert re.search(r"│ +1 │ +#15 │ +3 │ +2 │ 1 malformed \(bond slashed\) +│ +32\.42% │ +65\.63% │ "
-                     r"+899\.999999999999 GRAD │ +100 GRAD │", out)
+                     r"+900 GRAD │ +100 GRAD │", out)  # 899.999999999999 GRAD, rounded for reading
     assert "Round 0 updates" in out and "Round 1 updates" in out
     poisoned = [line for line in out.splitlines() if ADDRESS["C"] in line and "malformed" in line]
     assert len(poisoned) == 2 and all("bond slashed" in line and re.search(r"│ +no │", line) for line in poisoned)
@@ -172,7 +172,7 @@ def test_task_view_prints_summary_rounds_updates_models_and_trainers():
     assert re.search(rf"│ +1 │ {h(11)} │ +65\.63% │ {ADDRESS['A']}", out)
     ranks = [(int(m.group(1)), m.group(2)) for m in re.finditer(r"│ (\d) │ (\w{40,}) +│ +\d+ │", out)]
     assert ranks == [(1, ADDRESS["A"]), (2, ADDRESS["B"]), (3, ADDRESS["C"])]
-    assert re.search(rf"│ 1 │ {ADDRESS['A']} +│ +2 │ +2 │ +0 │ 1,313\.412784837695 GRAD │", out)
+    assert re.search(rf"│ 1 │ {ADDRESS['A']} +│ +2 │ +2 │ +0 │ 1,313\.4128 GRAD │", out)
     assert re.search(rf"│ 3 │ {ADDRESS['C']} +│ +2 │ +0 │ +2 │ +0 GRAD │", out)
 
 
@@ -190,8 +190,20 @@ def test_tasks_and_leaderboard_tables():
                      r"+65\.63% │", out)
     assert re.search(rf"│ +1 │ {ADDRESS['Creator']} │ mlp\(64, 64, 10\) │ +1/3 │ active +│ +60,000 GRAD │ +- │", out)
     out = rendered(explorer_tasks.print_leaderboard, explorer_tasks.leaderboard(CannedClient()), CHAIN)
-    assert re.search(rf"│ 1 │ {ADDRESS['A']} │ 1,313\.412784837695 GRAD │", out)
+    assert re.search(rf"│ 1 │ {ADDRESS['A']} │ 1,313\.4128 GRAD │", out)
+    assert re.search(r"│ 2 │ \w+ │ +200 GRAD │", out)
+
+
+def test_amounts_are_rounded_for_reading_and_exact_on_request():
+    """(the amounts above, behaviour changed on purpose: issue 18 item 8)"""
+    exact = ChainInfo("GRAD", 12, 42, exact=True)
+    out = rendered(explorer_tasks.print_task, explorer_tasks.task_report(CannedClient(), 0, exact))
+    assert re.search(r"│ +1 │ +#15 │ .*│ +899\.999999999999 GRAD │ +100 GRAD │", out)
+    assert re.search(rf"│ 1 │ {ADDRESS['A']} +│ +2 │ +2 │ +0 │ 1,313\.412784837695 GRAD │", out)
+    out = rendered(explorer_tasks.print_leaderboard, explorer_tasks.leaderboard(CannedClient()), exact)
     assert re.search(r"│ 2 │ \w+ │ +199\.999999999999 GRAD │", out)
+    page = explorer_tasks.render_task_page(explorer_tasks.task_report(CannedClient(), 0, CHAIN), "Dev", None)
+    assert "1,313.4128 GRAD" in page and "1,313.412784837695" not in page
 
 
 @pytest.mark.parametrize("baseline", [None, 0.962])
