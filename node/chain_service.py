@@ -109,9 +109,7 @@ class ChainService(Service):
         self.indexer.catch_up()
         self.block_listeners.append(self._index_block)
         if self.work is None:
-            self.work = RoundWork(self.blobs, self.validator_key,
-                                  tolerance_ppm=self.config.useful_work_tolerance_ppm,
-                                  loss_tolerance_ppm=self.config.useful_work_loss_tolerance_ppm)
+            self.work = RoundWork(self.blobs, self.validator_key)  # scores are exact: no tolerance
         else:
             self.work.blobs = self.blobs
         self.executive = Executive(self.store.genesis_hash)

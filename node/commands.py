@@ -230,8 +230,7 @@ def import_blocks(args: argparse.Namespace) -> int:
         total = sum(1 for _ in read_block_file(handle))
         handle.seek(0)
         importer = ImportQueue(store, Executive(store.genesis_hash), slot_duration_ms=config.slot_duration_ms)
-        work = RoundWork(BlobStore(store.db), keypair, tolerance_ppm=config.useful_work_tolerance_ppm,
-                         loss_tolerance_ppm=config.useful_work_loss_tolerance_ppm)
+        work = RoundWork(BlobStore(store.db), keypair)  # scores are exact: no tolerance
         UsefulWorkCheck(store, work, runner=InlineRunner(), deliver=run_now,
                         deadline_blocks=config.useful_work_availability_blocks).attach(importer)
         columns = (TextColumn("importing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
