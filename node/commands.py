@@ -43,7 +43,18 @@ def run(args: argparse.Namespace) -> int:
 # --- key ---------------------------------------------------------------------------
 
 
+def generate_node_key(args: argparse.Namespace) -> int:
+    """A new libp2p node key: written to --file (0600), its peer id printed (as Substrate's command does)."""
+    from node.network.config import node_peer_id, write_node_key
+
+    seed = write_node_key(args.file)
+    print(node_peer_id(seed))
+    return 0
+
+
 def key(args: argparse.Namespace) -> int:
+    if args.key_command == "generate-node-key":
+        return generate_node_key(args)
     if args.key_command == "generate":
         phrase = crypto.generate_mnemonic(args.words)
         keypair = crypto.keypair_from_uri(phrase)
