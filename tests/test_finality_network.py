@@ -77,7 +77,8 @@ def test_a_double_voter_is_reported_slashed_and_the_reporter_paid(tmp_path, monk
 
         def slashed():
             history = alice.call("explorer_accountHistory", "0x" + DAVE.public.hex())
-            found = [e for entry in history for e in entry["events"] if "OffenceReported" in json.dumps(e)]
+            found = [e for entry in history for e in alice.call("explorer_events", entry["hash"])
+                     if "OffenceReported" in json.dumps(e)]
             return found or None
         events = wait_until(slashed, 120, "Dave to be reported", cluster.nodes)
         text = json.dumps(events[0])
