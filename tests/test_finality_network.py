@@ -83,6 +83,23 @@ def test_a_double_voter_is_reported_slashed_and_the_reporter_paid(tmp_path, monk
         events = wait_until(slashed, 120, "Dave to be reported", cluster.nodes)
         text = json.dumps(events[0])
         assert "0x" + DAVE.public.hex() in text
+        fields = _flatten(events[0])
+        assert int(fields["reward"]) > 0 and fields["reporter"] != "0x" + DAVE.public.hex()  # the reporter is paid
         reserved = int(alice.call("explorer_account", "0x" + DAVE.public.hex())["reserved"])
         assert reserved < stake  # the bond lost its slash
         assert "equivocated on purpose" in dave.log_path.read_text()
+
+
+def _flatten(value, into=None) -> dict:
+    """Every key of a nested JSON object, at any depth (an event's fields, wherever the shape puts them)."""
+    into = {} if into is None else into
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(item, (dict, list)):
+                _flatten(item, into)
+            else:
+                into.setdefault(key, item)
+    elif isinstance(value, list):
+        for item in value:
+            _flatten(item, into)
+    return into
