@@ -126,6 +126,10 @@ def build_parser() -> Parser:
     check = commands.add_parser("check-block", help="re-execute a stored block and check it")
     add_chain_options(check)
     check.add_argument("block", help="block number or 0x hash")
+
+    from node.testnet.command import add_parser as add_testnet_parser
+
+    add_testnet_parser(commands)
     return parser
 
 

@@ -1,4 +1,5 @@
-"""The subcommands: key, build-spec, purge-chain, export-blocks, import-blocks, check-block.
+"""The subcommands: key, build-spec, purge-chain, export-blocks, import-blocks, check-block (and testnet,
+in node/testnet/).
 
 Block files (export/import): the 8 bytes b"GRADBLK1", then per block a 4-byte
 big-endian length and the block's canonical encoding.
@@ -35,6 +36,10 @@ class CommandError(GradchainError):
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.command == "testnet":
+        from node.testnet.command import run as run_testnet
+
+        return run_testnet(args)
     handlers = {"key": key, "build-spec": build_spec, "purge-chain": purge_chain, "export-blocks": export_blocks,
                 "import-blocks": import_blocks, "check-block": check_block}
     return handlers[args.command](args)
