@@ -214,3 +214,17 @@ def test_votes_are_weighted_by_stake():
     sim2.take_offline("v0")
     grow(sim2, sim2.genesis.hash, 2)
     assert not sim2.run_until(lambda: sim2.finalized_number("v1") > 0, 15_000)
+
+
+def test_a_late_conflicting_vote_for_a_finished_round_is_still_caught():
+    sim = Simulation(KEYS, config=CONFIG)
+    grow(sim, sim.genesis.hash, 1)
+    assert sim.run_until(lambda: sim.nodes["v0"].voter.round_number >= 4, 30_000)
+    voter = sim.nodes["v0"].voter
+    finished = min(voter.finished)
+    honest = voter.finished[finished].prevotes.first[KEYS[3].public]
+    late = sign_vote(KEYS[3], sim.genesis.hash, 0, finished, PREVOTE, b"\x05" * 32, 9)
+    assert late.target != honest.target
+    voter.on_message(encode_message(late))
+    [(first, second)] = sim.nodes["v0"].env.equivocations
+    assert first == honest and second == late and is_vote_equivocation(first, second)

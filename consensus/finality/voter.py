@@ -51,6 +51,7 @@ log = structlog.get_logger("finality")
 
 MAX_FUTURE_VOTES = 4096  # buffered votes of rounds ahead of ours, over all voters
 JOURNAL_ROUNDS = 8  # own votes kept in the journal: the current round and a few before it
+FINISHED_ROUNDS = 16  # finished rounds whose votes are kept to catch a late, conflicting vote (equivocation)
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,7 @@ class Voter:
         self.last_commit: Justification | None = None
         self.future: dict[int, list[SignedVote]] = {}
         self.background: Round | None = None
+        self.finished: dict[int, Round] = {}  # rounds before the background one: their votes, for evidence only
         self.last_broadcast_ms = env.now_ms()
         self._start_set()
 
@@ -108,6 +110,7 @@ class Voter:
         self.voters: VoterSet = self.env.voter_set_at(finalized[0])
         resume = self.journal.last_round(self.voters.set_id) if self.keypair is not None else 0
         self.background = None
+        self.finished = {}
         self.future.clear()
         self._enter_round(max(1, resume), finalized)
         log.info("finality voter started", set_id=self.voters.set_id, round=self.current.number,
@@ -148,6 +151,8 @@ class Voter:
         if vote.set_id != self.voters.set_id or vote.voter not in self.voters:
             return True  # another set's vote: not wrong, just not ours to count
         round_ = self._open_round(vote.round)
+        if round_ is None and vote.round in self.finished:
+            round_ = self.finished[vote.round]  # a late vote: counted for nothing, but checked for equivocation
         if round_ is None:
             ahead = vote.round - self.current.number
             waiting = self.future.get(vote.round, [])
@@ -326,6 +331,10 @@ class Voter:
         estimate = round_.outlook.estimate
         finalized = self.env.finalized()
         prior = finalized if finalized[1] >= estimate[1] else estimate
+        if self.background is not None:
+            self.finished[self.background.number] = self.background
+            while len(self.finished) > FINISHED_ROUNDS:
+                del self.finished[min(self.finished)]
         self.background = round_
         self._enter_round(round_.number + 1, prior)
 
