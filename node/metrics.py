@@ -34,6 +34,8 @@ class NodeMetrics:
                                     registry=self.registry)
         self.extrinsics_included = Counter("gradchain_extrinsics_included", "Extrinsics in imported blocks",
                                            registry=self.registry)
+        self.finality_gossip_bytes = Counter("gradchain_finality_gossip_bytes", "Bytes of finality votes and "
+                                             "commits this node gossiped", registry=self.registry)
 
         # networking (node/network)
         self.p2p_bytes_in = Gauge("gradchain_p2p_bytes_in", "Bytes received from peers (requests, replies, gossip)",

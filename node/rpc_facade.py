@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 from node.chain_service import ChainService
 from node.blob_admission import AdmissionLimits, BlobAdmission
+from node.finality_service import FinalityService
 from node.indexer import IndexUnavailable
 from node.keystore import write_key_file
 from node.service import Service
@@ -34,9 +35,11 @@ STATE_NOT_INDEXED = -32000  # state_getKeysPaged at a block the key index cannot
 class ChainFacade:
     """NodeFacade over the chain service: every read of chain state goes through runtime/api.py."""
 
-    def __init__(self, chain: ChainService, *, node_name: str, chain_type: str, network=None) -> None:
+    def __init__(self, chain: ChainService, *, node_name: str, chain_type: str, network=None,
+                 finality: FinalityService | None = None) -> None:
         self.chain = chain
         self.network = network  # a NetworkService, or None for a node without networking
+        self.finality = finality
         self.node_name = node_name
         self.node_version = NODE_VERSION
         self.chain_name = chain.config.name
@@ -55,6 +58,8 @@ class ChainFacade:
         self.genesis_hash = self.chain.store.genesis_hash
         self.chain.block_listeners.append(self._on_block_chain_thread)
         self.chain.pool.subscribe(self._on_pool_chain_thread)
+        if self.finality is not None:
+            self.finality.finalized_listeners.append(self._on_finalized_chain_thread)
 
     # --- who we are -------------------------------------------------------------
 
@@ -126,6 +131,17 @@ class ChainFacade:
         block_hash = self._at(at)
         status = await self.chain.call(self.chain.store.verification_status, block_hash)
         return None if status is None else {"hash": "0x" + block_hash.hex(), **status.to_json()}
+
+    # --- finality (the gadget's justifications, rounds and proofs) ---------------------------
+
+    async def justification(self, block_hash: bytes) -> bytes | None:
+        return self.chain.store.justification(block_hash)
+
+    async def round_state(self) -> dict[str, Any] | None:
+        return None if self.finality is None else await self.chain.call(self.finality.round_state)
+
+    async def prove_finality(self, number: int) -> bytes | None:
+        return None if self.finality is None else await self.chain.call(self.finality.prove_finality, number)
 
     def _state(self, at: bytes | None):
         return self.chain.store.state_view(self._at(at))
@@ -258,6 +274,19 @@ class ChainFacade:
     def _on_block_chain_thread(self, block: Block, how: str) -> None:
         finalized = self.chain.store.finalized_header()
         self._loop.call_soon_threadsafe(self._dispatch_block, block, finalized)
+
+    def _on_finalized_chain_thread(self, headers: list[Header], justification: Any) -> None:
+        """Every block the gadget finalized, oldest first, with its extrinsics (read here, on the chain thread)."""
+        store = self.chain.store
+        finalized = [(header, [x.hash for x in store.body(header.hash) or ()]) for header in headers]
+        self._loop.call_soon_threadsafe(self._dispatch_finalized, finalized)
+
+    def _dispatch_finalized(self, finalized: list[tuple[Header, list[bytes]]]) -> None:
+        for header, extrinsic_hashes in finalized:
+            for callback in list(self._block_callbacks.values()):
+                callback("finalized", header)
+            for extrinsic_hash in extrinsic_hashes:
+                self._dispatch_status(extrinsic_hash, "finalized", header.hash)
 
     def _on_pool_chain_thread(self, transaction_hash: bytes, status: str, info: Any) -> None:
         self._loop.call_soon_threadsafe(self._dispatch_status, transaction_hash, status, info)

@@ -15,6 +15,7 @@ from node.authorship import AuthorshipService
 from node.chain_service import ChainService
 from node.chain_setup import ChainPaths, load_chain_spec
 from node.clock import SystemClock
+from node.finality_service import FinalityService
 from node.keystore import KeystoreError, load_key_file
 from node.metrics import MetricsService, NodeMetrics
 from node.network.chain_adapter import ChainAdapter
@@ -54,18 +55,21 @@ def _run(args, config, keypair, base: Path) -> int:
     paths = ChainPaths(base, config.chain_id)
     metrics = NodeMetrics()
     clock = SystemClock()
-    # Until the finality gadget lands, a dev node (the only validator) finalizes its own blocks.
-    chain = ChainService(config, paths, pruning=args.pruning, metrics=metrics, clock=clock,
-                         finalize_own_blocks=args.dev, validator_key=keypair)
+    chain = ChainService(config, paths, pruning=args.pruning, metrics=metrics, clock=clock, validator_key=keypair)
     services: list[Service] = [chain]
     network = None
     if not args.no_network:
         # after the chain (it serves blocks from LevelDB) and so stopped before it closes LevelDB
         network = NetworkService(ChainAdapter(chain), network_config(args, paths, keypair), metrics=metrics)
         services.append(network)
+    # Every node follows finality; a validator also votes (a --dev node alone, through the same gadget).
+    # After the network (it gossips on its finality topic), so stopped before it.
+    voting = keypair if (args.validator or args.dev) else None
+    finality = FinalityService(chain, voting, clock, gossip=network)
+    services.append(finality)
     if not args.no_rpc:
         facade = ChainFacade(chain, node_name=args.name, chain_type="Development" if args.dev else "Live",
-                             network=network)
+                             network=network, finality=finality)
         services.append(RpcService(facade, host="0.0.0.0" if args.rpc_external else "127.0.0.1",
                                    port=args.rpc_port, unsafe_methods=args.rpc_methods == "unsafe",
                                    cors=[o.strip() for o in args.rpc_cors.split(",") if o.strip()]))

@@ -78,6 +78,16 @@ class NodeFacade(Protocol):
     async def block_verification(self, at: bytes | None) -> dict[str, Any] | None:
         """The block's useful-work verification status as JSON (None: no such block)."""
 
+    # --- finality
+    async def justification(self, block_hash: bytes) -> bytes | None:
+        """The encoded finality justification stored with a block, if any."""
+
+    async def round_state(self) -> dict[str, Any] | None:
+        """The finality voter's current rounds (grandpa_roundState), or None without a gadget."""
+
+    async def prove_finality(self, number: int) -> bytes | None:
+        """An encoded finality proof of the canonical block at `number` (grandpa_proveFinality)."""
+
     # --- state
     async def storage(self, key: bytes, at: bytes | None) -> bytes | None: ...
 

@@ -34,10 +34,13 @@ def _header_json(header: Header) -> dict[str, Any]:
     }
 
 
-def block_json(block: Block) -> dict[str, Any]:
+FINALITY_ENGINE_ID = "FRNK"  # Substrate's engine id for GRANDPA justifications
+
+
+def block_json(block: Block, justification: bytes | None = None) -> dict[str, Any]:
     return {"block": {"header": header_json(block.header),
                       "extrinsics": [to_hex(x.encoded) for x in block.extrinsics]},
-            "justifications": None}
+            "justifications": None if justification is None else [[FINALITY_ENGINE_ID, to_hex(justification)]]}
 
 
 def plain(value: Any) -> Any:

@@ -33,7 +33,9 @@ from runtime.context import BlockContext
 from runtime.dispatch import ORIGIN_INHERENT, PALLETS, DispatchFailure
 from runtime.errors import InvalidBlock
 from runtime.hashing import blake2b_256
-from runtime.pallets import balances, payment, randomness, sudo, system, timestamp, training, validators
+from runtime.pallets import (
+    balances, held_out_keys, offences, payment, randomness, sudo, system, timestamp, training, validators,
+)
 from runtime.pallets.system import Account, AccountInfo
 from runtime.state import ComputedState, Overlay, StateBackend
 from runtime.types import (
@@ -43,7 +45,8 @@ from runtime.types import (
 from runtime.validity import InvalidReason, InvalidTransaction, ValidTransaction
 
 # Hook order: system first on initialize and last on finalize (it writes the events).
-PALLET_MODULES = (system, balances, payment, timestamp, randomness, validators, sudo, training)
+PALLET_MODULES = (system, balances, payment, timestamp, randomness, validators, sudo, training, offences,
+                  held_out_keys)
 _INITIALIZE_HOOKS = [m.on_initialize for m in PALLET_MODULES if hasattr(m, "on_initialize")]
 _FINALIZE_HOOKS = [m.on_finalize for m in PALLET_MODULES[1:] if hasattr(m, "on_finalize")] + [system.on_finalize]
 

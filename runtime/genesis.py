@@ -28,7 +28,7 @@ from typing import Any
 
 from runtime import codec, crypto
 from runtime.errors import GenesisError
-from runtime.pallets import balances, sudo, system, timestamp, training, validators
+from runtime.pallets import balances, offences, sudo, system, timestamp, training, validators
 from runtime.pallets.system import Parameters
 from runtime.state import EmptyBackend, Overlay
 
@@ -65,6 +65,7 @@ class GenesisConfig:
     # an unverifiable block (a blob its report needs is missing here) is disputed this many blocks later
     useful_work_availability_blocks: int = DEFAULT_USEFUL_WORK_AVAILABILITY_BLOCKS
     training: training.TrainingLimits | None = None  # None: the pallet's defaults (and no genesis entry)
+    offences: offences.OffenceParams = offences.DEFAULT_PARAMS  # slashing of proven misbehaviour
 
     def properties(self) -> dict[str, Any]:
         return {"ss58Format": self.ss58_prefix, "tokenDecimals": self.token_decimals,
@@ -131,7 +132,7 @@ def parse_genesis(spec: Any, source: str = "genesis") -> GenesisConfig:
     r = _Reader(source)
     top = r.obj(spec, "(top)", {"name", "id", "token", "ss58_prefix", "slot_duration_ms", "sudo", "validators",
                                 "endowed", "parameters"}, {"genesis_time_ms", "useful_work_availability_blocks",
-                                                             "training"})
+                                                             "training", "offences"})
     chain_id = r.text(top["id"], "id", 64)
     if not _ID_PATTERN.match(chain_id):
         raise r.fail("id", "must be lowercase letters, digits, '_' or '-'")
@@ -163,6 +164,7 @@ def parse_genesis(spec: Any, source: str = "genesis") -> GenesisConfig:
         spec=spec,
         useful_work_availability_blocks=_availability_blocks(r, top),
         training=_training_limits(r, top["training"]) if "training" in top else None,
+        offences=_offence_params(r, top.get("offences")),
     )
     _check_consistency(r, config)
     return config
@@ -186,7 +188,23 @@ def _availability_blocks(r: _Reader, top: dict) -> int:
     return value
 
 
+def _offence_params(r: _Reader, raw: Any) -> offences.OffenceParams:
+    """The optional "offences" object: {"slash_ppm", "reporter_share_ppm", "evidence_window"}, each optional."""
+    if raw is None:
+        return offences.DEFAULT_PARAMS
+    fields = {f.name for f in dataclasses.fields(offences.OffenceParams)}
+    raw = r.obj(raw, "offences", set(), fields)
+    default = offences.DEFAULT_PARAMS
+    return offences.OffenceParams(**{
+        name: r.integer(raw.get(name, getattr(default, name)), f"offences.{name}", 0, (1 << 32) - 1)
+        for name in sorted(fields)})
+
+
 def _check_consistency(r: _Reader, config: GenesisConfig) -> None:
+    problems = offences.check_params(config.offences, config.parameters.era_length,
+                                     config.parameters.unbonding_period)
+    if problems:
+        raise r.fail("offences", "; ".join(problems))
     if not config.validators:
         raise r.fail("validators", "at least one validator is needed to author blocks")
     endowed = dict(config.endowed)
@@ -228,4 +246,5 @@ def build_genesis_state(config: GenesisConfig) -> dict[bytes, bytes | None]:
     sudo.build_genesis(state, config.sudo)
     if config.training is not None:
         training.Limits.put(state, config.training)
+    offences.build_genesis(state, config.offences)
     return dict(state.changes)

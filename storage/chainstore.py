@@ -311,8 +311,10 @@ class ChainStore:
         if stored is not None and self.head_cache.ref != stored.ref:
             self.head_cache.start(stored.ref)
 
-    def set_finalized(self, block_hash: bytes) -> None:
-        """Finalize a canonical block: only if it and every block since the last final one is `verified`."""
+    def set_finalized(self, block_hash: bytes, justification: bytes | None = None) -> None:
+        """Finalize a canonical block: only if it and every block since the last final one is `verified`, and
+        never backwards (nor sideways to another block of the same height). The justification, if given, is
+        stored in the same write."""
         header = self._require_header(block_hash)
         finalized = self.finalized_header().number
         cursor = header
@@ -326,8 +328,19 @@ class ChainStore:
             cursor = self._require_header(cursor.parent_hash)
         if self.hash_at(header.number) != header.hash:
             raise ChainStoreError(f"block #{header.number} {block_hash.hex()[:16]} is not canonical")
-        self.db.write({schema.meta_key(schema.META_FINALIZED): header.hash})
+        current = self.finalized_header()
+        if header.number < current.number or (header.number == current.number and header.hash != current.hash):
+            raise ChainStoreError(f"finality cannot move back from #{current.number} to #{header.number}",
+                                  code="finality_backwards")
+        puts = {schema.meta_key(schema.META_FINALIZED): header.hash}
+        if justification is not None:
+            puts[schema.justification_key(header.hash)] = justification
+        self.db.write(puts)
         self.prune()
+
+    def justification(self, block_hash: bytes) -> bytes | None:
+        """The encoded justification stored with a finalized block, if any."""
+        return self.db.get(schema.justification_key(block_hash))
 
     # --- verification status and the block tree -------------------------------------
 
@@ -357,6 +370,13 @@ class ChainStore:
     def waiting_blocks(self) -> list[BlockHash]:
         """Blocks whose status is still to be decided (pending or unverifiable)."""
         return [key[len(schema.WAITING):] for key in self.db.keys_with_prefix(schema.WAITING)]
+
+    def forget_blocks(self, block_hashes: list[bytes], trie_nodes: list[bytes]) -> None:
+        """Drop deleted blocks (storage/fork_pruning.py) and their trie nodes from the caches."""
+        for block_hash in block_hashes:
+            self._headers.pop(block_hash, None)
+            self._statuses.pop(block_hash, None)
+        self.trie.forget(trie_nodes)
 
     def leaves(self) -> list[BlockHash]:
         """Blocks with no child yet: the tips of every fork."""

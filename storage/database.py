@@ -47,9 +47,10 @@ class Database:
         return self._db.get(key)
 
     def write(self, puts: Mapping[bytes, bytes], deletes: Iterable[bytes] = (),
-              more_puts: Iterable[Mapping[bytes, bytes]] = ()) -> None:
-        """Apply puts (and each of more_puts, in order) and deletes atomically (one WriteBatch)."""
-        with self._db.write_batch(transaction=True, sync=self.sync) as batch:
+              more_puts: Iterable[Mapping[bytes, bytes]] = (), *, sync: bool | None = None) -> None:
+        """Apply puts (and each of more_puts, in order) and deletes atomically (one WriteBatch).
+        `sync=True` fsyncs this write whatever the database's default (a finality vote must survive a crash)."""
+        with self._db.write_batch(transaction=True, sync=self.sync if sync is None else sync) as batch:
             for key in deletes:
                 batch.delete(key)
             for mapping in (puts, *more_puts):

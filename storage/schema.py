@@ -16,6 +16,7 @@ One LevelDB per node; columns are one-byte key prefixes. Integers in keys are
     l<block hash>                  leaves of the block tree (blocks without a child)
     B<blob hash>                   content-addressed blob
     I<blob hash>                   the blob's size and upload block
+    g<set id><round><stage>        this validator's own finality vote (the vote journal)
 
 Node-side indexes (node/indexer.py): derived from the chain, never part of consensus,
 rebuilt from the best state when missing. Those derived from the best state move with
@@ -44,6 +45,7 @@ BLOB_INFO = b"I"
 STATUS = b"v"
 WAITING = b"w"
 LEAF = b"l"
+VOTE_JOURNAL = b"g"  # finality votes this validator signed, saved before they are sent
 
 STATE_KEYS = b"K"
 LEADERBOARD = b"L"
@@ -130,6 +132,15 @@ def waiting_key(block_hash: bytes) -> bytes:
 
 def leaf_key(block_hash: bytes) -> bytes:
     return LEAF + block_hash
+
+
+def vote_journal_set_prefix(set_id: int) -> bytes:
+    """All of this validator's votes under one validator set share this prefix."""
+    return VOTE_JOURNAL + _u64(set_id)
+
+
+def vote_journal_key(set_id: int, round_number: int, stage: int) -> bytes:
+    return VOTE_JOURNAL + _u64(set_id) + _u64(round_number) + bytes((stage,))
 
 
 # --- node-side indexes ------------------------------------------------------------

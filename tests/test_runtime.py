@@ -213,7 +213,8 @@ def test_metadata_describes_every_pallet():
 
     metadata = Executive(bytes(32)).metadata()
     names = [p["name"] for p in metadata["pallets"]]
-    assert names == ["system", "balances", "payment", "timestamp", "validators", "sudo", "training", "randomness"]
+    assert names == ["system", "balances", "payment", "timestamp", "validators", "sudo", "training", "randomness",
+                     "offences", "held_out_keys"]
     balances_meta = metadata["pallets"][1]
     assert {c["name"] for c in balances_meta["calls"]} == {"transfer", "transfer_keep_alive"}
     assert any(e["name"] == "Transfer" and e["doc"] for e in balances_meta["events"])

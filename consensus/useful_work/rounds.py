@@ -37,13 +37,14 @@ from consensus.useful_work.aggregate import AggregationRule, ServerOptimizer
 from consensus.useful_work.errors import HeldOutError, ModelError, UsefulWorkError
 from consensus.useful_work.evaluate import Scores
 from consensus.useful_work.models import ModelSpec
+from consensus.useful_work.key_resealing import usable_sealed_keys
 from consensus.useful_work.secrecy import open_held_out
 from consensus.useful_work.similarity import CopyCheck, CopyCheckUnavailable
 from consensus.useful_work.updates import UpdateLimits
 from consensus.useful_work.verifier import HeldOutSet, ModelVersion, Submission, TaskRules, UsefulWorkVerifier
 from runtime.crypto import Keypair
 from runtime import api as runtime_api
-from runtime.pallets import training
+from runtime.pallets import held_out_keys, training
 from runtime.pallets.training import RoundReport, Score, Task, UpdateScore
 from runtime.types import Block, Header
 from storage.blobs import VERIFIED, BlobStore
@@ -156,7 +157,7 @@ class RoundWork:
     def inputs(self, state, task_id: int, task: Task, seed: bytes) -> RoundInputs:
         """Everything a round's measurement needs; `RoundUnavailable` says what is missing."""
         rules = task_rules(task)
-        held_out = self._open_held_out(task)
+        held_out = self._open_held_out(state, task_id, task)
         base = self._model(rules.spec, task.model)
         submissions = []
         for update, reveal in runtime_api.round_reveals(state, task_id, task.round):
@@ -173,21 +174,27 @@ class RoundWork:
             previous = None if previous_hash is None else self._model(rules.spec, previous_hash)
         return RoundInputs(task_id, task, rules, base, submissions, held_out, bytes(seed), copies, previous)
 
-    def _open_held_out(self, task: Task) -> HeldOutSet:
+    def _open_held_out(self, state, task_id: int, task: Task) -> HeldOutSet:
+        """The held-out set, opened with the first key sealed to this validator (the creator's, or one
+        re-sealed later: runtime/pallets/held_out_keys.py) that opens the recorded blob to the declared
+        plaintext; a wrong one is skipped, and with none the round is not checked here (waiting for a sealer)."""
         if self.keypair is None:
             raise RoundUnavailable("this node has no validator key", code="round_no_key")
         cached = self._held_out.get(task.config.held_out)
         if cached is not None:
             return cached
-        sealed = next((k.sealed for k in task.config.sealed_keys if bytes(k.validator) == self.keypair.public), None)
-        if sealed is None:
+        if not held_out_keys.sealed_keys_for(state, task_id, self.keypair.public):
             raise RoundUnavailable("the held-out key is not sealed to this validator", code="round_not_sealed")
         ciphertext = self.blobs.get(task.config.held_out)
         if ciphertext is None:
             raise RoundUnavailable(f"the held-out blob 0x{bytes(task.config.held_out).hex()} is not in the blob store",
                                    code="round_held_out_missing", missing=(bytes(task.config.held_out),))
+        usable = usable_sealed_keys(state, task_id, self.keypair, bytes(ciphertext))
+        if not usable:
+            raise RoundUnavailable("no key sealed to this validator opens the held-out set to its declared data; "
+                                   "waiting for another validator to seal it", code="round_not_sealed")
         try:
-            features, labels = open_held_out(bytes(ciphertext), bytes(sealed), self.keypair)
+            features, labels = open_held_out(bytes(ciphertext), bytes(usable[0][0]), self.keypair)
         except HeldOutError as error:
             raise RoundUnavailable(f"the held-out set cannot be opened ({error.code}: {error})",
                                    code="round_held_out_bad") from None

@@ -18,7 +18,7 @@ def register(server: RpcServer, node: NodeFacade) -> None:
 
     async def chain_getBlock(ctx: CallContext, hash=None):
         block = await node.block(p.block_hash(hash))
-        return None if block is None else block_json(block)
+        return None if block is None else block_json(block, await node.justification(block.hash))
 
     async def chain_getBlockHash(ctx: CallContext, number=None):
         if isinstance(number, list):

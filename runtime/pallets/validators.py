@@ -45,12 +45,28 @@ class Validator:
     stake: Balance
 
 
+@dataclass(frozen=True)
+class SetRecord:
+    """One validator set as it was: who, with what stake, and the blocks it authored and finalized.
+
+    Set `n` (the era number) authors blocks `first_block` .. `last_block`; the block
+    that elects the next set is its last (finality's set-change block). Kept until
+    the evidence window after `last_block` closes, so old votes can still be judged."""
+
+    validators: tuple[Validator, ...]
+    first_block: BlockNumber
+    last_block: BlockNumber | None  # None while in force
+
+
 # --- storage ----------------------------------------------------------------
 
 Validators = StorageValue(pallet, "Validators", tuple[Validator, ...], (), "The current validator set, in authoring order.")
 Ledgers = StorageMap(pallet, "Ledger", AccountId, Ledger, None, "Bonded stake of each staker.")
 Candidates = StorageValue(pallet, "Candidates", tuple[AccountId, ...], (), "Stakers that want to validate, in order of intent.")
 CurrentEra = StorageValue(pallet, "CurrentEra", BlockNumber, 0, "Number of validator set changes so far.")
+SetHistory = StorageMap(pallet, "SetHistory", BlockNumber, SetRecord, None,
+                        "Recent validator sets by set id (the era), for judging evidence of old offences.")
+OldestSet = StorageValue(pallet, "OldestSet", BlockNumber, 0, "The oldest set id still in SetHistory.")
 
 # --- events -----------------------------------------------------------------
 
@@ -155,6 +171,7 @@ def build_genesis(state, validators: list[tuple[bytes, int]]) -> None:
         Ledgers.insert(state, who, Ledger(stake, ()))
     Candidates.put(state, tuple(who for who, _ in validators))
     Validators.put(state, tuple(Validator(who, stake) for who, stake in validators))
+    SetHistory.insert(state, 0, SetRecord(tuple(Validator(who, stake) for who, stake in validators), 1, None))
 
 
 # --- hooks ------------------------------------------------------------------
@@ -179,11 +196,25 @@ def start_new_era(ctx: BlockContext) -> None:
     era = CurrentEra.get(ctx.state) + 1
     CurrentEra.put(ctx.state, era)
     Validators.put(ctx.state, tuple(elected))
+    previous = SetHistory.get(ctx.state, era - 1)
+    if previous is not None:
+        SetHistory.insert(ctx.state, era - 1, SetRecord(previous.validators, previous.first_block, ctx.number))
+    SetHistory.insert(ctx.state, era, SetRecord(tuple(elected), ctx.number + 1, None))
     ctx.deposit_event(NewValidatorSet(era, len(elected)))
 
 
 def slash(ctx: BlockContext, who: AccountId, fraction_ppm: PartsPerMillion) -> int:
     """Burn `fraction_ppm` of a staker's bonded stake (active first, then unlocking). Returns the amount."""
+    taken = take_bond(ctx, who, fraction_ppm)
+    if taken:
+        balances.burn_from_issuance(ctx, taken)
+        ctx.deposit_event(balances.Burned(who, taken))
+    return taken
+
+
+def take_bond(ctx: BlockContext, who: AccountId, fraction_ppm: PartsPerMillion) -> int:
+    """Remove `fraction_ppm` of a staker's bonded stake (active first, then unlocking) from its ledger and
+    reserved balance, and return the amount: the caller burns it or pays it out (issuance is its business)."""
     ledger = Ledgers.get(ctx.state, who)
     if ledger is None:
         return 0
@@ -198,9 +229,34 @@ def slash(ctx: BlockContext, who: AccountId, fraction_ppm: PartsPerMillion) -> i
         if chunk.value - taken:
             unlocking.append(UnlockChunk(chunk.value - taken, chunk.unlock_at))
     Ledgers.insert(ctx.state, who, Ledger(ledger.active - from_active, tuple(unlocking)))
-    burned = balances.slash_reserved(ctx, who, due)
-    ctx.deposit_event(Slashed(who, burned))
-    return burned
+    info = Account.get(ctx.state, who)
+    taken = min(due, info.reserved) if info is not None else 0
+    if taken:
+        balances.write_account(ctx, who, AccountInfo(info.nonce, info.free, info.reserved - taken))
+    ctx.deposit_event(Slashed(who, taken))
+    return taken
+
+
+def set_record(state, set_id: int) -> SetRecord | None:
+    """The validator set `set_id`, if it is still kept."""
+    return SetHistory.get(state, set_id)
+
+
+def set_for_block(state, number: int) -> tuple[int, SetRecord] | None:
+    """The kept set that authored block `number` (and voted on it), with its id."""
+    for set_id in range(CurrentEra.get(state), OldestSet.get(state) - 1, -1):
+        record = SetHistory.get(state, set_id)
+        if record is not None and record.first_block <= number and (
+                record.last_block is None or number <= record.last_block):
+            return set_id, record
+    return None
+
+
+def forget_sets_before(state, set_id: int) -> None:
+    """Drop the records of sets older than `set_id` (their evidence window has closed)."""
+    for old in range(OldestSet.get(state), set_id):
+        SetHistory.remove(state, old)
+    OldestSet.put(state, max(set_id, OldestSet.get(state)))
 
 
 # --- calls ------------------------------------------------------------------

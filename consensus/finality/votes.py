@@ -1,0 +1,162 @@
+"""The votes of one round and what they imply: GHOSTs, the round estimate, completability.
+
+GRANDPA's definitions, over a base block B (the last finalized block when the
+round began); a vote for block X counts for X and for every ancestor of X above B:
+
+- the *GHOST* of a set of votes is the highest block whose weight (votes for it
+  or its descendants) reaches the supermajority threshold (> 2/3 of the stake);
+  blocks over the threshold form one chain, since two disjoint supermajorities
+  cannot exist when each voter counts once;
+- the round *estimate* is the highest ancestor of the prevote GHOST (itself
+  included) that could still gather a supermajority of precommits;
+- a round is *completable* when its estimate can no longer rise: the estimate is
+  already below the prevote GHOST, or no child of the GHOST could still reach a
+  supermajority of precommits.
+
+"Could still" counts the weight of voters not yet heard from, and of
+equivocators (whose second vote might have gone anywhere), as if it were added.
+Votes for blocks this node has not imported wait: they count once the block is known.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from consensus.finality.ports import VoterSet
+from runtime.finality import SignedVote
+from runtime.types import Header
+
+Block = tuple[bytes, int]  # (hash, number)
+HeaderOf = Callable[[bytes], "Header | None"]
+
+NEW, DUPLICATE, EQUIVOCATION = "new", "duplicate", "equivocation"
+
+
+def ancestry(header_of: HeaderOf, base: Block, target: Block) -> list[bytes] | None:
+    """Hashes from `target` (included) down to `base` (excluded), or None when `target` is
+    not a known descendant of `base` (or is `base`: then the empty list)."""
+    target_hash, number = target
+    if number < base[1]:
+        return None
+    path = []
+    while number > base[1]:
+        header = header_of(target_hash)
+        if header is None or header.number != number:
+            return None
+        path.append(target_hash)
+        target_hash, number = header.parent_hash, number - 1
+    return path if target_hash == base[0] else None
+
+
+def is_descendant_or_equal(header_of: HeaderOf, ancestor: Block, block: Block) -> bool:
+    return ancestry(header_of, ancestor, block) is not None
+
+
+@dataclass
+class VoteGraph:
+    """Cumulative weight of a set of votes on each block above the base."""
+
+    base: Block
+    weight: dict[bytes, int] = field(default_factory=dict)
+    number: dict[bytes, int] = field(default_factory=dict)
+    parent: dict[bytes, bytes] = field(default_factory=dict)
+    counted: int = 0  # the weight of votes placed in the graph
+
+    @classmethod
+    def of(cls, header_of: HeaderOf, base: Block, votes: list[tuple[Block, int]]) -> "VoteGraph":
+        graph = cls(base)
+        graph.number[base[0]] = base[1]
+        graph.weight[base[0]] = 0
+        for target, weight in votes:
+            path = ancestry(header_of, base, target)
+            if path is None:
+                continue  # not (yet) known as a descendant of the base: waits
+            graph.counted += weight
+            graph.weight[base[0]] += weight
+            for i, block_hash in enumerate(path):
+                graph.weight[block_hash] = graph.weight.get(block_hash, 0) + weight
+                graph.number[block_hash] = target[1] - i
+                graph.parent[block_hash] = path[i + 1] if i + 1 < len(path) else base[0]
+        return graph
+
+    def ghost(self, is_heavy: Callable[[int], bool]) -> Block | None:
+        """The highest block whose weight passes `is_heavy` (the base counts like any block)."""
+        best = None
+        for block_hash, weight in self.weight.items():
+            if is_heavy(weight) and (best is None or self.number[block_hash] > best[1]):
+                best = (block_hash, self.number[block_hash])
+        return best
+
+    def heaviest_child_weight(self, block_hash: bytes) -> int:
+        return max((self.weight[h] for h, p in self.parent.items() if p == block_hash), default=0)
+
+
+class StageVotes:
+    """The prevotes (or precommits) of one round: each voter's first vote, and equivocators."""
+
+    def __init__(self) -> None:
+        self.first: dict[bytes, SignedVote] = {}
+        self.equivocations: dict[bytes, tuple[SignedVote, SignedVote]] = {}
+
+    def add(self, vote: SignedVote) -> str:
+        """Record a vote whose signature and voter were checked; says whether it was new."""
+        seen = self.first.get(vote.voter)
+        if seen is None:
+            self.first[vote.voter] = vote
+            return NEW
+        if seen.target == vote.target or vote.voter in self.equivocations:
+            return DUPLICATE
+        self.equivocations[vote.voter] = (seen, vote)
+        return EQUIVOCATION
+
+    def graph(self, header_of: HeaderOf, base: Block, voters: VoterSet) -> VoteGraph:
+        return VoteGraph.of(header_of, base, [(v.target, voters.weight_of(v.voter)) for v in self.first.values()])
+
+    def unheard_weight(self, voters: VoterSet) -> int:
+        """Weight that might still be added anywhere: voters not heard from, and equivocators."""
+        firm = sum(voters.weight_of(v) for v in self.first if v not in self.equivocations)
+        return voters.total_weight - firm
+
+
+@dataclass(frozen=True)
+class RoundOutlook:
+    """What a round's votes imply right now."""
+
+    prevote_ghost: Block | None
+    precommit_ghost: Block | None  # the block this round finalizes (with its ancestors)
+    estimate: Block | None
+    completable: bool
+
+
+def compute_outlook(header_of: HeaderOf, base: Block, voters: VoterSet, prevotes: StageVotes,
+                    precommits: StageVotes) -> RoundOutlook:
+    threshold = voters.threshold
+    prevote_graph = prevotes.graph(header_of, base, voters)
+    prevote_ghost = prevote_graph.ghost(lambda w: w >= threshold)
+    precommit_graph = precommits.graph(header_of, base, voters)
+    precommit_ghost = precommit_graph.ghost(lambda w: w >= threshold)
+    if prevote_ghost is None:
+        return RoundOutlook(None, precommit_ghost, None, False)
+    unheard = precommits.unheard_weight(voters)
+
+    def could_reach_supermajority(weight: int) -> bool:
+        return weight + unheard >= threshold
+
+    # Walk down the prevote GHOST's chain (the prevote graph knows it) and ask the precommits.
+    estimate = None
+    block_hash = prevote_ghost[0]
+    while True:
+        if could_reach_supermajority(precommit_graph.weight.get(block_hash, 0)):
+            estimate = (block_hash, prevote_graph.number[block_hash])
+            break
+        if block_hash == base[0]:
+            break
+        block_hash = prevote_graph.parent[block_hash]
+    if estimate is None:
+        completable = False
+    elif estimate != prevote_ghost:
+        completable = True
+    else:
+        completable = not could_reach_supermajority(precommit_graph.heaviest_child_weight(prevote_ghost[0]))
+    return RoundOutlook(prevote_ghost, precommit_ghost, estimate, completable)
