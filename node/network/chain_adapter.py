@@ -39,11 +39,23 @@ class ImportOutcome:
 
     kind: str
     reason: str = ""
+    code: str = ""  # the import error's code, for `bad`
+
+    @property
+    def is_misbehaviour(self) -> bool:
+        """A bad block an honest peer cannot send is misbehaviour. A block below this node's finality is
+        not: a validator that was offline (or partitioned) authors and relays on the head it had, which
+        finality has since passed; refusing the block is enough, banning it would keep it from syncing."""
+        return self.kind == "bad" and self.code not in HONEST_RACES
+
+
+HONEST_RACES = frozenset({"reverts_finality"})
 
 
 def _outcome_of(result: ImportResult) -> ImportOutcome:
-    reason = "" if result.error is None else f"{result.error.code}: {result.error.message}"
-    return ImportOutcome(OUTCOMES[result.outcome], reason)
+    if result.error is None:
+        return ImportOutcome(OUTCOMES[result.outcome])
+    return ImportOutcome(OUTCOMES[result.outcome], f"{result.error.code}: {result.error.message}", result.error.code)
 
 
 OUTCOMES = {IMPORTED: "imported", KNOWN: "known", MISSING_PARENT: "unknown_parent", BAD: "bad"}

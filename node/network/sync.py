@@ -92,7 +92,7 @@ class BlockSync:
                     if outcome.kind == "unknown_parent" and index == 0 and start > head.finalized.number + 1:
                         back = max(1, back * 2)
                         continue
-                    if outcome.kind == "bad":
+                    if outcome.is_misbehaviour:
                         network.report(run[index][0], "bad_block", outcome.reason)
                     return
                 back = 0
@@ -179,7 +179,7 @@ class BlockSync:
                 self.network.report(source, "malformed", "a block that is not the one asked for")
                 continue
             outcome = await adapter.import_block(blocks[0])
-            if outcome.kind == "bad":
+            if outcome.is_misbehaviour:
                 self.network.report(source, "bad_block", outcome.reason)
             elif outcome.kind == "unknown_parent":
                 self.wake()
