@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.running_node import RunningNode
+from tests.helpers.dev_node import RunningNode
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import pytest
 from runtime.genesis import build_genesis_state, parse_genesis
 from storage.chainstore import ChainMismatch, ChainStore, StatePruned
 from storage.database import DatabaseLocked
-from tests.builders import DEV_KEYS, TestChain, dev_genesis
+from tests.helpers.chain import DEV_KEYS, TestChain, dev_genesis
 
 ALICE, BOB = DEV_KEYS["Alice"], DEV_KEYS["Bob"]
 

@@ -14,7 +14,7 @@ import pytest
 
 from node.chain_setup import dev_spec
 from runtime import crypto
-from tests.builders import GENESIS_PATH
+from tests.helpers.chain import GENESIS_PATH
 
 GRADCHAIN = [sys.executable, "-m", "node.cli"]
 ROOT = Path(__file__).resolve().parent.parent
@@ -176,7 +176,7 @@ def test_sigterm_under_transaction_load_leaves_a_database_that_restarts_cleanly(
     from rpc.client import Client, RpcClientError
     from runtime.executive import sign_extrinsic
     from runtime.pallets import balances
-    from tests.builders import DEV_KEYS
+    from tests.helpers.chain import DEV_KEYS
 
     node = Node(tmp_path, "--rpc-port", "0", "--no-prometheus")
     submitted = []

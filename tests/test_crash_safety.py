@@ -15,9 +15,9 @@ from runtime import codec
 from runtime.types import encode_block
 from storage.chainstore import ChainStore
 from storage.trie import compute_root_reference
-from tests.builders import DEV_KEYS, TestChain
+from tests.helpers.chain import DEV_KEYS, TestChain
 
-CHILD = Path(__file__).resolve().parent / "crash_importer.py"
+CHILD = Path(__file__).resolve().parent / "helpers" / "crash_importer.py"
 KILLS = 24
 
 

@@ -12,8 +12,8 @@ from runtime import crypto
 from runtime.executive import sign_extrinsic
 from runtime.pallets import balances
 from scripts import explorer
-from tests.builders import DEV_KEYS
-from tests.running_node import RunningNode
+from tests.helpers.chain import DEV_KEYS
+from tests.helpers.dev_node import RunningNode
 
 CHARLIE, EVE = DEV_KEYS["Charlie"], DEV_KEYS["Eve"]
 GRAD = 10**12

@@ -254,7 +254,7 @@ def test_views_of_a_real_task_with_a_poisoner(tmp_path, capsys, monkeypatch):
     from runtime.pallets import balances, training
     from scripts._tasks import ChainAccount, TaskOptions, publish_task
     from scripts.trainer import Trainer, TrainerOptions
-    from tests.running_node import RunningNode
+    from tests.helpers.dev_node import RunningNode
 
     torch.set_num_threads(1)
     monkeypatch.setenv("COLUMNS", "320")

@@ -16,7 +16,7 @@ from runtime.executive import sign_extrinsic
 from runtime.genesis import parse_genesis
 from runtime.pallets import balances, system
 from runtime.state import Overlay
-from tests.builders import DEV_KEYS
+from tests.helpers.chain import DEV_KEYS
 
 ALICE, BOB = DEV_KEYS["Alice"], DEV_KEYS["Bob"]
 

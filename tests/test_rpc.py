@@ -15,8 +15,8 @@ from runtime import crypto
 from runtime.executive import sign_extrinsic
 from runtime.pallets import balances, system
 from storage.trie import verify_proof
-from tests.builders import DEV_KEYS
-from tests.running_node import RunningNode
+from tests.helpers.chain import DEV_KEYS
+from tests.helpers.dev_node import RunningNode
 
 ALICE, BOB, CHARLIE, EVE = DEV_KEYS["Alice"], DEV_KEYS["Bob"], DEV_KEYS["Charlie"], DEV_KEYS["Eve"]
 

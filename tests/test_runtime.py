@@ -13,7 +13,7 @@ from runtime.crypto import Keypair
 from runtime.pallets import balances, sudo, system, timestamp, validators
 from runtime.types import Digest, Era, Extrinsic, Header, SignedData
 from runtime.validity import InvalidReason, InvalidTransaction
-from tests.builders import DEV_KEYS, TestChain
+from tests.helpers.chain import DEV_KEYS, TestChain
 
 ALICE, BOB, CHARLIE, DAVE, EVE = (DEV_KEYS[n] for n in ("Alice", "Bob", "Charlie", "Dave", "Eve"))
 

@@ -17,7 +17,7 @@ from consensus.useful_work.data import load_dataset, split_held_out
 from runtime import crypto
 from runtime.pallets import balances
 from scripts._tasks import ChainAccount, TaskOptions, get_task, publish_task, unhex
-from tests.running_node import RunningNode
+from tests.helpers.dev_node import RunningNode
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ModelSpec("mlp", input_dim=64, hidden=64, classes=10)

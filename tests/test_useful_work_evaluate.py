@@ -17,7 +17,7 @@ from consensus.useful_work import (
 )
 from consensus.useful_work.evaluate import deterministic_torch, evaluate
 from consensus.useful_work.train import train_local
-from tests.test_useful_work_builders import CNN, MLP, base_model, digits_shards, digits_split
+from tests.helpers.useful_work import CNN, MLP, base_model, digits_shards, digits_split
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,7 +44,7 @@ def test_scores_are_identical_twice_and_with_two_threads_outside(spec):
 SUBPROCESS = """
 import json, torch
 from consensus.useful_work.evaluate import evaluate
-from tests.test_useful_work_builders import CNN, MLP, base_model, digits_split
+from tests.helpers.useful_work import CNN, MLP, base_model, digits_split
 torch.set_num_threads(2)
 split = digits_split()
 print(json.dumps([list(evaluate(spec, base_model(spec).weights, split.held_out_features, split.held_out_labels))

@@ -21,8 +21,8 @@ from runtime.executive import sign_extrinsic
 from runtime.pallets import balances, validators
 from scripts import wallet
 from scripts._common import CliError, format_balance, parse_amount
-from tests.builders import DEV_KEYS
-from tests.running_node import RunningNode
+from tests.helpers.chain import DEV_KEYS
+from tests.helpers.dev_node import RunningNode
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSPHRASE = "correct horse battery staple"

@@ -29,8 +29,8 @@ from scripts import wallet, wallet_tasks
 from scripts._common import format_balance
 from scripts._tasks import ChainAccount, get_task, unhex, wait_until
 from scripts.trainer import Trainer, TrainerOptions
-from tests.builders import DEV_KEYS
-from tests.running_node import RunningNode
+from tests.helpers.chain import DEV_KEYS
+from tests.helpers.dev_node import RunningNode
 
 PASSPHRASE = "correct horse battery staple"
 GRAD = 10**12

@@ -14,7 +14,7 @@ from node.clock import SystemClock
 from node.rpc_facade import ChainFacade, RpcService
 from node.service import LoopThread, ServiceTree
 from rpc.client import Client
-from tests.builders import DEV_KEYS
+from tests.helpers.chain import DEV_KEYS
 
 ALICE = DEV_KEYS["Alice"]
 
