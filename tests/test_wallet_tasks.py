@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -30,19 +29,14 @@ from scripts._common import format_balance
 from scripts._tasks import ChainAccount, get_task, unhex, wait_until
 from scripts.trainer import Trainer, TrainerOptions
 from tests.helpers.chain import DEV_KEYS
-from tests.helpers.dev_node import RunningNode
+from tests.helpers.threads import ThreadRunner
+from tests.helpers.wallet import GRAD, PASSPHRASE, WalletCli, address, assert_one_line_error
 
-PASSPHRASE = "correct horse battery staple"
-GRAD = 10**12
 CHARLIE, DAVE = DEV_KEYS["Charlie"], DEV_KEYS["Dave"]
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ModelSpec("mlp", input_dim=64, hidden=64, classes=10)
 TRAINER_URIS = {"trainer1": "//WalletTasksTrainer1", "trainer2": "//WalletTasksTrainer2"}
 TRAINERS = {name: crypto.keypair_from_uri(uri) for name, uri in TRAINER_URIS.items()}
-
-
-def address(public: bytes) -> str:
-    return crypto.encode_address(public, 42)
 
 
 @pytest.fixture(scope="module")
@@ -62,25 +56,10 @@ def files(tmp_path_factory, split):
     return base
 
 
-class Wallet:
-    """Runs `wallet.main` in-process against the node, returning (exit code, stdout, stderr)."""
-
-    def __init__(self, node: RunningNode, base: Path) -> None:
-        self.url, self.directory, self.base = node.url, base / "keys", base
-
-    def __call__(self, capsys, *argv: str, passphrase: str = "passphrase") -> tuple[int, str, str]:
-        code = wallet.main(["--url", self.url, "--wallet-dir", str(self.directory),
-                            "--passphrase-file", str(self.base / passphrase), *argv])
-        out, err = capsys.readouterr()
-        return code, out, err
-
-
 @pytest.fixture(scope="module")
 def run(node, files):
-    cli = Wallet(node, files)
-    for name, uri in {"alice": "//Alice", "charlie": "//Charlie", "dave": "//Dave", **TRAINER_URIS}.items():
-        assert wallet.main(["--wallet-dir", str(cli.directory), "--passphrase-file", str(files / "passphrase"),
-                            "import", name, "--uri", uri]) == 0
+    cli = WalletCli(node.url, files / "keys", files / "passphrase")
+    cli.import_keys({"alice": "//Alice", "charlie": "//Charlie", "dave": "//Dave", **TRAINER_URIS})
     return cli
 
 
@@ -171,7 +150,7 @@ def test_bad_inputs_are_one_line_and_create_nothing(run, node, files, capsys, ar
         else:
             args += [flag, str(value)]
     tasks, nonce = len(node.client.call("training_tasks")), node.client.next_index(address(CHARLIE.public))
-    code, out, err = run(capsys, *args, passphrase="wrong")
+    code, out, err = run(capsys, *args, passphrase_file=files / "wrong")
     assert_one_line_error(code, err, *fragments)
     assert len(node.client.call("training_tasks")) == tasks
     assert node.client.next_index(address(CHARLIE.public)) == nonce
@@ -180,7 +159,7 @@ def test_bad_inputs_are_one_line_and_create_nothing(run, node, files, capsys, ar
 def test_an_initial_model_that_does_not_fit_the_spec_is_one_line(run, files, capsys, tmp_path):
     path = tmp_path / "other.pt"
     torch.save(state_of(build_model(ModelSpec("mlp", input_dim=64, hidden=32, classes=10), 0)), path)
-    code, _, err = run(capsys, *create_args(files, "--initial-model", str(path)), passphrase="wrong")
+    code, _, err = run(capsys, *create_args(files, "--initial-model", str(path)), passphrase_file=files / "wrong")
     assert_one_line_error(code, err, "other.pt", "hidden_bias", "shape")
 
 
@@ -230,7 +209,7 @@ def test_cancel_by_a_non_creator_is_refused_and_by_the_creator_returns_the_pool(
     assert_one_line_error(code, err, f"task {task_id} is still active after 1 s")
     assert any(line.startswith("round 0: commit window, ") for line in out.splitlines())  # among node logs
     nonce = node.client.next_index(address(CHARLIE.public))
-    code, _, err = run(capsys, "task", "cancel", "charlie", str(task_id), passphrase="wrong")
+    code, _, err = run(capsys, "task", "cancel", "charlie", str(task_id), passphrase_file=files / "wrong")
     assert_one_line_error(code, err, f"only the creator of task {task_id}", "charlie")
     assert node.client.next_index(address(CHARLIE.public)) == nonce
 
@@ -248,8 +227,8 @@ def test_cancel_by_a_non_creator_is_refused_and_by_the_creator_returns_the_pool(
     assert_one_line_error(*run(capsys, "task", "cancel", "dave", str(task_id))[::2], "already cancelled")
 
 
-def test_claim_with_nothing_accrued_is_one_line(run, capsys):
-    assert_one_line_error(*run(capsys, "claim", "dave", passphrase="wrong")[::2], "dave has no rewards to claim")
+def test_claim_with_nothing_accrued_is_one_line(run, files, capsys):
+    assert_one_line_error(*run(capsys, "claim", "dave", passphrase_file=files / "wrong")[::2], "dave has no rewards to claim")
 
 
 # --- a round with trainers ---------------------------------------------------------------------
@@ -269,12 +248,11 @@ def test_one_round_with_two_trainers_is_watched_to_the_end_and_its_rewards_claim
     shards = shard_non_iid(split.train_features, split.train_labels, 2, 5, seed=2, iid_fraction=0.2)
     trainers = [Trainer(node.client, keypair, task_id, features, labels, TrainerOptions(), say=lambda _: None)
                 for keypair, (features, labels) in zip(TRAINERS.values(), shards)]
-    threads = [threading.Thread(target=trainer.run, daemon=True) for trainer in trainers]
-    for thread in threads:
-        thread.start()
+    runner = ThreadRunner()
+    for trainer in trainers:
+        runner.start(trainer.run)
     code, out, err = run(capsys, "task", "watch", str(task_id), "--timeout", "90")
-    for thread in threads:
-        thread.join(30)
+    runner.join_all(30)
     assert code == 0, err
     lines = [line for line in out.splitlines() if line.startswith(("task ", "round "))]  # not the node's log
     assert lines[0].startswith(f"task {task_id} by {address(CHARLIE.public)}: mlp 64,64,10, 1 round(s) of 100 GRAD")
@@ -293,6 +271,9 @@ def test_one_round_with_two_trainers_is_watched_to_the_end_and_its_rewards_claim
     expected = ModelVersion.from_blob(SPEC, node.client.get_blob(model)).weights
     assert all(torch.equal(tensor, expected[name]) for name, tensor in torch.load(path, weights_only=True).items())
 
+    rewards = sum(int(update["reward"]) for update in node.client.call("training_updates", task_id, 0))
+    validator_pot = 100 * GRAD * training.VALIDATOR_SHARE_PPM // 1_000_000  # Alice verifies alone
+    assert rewards + validator_pot == paid
     claimed = 0
     for name, keypair in TRAINERS.items():
         accrued = wallet_tasks.get_accrued(node.client, keypair.public)
@@ -306,14 +287,8 @@ def test_one_round_with_two_trainers_is_watched_to_the_end_and_its_rewards_claim
             assert node.client.account(who).free == before + accrued - fee
             assert wallet_tasks.get_accrued(node.client, keypair.public) == 0
             claimed += accrued
-    assert claimed > 0  # an adopted round pays its contributors 90% of the reward
+    assert claimed == rewards > 0  # an adopted round pays its contributors 90% of the reward
+    assert wallet_tasks.get_accrued(node.client, DEV_KEYS["Alice"].public) == validator_pot
     code, out, err = run(capsys, "claim", "alice", "--watch")  # the validator's 10% share
     assert code == 0 and "success" in out, err
-
-
-def assert_one_line_error(code: int, err: str, *fragments: str) -> None:
-    assert code == 2
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
+    assert wallet_tasks.get_accrued(node.client, DEV_KEYS["Alice"].public) == 0
