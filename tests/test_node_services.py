@@ -101,7 +101,8 @@ def test_transactions_of_a_retracted_block_return_to_the_pool(tmp_path):
                 await chain.import_block(block)
                 parent = block.hash
             assert chain.store.best_hash == parent
-            assert chain.pool.get(transfer.hash) is not None  # back in the pool after the re-org
+            assert chain.pool.get(transfer.hash) == transfer  # back in the pool after the re-org ...
+            assert chain.pool.is_ready(transfer.hash) and chain.pool.ready_count == 1  # ... ready for the new best
         finally:
             await chain.stop()
 
