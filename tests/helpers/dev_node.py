@@ -4,8 +4,10 @@ all on its own thread so a test can talk to it with the blocking client."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
+from typing import Iterator
 
 from node.authorship import AuthorshipService
 from node.chain_service import ChainService
@@ -13,7 +15,9 @@ from node.chain_setup import ChainPaths, load_chain_spec
 from node.clock import SystemClock
 from node.rpc_facade import ChainFacade, RpcService
 from node.service import LoopThread, ServiceTree
+from rpc.app import build_server
 from rpc.client import Client
+from rpc.server import RpcLimits, RpcServer
 from tests.helpers.chain import DEV_KEYS
 
 ALICE = DEV_KEYS["Alice"]
@@ -51,6 +55,18 @@ class RunningNode:
         self.thread.loop.call_soon_threadsafe(self.stop_event.set)
         self.loop_future.result(timeout=60)
         self.thread.stop()
+
+    @contextlib.contextmanager
+    def extra_rpc_server(self, host: str = "127.0.0.1", *, unsafe_methods: bool = False,
+                         limits: RpcLimits | None = None) -> Iterator[tuple[RpcServer, str]]:
+        """A second JSON-RPC server over this node's own facade and loop, on a free port of `host`, with its
+        own limits and unsafe-method setting; yields it and its URL, and stops it after."""
+        server = build_server(self.rpc.facade, host=host, port=0, unsafe_methods=unsafe_methods, limits=limits)
+        self.thread.submit(server.start()).result(timeout=30)
+        try:
+            yield server, f"http://{host}:{server.port}"
+        finally:
+            self.thread.submit(server.stop()).result(timeout=30)
 
     def wait_for_block(self, number: int, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout

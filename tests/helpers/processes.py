@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import queue
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -16,13 +15,6 @@ from typing import IO
 
 ROOT = Path(__file__).resolve().parents[2]
 GRADCHAIN = [sys.executable, "-m", "node.cli"]
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 just now (for flags that cannot take 0)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class LineReader:
