@@ -228,7 +228,8 @@ def test_cancel_by_a_non_creator_is_refused_and_by_the_creator_returns_the_pool(
 
 
 def test_claim_with_nothing_accrued_is_one_line(run, files, capsys):
-    assert_one_line_error(*run(capsys, "claim", "dave", passphrase_file=files / "wrong")[::2], "dave has no rewards to claim")
+    code, _, err = run(capsys, "claim", "dave", passphrase_file=files / "wrong")
+    assert_one_line_error(code, err, "dave has no rewards to claim")
 
 
 # --- a round with trainers ---------------------------------------------------------------------

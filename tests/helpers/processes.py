@@ -84,8 +84,8 @@ def stop_process(process: subprocess.Popen, signum: int = signal.SIGTERM, timeou
 
 
 class NodeProcess:
-    """A `gradchain --dev` subprocess with JSON logs. Every port is free (RPC and metrics on 0 unless a
-    flag says otherwise), every wait has a deadline, and a failed wait shows the log's tail."""
+    """A `gradchain --dev` subprocess with JSON logs. Every port is free (RPC, metrics and p2p on 0 unless
+    a flag says otherwise), every wait has a deadline, and a failed wait shows the log's tail."""
 
     def __init__(self, base: Path, *extra: str) -> None:
         ports = []
@@ -93,6 +93,8 @@ class NodeProcess:
             ports += ["--rpc-port", "0"]
         if "--no-prometheus" not in extra and "--prometheus-port" not in extra:
             ports += ["--prometheus-port", "0"]
+        if "--p2p-port" not in extra:
+            ports += ["--p2p-port", "0"]
         self.process = subprocess.Popen(
             [*GRADCHAIN, "--dev", "--base-path", str(base), "--log-format", "json", *ports, *extra],
             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, cwd=ROOT)
