@@ -75,35 +75,37 @@ def created_task_id(out: str) -> int:
 
 @pytest.fixture(scope="module")
 def created(run, node, files):
-    """A task made by `task create` (seed 7, trimmed mean, ...): its id and Charlie's account before it."""
+    """A task made by `task create` (seed 7, trimmed mean, ...), whose first commit window outlasts the
+    module: its id, and Charlie's account just before and just after."""
     before = node.client.account(address(CHARLIE.public))
     code = wallet.main(["--url", run.url, "--wallet-dir", str(run.directory), "--passphrase-file",
                         str(files / "passphrase"), *create_args(files, "--seed", "7", "--aggregation",
                                                                 "trimmed_mean", "--trim", "1", "--bond", "2 GRAD",
-                                                                "--subset", "128", "--max-update-norm", "4.5")])
+                                                                "--subset", "128", "--max-update-norm", "4.5",
+                                                                "--commit-blocks", "600")])
     assert code == 0
+    after = node.client.account(address(CHARLIE.public))
     tasks = node.client.call("training_tasks")
     mine = [t for t in tasks if unhex(t["creator"]) == CHARLIE.public]
-    return int(mine[-1]["id"]), before
+    return int(mine[-1]["id"]), before, after
 
 
 # --- task create --------------------------------------------------------------------------
 
 
 def test_create_puts_the_task_on_chain_with_its_config_and_reserves_the_pool(node, created):
-    task_id, before = created
+    task_id, before, after = created
     task = node.client.call("training_task", task_id)
     config = task["config"]
     assert unhex(task["creator"]) == CHARLIE.public and task["status"] == training.STATUS_ACTIVE
     assert config["spec"] == {"architecture": "mlp", "params": [64, 64, 10]}
-    assert (config["rounds"], config["commit_blocks"], config["reveal_blocks"]) == (3, 5, 2)
+    assert (config["rounds"], config["commit_blocks"], config["reveal_blocks"]) == (3, 600, 2)
     assert int(config["reward_per_round"]) == 100 * GRAD and int(config["bond"]) == 2 * GRAD
     assert training.AGGREGATIONS[config["aggregation"]] == "trimmed_mean" and config["trim"] == 1
     assert training.METRICS[config["metric"]] == "loss" and (config["min_improvement_ppm"], config["min_relative_ppm"]) == (500, 300_000)
     assert config["held_out_subset"] == 128 and int(config["max_update_norm"]) == norm_to_fixed(4.5)
     assert unhex(config["initial_model"]) == ModelVersion.from_weights(SPEC, state_of(build_model(SPEC, 7))).model_hash
     assert unhex(task["model"]) == unhex(config["initial_model"])
-    after = node.client.account(address(CHARLIE.public))
     assert after.reserved - before.reserved == 3 * 100 * GRAD == int(task["remaining_pool"])
 
 
