@@ -154,8 +154,8 @@ def test_sigterm_under_transaction_load_leaves_a_database_that_restarts_cleanly(
             node.wait_for("authored block", count=3)
             code = node.stop(signal.SIGTERM)
         finally:
-            stop_feeding.set()
-            feeder.join_all(30)
+            stop_feeding.set()  # the feeder stops within one submit (its thread is a daemon)
+    feeder.join_all(30)  # only now, so a failure of the feeder never hides the test's own
     assert code == 0 and len(submitted) > 20
     best = max(r["number"] for r in node.events("authored block"))
     check = gradchain("check-block", "--dev", "--base-path", str(tmp_path), str(best))
