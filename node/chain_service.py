@@ -24,13 +24,14 @@ from consensus.slots import block_timestamp_ms
 from consensus.useful_work.rounds import RoundWork, reports_in
 from node.chain_setup import ChainPaths, open_chain
 from node.clock import SystemClock
+from node.indexer import ChainIndexer
 from node.metrics import NodeMetrics
 from node.service import Service
 from node.txpool import PoolLimits, TransactionPool
 from runtime.crypto import Keypair
 from runtime.executive import Executive
 from runtime.genesis import GenesisConfig
-from runtime.pallets import training
+from runtime import api as runtime_api
 from runtime.state import Overlay
 from runtime.types import Block, Extrinsic
 from runtime.validity import InvalidTransaction
@@ -71,6 +72,7 @@ class ChainService(Service):
         self.importer: BlockImporter | None = None
         self.pool: TransactionPool | None = None
         self.blobs: BlobStore | None = None
+        self.indexer: ChainIndexer | None = None
         self._validation: tuple[bytes, Any] | None = None  # (best hash, validation context)
         self._signature_verified: set[bytes] = set()
         self.block_listeners: list[Callable[[Block, str], None]] = []  # called on the chain thread
@@ -84,6 +86,9 @@ class ChainService(Service):
     def _open(self) -> None:
         self.store = open_chain(self.paths, self.config, pruning=self.pruning)
         self.blobs = BlobStore(self.store.db)
+        self.indexer = ChainIndexer(self.store)
+        self.indexer.catch_up()
+        self.block_listeners.append(self._index_block)
         self.work = RoundWork(self.blobs, self.validator_key, tolerance_ppm=self.config.useful_work_tolerance_ppm,
                               loss_tolerance_ppm=self.config.useful_work_loss_tolerance_ppm)
         self.executive = Executive(self.store.genesis_hash)
@@ -242,7 +247,8 @@ class ChainService(Service):
         number = block.header.number
         if number % BLOB_GC_INTERVAL:
             return
-        referenced = training.referenced_blobs(Overlay(self.store.state_view(block.hash)))
+        self.indexer.follow_best()  # pins the blobs of tasks that ended up to here
+        referenced = runtime_api.active_task_blobs(self.store.state_view(block.hash)) | self.indexer.pinned_blobs()
         deleted = self.blobs.collect_garbage(referenced, now_block=number, grace_blocks=self.blob_grace_blocks)
         if deleted:
             log.info("collected unreferenced blobs", deleted=deleted, kept_bytes=self.blobs.total_bytes)
@@ -280,6 +286,14 @@ class ChainService(Service):
                 enacted.append(store.block(new_header.hash))
                 new_header = store.header(new_header.parent_hash)
         return retracted, list(reversed(enacted))
+
+    def _index_block(self, block: Block, how: str) -> None:
+        """Keep the node-side indexes (node/indexer.py) up to date; a failure there never fails a block."""
+        try:
+            self.indexer.record_block(block)
+            self.indexer.follow_best()
+        except Exception:
+            log.exception("indexing failed", number=block.header.number)
 
     def _notify(self, block: Block, how: str) -> None:
         for listener in self.block_listeners:

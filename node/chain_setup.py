@@ -21,6 +21,7 @@ from storage.chainstore import ChainStore
 
 DEFAULT_CHAIN = Path(__file__).resolve().parent.parent / "genesis.json"
 DEV_SLOT_DURATION_MS = 1000
+DEV_CHAIN_ID = "gradchain_dev"
 
 
 def dev_spec(base_spec: dict) -> dict:
@@ -28,7 +29,7 @@ def dev_spec(base_spec: dict) -> dict:
     spec = copy.deepcopy(base_spec)
     alice = crypto.encode_address(crypto.dev_keypair("Alice").public, spec["ss58_prefix"])
     stake = next((v["stake"] for v in spec["validators"]), spec["parameters"]["min_validator_stake"])
-    spec.update(name="Development", id="gradchain_dev", slot_duration_ms=DEV_SLOT_DURATION_MS,
+    spec.update(name="Development", id=DEV_CHAIN_ID, slot_duration_ms=DEV_SLOT_DURATION_MS,
                 validators=[{"name": "Alice", "account": alice, "stake": stake}])
     spec["parameters"] = dict(spec["parameters"], minimum_period_ms=DEV_SLOT_DURATION_MS // 2)
     return spec

@@ -18,7 +18,7 @@ from typing import BinaryIO, Iterator
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from consensus.block_import import AlreadyKnown, BlockImporter
-from node.chain_setup import ChainPaths, load_chain_spec, open_chain, spec_json
+from node.chain_setup import DEV_CHAIN_ID, ChainPaths, load_chain_spec, open_chain, spec_json
 from node.keystore import write_key_file
 from runtime import crypto
 from runtime.errors import CodecError, GradchainError
@@ -73,9 +73,47 @@ def chain_paths(args: argparse.Namespace) -> tuple[ChainPaths, object]:
     return ChainPaths(args.base_path, config.chain_id), config
 
 
+# --- which chain a command opened ------------------------------------------------------
+# A base path can hold several chains (chains/<id>/db). A command run without the flag that
+# selects the chain the operator meant (--dev, --chain) opens another one: every message
+# below names the chain it opened and the chains that do exist there.
+
+
+def chains_under(base: Path) -> list[str]:
+    """Ids of the chains that have a database under a base path."""
+    root = Path(base) / "chains"
+    return sorted(p.name for p in root.iterdir() if (p / "db").is_dir()) if root.is_dir() else []
+
+
+def _selector(chain_id: str) -> str:
+    return "--dev" if chain_id == DEV_CHAIN_ID else f"--chain <its spec, id {chain_id}>"
+
+
+def other_chains(paths: ChainPaths) -> str:
+    others = [c for c in chains_under(paths.base) if c != paths.chain_id]
+    if not others:
+        return f"no other chain exists under {paths.base}"
+    return f"under {paths.base} there is: " + ", ".join(f"chain {c} (select it with {_selector(c)})" for c in others)
+
+
+def opened(paths: ChainPaths, config) -> str:
+    return f"chain {paths.chain_id} ({config.name})"
+
+
+def open_existing_chain(paths: ChainPaths, config, *, pruning: int | None, command: str):
+    """Open a chain database that must exist already (export, check): never create an empty one."""
+    if not paths.database.is_dir():
+        raise CommandError(f"{command}: {opened(paths, config)} has no database under {paths.base}, so it holds "
+                           f"no blocks; {other_chains(paths)}")
+    return open_chain(paths, config, pruning=pruning)
+
+
 def purge_chain(args: argparse.Namespace) -> int:
-    paths, _ = chain_paths(args)
+    paths, config = chain_paths(args)
     if not paths.database.exists():
+        if chains_under(paths.base):
+            raise CommandError(f"purge-chain: {opened(paths, config)} has no database under {paths.base}; nothing "
+                               f"was deleted; {other_chains(paths)}")
         print(f"{paths.database} does not exist; nothing to purge")
         return 0
     if not args.yes:
@@ -94,12 +132,15 @@ def purge_chain(args: argparse.Namespace) -> int:
 
 def export_blocks(args: argparse.Namespace) -> int:
     paths, config = chain_paths(args)
-    store = open_chain(paths, config, pruning=None)
+    store = open_existing_chain(paths, config, pruning=None, command="export-blocks")
     try:
         best = store.best_header().number
         last = best if args.last is None else min(args.last, best)
+        if best == 0 and args.first > 0:
+            raise CommandError(f"export-blocks: {opened(paths, config)} under {paths.base} holds no blocks but its "
+                               f"genesis; {other_chains(paths)}")
         if args.first < 0 or args.first > last:
-            raise CommandError(f"--from {args.first} is outside 0..{last}")
+            raise CommandError(f"--from {args.first} is outside 0..{last} of {opened(paths, config)}")
         count = 0
         with open(args.file, "wb") as out:
             out.write(BLOCK_FILE_MAGIC)
@@ -133,13 +174,41 @@ def read_block_file(handle: BinaryIO) -> Iterator[bytes]:
         index += 1
 
 
+def check_file_is_of_chain(handle: BinaryIO, store, paths: ChainPaths, config) -> None:
+    """Refuse, before importing anything, a block file whose first block is not of the opened chain."""
+    first = next(read_block_file(handle), None)
+    handle.seek(0)
+    if first is None:
+        return
+    try:
+        header = decode_block(first).header
+    except CodecError:
+        return  # the import names the malformed block
+    if header.number == 0 and header.hash != store.genesis_hash:
+        problem = f"the file's genesis 0x{header.hash.hex()[:16]}.. is not the genesis of {opened(paths, config)}"
+    elif header.number > 0 and store.header(header.parent_hash) is None:
+        problem = f"block #{header.number}, the file's first, does not build on {opened(paths, config)}"
+    else:
+        return
+    raise CommandError(f"import-blocks: {problem}; {other_chains(paths)}")
+
+
 def import_blocks(args: argparse.Namespace) -> int:
     paths, config = chain_paths(args)
     try:
         handle = open(args.file, "rb")
     except OSError as exc:
         raise CommandError(f"cannot read {args.file}: {exc.strerror}") from None
+    created = not paths.database.exists()
     store = open_chain(paths, config, pruning=args.pruning)
+    try:
+        check_file_is_of_chain(handle, store, paths, config)
+    except GradchainError:
+        store.close()
+        handle.close()
+        if created:  # a refused import leaves nothing behind, not even an empty database
+            shutil.rmtree(paths.database, ignore_errors=True)
+        raise
     imported = skipped = 0
     started = time.perf_counter()
     try:
@@ -173,13 +242,16 @@ def import_blocks(args: argparse.Namespace) -> int:
 
 def check_block(args: argparse.Namespace) -> int:
     paths, config = chain_paths(args)
-    store = open_chain(paths, config, pruning=args.pruning)
+    store = open_existing_chain(paths, config, pruning=args.pruning, command="check-block")
     try:
         text = args.block
         block_hash = store.hash_at(int(text)) if text.isdigit() else _parse_hash(text)
         block = store.block(block_hash) if block_hash else None
         if block is None:
-            raise CommandError(f"block {text} is not in the database")
+            best = store.best_header().number
+            others = f"; {other_chains(paths)}" if best == 0 else ""
+            raise CommandError(f"check-block: block {text} is not in {opened(paths, config)}, whose best block is "
+                               f"#{best}{others}")
         if block.header.number == 0:
             print("block #0 is the genesis block")
             return 0

@@ -13,20 +13,25 @@ from collections import defaultdict
 from typing import Any, Callable
 
 from node.chain_service import ChainService
+from node.indexer import IndexUnavailable
 from node.keystore import write_key_file
 from node.service import Service
 from rpc.app import build_server
+from rpc.errors import RpcError
+from runtime import api as runtime_api
 from runtime import crypto
 from runtime.executive import VERSION
-from runtime.pallets import payment, system, training, validators
-from runtime.pallets.system import EXTRINSIC_BASE_WEIGHT
-from runtime.state import Overlay
 from runtime.types import Block, Extrinsic, Header
 
 NODE_VERSION = "0.1.0"
 
 
+STATE_NOT_INDEXED = -32000  # state_getKeysPaged at a block the key index cannot answer for
+
+
 class ChainFacade:
+    """NodeFacade over the chain service: every read of chain state goes through runtime/api.py."""
+
     def __init__(self, chain: ChainService, *, node_name: str, chain_type: str) -> None:
         self.chain = chain
         self.node_name = node_name
@@ -39,7 +44,7 @@ class ChainFacade:
         self._block_callbacks: dict[int, Callable[[str, Header], None]] = {}
         self._watchers: dict[bytes, list[Callable[[str, Any], None]]] = defaultdict(list)
         self._next_id = 0
-        self.blob_endpoints = BlobEndpoints(chain)
+        self.blobs = BlobEndpoints(chain)
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         """Start forwarding chain and pool events to the RPC loop (call after the chain started)."""
@@ -83,8 +88,8 @@ class ChainFacade:
     async def finalized_hash(self) -> bytes:
         return self.chain.store.finalized_hash
 
-    def _overlay(self, at: bytes | None) -> Overlay:
-        return Overlay(self.chain.store.state_view(self._at(at)))
+    def _state(self, at: bytes | None):
+        return self.chain.store.state_view(self._at(at))
 
     async def storage(self, key: bytes, at: bytes | None) -> bytes | None:
         return await self.chain.call(lambda: self._view_or_none(at, lambda view: view.get(key)))
@@ -95,16 +100,15 @@ class ChainFacade:
         return read(self.chain.store.state_view(self._at(at)))
 
     async def storage_keys(self, prefix: bytes, count: int, start_key: bytes | None, at: bytes | None) -> list[bytes]:
+        # The trie is ordered by key hash: key order comes from the node's key index (node/indexer.py).
         def read() -> list[bytes]:
-            store = self.chain.store
-            stored = store.stored_state(self._at(at))
-            if stored is None:
+            block_hash = self._at(at)
+            if self.chain.store.stored_state(block_hash) is None:
                 return []
-            # The trie is ordered by key hash; key order needs a sort of the matching keys.
-            keys = sorted(k for k, _ in store.trie.iter_items(stored.ref) if k.startswith(prefix))
-            if start_key is not None:
-                keys = [k for k in keys if k > start_key]
-            return keys[:count]
+            try:
+                return self.chain.indexer.keys_page(block_hash, prefix, start_key, count)
+            except IndexUnavailable as error:
+                raise RpcError(STATE_NOT_INDEXED, f"cannot list keys at that block: {error}") from None
         return await self.chain.call(read)
 
     async def read_proof(self, keys: list[bytes], at: bytes | None) -> tuple[bytes, list[Any]]:
@@ -116,13 +120,17 @@ class ChainFacade:
         return await self.chain.call(read)
 
     async def events(self, at: bytes | None) -> list[Any]:
-        return await self.chain.call(lambda: list(system.Events.get(self._overlay(at))))
+        return await self.chain.call(lambda: list(runtime_api.events(self._state(at))))
 
     async def account(self, account: bytes, at: bytes | None) -> Any:
-        return await self.chain.call(lambda: system.Account.get(self._overlay(at), account))
+        return await self.chain.call(lambda: runtime_api.account(self._state(at), account))
+
+    async def account_history(self, account: bytes, before: int | None,
+                              count: int) -> list[tuple[int, bytes, list, list]]:
+        return await self.chain.call(self.chain.indexer.account_history, account, before, count)
 
     async def validators(self, at: bytes | None) -> list[Any]:
-        return await self.chain.call(lambda: list(validators.Validators.get(self._overlay(at))))
+        return await self.chain.call(lambda: list(runtime_api.validator_set(self._state(at))))
 
     async def runtime_version(self) -> dict[str, Any]:
         return {"specName": VERSION.spec_name, "implName": VERSION.impl_name,
@@ -133,50 +141,28 @@ class ChainFacade:
 
     # --- training ----------------------------------------------------------------------
 
-    async def tasks(self, limit: int) -> list[tuple[int, Any]]:
-        def read() -> list[tuple[int, Any]]:
-            overlay = self._overlay(None)
-            count = training.NextTaskId.get(overlay)
-            return [(i, training.Tasks.get(overlay, i)) for i in range(max(0, count - limit), count)]
-        return await self.chain.call(read)
+    async def tasks(self, before: int | None, count: int) -> list[tuple[int, Any]]:
+        return await self.chain.call(lambda: runtime_api.tasks_page(self._state(None), before=before, count=count))
 
     async def task(self, task_id: int) -> Any:
-        return await self.chain.call(lambda: training.Tasks.get(self._overlay(None), task_id))
+        return await self.chain.call(lambda: runtime_api.task(self._state(None), task_id))
 
     async def round_updates(self, task_id: int, round_number: int) -> list[tuple[bytes, Any]]:
-        def read() -> list[tuple[bytes, Any]]:
-            overlay = self._overlay(None)
-            hashes = training.RoundReveals.get(overlay, (task_id, round_number))
-            return [(h, training.Updates.get(overlay, (task_id, round_number, h))
-                     or training.Reveals.get(overlay, (task_id, round_number, h))) for h in hashes]
-        return await self.chain.call(read)
+        return await self.chain.call(lambda: runtime_api.round_updates(self._state(None), task_id, round_number))
 
-    async def model_versions(self, task_id: int) -> list[tuple[int, Any]]:
-        return await self._per_round(task_id, training.ModelVersions)
+    async def model_versions(self, task_id: int, start: int, count: int) -> list[tuple[int, Any]]:
+        return await self.chain.call(
+            lambda: runtime_api.model_versions(self._state(None), task_id, start=start, count=count))
 
-    async def rounds(self, task_id: int) -> list[tuple[int, Any]]:
-        return await self._per_round(task_id, training.Rounds)
+    async def rounds(self, task_id: int, start: int, count: int) -> list[tuple[int, Any]]:
+        return await self.chain.call(
+            lambda: runtime_api.round_summaries(self._state(None), task_id, start=start, count=count))
 
-    async def _per_round(self, task_id: int, records) -> list[tuple[int, Any]]:
-        """(round, record) of a task's rounds that have one in `records` (a map keyed by (task, round))."""
-        def read() -> list[tuple[int, Any]]:
-            overlay = self._overlay(None)
-            task = training.Tasks.get(overlay, task_id)
-            if task is None:
-                return []
-            found = ((r, records.get(overlay, (task_id, r))) for r in range(task.round + 1))
-            return [(r, record) for r, record in found if record is not None]
-        return await self.chain.call(read)
+    async def leaderboard(self, count: int) -> list[tuple[bytes, int]]:
+        return await self.chain.call(self.chain.indexer.leaderboard, count)
 
-    async def leaderboard(self, limit: int = 100) -> list[tuple[bytes, int]]:
-        def read() -> list[tuple[bytes, int]]:
-            store = self.chain.store
-            stored = store.stored_state(store.best_hash)
-            earned = training.Earned
-            rows = [(earned.key_from_storage_key(k), earned.decode_value(v))
-                    for k, v in store.trie.iter_items(stored.ref) if k.startswith(earned.prefix)]
-            return sorted(rows, key=lambda row: (-row[1], row[0]))[:limit]
-        return await self.chain.call(read)
+    async def task_leaderboard(self, task_id: int, count: int) -> list[tuple[bytes, int]]:
+        return await self.chain.call(self.chain.indexer.task_leaderboard, task_id, count)
 
     async def blob_info(self, blob_hash: bytes) -> Any:
         return await self.chain.call(self.chain.blobs.info, blob_hash)
@@ -192,8 +178,7 @@ class ChainFacade:
 
     async def next_index(self, account: bytes) -> int:
         def read() -> int:
-            info = system.Account.get(self._overlay(None), account)
-            nonce = info.nonce if info else 0
+            nonce = runtime_api.account_nonce(self._state(None), account)
             pooled = {x.signed.nonce for x in self.chain.pool.ready() if x.signed and x.signed.signer == account}
             while nonce in pooled:
                 nonce += 1
@@ -202,9 +187,7 @@ class ChainFacade:
 
     async def query_info(self, extrinsic: Extrinsic) -> dict[str, Any]:
         def read() -> dict[str, Any]:
-            params = system.Params.get(self._overlay(None))
-            weight = EXTRINSIC_BASE_WEIGHT + extrinsic.call.definition.weight_of(extrinsic.call)
-            fee = payment.compute_fee(params, len(extrinsic.encoded), weight, 0)
+            weight, fee = runtime_api.query_fee(self._state(None), extrinsic)
             return {"weight": weight, "partialFee": fee}
         return await self.chain.call(read)
 

@@ -12,5 +12,5 @@ def build_server(node: NodeFacade, *, host: str = "127.0.0.1", port: int = 9944,
     server = RpcServer(host=host, port=port, limits=limits, unsafe_methods=unsafe_methods, cors=cors)
     for namespace in (system, chain, state, author, explorer, training):
         namespace.register(server, node)
-    server.blobs = getattr(node, "blob_endpoints", None)
+    server.blobs = node.blobs
     return server

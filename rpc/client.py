@@ -15,6 +15,7 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any, AsyncIterator
 
+from rpc.digest import parse_digest
 from runtime.errors import GradchainError
 from runtime.hashing import blake2b_256 as _blake2b_256
 from runtime.types import Block, Digest, Extrinsic, Header, decode_extrinsic
@@ -53,10 +54,14 @@ def _unhex(text: str) -> bytes:
 
 
 def header_from_json(value: dict) -> Header:
-    digest = value["digest"]
+    """A header from chain_getHeader's JSON; its digest logs decoded back to slot, author and seal."""
     return Header(_unhex(value["parentHash"]), int(value["number"], 16), _unhex(value["stateRoot"]),
-                  _unhex(value["extrinsicsRoot"]),
-                  Digest(int(digest["slot"], 16), _unhex(digest["author"]), _unhex(digest["seal"])))
+                  _unhex(value["extrinsicsRoot"]), parse_digest(value["digest"]))
+
+
+def digest_of(header: dict) -> Digest:
+    """The slot, author and seal of a header in chain_getHeader's JSON (decoded from its digest logs)."""
+    return parse_digest(header["digest"])
 
 
 def block_from_json(value: dict) -> Block:

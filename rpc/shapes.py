@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from rpc.digest import digest_logs
 from rpc.params import hex_number, to_hex
 from runtime.types import Block, Extrinsic, Header
 
@@ -23,13 +24,12 @@ def header_json(header: Header) -> dict[str, Any]:
 
 
 def _header_json(header: Header) -> dict[str, Any]:
-    digest = header.digest
     return {
         "parentHash": to_hex(header.parent_hash),
         "number": hex_number(header.number),
         "stateRoot": to_hex(header.state_root),
         "extrinsicsRoot": to_hex(header.extrinsics_root),
-        "digest": {"slot": hex_number(digest.slot), "author": to_hex(digest.author), "seal": to_hex(digest.seal)},
+        "digest": {"logs": digest_logs(header.digest)},
         "hash": to_hex(header.hash),
     }
 

@@ -30,7 +30,7 @@ from runtime.dispatch import ORIGIN_INHERENT, PALLETS, DispatchFailure
 from runtime.errors import InvalidBlock
 from runtime.hashing import blake2b_256
 from runtime.pallets import balances, payment, sudo, system, timestamp, training, validators
-from runtime.pallets.system import EXTRINSIC_BASE_WEIGHT, Account, AccountInfo
+from runtime.pallets.system import Account, AccountInfo
 from runtime.state import Overlay, StateBackend
 from runtime.types import (
     AccountId, ApplyOutcome, Balance, Block, BlockHash, Digest, Era, EventRecord, Extrinsic, Header, Seal,
@@ -228,7 +228,7 @@ class Executive:
         if length > params.max_extrinsic_length:
             raise InvalidTransaction(InvalidReason.EXHAUSTS_RESOURCES,
                                      f"extrinsic of {length} bytes is over the limit of {params.max_extrinsic_length}")
-        weight = EXTRINSIC_BASE_WEIGHT + definition.weight_of(extrinsic.call)
+        weight = payment.compute_extrinsic_weight(extrinsic.call)
         if ctx.weight_used + weight > params.block_weight_limit or ctx.length_used + length > params.block_length_limit:
             raise InvalidTransaction(InvalidReason.EXHAUSTS_RESOURCES, "the block has no room left for this extrinsic")
         birth_hash, longevity = self._check_era(ctx, signed.era)

@@ -31,13 +31,15 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 from rich.text import Text  # noqa: E402
 
-from rpc.client import AsyncClient, Client  # noqa: E402
+from rpc.client import AsyncClient, Client, digest_of  # noqa: E402
+from rpc.digest import describe_logs  # noqa: E402
 from scripts._common import (  # noqa: E402
     DEFAULT_URL, ChainInfo, CliError, block_number, block_timestamp, call_param_types, connect, event_field_types,
     extrinsic_failure, extrinsic_fee, format_time, get_explorer_block, get_ledger, render_fields, run_command, short_hex,
 )
 
 MAX_WINDOW = 1024  # blocks one command reads (chain_getBlockHash takes up to 1024 numbers at once)
+HISTORY_PAGE = 100  # explorer_accountHistory's page cap
 
 
 @dataclass(frozen=True)
@@ -102,7 +104,7 @@ class Explorer:
         interval = None if time_ms is None or parent_time_ms is None else time_ms - parent_time_ms
         events = sum(len(x["events"]) for x in extrinsics) + len(block["blockEvents"])
         return BlockSummary(block_number(block), block["header"]["hash"],
-                            self.chain.address(block["header"]["digest"]["author"]), time_ms, len(extrinsics),
+                            self.chain.address(digest_of(block["header"]).author), time_ms, len(extrinsics),
                             sum(1 for x in extrinsics if x["signer"]), events, interval)
 
     def window_stats(self, blocks: list[BlockSummary]) -> WindowStats:
@@ -147,11 +149,13 @@ class Explorer:
     def cmd_block(self) -> None:
         block = self.find_block(self.args.block)
         header, number = block["header"], block_number(block)
+        digest = digest_of(header)
         overview = key_value_table(f"Block #{number}")
         for key, value in (("hash", header["hash"]), ("parent", header["parentHash"]),
                            ("state root", header["stateRoot"]), ("extrinsics root", header["extrinsicsRoot"]),
-                           ("slot", str(int(header["digest"]["slot"], 16))),
-                           ("author", self.chain.address(header["digest"]["author"])),
+                           ("slot", str(digest.slot)), ("author", self.chain.address(digest.author)),
+                           ("seal", short_hex("0x" + digest.seal.hex(), 18) if digest.seal else "(unsealed)"),
+                           ("digest logs", "\n".join(describe_logs(header["digest"]))),
                            ("time", format_time(block_timestamp(block))),
                            ("finalized", "yes" if number <= self.finalized_number() else "not yet")):
             overview.add_row(key, Text(value))
@@ -197,27 +201,35 @@ class Explorer:
             overview.add_row("bonded", f"{self.chain.format_balance(ledger.active)} "
                                        f"(unlocking {self.chain.format_balance(unlocking)})")
         self.console.print(overview)
-        history = Table(title=f"History (last {self.args.depth} blocks)", title_justify="left")
+        history = Table(title=f"History (the last {self.args.depth} blocks involving the account)",
+                        title_justify="left")
         for name in ("block", "time", "extrinsic", "call", "role", "result", "events naming the account"):
             history.add_column(name, overflow="fold")
         for row in self.account_history("0x" + account.hex(), self.args.depth):
             history.add_row(*row)
         if not history.row_count:
-            history.caption = "no extrinsics or events of this account in these blocks"
+            history.caption = "no extrinsics or events of this account"
         self.console.print(history)
 
     def account_history(self, account_hex: str, depth: int) -> list[tuple]:
-        """Extrinsics signed by the account and events naming it, newest first."""
+        """Extrinsics signed by the account and events naming it, newest first, in the last `depth` blocks
+        that involve it (the node's account index says which: no scan of blocks)."""
         if not 1 <= depth <= MAX_WINDOW:
             raise CliError(f"--depth must be 1 to {MAX_WINDOW}")
-        best = self.client.header().number
-        numbers = list(range(best, max(0, best - depth), -1))
+        entries: list[dict] = []
+        before = None
+        while len(entries) < depth:
+            wanted = min(HISTORY_PAGE, depth - len(entries))
+            page = self.client.call("explorer_accountHistory", account_hex, before, wanted)
+            entries += page
+            if len(page) < wanted:
+                break
+            before = page[-1]["number"]
         rows = []
-        for block_hash in self.client.call("chain_getBlockHash", numbers):
-            block = self.client.call("explorer_block", block_hash)
-            if block is None or account_hex not in repr(block["extrinsics"]) + repr(block["blockEvents"]):
+        for entry in entries:
+            block = get_explorer_block(self.client, entry["hash"])
+            if block is None:
                 continue
-            block = get_explorer_block(self.client, block_hash)  # again, now with event names
             when, number = format_time(block_timestamp(block), date=False), str(block_number(block))
             for index, x in enumerate(block["extrinsics"]):
                 naming = [e for e in x["events"] if account_hex in e.values()]
@@ -430,7 +442,8 @@ def build_parser() -> argparse.ArgumentParser:
     block.set_defaults(handler=Explorer.cmd_block)
     account = commands.add_parser("account", help="balance, nonce and recent history of an account")
     account.add_argument("account", metavar="ADDRESS")
-    account.add_argument("--depth", type=int, default=100, help="blocks back to search (default 100)")
+    account.add_argument("--depth", type=int, default=100,
+                         help="how many of the blocks that involve the account to show (default 100)")
     account.set_defaults(handler=Explorer.cmd_account)
     commands.add_parser("validators", help="the validator set and stakes").set_defaults(handler=Explorer.cmd_validators)
     stats = commands.add_parser("stats", help="heights, block time and extrinsics per block")

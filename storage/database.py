@@ -62,6 +62,13 @@ class Database:
     def items_with_prefix(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         return self._db.iterator(prefix=prefix)
 
+    def keys_between(self, start: bytes, stop: bytes, *, reverse: bool = False) -> Iterator[bytes]:
+        """Keys in [start, stop), in key order (or reversed): for paging through an index."""
+        return self._db.iterator(start=start, stop=stop, reverse=reverse, include_value=False)
+
+    def items_between(self, start: bytes, stop: bytes, *, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
+        return self._db.iterator(start=start, stop=stop, reverse=reverse)
+
     def close(self) -> None:
         if not self._db.closed:
             self._db.close()

@@ -13,6 +13,18 @@ One LevelDB per node; columns are one-byte key prefixes. Integers in keys are
     x<version>                     trie nodes made stale by that version
     B<blob hash>                   content-addressed blob
     I<blob hash>                   the blob's size and upload block
+    d<block hash>                  dispute evidence of a block
+
+Node-side indexes (node/indexer.py): derived from the chain, never part of consensus,
+rebuilt from the best state when missing. Those derived from the best state move with
+it (meta `index_head` names the block they describe); the account history keeps every
+imported block's entries and filters them by the canonical index when read.
+    K<storage key>                           the keys of the best state, in key order (state_getKeysPaged)
+    L<inverted earned u128><account>         all-time rewards, best first (training_leaderboard)
+    T<task u64><account>                     a trainer's rewards in one task
+    R<task u64><inverted reward u128><account>  the same, best first (training_taskLeaderboard)
+    P<blob hash>                             blobs of ended tasks, kept from blob GC (the audit trail)
+    A<account><number u64><block hash>       the extrinsics and events of a block that involve the account
 """
 
 from __future__ import annotations
@@ -29,6 +41,13 @@ BLOB = b"B"
 BLOB_INFO = b"I"
 DISPUTED = b"d"  # blocks whose useful-work report a validator could not reproduce -> evidence
 
+STATE_KEYS = b"K"
+LEADERBOARD = b"L"
+TASK_EARNED = b"T"
+TASK_RANKING = b"R"
+PINNED_BLOB = b"P"
+ACCOUNT_HISTORY = b"A"
+
 META_BEST = b"best"
 META_FINALIZED = b"finalized"
 META_GENESIS = b"genesis"
@@ -36,6 +55,8 @@ META_NEXT_VERSION = b"next_version"
 META_SCHEMA_VERSION = b"schema_version"
 META_BLOB_BYTES = b"blob_bytes"  # total size of stored blobs
 META_PRUNED_BELOW = b"pruned_below"  # states of blocks below this number are pruned
+META_INDEX_HEAD = b"index_head"  # the block whose state the node-side indexes describe
+META_HISTORY_NUMBER = b"history_number"  # the highest block whose account history is recorded
 
 
 def _u64(n: int) -> bytes:
@@ -97,3 +118,58 @@ def blob_info_key(blob_hash: bytes) -> bytes:
 
 def disputed_key(block_hash: bytes) -> bytes:
     return DISPUTED + block_hash
+
+
+# --- node-side indexes ------------------------------------------------------------
+
+_U128_MAX = (1 << 128) - 1
+
+
+def _inverted_u128(amount: int) -> bytes:
+    """Larger amounts sort first in LevelDB's byte order."""
+    return (_U128_MAX - min(amount, _U128_MAX)).to_bytes(16, "big")
+
+
+def state_key_index_key(storage_key: bytes) -> bytes:
+    return STATE_KEYS + storage_key
+
+
+def leaderboard_key(earned: int, account: bytes) -> bytes:
+    return LEADERBOARD + _inverted_u128(earned) + account
+
+
+def account_from_leaderboard_key(key: bytes) -> tuple[bytes, int]:
+    return key[17:], _U128_MAX - int.from_bytes(key[1:17], "big")
+
+
+def task_earned_key(task_id: int, account: bytes) -> bytes:
+    return TASK_EARNED + _u64(task_id) + account
+
+
+def task_ranking_prefix(task_id: int) -> bytes:
+    return TASK_RANKING + _u64(task_id)
+
+
+def task_ranking_key(task_id: int, earned: int, account: bytes) -> bytes:
+    return task_ranking_prefix(task_id) + _inverted_u128(earned) + account
+
+
+def account_from_task_ranking_key(key: bytes) -> tuple[bytes, int]:
+    return key[25:], _U128_MAX - int.from_bytes(key[9:25], "big")
+
+
+def pinned_blob_key(blob_hash: bytes) -> bytes:
+    return PINNED_BLOB + blob_hash
+
+
+def account_history_prefix(account: bytes) -> bytes:
+    return ACCOUNT_HISTORY + account
+
+
+def account_history_key(account: bytes, number: int, block_hash: bytes) -> bytes:
+    return ACCOUNT_HISTORY + account + _u64(number) + block_hash
+
+
+def history_entry_block(key: bytes) -> tuple[int, bytes]:
+    """(block number, block hash) of an account history key."""
+    return int.from_bytes(key[33:41], "big"), key[41:]

@@ -252,6 +252,14 @@ class StateTrie:
             return [levels, [0, node[2]]]
         return [levels, [1, node[3], blake2b_256(node[2])]]
 
+    def root_node_key(self, state: StateRef) -> bytes | None:
+        """The DB key of the state's root node (None for the empty state); with `read_node`, for walks."""
+        return None if state.version is None else _root_key(state.version)
+
+    def read_node(self, node_key: bytes) -> Node:
+        """A decoded node: (0, key, value, key_hash) or (1, entries, child_keys, child_hashes). Not cached."""
+        return self._peek(node_key)
+
     def iter_items(self, state: StateRef) -> Iterator[tuple[bytes, bytes]]:
         """Every (key, value) of the state, in path (key hash) order."""
         for _, node in self._walk(state):

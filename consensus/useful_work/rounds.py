@@ -35,7 +35,8 @@ from consensus.useful_work.secrecy import open_held_out
 from consensus.useful_work.updates import UpdateLimits
 from consensus.useful_work.verifier import HeldOutSet, ModelVersion, Submission, TaskRules, UsefulWorkVerifier
 from runtime.crypto import Keypair
-from runtime.pallets import system, training
+from runtime import api as runtime_api
+from runtime.pallets import training
 from runtime.pallets.training import RoundReport, Score, Task, UpdateScore
 from runtime.types import Block, Header
 from storage.blobs import BlobStore
@@ -114,8 +115,7 @@ class RoundWork:
         held_out = self._open_held_out(task)
         base = self._model(rules.spec, task.model)
         submissions = []
-        for update in training.RoundReveals.get(state, (task_id, task.round)):
-            reveal = training.Reveals.get(state, (task_id, task.round, update))
+        for update, reveal in runtime_api.round_reveals(state, task_id, task.round):
             blob = self.blobs.get(update)
             submissions.append(Submission(bytes(update), None if blob is None else bytes(blob), reveal.num_samples))
         return RoundInputs(task_id, task, rules, base, submissions, held_out, bytes(seed))
@@ -175,7 +175,7 @@ class RoundWork:
         """The reports of every round due in the block after `parent` that this node can measure."""
         reports = []
         self._block_number = parent.number + 1
-        for task_id, task in training.reports_due(parent_state, parent.number + 1):
+        for task_id, task in runtime_api.rounds_due(parent_state, parent.number + 1):
             seed = _seed(parent_state, parent, task)
             try:
                 reports.append(self.measure(self.inputs(parent_state, task_id, task, seed)))
@@ -220,7 +220,7 @@ class RoundWork:
         self._block_number = block.header.number
         for report in reports_in(block):
             name = f"task {report.task} round {report.round}"
-            task = training.Tasks.get(parent_state, report.task)
+            task = runtime_api.task(parent_state, report.task)
             if task is None or task.round != report.round:
                 reasons.append(f"{name}: not the task's current round")  # the runtime refuses this first
                 continue
@@ -282,4 +282,4 @@ def _seed(parent_state, parent: Header, task: Task) -> bytes:
     seed_block = training.round_windows(task)[2]
     if seed_block == parent.number:
         return parent.hash
-    return bytes(system.BlockHashes.get(parent_state, seed_block))
+    return runtime_api.recent_block_hash(parent_state, seed_block)

@@ -6,6 +6,7 @@ from rpc import params as p
 from rpc.errors import (
     POOL_INVALID_TRANSACTION, POOL_UNKNOWN_VALIDITY, TOO_MANY_SUBSCRIPTIONS, RpcError, invalid_params,
 )
+from rpc.facade import NodeFacade
 from rpc.server import CallContext, Method, RpcServer
 from runtime.errors import CodecError, GradchainError
 from runtime.types import Extrinsic, decode_extrinsic
@@ -33,7 +34,7 @@ def pool_error(exc: GradchainError) -> RpcError:
     raise exc
 
 
-def register(server: RpcServer, node) -> None:
+def register(server: RpcServer, node: NodeFacade) -> None:
     async def author_submitExtrinsic(ctx: CallContext, extrinsic):
         parsed = parse_extrinsic(extrinsic)
         try:

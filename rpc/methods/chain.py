@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from rpc import params as p
 from rpc.errors import INTERNAL_ERROR, TOO_MANY_SUBSCRIPTIONS, RpcError
+from rpc.facade import NodeFacade
 from rpc.server import CallContext, Method, RpcServer
 from rpc.shapes import block_json, header_json
 
 MAX_HASH_LIST = 1024
 
 
-def register(server: RpcServer, node) -> None:
+def register(server: RpcServer, node: NodeFacade) -> None:
     async def chain_getHeader(ctx: CallContext, hash=None):
         header = await node.header(p.block_hash(hash))
         return None if header is None else header_json(header)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from rpc import params as p
+from rpc.facade import NodeFacade
 from rpc.server import CallContext, Method, RpcServer
 from rpc.shapes import extrinsic_json, header_json, plain
 
+MAX_HISTORY_PAGE = 100
 
-def register(server: RpcServer, node) -> None:
+
+def register(server: RpcServer, node: NodeFacade) -> None:
     async def explorer_block(ctx: CallContext, hash=None):
         """A block with its extrinsics decoded and its events grouped by extrinsic."""
         block = await node.block(p.block_hash(hash))
@@ -35,9 +38,18 @@ def register(server: RpcServer, node) -> None:
                 "nonce": info.nonce if info else 0,
                 "free": str(info.free) if info else "0", "reserved": str(info.reserved) if info else "0"}
 
+    async def explorer_accountHistory(ctx: CallContext, account, before=None, count=None):
+        """Canonical blocks that involve the account (signed an extrinsic, named in an event), newest first,
+        below block `before`: page on with `before` = the last number of the previous page."""
+        who = p.account(account, node)
+        below = None if before is None else p.block_number(before, "before")
+        limit = MAX_HISTORY_PAGE if count is None else p.positive_count(count, "count", MAX_HISTORY_PAGE)
+        return [{"number": number, "hash": p.to_hex(block_hash), "extrinsics": extrinsics, "events": events}
+                for number, block_hash, extrinsics, events in await node.account_history(who, below, limit)]
+
     async def explorer_validators(ctx: CallContext, hash=None):
         return [{"account": p.to_hex(v.account), "address": node.address(v.account), "stake": str(v.stake)}
                 for v in await node.validators(p.block_hash(hash))]
 
-    for handler in (explorer_block, explorer_events, explorer_account, explorer_validators):
+    for handler in (explorer_block, explorer_events, explorer_account, explorer_accountHistory, explorer_validators):
         server.register(Method(handler.__name__, handler))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rpc import params as p
 from rpc.errors import TOO_MANY_SUBSCRIPTIONS, RpcError
+from rpc.facade import NodeFacade
 from rpc.server import CallContext, Method, RpcServer
 
 MAX_KEYS_PAGE = 1000
@@ -21,7 +22,7 @@ def _proof_json(proof) -> list:
     return convert(proof)
 
 
-def register(server: RpcServer, node) -> None:
+def register(server: RpcServer, node: NodeFacade) -> None:
     async def state_getStorage(ctx: CallContext, key, hash=None):
         value = await node.storage(p.hex_bytes(key, "key"), p.block_hash(hash))
         return None if value is None else p.to_hex(value)

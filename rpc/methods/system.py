@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from rpc import params as p
 from rpc.errors import INTERNAL_ERROR, TOO_MANY_SUBSCRIPTIONS, RpcError
+from rpc.facade import NodeFacade
 from rpc.server import CallContext, Method, RpcServer
 
 
-def register(server: RpcServer, node) -> None:
+def register(server: RpcServer, node: NodeFacade) -> None:
     async def system_name(ctx: CallContext) -> str:
         return node.node_name
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from runtime.context import BlockContext
 from runtime.dispatch import Pallet
 from runtime.pallets import balances
-from runtime.pallets.system import WEIGHT_FEE_UNIT, Parameters
+from runtime.pallets.system import EXTRINSIC_BASE_WEIGHT, WEIGHT_FEE_UNIT, Parameters
 from runtime.types import AccountId, Balance
 
 pallet = Pallet(2, "payment", "Transaction fees and tips, split between the block author and burning.")
@@ -34,8 +34,14 @@ class FeesDistributed:
 # --- functions --------------------------------------------------------------
 
 
+def compute_extrinsic_weight(call) -> int:
+    """A signed extrinsic's weight: the call's declared weight plus the fixed cost of checking it."""
+    return EXTRINSIC_BASE_WEIGHT + call.definition.weight_of(call)
+
+
 def compute_fee(params: Parameters, length: int, weight: int, tip: int) -> int:
-    """The full fee of a transaction, tip included."""
+    """The full fee of a transaction, tip included. The one fee rule: the executive charges it,
+    the runtime API (payment_queryInfo) quotes it."""
     return params.base_fee + params.byte_fee * length + params.weight_fee * weight // WEIGHT_FEE_UNIT + tip
 
 

@@ -52,7 +52,7 @@ from runtime.pallets.training_types import (  # noqa: F401  (re-exported: traini
     Reveal, UpdateScore, RoundReport, UpdateRecord, RoundSummary, ModelVersion, update_commitment, round_windows,
     metric_value, contributions, accepted_updates,
 )
-from runtime.state import StorageMap, StorageValue
+from runtime.state import StorageMap, StorageValue, changed_map_keys
 from runtime.types import AccountId, Balance, Hash
 
 pallet = Pallet(6, "training", "Federated learning tasks, commit-reveal updates, useful-work reports and rewards.")
@@ -80,6 +80,9 @@ ModelVersions = StorageMap(pallet, "ModelVersions", tuple[codec.U64, codec.U32],
                            "The global model after each round that improved it.")
 Accrued = StorageMap(pallet, "Accrued", AccountId, Balance, 0, "Rewards an account can claim.")
 Earned = StorageMap(pallet, "Earned", AccountId, Balance, 0, "All rewards an account ever earned (leaderboard).")
+ActiveTasks = StorageValue(pallet, "ActiveTasks", tuple[codec.U64, ...], (),
+                           "Ids of the active tasks, ascending (kept by on_finalize): reports and blob GC read these "
+                           "instead of every task ever created.")
 
 # --- events -----------------------------------------------------------------
 
@@ -229,30 +232,60 @@ class NoSamples(DispatchFailure):
     """An update must say how many samples it was trained on (at least one)."""
 
 
+# --- hooks ------------------------------------------------------------------
+
+
+def on_finalize(ctx: BlockContext) -> None:
+    """Keep ActiveTasks in step with the Tasks written in this block (created, ended, cancelled).
+
+    A sweep of the block's own writes, so the calls need not know about the index."""
+    changed = [Tasks.key_from_storage_key(k) for k in changed_map_keys(ctx.state, Tasks)]
+    if not changed:
+        return
+    active = set(ActiveTasks.get(ctx.state))
+    before = len(active), frozenset(active)
+    for task_id in changed:
+        task = Tasks.get(ctx.state, task_id)
+        if task is not None and task.status == STATUS_ACTIVE:
+            active.add(task_id)
+        else:
+            active.discard(task_id)
+    if (len(active), frozenset(active)) != before:
+        ActiveTasks.put(ctx.state, tuple(sorted(active)))
+
+
 # --- functions other code uses ------------------------------------------------
 
 def reports_due(state, number: int) -> list[tuple[int, Task]]:
-    """Tasks whose current round's reveal window has closed by block `number` (the author reports them)."""
+    """Active tasks whose current round's reveal window has closed by block `number` (the author reports them)."""
     due = []
-    for task_id in range(NextTaskId.get(state)):
+    for task_id in ActiveTasks.get(state):
         task = Tasks.get(state, task_id)
         if task is not None and task.status == STATUS_ACTIVE and number >= round_windows(task)[1]:
             due.append((task_id, task))
     return due
 
 
+def task_blobs(state, task_id: int) -> set[bytes]:
+    """Every blob hash one task refers to: models, held-out set and revealed updates (its audit trail)."""
+    task = Tasks.get(state, task_id)
+    if task is None:
+        return set()
+    referenced = {bytes(task.config.initial_model), bytes(task.model), bytes(task.config.held_out)}
+    for round_number in range(task.round + 1):
+        referenced.update(bytes(h) for h in RoundReveals.get(state, (task_id, round_number)))
+        version = ModelVersions.get(state, (task_id, round_number))
+        if version is not None:
+            referenced.add(bytes(version.model))
+    return referenced
+
+
 def referenced_blobs(state) -> set[bytes]:
-    """Every blob hash the tasks refer to: models, held-out sets and revealed updates (the audit trail).
-    The node's blob store keeps these and collects the rest after a grace period."""
+    """Every blob hash the active tasks refer to. The node keeps these, and those of tasks it saw end
+    (node/indexer.py pins them), and collects the rest after a grace period."""
     referenced: set[bytes] = set()
-    for task_id in range(NextTaskId.get(state)):
-        task = Tasks.get(state, task_id)
-        referenced.update((bytes(task.config.initial_model), bytes(task.model), bytes(task.config.held_out)))
-        for round_number in range(task.round + 1):
-            referenced.update(bytes(h) for h in RoundReveals.get(state, (task_id, round_number)))
-            version = ModelVersions.get(state, (task_id, round_number))
-            if version is not None:
-                referenced.add(bytes(version.model))
+    for task_id in ActiveTasks.get(state):
+        referenced |= task_blobs(state, task_id)
     return referenced
 
 
