@@ -30,7 +30,7 @@ class TrainerProcess:
         self.process = subprocess.Popen(
             [sys.executable, "scripts/trainer.py", "--url", url, "--uri", uri, "--task", str(task),
              "--shard", extra[0] if extra else "1/2", "--state", str(state), *extra[1:]],
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
         self.output = LineReader(self.process.stdout)
 
     def read_until(self, text: str, timeout: float = 60) -> list[str]:
@@ -52,43 +52,43 @@ class TrainerProcess:
 
 @pytest.mark.slow
 def test_a_killed_trainer_reveals_after_restart_and_a_late_one_waits_for_the_next_round(tmp_path):
-    node = RunningNode(tmp_path / "node")
     processes: list[TrainerProcess] = []
-    try:
-        alice = ChainAccount(node.client, crypto.dev_keypair("Alice"))
-        first, late = crypto.keypair_from_uri("//Restart"), crypto.keypair_from_uri("//Late")
-        for who in (first, late):
-            alice.send(balances.transfer(who.public, 1000 * 10**12))
-        split = split_held_out(*load_dataset("digits"), fraction=0.25, seed=1)
-        task_id = publish_task(alice, SPEC, state_of(build_model(SPEC, 0)), split.held_out_features,
-                               split.held_out_labels, TaskOptions(rounds=2, commit_blocks=8, reveal_blocks=10))
-        state = tmp_path / "first.json"
-        processes.append(TrainerProcess(node.url, "//Restart", task_id, state))
-        processes[-1].read_until("committed to update")
-        processes[-1].kill()  # between commit and reveal
-        saved = json.loads(state.read_text())["round"]
-        assert saved["committed"] and not saved["revealed"] and saved["round"] == 0
+    with RunningNode(tmp_path / "node") as node:
+        try:
+            alice = ChainAccount(node.client, crypto.dev_keypair("Alice"))
+            first, late = crypto.keypair_from_uri("//Restart"), crypto.keypair_from_uri("//Late")
+            for who in (first, late):
+                alice.send(balances.transfer(who.public, 1000 * 10**12))
+            split = split_held_out(*load_dataset("digits"), fraction=0.25, seed=1)
+            task_id = publish_task(alice, SPEC, state_of(build_model(SPEC, 0)), split.held_out_features,
+                                   split.held_out_labels, TaskOptions(rounds=2, commit_blocks=20, reveal_blocks=10))
+            state = tmp_path / "first.json"
+            processes.append(TrainerProcess(node.url, "//Restart", task_id, state))
+            processes[-1].read_until("committed to update")
+            processes[-1].kill()  # between commit and reveal
+            saved = json.loads(state.read_text())["round"]
+            # (20 commit blocks: a trainer process may take 10 s and more to start on a loaded machine)
+            assert saved["committed"] and not saved["revealed"] and saved["round"] == 0, saved
 
-        restarted = TrainerProcess(node.url, "//Restart", task_id, state)
-        processes.append(restarted)
-        task = get_task(node.client, task_id)
-        node.wait_for_block(task.commit_end)  # round 0's commit window has closed
-        late_trainer = TrainerProcess(node.url, "//Late", task_id, tmp_path / "late.json", "2/2")
-        processes.append(late_trainer)
-        lines = restarted.read_until("revealed update 0x" + saved["update"][:16])
-        assert not any("committed" in line for line in lines)  # it did not start round 0 over
-        late_lines = late_trainer.read_until("committed to update", timeout=90)
-        assert any("commit window has closed; waiting for round 1" in line for line in late_lines)
-        for running in (restarted, late_trainer):
-            assert "done:" in running.finish(timeout=120)
-        round0 = node.client.call("training_updates", task_id, 0)
-        assert [(u["update"], unhex(u["submitter"])) for u in round0] == [("0x" + saved["update"], first.public)]
-        round1 = {unhex(u["submitter"]) for u in node.client.call("training_updates", task_id, 1)}
-        assert round1 == {first.public, late.public}
-    finally:
-        for process in processes:
-            process.kill()
-        node.close()
+            restarted = TrainerProcess(node.url, "//Restart", task_id, state)
+            processes.append(restarted)
+            task = get_task(node.client, task_id)
+            node.wait_for_block(task.commit_end)  # round 0's commit window has closed
+            late_trainer = TrainerProcess(node.url, "//Late", task_id, tmp_path / "late.json", "2/2")
+            processes.append(late_trainer)
+            lines = restarted.read_until("revealed update 0x" + saved["update"][:16])
+            assert not any("committed" in line for line in lines)  # it did not start round 0 over
+            late_lines = late_trainer.read_until("committed to update", timeout=90)
+            assert any("commit window has closed; waiting for round 1" in line for line in late_lines)
+            for running in (restarted, late_trainer):
+                assert "done:" in running.finish(timeout=120)
+            round0 = node.client.call("training_updates", task_id, 0)
+            assert [(u["update"], unhex(u["submitter"])) for u in round0] == [("0x" + saved["update"], first.public)]
+            round1 = {unhex(u["submitter"]) for u in node.client.call("training_updates", task_id, 1)}
+            assert round1 == {first.public, late.public}
+        finally:
+            for process in processes:  # killed before the node closes, passed or failed
+                process.kill()
 
 
 @pytest.mark.parametrize("args,message", [

@@ -38,8 +38,10 @@ class RunningNode:
         self.thread.start()
         self.loop_future = self.thread.submit(self._run(services))
         self.ready = threading.Event()
-        if not self.ready.wait(30):
-            raise RuntimeError("node did not start")
+        if not self.ready.wait(30) or self.loop_future.done():
+            failure = self.loop_future.exception(timeout=0) if self.loop_future.done() else None
+            self.thread.stop()
+            raise RuntimeError("the test node did not start") from failure
         self.url = f"http://127.0.0.1:{self.rpc.server.port}"
         self.client = Client(self.url, timeout=20)
 
@@ -50,6 +52,19 @@ class RunningNode:
         await asyncio.wait([asyncio.create_task(tree.started.wait()), task], return_when=asyncio.FIRST_COMPLETED)
         self.ready.set()
         await task
+
+    def __enter__(self) -> "RunningNode":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        """Closes the node; an error of the closing never replaces the test's own."""
+        if exc is None:
+            self.close()
+            return
+        try:
+            self.close()
+        except Exception as cleanup_error:
+            exc.add_note(f"(closing the test node also failed: {cleanup_error!r})")
 
     def close(self) -> None:
         self.thread.loop.call_soon_threadsafe(self.stop_event.set)

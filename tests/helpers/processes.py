@@ -28,9 +28,13 @@ class LineReader:
         self._thread.start()
 
     def _pump(self, stream: IO[str]) -> None:
-        for line in stream:
-            self._queue.put(line)
-        self._queue.put(None)  # end of stream
+        try:
+            for line in stream:
+                self._queue.put(line)
+        except (OSError, ValueError) as exc:  # closed under us, or undecodable: the end, said why
+            self._queue.put(f"(output unreadable: {exc!r})\n")
+        finally:
+            self._queue.put(None)  # end of stream
 
     def readline(self, timeout: float) -> str | None:
         """The next line (without its newline), None at the end of the stream; TimeoutError past the deadline."""
@@ -97,7 +101,7 @@ class NodeProcess:
             ports += ["--p2p-port", "0"]
         self.process = subprocess.Popen(
             [*GRADCHAIN, "--dev", "--base-path", str(base), "--log-format", "json", *ports, *extra],
-            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, cwd=ROOT)
+            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, errors="replace", cwd=ROOT)
         self.log = LineReader(self.process.stderr)
         self.records: list[dict] = []  # the JSON log records read so far
         self._parsed = 0  # how many of the log's lines went into `records`
