@@ -19,7 +19,8 @@ from runtime.types import (
 )
 from runtime.validity import InvalidReason, InvalidTransaction
 from runtime.hashing import ZERO_HASH
-from storage.chainstore import ChainStore, StateView
+from storage.chainstore import ChainStore
+from storage.state_view import ExecutedState
 
 # After this many transactions in a row that do not fit, the block is considered full.
 FULL_BLOCK_MISSES = 8
@@ -28,7 +29,7 @@ FULL_BLOCK_MISSES = 8
 @dataclass
 class BuiltBlock:
     block: Block
-    view: StateView  # carries the computed state, ready for commit_block
+    state: ExecutedState  # the computed state, ready for commit_block
     outcomes: list[ApplyOutcome]
     invalid: list[tuple[Extrinsic, InvalidTransaction]]  # drop these from the pool
     postponed: list[Extrinsic]  # valid but did not fit, or not yet (future nonce)
@@ -72,9 +73,9 @@ def build_block(chain: ChainStore, executive: Executive, parent_hash: bytes, *, 
         misses = 0
         included.append(transaction)
     executive.finalize_block(ctx)
-    state_root = view.compute_root(ctx.state.changes)
-    unsealed = dataclasses.replace(draft, state_root=Hash(state_root),
+    state = view.compute_state(ctx.state.changes)
+    unsealed = dataclasses.replace(draft, state_root=Hash(state.root),
                                    extrinsics_root=compute_extrinsics_root([x.hash for x in included]))
     seal = Seal(author.sign(unsealed.pre_seal_hash()))
     header = dataclasses.replace(unsealed, digest=Digest(slot, author.public, seal))
-    return BuiltBlock(Block(header, tuple(included)), view, outcomes, invalid, postponed)
+    return BuiltBlock(Block(header, tuple(included)), state, outcomes, invalid, postponed)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import structlog
 
-from consensus.block_import import expected_author
+from consensus.import_queue import expected_author
 from consensus.slots import slot_at, slot_start_ms
 from node.chain_service import ChainService
 from node.service import Service

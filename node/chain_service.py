@@ -3,13 +3,20 @@
 Everything that touches the chain store or the pool runs on one dedicated
 thread ("chain"), one job at a time, so LevelDB writes, the trie cache and the
 pool never race, and the asyncio loop stays free for RPC and networking while a
-block is built or imported. Other services call the async methods here.
+block is built or imported. Useful work (torch) runs on a second thread
+("useful-work"): its inputs are gathered on the chain thread and its results come
+back to it, so no slot and no RPC read ever waits on a model. Other services call
+the async methods here.
+
+The import pipeline itself (checks, execution, commit, verification status, fork
+choice) lives in consensus/import_queue.py; this service supplies its threads and
+reacts to what it reports: the pool follows the head, listeners hear of blocks
+and of status changes, metrics count them.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -19,9 +26,11 @@ from typing import Any, Callable
 import structlog
 
 from consensus.authorship import BuiltBlock, build_block
-from consensus.block_import import BlockImporter, ImportResult
+from consensus.fork_choice import Route
+from consensus.import_queue import IMPORTED, ImportQueue, ImportResult
 from consensus.slots import block_timestamp_ms
-from consensus.useful_work.rounds import RoundWork, reports_in
+from consensus.useful_work.rounds import RoundWork
+from consensus.verification import InlineRunner, RoundMeasurements, UsefulWorkCheck, run_now
 from node.chain_setup import ChainPaths, open_chain
 from node.clock import SystemClock
 from node.indexer import ChainIndexer
@@ -35,6 +44,7 @@ from runtime import api as runtime_api
 from runtime.state import Overlay
 from runtime.types import Block, Extrinsic
 from runtime.validity import InvalidTransaction
+from storage.block_status import VERIFIED, VerificationStatus
 from storage.blobs import DEFAULT_GRACE_BLOCKS, BlobStore
 from storage.chainstore import ChainStore
 
@@ -55,7 +65,8 @@ class ChainService(Service):
     def __init__(self, config: GenesisConfig, paths: ChainPaths, *, pruning: int | None = 256,
                  metrics: NodeMetrics | None = None, clock: Any = None, finalize_own_blocks: bool = False,
                  pool_limits: PoolLimits | None = None, validator_key: Keypair | None = None,
-                 blob_grace_blocks: int = DEFAULT_GRACE_BLOCKS) -> None:
+                 blob_grace_blocks: int = DEFAULT_GRACE_BLOCKS, work: RoundWork | None = None,
+                 inline_useful_work: bool = False) -> None:
         self.config = config
         self.paths = paths
         self.pruning = pruning
@@ -65,18 +76,26 @@ class ChainService(Service):
         self.pool_limits = pool_limits or PoolLimits()
         self.validator_key = validator_key  # measures and checks useful work for the tasks sealed to it
         self.blob_grace_blocks = blob_grace_blocks  # unreferenced blobs older than this are collected
-        self.work: RoundWork | None = None
+        self.work: RoundWork | None = work  # given: a test's (slow) verifier; else made at open
+        # inline: measure and verify at once on the calling thread (a hand-driven test, a tool)
+        self._runner = InlineRunner() if inline_useful_work else None
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chain")
+        self._useful_work_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="useful-work")
         self.store: ChainStore | None = None
         self.executive: Executive | None = None
-        self.importer: BlockImporter | None = None
+        self.importer: ImportQueue | None = None
+        self.verification: UsefulWorkCheck | None = None
+        self.measurements: RoundMeasurements | None = None
         self.pool: TransactionPool | None = None
         self.blobs: BlobStore | None = None
         self.indexer: ChainIndexer | None = None
         self._validation: tuple[bytes, Any] | None = None  # (best hash, validation context)
         self._signature_verified: set[bytes] = set()
         self.block_listeners: list[Callable[[Block, str], None]] = []  # called on the chain thread
+        self.status_listeners: list[Callable[[bytes, VerificationStatus], None]] = []  # on the chain thread
         self.block_ms: deque[float] = deque(maxlen=10_000)  # build-or-import time of recent blocks
+        self._closed = False
+        self._fresh: Block | None = None  # the block being imported (head listeners read it, not the database)
 
     # --- lifecycle ------------------------------------------------------------
 
@@ -89,25 +108,51 @@ class ChainService(Service):
         self.indexer = ChainIndexer(self.store)
         self.indexer.catch_up()
         self.block_listeners.append(self._index_block)
-        self.work = RoundWork(self.blobs, self.validator_key, tolerance_ppm=self.config.useful_work_tolerance_ppm,
-                              loss_tolerance_ppm=self.config.useful_work_loss_tolerance_ppm)
+        if self.work is None:
+            self.work = RoundWork(self.blobs, self.validator_key,
+                                  tolerance_ppm=self.config.useful_work_tolerance_ppm,
+                                  loss_tolerance_ppm=self.config.useful_work_loss_tolerance_ppm)
+        else:
+            self.work.blobs = self.blobs
         self.executive = Executive(self.store.genesis_hash)
-        self.importer = BlockImporter(self.store, self.executive, slot_duration_ms=self.config.slot_duration_ms,
-                                      clock_ms=self.clock.now_ms)
+        self.importer = ImportQueue(self.store, self.executive, slot_duration_ms=self.config.slot_duration_ms,
+                                    clock_ms=self.clock.now_ms)
+        runner, deliver = (self._runner, run_now) if self._runner else (self._useful_work_thread, self._deliver)
+        self.verification = UsefulWorkCheck(self.store, self.work, runner=runner, deliver=deliver,
+                                            deadline_blocks=self.config.useful_work_availability_blocks)
+        self.verification.attach(self.importer)
+        self.measurements = RoundMeasurements(self.work, runner=runner, deliver=deliver)
+        self.importer.head_listeners.append(self._on_head_moved)
+        self.importer.status_listeners.append(self._on_status)
         self.pool = TransactionPool(self._validate, lambda x: x.hash, lambda x: len(x.encoded),
                                     limits=self.pool_limits)
         best = self.store.best_header()
+        resumed = self.verification.resume()  # a restart checks every pending block again
+        self._refresh_measurements()
         self._update_gauges()
         log.info("chain opened", chain=self.config.chain_id, best=best.number, best_hash=best.hash.hex()[:16],
-                 genesis=self.store.genesis_hash.hex()[:16], database=str(self.paths.database))
+                 genesis=self.store.genesis_hash.hex()[:16], database=str(self.paths.database),
+                 pending_checks=resumed)
+
+    def _deliver(self, function: Callable[[], None]) -> None:
+        """Run a useful-work result on the chain thread (the only writer of the database)."""
+        if not self._closed:
+            try:
+                self._thread.submit(function)
+            except RuntimeError:  # shut down meanwhile: a pending block is checked again at restart
+                pass
 
     async def stop(self) -> None:
         # Waits for the job in hand (a block being built or imported) to finish, then closes LevelDB.
+        # A useful-work check still running is dropped: its block stays pending and is re-checked at restart.
+        self._closed = True
+        self._useful_work_thread.shutdown(wait=False, cancel_futures=True)
         await self._on_chain_thread(self._close)
         self._thread.shutdown(wait=True)
 
     def _close(self) -> None:
-        if self.store is not None:
+        self._closed = True
+        if self.store is not None and not self.store.db.closed:
             best = self.store.best_header()
             self.store.close()
             log.info("database closed", best=best.number)
@@ -165,13 +210,15 @@ class ChainService(Service):
 
     def _author(self, slot: int, keypair: Keypair, deadline_ms: int) -> AuthoredBlock | None:
         started = time.perf_counter()
-        parent = self.store.best_header()
+        parent = self.store.best_header()  # fork choice's best: never a disputed or unverifiable block
         if parent.number > 0 and parent.digest.slot >= slot:
             return None  # the best block already claims this slot or a later one
         timestamp = block_timestamp_ms(slot, self.config.slot_duration_ms)
         if self.work.keypair is None:
             self.work.keypair = keypair
-        reports = self.work.measure_due(Overlay(self.store.state_view(parent.hash)), parent)
+            self._refresh_measurements()
+        # reports measured off the slot, once ready; a round still being measured waits for a later block
+        reports = self.measurements.ready(Overlay(self.store.state_view(parent.hash)), parent)
 
         def build(useful_work: tuple) -> BuiltBlock:
             return build_block(self.store, self.executive, parent.hash, author=keypair, slot=slot,
@@ -185,16 +232,21 @@ class ChainService(Service):
             # the runtime refused our own measurements: a bug here must not halt the chain
             log.error("the runtime refused this node's useful-work report; authoring without it",
                       number=parent.number + 1, error=str(error))
+            self.measurements.discard(reports)  # measured again after this block
             built = build(())
-        self.store.commit_block(built.block, built.view, make_best=True, finalize=self.finalize_own_blocks)
-        self._after_new_best(built.block, [x.hash for x, _ in built.invalid])
+        self._fresh = built.block
+        result = self.importer.import_block(built.block, authored=built.state).raise_for_error()
+        if built.invalid:
+            self.pool.remove_invalid([x.hash for x, _ in built.invalid])
+        self._after_import(built.block, result)
         elapsed = (time.perf_counter() - started) * 1000
         self.block_ms.append(elapsed)
         self.metrics.blocks_authored.inc()
         log.info("authored block", number=built.block.header.number, hash=built.block.hash.hex()[:16],
-                 slot=slot, extrinsics=len(built.block.extrinsics), invalid=len(built.invalid), ms=round(elapsed, 1))
-        if self.finalize_own_blocks:
-            log.info("finalized block", number=built.block.header.number, hash=built.block.hash.hex()[:16])
+                 slot=slot, extrinsics=len(built.block.extrinsics), invalid=len(built.invalid), ms=round(elapsed, 1),
+                 reports=len(reports))
+        if self.finalize_own_blocks and result.is_best and result.status.state == VERIFIED:
+            self.finalize_now(built.block.hash)
         self._notify(built.block, "authored")
         return AuthoredBlock(built.block, elapsed, len(built.invalid))
 
@@ -202,90 +254,100 @@ class ChainService(Service):
         return await self._on_chain_thread(self.import_block_now, block)
 
     def import_block_now(self, block: Block) -> ImportResult:
-        """Import on the calling thread: for tools that own the chain (import-blocks), or the chain thread."""
-        previous_best = self.store.best_hash
+        """Import on the calling thread: for tools that own the chain, or the chain thread."""
+        self._fresh = block
         result = self.importer.import_block(block)
-        self._check_useful_work(block)
+        if result.outcome != IMPORTED:
+            log.info("block not imported", number=result.number, hash=result.hash.hex()[:16], outcome=result.outcome,
+                     error=None if result.error is None else result.error.message)
+            return result
         self.metrics.import_seconds.observe(result.import_ms / 1000)
         self.block_ms.append(result.import_ms)
-        if result.is_best:
-            if block.header.parent_hash == previous_best:
-                self._after_new_best(block, [])
-            else:
-                self._after_reorg(previous_best, block)
+        self._after_import(block, result)
         log.info("imported block", number=result.number, hash=result.hash.hex()[:16],
-                 extrinsics=len(block.extrinsics), ms=round(result.import_ms, 1), best=result.is_best)
+                 extrinsics=len(block.extrinsics), ms=round(result.import_ms, 1), best=result.is_best,
+                 verification=result.status.state)
         self._notify(block, "imported")
         return result
 
-    def _check_useful_work(self, block: Block) -> None:
-        """Re-measure the block's useful-work reports; a block that does not reproduce is disputed:
-        never finalized here, with the reasons kept as evidence (finality votes and slashing build on it)."""
-        if self.work.keypair is None or not reports_in(block):
-            return
-        parent = self.store.header(block.header.parent_hash)
-        try:
-            verdict = self.work.verify_block(Overlay(self.store.state_view(parent.hash)), parent, block)
-        except Exception:  # a bug in checking must not fail an import that already committed
-            log.exception("useful work could not be checked", number=block.header.number)
-            return
-        for skipped in verdict.skipped:
-            log.info("useful work not checked", number=block.header.number, reason=skipped)
-        if verdict.ok:
-            if verdict.checked:
-                log.info("useful work reproduced", number=block.header.number, rounds=verdict.checked)
-            return
-        evidence = json.dumps({"block": block.hash.hex(), "number": block.header.number,
-                               "author": block.header.digest.author.hex(), "reasons": verdict.reasons})
-        self.store.mark_disputed(block.hash, evidence.encode())
-        self.metrics.disputed_blocks.inc()
-        log.error("useful-work report does not reproduce: block will not be finalized",
-                  number=block.header.number, hash=block.hash.hex()[:16], reasons=verdict.reasons)
+    def finalize_now(self, block_hash: bytes) -> None:
+        """Finalize a block (it and every block since the last final one must be `verified`: the store
+        refuses otherwise), then let fork choice drop what no longer descends from it."""
+        self.store.set_finalized(block_hash)
+        self.importer.reconsider_head()
+        self._update_gauges()
+        log.info("finalized block", number=self.store.finalized_header().number, hash=block_hash.hex()[:16])
 
-    def _collect_blobs(self, block: Block) -> None:
+    def verification_status(self, block_hash: bytes) -> VerificationStatus | None:
+        return self.store.verification_status(block_hash)
+
+    async def blob_arrived(self, blob_hash: bytes) -> list[bytes]:
+        """A blob arrived (networking fetched it, a trainer uploaded it): the unverifiable blocks that
+        waited only for it are checked again. Returns their hashes."""
+        return await self._on_chain_thread(self.blob_arrived_now, blob_hash)
+
+    def blob_arrived_now(self, blob_hash: bytes) -> list[bytes]:
+        """blob_arrived, on the calling thread (the chain thread, or a tool that owns the chain)."""
+        return self.verification.blob_arrived(blob_hash)
+
+    def _after_import(self, block: Block, result: ImportResult) -> None:
+        self.metrics.extrinsics_included.inc(len(block.extrinsics))
+        self.verification.expire(max(block.header.number, self.store.best_header().number))
+        self._update_gauges()
+
+    def _on_head_moved(self, moved: Route) -> None:
+        """Fork choice moved the head (a new block, a re-org, a verdict): the pool follows."""
+        def block_of(header) -> Block:  # the block just imported is in hand: no need to decode it again
+            fresh = self._fresh
+            return fresh if fresh is not None and fresh.hash == header.hash else self.store.block(header.hash)
+        if not moved.is_reorg:
+            for header in moved.enacted:
+                included = [x.hash for x in block_of(header).extrinsics]
+                self.pool.on_block_imported(number=header.number, included=included)
+        else:
+            retracted = [x for h in moved.retracted for x in block_of(h).extrinsics if x.signed]
+            log.info("re-org", retracted=len(moved.retracted), enacted=len(moved.enacted), best=moved.new_best.number)
+            for index, header in enumerate(moved.enacted):
+                block = block_of(header)
+                self.pool.on_block_imported(number=header.number, included=[x.hash for x in block.extrinsics],
+                                            retracted=retracted if index == 0 else ())
+            if not moved.enacted:  # back to an ancestor: only the retracted transactions return
+                self.pool.on_block_imported(number=moved.new_best.number, included=[], retracted=retracted)
+        self._collect_blobs(moved.new_best)
+        self._refresh_measurements()
+
+    def _on_status(self, block_hash: bytes, status: VerificationStatus) -> None:
+        self.metrics.verification.labels(status=status.state).inc()
+        if status.state == "disputed":
+            self.metrics.disputed_blocks.inc()
+            log.error("useful-work report does not reproduce: block disputed, never best, never final",
+                      hash=block_hash.hex()[:16], reasons=list(status.reasons))
+        elif status.state == "unverifiable":
+            log.warning("useful work cannot be checked here: data missing", hash=block_hash.hex()[:16],
+                        missing=["0x" + m.hex()[:16] for m in status.missing], since=status.since)
+        for listener in self.status_listeners:
+            listener(block_hash, status)
+        self._update_gauges()
+
+    def _refresh_measurements(self) -> None:
+        if self.measurements is None or self.work.keypair is None:
+            return
+        best = self.store.best_header()
+        try:
+            self.measurements.refresh(Overlay(self.store.state_view(best.hash)), best)
+        except Exception:  # a bug in gathering must not stop the node
+            log.exception("gathering due rounds failed", best=best.number)
+
+    def _collect_blobs(self, header) -> None:
         """Every GC_INTERVAL blocks, drop blobs no task refers to once they are past the grace period."""
-        number = block.header.number
+        number = header.number
         if number % BLOB_GC_INTERVAL:
             return
         self.indexer.follow_best()  # pins the blobs of tasks that ended up to here
-        referenced = runtime_api.active_task_blobs(self.store.state_view(block.hash)) | self.indexer.pinned_blobs()
+        referenced = runtime_api.active_task_blobs(self.store.state_view(header.hash)) | self.indexer.pinned_blobs()
         deleted = self.blobs.collect_garbage(referenced, now_block=number, grace_blocks=self.blob_grace_blocks)
         if deleted:
             log.info("collected unreferenced blobs", deleted=deleted, kept_bytes=self.blobs.total_bytes)
-
-    def _after_new_best(self, block: Block, invalid: list[bytes]) -> None:
-        self._collect_blobs(block)
-        if invalid:
-            self.pool.remove_invalid(invalid)
-        self.pool.on_block_imported(number=block.header.number, included=[x.hash for x in block.extrinsics])
-        self.metrics.extrinsics_included.inc(len(block.extrinsics))
-        self._update_gauges()
-
-    def _after_reorg(self, previous_best: bytes, block: Block) -> None:
-        retracted, enacted = self._tree_route(previous_best, block.hash)
-        log.info("re-org", retracted=len(retracted), enacted=len(enacted), best=block.header.number)
-        for enacted_block in enacted:
-            self.pool.on_block_imported(number=enacted_block.header.number,
-                                        included=[x.hash for x in enacted_block.extrinsics],
-                                        retracted=[x for b in retracted for x in b.extrinsics if x.signed]
-                                        if enacted_block is enacted[0] else ())
-        self.metrics.extrinsics_included.inc(len(block.extrinsics))
-        self._update_gauges()
-
-    def _tree_route(self, old: bytes, new: bytes) -> tuple[list[Block], list[Block]]:
-        """Blocks leaving the best chain (newest first) and joining it (oldest first)."""
-        store = self.store
-        old_header, new_header = store.header(old), store.header(new)
-        retracted: list[Block] = []
-        enacted: list[Block] = []
-        while old_header.hash != new_header.hash:
-            if old_header.number >= new_header.number:
-                retracted.append(store.block(old_header.hash))
-                old_header = store.header(old_header.parent_hash)
-            else:
-                enacted.append(store.block(new_header.hash))
-                new_header = store.header(new_header.parent_hash)
-        return retracted, list(reversed(enacted))
 
     def _index_block(self, block: Block, how: str) -> None:
         """Keep the node-side indexes (node/indexer.py) up to date; a failure there never fails a block."""

@@ -103,6 +103,9 @@ def build_parser() -> Parser:
 
     import_ = commands.add_parser("import-blocks", help="import blocks from a file written by export-blocks")
     add_chain_options(import_)
+    import_.add_argument("--key-file", type=Path, metavar="PATH",
+                         help="validator key file: re-measure the blocks' useful work for the tasks sealed to it "
+                              "(--dev: Alice's key)")
     import_.add_argument("file", type=Path, help="input file")
 
     check = commands.add_parser("check-block", help="re-execute a stored block and check it")

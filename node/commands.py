@@ -17,13 +17,15 @@ from typing import BinaryIO, Iterator
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from consensus.block_import import AlreadyKnown, BlockImporter
+from consensus.import_queue import BAD, IMPORTED, KNOWN, MISSING_PARENT, ImportQueue
+from consensus.signatures import SignatureVerifier
 from node.chain_setup import DEV_CHAIN_ID, ChainPaths, load_chain_spec, open_chain, spec_json
 from node.keystore import write_key_file
 from runtime import crypto
 from runtime.errors import CodecError, GradchainError
 from runtime.executive import Executive
 from runtime.types import MAX_BLOCK_BYTES, decode_block, encode_block
+from storage.block_status import DISPUTED, VERIFIED
 
 BLOCK_FILE_MAGIC = b"GRADBLK1"
 
@@ -194,11 +196,23 @@ def check_file_is_of_chain(handle: BinaryIO, store, paths: ChainPaths, config) -
 
 
 def import_blocks(args: argparse.Namespace) -> int:
+    """Import a block file through the node's import pipeline (signatures on a second core).
+
+    A block is finalized only once its useful work was checked here and reproduced:
+    import stops, exit 2, at a block whose report does not reproduce (disputed), and
+    finality stops before the first block whose useful work this node could not check
+    (no validator key for it, or data missing), though import goes on."""
+    from consensus.useful_work.rounds import RoundWork
+    from consensus.verification import InlineRunner, UsefulWorkCheck, run_now
+    from node.run import validator_key
+    from storage.blobs import BlobStore
+
     paths, config = chain_paths(args)
     try:
         handle = open(args.file, "rb")
     except OSError as exc:
         raise CommandError(f"cannot read {args.file}: {exc.strerror}") from None
+    keypair = validator_key(argparse.Namespace(key_file=args.key_file, dev=args.dev, validator=False))
     created = not paths.database.exists()
     store = open_chain(paths, config, pruning=args.pruning)
     try:
@@ -210,34 +224,61 @@ def import_blocks(args: argparse.Namespace) -> int:
             shutil.rmtree(paths.database, ignore_errors=True)
         raise
     imported = skipped = 0
+    unfinalized: str | None = None  # why finality stopped, if it did
     started = time.perf_counter()
     try:
         total = sum(1 for _ in read_block_file(handle))
         handle.seek(0)
-        importer = BlockImporter(store, Executive(store.genesis_hash), slot_duration_ms=config.slot_duration_ms,
-                                 finalize_imported=True)
+        importer = ImportQueue(store, Executive(store.genesis_hash), slot_duration_ms=config.slot_duration_ms)
+        work = RoundWork(BlobStore(store.db), keypair, tolerance_ppm=config.useful_work_tolerance_ppm,
+                         loss_tolerance_ppm=config.useful_work_loss_tolerance_ppm)
+        UsefulWorkCheck(store, work, runner=InlineRunner(), deliver=run_now,
+                        deadline_blocks=config.useful_work_availability_blocks).attach(importer)
         columns = (TextColumn("importing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-        with Progress(*columns, transient=True, disable=not sys.stderr.isatty()) as progress:
+        with Progress(*columns, transient=True, disable=not sys.stderr.isatty()) as progress, \
+                SignatureVerifier() as verifier:
             task = progress.add_task("blocks", total=total)
-            for index, encoded in enumerate(read_block_file(handle)):
-                try:
-                    block = decode_block(encoded)
-                    importer.import_block(block)
-                    imported += 1
-                except AlreadyKnown:
-                    skipped += 1
-                except CodecError as exc:
-                    raise CommandError(f"block {index} in the file is malformed: {exc.message}") from None
+            for result in importer.import_run(_decoded_blocks(handle), verifier):
                 progress.advance(task)
+                if result.outcome == KNOWN:
+                    skipped += 1
+                    continue
+                if result.outcome in (BAD, MISSING_PARENT):
+                    raise CommandError(f"block #{result.number} 0x{result.hash.hex()} cannot be imported "
+                                       f"({result.error.code}): {result.error.message}")
+                assert result.outcome == IMPORTED
+                imported += 1
+                status = store.verification_status(result.hash)
+                if status.state == DISPUTED:
+                    raise CommandError(f"block #{result.number} 0x{result.hash.hex()} is disputed: its useful-work "
+                                       f"report does not reproduce here ({'; '.join(status.reasons)}); "
+                                       f"import stopped at it")
+                if unfinalized is None and (status.state != VERIFIED or status.unchecked):
+                    unfinalized = (f"block #{result.number}: useful work " +
+                                   ("not checked here: " + "; ".join(status.unchecked) if status.state == VERIFIED
+                                    else status.state))
+                if unfinalized is None and store.best_hash == result.hash:
+                    store.set_finalized(result.hash)
     finally:
         handle.close()
         best = store.best_header()
+        finalized = store.finalized_header().number
         store.close()
     elapsed = time.perf_counter() - started
     rate = imported / elapsed if elapsed > 0 else 0.0
+    if unfinalized is not None:
+        print(f"finality stopped at #{finalized}: {unfinalized}", file=sys.stderr)
     print(f"imported {imported} blocks ({skipped} already known) in {elapsed:.2f} s, {rate:.1f} blocks/s; "
           f"best #{best.number} state root 0x{best.state_root.hex()}", file=sys.stderr)
     return 0
+
+
+def _decoded_blocks(handle: BinaryIO) -> Iterator:
+    for index, encoded in enumerate(read_block_file(handle)):
+        try:
+            yield decode_block(encoded)
+        except CodecError as exc:
+            raise CommandError(f"block {index} in the file is malformed: {exc.message}") from None
 
 
 def check_block(args: argparse.Namespace) -> int:
@@ -255,7 +296,7 @@ def check_block(args: argparse.Namespace) -> int:
         if block.header.number == 0:
             print("block #0 is the genesis block")
             return 0
-        importer = BlockImporter(store, Executive(store.genesis_hash), slot_duration_ms=config.slot_duration_ms)
+        importer = ImportQueue(store, Executive(store.genesis_hash), slot_duration_ms=config.slot_duration_ms)
         started = time.perf_counter()
         importer.check_block(block, check_finality=False)
         print(json.dumps({"number": block.header.number, "hash": "0x" + block.hash.hex(), "valid": True,

@@ -29,6 +29,9 @@ class NodeMetrics:
                                        registry=self.registry)
         self.disputed_blocks = Counter("gradchain_disputed_blocks", "Imported blocks whose useful-work report did "
                                        "not reproduce here", registry=self.registry)
+        self.verification = Counter("gradchain_block_verification", "Useful-work verification statuses written, "
+                                    "by status (pending, verified, disputed, unverifiable)", ["status"],
+                                    registry=self.registry)
         self.extrinsics_included = Counter("gradchain_extrinsics_included", "Extrinsics in imported blocks",
                                            registry=self.registry)
 

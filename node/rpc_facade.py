@@ -88,6 +88,11 @@ class ChainFacade:
     async def finalized_hash(self) -> bytes:
         return self.chain.store.finalized_hash
 
+    async def block_verification(self, at: bytes | None) -> dict[str, Any] | None:
+        block_hash = self._at(at)
+        status = await self.chain.call(self.chain.store.verification_status, block_hash)
+        return None if status is None else {"hash": "0x" + block_hash.hex(), **status.to_json()}
+
     def _state(self, at: bytes | None):
         return self.chain.store.state_view(self._at(at))
 
@@ -253,7 +258,9 @@ class BlobEndpoints:
 
     async def put(self, blob_hash: bytes, data: bytes) -> bool:
         def store() -> bool:
-            return self.chain.blobs.put(blob_hash, data, now_block=self.chain.store.best_header().number)
+            stored = self.chain.blobs.put(blob_hash, data, now_block=self.chain.store.best_header().number)
+            self.chain.blob_arrived_now(blob_hash)  # a block may have waited for it (unverifiable)
+            return stored
         return await self.chain.call(store)
 
 

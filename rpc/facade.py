@@ -62,6 +62,8 @@ class NodeFacade(Protocol):
         """Canonical hash at `number`; the best block's for None."""
 
     async def finalized_hash(self) -> bytes: ...
+    async def block_verification(self, at: bytes | None) -> dict[str, Any] | None:
+        """The block's useful-work verification status as JSON (None: no such block)."""
 
     # --- state
     async def storage(self, key: bytes, at: bytes | None) -> bytes | None: ...

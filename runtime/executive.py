@@ -3,7 +3,10 @@
     initialize_block(backend, header)      -> BlockContext    run on_initialize hooks
     apply_extrinsic(ctx, extrinsic)        -> ApplyOutcome    or raise InvalidTransaction, changing nothing
     finalize_block(ctx)                                       run on_finalize hooks, write the events
-    execute_block(backend, block)          -> BlockExecution  all of the above, then check every root
+    execute_block(backend, block)          -> BlockExecution  all of the above, then check every root;
+                                                              returns the new state (nothing kept on the backend)
+    signature_checks(block, ancestor_hash) -> (key, message, signature) of every signed extrinsic, from the
+                                              block and its ancestry alone (checked before, or beside, execution)
     validation_context(backend, number, hash) / validate_transaction(vctx, extrinsic)
                                            -> ValidTransaction (what the pool needs) or raise
     inherent_extrinsics(timestamp_ms)      -> the unsigned extrinsics an author must add
@@ -22,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from hashlib import blake2b as _blake2b  # blake2b_256 without its call layer, for a message per extrinsic
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 from runtime import codec, crypto, fast_transfer
 from runtime.context import BlockContext
@@ -31,7 +34,7 @@ from runtime.errors import InvalidBlock
 from runtime.hashing import blake2b_256
 from runtime.pallets import balances, payment, sudo, system, timestamp, training, validators
 from runtime.pallets.system import Account, AccountInfo
-from runtime.state import Overlay, StateBackend
+from runtime.state import ComputedState, Overlay, StateBackend
 from runtime.types import (
     AccountId, ApplyOutcome, Balance, Block, BlockHash, Digest, Era, EventRecord, Extrinsic, Header, Seal,
     SignedData, SigningPayload, compute_extrinsics_root,
@@ -60,12 +63,17 @@ VERSION = RuntimeVersion("gradchain", "gradchain-python", 1, 1)
 
 @dataclass(frozen=True)
 class BlockExecution:
-    """What executing a block produced: its state changes, root, outcomes and events."""
+    """What executing a block produced: its state changes, the new state (what storage commits;
+    `state.root` is the state root), outcomes and events."""
 
     changes: dict[bytes, bytes | None]
-    state_root: bytes
+    state: ComputedState
     outcomes: tuple[ApplyOutcome, ...]
     events: tuple[EventRecord, ...]
+
+    @property
+    def state_root(self) -> bytes:
+        return self.state.root
 
 
 class CheckedSigned(NamedTuple):
@@ -189,11 +197,11 @@ class Executive:
             except InvalidTransaction as exc:
                 raise InvalidBlock(f"extrinsic {index} ({extrinsic.call.name}) is invalid: {exc.message}") from None
         self.finalize_block(ctx)
-        state_root = backend.compute_root(ctx.state.changes)
-        if state_root != header.state_root:
+        state = backend.compute_state(ctx.state.changes)
+        if state.root != header.state_root:
             raise InvalidBlock(f"state root mismatch: header has {header.state_root.hex()}, "
-                               f"execution gives {state_root.hex()}")
-        return BlockExecution(ctx.state.changes, state_root, tuple(outcomes), tuple(ctx.state.events))
+                               f"execution gives {state.root.hex()}")
+        return BlockExecution(ctx.state.changes, state, tuple(outcomes), tuple(ctx.state.events))
 
     # --- the transaction pool's view ---------------------------------------
 
@@ -273,27 +281,41 @@ class Executive:
                                   self.genesis_hash, birth_hash, self.version)
         return crypto.verify(signed.signer, message, signed.signature)
 
-    def signature_checks(self, backend: StateBackend, block: Block) -> list[tuple[bytes, bytes, bytes]]:
+    def signature_checks(self, block: Block, ancestor_hash: Callable[[int], bytes | None]
+                         ) -> list[tuple[bytes, bytes, bytes]]:
         """(public key, message, signature) of every signed extrinsic of a block, for batch verification.
 
-        An extrinsic whose era cannot be resolved gets an empty message, which never
-        verifies; execute_block then names the real reason.
+        Needs no state and runs no hook: a mortal era's birth hash is the hash of the
+        block's ancestor at that number (`ancestor_hash`, what System's BlockHashes holds
+        for every era that is still valid), so the checks of a run of blocks can be made
+        before the blocks before them execute. An extrinsic whose era is not valid at
+        this block gets an empty message, which never verifies (the era's own error is
+        the same "bad proof" the executive would give).
         """
-        ctx = self.initialize_block(backend, block.header)
+        number = block.header.number
         checks = []
         for extrinsic in block.extrinsics:
             signed = extrinsic.signed
             if signed is None:
                 continue
-            try:
-                birth_hash, _ = self._check_era(ctx, signed.era)
-            except InvalidTransaction:
+            birth_hash = self._birth_hash(signed.era, number, ancestor_hash)
+            if birth_hash is None:
                 checks.append((signed.signer, b"", signed.signature))
                 continue
             message = signing_message(extrinsic.call, signed.nonce, signed.tip, signed.era,
                                       self.genesis_hash, birth_hash, self.version)
             checks.append((signed.signer, message, signed.signature))
         return checks
+
+    def _birth_hash(self, era: Era, number: int, ancestor_hash: Callable[[int], bytes | None]) -> bytes | None:
+        """_check_era's answer for a block at `number`, from its ancestry; None where it raises."""
+        if era.period == 0:
+            return self.genesis_hash if era.birth == 0 else None
+        if not MIN_MORTAL_PERIOD <= era.period <= system.BLOCK_HASH_COUNT:
+            return None
+        if era.birth >= number or number > era.birth + era.period - 1:
+            return None
+        return ancestor_hash(era.birth)
 
     # --- authorship helpers and introspection --------------------------------
 

@@ -38,6 +38,15 @@ _ID_PATTERN = re.compile(r"^[a-z0-9_\-]{1,64}$")
 
 DEFAULT_USEFUL_WORK_TOLERANCE_PPM = 5_000  # a little over one sample of a 256-example held-out subset
 DEFAULT_USEFUL_WORK_LOSS_TOLERANCE_PPM = 100  # a flipped near-tie moves the mean loss by far less
+# Blocks a report's data may stay unavailable here before the block is disputed ("data unavailable").
+DEFAULT_USEFUL_WORK_AVAILABILITY_BLOCKS = 20
+MAX_USEFUL_WORK_AVAILABILITY_BLOCKS = 1_000_000
+
+
+class BadAvailabilityDeadline(GenesisError):
+    """useful_work_availability_blocks is not a whole number of blocks in 1..1,000,000."""
+
+    code = "genesis_availability_deadline"
 
 
 @dataclass(frozen=True)
@@ -57,6 +66,8 @@ class GenesisConfig:
     # how far a validator's re-measured score may differ from the block author's (consensus, not runtime)
     useful_work_tolerance_ppm: int = DEFAULT_USEFUL_WORK_TOLERANCE_PPM
     useful_work_loss_tolerance_ppm: int = DEFAULT_USEFUL_WORK_LOSS_TOLERANCE_PPM  # losses drift far less
+    # an unverifiable block (a blob its report needs is missing here) is disputed this many blocks later
+    useful_work_availability_blocks: int = DEFAULT_USEFUL_WORK_AVAILABILITY_BLOCKS
 
     def properties(self) -> dict[str, Any]:
         return {"ss58Format": self.ss58_prefix, "tokenDecimals": self.token_decimals,
@@ -123,7 +134,8 @@ def parse_genesis(spec: Any, source: str = "genesis") -> GenesisConfig:
     r = _Reader(source)
     top = r.obj(spec, "(top)", {"name", "id", "token", "ss58_prefix", "slot_duration_ms", "sudo", "validators",
                                 "endowed", "parameters"}, {"genesis_time_ms", "useful_work_tolerance_ppm",
-                                                             "useful_work_loss_tolerance_ppm"})
+                                                             "useful_work_loss_tolerance_ppm",
+                                                             "useful_work_availability_blocks"})
     chain_id = r.text(top["id"], "id", 64)
     if not _ID_PATTERN.match(chain_id):
         raise r.fail("id", "must be lowercase letters, digits, '_' or '-'")
@@ -158,9 +170,20 @@ def parse_genesis(spec: Any, source: str = "genesis") -> GenesisConfig:
         useful_work_loss_tolerance_ppm=r.integer(
             top.get("useful_work_loss_tolerance_ppm", DEFAULT_USEFUL_WORK_LOSS_TOLERANCE_PPM),
             "useful_work_loss_tolerance_ppm", 0, 1_000_000),
+        useful_work_availability_blocks=_availability_blocks(r, top),
     )
     _check_consistency(r, config)
     return config
+
+
+def _availability_blocks(r: _Reader, top: dict) -> int:
+    value = top.get("useful_work_availability_blocks", DEFAULT_USEFUL_WORK_AVAILABILITY_BLOCKS)
+    if type(value) is not int or not 1 <= value <= MAX_USEFUL_WORK_AVAILABILITY_BLOCKS:
+        raise BadAvailabilityDeadline(
+            f"{r.source}: useful_work_availability_blocks: must be a whole number of blocks in "
+            f"1..{MAX_USEFUL_WORK_AVAILABILITY_BLOCKS} (how long a report's data may stay unavailable before "
+            f"the block is disputed), not {value!r}")
+    return value
 
 
 def _check_consistency(r: _Reader, config: GenesisConfig) -> None:

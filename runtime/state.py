@@ -4,8 +4,8 @@ The runtime never touches the database. The node hands it a `StateBackend`
 (the parent block's state) and the runtime writes only into an `Overlay`:
 a dict of changed keys with nested transactional layers, so a failed call's
 writes (and events) are rolled back while its fee stays paid. At the end of a
-block the overlay's `changes` are what storage commits, and
-`StateBackend.compute_root(changes)` is the new state root.
+block `StateBackend.compute_state(changes)` gives the new state (its `root`, and
+whatever storage needs to commit it); the executive returns it to the caller.
 
 Keys: every storage item of a pallet lives under
 blake2b_128(pallet name) ++ blake2b_128(item name), and a map entry appends
@@ -26,14 +26,22 @@ _MISSING = object()
 _KEY_CACHE_SIZE = 100_000  # storage keys of hot map entries (accounts): hashing them is a large share of a transfer
 
 
+class ComputedState(Protocol):
+    """A state computed by a backend: the runtime reads only its root and hands it back to the caller."""
+
+    @property
+    def root(self) -> bytes:
+        """The state root."""
+
+
 class StateBackend(Protocol):
     """The parent state, as storage provides it to the runtime."""
 
     def get(self, key: bytes) -> bytes | None:
         """The value stored under `key` in this state, or None."""
 
-    def compute_root(self, changes: Mapping[bytes, bytes | None]) -> bytes:
-        """The state root of this state with `changes` applied (None deletes)."""
+    def compute_state(self, changes: Mapping[bytes, bytes | None]) -> ComputedState:
+        """This state with `changes` applied (None deletes): its root, and what storage commits."""
 
 
 class EmptyBackend:
@@ -42,7 +50,7 @@ class EmptyBackend:
     def get(self, key: bytes) -> bytes | None:
         return None
 
-    def compute_root(self, changes: Mapping[bytes, bytes | None]) -> bytes:
+    def compute_state(self, changes: Mapping[bytes, bytes | None]) -> ComputedState:
         raise NotImplementedError("the empty backend has no trie; storage computes genesis roots")
 
 

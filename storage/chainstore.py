@@ -2,9 +2,11 @@
 
 A block is committed with everything that depends on it in one WriteBatch:
 the new trie nodes of its state, the nodes its state made stale, its header and
-body, its state record, and, if it becomes the best block, the canonical
-number -> hash index and the best pointer. A crash at any instant leaves the last
-committed block whole and nothing of the next.
+body, its state record, its verification status, the leaves of the block tree,
+and, if fork choice moves the head, the canonical number -> hash index and the
+best pointer. A crash at any instant leaves the last committed block whole and
+nothing of the next. Which block is best is decided by consensus/fork_choice.py;
+this store only writes the `HeadChange` it is given.
 
 Each committed state has a fresh `version` (never reused, also not after a
 failed import, so cached trie nodes can never be confused). Pruning keeps the
@@ -14,6 +16,7 @@ states of the last `pruning` blocks below the finalized one; in archive mode
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Mapping
@@ -25,13 +28,15 @@ from runtime.types import (
     Block, BlockHash, BlockNumber, Digest, Extrinsic, Hash, Header, Seal, ZERO_ACCOUNT, compute_extrinsics_root,
 )
 from storage import schema
+from storage.block_status import DISPUTED, STATUS_VERIFIED, VERIFIED, VerificationStatus
 from storage.database import Database
+from storage.state_view import ExecutedState, HeadCache, StateView
 from storage.trie import EMPTY_STATE, StateRef, StateTrie, TrieUpdate
 
 SCHEMA_VERSION = 1
 HEADER_CACHE_SIZE = 4096
-_MISSING = object()
 DEFAULT_PRUNING = 256
+STATUS_CACHE_SIZE = 65_536
 
 
 class ChainStoreError(GradchainError):
@@ -64,69 +69,13 @@ class StoredState:
         return StateRef(self.root, self.root_version)
 
 
-class HeadCache:
-    """Values of the best state, kept across blocks (Substrate's shared state cache).
+@dataclass(frozen=True)
+class HeadChange:
+    """A new best block and the canonical index entries that lead to it (from fork choice)."""
 
-    It only ever describes one state, `ref`: filled by reads of that state, and
-    carried to the next state by the changes of the block that is committed on
-    top of it. A read of any other state goes to the trie. It starts, empty, at
-    the best state when the store is initialized.
-    """
-
-    def __init__(self, max_entries: int = 500_000) -> None:
-        self.ref: StateRef | None = None
-        self.values: dict[bytes, bytes | None] = {}
-        self.max_entries = max_entries
-        self.generation = 0  # bumped whenever `ref` moves, so a view re-checks whether it still reads the head
-
-    def start(self, ref: StateRef) -> None:
-        """Describe `ref` from now on, with nothing cached yet."""
-        self.values = {}
-        self.ref = ref
-        self.generation += 1
-
-    def advance(self, parent: StateRef, new: StateRef, changes: Mapping[bytes, bytes | None]) -> None:
-        if self.ref != parent or len(self.values) + len(changes) > self.max_entries:
-            self.values = {}
-        self.values.update(changes)
-        self.ref = new
-        self.generation += 1
-
-
-class StateView:
-    """One block's state, as the runtime's StateBackend: reads, and the root after changes.
-
-    `compute_root` keeps the trie update so that committing the block does not
-    hash anything again.
-    """
-
-    def __init__(self, store: "ChainStore", ref: StateRef) -> None:
-        self._store = store
-        self._trie = store.trie
-        self.ref = ref
-        self.pending: TrieUpdate | None = None
-        self.pending_changes: Mapping[bytes, bytes | None] = {}
-        self._head = store.head_cache
-        self._head_generation = -1
-        self._reads_head = False
-
-    def get(self, key: bytes) -> bytes | None:
-        head = self._head
-        if head.generation != self._head_generation:  # the head moves on when a block commits
-            self._head_generation = head.generation
-            self._reads_head = head.ref == self.ref
-        if not self._reads_head:
-            return self._trie.get(self.ref, key)
-        cache = head.values
-        value = cache.get(key, _MISSING)
-        if value is _MISSING:
-            value = cache[key] = self._trie.get(self.ref, key)
-        return value
-
-    def compute_root(self, changes: Mapping[bytes, bytes | None]) -> bytes:
-        self.pending = self._trie.update(self.ref, changes, self._store.allocate_version())
-        self.pending_changes = changes
-        return self.pending.state.root
+    best: BlockHash
+    canonical: tuple[tuple[int, BlockHash], ...]  # number -> hash entries to (re)write
+    cleared: tuple[int, ...]  # numbers above the new best that the old best chain used
 
 
 def encode_body(extrinsics: tuple[Extrinsic, ...]) -> bytes:
@@ -141,6 +90,7 @@ class ChainStore:
         self.trie = StateTrie(db.get)
         self.head_cache = HeadCache()
         self._headers: dict[bytes, Header] = {}  # immutable records: a plain bounded cache
+        self._statuses: dict[bytes, VerificationStatus] = {}  # written only through this store: a write-through cache
         self._next_version = self._read_int(schema.META_NEXT_VERSION, 0)
 
     @classmethod
@@ -211,6 +161,8 @@ class ChainStore:
         puts = dict(update.new_nodes)
         puts.update(self._block_puts(block, update.state, 0))
         puts[schema.canonical_key(0)] = block.hash
+        puts[schema.status_key(block.hash)] = STATUS_VERIFIED.encode()
+        puts[schema.leaf_key(block.hash)] = b""
         for name in (schema.META_GENESIS, schema.META_BEST, schema.META_FINALIZED):
             puts[schema.meta_key(name)] = block.hash
         puts[schema.meta_key(schema.META_NEXT_VERSION)] = self._next_version.to_bytes(8, "big")
@@ -293,79 +245,122 @@ class ChainStore:
             schema.block_state_key(block_hash): codec.encode(stored, StoredState),
         }
 
-    def commit_block(self, block: Block, view: StateView, *, make_best: bool, finalize: bool = False) -> None:
-        """Write a block and its executed state atomically; optionally make it best (and final)."""
-        update = view.pending
-        if update is None:
-            raise ChainStoreError("commit_block needs a StateView whose compute_root was called")
-        header = block.header
+    def commit_block(self, block: Block, executed: ExecutedState, status: VerificationStatus, *,
+                     head: HeadChange | None = None) -> None:
+        """Write a block, its executed state and its verification status atomically, and, if fork choice
+        moved the head, the new best pointer and canonical index in the same batch."""
+        update = executed.update
+        version = executed.version
+        if version >= self._next_version:
+            raise ChainStoreError("commit_block needs a state computed by this store's StateView")
         block_hash = block.hash
-        version = self._next_version - 1
         puts = self._block_puts(block, update.state, version)  # written after update.new_nodes, below
-        deletes: list[bytes] = []
+        deletes: list[bytes] = [schema.leaf_key(block.header.parent_hash)]
+        puts[schema.leaf_key(block_hash)] = b""
         if update.stale_nodes:
             puts[schema.stale_nodes_key(version)] = codec.pack(list(update.stale_nodes))
         puts[schema.meta_key(schema.META_NEXT_VERSION)] = self._next_version.to_bytes(8, "big")
-        if make_best:
-            self._route_puts(header, puts, deletes)
-            puts[schema.meta_key(schema.META_BEST)] = block_hash
-        if finalize:
-            puts[schema.meta_key(schema.META_FINALIZED)] = block_hash
+        self._status_puts(block_hash, status, puts, deletes)
+        if head is not None:
+            self._head_puts(head, puts, deletes)
         self.db.write(update.new_nodes, deletes, more_puts=(puts,))
+        self._statuses[block_hash] = status
         self.trie.remember(update)
-        if make_best:
-            self.head_cache.advance(view.ref, update.state, view.pending_changes)
-        view.pending = None
-        if finalize:
-            self.prune()
+        if head is not None:
+            if head.best == block_hash:
+                self.head_cache.advance(executed.parent, update.state, executed.changes)
+            else:
+                self._restart_head_cache(head.best)
 
-    def _route_puts(self, header: Header, puts: dict[bytes, bytes], deletes: list[bytes]) -> None:
-        """Point the canonical index at the branch ending in `header` (a re-org if needed)."""
-        current_best = self.best_header()
-        for number in range(header.number + 1, current_best.number + 1):
-            deletes.append(schema.canonical_key(number))
-        puts[schema.canonical_key(header.number)] = header.hash
-        parent_hash, number = header.parent_hash, header.number - 1
-        while number >= 0 and self.hash_at(number) != parent_hash:
-            puts[schema.canonical_key(number)] = parent_hash
-            parent = self._require_header(parent_hash)
-            parent_hash, number = parent.parent_hash, number - 1
-
-    def set_best(self, block_hash: bytes) -> None:
-        header = self._require_header(block_hash)
+    def write_status(self, block_hash: bytes, status: VerificationStatus, *, head: HeadChange | None = None) -> None:
+        """A new verdict for a stored block, and the head it moves (if any), in one batch."""
+        self._require_header(block_hash)
         puts: dict[bytes, bytes] = {}
         deletes: list[bytes] = []
-        self._route_puts(header, puts, deletes)
-        puts[schema.meta_key(schema.META_BEST)] = header.hash
+        self._status_puts(block_hash, status, puts, deletes)
+        if head is not None:
+            self._head_puts(head, puts, deletes)
         self.db.write(puts, deletes)
+        self._statuses[block_hash] = status
+        if head is not None:
+            self._restart_head_cache(head.best)
+
+    def set_head(self, head: HeadChange) -> None:
+        puts: dict[bytes, bytes] = {}
+        deletes: list[bytes] = []
+        self._head_puts(head, puts, deletes)
+        self.db.write(puts, deletes)
+        self._restart_head_cache(head.best)
+
+    def _status_puts(self, block_hash: bytes, status: VerificationStatus, puts: dict, deletes: list) -> None:
+        puts[schema.status_key(block_hash)] = status.encode()
+        if status.is_waiting:
+            puts[schema.waiting_key(block_hash)] = b""
+        else:
+            deletes.append(schema.waiting_key(block_hash))
+
+    def _head_puts(self, head: HeadChange, puts: dict, deletes: list) -> None:
+        for number in head.cleared:
+            deletes.append(schema.canonical_key(number))
+        for number, block_hash in head.canonical:
+            puts[schema.canonical_key(number)] = block_hash
+        puts[schema.meta_key(schema.META_BEST)] = head.best
+
+    def _restart_head_cache(self, best_hash: bytes) -> None:
+        stored = self.stored_state(best_hash)
+        if stored is not None and self.head_cache.ref != stored.ref:
+            self.head_cache.start(stored.ref)
 
     def set_finalized(self, block_hash: bytes) -> None:
+        """Finalize a canonical block: only if it and every block since the last final one is `verified`."""
         header = self._require_header(block_hash)
+        finalized = self.finalized_header().number
+        cursor = header
+        while cursor.number > finalized:
+            status = self.verification_status(cursor.hash)
+            if status is None or status.state != VERIFIED:
+                state = "unknown" if status is None else status.state
+                raise ChainStoreError(f"block #{cursor.number} {cursor.hash.hex()[:16]} is {state}, not verified "
+                                      f"(its useful work did not reproduce here, or not yet): it and its "
+                                      f"descendants are not finalized")
+            cursor = self._require_header(cursor.parent_hash)
         if self.hash_at(header.number) != header.hash:
             raise ChainStoreError(f"block #{header.number} {block_hash.hex()[:16]} is not canonical")
-        disputed = self.disputed_between(self.finalized_header().number, header)
-        if disputed is not None:
-            raise ChainStoreError(f"block #{disputed.number} {disputed.hash.hex()[:16]} is disputed (its useful-work "
-                                  f"report did not reproduce): it and its descendants are never finalized")
         self.db.write({schema.meta_key(schema.META_FINALIZED): header.hash})
         self.prune()
 
-    # --- disputed blocks --------------------------------------------------------
+    # --- verification status and the block tree -------------------------------------
 
-    def mark_disputed(self, block_hash: bytes, evidence: bytes) -> None:
-        """Record that this node could not reproduce the block's useful-work report (`evidence` says why)."""
-        self.db.write({schema.disputed_key(block_hash): evidence})
+    def verification_status(self, block_hash: bytes) -> VerificationStatus | None:
+        """The block's useful-work verification status (None for a block not in the database)."""
+        status = self._statuses.get(block_hash)
+        if status is not None:
+            return status
+        raw = self.db.get(schema.status_key(block_hash))
+        if raw is None:
+            return None
+        status = VerificationStatus.decode(raw)
+        if len(self._statuses) >= STATUS_CACHE_SIZE:
+            self._statuses.clear()
+        self._statuses[block_hash] = status
+        return status
 
     def dispute_evidence(self, block_hash: bytes) -> bytes | None:
-        return self.db.get(schema.disputed_key(block_hash))
+        """What this node holds against a block it disputes (JSON: block, number, author, reasons), or None."""
+        status = self.verification_status(block_hash)
+        if status is None or status.state != DISPUTED:
+            return None
+        header = self._require_header(block_hash)
+        return json.dumps({"block": block_hash.hex(), "number": header.number, "author": header.digest.author.hex(),
+                           "reasons": list(status.reasons)}, sort_keys=True).encode()
 
-    def disputed_between(self, finalized_number: int, header: Header) -> Header | None:
-        """The first disputed block on the way from `header` down to (not including) the finalized height."""
-        while header.number > finalized_number:
-            if self.db.get(schema.disputed_key(header.hash)) is not None:
-                return header
-            header = self._require_header(header.parent_hash)
-        return None
+    def waiting_blocks(self) -> list[BlockHash]:
+        """Blocks whose status is still to be decided (pending or unverifiable)."""
+        return [key[len(schema.WAITING):] for key in self.db.keys_with_prefix(schema.WAITING)]
+
+    def leaves(self) -> list[BlockHash]:
+        """Blocks with no child yet: the tips of every fork."""
+        return [key[len(schema.LEAF):] for key in self.db.keys_with_prefix(schema.LEAF)]
 
     # --- pruning --------------------------------------------------------------
 

@@ -11,9 +11,11 @@ One LevelDB per node; columns are one-byte key prefixes. Integers in keys are
     s<block hash>                  the block's state: StateRef and its version
     t<version><depth><nibbles>     state trie node written at that version
     x<version>                     trie nodes made stale by that version
+    v<block hash>                  the block's useful-work verification status
+    w<block hash>                  blocks whose status is pending or unverifiable (checked again)
+    l<block hash>                  leaves of the block tree (blocks without a child)
     B<blob hash>                   content-addressed blob
     I<blob hash>                   the blob's size and upload block
-    d<block hash>                  dispute evidence of a block
 
 Node-side indexes (node/indexer.py): derived from the chain, never part of consensus,
 rebuilt from the best state when missing. Those derived from the best state move with
@@ -39,7 +41,9 @@ TRIE_NODE = b"t"
 STALE_NODES = b"x"
 BLOB = b"B"
 BLOB_INFO = b"I"
-DISPUTED = b"d"  # blocks whose useful-work report a validator could not reproduce -> evidence
+STATUS = b"v"
+WAITING = b"w"
+LEAF = b"l"
 
 STATE_KEYS = b"K"
 LEADERBOARD = b"L"
@@ -116,8 +120,16 @@ def blob_info_key(blob_hash: bytes) -> bytes:
     return BLOB_INFO + blob_hash
 
 
-def disputed_key(block_hash: bytes) -> bytes:
-    return DISPUTED + block_hash
+def status_key(block_hash: bytes) -> bytes:
+    return STATUS + block_hash
+
+
+def waiting_key(block_hash: bytes) -> bytes:
+    return WAITING + block_hash
+
+
+def leaf_key(block_hash: bytes) -> bytes:
+    return LEAF + block_hash
 
 
 # --- node-side indexes ------------------------------------------------------------

@@ -19,7 +19,7 @@ def test_the_same_blocks_on_two_fresh_databases_give_identical_state_roots(tmp_p
         for b in range(8):
             built = source.author_block([source.transfer(ALICE, bytes([b + 1]) * 32, 10**11 + b)])
             for replica in replicas:
-                result = replica.importer.import_block(built.block)
+                result = replica.import_block(built.block)
                 assert result.is_best
         roots = {source.state_root()} | {r.state_root() for r in replicas}
         assert len(roots) == 1
@@ -35,7 +35,7 @@ def test_old_states_are_pruned_past_the_window_and_archive_keeps_them(tmp_path):
     try:
         for b in range(12):
             built = pruned.author_block([pruned.transfer(ALICE, BOB.public, 10**11)])
-            archive.importer.import_block(built.block)
+            archive.import_block(built.block)
         old = pruned.chain.hash_at(3)
         with pytest.raises(StatePruned):
             pruned.chain.state_view(old)
@@ -54,11 +54,11 @@ def test_a_longer_fork_becomes_best_and_moves_the_canonical_index(tmp_path):
     try:
         genesis = chain.chain.best_hash
         a1 = chain.build([], parent=genesis, slot=1)
-        chain.chain.commit_block(a1.block, a1.view, make_best=True)
+        assert chain.importer.import_block(a1.block, authored=a1.state).is_best
         b1 = chain.build([chain.transfer(ALICE, BOB.public, 10**11)], parent=genesis, slot=2)
-        chain.chain.commit_block(b1.block, b1.view, make_best=False)
+        assert not chain.importer.import_block(b1.block, authored=b1.state).is_best  # a tie: the lower slot stays
         b2 = chain.build([], parent=b1.block.hash, slot=3)
-        chain.chain.commit_block(b2.block, b2.view, make_best=True)
+        assert chain.importer.import_block(b2.block, authored=b2.state).is_best
         assert chain.chain.hash_at(1) == b1.block.hash and chain.chain.hash_at(2) == b2.block.hash
         assert chain.nonce(ALICE.public) == 1
     finally:

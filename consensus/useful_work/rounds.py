@@ -51,6 +51,10 @@ UNUSABLE = {"update_missing": training.UPDATE_MISSING}  # every other rejection:
 class RoundUnavailable(UsefulWorkError):
     """This node cannot measure or check the round (no sealed key, or a blob it needs is absent)."""
 
+    def __init__(self, message: str, *, code: str | None = None, missing: tuple[bytes, ...] = ()) -> None:
+        super().__init__(message, code=code)
+        self.missing = missing  # the blobs this node lacks (data availability), if that is the reason
+
 
 @dataclass(frozen=True)
 class RoundInputs:
@@ -71,6 +75,19 @@ class Verdict:
     reasons: list[str] = field(default_factory=list)  # every mismatch, by round and update
     skipped: list[str] = field(default_factory=list)  # rounds this node could not check, and why
     checked: int = 0  # rounds reproduced
+    missing: list[bytes] = field(default_factory=list)  # blobs lacking here that the reports need
+
+
+@dataclass(frozen=True)
+class RoundCheck:
+    """One report of a block with what checking it needs, gathered on the chain thread."""
+
+    name: str
+    report: RoundReport
+    inputs: RoundInputs | None  # None: nothing to measure (see problem / skipped / missing)
+    problem: str | None = None  # a mismatch found without measuring
+    skipped: str | None = None  # why this node cannot check it (not a verdict)
+    missing: tuple[bytes, ...] = ()  # blobs the check needs that this node lacks
 
 
 def task_rules(task: Task) -> TaskRules:
@@ -106,6 +123,7 @@ class RoundWork:
         self._held_out: dict[bytes, HeldOutSet] = {}
         self._models: dict[bytes, ModelVersion] = {}
         self._block_number = 0  # of the block being built or checked (the blob store dates blobs by it)
+        self.deferred: list[ModelVersion] | None = None  # aggregates computed off the chain thread, to store
 
     # --- inputs ---------------------------------------------------------------
 
@@ -132,7 +150,7 @@ class RoundWork:
         ciphertext = self.blobs.get(task.config.held_out)
         if ciphertext is None:
             raise RoundUnavailable(f"the held-out blob 0x{bytes(task.config.held_out).hex()} is not in the blob store",
-                                   code="round_held_out_missing")
+                                   code="round_held_out_missing", missing=(bytes(task.config.held_out),))
         try:
             features, labels = open_held_out(bytes(ciphertext), bytes(sealed), self.keypair)
         except HeldOutError as error:
@@ -149,7 +167,7 @@ class RoundWork:
         blob = self.blobs.get(model_hash)
         if blob is None:
             raise RoundUnavailable(f"the round's base model 0x{bytes(model_hash).hex()} is not in the blob store",
-                                   code="round_model_missing")
+                                   code="round_model_missing", missing=(bytes(model_hash),))
         try:
             model = ModelVersion.from_blob(spec, bytes(blob))
         except (ModelError, UsefulWorkError) as error:
@@ -164,26 +182,47 @@ class RoundWork:
         self._models[model.model_hash] = model
 
     def _store_model(self, model: ModelVersion) -> None:
-        """Keep a computed aggregate: trainers download the next round's base from any node."""
+        """Keep a computed aggregate: trainers download the next round's base from any node.
+
+        Off the chain thread (`deferred` set), the blob is written later by `store_deferred`
+        on the chain thread, which owns every write to the database."""
         self._remember(model)
-        if self.blobs.info(model.model_hash) is None:
+        if self.deferred is not None:
+            self.deferred.append(model)
+        elif self.blobs.info(model.model_hash) is None:
             self.blobs.put(model.model_hash, model.to_blob(), now_block=self._block_number)
+
+    def store_deferred(self, models: list[ModelVersion], now_block: int) -> None:
+        for model in models:
+            if self.blobs.info(model.model_hash) is None:
+                self.blobs.put(model.model_hash, model.to_blob(), now_block=now_block)
 
     # --- the author -------------------------------------------------------------
 
     def measure_due(self, parent_state, parent: Header) -> tuple[RoundReport, ...]:
         """The reports of every round due in the block after `parent` that this node can measure."""
         reports = []
+        for inputs in self.due_inputs(parent_state, parent):
+            try:
+                reports.append(self.measure(inputs))
+            except Exception:  # a bug measuring one task must not stop the node from authoring
+                log.exception("measuring a round failed", task=inputs.task_id, round=inputs.task.round)
+        return tuple(reports)
+
+    def due_inputs(self, parent_state, parent: Header, *, skip=frozenset()) -> list[RoundInputs]:
+        """The inputs of every round due in the block after `parent` that this node can measure
+        (gathered on the chain thread; `measure` may then run anywhere). `skip`: (task, round) pairs."""
+        gathered = []
         self._block_number = parent.number + 1
         for task_id, task in runtime_api.rounds_due(parent_state, parent.number + 1):
+            if (task_id, task.round) in skip:
+                continue
             seed = _seed(parent_state, parent, task)
             try:
-                reports.append(self.measure(self.inputs(parent_state, task_id, task, seed)))
+                gathered.append(self.inputs(parent_state, task_id, task, seed))
             except RoundUnavailable as error:
                 log.warning("cannot report round", task=task_id, round=task.round, reason=str(error))
-            except Exception:  # a bug measuring one task must not stop the node from authoring
-                log.exception("measuring a round failed", task=task_id, round=task.round)
-        return tuple(reports)
+        return gathered
 
     def measure(self, inputs: RoundInputs) -> RoundReport:
         measured = self.verifier.measure_round(inputs.rules, inputs.base, inputs.submissions, inputs.held_out,
@@ -214,29 +253,59 @@ class RoundWork:
 
     def verify_block(self, parent_state, parent: Header, block: Block) -> Verdict:
         """Recompute every report in `block` (built on `parent`); a verdict naming each mismatch."""
-        reasons: list[str] = []
-        skipped: list[str] = []
-        checked = 0
+        return self.check_gathered(self.gather_block(parent_state, block))
+
+    def gather_block(self, parent_state, block: Block) -> list[RoundCheck]:
+        """What checking each report of `block` needs, read from its parent's state and the blob store
+        (on the chain thread). A report calling sound an update whose blob is absent names it as missing."""
+        gathered = []
         self._block_number = block.header.number
         for report in reports_in(block):
             name = f"task {report.task} round {report.round}"
             task = runtime_api.task(parent_state, report.task)
-            if task is None or task.round != report.round:
-                reasons.append(f"{name}: not the task's current round")  # the runtime refuses this first
+            if task is None or task.round != report.round:  # the runtime refuses this first
+                gathered.append(RoundCheck(name, report, None, problem="not the task's current round"))
                 continue
             try:
                 inputs = self.inputs(parent_state, report.task, task, report.subset_seed)
             except RoundUnavailable as error:
-                skipped.append(f"{name}: {error}")
+                gathered.append(RoundCheck(name, report, None, skipped=str(error), missing=error.missing))
+                continue
+            sound = {bytes(s.update) for s in report.scores if s.without is not None}
+            absent = tuple(s.update_hash for s in inputs.submissions
+                           if s.update_blob is None and s.update_hash in sound)
+            if absent:  # cannot check is not a mismatch, and not a pass either: the blob may still arrive
+                gathered.append(RoundCheck(name, report, None, skipped=f"{len(absent)} update(s) the block reports "
+                                           f"sound are not in the blob store yet (0x{absent[0].hex()[:16]}...)",
+                                           missing=absent))
+                continue
+            gathered.append(RoundCheck(name, report, inputs))
+        return gathered
+
+    def check_gathered(self, gathered: list[RoundCheck]) -> Verdict:
+        """Measure the gathered rounds (torch: anywhere, off the chain thread) into a verdict."""
+        reasons: list[str] = []
+        skipped: list[str] = []
+        missing: list[bytes] = []
+        checked = 0
+        for round_check in gathered:
+            name = round_check.name
+            if round_check.problem is not None:
+                reasons.append(f"{name}: {round_check.problem}")
+            if round_check.skipped is not None:
+                skipped.append(f"{name}: {round_check.skipped}")
+                missing.extend(round_check.missing)
+            if round_check.inputs is None:
                 continue
             try:
-                problems = self.check(inputs, report)
+                problems = self.check(round_check.inputs, round_check.report)
             except RoundUnavailable as error:
                 skipped.append(f"{name}: {error}")
+                missing.extend(error.missing)
                 continue
             reasons += [f"{name}: {problem}" for problem in problems]
             checked += 1
-        return Verdict(not reasons, reasons, skipped, checked)
+        return Verdict(not reasons, reasons, skipped, checked, missing)
 
     def check(self, inputs: RoundInputs, report: RoundReport) -> list[str]:
         """Every way `report` differs from what this node measures for the round; `RoundUnavailable`

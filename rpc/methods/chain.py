@@ -32,7 +32,12 @@ def register(server: RpcServer, node: NodeFacade) -> None:
     async def chain_getFinalizedHead(ctx: CallContext):
         return p.to_hex(await node.finalized_hash())
 
-    for handler in (chain_getHeader, chain_getBlock, chain_getBlockHash, chain_getFinalizedHead):
+    async def chain_getBlockVerification(ctx: CallContext, hash=None):
+        """{hash, status: pending|verified|disputed|unverifiable, reasons, missing, since, unchecked} or null."""
+        return await node.block_verification(p.block_hash(hash))
+
+    for handler in (chain_getHeader, chain_getBlock, chain_getBlockHash, chain_getFinalizedHead,
+                    chain_getBlockVerification):
         server.register(Method(handler.__name__, handler))
     server.register(Method("chain_getHead", chain_getBlockHash))
 

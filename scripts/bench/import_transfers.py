@@ -3,7 +3,11 @@
 
 An author database builds the blocks; a second, fresh database imports them
 through the full pipeline (seal, signatures, execution, state root, atomic
-commit), on one core, and that import is what is timed. The importer gets the
+commit, fork choice), on one core, and that import is what is timed
+(`transfers_per_s`). A third database imports them again as a run of blocks on
+both cores, the signatures of each next block verified in a second process while
+the current one executes (`transfers_per_s_2cores`; goal: at least 0.9 x
+`verify_per_s`). The importer gets the
 blocks as a node gets them off the network: decoded from their bytes, nothing
 cached from the author's work; and the author's database is closed and dropped
 first, so the importer's heap (and garbage collector) holds only its own state.
@@ -33,7 +37,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from consensus.authorship import build_block  # noqa: E402
-from consensus.block_import import BlockImporter, expected_author  # noqa: E402
+from consensus.import_queue import ImportQueue, expected_author  # noqa: E402
+from consensus.signatures import SignatureVerifier  # noqa: E402
 from runtime import crypto  # noqa: E402
 from runtime.executive import Executive, sign_extrinsic  # noqa: E402
 from runtime.genesis import build_genesis_state, parse_genesis  # noqa: E402
@@ -87,6 +92,7 @@ def author_blocks(accounts: int, blocks: int, per_block: int, base: Path, genesi
     author = ChainStore.open(base / "author")
     genesis_hash = author.initialize(genesis_state)
     executive = Executive(genesis_hash)
+    queue = ImportQueue(author, executive, slot_duration_ms=slot_duration_ms)
     validators = {kp.public: kp for kp in map(crypto.dev_keypair, crypto.DEV_ACCOUNT_NAMES)}
     built_blocks = []
     slot = 1
@@ -106,7 +112,8 @@ def author_blocks(accounts: int, blocks: int, per_block: int, base: Path, genesi
         if len(built.block.extrinsics) != per_block + 1:
             raise SystemExit(f"block {b} took {len(built.block.extrinsics) - 1} of {per_block} transfers "
                              f"({len(built.invalid)} invalid); lower --per-block")
-        author.commit_block(built.block, built.view, make_best=True, finalize=True)
+        queue.import_block(built.block, authored=built.state).raise_for_error()
+        author.set_finalized(built.block.hash)
         built_blocks.append(encode_block(built.block))
         slot += 1
         print(f"built block {b + 1}/{blocks}", file=sys.stderr, end="\r")
@@ -128,8 +135,7 @@ def run(accounts: int, blocks: int, per_block: int, base: Path) -> dict:
     target = ChainStore.open(base / "target")
     if target.initialize(genesis_state) != genesis_hash:
         raise SystemExit("the importer's genesis differs from the author's")
-    importer = BlockImporter(target, Executive(genesis_hash), slot_duration_ms=config.slot_duration_ms,
-                             finalize_imported=True)
+    importer = ImportQueue(target, Executive(genesis_hash), slot_duration_ms=config.slot_duration_ms)
     size_before = directory_bytes(base / "target")
     verify = VerifyRate()
     import_ms = []
@@ -138,7 +144,8 @@ def run(accounts: int, blocks: int, per_block: int, base: Path) -> dict:
     for block in received:
         verify.burst(0.2)
         started = time.perf_counter()
-        import_ms.append(importer.import_block(block).import_ms)
+        import_ms.append(importer.import_block(block).raise_for_error().import_ms)
+        target.set_finalized(block.hash)
         elapsed += time.perf_counter() - started
     verify.burst(max(0.2, 2.0 - verify.seconds))
     target.close()
@@ -146,6 +153,12 @@ def run(accounts: int, blocks: int, per_block: int, base: Path) -> dict:
     transfers = blocks * per_block
     verify_per_s = verify.per_second
     transfers_per_s = transfers / elapsed
+    elapsed_2cores, main_cpu, worker_cpu = import_on_two_cores(
+        base / "target2", genesis_state, genesis_hash, config.slot_duration_ms,
+        [decode_block(raw) for raw in wire_blocks])
+    verify.burst(1.0)
+    verify_per_s = verify.per_second
+    transfers_per_s_2cores = transfers / elapsed_2cores
     return {
         "accounts": accounts,
         "blocks": blocks,
@@ -157,8 +170,34 @@ def run(accounts: int, blocks: int, per_block: int, base: Path) -> dict:
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "verify_per_s": round(verify_per_s),
         "import_over_verify": round(transfers_per_s / verify_per_s, 3),
-        "goal_met": transfers_per_s >= verify_per_s / 2,
+        "transfers_per_s_2cores": round(transfers_per_s_2cores),
+        "import_2cores_over_verify": round(transfers_per_s_2cores / verify_per_s, 3),
+        # CPU seconds of each side of the two-core import (this thread; the worker's verifying).
+        # Balanced sides mean the wall time is theirs on two free cores; on a busy machine the
+        # wall time also counts others' use of the cores.
+        "main_cpu_s_2cores": round(main_cpu, 2),
+        "worker_cpu_s_2cores": round(worker_cpu, 2),
+        "goal_met": transfers_per_s >= verify_per_s / 2 and transfers_per_s_2cores >= 0.9 * verify_per_s,
     }
+
+
+def import_on_two_cores(path: Path, genesis_state, genesis_hash: bytes, slot_duration_ms: int,
+                        blocks: list) -> tuple[float, float, float]:
+    """Seconds to import `blocks` as one run, signatures of the next block verified in a second process;
+    and the CPU seconds of this thread and of the worker process's verifying meanwhile."""
+    target = ChainStore.open(path)
+    if target.initialize(genesis_state) != genesis_hash:
+        raise SystemExit("the importer's genesis differs from the author's")
+    importer = ImportQueue(target, Executive(genesis_hash), slot_duration_ms=slot_duration_ms)
+    gc.collect()
+    with SignatureVerifier() as verifier:  # started (and warm) before the clock starts
+        started, cpu_started = time.perf_counter(), time.thread_time()
+        for result in importer.import_run(blocks, verifier):
+            result.raise_for_error()
+            target.set_finalized(result.hash)
+        elapsed, main_cpu = time.perf_counter() - started, time.thread_time() - cpu_started
+    target.close()
+    return elapsed, main_cpu, verifier.worker_cpu_seconds
 
 
 def main() -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from consensus.authorship import BuiltBlock, build_block
-from consensus.block_import import BlockImporter, expected_author
+from consensus.import_queue import ImportQueue, expected_author
 from runtime import crypto
 from runtime.executive import Executive, sign_extrinsic
 from runtime.genesis import GenesisConfig, build_genesis_state, load_genesis
@@ -37,8 +37,9 @@ class TestChain:
         self.genesis_hash = self.chain.initialize(build_genesis_state(self.config))
         self.executive = Executive(self.genesis_hash)
         self.slot_ms = self.config.slot_duration_ms
-        self.importer = BlockImporter(self.chain, self.executive, slot_duration_ms=self.slot_ms,
-                                      clock_ms=lambda: 10**15, finalize_imported=finalize)
+        self.importer = ImportQueue(self.chain, self.executive, slot_duration_ms=self.slot_ms,
+                                    clock_ms=lambda: 10**15)
+        self.finalize = finalize
         self.slot = self.chain.best_header().digest.slot
 
     def close(self) -> None:
@@ -89,11 +90,19 @@ class TestChain:
                            useful_work=useful_work)
 
     def author_block(self, transactions=(), **kwargs) -> BuiltBlock:
-        """Build a block and commit it as the author does (no re-execution)."""
+        """Build a block and import it as the author does (no re-execution), finalizing it if best."""
         built = self.build(transactions, **kwargs)
-        is_best = built.block.header.number > self.chain.best_header().number
-        self.chain.commit_block(built.block, built.view, make_best=is_best, finalize=is_best)
+        result = self.importer.import_block(built.block, authored=built.state).raise_for_error()
+        if self.finalize and result.is_best:
+            self.chain.set_finalized(built.block.hash)
         return built
+
+    def import_block(self, block):
+        """Import a block through the pipeline, finalizing it if it became best (and is verified)."""
+        result = self.importer.import_block(block)
+        if self.finalize and result.is_best and result.status.state == "verified":
+            self.chain.set_finalized(block.hash)
+        return result
 
     def validate(self, extrinsic: Extrinsic):
         best = self.chain.best_header()

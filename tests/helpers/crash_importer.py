@@ -10,7 +10,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from consensus.block_import import BlockImporter  # noqa: E402
+from consensus.import_queue import ImportQueue  # noqa: E402
 from runtime import codec  # noqa: E402
 from runtime.executive import Executive  # noqa: E402
 from runtime.genesis import build_genesis_state, load_genesis  # noqa: E402
@@ -25,11 +25,13 @@ def main(db_path: str, blocks_file: str) -> None:
     blocks = [decode_block(raw) for raw in codec.unpack(Path(blocks_file).read_bytes(), max_length=1 << 30)]
     chain = ChainStore.open(db_path, pruning=PRUNING)
     genesis_hash = chain.initialize(build_genesis_state(config))
-    importer = BlockImporter(chain, Executive(genesis_hash), slot_duration_ms=config.slot_duration_ms,
-                             clock_ms=lambda: 10**15, finalize_imported=True)
+    importer = ImportQueue(chain, Executive(genesis_hash), slot_duration_ms=config.slot_duration_ms,
+                           clock_ms=lambda: 10**15)
     print("ready", flush=True)
     for block in blocks[chain.best_header().number:]:
-        importer.import_block(block)
+        result = importer.import_block(block).raise_for_error()
+        if result.is_best and result.status.state == "verified":
+            chain.set_finalized(block.hash)
     chain.close()
 
 

@@ -1,0 +1,127 @@
+"""Signature checks of extrinsics: in line, or shared with a second process for a run of blocks.
+
+Importing a run of blocks (import-blocks, later sync) keeps both cores busy: while
+block k executes on this process, a worker process verifies the signatures of
+block k+1. The messages are built here (they need the block's ancestry, not its
+state: see Executive.signature_checks), the worker only runs Ed25519, and the
+import consults the answer at the same stage as in line, so the checks and the
+order of their errors are the same (the lowest failing index wins).
+
+Executing a block costs less than verifying its signatures, so the worker gets the
+first `share` of each block's checks and this process verifies the rest at the
+signature stage; `share` adapts so that neither side waits for the other.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import Callable
+
+from runtime import crypto
+from runtime.types import Header
+
+Check = tuple[bytes, bytes, bytes]  # (public key, message, signature)
+
+
+def first_failure(checks: list[Check]) -> int:
+    """Index of the first check that does not verify, or -1."""
+    verify = crypto.verify
+    for index, (public, message, signature) in enumerate(checks):
+        if not verify(public, message, signature):
+            return index
+    return -1
+
+
+class Ancestry:
+    """Hashes of a block's ancestors by number, walking parent links (only as far as asked)."""
+
+    def __init__(self, header: Header, header_of: Callable[[bytes], Header | None]) -> None:
+        self._header_of = header_of
+        self._number = header.number - 1
+        self._hash = header.parent_hash
+        self._known: dict[int, bytes] = {self._number: header.parent_hash}
+
+    def hash_at(self, number: int) -> bytes | None:
+        while number < self._number:
+            parent = self._header_of(self._hash)
+            if parent is None or parent.number == 0:
+                return self._known.get(number)
+            self._hash, self._number = parent.parent_hash, parent.number - 1
+            self._known[self._number] = self._hash
+        return self._known.get(number)
+
+
+def timed_first_failure(checks: list[Check]) -> tuple[int, float, float]:
+    """first_failure, and the seconds it took (the worker's side, for balancing) and its CPU seconds."""
+    started, cpu_started = time.perf_counter(), time.thread_time()
+    failed = first_failure(checks)
+    return failed, time.perf_counter() - started, time.thread_time() - cpu_started
+
+
+@dataclass
+class SharedChecks:
+    """One block's checks: the first `split` in the worker (`future`), the rest verified here."""
+
+    checks: list[Check]
+    split: int
+    future: Future
+    owner: "SignatureVerifier"
+
+    def first_failure(self) -> int:
+        entered = time.perf_counter()
+        here = first_failure(self.checks[self.split:])
+        verified = time.perf_counter()
+        there, worker_seconds, worker_cpu = self.future.result()
+        self.owner.worker_cpu_seconds += worker_cpu
+        self.owner.balance(len(self.checks) - self.split, verified - entered, self.split, worker_seconds, entered)
+        if there >= 0:
+            return there
+        return -1 if here < 0 else self.split + here
+
+
+class SignatureVerifier:
+    """A worker process that verifies a share of each block's checks. Close it when done.
+
+    The share balances the two sides: this process also executes and commits each
+    block (`other` seconds between two signature stages), so the worker takes
+    share = (n c_here + other) / (n (c_here + c_worker)) of a block's n checks,
+    with c the measured seconds per check on each side (smoothed over blocks).
+    """
+
+    MIN_SHARE, MAX_SHARE = 0.3, 1.0
+
+    def __init__(self, share: float = 0.75) -> None:
+        # spawn: a fork of a process holding LevelDB handles and threads is not safe
+        self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+        self._pool.submit(first_failure, []).result()  # start it now, not inside the first block's time
+        self.share = share
+        self._left_stage: float | None = None  # when this side last left a signature stage
+        self.worker_cpu_seconds = 0.0  # CPU time the worker spent verifying, in all
+
+    def submit(self, checks: list[Check]) -> SharedChecks:
+        split = round(len(checks) * self.share)
+        return SharedChecks(checks, split, self._pool.submit(timed_first_failure, checks[:split]), self)
+
+    def balance(self, here_count: int, here_seconds: float, worker_count: int, worker_seconds: float,
+                entered: float) -> None:
+        other = 0.0 if self._left_stage is None else entered - self._left_stage
+        self._left_stage = time.perf_counter()
+        if here_count < 16 or worker_count < 16:  # too few to measure: nudge toward the side that waited less
+            self.share = min(self.MAX_SHARE, max(self.MIN_SHARE, self.share + (0.05 if here_count < 16 else -0.05)))
+            return
+        per_check_here, per_check_worker = here_seconds / here_count, worker_seconds / worker_count
+        n = here_count + worker_count
+        target = (n * per_check_here + other) / (n * (per_check_here + per_check_worker))
+        self.share = min(self.MAX_SHARE, max(self.MIN_SHARE, (self.share + target) / 2))
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> "SignatureVerifier":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,92 @@
+"""A block's state as the runtime reads it, and the cache of the best state's values.
+
+`StateView.compute_state(changes)` returns an `ExecutedState`: the new root and the
+trie update that committing the block writes. It is returned (the executive hands
+it back in its BlockExecution), never kept on the view, so one view can serve any
+number of reads and executions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Mapping
+
+from storage.trie import StateRef, TrieUpdate
+
+if TYPE_CHECKING:
+    from storage.chainstore import ChainStore
+
+_MISSING = object()
+
+
+@dataclass(frozen=True)
+class ExecutedState:
+    """A state computed on top of `parent`: what ChainStore.commit_block writes."""
+
+    parent: StateRef
+    update: TrieUpdate
+    version: int  # allocated for this state (its own nodes, its stale list), even when nothing changed
+    changes: Mapping[bytes, bytes | None]
+
+    @property
+    def root(self) -> bytes:
+        return self.update.state.root
+
+
+class HeadCache:
+    """Values of the best state, kept across blocks (Substrate's shared state cache).
+
+    It only ever describes one state, `ref`: filled by reads of that state, and
+    carried to the next state by the changes of the block that is committed on
+    top of it. A read of any other state goes to the trie. It starts, empty, at
+    the best state when the store is initialized.
+    """
+
+    def __init__(self, max_entries: int = 500_000) -> None:
+        self.ref: StateRef | None = None
+        self.values: dict[bytes, bytes | None] = {}
+        self.max_entries = max_entries
+        self.generation = 0  # bumped whenever `ref` moves, so a view re-checks whether it still reads the head
+
+    def start(self, ref: StateRef) -> None:
+        """Describe `ref` from now on, with nothing cached yet."""
+        self.values = {}
+        self.ref = ref
+        self.generation += 1
+
+    def advance(self, parent: StateRef, new: StateRef, changes: Mapping[bytes, bytes | None]) -> None:
+        if self.ref != parent or len(self.values) + len(changes) > self.max_entries:
+            self.values = {}
+        self.values.update(changes)
+        self.ref = new
+        self.generation += 1
+
+
+class StateView:
+    """One block's state, as the runtime's StateBackend: reads, and the state after changes."""
+
+    def __init__(self, store: "ChainStore", ref: StateRef) -> None:
+        self._store = store
+        self._trie = store.trie
+        self.ref = ref
+        self._head = store.head_cache
+        self._head_generation = -1
+        self._reads_head = False
+
+    def get(self, key: bytes) -> bytes | None:
+        head = self._head
+        if head.generation != self._head_generation:  # the head moves on when a block commits
+            self._head_generation = head.generation
+            self._reads_head = head.ref == self.ref
+        if not self._reads_head:
+            return self._trie.get(self.ref, key)
+        cache = head.values
+        value = cache.get(key, _MISSING)
+        if value is _MISSING:
+            value = cache[key] = self._trie.get(self.ref, key)
+        return value
+
+    def compute_state(self, changes: Mapping[bytes, bytes | None]) -> ExecutedState:
+        """This state with `changes` applied: its root, and the trie nodes that commit it (hashed once)."""
+        version = self._store.allocate_version()
+        return ExecutedState(self.ref, self._trie.update(self.ref, changes, version), version, changes)
