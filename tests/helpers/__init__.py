@@ -8,5 +8,5 @@
 - `threads`: `ThreadRunner`, threads whose exceptions fail the test that started them;
 - `useful_work`: the digits task, trained updates and task rules for the useful-work tests;
 - `wallet`: the wallet CLI run in-process, and the one-line-error check of the scripts;
-- `crash_importer`: the child process the crash-safety test kills.
+- `crash_importer`, `crash_verifier`: the child processes the crash tests kill.
 """
