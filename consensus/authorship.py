@@ -14,6 +14,7 @@ from typing import Callable, Iterable
 
 from runtime.crypto import Keypair
 from runtime.executive import Executive
+from runtime.pallets import randomness
 from runtime.types import (
     ApplyOutcome, Block, BlockHash, BlockNumber, Digest, Extrinsic, Hash, Header, Seal, compute_extrinsics_root,
 )
@@ -49,7 +50,8 @@ def build_block(chain: ChainStore, executive: Executive, parent_hash: bytes, *, 
     ctx = executive.initialize_block(view, draft)
     included: list[Extrinsic] = []
     outcomes: list[ApplyOutcome] = []
-    for inherent in executive.inherent_extrinsics(timestamp_ms, useful_work):
+    slot_signature = randomness.slot_signature(author, executive.genesis_hash, slot)
+    for inherent in executive.inherent_extrinsics(timestamp_ms, useful_work, slot_signature=slot_signature):
         outcomes.append(executive.apply_extrinsic(ctx, inherent))
         included.append(inherent)
     invalid: list[tuple[Extrinsic, InvalidTransaction]] = []

@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 
 from runtime import codec
 from runtime.dispatch import PALLETS
-from runtime.pallets import payment, system, training, validators
+from runtime.pallets import payment, randomness, system, training, validators
 from runtime.pallets.system import AccountInfo
 from runtime.pallets.training import ModelVersion, Reveal, RoundSummary, Task, UpdateRecord
 from runtime.state import Overlay, StateBackend, StorageMap
@@ -148,6 +148,13 @@ def active_task_ids(state: StateBackend | Overlay) -> tuple[int, ...]:
 def rounds_due(state: StateBackend | Overlay, number: int) -> list[tuple[int, Task]]:
     """Active tasks whose round an author must report in block `number` (the reveal window closed)."""
     return training.reports_due(_overlay(state), number)
+
+
+def round_seed(state: StateBackend | Overlay, task: Task) -> bytes | None:
+    """The held-out subset seed of the task's current round: the randomness after its seed block
+    (None while that block is not past, or once it has left the randomness history)."""
+    seed = randomness.History.get(_overlay(state), training.round_windows(task)[2])
+    return None if seed is None else bytes(seed)
 
 
 def round_reveals(state: StateBackend | Overlay, task_id: int, round_number: int) -> list[tuple[bytes, Reveal]]:

@@ -9,7 +9,8 @@
                                               block and its ancestry alone (checked before, or beside, execution)
     validation_context(backend, number, hash) / validate_transaction(vctx, extrinsic)
                                            -> ValidTransaction (what the pool needs) or raise
-    inherent_extrinsics(timestamp_ms)      -> the unsigned extrinsics an author must add
+    inherent_extrinsics(timestamp_ms, slot_signature, useful_work)
+                                           -> the unsigned extrinsics an author must add
     version, metadata()
 
 Two tiers of failure, as in FRAME: an *invalid* transaction (bad signature, wrong
@@ -32,7 +33,7 @@ from runtime.context import BlockContext
 from runtime.dispatch import ORIGIN_INHERENT, PALLETS, DispatchFailure
 from runtime.errors import InvalidBlock
 from runtime.hashing import blake2b_256
-from runtime.pallets import balances, payment, sudo, system, timestamp, training, validators
+from runtime.pallets import balances, payment, randomness, sudo, system, timestamp, training, validators
 from runtime.pallets.system import Account, AccountInfo
 from runtime.state import ComputedState, Overlay, StateBackend
 from runtime.types import (
@@ -42,7 +43,7 @@ from runtime.types import (
 from runtime.validity import InvalidReason, InvalidTransaction, ValidTransaction
 
 # Hook order: system first on initialize and last on finalize (it writes the events).
-PALLET_MODULES = (system, balances, payment, timestamp, validators, sudo, training)
+PALLET_MODULES = (system, balances, payment, timestamp, randomness, validators, sudo, training)
 _INITIALIZE_HOOKS = [m.on_initialize for m in PALLET_MODULES if hasattr(m, "on_initialize")]
 _FINALIZE_HOOKS = [m.on_finalize for m in PALLET_MODULES[1:] if hasattr(m, "on_finalize")] + [system.on_finalize]
 
@@ -329,9 +330,14 @@ class Executive:
         return system.Params.get(Overlay(backend))
 
     @staticmethod
-    def inherent_extrinsics(timestamp_ms: int, useful_work: tuple = ()) -> list[Extrinsic]:
-        """The block's inherents: its time, and the author's useful-work reports, if any are due."""
+    def inherent_extrinsics(timestamp_ms: int, useful_work: tuple = (), *,
+                            slot_signature: bytes | None = None) -> list[Extrinsic]:
+        """The block's inherents: its time, its author's slot signature (randomness.slot_signature; every
+        block needs it, and only a test that never finalizes may leave it out), and the author's
+        useful-work reports, if any are due."""
         inherents = [Extrinsic(None, timestamp.set(timestamp_ms))]
+        if slot_signature is not None:
+            inherents.append(Extrinsic(None, randomness.note_slot_signature(slot_signature)))
         if useful_work:
             inherents.append(Extrinsic(None, training.report_useful_work(tuple(useful_work))))
         return inherents

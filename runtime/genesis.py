@@ -7,7 +7,8 @@
       "sudo": "<address>",
       "validators": [{"name": "Alice", "account": "<address>", "stake": 1000}],
       "endowed":    [{"name": "Alice", "account": "<address>", "balance": 100000}],
-      "parameters": {"existential_deposit": 500, ...every field of system.Parameters...}
+      "parameters": {"existential_deposit": 500, ...every field of system.Parameters...},
+      "training": {"min_commit_bond": 100000000000, "max_samples_per_update": 1000000}   (optional)
     }
 
 Balances may be JSON integers or strings of decimal digits (JavaScript clients
@@ -27,7 +28,7 @@ from typing import Any
 
 from runtime import codec, crypto
 from runtime.errors import GenesisError
-from runtime.pallets import balances, sudo, system, timestamp, validators
+from runtime.pallets import balances, sudo, system, timestamp, training, validators
 from runtime.pallets.system import Parameters
 from runtime.state import EmptyBackend, Overlay
 
@@ -68,6 +69,7 @@ class GenesisConfig:
     useful_work_loss_tolerance_ppm: int = DEFAULT_USEFUL_WORK_LOSS_TOLERANCE_PPM  # losses drift far less
     # an unverifiable block (a blob its report needs is missing here) is disputed this many blocks later
     useful_work_availability_blocks: int = DEFAULT_USEFUL_WORK_AVAILABILITY_BLOCKS
+    training: training.TrainingLimits | None = None  # None: the pallet's defaults (and no genesis entry)
 
     def properties(self) -> dict[str, Any]:
         return {"ss58Format": self.ss58_prefix, "tokenDecimals": self.token_decimals,
@@ -135,7 +137,7 @@ def parse_genesis(spec: Any, source: str = "genesis") -> GenesisConfig:
     top = r.obj(spec, "(top)", {"name", "id", "token", "ss58_prefix", "slot_duration_ms", "sudo", "validators",
                                 "endowed", "parameters"}, {"genesis_time_ms", "useful_work_tolerance_ppm",
                                                              "useful_work_loss_tolerance_ppm",
-                                                             "useful_work_availability_blocks"})
+                                                             "useful_work_availability_blocks", "training"})
     chain_id = r.text(top["id"], "id", 64)
     if not _ID_PATTERN.match(chain_id):
         raise r.fail("id", "must be lowercase letters, digits, '_' or '-'")
@@ -171,9 +173,18 @@ def parse_genesis(spec: Any, source: str = "genesis") -> GenesisConfig:
             top.get("useful_work_loss_tolerance_ppm", DEFAULT_USEFUL_WORK_LOSS_TOLERANCE_PPM),
             "useful_work_loss_tolerance_ppm", 0, 1_000_000),
         useful_work_availability_blocks=_availability_blocks(r, top),
+        training=_training_limits(r, top["training"]) if "training" in top else None,
     )
     _check_consistency(r, config)
     return config
+
+
+def _training_limits(r: _Reader, value: Any) -> training.TrainingLimits:
+    raw = r.obj(value, "training", {"min_commit_bond", "max_samples_per_update"})
+    return training.TrainingLimits(
+        min_commit_bond=r.integer(raw["min_commit_bond"], "training.min_commit_bond", 1),
+        max_samples_per_update=r.integer(raw["max_samples_per_update"], "training.max_samples_per_update", 1,
+                                         (1 << 32) - 1))
 
 
 def _availability_blocks(r: _Reader, top: dict) -> int:
@@ -226,4 +237,6 @@ def build_genesis_state(config: GenesisConfig) -> dict[bytes, bytes | None]:
     validators.build_genesis(state, list(config.validators))
     timestamp.build_genesis(state, config.genesis_time_ms, config.slot_duration_ms)
     sudo.build_genesis(state, config.sudo)
+    if config.training is not None:
+        training.Limits.put(state, config.training)
     return dict(state.changes)

@@ -40,7 +40,7 @@ METRIC_IDS = {name: index for index, name in training.METRICS.items()}
 STATUS_NAMES = {training.STATUS_ACTIVE: "active", training.STATUS_FINISHED: "finished",
                 training.STATUS_CANCELLED: "cancelled"}
 UPDATE_STATUS_NAMES = {training.UPDATE_OK: "ok", training.UPDATE_MISSING: "missing",
-                       training.UPDATE_MALFORMED: "malformed"}
+                       training.UPDATE_MALFORMED: "malformed", training.UPDATE_COPY: "copy"}
 
 
 class TaskError(GradchainError):
@@ -163,6 +163,9 @@ class TaskOptions:
     max_update_bytes: int = 1 << 20
     max_update_norm: float = 8.0
     bond: int = 10 * 10**12
+    max_samples: int = training.DEFAULT_MAX_SAMPLES  # cap on an update's aggregation weight
+    max_share_ppm: int = training.DEFAULT_MAX_SHARE_PPM  # ... and on its share of the round's weight
+    copy_distance_ppm: int = training.DEFAULT_COPY_DISTANCE_PPM  # near-copies refused (sine of the angle)
 
 
 def task_config(spec: ModelSpec, initial_model: bytes, held_out_hash: bytes, held_out_size: int,
@@ -180,7 +183,9 @@ def task_config(spec: ModelSpec, initial_model: bytes, held_out_hash: bytes, hel
         reveal_blocks=options.reveal_blocks, min_improvement_ppm=options.min_improvement_ppm,
         min_relative_ppm=options.min_relative_ppm,
         max_update_bytes=options.max_update_bytes, max_update_norm=norm_to_fixed(options.max_update_norm),
-        bond=options.bond, aggregation=AGGREGATION_IDS[options.aggregation], trim=options.trim)
+        bond=options.bond, aggregation=AGGREGATION_IDS[options.aggregation], trim=options.trim,
+        max_samples=options.max_samples, max_share_ppm=options.max_share_ppm,
+        copy_distance_ppm=options.copy_distance_ppm)
 
 
 def publish_task(account: ChainAccount, spec: ModelSpec, initial_weights: Mapping[str, torch.Tensor],

@@ -23,7 +23,9 @@ subsets of it) and on a test set that neither the chain nor the baseline ever se
 
 `--scenarios` runs one task per scenario side by side on the same chain: `honest`
 (all trainers honest) or an adversary's behaviour (`copy`, `noise`, `poison`,
-`stale`: the last trainer of that task misbehaves). With `--json` the last line
+`stale`, `inflate`, `nearcopy`: the last trainer of that task misbehaves, see
+scripts/trainer.py). The summary shows what the adversary earned against the
+best honest trainer of its task, and how often its bond was burned or forfeited. With `--json` the last line
 of output is one JSON object: per-round figures, `final_accuracy` and
 `baseline_accuracy` of the first scenario, and every scenario's summary.
 """
@@ -250,7 +252,7 @@ def _summary(client: Client, scenarios: list[Scenario], baselines: tuple[float, 
                     "html": html_path}
     say("\nsummary", quiet)
     say(f"{'scenario':<10}{'final accuracy':>16}{'vs baseline':>13}{'test':>8}{'vs baseline':>13}{'rounds':>8}"
-        f"{'adversary earned':>18}{'adversary slashed':>19}", quiet)
+        f"{'adversary earned':>18}{'best honest':>13}{'slashed':>9}{'forfeited':>11}", quiet)
     for scenario in scenarios:
         final = scenario.rounds[-1]["accuracy"] if scenario.rounds else 0.0
         final_test = scenario.rounds[-1]["test_accuracy"] if scenario.rounds else 0.0
@@ -262,12 +264,17 @@ def _summary(client: Client, scenarios: list[Scenario], baselines: tuple[float, 
         if scenario.adversary is not None:
             adversary = crypto.encode_address(scenario.adversary, 42)
             mine = [r for t in scenario.trainers if t.account.public == scenario.adversary for r in t.results]
+            honest = [earned.get(a, 0) for a in scenario.accounts if a != scenario.adversary]
             summary.update(adversary=adversary, adversary_earned=earned.get(scenario.adversary, 0),
-                           adversary_slashed=sum(1 for r in mine if r["status"] in ("missing", "malformed")))
+                           best_honest_earned=max(honest, default=0),
+                           adversary_slashed=sum(1 for r in mine if r["status"] in ("missing", "malformed")),
+                           adversary_forfeited=sum(1 for r in mine if r["status"] in ("copy", "not revealed")))
         result["scenarios"][scenario.name] = summary
         say(f"{scenario.name:<10}{final:>16.4f}{final / baseline:>13.3f}{final_test:>8.4f}"
             f"{final_test / baseline_test:>13.3f}{len(scenario.rounds):>8}"
-            f"{summary.get('adversary_earned', 0) / PLANCK:>18,.2f}{summary.get('adversary_slashed', 0):>19}", quiet)
+            f"{summary.get('adversary_earned', 0) / PLANCK:>18,.2f}"
+            f"{summary.get('best_honest_earned', 0) / PLANCK:>13,.2f}{summary.get('adversary_slashed', 0):>9}"
+            f"{summary.get('adversary_forfeited', 0):>11}", quiet)
     first = result["scenarios"][scenarios[0].name]
     result.update(final_accuracy=first["final_accuracy"], final_test_accuracy=first["final_test_accuracy"],
                   rounds=first["rounds"])
@@ -283,7 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rounds", type=int, default=12, help="training rounds (default 12)")
     parser.add_argument("--trainers", type=int, default=5, help="trainers per task (default 5)")
     parser.add_argument("--scenarios", default="honest",
-                        help="comma-separated: honest, copy, noise, poison, stale (one task each; default honest)")
+                        help="comma-separated: honest, copy, noise, poison, stale, inflate, nearcopy (one task "
+                             "each; default honest)")
     parser.add_argument("--epochs", type=int, default=2, help="local epochs per round (default 2)")
     parser.add_argument("--lr", type=float, default=0.5)
     parser.add_argument("--batch-size", type=int, default=16)

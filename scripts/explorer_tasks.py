@@ -29,7 +29,7 @@ from scripts.explorer import PAGE_STYLE, key_value_table
 TASK_STATUS = {training.STATUS_ACTIVE: "active", training.STATUS_FINISHED: "finished",
                training.STATUS_CANCELLED: "cancelled"}
 UPDATE_STATUS = {training.UPDATE_OK: "ok", training.UPDATE_MISSING: "missing",
-                 training.UPDATE_MALFORMED: "malformed"}
+                 training.UPDATE_MALFORMED: "malformed", training.UPDATE_COPY: "copy"}
 FIXED_POINT_ONE = 2**24  # max_update_norm is fixed point
 
 
@@ -68,7 +68,8 @@ def task_report(client: Client, task_id: int, chain: ChainInfo | None = None) ->
             "adopted": adopted, "model": summary["model"], "model_accuracy_ppm": accuracy_of(summary["model_score"]),
             "revealed": int(summary["revealed"]), "accepted": int(summary["accepted"]), "paid": paid,
             "paid_to_trainers": to_trainers, "paid_to_validators": paid - to_trainers,
-            "rejected": {fate: sum(1 for u in updates if u["status"] == fate) for fate in ("missing", "malformed")}
+            "rejected": {fate: sum(1 for u in updates if u["status"] == fate)
+                         for fate in ("missing", "malformed", "copy")}
             | {"not accepted": sum(1 for u in updates if u["status"] == "ok" and not u["accepted"])},
             "updates": updates})
     open_round, current = None, int(task["round"])

@@ -20,6 +20,10 @@ trainer reveals what it committed. It stops when the task ends.
     noise   submits random noise (`--noise-scale` times an honest update's norm)
     poison  submits its honest update sign-flipped and scaled (`--poison-scale`)
     stale   resubmits an update revealed in an earlier round
+    inflate uses no data: replays the last public model step (model_t - model_t-1; a near-zero
+            update in round 0) and declares 2**32 - 1 samples
+    nearcopy  submits another trainer's update of an earlier round with one float changed by
+            one unit in the last place (a new hash, the same fixed-point vector)
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from consensus.useful_work.tensors import encode_tensors  # noqa: E402
+from consensus.useful_work.tensors import decode_tensors, encode_tensors  # noqa: E402
 from consensus.useful_work.train import train_local  # noqa: E402
 from rpc.client import Client, RpcClientError  # noqa: E402
 from runtime import crypto  # noqa: E402
@@ -50,7 +54,8 @@ from scripts._tasks import (  # noqa: E402
     ChainAccount, TaskError, TaskView, demo_data, download_model, get_task, round_summary, round_updates, unhex,
 )
 
-BEHAVIOURS = ("honest", "copy", "noise", "poison", "stale")
+BEHAVIOURS = ("honest", "copy", "noise", "poison", "stale", "inflate", "nearcopy")
+INFLATED_SAMPLES = (1 << 32) - 1
 PLANCK = 10**12
 
 
@@ -147,6 +152,18 @@ class Trainer:
                 self.say(f"round {task.round}: nothing stale to resubmit yet; sitting this round out")
                 return
             update, note = old, "an update revealed in an earlier round"
+        elif behaviour == "nearcopy":
+            old = self._old_update(task, others_only=True)
+            blob = None if old is None else self.client.get_blob(old)
+            if blob is None:
+                self._set_state(RoundState(task.round, skipped="no earlier update to copy yet"))
+                self.say(f"round {task.round}: nothing to copy yet; sitting this round out")
+                return
+            update = self.client.put_blob(one_ulp_copy(blob))
+            note = f"update 0x{old.hex()[:16]} with one float moved by one ulp"
+        elif behaviour == "inflate":
+            blob, note = self._replayed_step(task)
+            update = self.client.put_blob(blob)
         else:
             blob, note = self._make_update(task)
             update = self.client.put_blob(blob)
@@ -168,8 +185,9 @@ class Trainer:
             if not others:
                 return  # nobody revealed yet: try again at the next poll
             update = others[0]
+        samples = INFLATED_SAMPLES if self.options.behaviour == "inflate" else max(1, int(self.labels.shape[0]))
         self.account.send(training.reveal_update(self.task_id, task.round, update, bytes.fromhex(state.salt),
-                                                 max(1, int(self.labels.shape[0])), self._data_commitment()))
+                                                 samples, self._data_commitment()))
         state.revealed = True
         self._set_state(state)
         self.say(f"round {task.round}: revealed update 0x{update.hex()[:16]}")
@@ -195,12 +213,28 @@ class Trainer:
         examples = self.labels.shape[0]
         return encode_tensors(delta), f"{self.options.epochs} epoch(s) on {examples} examples, norm {norm:.3f}"
 
-    def _old_update(self, task: TaskView) -> bytes | None:
+    def _old_update(self, task: TaskView, *, others_only: bool = False) -> bytes | None:
         for earlier in range(task.round - 1, -1, -1):
-            updates = round_updates(self.client, self.task_id, earlier)
+            updates = [u for u in round_updates(self.client, self.task_id, earlier)
+                       if not others_only or (unhex(u["submitter"]) != self.account.public and u.get("status") == 0)]
             if updates:
                 return unhex(updates[0]["update"])
         return None
+
+    def _replayed_step(self, task: TaskView) -> tuple[bytes, str]:
+        """The last public model step (anyone can compute it), or a near-zero update before there is one."""
+        current = download_model(self.client, task.spec, task.model)
+        earlier = [unhex(v["model"]) for v in self.client.call("training_models", self.task_id)
+                   if int(v["round"]) < task.round and unhex(v["model"]) != task.model]
+        previous = earlier[-1] if earlier else unhex(task.config["initial_model"])
+        if previous != task.model:
+            before = download_model(self.client, task.spec, previous)
+            step = {name: (current[name] - before[name]).to(torch.float32) for name in current}
+            return encode_tensors(step), f"the last public model step, declaring {INFLATED_SAMPLES} samples"
+        generator = torch.Generator().manual_seed(self.options.seed * 11 + task.round)
+        tiny = {name: (torch.randn(t.shape, generator=generator) * 1e-6).to(torch.float32)
+                for name, t in current.items()}
+        return encode_tensors(tiny), f"a near-zero update, declaring {INFLATED_SAMPLES} samples"
 
     def _data_commitment(self) -> bytes:
         return blake2b_256(self.features.numpy().tobytes() + self.labels.numpy().tobytes())
@@ -228,10 +262,11 @@ class Trainer:
             self.say(f"round {state.round}: closed; no update of ours was revealed on chain (refused)")
         else:
             record = mine[0]
-            status = {0: "ok", 1: "missing", 2: "malformed"}.get(record.get("status"), "?")
+            status = {0: "ok", 1: "missing", 2: "malformed", 3: "copy"}.get(record.get("status"), "?")
             result.update(accepted=bool(record.get("accepted")), reward=int(record.get("reward", 0)),
                           contribution_ppm=int(record.get("contribution_ppm", 0)), status=status)
-            fate = "accepted" if result["accepted"] else ("bond slashed" if status != "ok" else "not accepted")
+            fate = "accepted" if result["accepted"] else {"ok": "not accepted", "copy": "refused as a near-copy, bond "
+                                                          "forfeited"}.get(status, "bond slashed")
             self.say(f"round {state.round}: closed; {fate}, contribution {result['contribution_ppm']:,} ppm, "
                      f"reward {result['reward'] / PLANCK:,.4f}")
         self.results.append(result)
@@ -257,6 +292,15 @@ class Trainer:
             temporary = self.state_path.with_suffix(".tmp")
             temporary.write_text(json.dumps({"task": self.task_id, "round": state.to_json()}))
             os.replace(temporary, self.state_path)
+
+
+def one_ulp_copy(blob: bytes) -> bytes:
+    """The update with its first float moved by one unit in the last place: a new hash, the same update."""
+    tensors = decode_tensors(blob, max_bytes=len(blob), max_tensors=1 << 10, max_elements=1 << 28)
+    name = sorted(tensors)[0]
+    flat = tensors[name].detach().clone().reshape(-1)
+    flat[0] = torch.from_numpy(np.nextafter(flat[0:1].numpy(), np.float32(np.inf)))
+    return encode_tensors({**tensors, name: flat.reshape(tensors[name].shape)})
 
 
 # --- command line ----------------------------------------------------------------------------

@@ -63,8 +63,14 @@ def add_commands(commands, transaction_options: Callable[[argparse.ArgumentParse
     create.add_argument("--rounds", type=at_least(1), required=True)
     create.add_argument("--commit-blocks", type=at_least(1), default=5, help="default %(default)s")
     create.add_argument("--reveal-blocks", type=at_least(1), default=2, help="default %(default)s")
-    create.add_argument("--bond", metavar="AMOUNT", help="per update; burned if its blob is unusable (default 10 "
-                                                         "tokens)")
+    create.add_argument("--bond", metavar="AMOUNT", help="per update; burned if its blob is unusable, forfeited to "
+                                                         "the round if never revealed or a copy (default 10 tokens)")
+    create.add_argument("--max-samples", type=at_least(1), default=training.DEFAULT_MAX_SAMPLES,
+                        help="cap on the samples an update's weight counts (default %(default)s)")
+    create.add_argument("--max-share-ppm", type=at_least(1), default=training.DEFAULT_MAX_SHARE_PPM,
+                        help="largest share (ppm) of a round's weight one update holds (default %(default)s)")
+    create.add_argument("--copy-distance-ppm", type=int, default=training.DEFAULT_COPY_DISTANCE_PPM,
+                        help="an update within this sine (ppm) of an earlier one is a copy (default %(default)s)")
     create.add_argument("--aggregation", choices=AGGREGATIONS, default="fedavg")
     create.add_argument("--trim", type=int, default=0, help="updates dropped at each end by trimmed_mean")
     create.add_argument("--metric", choices=METRICS, default="loss", help="what contributions are measured in")
@@ -230,6 +236,11 @@ def task_options(args: argparse.Namespace, session: Session, model_bytes: int) -
         raise CliError("--trim must be 0..255")
     if not 0 <= args.min_improvement_ppm <= 1_000_000 or not 0 <= args.min_relative_ppm <= 1_000_000:
         raise CliError("--min-improvement-ppm and --min-relative-ppm are parts per million: 0..1000000")
+    if args.commit_blocks + args.reveal_blocks > training.MAX_WINDOW_BLOCKS:
+        raise CliError(f"--commit-blocks + --reveal-blocks is at most {training.MAX_WINDOW_BLOCKS} (the state pruning "
+                       f"window)")
+    if args.max_share_ppm > 1_000_000 or not 0 <= args.copy_distance_ppm <= 1_000_000:
+        raise CliError("--max-share-ppm is 1..1000000 and --copy-distance-ppm 0..1000000 (parts per million)")
     if args.subset > training.MAX_SUBSET:
         raise CliError(f"--subset is at most {training.MAX_SUBSET}")
     if not 0 < args.max_update_norm < 2**32:  # also refuses nan
@@ -245,7 +256,8 @@ def task_options(args: argparse.Namespace, session: Session, model_bytes: int) -
         min_improvement_ppm=args.min_improvement_ppm, min_relative_ppm=args.min_relative_ppm,
         metric=args.metric, aggregation=args.aggregation,
         trim=args.trim, held_out_subset=args.subset, max_update_bytes=max_update_bytes,
-        max_update_norm=args.max_update_norm, bond=bond)
+        max_update_norm=args.max_update_norm, bond=bond, max_samples=args.max_samples,
+        max_share_ppm=args.max_share_ppm, copy_distance_ppm=args.copy_distance_ppm)
 
 
 def submit_with_blobs(session: Session, sender: WalletEntry, call, summary: str, *, pool: int,

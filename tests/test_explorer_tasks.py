@@ -150,8 +150,8 @@ def test_the_report_of_a_finished_task_agrees_with_the_chain_and_tells_why_updat
         rewards = sum(int(u["reward"]) for u in updates)
         assert closed["paid_to_trainers"] == rewards and rewards + closed["paid_to_validators"] == int(summary["paid"])
         assert closed["paid_to_validators"] == (validator_pot if summary["adopted"] else 0)
-        assert closed["rejected"] == {"missing": 0, "malformed": 1,
-                                      "not accepted": sum(1 for u in updates if u["status"] == 0 and not u["accepted"])}
+        not_accepted = sum(1 for u in updates if u["status"] == training.UPDATE_OK and not u["accepted"])
+        assert closed["rejected"] == {"missing": 0, "malformed": 1, "copy": 0, "not accepted": not_accepted}
         by_submitter = {u["submitter"]: u for u in closed["updates"]}
         assert by_submitter[poisoner]["fate"] == "malformed: bond slashed"
         for update in updates:
@@ -192,6 +192,7 @@ def test_each_fate_follows_from_the_update_record_and_the_round(node, finished):
         "not accepted: the aggregate did not beat the base model"
     assert fate(True, status=training.UPDATE_MALFORMED, accepted=False) == "malformed: bond slashed"
     assert fate(True, status=training.UPDATE_MISSING, accepted=False) == "missing: bond slashed"
+    assert fate(True, status=training.UPDATE_COPY, accepted=False) == "copy: bond slashed"
 
 
 # --- the terminal ------------------------------------------------------------------------------------

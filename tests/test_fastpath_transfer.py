@@ -14,11 +14,11 @@ from runtime import codec
 from runtime.executive import Executive
 from runtime.fast_transfer import apply_transfer
 from runtime.genesis import build_genesis_state
-from runtime.pallets import balances, payment
+from runtime.pallets import balances, payment, randomness
 from runtime.pallets.system import EXTRINSIC_BASE_WEIGHT, Account, AccountInfo
 from runtime.types import IMMORTAL, Digest, Extrinsic, Header, SignedData
 from runtime.validity import InvalidTransaction
-from tests.helpers.chain import dev_genesis
+from tests.helpers.chain import DEV_KEYS, dev_genesis
 
 GENESIS = dev_genesis()
 GENESIS_STATE = build_genesis_state(GENESIS)
@@ -51,9 +51,12 @@ def _backend(accounts: dict[bytes, AccountInfo]) -> DictBackend:
 
 def _run_block(executive: Executive, backend: DictBackend, extrinsics: list):
     """Apply extrinsics (or functions of the block so far that make one) and finalize."""
-    header = Header(bytes(32), 1, bytes(32), bytes(32), Digest(1, POOL[0], b""))
+    author = DEV_KEYS["Alice"]  # every block carries its author's slot signature (runtime/pallets/randomness.py)
+    header = Header(bytes(32), 1, bytes(32), bytes(32), Digest(1, author.public, b""))
     ctx = executive.initialize_block(backend, header)
-    executive.apply_extrinsic(ctx, executive.inherent_extrinsics(TIMESTAMP_MS)[0])
+    signature = randomness.slot_signature(author, executive.genesis_hash, 1)
+    for inherent in executive.inherent_extrinsics(TIMESTAMP_MS, slot_signature=signature):
+        executive.apply_extrinsic(ctx, inherent)
     results = []
     for extrinsic in extrinsics:
         if callable(extrinsic):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from runtime.hashing import blake2b_256
-from runtime.pallets import balances, system, training
+from runtime.pallets import balances, randomness, system, training
 from runtime.pallets.training import ModelSpec, RoundReport, Score, SealedKey, TaskConfig, UpdateScore
 from runtime.validity import InvalidTransaction
 from tests.helpers.chain import DEV_KEYS, TestChain
@@ -86,6 +86,7 @@ def run_round_to_report(chain):
     copied = chain.author_block([reveal(chain, CHARLIE, bob_update, salt=b"\x02" * 32)])  # block 5
     assert outcome(copied).error.name == "UpdateAlreadyRevealed"
     chain.author_block()                                                                # block 6
+    chain.author_block()                                                                # block 7: the seed block
     return bob_update, dave_update
 
 
@@ -97,7 +98,7 @@ def loss(ppm: int) -> Score:
 
 
 def report(chain, scores, candidate=None, new_model=None, new_score=None, round=0, base=BASE):
-    seed = chain.chain.hash_at(4)  # the block that closed the commit window (start 1 + 3)
+    seed = randomness.History.get(chain.overlay(), 7)  # the randomness after the block past the reveal window
     return RoundReport(0, round, seed, base, candidate, tuple(scores), new_model, new_score)
 
 
@@ -112,18 +113,20 @@ def test_a_round_pays_accepted_updates_returns_honest_bonds_and_slashes_missing_
                                                    loss(1_200_000), H("model-1"), loss(1_200_000)),))
     assert all(o.success for o in built.outcomes)
     record = training.Updates.get(chain.overlay(), (0, 0, bob_update))
-    validator_share = REWARD * training.VALIDATOR_SHARE_PPM // 1_000_000
-    assert record.accepted and record.reward == REWARD - validator_share
+    # Charlie never revealed (his copy was refused): his bond joins this round's reward
+    paid = REWARD + BOND
+    validator_share = paid * training.VALIDATOR_SHARE_PPM // 1_000_000
+    assert record.accepted and record.reward == paid - validator_share
     validators = len(chain.config.validators)  # Bob is also one of the validators: he gets a share for that too
-    assert training.Accrued.get(chain.overlay(), BOB.public) == REWARD - validator_share + validator_share // validators
+    assert training.Accrued.get(chain.overlay(), BOB.public) == paid - validator_share + validator_share // validators
     assert training.Accrued.get(chain.overlay(), EVE.public) == 0
     assert chain.account(DAVE.public).reserved == dave_reserved - BOND  # slashed
-    assert chain.account(CHARLIE.public).reserved == 100_000 * 10**12  # copier's bond came back (stake only)
+    assert chain.account(CHARLIE.public).reserved == 100_000 * 10**12  # the copier's bond is gone (stake only)
     task = task_state(chain)
     assert (task.round, task.model, task.model_score) == (1, H("model-1"), loss(1_200_000))
     assert record.contribution_ppm == 300_000 and record.num_samples == 100
     summary = training.Rounds.get(chain.overlay(), (0, 0))
-    assert (summary.adopted, summary.revealed, summary.accepted, summary.paid) == (True, 2, 1, REWARD)
+    assert (summary.adopted, summary.revealed, summary.accepted, summary.paid) == (True, 2, 1, paid)
     assert training.ModelVersions.get(chain.overlay(), (0, 0)).contributors == (BOB.public,)
     # issuance: only the slashed bond and burned fees left it; every reward sits in the pot
     assert all_balances(chain) == chain.total_issuance()
@@ -146,12 +149,11 @@ def test_an_incomplete_or_inconsistent_report_makes_the_block_invalid(chain):
     lone_against_other = report(chain, [UpdateScore(bob_update, ok, loss(1_400_000)),
                                         UpdateScore(dave_update, training.UPDATE_MALFORMED, None)],
                                 loss(1_200_000), H("m"), loss(1_200_000))
-    all_accepted_other_score = report(chain, two, loss(1_200_000), H("m"), loss(1_100_000))
     unusable_with_score = report(chain, [two[0], UpdateScore(dave_update, training.UPDATE_MISSING, BASE)],
                                  loss(1_200_000), H("m"), loss(1_200_000))
     out_of_range = report(chain, two, Score(1_000_001, 0), H("m"), loss(1_000_000))
     for bad in (incomplete, wrong_seed, no_model, model_without_gain, no_candidate, lone_against_other,
-                all_accepted_other_score, unusable_with_score, out_of_range):
+                unusable_with_score, out_of_range):
         with pytest.raises(InvalidTransaction, match="failed"):
             chain.build(useful_work=(bad,))
 
@@ -192,14 +194,11 @@ def test_submission_errors_leave_the_round_untouched(chain, case):
     assert after == before
 
 
-def test_cancel_returns_the_unspent_pool_and_bonds(chain):
+def test_cancel_of_an_untouched_round_returns_the_whole_pool(chain):
     chain.author_block([chain.sign(EVE, training.create_task(config()))])
-    chain.author_block([commit(chain, BOB, H("u"))])
-    bob_reserved = chain.account(BOB.public).reserved
     assert outcome(chain.author_block([chain.sign(BOB, training.cancel_task(0))])).error.name == "NotCreator"
     assert outcome(chain.author_block([chain.sign(EVE, training.cancel_task(0))])).success
     assert chain.account(EVE.public).reserved == 0
-    assert chain.account(BOB.public).reserved == bob_reserved - BOND
     assert task_state(chain).status == training.STATUS_CANCELLED
 
 
@@ -210,7 +209,7 @@ def test_a_round_without_accepted_updates_pays_nothing_and_moves_on(chain):
     chain.author_block(useful_work=(report(chain, [UpdateScore(bob_update, training.UPDATE_OK, loss(1_100_000)),
                                                    UpdateScore(dave_update, training.UPDATE_OK, loss(1_300_000))],
                                            loss(1_350_000)),))
-    assert chain.account(EVE.public).reserved == eve_reserved
+    assert chain.account(EVE.public).reserved == eve_reserved + BOND  # Charlie's forfeited bond joined the pool
     assert task_state(chain).round == 1 and task_state(chain).model == H("model-0")
     assert not training.Updates.get(chain.overlay(), (0, 0, bob_update)).accepted
     assert balances.TotalIssuance.get(chain.overlay()) == all_balances(chain)
@@ -224,7 +223,8 @@ def test_rewards_follow_contributions_and_a_worse_aggregate_pays_nobody(chain):
                                                            UpdateScore(dave_update, ok, loss(1_300_000))],
                                                    loss(1_200_000), H("model-1"), loss(1_200_000)),))
     assert all(o.success for o in built.outcomes)
-    trainer_pot = REWARD - REWARD * training.VALIDATOR_SHARE_PPM // 1_000_000
+    paid = REWARD + BOND  # with Charlie's forfeited bond
+    trainer_pot = paid - paid * training.VALIDATOR_SHARE_PPM // 1_000_000
     bob = training.Updates.get(chain.overlay(), (0, 0, bob_update))
     dave = training.Updates.get(chain.overlay(), (0, 0, dave_update))
     assert (bob.contribution_ppm, dave.contribution_ppm) == (300_000, 100_000)
@@ -242,7 +242,7 @@ def test_accepted_updates_whose_aggregate_is_worse_than_the_base_earn_nothing(ch
     chain.author_block(useful_work=(report(chain, [UpdateScore(bob_update, ok, loss(1_700_000)),
                                                    UpdateScore(dave_update, ok, loss(1_700_000))],
                                            worse, H("model-1"), worse),))
-    assert chain.account(EVE.public).reserved == eve_reserved and task_state(chain).model == H("model-0")
+    assert chain.account(EVE.public).reserved == eve_reserved + BOND and task_state(chain).model == H("model-0")
     assert training.Rounds.get(chain.overlay(), (0, 0)).adopted is False
     assert training.Earned.get(chain.overlay(), BOB.public) == 0
 
@@ -252,11 +252,11 @@ def test_an_update_revealed_in_an_earlier_round_cannot_be_revealed_again(chain):
     ok = training.UPDATE_OK
     chain.author_block(useful_work=(report(chain, [UpdateScore(bob_update, ok, loss(1_500_000)),
                                                    UpdateScore(dave_update, ok, loss(1_300_000))],
-                                           loss(1_200_000), H("model-1"), loss(1_200_000)),))  # block 7: round 1
+                                           loss(1_200_000), H("model-1"), loss(1_200_000)),))  # block 8: round 1
     chain.author_block([commit(chain, BOB, bob_update, round=1)])
     chain.author_block()
     chain.author_block()
-    built = chain.author_block([reveal(chain, BOB, bob_update, round=1)])  # block 11: reveal window of round 1
+    built = chain.author_block([reveal(chain, BOB, bob_update, round=1)])  # block 12: reveal window of round 1
     assert outcome(built).error.name == "UpdateAlreadyRevealed"
     assert training.RoundReveals.get(chain.overlay(), (0, 1)) == ()
 

@@ -141,6 +141,8 @@ def test_the_held_out_blob_is_ciphertext_that_only_the_validator_opens(node, cre
     (["--initial-model", "held_out.npz"], ("not a torch state dict",)),
     (["--aggregation", "median", "--trim", "2"], ("--trim", "trimmed_mean")),
     (["--max-update-bytes", "100"], ("--max-update-bytes must be from", "not 100")),
+    (["--commit-blocks", "200", "--reveal-blocks", "100"], ("--commit-blocks + --reveal-blocks", "255")),
+    (["--copy-distance-ppm", "2000000"], ("--copy-distance-ppm", "parts per million")),
 ])
 def test_bad_inputs_are_one_line_and_create_nothing(run, node, files, capsys, argv, fragments):
     """Every check comes before the passphrase (a wrong one is given) and nothing reaches the chain."""

@@ -8,7 +8,13 @@ come from the parent state and the node's blob store:
     base         the task's current model, from the blob store by its hash
     submissions  the round's revealed updates, in order of reveal, with their blobs (None if absent)
     held-out     the encrypted held-out blob, opened with this validator's sealed key
-    seed         the hash of the block that closed the commit window
+    seed         the randomness accumulator after the round's seed block (runtime/pallets/randomness.py)
+    copies       which of the submissions are near-copies of an earlier update or model step
+                 (similarity.py): reported UPDATE_COPY and left out of every aggregate
+
+Leave-one-out weighs every sound update the same (the verifier's measure_round), so
+a declared sample count never changes a contribution; the new model weighs the
+accepted updates by the runtime's `aggregation_weights` (capped counts, capped shares).
 
 `RoundWork.measure_due` gives an author the `RoundReport`s for its block;
 `RoundWork.verify_block` recomputes a block's reports and names every mismatch.
@@ -32,6 +38,7 @@ from consensus.useful_work.errors import HeldOutError, ModelError, UsefulWorkErr
 from consensus.useful_work.evaluate import Scores
 from consensus.useful_work.models import ModelSpec
 from consensus.useful_work.secrecy import open_held_out
+from consensus.useful_work.similarity import CopyCheck, CopyCheckUnavailable
 from consensus.useful_work.updates import UpdateLimits
 from consensus.useful_work.verifier import HeldOutSet, ModelVersion, Submission, TaskRules, UsefulWorkVerifier
 from runtime.crypto import Keypair
@@ -65,6 +72,20 @@ class RoundInputs:
     submissions: list[Submission]
     held_out: HeldOutSet
     seed: bytes
+    copies: dict[bytes, str] = field(default_factory=dict)  # update hash -> what it copies
+
+    def scored(self) -> list[Submission]:
+        """The submissions that are not copies (what the verifier measures)."""
+        return [s for s in self.submissions if s.update_hash not in self.copies]
+
+    def weighted(self, accepted: list[bytes]) -> list[Submission]:
+        """The scored submissions, the accepted ones carrying their aggregation weight instead of their count."""
+        by_hash = {s.update_hash: s for s in self.scored()}
+        chosen = [by_hash[bytes(h)] for h in accepted if bytes(h) in by_hash]
+        weights = dict(zip((s.update_hash for s in chosen),
+                           training.aggregation_weights(self.task.config, [s.num_samples for s in chosen])))
+        return [Submission(s.update_hash, s.update_blob, weights.get(s.update_hash, s.num_samples))
+                for s in by_hash.values()]
 
 
 @dataclass(frozen=True)
@@ -102,7 +123,8 @@ def task_rules(task: Task) -> TaskRules:
 
 
 def to_score(scores: Scores) -> Score:
-    return Score(scores.accuracy_ppm, scores.loss_ppm)
+    """A measurement as the chain publishes it (losses coarsened to training.LOSS_QUANTUM_PPM)."""
+    return Score(scores.accuracy_ppm, training.quantize_loss(scores.loss_ppm))
 
 
 def to_scores(score: Score | None) -> Scores | None:
@@ -122,6 +144,8 @@ class RoundWork:
         self.verifier = verifier or UsefulWorkVerifier()
         self._held_out: dict[bytes, HeldOutSet] = {}
         self._models: dict[bytes, ModelVersion] = {}
+        # near-copies, their vectors cached; the blob store is read through self.blobs (the node may set it later)
+        self.copy_check = CopyCheck(lambda blob_hash: self.blobs.get(blob_hash), self._model)
         self._block_number = 0  # of the block being built or checked (the blob store dates blobs by it)
         self.deferred: list[ModelVersion] | None = None  # aggregates computed off the chain thread, to store
 
@@ -136,7 +160,12 @@ class RoundWork:
         for update, reveal in runtime_api.round_reveals(state, task_id, task.round):
             blob = self.blobs.get(update)
             submissions.append(Submission(bytes(update), None if blob is None else bytes(blob), reveal.num_samples))
-        return RoundInputs(task_id, task, rules, base, submissions, held_out, bytes(seed))
+        try:
+            copies = self.copy_check.copies(state, task_id, task, rules.spec, rules.update_limits, base,
+                                            [(s.update_hash, s.update_blob) for s in submissions])
+        except CopyCheckUnavailable as error:
+            raise RoundUnavailable(str(error), code=error.code) from None
+        return RoundInputs(task_id, task, rules, base, submissions, held_out, bytes(seed), copies)
 
     def _open_held_out(self, task: Task) -> HeldOutSet:
         if self.keypair is None:
@@ -217,7 +246,11 @@ class RoundWork:
         for task_id, task in runtime_api.rounds_due(parent_state, parent.number + 1):
             if (task_id, task.round) in skip:
                 continue
-            seed = _seed(parent_state, parent, task)
+            seed = runtime_api.round_seed(parent_state, task)
+            if seed is None:
+                log.warning("cannot report round: its seed block left the randomness history", task=task_id,
+                            round=task.round)
+                continue
             try:
                 gathered.append(self.inputs(parent_state, task_id, task, seed))
             except RoundUnavailable as error:
@@ -225,19 +258,21 @@ class RoundWork:
         return gathered
 
     def measure(self, inputs: RoundInputs) -> RoundReport:
-        measured = self.verifier.measure_round(inputs.rules, inputs.base, inputs.submissions, inputs.held_out,
+        measured = self.verifier.measure_round(inputs.rules, inputs.base, inputs.scored(), inputs.held_out,
                                                inputs.seed)
         scores = []
         for submission in inputs.submissions:
             update = submission.update_hash
-            if update in measured.rejected:
+            if update in inputs.copies:
+                scores.append(UpdateScore(update, training.UPDATE_COPY, None))
+            elif update in measured.rejected:
                 status = UNUSABLE.get(measured.rejected[update], training.UPDATE_MALFORMED)
                 scores.append(UpdateScore(update, status, None))
             else:
                 scores.append(UpdateScore(update, training.UPDATE_OK, to_score(measured.without[update])))
         candidate = None if measured.candidate is None else to_score(measured.candidate)
         accepted = training.accepted_updates(inputs.task.config, candidate, scores)
-        outcome = self.verifier.aggregate_round(inputs.rules, inputs.base, inputs.submissions, accepted,
+        outcome = self.verifier.aggregate_round(inputs.rules, inputs.base, inputs.weighted(accepted), accepted,
                                                 inputs.held_out, inputs.seed)
         if outcome is not None:
             self._store_model(outcome.model)
@@ -245,7 +280,7 @@ class RoundWork:
                              tuple(scores), None if outcome is None else outcome.model.model_hash,
                              None if outcome is None else to_score(outcome.scores))
         log.info("measured round", task=inputs.task_id, round=inputs.task.round, updates=len(scores),
-                 accepted=len(accepted), base_accuracy=report.base.accuracy_ppm,
+                 accepted=len(accepted), copies=len(inputs.copies), base_accuracy=report.base.accuracy_ppm,
                  new_accuracy=None if outcome is None else outcome.scores.accuracy_ppm)
         return report
 
@@ -309,28 +344,38 @@ class RoundWork:
 
     def check(self, inputs: RoundInputs, report: RoundReport) -> list[str]:
         """Every way `report` differs from what this node measures for the round; `RoundUnavailable`
-        if an update the report calls sound has no blob here (that is for blob sync, not a dispute)."""
+        if an update the report calls sound or a copy has no blob here (that is for blob sync, not a dispute)."""
         if bytes(report.subset_seed) != inputs.seed:
             return ["the subset seed is not the round's"]
+        status = {bytes(s.update): s.status for s in report.scores}
+        unavailable = [s.update_hash for s in inputs.submissions if s.update_blob is None
+                       and status.get(s.update_hash) in (training.UPDATE_OK, training.UPDATE_COPY)]
+        if unavailable:  # cannot check is not a mismatch: the blob may still arrive (and copies need every blob)
+            raise RoundUnavailable(f"{len(unavailable)} update(s) the block reports sound or copied are not in the "
+                                   f"blob store yet (0x{unavailable[0].hex()[:16]}...)", code="round_update_missing")
+        reported_copies = {update for update, fate in status.items() if fate == training.UPDATE_COPY}
+        copy_problems = [f"update 0x{update.hex()}: reported a copy, but it is not one here"
+                         for update in sorted(reported_copies - set(inputs.copies))]
+        copy_problems += [f"update 0x{update.hex()}: a copy of {inputs.copies[update]}, reported otherwise"
+                          for update in sorted(set(inputs.copies) - reported_copies)]
+        if copy_problems:
+            return copy_problems
         accepted = training.accepted_updates(inputs.task.config, report.candidate, report.scores)
-        without: Mapping[bytes, Scores | None] = {bytes(s.update): to_scores(s.without) for s in report.scores}
-        unavailable = [s.update_hash for s in inputs.submissions
-                       if s.update_blob is None and without.get(s.update_hash) is not None]
-        if unavailable:  # cannot check is not a mismatch: the blob may still arrive
-            raise RoundUnavailable(f"{len(unavailable)} update(s) the block reports sound are not in the blob store "
-                                   f"yet (0x{unavailable[0].hex()[:16]}...)", code="round_update_missing")
+        without: Mapping[bytes, Scores | None] = {bytes(s.update): to_scores(s.without) for s in report.scores
+                                                  if bytes(s.update) not in reported_copies}
         try:
             result = self.verifier.verify_report(
-                inputs.rules, inputs.base, inputs.submissions, inputs.held_out, inputs.seed,
+                inputs.rules, inputs.base, inputs.weighted(accepted), inputs.held_out, inputs.seed,
                 reported_base=to_scores(report.base), reported_candidate=to_scores(report.candidate),
                 reported_without=without, accepted=accepted,
                 reported_aggregate_hash=None if report.new_model is None else bytes(report.new_model),
                 reported_aggregate_score=to_scores(report.new_model_score), tolerance_ppm=self.tolerance_ppm,
-                loss_tolerance_ppm=self.loss_tolerance_ppm)
+                # reported losses are rounded to the published quantum: half of it on top of the tolerance
+                loss_tolerance_ppm=self.loss_tolerance_ppm + training.LOSS_QUANTUM_PPM // 2)
         except UsefulWorkError as error:
             return [f"cannot be reproduced ({error.code}: {error})"]
         if result.ok and accepted:
-            outcome = self.verifier.aggregate_round(inputs.rules, inputs.base, inputs.submissions, accepted,
+            outcome = self.verifier.aggregate_round(inputs.rules, inputs.base, inputs.weighted(accepted), accepted,
                                                     inputs.held_out, inputs.seed)
             self._store_model(outcome.model)
         return result.reasons
@@ -345,10 +390,3 @@ def reports_in(block: Block) -> list[RoundReport]:
                 call.call_index == training.report_useful_work.index:
             found.extend(call.args[0])
     return found
-
-
-def _seed(parent_state, parent: Header, task: Task) -> bytes:
-    seed_block = training.round_windows(task)[2]
-    if seed_block == parent.number:
-        return parent.hash
-    return runtime_api.recent_block_hash(parent_state, seed_block)

@@ -40,6 +40,7 @@ each worker its own.
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -219,6 +220,10 @@ class UsefulWorkVerifier:
             raise UsefulWorkError(f"accepted update 0x{unknown[0].hex()} is not among the round's submissions",
                                   code="aggregation_unknown_update")
         chosen = sorted((by_hash[update_hash] for update_hash in set(accepted)), key=lambda s: s.update_hash)
+        # fedavg's exact weighted mean does not change when every weight is divided by their gcd: reduced,
+        # equal weights share one cache entry (leave-one-out measures with weight 1 each)
+        divisor = math.gcd(*(s.num_samples for s in chosen)) or 1
+        chosen = [Submission(s.update_hash, s.update_blob, s.num_samples // divisor) for s in chosen]
         key = (rules, base.model_hash, tuple((s.update_hash, s.num_samples) for s in chosen), zeroed)
         model = self._aggregates.get(key)
         if model is None:
@@ -241,7 +246,8 @@ class UsefulWorkVerifier:
         """The leave-one-out measurements of a round (what the chain's acceptance rule reads).
 
         base       the base model's scores
-        candidate  the aggregate of every sound update (None when no update is sound)
+        candidate  the aggregate of every sound update, each weighing the same whatever samples it
+                   declares (None when no update is sound)
         without    per sound update, the same aggregate with that update's delta zeroed and its
                    weight kept (the base when it is alone). Keeping the weight matters: dropping
                    an update would also rescale the others' step, so a random update would
@@ -261,7 +267,9 @@ class UsefulWorkVerifier:
                 except UpdateRejected as error:
                     rejected[submission.update_hash] = error.code
                     continue
-                sound.append(submission)
+                # leave-one-out weighs every sound update the same: a declared sample count must never
+                # raise a contribution (the new model's weights are the caller's, in aggregate_round)
+                sound.append(Submission(submission.update_hash, submission.update_blob, 1))
             everything = [s.update_hash for s in sound]
             candidate = self.aggregate_round(rules, base, sound, everything, held_out, subset_seed)
             without = {}

@@ -5,7 +5,10 @@ balance. Minting (genesis) raises it; burning (fees, dust, slashes) lowers it;
 transfers, reserves and unreserves leave it unchanged.
 
 An account whose total falls below the existential deposit is removed and its
-dust burned, so state holds no worthless accounts (Substrate's reaping).
+dust burned, so state holds no worthless accounts (Substrate's reaping). Pallet
+accounts (a pot that holds other accounts' claims, registered with
+`register_pallet_account`) are exempt: they exist with any balance, are created
+by a deposit of any size and are never reaped, so what they owe is never burned.
 """
 
 from __future__ import annotations
@@ -22,6 +25,12 @@ pallet = Pallet(1, "balances", "Free and reserved balances, transfers and total 
 # --- config -----------------------------------------------------------------
 
 TRANSFER_WEIGHT = 60_000
+PALLET_ACCOUNTS: set[bytes] = set()  # filled at import by the pallets that own them: the same on every node
+
+
+def register_pallet_account(account: bytes) -> None:
+    """Declare an account that holds funds for a pallet: never reaped, created by any amount."""
+    PALLET_ACCOUNTS.add(bytes(account))
 
 # --- storage ----------------------------------------------------------------
 
@@ -121,7 +130,7 @@ def build_genesis(state, endowed: list[tuple[bytes, int]], existential_deposit: 
 
 def write_account(ctx: BlockContext, who: AccountId, info: AccountInfo) -> None:
     """Store an account, reaping it (and burning its dust) below the existential deposit."""
-    if info.reserved == 0 and info.free < ctx.params.existential_deposit:
+    if info.reserved == 0 and info.free < ctx.params.existential_deposit and who not in PALLET_ACCOUNTS:
         Account.remove(ctx.state, who)
         if info.free:
             burn_from_issuance(ctx, info.free)
@@ -137,7 +146,7 @@ def deposit(ctx: BlockContext, who: AccountId, amount: int) -> None:
         return
     info = Account.get(ctx.state, who)
     if info is None:
-        if amount < ctx.params.existential_deposit:
+        if amount < ctx.params.existential_deposit and who not in PALLET_ACCOUNTS:
             raise ExistentialDeposit(f"{amount} is below the existential deposit {ctx.params.existential_deposit}")
         Account.insert(ctx.state, who, AccountInfo(0, amount, 0))
         ctx.deposit_event(system.NewAccount(who))
@@ -162,7 +171,7 @@ def do_transfer(ctx: BlockContext, sender: AccountId, dest: AccountId, value: in
         ctx.deposit_event(Transfer(sender, dest, value))
         return
     target = Account.get(ctx.state, dest)
-    if target is None and value < ctx.params.existential_deposit:
+    if target is None and value < ctx.params.existential_deposit and dest not in PALLET_ACCOUNTS:
         raise ExistentialDeposit(f"{value} is below the existential deposit {ctx.params.existential_deposit}")
     write_account(ctx, sender, AccountInfo(source.nonce, remaining, source.reserved))
     if target is None:
@@ -200,6 +209,22 @@ def slash_reserved(ctx: BlockContext, who: AccountId, amount: int) -> int:
         burn_from_issuance(ctx, burned)
         ctx.deposit_event(Burned(who, burned))
     return burned
+
+
+def repatriate_reserved(ctx: BlockContext, who: AccountId, dest: AccountId, amount: int) -> int:
+    """Move up to `amount` of `who`'s reserved balance into `dest`'s reserved balance (a forfeited
+    bond joining a reward pool); returns what moved. `dest` must exist; issuance does not change."""
+    info = Account.get(ctx.state, who)
+    target = Account.get(ctx.state, dest)
+    moved = min(amount, info.reserved) if info is not None else 0
+    if moved == 0 or who == dest:
+        return moved if who == dest else 0
+    if target is None:
+        raise InsufficientBalance("the account receiving a reserved balance must exist")
+    write_account(ctx, who, AccountInfo(info.nonce, info.free, info.reserved - moved))
+    Account.insert(ctx.state, dest, AccountInfo(target.nonce, target.free, target.reserved + moved))
+    ctx.deposit_event(Transfer(who, dest, moved))
+    return moved
 
 
 # --- calls ------------------------------------------------------------------

@@ -4,16 +4,30 @@ A round of a task runs in three windows counted in blocks from its start:
 
     commit  [start, start + commit_blocks)             commit_update(hash(update, submitter, salt)), bond reserved
     reveal  [.. , .. + reveal_blocks)                  reveal_update(update hash, salt, samples, data commitment)
-    report  from the end of the reveal window          the block author's report_useful_work inherent
+    seed    the first block after the reveal window    its author's slot signature enters the randomness
+    report  from the block after that                  the block author's report_useful_work inherent
 
+The two windows together are at most MAX_WINDOW_BLOCKS long (WindowTooLong
+otherwise), so every block of a round is still in the nodes' pruning window
+when it is reported.
 The runtime never runs a model. The author's inherent carries integer scores
 (accuracy and cross-entropy in parts per million), measured on a held-out subset
-whose seed is the hash of the block that closed the commit window:
+whose seed is the randomness accumulator after the seed block
+(runtime/pallets/randomness.py): it folds in every block author's deterministic
+signature over its slot, so nobody knows it while reveals are open and no single
+author can choose it (only withhold its block):
 
     base        the round's base model
-    candidate   the aggregate of every sound update of the round
-    without_i   for each sound update i, the aggregate of all the others (the base when i is alone)
-    new model   the aggregate of the accepted updates: its hash and score
+    candidate   the aggregate of every sound update of the round, each weighing the same
+    without_i   for each sound update i, the candidate with i's delta zeroed (the base when i is alone)
+    new model   the aggregate of the accepted updates, weighted by aggregation_weights: its hash and score
+
+Declared sample counts: an update's fedavg weight in the new model is capped by
+the task (max_samples, itself bounded by the genesis TrainingLimits) and no update
+holds more than max_share_ppm of the round's weight. Contributions are measured
+with equal weights, so declaring more samples never raises a contribution: it
+can only pull the new model, within those caps, toward an update that the
+others' leave-one-out already judged useful.
 
 An update's contribution is how much worse the round's aggregate gets without it,
 value(candidate) - value(without_i), in the task's metric (value = -loss or
@@ -28,209 +42,53 @@ validators' share for the validator set. Validators re-measure every integer
 before they finalize the block (consensus/useful_work); the runtime checks that
 the report is complete and consistent, then records it. Bonds come back for
 honest updates (accepted or not) and are burned for updates whose blob was
-missing, malformed or out of bounds.
+missing, malformed or out of bounds, and forfeited into the round's reward for
+commits never revealed and for near-copies (training_rewards.py). A commit needs
+at least the genesis minimum bond, one per account per round.
 
 Copying does not pay: a reveal must match an earlier commit by the same account
 to hash(update, submitter, salt), and an update hash revealed once in a task
 cannot be revealed again, in this round or a later one (a stale resubmission).
+A near-copy (a new hash, nearly the same direction as an update revealed earlier
+in the task or as an earlier public model step) is refused by the validators'
+measurement (UPDATE_COPY, consensus/useful_work/similarity.py): the earlier wins.
+
+A creator who cancels during a round that trainers entered cannot take their
+revealed updates for free: that round finishes and pays as if nothing happened,
+and only the pool of the rounds nobody touched goes back at once.
 
 Balances: the reward pool is reserved from the creator; each round's reward
 moves to the pot account when it is paid out, and claim_rewards pays an
-account's accrued rewards from the pot, so total issuance never changes.
+account's accrued rewards from the pot, so total issuance never changes. The pot
+is a pallet account: never reaped, whatever it holds, so rewards below the
+existential deposit accrue there and a small round still closes.
 """
 
 from __future__ import annotations
 
 from runtime import codec
 from runtime.context import BlockContext
-from runtime.dispatch import ORIGIN_INHERENT, DispatchFailure, Pallet
-from runtime.pallets import balances, system, validators
-from runtime.pallets.training_types import (  # noqa: F401  (re-exported: training.X is the public name)
-    POT_ACCOUNT, VALIDATOR_SHARE_PPM, MAX_SEALED_KEYS, MAX_UPDATES_PER_ROUND, AGGREGATIONS, METRIC_LOSS,
-    METRIC_ACCURACY, METRICS, MAX_LOSS_PPM, MAX_SUBSET, STATUS_ACTIVE, STATUS_FINISHED, STATUS_CANCELLED, UPDATE_OK,
-    UPDATE_MISSING, UPDATE_MALFORMED, TASK_WEIGHT, SUBMIT_WEIGHT, ModelSpec, SealedKey, TaskConfig, Score, Task,
-    Reveal, UpdateScore, RoundReport, UpdateRecord, RoundSummary, ModelVersion, update_commitment, round_windows,
-    metric_value, contributions, accepted_updates,
+from runtime.dispatch import ORIGIN_INHERENT
+from runtime.pallets import balances, randomness
+from runtime.pallets.training_rewards import close_round, end_task
+from runtime.pallets.training_storage import *  # noqa: F401,F403  (re-exported: training.X is the public name)
+from runtime.pallets.training_storage import (
+    Accrued, ActiveTasks, AlreadyCommitted, BadCopyDistance, BondTooSmall, CancelScheduled, CommitmentMismatch,
+    Committers, Commits, InvalidTaskConfig, Limits, ModelVersions, NextTaskId, NoSamples, NotCreator, NothingToClaim,
+    OutsideWindow, Reveals, RewardsClaimed, RoundFull, RoundReveals, SampleCapTooHigh, SeenUpdates, TaskCreated,
+    TaskNotActive, Tasks, UnknownTask, UpdateAlreadyRevealed, UpdateCommitted, UpdateRevealed, WindowTooLong,
+    WrongRound, pallet,
 )
-from runtime.state import StorageMap, StorageValue, changed_map_keys
-from runtime.types import AccountId, Balance, Hash
+from runtime.pallets.training_types import *  # noqa: F401,F403  (re-exported)
+from runtime.pallets.training_types import (
+    AGGREGATIONS, MAX_SEALED_KEYS, MAX_SUBSET, MAX_UPDATES_PER_ROUND, MAX_WINDOW_BLOCKS, METRICS, POT_ACCOUNT,
+    STATUS_ACTIVE, SUBMIT_WEIGHT, TASK_WEIGHT, Reveal, RoundReport, Task, TaskConfig, report_start,
+    round_windows, update_commitment,
+)
+from runtime.state import changed_map_keys
+from runtime.types import AccountId, Hash
 
-pallet = Pallet(6, "training", "Federated learning tasks, commit-reveal updates, useful-work reports and rewards.")
-
-# Config, record types and the acceptance rule live in runtime/pallets/training_types.py.
-
-# --- storage ----------------------------------------------------------------
-
-NextTaskId = StorageValue(pallet, "NextTaskId", codec.U64, 0, "The id the next task gets.")
-Tasks = StorageMap(pallet, "Tasks", codec.U64, Task, None, "Every task, by id.")
-Commits = StorageMap(pallet, "Commits", tuple[codec.U64, codec.U32, AccountId], Hash, None,
-                     "Commitments of a round: (task, round, account) -> hash(update, account, salt).")
-Committers = StorageMap(pallet, "Committers", tuple[codec.U64, codec.U32], tuple[AccountId, ...], (),
-                        "Accounts that committed in a round (their bonds are reserved).")
-Reveals = StorageMap(pallet, "Reveals", tuple[codec.U64, codec.U32, Hash], Reveal, None,
-                     "Revealed updates of a round, by update hash.")
-RoundReveals = StorageMap(pallet, "RoundReveals", tuple[codec.U64, codec.U32], tuple[Hash, ...], (),
-                          "Update hashes revealed in a round, in order of reveal.")
-Updates = StorageMap(pallet, "Updates", tuple[codec.U64, codec.U32, Hash], UpdateRecord, None,
-                     "Scores, fates and rewards of scored updates (the audit trail).")
-SeenUpdates = StorageMap(pallet, "SeenUpdates", tuple[codec.U64, Hash], codec.U32, None,
-                         "Every update hash revealed in a task, with its round (a hash is revealed once per task).")
-Rounds = StorageMap(pallet, "Rounds", tuple[codec.U64, codec.U32], RoundSummary, None, "How each round closed.")
-ModelVersions = StorageMap(pallet, "ModelVersions", tuple[codec.U64, codec.U32], ModelVersion, None,
-                           "The global model after each round that improved it.")
-Accrued = StorageMap(pallet, "Accrued", AccountId, Balance, 0, "Rewards an account can claim.")
-Earned = StorageMap(pallet, "Earned", AccountId, Balance, 0, "All rewards an account ever earned (leaderboard).")
-ActiveTasks = StorageValue(pallet, "ActiveTasks", tuple[codec.U64, ...], (),
-                           "Ids of the active tasks, ascending (kept by on_finalize): reports and blob GC read these "
-                           "instead of every task ever created.")
-
-# --- events -----------------------------------------------------------------
-
-
-@pallet.event(0)
-class TaskCreated:
-    """A task was created and its reward pool reserved."""
-
-    task: codec.U64
-    creator: AccountId
-    pool: Balance
-
-
-@pallet.event(1)
-class UpdateCommitted:
-    """A trainer committed to an update (its bond is reserved)."""
-
-    task: codec.U64
-    round: codec.U32
-    who: AccountId
-
-
-@pallet.event(2)
-class UpdateRevealed:
-    """A trainer revealed the update it committed to."""
-
-    task: codec.U64
-    round: codec.U32
-    who: AccountId
-    update: Hash
-
-
-@pallet.event(3)
-class UpdateScored:
-    """An update's measured score and fate."""
-
-    task: codec.U64
-    round: codec.U32
-    update: Hash
-    contribution_ppm: codec.U64
-    accepted: bool
-    reward: Balance
-
-
-@pallet.event(4)
-class RoundClosed:
-    """A round ended; `model` is the global model after it (new if one was adopted)."""
-
-    task: codec.U64
-    round: codec.U32
-    model: Hash
-    adopted: bool
-    paid: Balance
-
-
-@pallet.event(5)
-class BondSlashed:
-    """A trainer's bond was burned: its revealed update's blob was missing, malformed or too large."""
-
-    task: codec.U64
-    who: AccountId
-    amount: Balance
-
-
-@pallet.event(6)
-class RewardsClaimed:
-    """Accrued rewards were paid out."""
-
-    who: AccountId
-    amount: Balance
-
-
-@pallet.event(7)
-class TaskEnded:
-    """A task finished its rounds or was cancelled; the unspent pool went back to its creator."""
-
-    task: codec.U64
-    refunded: Balance
-    cancelled: bool
-
-
-# --- errors -----------------------------------------------------------------
-
-
-@pallet.error(0)
-class UnknownTask(DispatchFailure):
-    """No task has this id."""
-
-
-@pallet.error(1)
-class TaskNotActive(DispatchFailure):
-    """The task has finished or was cancelled."""
-
-
-@pallet.error(2)
-class WrongRound(DispatchFailure):
-    """That is not the task's current round."""
-
-
-@pallet.error(3)
-class OutsideWindow(DispatchFailure):
-    """The call is not allowed in this part of the round (commit, reveal or report window)."""
-
-
-@pallet.error(4)
-class AlreadyCommitted(DispatchFailure):
-    """This account already committed in this round."""
-
-
-@pallet.error(5)
-class CommitmentMismatch(DispatchFailure):
-    """The reveal does not match an earlier commit by the same account."""
-
-
-@pallet.error(6)
-class UpdateAlreadyRevealed(DispatchFailure):
-    """This update hash was already revealed in this task (by someone else, or in an earlier round)."""
-
-
-@pallet.error(7)
-class InvalidTaskConfig(DispatchFailure):
-    """The task's parameters are inconsistent (the message says which)."""
-
-
-@pallet.error(8)
-class BadReport(DispatchFailure):
-    """The useful-work report does not fit the round (the message says what)."""
-
-
-@pallet.error(9)
-class NotCreator(DispatchFailure):
-    """Only the task's creator may do this."""
-
-
-@pallet.error(10)
-class NothingToClaim(DispatchFailure):
-    """No rewards have accrued to this account."""
-
-
-@pallet.error(11)
-class RoundFull(DispatchFailure):
-    """The round has as many updates as it can score."""
-
-
-@pallet.error(12)
-class NoSamples(DispatchFailure):
-    """An update must say how many samples it was trained on (at least one)."""
-
+balances.register_pallet_account(POT_ACCOUNT)  # the pot is never reaped, whatever it holds
 
 # --- hooks ------------------------------------------------------------------
 
@@ -257,11 +115,11 @@ def on_finalize(ctx: BlockContext) -> None:
 # --- functions other code uses ------------------------------------------------
 
 def reports_due(state, number: int) -> list[tuple[int, Task]]:
-    """Active tasks whose current round's reveal window has closed by block `number` (the author reports them)."""
+    """Active tasks whose current round can be reported in block `number` (its seed is known)."""
     due = []
     for task_id in ActiveTasks.get(state):
         task = Tasks.get(state, task_id)
-        if task is not None and task.status == STATUS_ACTIVE and number >= round_windows(task)[1]:
+        if task is not None and task.status == STATUS_ACTIVE and number >= report_start(task):
             due.append((task_id, task))
     return due
 
@@ -298,7 +156,20 @@ def _task(ctx: BlockContext, task_id: int) -> Task:
     return task
 
 
-def _check_config(config: TaskConfig) -> None:
+def _check_config(ctx: BlockContext, config: TaskConfig) -> None:
+    """Each bound with a named error of its own, then the rest as InvalidTaskConfig (the message lists them)."""
+    limits = Limits.get(ctx.state)
+    if config.commit_blocks + config.reveal_blocks > MAX_WINDOW_BLOCKS:
+        raise WindowTooLong(f"commit_blocks + reveal_blocks is {config.commit_blocks + config.reveal_blocks}, at most "
+                            f"{MAX_WINDOW_BLOCKS}, or the round's first blocks leave the pruning window before its "
+                            f"report")
+    if config.bond < limits.min_commit_bond:
+        raise BondTooSmall(f"bond {config.bond} is below the chain's minimum of {limits.min_commit_bond} per commit")
+    if not 1 <= config.max_samples <= limits.max_samples_per_update or not 1 <= config.max_share_ppm <= 1_000_000:
+        raise SampleCapTooHigh(f"max_samples must be 1..{limits.max_samples_per_update} (it is {config.max_samples})"
+                               f" and max_share_ppm 1..1000000 (it is {config.max_share_ppm})")
+    if config.copy_distance_ppm > 1_000_000:
+        raise BadCopyDistance(f"copy_distance_ppm {config.copy_distance_ppm} is above 1000000")
     problems = []
     if config.rounds < 1 or config.commit_blocks < 1 or config.reveal_blocks < 1:
         problems.append("rounds, commit_blocks and reveal_blocks must be at least 1")
@@ -326,7 +197,7 @@ def _check_config(config: TaskConfig) -> None:
 @pallet.call(0, weight=TASK_WEIGHT)
 def create_task(ctx: BlockContext, origin: AccountId, config: TaskConfig) -> None:
     """Create a task and reserve its whole reward pool (reward_per_round x rounds) from the creator."""
-    _check_config(config)
+    _check_config(ctx, config)
     pool = config.reward_per_round * config.rounds
     balances.reserve(ctx, origin, pool)
     task_id = NextTaskId.get(ctx.state)
@@ -339,7 +210,8 @@ def create_task(ctx: BlockContext, origin: AccountId, config: TaskConfig) -> Non
 @pallet.call(1, weight=SUBMIT_WEIGHT)
 def commit_update(ctx: BlockContext, origin: AccountId, task: codec.U64, round: codec.U32,
                   commitment: Hash) -> None:
-    """Commit to an update during the commit window; the task's bond is reserved."""
+    """Commit to an update during the commit window (one per account and round); the task's bond is reserved,
+    and forfeited if the update is never revealed."""
     current = _task(ctx, task)
     if round != current.round:
         raise WrongRound(f"task {task} is in round {current.round}")
@@ -382,9 +254,9 @@ def reveal_update(ctx: BlockContext, origin: AccountId, task: codec.U64, round: 
 @pallet.call(3, weight=lambda reports: 50_000 + 20_000 * sum(len(r.scores) for r in reports),
              origin=ORIGIN_INHERENT)
 def report_useful_work(ctx: BlockContext, origin: None, reports: tuple[RoundReport, ...]) -> None:
-    """The block author's measurements of the rounds whose reveal window closed (inherent)."""
+    """The block author's measurements of the rounds whose subset seed is known (inherent)."""
     for report in reports:
-        _close_round(ctx, report)
+        close_round(ctx, report)
 
 
 @pallet.call(4, weight=SUBMIT_WEIGHT)
@@ -400,138 +272,29 @@ def claim_rewards(ctx: BlockContext, origin: AccountId) -> None:
 
 @pallet.call(5, weight=TASK_WEIGHT)
 def cancel_task(ctx: BlockContext, origin: AccountId, task: codec.U64) -> None:
-    """End a task early: the unspent pool and this round's bonds are returned."""
+    """End a task early. A round nobody committed to ends now and the whole unspent pool comes back; a
+    round that trainers entered finishes and pays as if no cancel had happened (its revealed updates are
+    public, so the creator cannot take them for free), and only the other rounds' pool comes back now.
+    A round that can no longer be reported (its seed left the randomness history) ends now, bonds returned."""
     current = _task(ctx, task)
     if current.creator != origin:
         raise NotCreator()
-    for who in Committers.get(ctx.state, (task, current.round)):
-        balances.unreserve(ctx, who, current.config.bond)
-    _end_task(ctx, task, current, cancelled=True)
-
-
-# --- round close ------------------------------------------------------------------
-
-
-def _check_score(score: Score | None, what: str) -> None:
-    if score is not None and (score.accuracy_ppm > 1_000_000 or score.loss_ppm > MAX_LOSS_PPM):
-        raise BadReport(f"{what}: accuracy is at most 1000000 ppm and loss at most {MAX_LOSS_PPM} ppm")
-
-
-def _check_report(task: Task, report: RoundReport, revealed: tuple[bytes, ...]) -> list[bytes]:
-    """Raise `BadReport` unless the report is complete and consistent; the accepted updates' hashes."""
-    if sorted(s.update for s in report.scores) != sorted(revealed):
-        raise BadReport("the report must score every revealed update exactly once")
-    _check_score(report.base, "base")
-    _check_score(report.candidate, "candidate")
-    _check_score(report.new_model_score, "new model")
-    sound = [s for s in report.scores if s.status == UPDATE_OK]
-    for s in report.scores:
-        if s.status not in (UPDATE_OK, UPDATE_MISSING, UPDATE_MALFORMED):
-            raise BadReport(f"update 0x{bytes(s.update).hex()} has an unknown status {s.status}")
-        if (s.without is None) == (s.status == UPDATE_OK):
-            raise BadReport("sound updates carry the score of the aggregate without them, unusable ones do not")
-        _check_score(s.without, "update")
-    if (report.candidate is None) != (not sound):
-        raise BadReport("the candidate aggregate is scored exactly when some update is sound")
-    if len(sound) == 1 and sound[0].without != report.base:
-        raise BadReport("a round's only sound update is measured against the base model")
-    accepted = accepted_updates(task.config, report.candidate, report.scores)
-    has_model = report.new_model is not None
-    if bool(accepted) != has_model or has_model != (report.new_model_score is not None):
-        raise BadReport("the new model and its score are reported exactly when some update is accepted")
-    if len(accepted) == len(sound) and accepted and report.new_model_score != report.candidate:
-        raise BadReport("when every sound update is accepted the new model is the candidate")
-    return accepted
-
-
-def _close_round(ctx: BlockContext, report: RoundReport) -> None:
-    """Check first (the report is complete and consistent), then mutate, then emit."""
-    task = _task(ctx, report.task)
-    if report.round != task.round:
-        raise BadReport(f"task {report.task} is in round {task.round}, the report is for {report.round}")
-    _, reveal_end, seed_block = round_windows(task)
-    if ctx.number < reveal_end:
-        raise BadReport("the reveal window of this round is still open")
-    if report.subset_seed != system.BlockHashes.get(ctx.state, seed_block):
-        raise BadReport("the held-out subset seed is not the hash of the block that closed the commit window")
-    key = (report.task, report.round)
-    revealed = RoundReveals.get(ctx.state, key)
-    accepted = _check_report(task, report, revealed)
-    metric = task.config.metric
-    adopted = bool(accepted) and metric_value(metric, report.new_model_score) > metric_value(metric, report.base)
-    gains = contributions(metric, report.candidate, report.scores)
-    rewarded = {update: gains[update] for update in accepted} if adopted else {}
-
-    rewards, validator_rewards = _split_rewards(ctx, task, rewarded)
-    paid = sum(rewards.values()) + sum(validator_rewards.values())
-    if paid:
-        balances.unreserve(ctx, task.creator, paid)
-        balances.do_transfer(ctx, task.creator, POT_ACCOUNT, paid, keep_alive=False)
-    reveals = {h: Reveals.get(ctx.state, (report.task, report.round, h)) for h in revealed}
-    for score in report.scores:
-        reveal = reveals[score.update]
-        reward = rewards.get(score.update, 0)
-        if score.status == UPDATE_OK:
-            balances.unreserve(ctx, reveal.submitter, task.config.bond)
-        else:
-            burned = balances.slash_reserved(ctx, reveal.submitter, task.config.bond)
-            ctx.deposit_event(BondSlashed(report.task, reveal.submitter, burned))
-        contribution = max(gains.get(score.update, 0), 0)
-        is_accepted = score.update in rewarded
-        Updates.insert(ctx.state, (report.task, report.round, score.update),
-                       UpdateRecord(reveal.submitter, score.status, score.without, contribution, is_accepted, reward,
-                                    reveal.data_commitment, reveal.num_samples))
-        if reward:
-            _accrue(ctx, reveal.submitter, reward)
-        ctx.deposit_event(UpdateScored(report.task, report.round, score.update, contribution, is_accepted, reward))
-    revealers = {reveal.submitter for reveal in reveals.values()}
-    for who in Committers.get(ctx.state, key):
-        if who not in revealers:  # committed but never revealed: the bond comes back, nothing else
-            balances.unreserve(ctx, who, task.config.bond)
-    for validator, share in validator_rewards.items():
-        _accrue(ctx, validator, share)
-    model, score = task.model, task.model_score
-    if adopted:
-        model, score = report.new_model, report.new_model_score
-        contributors = tuple(reveals[update].submitter for update in sorted(rewarded))
-        ModelVersions.insert(ctx.state, key, ModelVersion(model, score, report.round, contributors))
-    Rounds.insert(ctx.state, key, RoundSummary(ctx.number, report.subset_seed, report.base, report.candidate, model,
-                                               report.new_model_score if adopted else None, adopted, len(revealed),
-                                               len(rewarded), paid))
-    ctx.deposit_event(RoundClosed(report.task, report.round, model, adopted, paid))
-    next_task = Task(task.creator, task.config, task.round + 1, ctx.number + 1, model, score,
-                     task.remaining_pool - paid, STATUS_ACTIVE)
-    if next_task.round >= task.config.rounds:
-        _end_task(ctx, report.task, next_task, cancelled=False)
-    else:
-        Tasks.insert(ctx.state, report.task, next_task)
-
-
-def _split_rewards(ctx: BlockContext, task: Task, gains: dict[bytes, int]) -> tuple[dict[bytes, int], dict[bytes, int]]:
-    """(update hash -> reward, validator -> share) of one round. Rewards follow the contributions
-    (all positive); integer division leftovers stay in the creator's pool."""
-    if not gains:
-        return {}, {}
-    pot = min(task.config.reward_per_round, task.remaining_pool)
-    validator_pot = pot * VALIDATOR_SHARE_PPM // 1_000_000
-    trainer_pot = pot - validator_pot
-    total = sum(gains.values())
-    rewards = {update: trainer_pot * gain // total for update, gain in gains.items()}
-    validator_set = [v.account for v in validators.Validators.get(ctx.state)]
-    each = validator_pot // len(validator_set) if validator_set else 0
-    return rewards, ({account: each for account in validator_set} if each else {})
-
-
-def _accrue(ctx: BlockContext, who: AccountId, amount: int) -> None:
-    Accrued.insert(ctx.state, who, Accrued.get(ctx.state, who) + amount)
-    Earned.insert(ctx.state, who, Earned.get(ctx.state, who) + amount)
-
-
-def _end_task(ctx: BlockContext, task_id: int, task: Task, *, cancelled: bool) -> None:
-    refund = task.remaining_pool
+    committers = Committers.get(ctx.state, (task, current.round))
+    seed_block = round_windows(current)[2]
+    # a round nobody reported while its seed was kept can never be measured: it ends with the task
+    expired = ctx.number > seed_block and randomness.History.get(ctx.state, seed_block) is None
+    if not committers or expired:
+        for who in committers:
+            balances.unreserve(ctx, who, current.config.bond)
+        end_task(ctx, task, Task(current.creator, current.config, current.round, current.round_start,
+                                 current.model, current.model_score, current.remaining_pool, STATUS_ACTIVE, True))
+        return
+    if current.cancelled:
+        raise TaskNotActive(f"task {task} is already cancelled; round {current.round} is its last")
+    kept = min(current.config.reward_per_round, current.remaining_pool)
+    refund = current.remaining_pool - kept
     if refund:
-        balances.unreserve(ctx, task.creator, refund)
-    Tasks.insert(ctx.state, task_id, Task(task.creator, task.config, task.round, task.round_start, task.model,
-                                          task.model_score, 0,
-                                          STATUS_CANCELLED if cancelled else STATUS_FINISHED))
-    ctx.deposit_event(TaskEnded(task_id, refund, cancelled))
+        balances.unreserve(ctx, origin, refund)
+    Tasks.insert(ctx.state, task, Task(current.creator, current.config, current.round, current.round_start,
+                                       current.model, current.model_score, kept, STATUS_ACTIVE, True))
+    ctx.deposit_event(CancelScheduled(task, current.round, refund))

@@ -1,6 +1,7 @@
 """training's types and pure rules: what the pallet stores, and the arithmetic that the runtime,
-the block author and every verifying validator must share (runtime/pallets/training.py has the calls,
-storage, events and errors; consensus/useful_work/rounds.py measures what these rules read).
+the block author and every verifying validator must share (training.py has the calls and hooks,
+training_storage.py the storage, events and errors, training_rewards.py the round close;
+consensus/useful_work/rounds.py measures what these rules read).
 """
 
 from __future__ import annotations
@@ -21,9 +22,24 @@ AGGREGATIONS = {0: "fedavg", 1: "trimmed_mean", 2: "median"}
 METRIC_LOSS, METRIC_ACCURACY = 0, 1
 METRICS = {METRIC_LOSS: "loss", METRIC_ACCURACY: "accuracy"}  # what contributions are measured in
 MAX_LOSS_PPM = 10**12
+# Published losses are multiples of this (0.0001 nats): what validators can check (the genesis loss
+# tolerance is 100 ppm) and no finer, so that a round's report tells a prober no more about the
+# held-out set than the chain's own decisions need. Coarser would move those decisions: acceptance
+# reads differences of these numbers against thresholds of a few hundred ppm (a 1000 ppm quantum let
+# a lucky noise update pass the relative bar in the demo). Accuracies are counts of a subset already.
+LOSS_QUANTUM_PPM = 100
 MAX_SUBSET = 1 << 20
 STATUS_ACTIVE, STATUS_FINISHED, STATUS_CANCELLED = 0, 1, 2
-UPDATE_OK, UPDATE_MISSING, UPDATE_MALFORMED = 0, 1, 2
+UPDATE_OK, UPDATE_MISSING, UPDATE_MALFORMED, UPDATE_COPY = 0, 1, 2, 3
+UPDATE_STATUSES = (UPDATE_OK, UPDATE_MISSING, UPDATE_MALFORMED, UPDATE_COPY)
+# Every block of a round, from its start to its seed block, must still be in the nodes' state
+# pruning window (storage.chainstore.DEFAULT_PRUNING, 256) when the round is reported: the commit and
+# reveal windows together are at most MAX_WINDOW_BLOCKS, and the report is due SEED_DELAY_BLOCKS later.
+SEED_DELAY_BLOCKS = 1
+MAX_WINDOW_BLOCKS = 256 - SEED_DELAY_BLOCKS
+DEFAULT_MAX_SAMPLES = 10_000  # a task's default cap on one update's aggregation weight
+DEFAULT_MAX_SHARE_PPM = 500_000  # ... and on its share of the round's weight
+DEFAULT_COPY_DISTANCE_PPM = 50_000  # an update within 5% (sine of the angle) of an earlier one is a copy
 TASK_WEIGHT = 200_000
 SUBMIT_WEIGHT = 100_000
 
@@ -60,6 +76,25 @@ class TaskConfig:
     bond: Balance
     aggregation: codec.U8
     trim: codec.U8  # updates dropped at each end by trimmed_mean
+    # what a declared sample count can buy: an update's fedavg weight is min(num_samples, max_samples),
+    # lowered further so that no update holds more than max_share_ppm of the round's weight
+    # (aggregation_weights); max_samples is bounded by the genesis TrainingLimits
+    max_samples: codec.U32 = DEFAULT_MAX_SAMPLES
+    max_share_ppm: PartsPerMillion = DEFAULT_MAX_SHARE_PPM
+    # an update whose direction is within this sine (ppm) of an update revealed earlier in the task, or
+    # of an earlier public model step, is refused as a copy (consensus/useful_work/similarity.py)
+    copy_distance_ppm: PartsPerMillion = DEFAULT_COPY_DISTANCE_PPM
+
+
+@dataclass(frozen=True)
+class TrainingLimits:
+    """The chain's bounds on every task (genesis `training`, else the defaults below)."""
+
+    min_commit_bond: Balance  # Sybil commits that fill a round cost this much each, forfeited if unrevealed
+    max_samples_per_update: codec.U32  # the largest per-task cap on an update's aggregation weight
+
+
+DEFAULT_LIMITS = TrainingLimits(min_commit_bond=10**11, max_samples_per_update=1_000_000)
 
 
 @dataclass(frozen=True)
@@ -80,6 +115,7 @@ class Task:
     model_score: Score | None  # measured on the subset of the round that produced it
     remaining_pool: Balance
     status: codec.U8
+    cancelled: bool = False  # the creator cancelled during this round: it is the last, and is paid in full
 
 
 @dataclass(frozen=True)
@@ -92,7 +128,7 @@ class Reveal:
 @dataclass(frozen=True)
 class UpdateScore:
     update: Hash
-    status: codec.U8  # UPDATE_OK, or why the update could not be used
+    status: codec.U8  # UPDATE_OK, or why the update could not be used (UPDATE_COPY: a near-copy)
     without: Score | None  # sound updates: the aggregate of the round's other sound updates
 
 
@@ -154,9 +190,50 @@ def update_commitment(update: bytes, submitter: bytes, salt: bytes) -> bytes:
 
 
 def round_windows(task: Task) -> tuple[int, int, int]:
-    """(commit end, reveal end = report start, subset seed block) of the task's current round."""
+    """(commit end, reveal end, subset seed block) of the task's current round. The seed is the
+    randomness accumulator after the seed block (runtime/pallets/randomness.py), the first block past
+    the reveal window: nobody knows it while reveals are open. The report is due after it."""
     commit_end = task.round_start + task.config.commit_blocks
-    return commit_end, commit_end + task.config.reveal_blocks, commit_end
+    reveal_end = commit_end + task.config.reveal_blocks
+    return commit_end, reveal_end, reveal_end + SEED_DELAY_BLOCKS - 1
+
+
+def report_start(task: Task) -> int:
+    """The first block that may carry the report of the task's current round."""
+    return round_windows(task)[2] + 1
+
+
+def aggregation_weights(config: TaskConfig, samples: list[int]) -> list[int]:
+    """The fedavg weights of updates that declare `samples`: each min(samples, max_samples), then all
+    capped at the largest T with T <= max_share x sum(min(weight, T)), so that no update holds more
+    than max_share_ppm of the total (when the updates are too few for that, all weigh the same).
+
+    sum(min(weight, T)) is concave in T, so the T that fit form one interval [1, T*]: bisection finds
+    T*. Declaring more samples than the cap buys nothing, and a weight past T* buys nothing either."""
+    capped = [max(1, min(count, config.max_samples)) for count in samples]
+    if len(capped) < 2:
+        return capped
+
+    def fits(limit: int) -> bool:
+        return limit * 1_000_000 <= config.max_share_ppm * sum(min(weight, limit) for weight in capped)
+
+    low, high = 1, max(capped)
+    if fits(high):
+        return capped
+    if not fits(low):
+        return [1] * len(capped)
+    while high - low > 1:  # invariant: fits(low), not fits(high)
+        middle = (low + high) // 2
+        if fits(middle):
+            low = middle
+        else:
+            high = middle
+    return [min(weight, low) for weight in capped]
+
+
+def quantize_loss(loss_ppm: int) -> int:
+    """A measured loss as the chain publishes it: the nearest multiple of LOSS_QUANTUM_PPM (halves up)."""
+    return min((loss_ppm + LOSS_QUANTUM_PPM // 2) // LOSS_QUANTUM_PPM * LOSS_QUANTUM_PPM, MAX_LOSS_PPM)
 
 
 def metric_value(metric: int, score: Score) -> int:

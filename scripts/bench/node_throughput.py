@@ -81,7 +81,7 @@ async def run(seconds: float, account_count: int, rate_guess: int, base: Path) -
     included = [0]
 
     def on_block(block, how):
-        included[0] += len(block.extrinsics) - 1
+        included[0] += sum(1 for extrinsic in block.extrinsics if extrinsic.signed is not None)  # inherents aside
     chain.block_listeners.append(on_block)
 
     stop = asyncio.Event()

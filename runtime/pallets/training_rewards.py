@@ -1,0 +1,182 @@
+"""training's round close: check the author's report, then pay, refund and forfeit (what
+report_useful_work does for each round; the calls are in runtime/pallets/training.py).
+
+Where the money of a round goes, in order:
+
+    bonds       sound and unusable-but-honest updates: back to the trainer; missing or malformed
+                blobs: burned; never revealed, or refused as a near-copy: forfeited into the task's
+                pool, and this round's reward grows by that much
+    reward      min(reward_per_round + forfeited, remaining pool), moved from the creator's reserve
+                to the pot and split by contribution among the accepted updates (10% to validators),
+                only if the new model beats the base; integer leftovers stay in the pool
+    pool        what no round paid goes back to the creator when the task ends
+"""
+
+from __future__ import annotations
+
+from runtime.context import BlockContext
+from runtime.pallets import balances, randomness, validators
+from runtime.pallets.training_storage import (
+    Accrued, BadReport, BondForfeited, BondSlashed, Committers, Earned, ModelVersions, Reveals, RoundClosed,
+    RoundReveals, Rounds, TaskEnded, TaskNotActive, Tasks, UnknownTask, Updates, UpdateScored,
+)
+from runtime.pallets.training_types import (
+    LOSS_QUANTUM_PPM, MAX_LOSS_PPM, POT_ACCOUNT, STATUS_ACTIVE, STATUS_CANCELLED, STATUS_FINISHED, UPDATE_COPY,
+    UPDATE_OK,
+    UPDATE_STATUSES, VALIDATOR_SHARE_PPM, ModelVersion, RoundReport, RoundSummary, Score, Task, UpdateRecord,
+    accepted_updates, contributions, metric_value, round_windows,
+)
+from runtime.types import AccountId
+
+
+def close_round(ctx: BlockContext, report: RoundReport) -> None:
+    """Check first (the report is complete and consistent), then mutate, then emit."""
+    task = Tasks.get(ctx.state, report.task)
+    if task is None:
+        raise UnknownTask(f"no task {report.task}")
+    if task.status != STATUS_ACTIVE:
+        raise TaskNotActive(f"task {report.task} is not active")
+    if report.round != task.round:
+        raise BadReport(f"task {report.task} is in round {task.round}, the report is for {report.round}")
+    seed_block = round_windows(task)[2]
+    if ctx.number <= seed_block:
+        raise BadReport("the round's subset seed is not known yet (the reveal window is open or just closed)")
+    seed = randomness.History.get(ctx.state, seed_block)
+    if seed is None or report.subset_seed != seed:
+        raise BadReport(f"the held-out subset seed is not the randomness after block {seed_block}")
+    key = (report.task, report.round)
+    revealed = RoundReveals.get(ctx.state, key)
+    accepted = check_report(task, report, revealed)
+    metric = task.config.metric
+    adopted = bool(accepted) and metric_value(metric, report.new_model_score) > metric_value(metric, report.base)
+    gains = contributions(metric, report.candidate, report.scores)
+    rewarded = {update: gains[update] for update in accepted} if adopted else {}
+    reveals = {h: Reveals.get(ctx.state, (report.task, report.round, h)) for h in revealed}
+
+    forfeited = _settle_bonds(ctx, task, report, reveals)
+    pool = task.remaining_pool + forfeited
+    rewards, validator_rewards = split_rewards(ctx, task, min(task.config.reward_per_round + forfeited, pool),
+                                               rewarded)
+    paid = sum(rewards.values()) + sum(validator_rewards.values())
+    if paid:
+        balances.unreserve(ctx, task.creator, paid)
+        balances.do_transfer(ctx, task.creator, POT_ACCOUNT, paid, keep_alive=False)
+    for score in report.scores:
+        reveal = reveals[score.update]
+        reward = rewards.get(score.update, 0)
+        contribution = max(gains.get(score.update, 0), 0)
+        is_accepted = score.update in rewarded
+        Updates.insert(ctx.state, (report.task, report.round, score.update),
+                       UpdateRecord(reveal.submitter, score.status, score.without, contribution, is_accepted, reward,
+                                    reveal.data_commitment, reveal.num_samples))
+        if reward:
+            accrue(ctx, reveal.submitter, reward)
+        ctx.deposit_event(UpdateScored(report.task, report.round, score.update, contribution, is_accepted, reward))
+    for validator, share in validator_rewards.items():
+        accrue(ctx, validator, share)
+    model, score = task.model, task.model_score
+    if adopted:
+        model, score = report.new_model, report.new_model_score
+        contributors = tuple(reveals[update].submitter for update in sorted(rewarded))
+        ModelVersions.insert(ctx.state, key, ModelVersion(model, score, report.round, contributors))
+    Rounds.insert(ctx.state, key, RoundSummary(ctx.number, report.subset_seed, report.base, report.candidate, model,
+                                               report.new_model_score if adopted else None, adopted, len(revealed),
+                                               len(rewarded), paid))
+    ctx.deposit_event(RoundClosed(report.task, report.round, model, adopted, paid))
+    next_task = Task(task.creator, task.config, task.round + 1, ctx.number + 1, model, score, pool - paid,
+                     STATUS_ACTIVE, task.cancelled)
+    if next_task.round >= task.config.rounds or task.cancelled:
+        end_task(ctx, report.task, next_task)
+    else:
+        Tasks.insert(ctx.state, report.task, next_task)
+
+
+def _settle_bonds(ctx: BlockContext, task: Task, report: RoundReport, reveals: dict) -> int:
+    """Return, burn or forfeit every bond of the round; what was forfeited (now in the creator's reserve)."""
+    bond, forfeited = task.config.bond, 0
+    for score in report.scores:
+        who = reveals[score.update].submitter
+        if score.status == UPDATE_OK:
+            balances.unreserve(ctx, who, bond)
+        elif score.status == UPDATE_COPY:
+            forfeited += _forfeit(ctx, task, report, who)
+        else:
+            burned = balances.slash_reserved(ctx, who, bond)
+            ctx.deposit_event(BondSlashed(report.task, who, burned))
+    revealers = {reveal.submitter for reveal in reveals.values()}
+    for who in Committers.get(ctx.state, (report.task, report.round)):
+        if who not in revealers:  # committed and never revealed: a commit slot held for nothing
+            forfeited += _forfeit(ctx, task, report, who)
+    return forfeited
+
+
+def _forfeit(ctx: BlockContext, task: Task, report: RoundReport, who: AccountId) -> int:
+    moved = balances.repatriate_reserved(ctx, who, task.creator, task.config.bond)
+    ctx.deposit_event(BondForfeited(report.task, report.round, who, moved))
+    return moved
+
+
+def _check_score(score: Score | None, what: str) -> None:
+    if score is not None and (score.accuracy_ppm > 1_000_000 or score.loss_ppm > MAX_LOSS_PPM):
+        raise BadReport(f"{what}: accuracy is at most 1000000 ppm and loss at most {MAX_LOSS_PPM} ppm")
+    if score is not None and score.loss_ppm % LOSS_QUANTUM_PPM:
+        raise BadReport(f"{what}: losses are published in multiples of {LOSS_QUANTUM_PPM} ppm, no finer")
+
+
+def check_report(task: Task, report: RoundReport, revealed: tuple[bytes, ...]) -> list[bytes]:
+    """Raise `BadReport` unless the report is complete and consistent; the accepted updates' hashes.
+
+    The candidate weighs every sound update the same (leave-one-out must not read declared sample
+    counts) and the new model by `aggregation_weights`, so the two differ even when all are accepted."""
+    if sorted(s.update for s in report.scores) != sorted(revealed):
+        raise BadReport("the report must score every revealed update exactly once")
+    _check_score(report.base, "base")
+    _check_score(report.candidate, "candidate")
+    _check_score(report.new_model_score, "new model")
+    sound = [s for s in report.scores if s.status == UPDATE_OK]
+    for s in report.scores:
+        if s.status not in UPDATE_STATUSES:
+            raise BadReport(f"update 0x{bytes(s.update).hex()} has an unknown status {s.status}")
+        if (s.without is None) == (s.status == UPDATE_OK):
+            raise BadReport("sound updates carry the score of the aggregate without them, unusable ones do not")
+        _check_score(s.without, "update")
+    if (report.candidate is None) != (not sound):
+        raise BadReport("the candidate aggregate is scored exactly when some update is sound")
+    if len(sound) == 1 and sound[0].without != report.base:
+        raise BadReport("a round's only sound update is measured against the base model")
+    accepted = accepted_updates(task.config, report.candidate, report.scores)
+    has_model = report.new_model is not None
+    if bool(accepted) != has_model or has_model != (report.new_model_score is not None):
+        raise BadReport("the new model and its score are reported exactly when some update is accepted")
+    return accepted
+
+
+def split_rewards(ctx: BlockContext, task: Task, pot: int,
+                  gains: dict[bytes, int]) -> tuple[dict[bytes, int], dict[bytes, int]]:
+    """(update hash -> reward, validator -> share) of a round paying `pot`. Rewards follow the
+    contributions (all positive); integer division leftovers stay in the creator's pool."""
+    if not gains:
+        return {}, {}
+    validator_pot = pot * VALIDATOR_SHARE_PPM // 1_000_000
+    trainer_pot = pot - validator_pot
+    total = sum(gains.values())
+    rewards = {update: trainer_pot * gain // total for update, gain in gains.items()}
+    validator_set = [v.account for v in validators.Validators.get(ctx.state)]
+    each = validator_pot // len(validator_set) if validator_set else 0
+    return rewards, ({account: each for account in validator_set} if each else {})
+
+
+def accrue(ctx: BlockContext, who: AccountId, amount: int) -> None:
+    """Rewards accrue in the pot (which is never reaped), however small: claimable once worth an account."""
+    Accrued.insert(ctx.state, who, Accrued.get(ctx.state, who) + amount)
+    Earned.insert(ctx.state, who, Earned.get(ctx.state, who) + amount)
+
+
+def end_task(ctx: BlockContext, task_id: int, task: Task) -> None:
+    refund = task.remaining_pool
+    if refund:
+        balances.unreserve(ctx, task.creator, refund)
+    Tasks.insert(ctx.state, task_id, Task(task.creator, task.config, task.round, task.round_start, task.model,
+                                          task.model_score, 0,
+                                          STATUS_CANCELLED if task.cancelled else STATUS_FINISHED, task.cancelled))
+    ctx.deposit_event(TaskEnded(task_id, refund, task.cancelled))
