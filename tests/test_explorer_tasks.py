@@ -65,14 +65,14 @@ def finished(node, data):
 
 @pytest.fixture(scope="module")
 def active(node, data, finished):
-    """Task 1 (after task 0): round 0 stays open for 300 blocks, with one update revealed. (task id, its trainer)"""
+    """Task 1 (after task 0): round 0 stays open for 200 blocks, with one update revealed. (task id, its trainer)"""
     split, shards = data
     alice = ChainAccount(node.client, ALICE)
     key = crypto.keypair_from_uri("//ExplorerPending")
     alice.send(balances.transfer(key.public, 1000 * GRAD))
     task_id = publish_task(alice, SPEC, state_of(build_model(SPEC, 0)), split.held_out_features,
                            split.held_out_labels, TaskOptions(reward_per_round=20_000 * GRAD, rounds=3,
-                                                              commit_blocks=6, reveal_blocks=300))
+                                                              commit_blocks=6, reveal_blocks=200))
     stop, threads = threading.Event(), ThreadRunner()
     threads.start(trainer(node, key, task_id, shards[0]).run, stop)
     try:

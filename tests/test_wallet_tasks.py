@@ -82,7 +82,7 @@ def created(run, node, files):
                         str(files / "passphrase"), *create_args(files, "--seed", "7", "--aggregation",
                                                                 "trimmed_mean", "--trim", "1", "--bond", "2 GRAD",
                                                                 "--subset", "128", "--max-update-norm", "4.5",
-                                                                "--commit-blocks", "600")])
+                                                                "--commit-blocks", "200")])
     assert code == 0
     after = node.client.account(address(CHARLIE.public))
     tasks = node.client.call("training_tasks")
@@ -99,7 +99,7 @@ def test_create_puts_the_task_on_chain_with_its_config_and_reserves_the_pool(nod
     config = task["config"]
     assert unhex(task["creator"]) == CHARLIE.public and task["status"] == training.STATUS_ACTIVE
     assert config["spec"] == {"architecture": "mlp", "params": [64, 64, 10]}
-    assert (config["rounds"], config["commit_blocks"], config["reveal_blocks"]) == (3, 600, 2)
+    assert (config["rounds"], config["commit_blocks"], config["reveal_blocks"]) == (3, 200, 2)
     assert int(config["reward_per_round"]) == 100 * GRAD and int(config["bond"]) == 2 * GRAD
     assert training.AGGREGATIONS[config["aggregation"]] == "trimmed_mean" and config["trim"] == 1
     assert training.METRICS[config["metric"]] == "loss" and (config["min_improvement_ppm"], config["min_relative_ppm"]) == (500, 300_000)
