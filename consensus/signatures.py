@@ -54,11 +54,11 @@ class Ancestry:
         return self._known.get(number)
 
 
-def timed_first_failure(checks: list[Check]) -> tuple[int, float, float]:
-    """first_failure, and the seconds it took (the worker's side, for balancing) and its CPU seconds."""
-    started, cpu_started = time.perf_counter(), time.thread_time()
+def timed_first_failure(checks: list[Check]) -> tuple[int, float]:
+    """first_failure, and the CPU seconds it took (the worker's side, for balancing)."""
+    started = time.thread_time()
     failed = first_failure(checks)
-    return failed, time.perf_counter() - started, time.thread_time() - cpu_started
+    return failed, time.thread_time() - started
 
 
 @dataclass
@@ -71,11 +71,10 @@ class SharedChecks:
     owner: "SignatureVerifier"
 
     def first_failure(self) -> int:
-        entered = time.perf_counter()
+        entered = time.thread_time()
         here = first_failure(self.checks[self.split:])
-        verified = time.perf_counter()
-        there, worker_seconds, worker_cpu = self.future.result()
-        self.owner.worker_cpu_seconds += worker_cpu
+        verified = time.thread_time()
+        there, worker_seconds = self.future.result()
         self.owner.balance(len(self.checks) - self.split, verified - entered, self.split, worker_seconds, entered)
         if there >= 0:
             return there
@@ -88,17 +87,19 @@ class SignatureVerifier:
     The share balances the two sides: this process also executes and commits each
     block (`other` seconds between two signature stages), so the worker takes
     share = (n c_here + other) / (n (c_here + c_worker)) of a block's n checks,
-    with c the measured seconds per check on each side (smoothed over blocks).
+    with c the measured seconds per check on each side (smoothed over blocks). All
+    are CPU seconds of the thread that does the work: on two free cores that is the
+    wall time, and on a busy machine it does not mistake being descheduled for work.
     """
 
     MIN_SHARE, MAX_SHARE = 0.3, 1.0
 
-    def __init__(self, share: float = 0.75) -> None:
+    def __init__(self, share: float = 0.9) -> None:  # executing a block of transfers costs less than its checks
         # spawn: a fork of a process holding LevelDB handles and threads is not safe
         self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
         self._pool.submit(first_failure, []).result()  # start it now, not inside the first block's time
         self.share = share
-        self._left_stage: float | None = None  # when this side last left a signature stage
+        self._left_stage: float | None = None  # this thread's CPU clock when it last left a signature stage
         self.worker_cpu_seconds = 0.0  # CPU time the worker spent verifying, in all
 
     def submit(self, checks: list[Check]) -> SharedChecks:
@@ -107,15 +108,16 @@ class SignatureVerifier:
 
     def balance(self, here_count: int, here_seconds: float, worker_count: int, worker_seconds: float,
                 entered: float) -> None:
+        self.worker_cpu_seconds += worker_seconds
         other = 0.0 if self._left_stage is None else entered - self._left_stage
-        self._left_stage = time.perf_counter()
+        self._left_stage = time.thread_time()
         if here_count < 16 or worker_count < 16:  # too few to measure: nudge toward the side that waited less
             self.share = min(self.MAX_SHARE, max(self.MIN_SHARE, self.share + (0.05 if here_count < 16 else -0.05)))
             return
         per_check_here, per_check_worker = here_seconds / here_count, worker_seconds / worker_count
         n = here_count + worker_count
         target = (n * per_check_here + other) / (n * (per_check_here + per_check_worker))
-        self.share = min(self.MAX_SHARE, max(self.MIN_SHARE, (self.share + target) / 2))
+        self.share = min(self.MAX_SHARE, max(self.MIN_SHARE, 0.3 * self.share + 0.7 * target))
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

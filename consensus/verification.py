@@ -9,13 +9,14 @@ The verdict comes back to the chain thread (`deliver`) and is written, with the
 head it moves, by ImportQueue.set_status:
 
     a mismatch                                     -> disputed (the reasons)
-    a blob it needs is absent here                 -> unverifiable (the blobs, since the best number)
+    a blob it needs is absent here                 -> unverifiable (the blobs, since the highest block seen)
     not checked before the deadline / a checker bug -> stays pending (checked again at restart)
     otherwise                                      -> verified (rounds it has no key for are listed)
 
 An unverifiable block is checked again when its missing blobs arrive (`blob_arrived`,
-which networking calls), and becomes disputed ("data unavailable") once the best
-chain is `deadline_blocks` past `since` (`expire`, after every new block).
+which networking calls), and becomes disputed ("data unavailable") once the chain
+(the highest block seen, which goes on even where this node's best cannot) is
+`deadline_blocks` past `since` (`expire`, after every new block).
 
 `RoundMeasurements` is the author's side: once a round's reveal window has closed it
 measures the round on the same worker, and authorship takes the finished reports
@@ -181,6 +182,7 @@ class UsefulWorkCheck:
 
     def resume(self) -> int:
         """After a restart: check every pending block again; remember the unverifiable ones."""
+        self.highest = max(self.highest, self.store.best_header().number)
         resumed = 0
         for block_hash in self.store.waiting_blocks():
             status = self.store.verification_status(block_hash)
@@ -216,13 +218,13 @@ class UsefulWorkCheck:
 
         `number`: the highest block this node has seen (the chain goes on beyond an excluded block
         even when this node's best cannot)."""
-        self.highest = best_number = max(self.highest, number)
+        self.highest = highest = max(self.highest, number)
         expired = []
         for block_hash, status in list(self._unverifiable.items()):
-            if best_number < status.since + self.deadline_blocks:
+            if highest < status.since + self.deadline_blocks:
                 continue
             reasons = (f"{DATA_UNAVAILABLE}: " + ", ".join("0x" + m.hex() for m in status.missing)
-                       + f" still missing {best_number - status.since} blocks after block #{status.since}",)
+                       + f" still missing {highest - status.since} blocks after block #{status.since}",)
             self.set_status(block_hash, VerificationStatus(DISPUTED, reasons, status.missing, status.since,
                                                            status.unchecked))
             expired.append(block_hash)

@@ -313,6 +313,10 @@ class ChainService(Service):
                                             retracted=retracted if index == 0 else ())
             if not moved.enacted:  # back to an ancestor: only the retracted transactions return
                 self.pool.on_block_imported(number=moved.new_best.number, included=[], retracted=retracted)
+            try:  # a verdict can move the head with no new block: the indexes follow it here
+                self.indexer.follow_best()
+            except Exception:
+                log.exception("indexing failed after a re-org", best=moved.new_best.number)
         self._collect_blobs(moved.new_best)
         self._refresh_measurements()
 

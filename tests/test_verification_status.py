@@ -96,6 +96,7 @@ def test_a_blob_arriving_re_checks_the_block_and_it_becomes_verified_and_best(no
         lacking.close()
 
 
+@pytest.mark.slow
 def test_kill_9_between_commit_and_verdict_then_the_restart_verifies_the_block(nodes, tmp_path):
     author, follower = nodes
     report_block, blocks, _ = run_round(author, follower)
@@ -125,6 +126,7 @@ def test_kill_9_between_commit_and_verdict_then_the_restart_verifies_the_block(n
         restarted.close()
 
 
+@pytest.mark.slow
 def test_import_blocks_stops_at_a_falsified_report_with_exit_2_naming_it(nodes, tmp_path):
     author, follower = nodes
     report_block, blocks, _ = run_round(author, follower, tamper=inflate_first_score)
@@ -162,6 +164,7 @@ class SlowWork(RoundWork):
         return super().measure(inputs)
 
 
+@pytest.mark.slow
 def test_a_slow_verifier_never_costs_a_slot_and_reads_keep_answering(nodes, tmp_path):
     author, follower = nodes
     report_block, blocks, _ = run_round(author, follower)  # real blocks with a real report
