@@ -13,6 +13,7 @@ from collections import defaultdict
 from typing import Any, Callable
 
 from node.chain_service import ChainService
+from node.blob_admission import AdmissionLimits, BlobAdmission
 from node.indexer import IndexUnavailable
 from node.keystore import write_key_file
 from node.service import Service
@@ -244,10 +245,13 @@ class ChainFacade:
 
 
 class BlobEndpoints:
-    """What the RPC server's /blobs/ routes need: size limit, download, upload (on the chain thread)."""
+    """What the RPC server's /blobs/ routes need: size limit, download, upload through the node's
+    admission policy (node/blob_admission.py), on the chain thread."""
 
-    def __init__(self, chain: ChainService) -> None:
+    def __init__(self, chain: ChainService, limits: AdmissionLimits = AdmissionLimits()) -> None:
         self.chain = chain
+        self.limits = limits
+        self.admission: BlobAdmission | None = None  # made on first use: the chain opens after this
 
     @property
     def max_blob_bytes(self) -> int:
@@ -256,9 +260,14 @@ class BlobEndpoints:
     async def get(self, blob_hash: bytes) -> bytes | None:
         return await self.chain.call(self.chain.blobs.get, blob_hash)
 
-    async def put(self, blob_hash: bytes, data: bytes) -> bool:
+    async def put(self, blob_hash: bytes, data: bytes, uploader: tuple[bytes, bytes] | None = None) -> bool:
         def store() -> bool:
-            stored = self.chain.blobs.put(blob_hash, data, now_block=self.chain.store.best_header().number)
+            if self.admission is None:
+                self.admission = BlobAdmission(self.chain.blobs, genesis_hash=self.chain.store.genesis_hash,
+                                               limits=self.limits)
+            best = self.chain.store.best_header()
+            stored = self.admission.store(blob_hash, data, state=self.chain.store.state_view(best.hash),
+                                          best_hash=best.hash, best_number=best.number, uploader=uploader)
             self.chain.blob_arrived_now(blob_hash)  # a block may have waited for it (unverifiable)
             return stored
         return await self.chain.call(store)

@@ -149,10 +149,11 @@ class Client:
         return int(self.call("payment_queryInfo", "0x" + extrinsic.encoded.hex())["partialFee"])
 
     # --- blobs (binary bodies over HTTP, beside JSON-RPC on the same port)
-    def put_blob(self, data: bytes) -> bytes:
-        """Upload a blob; its blake2b-256 hash (the node checks it before storing anything)."""
+    def put_blob(self, data: bytes, *, headers: dict[str, str] | None = None) -> bytes:
+        """Upload a blob; its blake2b-256 hash (the node checks it before storing anything). A blob the
+        chain does not refer to yet needs the uploader's signature headers (runtime.uploads)."""
         blob_hash = _blake2b_256(data)
-        self._blob_request("PUT", blob_hash, data)
+        self._blob_request("PUT", blob_hash, data, headers)
         return blob_hash
 
     def get_blob(self, blob_hash: bytes) -> bytes | None:
@@ -162,10 +163,11 @@ class Client:
             raise RpcClientError(f"the node sent other bytes for blob 0x{blob_hash.hex()}")
         return data
 
-    def _blob_request(self, method: str, blob_hash: bytes, data: bytes | None) -> bytes | None:
+    def _blob_request(self, method: str, blob_hash: bytes, data: bytes | None,
+                      headers: dict[str, str] | None = None) -> bytes | None:
         url = f"{self.url.rstrip('/')}/blobs/0x{blob_hash.hex()}"
         request = urllib.request.Request(url, data=data, method=method,
-                                         headers={"Content-Type": "application/octet-stream"})
+                                         headers={"Content-Type": "application/octet-stream", **(headers or {})})
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 return response.read()

@@ -8,8 +8,16 @@ Contract with clients:
   NaN/Infinity, duplicate object keys, nesting deeper than MAX_NESTING, numbers
   over MAX_NUMBER_DIGITS digits and malformed JSON are -32700; a structurally
   wrong request is -32600; a body over the size limit is -32600 with HTTP 413.
+- HTTP answers only POSTs whose Content-Type is `application/json` (HTTP 415 and a
+  -32600 error otherwise): a browser sends a `text/plain` or form POST cross-site
+  without asking first (no CORS preflight), but never an `application/json` one.
 - Methods marked unsafe answer only to loopback clients unless the server was
-  started with `unsafe_methods=True` (`--rpc-methods unsafe`).
+  started with `unsafe_methods=True` (`--rpc-methods unsafe`). They also refuse a
+  request whose Host header is not a loopback name (a DNS-rebound page reaching
+  127.0.0.1 under its own name) unless the server listens on a non-loopback
+  address (`--rpc-external`), and one whose Origin header (sent by browsers, over
+  HTTP and when opening a WebSocket) is not allowed by `cors` (`--rpc-cors`).
+  Clients that are not browsers send no Origin and are unaffected.
 - WebSocket connections may hold up to `max_subscriptions` subscriptions; a
   client that does not read its notifications is disconnected (close code 1008,
   "too slow") once `max_buffered_notifications` are waiting, instead of the
@@ -28,10 +36,12 @@ from typing import Any, Awaitable, Callable
 import structlog
 from aiohttp import WSMsgType, web
 
+from rpc.access import (
+    JSON_CONTENT_TYPE, host_name_of, is_loopback_address, unsafe_call_refusal, uploader_from_headers,
+)
 from rpc.errors import (
     INTERNAL_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, PARSE_ERROR, UNSAFE_METHOD, RpcError,
 )
-
 from runtime.errors import GradchainError
 
 log = structlog.get_logger("rpc")
@@ -59,11 +69,19 @@ class Method:
 
 
 class CallContext:
-    """Who is calling: a loopback address or not, and (over WebSocket) the connection."""
+    """Who is calling: a loopback address or not, the Host and Origin it named, and (over
+    WebSocket) the connection."""
 
-    def __init__(self, remote: str | None, connection: "WsConnection | None") -> None:
+    def __init__(self, remote: str | None, connection: "WsConnection | None", *, host: str | None = None,
+                 origin: str | None = None) -> None:
         self.remote = remote
         self.connection = connection
+        self.host = host
+        self.origin = origin
+
+    @property
+    def host_name(self) -> str | None:
+        return host_name_of(self.host)
 
     @property
     def is_loopback(self) -> bool:
@@ -196,6 +214,8 @@ class RpcServer:
         self.limits = limits or RpcLimits()
         self.unsafe_methods = unsafe_methods
         self.cors = cors or []
+        # listening beyond loopback (--rpc-external): clients name the node by other host names
+        self.external = not is_loopback_address(host)
         self.methods: dict[str, Method] = {}
         self._runner: web.ServerRunner | None = None
         self._connections = 0
@@ -246,15 +266,33 @@ class RpcServer:
             return web.json_response(error_response(None, RpcError(INVALID_REQUEST, "unknown path")), status=404)
         return await self._entry(request)
 
+    def is_allowed_origin(self, origin: str) -> bool:
+        return "all" in self.cors or origin in self.cors
+
+    def _context(self, request: web.BaseRequest, connection: "WsConnection | None") -> CallContext:
+        return CallContext(request.remote, connection, host=request.headers.get("Host"),
+                           origin=request.headers.get("Origin"))
+
     def _cors_headers(self, request: web.Request) -> dict[str, str]:
         origin = request.headers.get("Origin")
-        if origin and ("all" in self.cors or origin in self.cors):
+        if origin and self.is_allowed_origin(origin):
             return {"Access-Control-Allow-Origin": origin, "Access-Control-Allow-Headers": "Content-Type",
                     "Access-Control-Allow-Methods": "POST, GET, OPTIONS"}
         return {}
 
     async def _blob(self, request: web.BaseRequest) -> web.StreamResponse:
-        """GET /blobs/0x<hash> downloads a blob; PUT uploads one, streamed, hash-checked before it is kept."""
+        """GET /blobs/0x<hash> downloads a blob; PUT uploads one, streamed, hash-checked before it is kept.
+        Both count against the connection limit; an upload passes the node's admission policy
+        (node/blob_admission.py: signed by an account unless the chain refers to the blob)."""
+        if self._connections >= self.limits.max_connections:
+            return web.json_response({"error": "too many connections", "code": "too_many_connections"}, status=503)
+        self._connections += 1
+        try:
+            return await self._blob_request(request)
+        finally:
+            self._connections -= 1
+
+    async def _blob_request(self, request: web.BaseRequest) -> web.StreamResponse:
         text = request.path[len("/blobs/"):]
         try:
             blob_hash = bytes.fromhex(text.removeprefix("0x"))
@@ -269,6 +307,10 @@ class RpcServer:
             return web.Response(body=data, content_type="application/octet-stream")
         if request.method != "PUT":
             return web.json_response({"error": "use GET or PUT"}, status=405)
+        try:
+            uploader = uploader_from_headers(request.headers)
+        except ValueError as exc:
+            return web.json_response({"error": str(exc), "code": "blob_upload_unsigned"}, status=401)
         limit = self.blobs.max_blob_bytes
         if request.content_length is not None and request.content_length > limit:
             return web.json_response({"error": f"a blob may be at most {limit} bytes"}, status=413)
@@ -285,10 +327,10 @@ class RpcServer:
             return web.json_response({"error": f"the body hashes to 0x{hasher.hexdigest()}, not 0x{blob_hash.hex()}"},
                                      status=400)
         try:
-            created = await self.blobs.put(blob_hash, b"".join(chunks))
+            created = await self.blobs.put(blob_hash, b"".join(chunks), uploader)
         except GradchainError as exc:
-            return web.json_response({"error": exc.message, "code": exc.code}, status=507 if
-                                     exc.code == "blob_store_full" else 400)
+            return web.json_response({"error": exc.message, "code": exc.code},
+                                     status=getattr(exc, "http_status", 400))
         return web.json_response({"hash": "0x" + blob_hash.hex(), "size": size, "created": created},
                                  status=201 if created else 200)
 
@@ -305,12 +347,17 @@ class RpcServer:
             if request.method != "POST":
                 return web.json_response(error_response(None, RpcError(INVALID_REQUEST, "use POST or WebSocket")),
                                          status=405)
+            if request.content_type != JSON_CONTENT_TYPE:
+                return web.json_response(error_response(None, RpcError(
+                    INVALID_REQUEST, f"Content-Type must be {JSON_CONTENT_TYPE}, not "
+                                     f"{request.headers.get('Content-Type') or 'none'}")),
+                    status=415, headers=self._cors_headers(request))
             try:
                 body = await request.read()
             except web.HTTPRequestEntityTooLarge:
                 return web.json_response(error_response(None, RpcError(
                     INVALID_REQUEST, f"request body over {self.limits.max_body_bytes} bytes")), status=413)
-            answer = await self.handle_body(body, CallContext(request.remote, None))
+            answer = await self.handle_body(body, self._context(request, None))
             if answer is None:
                 return web.Response(status=204, headers=self._cors_headers(request))
             return web.Response(text=answer, content_type="application/json", headers=self._cors_headers(request))
@@ -321,7 +368,7 @@ class RpcServer:
         socket = web.WebSocketResponse(max_msg_size=self.limits.max_body_bytes, heartbeat=30)
         await socket.prepare(request)
         connection = WsConnection(socket, self.limits)
-        context = CallContext(request.remote, connection)
+        context = self._context(request, connection)
         writer = asyncio.create_task(self._write_loop(connection))
         try:
             async for message in socket:
@@ -402,15 +449,23 @@ class RpcServer:
         method = self.methods.get(name)
         if method is None:
             raise RpcError(METHOD_NOT_FOUND, f"Method not found: {name}")
-        if method.unsafe and not self.unsafe_methods and not context.is_loopback:
-            raise RpcError(UNSAFE_METHOD, f"{name} is an unsafe method; it answers only on loopback "
-                                          "unless the node runs with --rpc-methods unsafe")
+        if method.unsafe:
+            self.check_unsafe_caller(name, context)
         if (method.subscription or method.unsubscribe) and context.connection is None:
             raise RpcError(METHOD_NOT_FOUND, f"{name} needs a WebSocket connection (subscriptions)")
         if isinstance(params, dict):
             return await method.handler(context, **params) if _accepts(method.handler, params) else \
                 await method.handler(context, *params.values())
         return await method.handler(context, *params)
+
+    def check_unsafe_caller(self, name: str, context: CallContext) -> None:
+        """rpc.access's rules for unsafe methods, with this server's settings."""
+        refusal = unsafe_call_refusal(name, from_loopback=context.is_loopback, host=context.host,
+                                      origin=context.origin, unsafe_methods=self.unsafe_methods,
+                                      external=self.external, origin_allowed=context.origin is not None
+                                      and self.is_allowed_origin(context.origin))
+        if refusal is not None:
+            raise RpcError(UNSAFE_METHOD, refusal)
 
 
 def _accepts(handler: Callable, params: dict) -> bool:

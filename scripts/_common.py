@@ -22,6 +22,7 @@ from runtime.dispatch import PALLETS
 from runtime.errors import GradchainError
 from runtime.executive import Executive  # noqa: F401  (imports every pallet, so every event and call decodes)
 from runtime.pallets import system, validators
+from runtime.types import IMMORTAL, Era
 
 DEFAULT_URL = "http://127.0.0.1:9944"
 EXIT_ERROR = 2
@@ -79,6 +80,55 @@ def connect(url: str) -> Client:
     return Client(url, timeout=30)
 
 
+# --- mortality ---------------------------------------------------------------------------
+# A transaction signed with a mortal era is valid only for `period` blocks after its birth
+# block, and signs that block's hash: once it expires it can never be included again, even
+# after its account was reaped (nonce back to 0) and refunded. An immortal one stays valid
+# for ever, so a reaped account's old transfers would replay. The runtime keeps the hashes of
+# the last system.BLOCK_HASH_COUNT blocks, so a period is 4..BLOCK_HASH_COUNT blocks.
+
+DEFAULT_ERA_PERIOD = 64
+MAX_FINALITY_LAG = 5  # born on the finalized block if it is this close to the best: no reorg can drop it
+
+
+def signing_era(client: Client, period: int | None = DEFAULT_ERA_PERIOD) -> tuple[Era, bytes | None]:
+    """(era, birth block hash) to sign with: mortal for `period` blocks, or IMMORTAL for None.
+
+    The birth block is the finalized one when it is recent, so a reorg cannot make the
+    transaction invalid, else the best block (born on an abandoned fork it would be refused,
+    never misapplied)."""
+    if period is None:
+        return IMMORTAL, None
+    if not 4 <= period <= system.BLOCK_HASH_COUNT:
+        raise CliError(f"bad era period {period}: give 4..{system.BLOCK_HASH_COUNT} blocks")
+    best = client.header()
+    finalized = client.header(client.finalized_hash())
+    birth = finalized if finalized is not None and best.number - finalized.number <= MAX_FINALITY_LAG else best
+    return Era(birth.number, period), birth.hash
+
+
+def add_era_options(parser) -> None:
+    """--era-period N and --immortal, for every command that signs."""
+    parser.add_argument("--era-period", type=int, default=DEFAULT_ERA_PERIOD, metavar="BLOCKS",
+                        help=f"the transaction is valid for this many blocks (default {DEFAULT_ERA_PERIOD}; "
+                             f"4..{system.BLOCK_HASH_COUNT})")
+    parser.add_argument("--immortal", action="store_true",
+                        help="sign a transaction that never expires (unsafe: it can be replayed if the account "
+                             "is ever emptied and refunded)")
+
+
+def era_period_of(args) -> int | None:
+    """The era period the flags ask for (None: immortal, with a warning on stderr)."""
+    if getattr(args, "immortal", False):
+        print("warning: --immortal: this transaction never expires; if the account is ever emptied and refunded "
+              "it can be replayed", file=sys.stderr)
+        return None
+    period = getattr(args, "era_period", DEFAULT_ERA_PERIOD)
+    if not 4 <= period <= system.BLOCK_HASH_COUNT:
+        raise CliError(f"bad --era-period {period}: give 4..{system.BLOCK_HASH_COUNT} blocks")
+    return period
+
+
 # --- the chain's token and addresses -------------------------------------------------------
 
 
@@ -89,15 +139,16 @@ class ChainInfo:
     symbol: str
     decimals: int
     ss58_prefix: int
+    exact: bool = False  # amounts to the last planck (--exact), else rounded as people read them
 
     @classmethod
-    def of(cls, client: Client) -> "ChainInfo":
+    def of(cls, client: Client, *, exact: bool = False) -> "ChainInfo":
         properties = client.properties() or {}
         return cls(str(properties.get("tokenSymbol", "UNIT")), int(properties.get("tokenDecimals", 0)),
-                   int(properties.get("ss58Format", 42)))
+                   int(properties.get("ss58Format", 42)), exact)
 
     def format_balance(self, planck: int | str) -> str:
-        return format_balance(int(planck), self.decimals, self.symbol)
+        return format_balance(int(planck), self.decimals, self.symbol, exact=self.exact)
 
     def parse_amount(self, text: str) -> int:
         return parse_amount(text, self.decimals, self.symbol)
@@ -113,12 +164,36 @@ class ChainInfo:
             raise CliError(f"bad address: {exc.message}") from None
 
 
-def format_balance(planck: int, decimals: int, symbol: str) -> str:
-    """1500000000000 with 12 decimals -> '1.5 GRAD'; exact, no floats."""
+DISPLAY_DECIMALS = 4        # a rounded amount of a token or more keeps this many decimals ...
+DISPLAY_SIGNIFICANT = 4     # ... and one under a token this many significant digits
+
+
+def format_balance(planck: int, decimals: int, symbol: str, *, exact: bool = True) -> str:
+    """1500000000000 with 12 decimals -> '1.5 GRAD'; no floats. Exact to the planck, or with
+    exact=False rounded (half up) to what people read: 899999999999998 -> '900 GRAD',
+    1234567890 -> '0.001235 GRAD'. A rounded amount is never shown as 0 unless it is 0."""
+    if not exact:
+        planck = round_for_display(planck, decimals)
     sign = "-" if planck < 0 else ""
     whole, fraction = divmod(abs(planck), 10 ** decimals)
     digits = str(fraction).rjust(decimals, "0").rstrip("0") if decimals else ""
     return f"{sign}{whole:,}{'.' + digits if digits else ''} {symbol}"
+
+
+def round_for_display(planck: int, decimals: int) -> int:
+    """`planck` rounded half up (away from zero) to DISPLAY_DECIMALS decimals of a token, or to
+    DISPLAY_SIGNIFICANT significant digits when under one token."""
+    magnitude = abs(planck)
+    if magnitude == 0:
+        return 0
+    keep = DISPLAY_DECIMALS if magnitude >= 10 ** decimals else \
+        decimals - len(str(magnitude)) + DISPLAY_SIGNIFICANT  # decimals up to the 4th significant digit
+    drop = decimals - keep
+    if drop <= 0:
+        return planck
+    step = 10 ** drop
+    rounded = (magnitude + step // 2) // step * step
+    return rounded if planck > 0 else -rounded
 
 
 def parse_amount(text: str, decimals: int, symbol: str) -> int:
@@ -299,4 +374,5 @@ def get_ledger(client: Client, account: bytes, at: str | None = None) -> validat
 __all__ = ["DEFAULT_URL", "EXIT_ERROR", "CliError", "ChainInfo", "NodeUnreachable", "run_command", "connect",
            "format_balance", "parse_amount", "short_hex", "format_time", "get_explorer_block", "block_timestamp",
            "block_number", "extrinsic_failure", "extrinsic_fee", "event_field_types", "call_param_types",
-           "render_value", "render_fields", "get_parameters", "get_ledger", "describe_rpc_error"]
+           "render_value", "render_fields", "get_parameters", "get_ledger", "describe_rpc_error", "signing_era",
+           "add_era_options", "era_period_of", "DEFAULT_ERA_PERIOD", "round_for_display"]

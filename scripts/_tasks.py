@@ -30,9 +30,12 @@ from rpc.client import Client
 from runtime import crypto
 from runtime.errors import GradchainError
 from runtime.executive import sign_extrinsic
+from runtime.hashing import blake2b_256
+from runtime.uploads import ACCOUNT_HEADER, SIGNATURE_HEADER, upload_message
 from runtime.pallets import training
 from runtime.pallets.training import ModelSpec as ChainModelSpec
 from runtime.pallets.training import SealedKey, TaskConfig
+from scripts._common import DEFAULT_ERA_PERIOD, signing_era
 
 T = TypeVar("T")
 AGGREGATION_IDS = {name: index for index, name in training.AGGREGATIONS.items()}
@@ -66,20 +69,37 @@ def wait_until(condition: Callable[[], T | None], *, timeout: float, what: str, 
 class ChainAccount:
     """One key that signs and submits calls; the node's next index counts its pooled transactions."""
 
-    def __init__(self, client: Client, keypair: crypto.Keypair, *, ss58_prefix: int = 42) -> None:
+    def __init__(self, client: Client, keypair: crypto.Keypair, *, ss58_prefix: int = 42,
+                 era_period: int | None = DEFAULT_ERA_PERIOD) -> None:
         self.client = client
         self.keypair = keypair
         self.public = keypair.public
         self.address = crypto.encode_address(keypair.public, ss58_prefix)
+        self.era_period = era_period  # None: immortal (replayable once the account is reaped and refunded)
         self._genesis_hash: bytes | None = None
 
     def send(self, call, *, tip: int = 0) -> bytes:
-        """Sign `call` with the next nonce and submit it; the transaction hash."""
+        """Sign `call` with the next nonce and a mortal era (unless immortal was asked for), and submit it."""
         if self._genesis_hash is None:
             self._genesis_hash = self.client.genesis_hash()
         nonce = self.client.next_index(self.address)
-        extrinsic = sign_extrinsic(self.keypair, call, nonce=nonce, genesis_hash=self._genesis_hash, tip=tip)
+        era, birth_hash = signing_era(self.client, self.era_period)
+        extrinsic = sign_extrinsic(self.keypair, call, nonce=nonce, genesis_hash=self._genesis_hash, tip=tip,
+                                   era=era, birth_hash=birth_hash)
         return self.client.submit(extrinsic)
+
+    def put_blob(self, data: bytes) -> bytes:
+        """Upload a blob signed by this account (the node counts it against the account's quota
+        until a commit, reveal or task on chain names it); its hash."""
+        if self._genesis_hash is None:
+            self._genesis_hash = self.client.genesis_hash()
+        return self.client.put_blob(data, headers=upload_headers(self.keypair, self._genesis_hash, data))
+
+
+def upload_headers(keypair: crypto.Keypair, genesis_hash: bytes, data: bytes) -> dict[str, str]:
+    """The headers of a blob upload signed by `keypair` (runtime.uploads)."""
+    signature = keypair.sign(upload_message(genesis_hash, blake2b_256(data)))
+    return {ACCOUNT_HEADER: "0x" + keypair.public.hex(), SIGNATURE_HEADER: "0x" + signature.hex()}
 
 
 @dataclass(frozen=True)
@@ -202,8 +222,8 @@ def publish_task(account: ChainAccount, spec: ModelSpec, initial_weights: Mappin
         raise TaskError("the chain has no validators to seal the held-out key to")
     model = ModelVersion.from_weights(spec, initial_weights)
     ciphertext, sealed = encrypt_held_out(held_out_features, held_out_labels, validators)
-    model_hash = client.put_blob(model.to_blob())
-    held_out_hash = client.put_blob(ciphertext)
+    model_hash = account.put_blob(model.to_blob())
+    held_out_hash = account.put_blob(ciphertext)
     config = task_config(spec, model_hash, held_out_hash, len(ciphertext), sealed, options)
     before = {task["id"] for task in client.call("training_tasks")}
     account.send(training.create_task(config))

@@ -57,12 +57,14 @@ from consensus.useful_work.updates import apply_update  # noqa: E402
 from rpc.client import Client, RpcClientError  # noqa: E402
 from runtime import crypto  # noqa: E402
 from runtime.pallets import balances  # noqa: E402
+from scripts._common import format_balance  # noqa: E402
 from scripts._tasks import (  # noqa: E402
     ChainAccount, TaskError, TaskOptions, demo_data, download_model, get_task, publish_task, unhex, wait_until,
 )
 from scripts.trainer import BEHAVIOURS, Trainer, TrainerOptions  # noqa: E402
 
 PLANCK = 10**12
+DECIMALS = 12  # the dev chain's tokenDecimals
 SPEC = ModelSpec("mlp", input_dim=64, hidden=64, classes=10)
 
 
@@ -116,6 +118,11 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
+def grad(planck: int, exact: bool) -> str:
+    """An amount in GRAD as people read it (4 decimals), or to the last planck with --exact."""
+    return format_balance(planck, DECIMALS, "", exact=exact).strip()
+
+
 def say(text: str, quiet: bool) -> None:
     if not quiet:
         print(text, flush=True)
@@ -166,7 +173,7 @@ def run_demo(args: argparse.Namespace, base: Path) -> dict:
         html_path = _write_html(node.client, scenarios[0], baseline, args)
         if html_path:
             say(f"explorer page: {html_path}", quiet)
-        return _summary(node.client, scenarios, (baseline, baseline_test), html_path, quiet)
+        return _summary(node.client, scenarios, (baseline, baseline_test), html_path, quiet, exact=args.exact)
     finally:
         stop.set()
         for thread in threads:
@@ -222,7 +229,7 @@ def _follow(client: Client, scenarios: list[Scenario], split, test, args, quiet:
                 scenario.rounds.append(row)
                 say(f"{scenario.name:<9}{row['round']:>5}{row['revealed']:>10}{row['accepted']:>10}"
                     f"{row['rejected']:>10}{row['accuracy']:>10.4f}{row['test_accuracy']:>8.4f}"
-                    f"{row['paid'] / PLANCK:>14,.2f}"
+                    f"{grad(row['paid'], args.exact):>14}"
                     + ("" if row["adopted"] else "  (model kept)"), quiet)
             task = get_task(client, scenario.task_id)
             if task is not None and not task.active:
@@ -237,7 +244,9 @@ def _write_html(client: Client, scenario: Scenario, baseline: float, args) -> st
         from scripts import explorer_tasks
     except ImportError:
         return None
-    report = explorer_tasks.task_report(client, scenario.task_id)
+    from scripts._common import ChainInfo
+
+    report = explorer_tasks.task_report(client, scenario.task_id, ChainInfo.of(client, exact=args.exact))
     page = explorer_tasks.render_task_page(report, client.call("system_chain"), baseline=baseline)
     path = Path(args.html).resolve()
     path.write_text(page)
@@ -245,7 +254,7 @@ def _write_html(client: Client, scenario: Scenario, baseline: float, args) -> st
 
 
 def _summary(client: Client, scenarios: list[Scenario], baselines: tuple[float, float], html_path: str | None,
-             quiet: bool) -> dict:
+             quiet: bool, *, exact: bool = False) -> dict:
     baseline, baseline_test = baselines
     earned = {unhex(row["account"]): int(row["earned"]) for row in client.call("training_leaderboard")}
     result: dict = {"baseline_accuracy": baseline, "baseline_test_accuracy": baseline_test, "scenarios": {},
@@ -272,8 +281,8 @@ def _summary(client: Client, scenarios: list[Scenario], baselines: tuple[float, 
         result["scenarios"][scenario.name] = summary
         say(f"{scenario.name:<10}{final:>16.4f}{final / baseline:>13.3f}{final_test:>8.4f}"
             f"{final_test / baseline_test:>13.3f}{len(scenario.rounds):>8}"
-            f"{summary.get('adversary_earned', 0) / PLANCK:>18,.2f}"
-            f"{summary.get('best_honest_earned', 0) / PLANCK:>13,.2f}{summary.get('adversary_slashed', 0):>9}"
+            f"{grad(summary.get('adversary_earned', 0), exact):>18}"
+            f"{grad(summary.get('best_honest_earned', 0), exact):>13}{summary.get('adversary_slashed', 0):>9}"
             f"{summary.get('adversary_forfeited', 0):>11}", quiet)
     first = result["scenarios"][scenarios[0].name]
     result.update(final_accuracy=first["final_accuracy"], final_test_accuracy=first["final_test_accuracy"],
@@ -302,6 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--html", default="gradchain-demo.html", help="explorer page to write ('' for none)")
     parser.add_argument("--timeout", type=float, default=900, help="give up after this many seconds")
     parser.add_argument("--json", action="store_true", help="end with one JSON object of the figures")
+    parser.add_argument("--exact", action="store_true", help="print amounts to the last planck (default: rounded)")
     parser.add_argument("--json-only", action="store_true", help="print nothing but the JSON object")
     parser.add_argument("--verbose", action="store_true", help="print every trainer's progress lines")
     return parser

@@ -72,7 +72,7 @@ class Explorer:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.client: Client = connect(args.url)
-        self.chain = ChainInfo.of(self.client)
+        self.chain = ChainInfo.of(self.client, exact=getattr(args, "exact", False))
         self.console = Console(highlight=False)
         self.finalized = 0  # the finalized height when the last window of blocks was read
 
@@ -432,6 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="explorer.py", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", default=DEFAULT_URL, help=f"the node's JSON-RPC address (default {DEFAULT_URL})")
+    parser.add_argument("--exact", action="store_true", help="amounts to the last planck (default: rounded)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     blocks = commands.add_parser("blocks", help="the latest blocks")
     blocks.add_argument("--count", type=int, default=10)

@@ -82,7 +82,8 @@ def task_report(client: Client, task_id: int, chain: ChainInfo | None = None) ->
                 "contributors": [chain.address(c) for c in m["contributors"]]}
                for m in client.call("training_models", task_id)]
     return {
-        "chain": {"symbol": chain.symbol, "decimals": chain.decimals, "ss58_prefix": chain.ss58_prefix},
+        "chain": {"symbol": chain.symbol, "decimals": chain.decimals, "ss58_prefix": chain.ss58_prefix,
+                  "exact": chain.exact},
         "id": int(task["id"]), "creator": chain.address(task["creator"]), "status": status,
         "round": int(task["round"]), "round_start": int(task["round_start"]), "rounds": int(config["rounds"]),
         "architecture": architecture(config), "metric": training.METRICS.get(int(config["metric"]), "?"),

@@ -7,7 +7,14 @@ hash(update, account, salt) in the commit window, reveals in the reveal window,
 and when the round closes prints the update's fate: its contribution to the
 round's aggregate (parts per million of the task's metric) and its reward.
 
-    python scripts/trainer.py --uri //Trainer1 --task 0 --data shard.npz [--url http://127.0.0.1:9944]
+    python scripts/trainer.py --wallet trainer1 --task 0 --data shard.npz [--url http://127.0.0.1:9944]
+    python scripts/trainer.py --key-file trainer1.key --task 0 --shard 1/5     # a 0600 file with the phrase
+    GRADCHAIN_SECRET_URI=... python scripts/trainer.py --task 0 --shard 1/5    # or the environment
+    python scripts/trainer.py --uri //Trainer1 --task 0 --shard 1/5            # dev accounts only (a warning)
+
+The secret never needs the command line (readable by every user in `ps`). Transactions are
+signed mortal (valid `--era-period` blocks, default 64) so they can never be replayed after
+the account is emptied and refunded; `--immortal` opts out, with a warning.
 
 The data file is a NumPy .npz with `features` (float32 [n, d]) and `labels`
 (int64 [n]); `--dataset digits --shard i/n` uses a non-IID shard of a data set
@@ -50,6 +57,8 @@ from rpc.client import Client, RpcClientError  # noqa: E402
 from runtime import crypto  # noqa: E402
 from runtime.hashing import blake2b_256  # noqa: E402
 from runtime.pallets import training  # noqa: E402
+from scripts._common import CliError, add_era_options, era_period_of, format_balance  # noqa: E402
+from scripts._keys import add_key_options, keypair_from_args  # noqa: E402
 from scripts._tasks import (  # noqa: E402
     ChainAccount, TaskError, TaskView, demo_data, download_model, get_task, round_summary, round_updates, unhex,
 )
@@ -93,11 +102,11 @@ class Trainer:
 
     def __init__(self, client: Client, keypair: crypto.Keypair, task_id: int, features: torch.Tensor,
                  labels: torch.Tensor, options: TrainerOptions = TrainerOptions(), *, state_path: Path | None = None,
-                 say: Callable[[str], None] = print) -> None:
+                 say: Callable[[str], None] = print, era_period: int | None = 64) -> None:
         if options.behaviour not in BEHAVIOURS:
             raise TaskError(f"unknown behaviour {options.behaviour!r}; one of {', '.join(BEHAVIOURS)}")
         self.client = client
-        self.account = ChainAccount(client, keypair)
+        self.account = ChainAccount(client, keypair, era_period=era_period)
         self.task_id = task_id
         self.features, self.labels = features, labels
         self.options = options
@@ -159,14 +168,14 @@ class Trainer:
                 self._set_state(RoundState(task.round, skipped="no earlier update to copy yet"))
                 self.say(f"round {task.round}: nothing to copy yet; sitting this round out")
                 return
-            update = self.client.put_blob(one_ulp_copy(blob))
+            update = self.account.put_blob(one_ulp_copy(blob))
             note = f"update 0x{old.hex()[:16]} with one float moved by one ulp"
         elif behaviour == "inflate":
             blob, note = self._replayed_step(task)
-            update = self.client.put_blob(blob)
+            update = self.account.put_blob(blob)
         else:
             blob, note = self._make_update(task)
-            update = self.client.put_blob(blob)
+            update = self.account.put_blob(blob)
         salt = secrets.token_bytes(32)
         state = RoundState(task.round, update.hex(), salt.hex())
         self._set_state(state)  # before sending: a restart must know the salt of what it committed to
@@ -268,7 +277,7 @@ class Trainer:
             fate = "accepted" if result["accepted"] else {"ok": "not accepted", "copy": "refused as a near-copy, bond "
                                                           "forfeited"}.get(status, "bond slashed")
             self.say(f"round {state.round}: closed; {fate}, contribution {result['contribution_ppm']:,} ppm, "
-                     f"reward {result['reward'] / PLANCK:,.4f}")
+                     f"reward {format_balance(result['reward'], 12, 'GRAD', exact=False)}")
         self.results.append(result)
         state.reported = True
         self._set_state(state, quiet=True)
@@ -329,7 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trainer.py", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", default="http://127.0.0.1:9944", help="the node's JSON-RPC URL")
-    parser.add_argument("--uri", required=True, help="the trainer's account, as a secret URI (e.g. //Trainer1)")
+    add_key_options(parser)
+    add_era_options(parser)
     parser.add_argument("--task", type=int, required=True, help="the task id")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--data", type=Path, help=".npz file with features and labels (the private data)")
@@ -353,7 +363,8 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --epochs and --batch-size must be positive and --lr above 0", file=sys.stderr)
         return 2
     try:
-        keypair = crypto.keypair_from_uri(args.uri)
+        keypair = keypair_from_args(args)
+        era_period = era_period_of(args)
         features, labels = load_data(args)
         client = Client(args.url, timeout=30)
         address = crypto.encode_address(keypair.public, 42)
@@ -361,18 +372,18 @@ def main(argv: list[str] | None = None) -> int:
         options = TrainerOptions(args.epochs, args.batch_size, args.lr, args.momentum, args.behaviour,
                                  args.poison_scale, args.noise_scale, args.seed)
         trainer = Trainer(client, keypair, args.task, features, labels, options, state_path=state,
-                          say=lambda line: print(f"[{address[:8]}] {line}", flush=True))
+                          say=lambda line: print(f"[{address[:8]}] {line}", flush=True), era_period=era_period)
         print(f"trainer {address} on task {args.task}: {labels.shape[0]} examples, behaviour {args.behaviour}",
               flush=True)
         results = trainer.run()
     except KeyboardInterrupt:
         return 130
-    except (TaskError, RpcClientError, crypto.CryptoError) as error:
-        print(f"error: {error}", file=sys.stderr)
+    except (TaskError, RpcClientError, crypto.CryptoError, CliError) as error:
+        print(f"error: {getattr(error, 'message', error)}", file=sys.stderr)
         return 2
     earned = sum(r["reward"] for r in results)
     print(f"done: {sum(r['accepted'] for r in results)} of {len(results)} rounds accepted, earned "
-          f"{earned / PLANCK:,.4f}", flush=True)
+          f"{format_balance(earned, 12, 'GRAD', exact=False)}", flush=True)
     return 0
 
 

@@ -18,195 +18,34 @@ decimals of the node's system_properties. Every error is one line and exit code 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import getpass
 import json
-import os
 import re
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import nacl.exceptions  # noqa: E402
-import nacl.pwhash.argon2id as argon2id  # noqa: E402
-import nacl.secret  # noqa: E402
-import nacl.utils  # noqa: E402
 
 from rpc.client import Client  # noqa: E402
 from runtime import crypto  # noqa: E402
 from runtime.executive import sign_extrinsic  # noqa: E402
 from runtime.hashing import blake2b_256  # noqa: E402
 from runtime.pallets import balances, validators  # noqa: E402
-from runtime.types import IMMORTAL, Extrinsic, SignedData  # noqa: E402
+from runtime.types import Extrinsic, SignedData  # noqa: E402
 from scripts._common import (  # noqa: E402
-    DEFAULT_URL, ChainInfo, CliError, connect, extrinsic_failure, extrinsic_fee, get_explorer_block, get_ledger,
-    get_parameters, run_command,
+    DEFAULT_URL, ChainInfo, CliError, add_era_options, connect, era_period_of, extrinsic_failure, extrinsic_fee,
+    get_explorer_block, get_ledger, get_parameters, run_command, signing_era,
+)
+from scripts._wallet_store import (  # noqa: E402,F401  (re-exported: the wallet's key store)
+    DEFAULT_WALLET_DIR, KDF_MEMLIMIT, KDF_OPSLIMIT, MAX_KDF_MEMLIMIT, NAME_PATTERN, PASSPHRASE_ENV, WALLET_FORMAT,
+    WalletEntry, WalletStore, open_seed, read_passphrase, seal_seed, write_private_file,
 )
 
-DEFAULT_WALLET_DIR = Path.home() / ".local" / "share" / "gradchain" / "wallet"
-PASSPHRASE_ENV = "GRADCHAIN_WALLET_PASSPHRASE"
 OFFLINE_SS58_PREFIX = 42  # Substrate's generic prefix, for create/import/list without a node
-WALLET_FORMAT = 1
 LAST_TRANSACTION = ".last-transaction.json"  # a dot: never taken for a wallet name
-NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-
-# Argon2id with libsodium's INTERACTIVE limits (64 MiB, 2 passes; about 0.5 s on a small
-# machine) rather than MODERATE (256 MiB, about 2 s here): every signing command derives the
-# key once while the user waits, and the file is 0600 on the user's own disk, so the KDF
-# only slows guessing of a file that was already stolen. The limits are stored in each
-# file, so a later version can raise them and still open older wallets.
-KDF_OPSLIMIT = argon2id.OPSLIMIT_INTERACTIVE
-KDF_MEMLIMIT = argon2id.MEMLIMIT_INTERACTIVE
-MAX_KDF_MEMLIMIT = argon2id.MEMLIMIT_SENSITIVE  # a crafted file cannot make us allocate more
-
 POLL_SECONDS = 0.25
-
-
-# --- keys at rest ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class WalletEntry:
-    name: str
-    public: bytes
-    path: Path
-
-
-class WalletStore:
-    """One JSON file per key, `<dir>/<name>.json`, mode 0600: the public key in clear, the seed sealed."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-
-    def path_of(self, name: str) -> Path:
-        if not NAME_PATTERN.fullmatch(name):
-            raise CliError(f"bad wallet name {name!r}: use letters, digits, '.', '_' or '-' (up to 64)")
-        return self.directory / f"{name}.json"
-
-    def entries(self) -> list[WalletEntry]:
-        if not self.directory.is_dir():
-            return []
-        return [self._read(path) for path in sorted(self.directory.glob("*.json"))
-                if NAME_PATTERN.fullmatch(path.stem)]
-
-    def check_new(self, name: str) -> None:
-        """Before asking for anything: the name is usable and free."""
-        if self.path_of(name).exists():
-            raise CliError(f"a wallet named {name!r} already exists in {self.directory}")
-
-    def find(self, name: str) -> WalletEntry | None:
-        path = self.directory / f"{name}.json"
-        return self._read(path) if NAME_PATTERN.fullmatch(name) and path.is_file() else None
-
-    def load(self, name: str) -> WalletEntry:
-        entry = self.find(name)
-        if entry is None:
-            raise CliError(f"no wallet named {name!r} in {self.directory} (see `wallet.py list`)")
-        return entry
-
-    def save(self, name: str, keypair: crypto.Keypair, passphrase: str) -> WalletEntry:
-        self.check_new(name)
-        path = self.path_of(name)
-        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        record = {"format": WALLET_FORMAT, "name": name, "public": "0x" + keypair.public.hex(),
-                  **seal_seed(keypair.seed, passphrase)}
-        write_private_file(path, json.dumps(record, indent=2) + "\n", exclusive=True)
-        return WalletEntry(name, keypair.public, path)
-
-    def unlock(self, entry: WalletEntry, passphrase: str) -> crypto.Keypair:
-        if entry.path.stat().st_mode & 0o077:
-            raise CliError(f"{entry.path} is readable by other users; run: chmod 600 {entry.path}")
-        seed = open_seed(self._record(entry.path), passphrase, entry.name)
-        keypair = crypto.Keypair.from_seed(seed)
-        if keypair.public != entry.public:
-            raise CliError(f"{entry.path} is damaged: its sealed key does not match its public key")
-        return keypair
-
-    def _record(self, path: Path) -> dict:
-        try:
-            record = json.loads(path.read_text())
-            if record.get("format") != WALLET_FORMAT:
-                raise ValueError(f"unknown format {record.get('format')!r}")
-            return record
-        except (OSError, ValueError, AttributeError) as exc:
-            raise CliError(f"cannot read wallet file {path}: {exc}") from None
-
-    def _read(self, path: Path) -> WalletEntry:
-        record = self._record(path)
-        try:
-            return WalletEntry(path.stem, bytes.fromhex(record["public"][2:]), path)
-        except (KeyError, TypeError, ValueError):
-            raise CliError(f"wallet file {path} has no valid public key") from None
-
-
-def seal_seed(seed: bytes, passphrase: str) -> dict:
-    salt = nacl.utils.random(argon2id.SALTBYTES)
-    key = argon2id.kdf(nacl.secret.SecretBox.KEY_SIZE, passphrase.encode(), salt,
-                       opslimit=KDF_OPSLIMIT, memlimit=KDF_MEMLIMIT)
-    sealed = nacl.secret.SecretBox(key).encrypt(seed)  # a random 24-byte nonce, then the ciphertext
-    return {"kdf": {"algorithm": "argon2id13", "salt": salt.hex(), "opslimit": KDF_OPSLIMIT,
-                    "memlimit": KDF_MEMLIMIT},
-            "cipher": "xsalsa20poly1305", "sealed_seed": sealed.hex()}
-
-
-def open_seed(record: dict, passphrase: str, name: str) -> bytes:
-    try:
-        kdf = record["kdf"]
-        salt, sealed = bytes.fromhex(kdf["salt"]), bytes.fromhex(record["sealed_seed"])
-        opslimit, memlimit = int(kdf["opslimit"]), int(kdf["memlimit"])
-    except (KeyError, TypeError, ValueError):
-        raise CliError(f"wallet {name!r} is damaged: its kdf or sealed seed is missing") from None
-    if kdf.get("algorithm") != "argon2id13" or not 0 < memlimit <= MAX_KDF_MEMLIMIT or len(salt) != 16:
-        raise CliError(f"wallet {name!r} uses kdf settings this wallet does not accept")
-    key = argon2id.kdf(nacl.secret.SecretBox.KEY_SIZE, passphrase.encode(), salt, opslimit=opslimit,
-                       memlimit=memlimit)
-    try:
-        return nacl.secret.SecretBox(key).decrypt(sealed)
-    except nacl.exceptions.CryptoError:
-        raise CliError(f"wrong passphrase for wallet {name!r}") from None
-
-
-def write_private_file(path: Path, text: str, *, exclusive: bool = False) -> None:
-    """Write a 0600 file through a temporary one, so a crash never leaves half a key file."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(descriptor, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        if exclusive:
-            os.link(temporary, path)  # fails if the name was taken meanwhile
-        else:
-            os.replace(temporary, path)
-    except FileExistsError:
-        raise CliError(f"{path} already exists") from None
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-
-
-def read_passphrase(args: argparse.Namespace, *, confirm: bool = False) -> str:
-    if args.passphrase_file:
-        try:
-            passphrase = Path(args.passphrase_file).read_text().rstrip("\r\n")
-        except OSError as exc:
-            raise CliError(f"cannot read --passphrase-file: {exc.strerror}: {args.passphrase_file}") from None
-    elif os.environ.get(PASSPHRASE_ENV) is not None:
-        passphrase = os.environ[PASSPHRASE_ENV]
-    elif sys.stdin.isatty():
-        passphrase = getpass.getpass("wallet passphrase: ")
-        if confirm and getpass.getpass("repeat the passphrase: ") != passphrase:
-            raise CliError("the passphrases differ")
-    else:
-        raise CliError(f"no passphrase: give --passphrase-file FILE, set {PASSPHRASE_ENV}, or run in a terminal")
-    if not passphrase:
-        raise CliError("the passphrase is empty")
-    return passphrase
 
 
 # --- key commands ------------------------------------------------------------------------
@@ -224,6 +63,11 @@ def cmd_create(args: argparse.Namespace, store: WalletStore) -> None:
 def cmd_import(args: argparse.Namespace, store: WalletStore) -> None:
     store.check_new(args.name)
     if args.uri is not None:
+        if not args.uri.strip().startswith("//"):
+            raise CliError("--uri takes dev accounts only (//Name): a mnemonic or seed on the command line is "
+                           "visible to every user in `ps`; pipe it to stdin instead")
+        print(f"warning: --uri {args.uri.strip()}: a dev account derived from the public dev phrase; anyone can "
+              "sign as it", file=sys.stderr)
         uri = args.uri
     elif sys.stdin.isatty():
         uri = getpass.getpass("secret phrase or URI: ")
@@ -253,7 +97,7 @@ class Session:
         self.args = args
         self.store = store
         self.client: Client = connect(args.url)
-        self.chain = ChainInfo.of(self.client)
+        self.chain = ChainInfo.of(self.client, exact=args.exact)
 
     def resolve(self, text: str) -> tuple[bytes, str]:
         """A wallet name, an SS58 address, a 0x public key or a dev account -> (account, label)."""
@@ -347,10 +191,11 @@ def submit(session: Session, sender: WalletEntry, call, summary: str, *, spends:
     tip = chain.parse_amount(args.tip) if args.tip else 0
     nonce = args.nonce if args.nonce is not None else client.next_index(address)
     genesis_hash = client.genesis_hash()
+    era, birth_hash = signing_era(client, era_period_of(args))
     free = client.account(address).free
     # The fee depends on the length, not on the signature's bytes: price a zero-signature twin,
     # so every check is done before the passphrase is asked for. payment_queryInfo leaves the tip out.
-    twin = Extrinsic(SignedData(sender.public, bytes(crypto.SIGNATURE_LENGTH), IMMORTAL, nonce, tip), call)
+    twin = Extrinsic(SignedData(sender.public, bytes(crypto.SIGNATURE_LENGTH), era, nonce, tip), call)
     fee = client.query_fee(twin) + tip
     if free < spends + fee:
         raise CliError(f"insufficient funds: {sender.name} has {chain.format_balance(free)} free; this needs "
@@ -358,8 +203,9 @@ def submit(session: Session, sender: WalletEntry, call, summary: str, *, spends:
     if check is not None:
         check(free, fee)
     keypair = session.store.unlock(sender, read_passphrase(args))
-    extrinsic = sign_extrinsic(keypair, call, nonce=nonce, genesis_hash=genesis_hash, tip=tip)
-    print(f"{summary}; fee {chain.format_balance(fee)}, nonce {nonce}")
+    extrinsic = sign_extrinsic(keypair, call, nonce=nonce, genesis_hash=genesis_hash, tip=tip, era=era,
+                               birth_hash=birth_hash)
+    print(f"{summary}; fee {chain.format_balance(fee)}, nonce {nonce}{describe_era(era)}")
     if args.watch:
         return watch_submission(session, extrinsic)
     best = client.header()
@@ -368,6 +214,10 @@ def submit(session: Session, sender: WalletEntry, call, summary: str, *, spends:
     print(f"submitted 0x{transaction_hash.hex()}")
     print(f"follow it with: wallet.py watch 0x{transaction_hash.hex()}")
     return 0
+
+
+def describe_era(era) -> str:
+    return ", immortal" if era.is_immortal else f", valid until block #{era.birth + era.period - 1}"
 
 
 def remember_transaction(session: Session, transaction_hash: bytes, best_number: int) -> None:
@@ -481,6 +331,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"where keys are kept (default {DEFAULT_WALLET_DIR})")
     parser.add_argument("--passphrase-file", help=f"read the passphrase from this file (else ${PASSPHRASE_ENV}, "
                                                   "else a prompt)")
+    parser.add_argument("--exact", action="store_true", help="amounts to the last planck (default: rounded to 4 "
+                                                             "decimals, or 4 significant digits under 1 token)")
     parser.add_argument("--ss58-prefix", type=int, default=OFFLINE_SS58_PREFIX,
                         help="address format for create/import/list, which need no node (default 42)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -491,8 +343,8 @@ def build_parser() -> argparse.ArgumentParser:
     create.set_defaults(handler=cmd_create)
     imported = commands.add_parser("import", help="add a key from a mnemonic or secret URI (stdin or --uri)")
     imported.add_argument("name")
-    imported.add_argument("--uri", help="the secret phrase or URI, e.g. //Alice for a dev account; a real secret "
-                                        "here shows in `ps` and shell history, so pipe it to stdin instead")
+    imported.add_argument("--uri", help="a dev account only, e.g. //Alice; a real secret phrase or seed is read "
+                                        "from stdin (on the command line it would show in `ps` and shell history)")
     imported.set_defaults(handler=cmd_import)
     commands.add_parser("list", help="names and addresses").set_defaults(handler=cmd_list)
     balance = commands.add_parser("balance", help="free, reserved and bonded balance")
@@ -510,6 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--nonce", type=int, help="sign with this nonce (default: the node's next index)")
         sub.add_argument("--watch", action="store_true", help="follow the transaction to finalized")
         sub.add_argument("--timeout", type=float, default=120, help="seconds to wait with --watch")
+        add_era_options(sub)
 
     transfer = transaction("transfer", "send tokens", cmd_transfer)
     transfer.add_argument("dest", metavar="TO", help="a wallet name, an address or a dev account")

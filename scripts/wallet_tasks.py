@@ -24,8 +24,8 @@ from runtime import crypto
 from runtime.executive import sign_extrinsic
 from runtime.hashing import blake2b_256
 from runtime.pallets import training
-from runtime.types import IMMORTAL, Extrinsic, SignedData
-from scripts._common import ChainInfo, CliError, short_hex
+from runtime.types import Extrinsic, SignedData
+from scripts._common import ChainInfo, CliError, add_era_options, era_period_of, short_hex, signing_era
 from scripts.wallet import Session, WalletEntry, WalletStore, read_passphrase, submit, watch_submission
 
 if TYPE_CHECKING:
@@ -82,6 +82,7 @@ def add_commands(commands, transaction_options: Callable[[argparse.ArgumentParse
     create.add_argument("--min-relative-ppm", type=int,
                         help="... and least share (ppm) of the round's best contribution (default 300000)")
     create.add_argument("--timeout", type=float, default=120, help="seconds to wait for the task to be created")
+    add_era_options(create)
     create.set_defaults(handler=cmd_task_create)
 
     watch = tasks.add_parser("watch", help="follow a task round by round until it ends")
@@ -267,15 +268,19 @@ def submit_with_blobs(session: Session, sender: WalletEntry, call, summary: str,
     client, chain, fmt = session.client, session.chain, session.chain.format_balance
     address = chain.address(sender.public)
     nonce = client.next_index(address)
-    twin = Extrinsic(SignedData(sender.public, bytes(crypto.SIGNATURE_LENGTH), IMMORTAL, nonce, 0), call)
+    era, birth_hash = signing_era(client, era_period_of(session.args))
+    twin = Extrinsic(SignedData(sender.public, bytes(crypto.SIGNATURE_LENGTH), era, nonce, 0), call)
     fee, free = client.query_fee(twin), client.account(address).free
     if free < pool + fee:
         raise CliError(f"insufficient funds: {sender.name} has {fmt(free)} free; the reward pool (reward per "
                        f"round x rounds) is {fmt(pool)} + fee {fmt(fee)}")
     keypair = session.store.unlock(sender, read_passphrase(session.args))
+    from scripts._tasks import upload_headers
+
     for blob in blobs:
-        client.put_blob(blob)
-    extrinsic = sign_extrinsic(keypair, call, nonce=nonce, genesis_hash=client.genesis_hash())
+        client.put_blob(blob, headers=upload_headers(keypair, client.genesis_hash(), blob))
+    extrinsic = sign_extrinsic(keypair, call, nonce=nonce, genesis_hash=client.genesis_hash(), era=era,
+                               birth_hash=birth_hash)
     print(f"{summary}; fee {fmt(fee)}, nonce {nonce}", flush=True)
     watch_submission(session, extrinsic)  # a CliError if the call failed
 

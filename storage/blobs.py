@@ -6,6 +6,17 @@ its bytes hash to the hash it was offered under and it fits the limits, in one
 WriteBatch with the running total, so a refused or interrupted upload leaves
 nothing behind. Blobs no task references are collected once they are older than
 a grace period (a trainer uploads before it reveals).
+
+Space has three tiers, so uploads can never crowd out what consensus needs:
+
+    PROVISIONAL  an upload the chain does not refer to yet (a trainer's update before its
+                 reveal, a task's model before create_task): only below
+                 `max_total_bytes - reserved_bytes`
+    REFERENCED   a blob the chain refers to (a task's model or held-out set, a revealed
+                 update): up to `max_total_bytes`, into the reserve
+    VERIFIED     what this validator computed or verified itself (an aggregate it adopted):
+                 always stored, even over the limit, never refused for space
+Who may upload what, and how much, is the node's admission policy (node/blob_admission.py).
 """
 
 from __future__ import annotations
@@ -22,10 +33,14 @@ from storage.database import Database
 DEFAULT_MAX_BLOB_BYTES = 16 * 1024 * 1024
 DEFAULT_MAX_TOTAL_BYTES = 4 * 1024 * 1024 * 1024
 DEFAULT_GRACE_BLOCKS = 600
+DEFAULT_RESERVED_FRACTION = 4  # a quarter of the store is kept for blobs the chain refers to
+
+PROVISIONAL, REFERENCED, VERIFIED = "provisional", "referenced", "verified"
 
 
 class BlobError(GradchainError):
     code = "blob"
+    http_status = 400  # what the HTTP blob endpoint answers
 
 
 class BlobHashMismatch(BlobError):
@@ -34,10 +49,12 @@ class BlobHashMismatch(BlobError):
 
 class BlobTooLarge(BlobError):
     code = "blob_too_large"
+    http_status = 413
 
 
 class BlobStoreFull(BlobError):
     code = "blob_store_full"
+    http_status = 507
 
 
 @dataclass(frozen=True)
@@ -48,10 +65,17 @@ class BlobInfo:
 
 class BlobStore:
     def __init__(self, db: Database, *, max_blob_bytes: int = DEFAULT_MAX_BLOB_BYTES,
-                 max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES) -> None:
+                 max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES, reserved_bytes: int | None = None) -> None:
         self.db = db
         self.max_blob_bytes = max_blob_bytes
         self.max_total_bytes = max_total_bytes
+        self.reserved_bytes = max_total_bytes // DEFAULT_RESERVED_FRACTION if reserved_bytes is None \
+            else reserved_bytes
+
+    def free_bytes(self, admission: str = REFERENCED) -> int:
+        """Room left for a blob of this tier (VERIFIED blobs are never refused)."""
+        limit = self.max_total_bytes - (self.reserved_bytes if admission == PROVISIONAL else 0)
+        return limit - self.total_bytes
 
     @property
     def total_bytes(self) -> int:
@@ -65,16 +89,20 @@ class BlobStore:
     def get(self, blob_hash: bytes) -> bytes | None:
         return self.db.get(schema.blob_key(blob_hash))
 
-    def check_size(self, size: int) -> None:
+    def check_size(self, size: int, admission: str = REFERENCED) -> None:
         """Refuse a blob before reading it, from its announced size."""
         if size > self.max_blob_bytes:
             raise BlobTooLarge(f"a blob may be at most {self.max_blob_bytes} bytes, this one is {size}")
-        if self.total_bytes + size > self.max_total_bytes:
-            raise BlobStoreFull("the node's blob store is full; try another node or later")
+        if admission != VERIFIED and size > self.free_bytes(admission):
+            where = "its space for uploads the chain does not refer to yet" if admission == PROVISIONAL else "it"
+            raise BlobStoreFull(f"the node's blob store is full ({where}: {self.total_bytes} of "
+                                f"{self.max_total_bytes} bytes used); try another node or later")
 
-    def put(self, expected_hash: bytes, data: bytes, *, now_block: int) -> bool:
-        """Store `data` if it hashes to `expected_hash`; False if it was already stored."""
-        self.check_size(len(data))
+    def put(self, expected_hash: bytes, data: bytes, *, now_block: int, admission: str = REFERENCED) -> bool:
+        """Store `data` if it hashes to `expected_hash` and its tier has room; False if it was already stored."""
+        if admission not in (PROVISIONAL, REFERENCED, VERIFIED):
+            raise ValueError(f"unknown admission tier {admission!r}")
+        self.check_size(len(data), admission)
         actual = blake2b_256(data)
         if actual != expected_hash:
             raise BlobHashMismatch(f"the body hashes to 0x{actual.hex()}, not 0x{expected_hash.hex()}")
@@ -86,6 +114,16 @@ class BlobStore:
             schema.meta_key(schema.META_BLOB_BYTES): (self.total_bytes + len(data)).to_bytes(8, "big"),
         })
         return True
+
+    def delete(self, blob_hashes: Iterable[bytes]) -> int:
+        """Remove these blobs (admission evicts provisional uploads with it); returns the bytes freed."""
+        doomed = [(h, info.size) for h in set(blob_hashes) if (info := self.info(h)) is not None]
+        freed = sum(size for _, size in doomed)
+        if doomed:
+            deletes = [k for h, _ in doomed for k in (schema.blob_key(h), schema.blob_info_key(h))]
+            self.db.write({schema.meta_key(schema.META_BLOB_BYTES): (self.total_bytes - freed).to_bytes(8, "big")},
+                          deletes)
+        return freed
 
     def collect_garbage(self, referenced: Iterable[bytes], *, now_block: int,
                         grace_blocks: int = DEFAULT_GRACE_BLOCKS) -> int:

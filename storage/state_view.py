@@ -9,6 +9,7 @@ number of reads and executions.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import islice
 from typing import TYPE_CHECKING, Mapping
 
 from storage.trie import StateRef, TrieUpdate
@@ -39,7 +40,9 @@ class HeadCache:
     It only ever describes one state, `ref`: filled by reads of that state, and
     carried to the next state by the changes of the block that is committed on
     top of it. A read of any other state goes to the trie. It starts, empty, at
-    the best state when the store is initialized.
+    the best state when the store is initialized. When it outgrows `max_entries` it
+    drops its oldest quarter, not everything: on a large state a full drop made every
+    read after it go to the trie again at once (a cliff every few hundred blocks).
     """
 
     def __init__(self, max_entries: int = 500_000) -> None:
@@ -55,8 +58,12 @@ class HeadCache:
         self.generation += 1
 
     def advance(self, parent: StateRef, new: StateRef, changes: Mapping[bytes, bytes | None]) -> None:
-        if self.ref != parent or len(self.values) + len(changes) > self.max_entries:
+        if self.ref != parent:
             self.values = {}
+        elif len(self.values) + len(changes) > self.max_entries:
+            values = self.values  # insertion order approximates age, as in the trie's node caches
+            for key in list(islice(values, max(0, len(values) + len(changes) - self.max_entries * 3 // 4))):
+                del values[key]
         self.values.update(changes)
         self.ref = new
         self.generation += 1

@@ -54,6 +54,7 @@ from runtime.hashing import ZERO_HASH, blake2b_256
 from storage import schema
 
 EMPTY_ROOT = ZERO_HASH
+DEFAULT_INTERNAL_CACHE_SIZE = 1_000_000  # internal nodes: all of a state of about 3 million keys
 MAX_DEPTH = 64  # nibbles in a 256-bit key hash
 _LEAF, _INTERNAL = 0, 1
 
@@ -160,29 +161,42 @@ def _decode(node_key: bytes, raw: bytes) -> Node:
 
 
 class StateTrie:
-    """Reads, proofs and batch updates of versioned states over one node store, with a cache of decoded nodes."""
+    """Reads, proofs and batch updates of versioned states over one node store, with caches of decoded nodes.
 
-    def __init__(self, get_node: Callable[[bytes], bytes | None], cache_size: int = 200_000) -> None:
+    Internal nodes and leaves are cached apart. Every read and every update walks the
+    internal nodes of one path, so they are hot and fewer (about n/3 for n keys, most of
+    them with two or three children); a leaf is one key's, touched only when that key
+    is, and a large state has far more of them than any cache holds. In one cache, a
+    run of leaf reads pushed the internal nodes out and every read of a large state
+    paid several database reads and decodes for its path; apart, the internal nodes of states up to about 3 million keys stay cached
+    (`internal_cache_size`) and a read costs at most its leaf.
+    """
+
+    def __init__(self, get_node: Callable[[bytes], bytes | None], cache_size: int = 200_000,
+                 internal_cache_size: int = DEFAULT_INTERNAL_CACHE_SIZE) -> None:
         self._get_node = get_node
-        self._cache: dict[bytes, Node] = {}
+        self._cache: dict[bytes, Node] = {}  # leaves
         self._cache_size = max(cache_size, 16)
+        self._internal: dict[bytes, Node] = {}  # internal nodes
+        self._internal_size = max(internal_cache_size, 16)
         self._packer = msgpack.Packer(use_bin_type=True)  # one Packer: packb builds a new one per call
         self._root_key_memo: tuple[int | None, bytes] = (None, b"")
 
     # --- node access ------------------------------------------------------------
 
     def _load(self, node_key: bytes) -> Node:
-        node = self._cache.get(node_key)
+        node = self._internal.get(node_key) or self._cache.get(node_key)
         if node is None:
             node = self._peek(node_key)
-            self._cache[node_key] = node
-            if len(self._cache) > self._cache_size:
-                self._trim()
+            cache, size = (self._internal, self._internal_size) if node[0] else (self._cache, self._cache_size)
+            cache[node_key] = node
+            if len(cache) > size:
+                _trim(cache, size)
         return node
 
     def _peek(self, node_key: bytes) -> Node:
-        """A node from the cache or the DB, without caching it (for walks over a whole state)."""
-        node = self._cache.get(node_key)
+        """A node from the caches or the DB, without caching it (for walks over a whole state)."""
+        node = self._internal.get(node_key) or self._cache.get(node_key)
         if node is not None:
             return node
         raw = self._get_node(node_key)
@@ -190,31 +204,32 @@ class StateTrie:
             raise MissingTrieNode(f"trie node {node_key.hex()} is missing: the state was pruned or never committed")
         return _decode(node_key, raw)
 
-    def _trim(self) -> None:
-        # Insertion order approximates age: drop the oldest quarter at once, so the cost of
-        # eviction is amortised and reads never pay for recency bookkeeping.
-        cache = self._cache
-        for node_key in list(islice(cache, len(cache) - self._cache_size * 3 // 4)):
-            del cache[node_key]
-
     def _root(self, version: int) -> tuple[bytes, Node]:
         memo_version, root_key = self._root_key_memo
         if memo_version != version:
             root_key = _root_key(version)
             self._root_key_memo = (version, root_key)
-        return root_key, self._cache.get(root_key) or self._load(root_key)
+        return root_key, self._internal.get(root_key) or self._load(root_key)
 
     def remember(self, update: TrieUpdate) -> None:
         """Cache the decoded new nodes of an update whose batch has been committed."""
-        self._cache.update(update.decoded)
-        if len(self._cache) > self._cache_size:
-            self._trim()
+        internal, leaves = self._internal, self._cache
+        for node_key, node in update.decoded.items():
+            if node[0]:
+                internal[node_key] = node
+            else:
+                leaves[node_key] = node
+        if len(internal) > self._internal_size:
+            _trim(internal, self._internal_size)
+        if len(leaves) > self._cache_size:
+            _trim(leaves, self._cache_size)
 
     def forget(self, keys: Iterable[bytes]) -> None:
-        """Drop deleted (pruned) nodes from the cache."""
-        pop = self._cache.pop
+        """Drop deleted (pruned) nodes from the caches."""
+        pop_internal, pop_leaf = self._internal.pop, self._cache.pop
         for node_key in keys:
-            pop(node_key, None)
+            pop_internal(node_key, None)
+            pop_leaf(node_key, None)
 
     # --- reads ------------------------------------------------------------------
 
@@ -222,7 +237,7 @@ class StateTrie:
         if state.version is None:
             return None
         path = _path(blake2b(key, digest_size=32).digest())
-        cache = self._cache
+        internal = self._internal
         node = self._root(state.version)[1]
         depth = 0
         while node[0]:  # internal
@@ -230,7 +245,7 @@ class StateTrie:
             if child_key is None:
                 return None
             depth += 1
-            node = cache.get(child_key) or self._load(child_key)
+            node = internal.get(child_key) or self._load(child_key)
         return node[2] if node[1] == key else None
 
     def prove(self, state: StateRef, key: bytes) -> list:
@@ -320,7 +335,7 @@ class _UpdateRun:
 
     def __init__(self, trie: StateTrie, version: int) -> None:
         self.trie = trie
-        self.cache = trie._cache
+        self.cache = trie._internal  # an update's path is internal nodes but for its last step
         self.version = version
         self.version_prefix = schema.trie_version_prefix(version)
         self.pack = trie._packer.pack
@@ -442,6 +457,13 @@ class _UpdateRun:
             del self.decoded[node_key]
         else:
             self.stale.append(node_key)
+
+
+def _trim(cache: dict[bytes, Node], size: int) -> None:
+    # Insertion order approximates age: drop the oldest quarter at once, so the cost of
+    # eviction is amortised and reads never pay for recency bookkeeping.
+    for node_key in list(islice(cache, len(cache) - size * 3 // 4)):
+        del cache[node_key]
 
 
 # --- verification and the reference root ------------------------------------------------

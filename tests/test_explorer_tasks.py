@@ -216,6 +216,17 @@ def test_task_view_prints_summary_rounds_updates_models_and_trainers(node, finis
     assert re.search(r"│ +initial │ " + re.escape(report["initial_model"]), out)
 
 
+def test_amounts_are_rounded_for_reading_and_exact_on_request(node, finished):
+    """(issue 18 item 8) The views round amounts as people read them; --exact shows every planck."""
+    exact = ChainInfo("GRAD", 12, 42, exact=True)
+    for chain in (CHAIN, exact):
+        report = explorer_tasks.task_report(node.client, finished[0], chain)
+        out = rendered(explorer_tasks.print_task, report)
+        for rank, trainer_row in enumerate(report["trainers"], 1):
+            earned = re.escape(chain.format_balance(trainer_row["earned"]))
+            assert re.search(rf"│ {rank} │ {trainer_row['address']} +│.*│ +{earned} │", out), (chain, out)
+
+
 def test_active_task_shows_its_windows_and_the_pending_update(node, active):
     task_id, key = active
     task = get_task(node.client, task_id)

@@ -53,3 +53,18 @@ def test_views_of_genesis_and_of_later_blocks_each_read_their_own_state(tmp_path
         assert best_view.get(key) == chain.chain.trie.get(best_view.ref, key) != at_genesis
     finally:
         chain.close()
+
+
+def test_a_full_cache_drops_its_oldest_entries_and_keeps_the_newest():
+    from storage.state_view import HeadCache
+    from storage.trie import StateRef
+
+    cache = HeadCache(max_entries=100)
+    states = [StateRef(bytes([n]) * 32, n) for n in range(4)]
+    cache.start(states[0])
+    cache.values.update({b"old%d" % i: b"v" for i in range(90)})
+    cache.advance(states[0], states[1], {b"new%d" % i: b"n" for i in range(20)})
+    assert len(cache.values) <= 100 and all(cache.values[b"new%d" % i] == b"n" for i in range(20))
+    assert b"old0" not in cache.values and b"old89" in cache.values  # the oldest went first, not everything
+    cache.advance(states[2], states[3], {b"x": b"y"})  # not on top of its state: nothing it held is kept
+    assert cache.values == {b"x": b"y"} and cache.ref == states[3]

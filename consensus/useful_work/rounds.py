@@ -46,7 +46,7 @@ from runtime import api as runtime_api
 from runtime.pallets import training
 from runtime.pallets.training import RoundReport, Score, Task, UpdateScore
 from runtime.types import Block, Header
-from storage.blobs import BlobStore
+from storage.blobs import VERIFIED, BlobStore
 
 log = structlog.get_logger("useful_work")
 
@@ -219,12 +219,13 @@ class RoundWork:
         if self.deferred is not None:
             self.deferred.append(model)
         elif self.blobs.info(model.model_hash) is None:
-            self.blobs.put(model.model_hash, model.to_blob(), now_block=self._block_number)
+            # what this validator computed itself: stored even when uploads have filled the store
+            self.blobs.put(model.model_hash, model.to_blob(), now_block=self._block_number, admission=VERIFIED)
 
     def store_deferred(self, models: list[ModelVersion], now_block: int) -> None:
         for model in models:
             if self.blobs.info(model.model_hash) is None:
-                self.blobs.put(model.model_hash, model.to_blob(), now_block=now_block)
+                self.blobs.put(model.model_hash, model.to_blob(), now_block=now_block, admission=VERIFIED)
 
     # --- the author -------------------------------------------------------------
 

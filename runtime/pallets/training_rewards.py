@@ -8,7 +8,9 @@ Where the money of a round goes, in order:
                 pool, and this round's reward grows by that much
     reward      min(reward_per_round + forfeited, remaining pool), moved from the creator's reserve
                 to the pot and split by contribution among the accepted updates (10% to validators),
-                only if the new model beats the base; integer leftovers stay in the pool
+                only if the new model beats the base; trainers' shares are whole reward units
+                (reward_unit) and the rounding dust goes to the validators' share (the closing
+                block's author), so a round pays exactly its reward
     pool        what no round paid goes back to the creator when the task ends
 """
 
@@ -153,17 +155,35 @@ def check_report(task: Task, report: RoundReport, revealed: tuple[bytes, ...]) -
 
 def split_rewards(ctx: BlockContext, task: Task, pot: int,
                   gains: dict[bytes, int]) -> tuple[dict[bytes, int], dict[bytes, int]]:
-    """(update hash -> reward, validator -> share) of a round paying `pot`. Rewards follow the
-    contributions (all positive); integer division leftovers stay in the creator's pool."""
+    """(update hash -> reward, validator -> share) of a round paying `pot`: together exactly `pot`.
+
+    Trainers' rewards follow the contributions (all positive), each rounded down to the round's
+    `reward_unit`, so they read as round amounts. The validators get the rest: VALIDATOR_SHARE_PPM
+    of the pot plus the trainers' rounding dust, shared equally in whole units; what is left of
+    that division (less than one unit per validator) goes to the author of the block that closes
+    the round. So all rounding dust ends in one stated place: the validators' share."""
     if not gains:
         return {}, {}
+    unit = reward_unit(pot)
     validator_pot = pot * VALIDATOR_SHARE_PPM // 1_000_000
     trainer_pot = pot - validator_pot
     total = sum(gains.values())
-    rewards = {update: trainer_pot * gain // total for update, gain in gains.items()}
+    rewards = {update: trainer_pot * gain // total // unit * unit for update, gain in gains.items()}
     validator_set = [v.account for v in validators.Validators.get(ctx.state)]
-    each = validator_pot // len(validator_set) if validator_set else 0
-    return rewards, ({account: each for account in validator_set} if each else {})
+    if not validator_set:  # no validator to pay (not a live chain): the validators' part stays in the pool
+        return rewards, {}
+    rest = pot - sum(rewards.values())
+    each = rest // len(validator_set) // unit * unit
+    shares = dict.fromkeys(validator_set, each)
+    dust_to = ctx.author if ctx.author in shares else validator_set[0]
+    shares[dust_to] += rest - each * len(validator_set)
+    return rewards, {account: share for account, share in shares.items() if share}
+
+
+def reward_unit(pot: int) -> int:
+    """The power of ten that reward shares are whole multiples of: a millionth of the round's
+    reward or less (1 planck for a reward under 10**7), so a share loses at most 1 ppm to rounding."""
+    return 10 ** max(0, len(str(pot)) - 7)
 
 
 def accrue(ctx: BlockContext, who: AccountId, amount: int) -> None:
