@@ -276,7 +276,7 @@ def test_blobs_upload_download_and_refusals(node):
     blob_hash = "0x" + blake2b_256(data).hex()
 
     from scripts._tasks import upload_headers
-    from tests.builders import DEV_KEYS
+    from tests.helpers.chain import DEV_KEYS
 
     genesis = node.client.genesis_hash()
 
