@@ -21,7 +21,7 @@ import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import structlog
 
@@ -109,9 +109,7 @@ class ChainService(Service):
         self.indexer.catch_up()
         self.block_listeners.append(self._index_block)
         if self.work is None:
-            self.work = RoundWork(self.blobs, self.validator_key,
-                                  tolerance_ppm=self.config.useful_work_tolerance_ppm,
-                                  loss_tolerance_ppm=self.config.useful_work_loss_tolerance_ppm)
+            self.work = RoundWork(self.blobs, self.validator_key)  # scores are exact: no tolerance
         else:
             self.work.blobs = self.blobs
         self.executive = Executive(self.store.genesis_hash)
@@ -256,7 +254,16 @@ class ChainService(Service):
     def import_block_now(self, block: Block) -> ImportResult:
         """Import on the calling thread: for tools that own the chain, or the chain thread."""
         self._fresh = block
-        result = self.importer.import_block(block)
+        return self._record(block, self.importer.import_block(block))
+
+    def import_run_now(self, blocks: list[Block], verifier) -> Iterator[ImportResult]:
+        """import_block_now for a run of blocks (sync): while one block executes here, the next block's
+        signatures are verified in `verifier`'s process (ImportQueue.import_run). Stop consuming to stop."""
+        by_hash = {block.hash: block for block in blocks}
+        for result in self.importer.import_run(blocks, verifier):
+            yield self._record(by_hash[result.hash], result)
+
+    def _record(self, block: Block, result: ImportResult) -> ImportResult:
         if result.outcome != IMPORTED:
             log.info("block not imported", number=result.number, hash=result.hash.hex()[:16], outcome=result.outcome,
                      error=None if result.error is None else result.error.message)

@@ -2,6 +2,7 @@
 
 Base path layout (as Substrate's):  <base>/chains/<chain id>/db        the LevelDB
                                     <base>/chains/<chain id>/keystore  validator keys
+                                    <base>/chains/<chain id>/network   the node key (secret_ed25519)
 `--dev` without `--base-path` uses a fresh temporary directory, removed at exit.
 
 The dev chain is the repository's genesis.json with one validator (Alice), a
@@ -65,6 +66,10 @@ class ChainPaths:
     @property
     def keystore(self) -> Path:
         return self.chain_dir / "keystore"
+
+    @property
+    def network(self) -> Path:
+        return self.chain_dir / "network"
 
 
 def open_chain(paths: ChainPaths, config: GenesisConfig, *, pruning: int | None) -> ChainStore:

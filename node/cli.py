@@ -71,15 +71,27 @@ def build_parser() -> Parser:
     parser.add_argument("--rpc-cors", default="", metavar="ORIGINS",
                         help="comma-separated origins allowed by browsers, or 'all'")
     parser.add_argument("--no-rpc", action="store_true", help="do not serve JSON-RPC")
-    parser.add_argument("--p2p-port", type=port, default=30333, help="peer-to-peer port (default 30333)")
+    parser.add_argument("--p2p-port", type=port, metavar="PORT",
+                        help="peer-to-peer port (default 30333; with --dev any free port; 0: any free port)")
+    parser.add_argument("--p2p-host", default="0.0.0.0", metavar="IPV4",
+                        help="interface the peer-to-peer port listens on (default all: 0.0.0.0)")
+    parser.add_argument("--bootnodes", nargs="+", action="extend", default=[], metavar="MULTIADDR",
+                        help="peers to connect to at start, as /ip4/A/tcp/P/p2p/PEERID")
+    parser.add_argument("--reserved-nodes", nargs="+", action="extend", default=[], metavar="MULTIADDR",
+                        help="peers to stay connected to (redialled at once when they drop)")
+    parser.add_argument("--reserved-only", action="store_true", help="connect to reserved nodes only")
+    parser.add_argument("--node-key-file", type=Path, metavar="PATH",
+                        help="the libp2p node key (default <base>/chains/<id>/network/secret_ed25519, made at "
+                             "first start; see 'key generate-node-key')")
+    parser.add_argument("--no-network", action="store_true", help="run without peer-to-peer networking")
     parser.add_argument("--prometheus-port", type=port, default=9615,
                         help="Prometheus metrics port on 127.0.0.1 (default 9615; 0 picks a free one)")
     parser.add_argument("--no-prometheus", action="store_true", help="do not serve metrics")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
 
     key = commands.add_parser("key", help="generate or inspect keys")
-    key_commands = key.add_subparsers(dest="key_command", metavar="generate|inspect", required=True,
-                                      parser_class=Parser)
+    key_commands = key.add_subparsers(dest="key_command", metavar="generate|inspect|generate-node-key",
+                                      required=True, parser_class=Parser)
     generate = key_commands.add_parser("generate", help="a new mnemonic, its public key and address")
     generate.add_argument("--words", type=int, choices=(12, 15, 18, 21, 24), default=12)
     generate.add_argument("--output-file", type=Path, metavar="PATH", help="also write a validator key file (0600)")
@@ -87,6 +99,9 @@ def build_parser() -> Parser:
     inspect = key_commands.add_parser("inspect", help="public key and address of a secret URI")
     inspect.add_argument("uri", help='a mnemonic, "//Alice", or "0x<seed>", with optional //hard/path')
     inspect.add_argument("--ss58-prefix", type=int, default=42)
+
+    node_key = key_commands.add_parser("generate-node-key", help="a new libp2p node key; prints its peer id")
+    node_key.add_argument("--file", type=Path, required=True, metavar="PATH", help="where to write it (0600)")
 
     build_spec = commands.add_parser("build-spec", help="print the chain spec as JSON")
     add_chain_options(build_spec)
@@ -111,6 +126,10 @@ def build_parser() -> Parser:
     check = commands.add_parser("check-block", help="re-execute a stored block and check it")
     add_chain_options(check)
     check.add_argument("block", help="block number or 0x hash")
+
+    from node.testnet.command import add_parser as add_testnet_parser
+
+    add_testnet_parser(commands)
     return parser
 
 

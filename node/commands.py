@@ -1,4 +1,5 @@
-"""The subcommands: key, build-spec, purge-chain, export-blocks, import-blocks, check-block.
+"""The subcommands: key, build-spec, purge-chain, export-blocks, import-blocks, check-block (and testnet,
+in node/testnet/).
 
 Block files (export/import): the 8 bytes b"GRADBLK1", then per block a 4-byte
 big-endian length and the block's canonical encoding.
@@ -35,6 +36,10 @@ class CommandError(GradchainError):
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.command == "testnet":
+        from node.testnet.command import run as run_testnet
+
+        return run_testnet(args)
     handlers = {"key": key, "build-spec": build_spec, "purge-chain": purge_chain, "export-blocks": export_blocks,
                 "import-blocks": import_blocks, "check-block": check_block}
     return handlers[args.command](args)
@@ -43,7 +48,18 @@ def run(args: argparse.Namespace) -> int:
 # --- key ---------------------------------------------------------------------------
 
 
+def generate_node_key(args: argparse.Namespace) -> int:
+    """A new libp2p node key: written to --file (0600), its peer id printed (as Substrate's command does)."""
+    from node.network.config import node_peer_id, write_node_key
+
+    seed = write_node_key(args.file)
+    print(node_peer_id(seed))
+    return 0
+
+
 def key(args: argparse.Namespace) -> int:
+    if args.key_command == "generate-node-key":
+        return generate_node_key(args)
     if args.key_command == "generate":
         phrase = crypto.generate_mnemonic(args.words)
         keypair = crypto.keypair_from_uri(phrase)
@@ -230,8 +246,7 @@ def import_blocks(args: argparse.Namespace) -> int:
         total = sum(1 for _ in read_block_file(handle))
         handle.seek(0)
         importer = ImportQueue(store, Executive(store.genesis_hash), slot_duration_ms=config.slot_duration_ms)
-        work = RoundWork(BlobStore(store.db), keypair, tolerance_ppm=config.useful_work_tolerance_ppm,
-                         loss_tolerance_ppm=config.useful_work_loss_tolerance_ppm)
+        work = RoundWork(BlobStore(store.db), keypair)  # scores are exact: no tolerance
         UsefulWorkCheck(store, work, runner=InlineRunner(), deliver=run_now,
                         deadline_blocks=config.useful_work_availability_blocks).attach(importer)
         columns = (TextColumn("importing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())

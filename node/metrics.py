@@ -35,6 +35,20 @@ class NodeMetrics:
         self.extrinsics_included = Counter("gradchain_extrinsics_included", "Extrinsics in imported blocks",
                                            registry=self.registry)
 
+        # networking (node/network)
+        self.p2p_bytes_in = Gauge("gradchain_p2p_bytes_in", "Bytes received from peers (requests, replies, gossip)",
+                                  registry=self.registry)
+        self.p2p_bytes_out = Gauge("gradchain_p2p_bytes_out", "Bytes sent to peers", registry=self.registry)
+        self.gossip_dropped = Counter("gradchain_gossip_unsent", "Gossip messages not sent because peers' queues "
+                                      "stayed full", registry=self.registry)
+        self.gossip_dropped_by_libp2p = Gauge("gradchain_p2p_messages_dropped", "Messages dropped: by gossipsub's "
+                                              "full outbound queues, and by this node's full inbound queues",
+                                              registry=self.registry)
+        self.peer_reports = Counter("gradchain_peer_misbehaviour", "Misbehaviour reported against peers",
+                                    ["kind"], registry=self.registry)
+        self.sync_target = Gauge("gradchain_sync_target", "Highest block number a peer has announced",
+                                 registry=self.registry)
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
 

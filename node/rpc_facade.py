@@ -21,6 +21,7 @@ from rpc.app import build_server
 from rpc.errors import RpcError
 from runtime import api as runtime_api
 from runtime import crypto
+from runtime.errors import GradchainError
 from runtime.executive import VERSION
 from runtime.types import Block, Extrinsic, Header
 
@@ -33,8 +34,9 @@ STATE_NOT_INDEXED = -32000  # state_getKeysPaged at a block the key index cannot
 class ChainFacade:
     """NodeFacade over the chain service: every read of chain state goes through runtime/api.py."""
 
-    def __init__(self, chain: ChainService, *, node_name: str, chain_type: str) -> None:
+    def __init__(self, chain: ChainService, *, node_name: str, chain_type: str, network=None) -> None:
         self.chain = chain
+        self.network = network  # a NetworkService, or None for a node without networking
         self.node_name = node_name
         self.node_version = NODE_VERSION
         self.chain_name = chain.config.name
@@ -63,10 +65,41 @@ class ChainFacade:
         return crypto.encode_address(who, self.prefix)
 
     async def health(self) -> dict[str, Any]:
-        return {"peers": 0, "isSyncing": False, "shouldHavePeers": False}
+        if self.network is None:
+            return {"peers": 0, "isSyncing": False, "shouldHavePeers": False}
+        return self.network.health()
 
     async def peers(self) -> list[dict[str, Any]]:
-        return []
+        return [] if self.network is None else self.network.peers_info()
+
+    async def sync_state(self) -> dict[str, int]:
+        if self.network is None:
+            best = self.chain.store.best_header().number
+            return {"startingBlock": best, "currentBlock": best, "highestBlock": best}
+        return self.network.sync_state()
+
+    async def local_peer_id(self) -> str:
+        return self._network().peer_id
+
+    async def local_listen_addresses(self) -> list[str]:
+        return list(self._network().listen_addresses)
+
+    async def add_reserved_peer(self, address: str) -> None:
+        await self._network().add_reserved(address)
+
+    async def remove_reserved_peer(self, peer_id: str) -> None:
+        await self._network().remove_reserved(peer_id)
+
+    async def ban_peer(self, peer_id: str, seconds: float) -> None:
+        await self._network().ban(peer_id, seconds)
+
+    async def unban_peer(self, peer_id: str) -> bool:
+        return await self._network().unban(peer_id)
+
+    def _network(self):
+        if self.network is None:
+            raise NetworkDisabled("this node runs without networking (--no-network)")
+        return self.network
 
     # --- reads, on the chain thread ----------------------------------------------------
 
@@ -271,6 +304,10 @@ class BlobEndpoints:
             self.chain.blob_arrived_now(blob_hash)  # a block may have waited for it (unverifiable)
             return stored
         return await self.chain.call(store)
+
+
+class NetworkDisabled(GradchainError):
+    code = "network_disabled"
 
 
 def _bad_account() -> bytes:

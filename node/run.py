@@ -17,6 +17,10 @@ from node.chain_setup import ChainPaths, load_chain_spec
 from node.clock import SystemClock
 from node.keystore import KeystoreError, load_key_file
 from node.metrics import MetricsService, NodeMetrics
+from node.network.chain_adapter import ChainAdapter
+from node.network.config import NetworkConfig, check_peer_address, load_or_create_node_key
+from node.network.service import NetworkService
+from node.network.wire import ROLE_AUTHORITY, ROLE_FULL
 from node.rpc_facade import ChainFacade, RpcService
 from node.service import Service, ServiceTree
 from runtime import crypto
@@ -54,8 +58,14 @@ def _run(args, config, keypair, base: Path) -> int:
     chain = ChainService(config, paths, pruning=args.pruning, metrics=metrics, clock=clock,
                          finalize_own_blocks=args.dev, validator_key=keypair)
     services: list[Service] = [chain]
+    network = None
+    if not args.no_network:
+        # after the chain (it serves blocks from LevelDB) and so stopped before it closes LevelDB
+        network = NetworkService(ChainAdapter(chain), network_config(args, paths, keypair), metrics=metrics)
+        services.append(network)
     if not args.no_rpc:
-        facade = ChainFacade(chain, node_name=args.name, chain_type="Development" if args.dev else "Live")
+        facade = ChainFacade(chain, node_name=args.name, chain_type="Development" if args.dev else "Live",
+                             network=network)
         services.append(RpcService(facade, host="0.0.0.0" if args.rpc_external else "127.0.0.1",
                                    port=args.rpc_port, unsafe_methods=args.rpc_methods == "unsafe",
                                    cors=[o.strip() for o in args.rpc_cors.split(",") if o.strip()]))
@@ -69,6 +79,16 @@ def _run(args, config, keypair, base: Path) -> int:
         runner.run(_serve(ServiceTree(services)))
     log.info("stopped")
     return 0
+
+
+def network_config(args: argparse.Namespace, paths: ChainPaths, keypair) -> NetworkConfig:
+    for address in (*args.bootnodes, *args.reserved_nodes):
+        check_peer_address(address)  # a typo is a one-line error at start, not a silent failure to dial
+    return NetworkConfig(node_key_seed=load_or_create_node_key(paths.network, args.node_key_file),
+                         listen_host=args.p2p_host,
+                         port=args.p2p_port if args.p2p_port is not None else (0 if args.dev else 30333), bootnodes=tuple(args.bootnodes),
+                         reserved_nodes=tuple(args.reserved_nodes), reserved_only=args.reserved_only,
+                         roles=ROLE_AUTHORITY if keypair is not None and (args.validator or args.dev) else ROLE_FULL)
 
 
 async def _serve(tree: ServiceTree) -> None:

@@ -9,20 +9,25 @@ reverse order of starting, also when another service failed.
 returns when the stop event is set (SIGINT/SIGTERM) or re-raises the first
 failure of any service, after stopping them all within a shutdown timeout.
 
-`LoopThread` runs an event loop on its own thread. py-libp2p needs trio on a
-thread of its own (DESIGN.md, "py-libp2p facts"); the same holds for any
-service that must not share the node's asyncio loop. Calls cross into it with
-`call` (an asyncio future for the caller) and results come back the same way.
+`LoopThread` runs an asyncio event loop on its own thread; `TrioThread` runs
+trio on its own thread, because py-libp2p is trio and fails under asyncio
+(DESIGN.md, "py-libp2p facts"). Calls cross into either with `call` (an
+asyncio future for the caller; a trio cancel scope enforces the timeout on the
+trio side), and trio code hands events back with `ThreadQueue.put_threadsafe`
+(loop.call_soon_threadsafe into a bounded asyncio queue, counting what it drops)
+or awaits an asyncio coroutine with `TrioThread.await_asyncio`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import threading
-from typing import Any, Callable, Coroutine
+from typing import Any, Awaitable, Callable, Coroutine
 
 import structlog
+import trio
 
 from runtime.errors import GradchainError
 
@@ -124,8 +129,178 @@ class LoopThread:
             self._thread.join(timeout)
 
 
+class TrioThread:
+    """`trio.run` on a dedicated thread, with a nursery that outlives each call.
+
+    `call(fn, *args, timeout=)` runs `await fn(*args)` on the trio thread and
+    returns its result (or raises its exception) on the caller's asyncio loop;
+    the timeout is a trio cancel scope, so the trio side really stops, and a
+    cancelled asyncio caller cancels the trio task too. `start(fn)` runs a
+    long-lived task (`fn(task_status)`, trio's `nursery.start` protocol) and
+    returns what it passed to `task_status.started`.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._thread = threading.Thread(target=self._main, name=name, daemon=True)
+        self._ready = threading.Event()
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._nursery: trio.Nursery | None = None
+        self._stop: trio.Event | None = None
+        self.error: BaseException | None = None
+
+    def _main(self) -> None:
+        try:
+            trio.run(self._root)
+        except BaseException as exc:  # recorded for the owner; the thread just ends
+            self.error = exc
+            log.error("trio thread ended with an error", thread=self.name, error=repr(exc))
+        finally:
+            self._ready.set()
+
+    async def _root(self) -> None:
+        self._token = trio.lowlevel.current_trio_token()
+        self._stop = trio.Event()
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            self._ready.set()
+            await self._stop.wait()
+            nursery.cancel_scope.cancel()
+
+    def start_thread(self) -> None:
+        self._thread.start()
+        self._ready.wait()
+        if self._token is None:
+            raise ServiceFailed(f"trio thread {self.name} did not start: {self.error!r}")
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive() and self._token is not None
+
+    def _run_soon(self, function: Callable[[], None]) -> None:
+        if self._token is None:
+            raise ServiceFailed(f"trio thread {self.name} is not running")
+        try:
+            self._token.run_sync_soon(function)
+        except trio.RunFinishedError:
+            raise ServiceFailed(f"trio thread {self.name} has stopped") from None
+
+    async def call(self, function: Callable[..., Awaitable[Any]], *args: Any, timeout: float | None = None) -> Any:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future = loop.create_future()
+        scope = trio.CancelScope()
+
+        def settle(result: Any, error: BaseException | None) -> None:
+            if future.done():
+                return
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(result)
+
+        async def task() -> None:
+            outcome: tuple[Any, BaseException | None] = (None, ServiceFailed(f"trio thread {self.name} stopped"))
+            try:
+                with scope:
+                    with trio.fail_after(timeout) if timeout is not None else contextlib.nullcontext():
+                        outcome = (await function(*args), None)
+                if scope.cancelled_caught:
+                    outcome = (None, asyncio.CancelledError())
+            except trio.TooSlowError:
+                outcome = (None, TimeoutError(f"{getattr(function, '__name__', 'call')} took over {timeout} s"))
+            except Exception as exc:
+                outcome = (None, exc)
+            finally:  # also when the thread's nursery is cancelled: the caller must not wait forever
+                _post(loop, settle, *outcome)
+
+        self._run_soon(lambda: self._nursery.start_soon(task))
+        try:
+            return await future
+        except asyncio.CancelledError:
+            if not future.done() or future.cancelled():  # the asyncio caller gave up: stop the trio side
+                try:
+                    self._run_soon(scope.cancel)
+                except ServiceFailed:
+                    pass
+            raise
+
+    async def start(self, function: Callable[..., Awaitable[Any]], *args: Any, timeout: float | None = None) -> Any:
+        """Start `function(*args, task_status=...)` in the thread's nursery; return what it reports started."""
+        async def starter() -> Any:
+            return await self._nursery.start(_with_status(function), *args)
+        return await self.call(starter, timeout=timeout)
+
+    async def await_asyncio(self, loop: asyncio.AbstractEventLoop, coroutine: Coroutine[Any, Any, Any]) -> Any:
+        """From trio code on this thread: run `coroutine` on the asyncio `loop` and wait for it here."""
+        done = trio.Event()
+        token = trio.lowlevel.current_trio_token()
+        future = asyncio.run_coroutine_threadsafe(coroutine, loop)
+
+        def wake(_: concurrent.futures.Future) -> None:
+            try:
+                token.run_sync_soon(done.set)
+            except trio.RunFinishedError:
+                pass
+        future.add_done_callback(wake)
+        try:
+            await done.wait()
+        except trio.Cancelled:
+            future.cancel()
+            raise
+        return future.result()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        if self._thread.is_alive() and self._token is not None:
+            try:
+                self._token.run_sync_soon(self._stop.set)
+            except trio.RunFinishedError:
+                pass
+            self._thread.join(timeout)
+
+
+def _with_status(function: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    async def started(*args: Any, task_status: Any = trio.TASK_STATUS_IGNORED) -> Any:
+        return await function(*args, task_status=task_status)
+    return started
+
+
+def _post(loop: asyncio.AbstractEventLoop, callback: Callable[..., None], *args: Any) -> None:
+    try:
+        loop.call_soon_threadsafe(callback, *args)
+    except RuntimeError:  # the asyncio loop closed: nobody is waiting any more
+        pass
+
+
+class ThreadQueue:
+    """A bounded asyncio queue that another thread fills without blocking.
+
+    `put_threadsafe` never blocks the producer (the trio thread must not wait on
+    asyncio): when the queue is full the item is dropped and counted in
+    `dropped`, so a slow consumer shows up in metrics instead of as lag."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, maxsize: int) -> None:
+        self.loop = loop
+        self.queue: asyncio.Queue = asyncio.Queue(maxsize)
+        self.dropped = 0
+
+    def put_threadsafe(self, item: Any) -> None:
+        _post(self.loop, self._put, item)
+
+    def _put(self, item: Any) -> None:
+        try:
+            self.queue.put_nowait(item)
+        except asyncio.QueueFull:
+            self.dropped += 1
+
+    async def get(self) -> Any:
+        return await self.queue.get()
+
+    def qsize(self) -> int:
+        return self.queue.qsize()
+
+
 async def in_thread(executor: concurrent.futures.Executor, function: Callable[..., Any], *args: Any) -> Any:
     return await asyncio.get_running_loop().run_in_executor(executor, function, *args)
 
 
-__all__ = ["Service", "ServiceTree", "ServiceFailed", "LoopThread", "in_thread"]
+__all__ = ["Service", "ServiceTree", "ServiceFailed", "LoopThread", "TrioThread", "ThreadQueue", "in_thread"]

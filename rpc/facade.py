@@ -51,7 +51,20 @@ class NodeFacade(Protocol):
         """{"peers": int, "isSyncing": bool, "shouldHavePeers": bool}"""
 
     async def peers(self) -> list[dict[str, Any]]:
-        """Connected peers (empty until networking lands)."""
+        """Connected peers that completed the handshake: peerId, roles, bestHash, bestNumber, reputation."""
+    async def sync_state(self) -> dict[str, int]:
+        """{"startingBlock", "currentBlock", "highestBlock"} as Substrate's system_syncState."""
+    async def local_peer_id(self) -> str:
+        """This node's libp2p peer id (base58); raises a GradchainError without networking."""
+    async def local_listen_addresses(self) -> list[str]:
+        """Full multiaddresses (with /p2p/<peer id>) this node listens on."""
+    async def add_reserved_peer(self, address: str) -> None:
+        """Keep a peer (a multiaddress ending in /p2p/<peer id>) connected."""
+    async def remove_reserved_peer(self, peer_id: str) -> None: ...
+    async def ban_peer(self, peer_id: str, seconds: float) -> None:
+        """Disconnect a peer and refuse it for `seconds`."""
+    async def unban_peer(self, peer_id: str) -> bool:
+        """Lift a ban; False if the peer was not banned."""
 
     # --- blocks
     async def header(self, at: bytes | None) -> Header | None: ...

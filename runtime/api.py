@@ -75,6 +75,11 @@ def validator_set(state: StateBackend | Overlay) -> tuple[Any, ...]:
     return validators.Validators.get(_overlay(state))
 
 
+def parameters(state: StateBackend | Overlay) -> system.Parameters:
+    """The runtime parameters in force (block weight limit, useful-work budget, fees...)."""
+    return system.Params.get(_overlay(state))
+
+
 def recent_block_hash(state: StateBackend | Overlay, number: int) -> bytes | None:
     """The hash of block `number` if it is among the recent ones the runtime remembers, else None."""
     found = system.BlockHashes.get(_overlay(state), number)
@@ -169,6 +174,21 @@ def round_updates(state: StateBackend | Overlay, task_id: int, round_number: int
     overlay = _overlay(state)
     return [(h, training.Updates.get(overlay, (task_id, round_number, h)) or reveal)
             for h, reveal in round_reveals(overlay, task_id, round_number)]
+
+
+def previous_model(state: StateBackend | Overlay, task_id: int) -> bytes | None:
+    """The model the task's current model replaced (the one adopted before it, or the initial model);
+    None while the task still has its initial model. FedAvgM's momentum is their difference."""
+    overlay = _overlay(state)
+    task = training.Tasks.get(overlay, task_id)
+    found_current = False
+    for round_number in range(task.round - 1, -1, -1) if task is not None else ():
+        if training.ModelVersions.get(overlay, (task_id, round_number)) is None:
+            continue
+        if found_current:
+            return bytes(training.ModelVersions.get(overlay, (task_id, round_number)).model)
+        found_current = True
+    return bytes(task.config.initial_model) if found_current else None
 
 
 def model_versions(state: StateBackend | Overlay, task_id: int, *, start: int = 0,

@@ -37,8 +37,6 @@ _U128_MAX = (1 << 128) - 1
 _ID_PATTERN = re.compile(r"^[a-z0-9_\-]{1,64}$")
 
 
-DEFAULT_USEFUL_WORK_TOLERANCE_PPM = 5_000  # a little over one sample of a 256-example held-out subset
-DEFAULT_USEFUL_WORK_LOSS_TOLERANCE_PPM = 100  # a flipped near-tie moves the mean loss by far less
 # Blocks a report's data may stay unavailable here before the block is disputed ("data unavailable").
 DEFAULT_USEFUL_WORK_AVAILABILITY_BLOCKS = 20
 MAX_USEFUL_WORK_AVAILABILITY_BLOCKS = 1_000_000
@@ -64,9 +62,6 @@ class GenesisConfig:
     endowed: tuple[tuple[bytes, int], ...]
     parameters: Parameters
     spec: dict  # the file's JSON, for build-spec
-    # how far a validator's re-measured score may differ from the block author's (consensus, not runtime)
-    useful_work_tolerance_ppm: int = DEFAULT_USEFUL_WORK_TOLERANCE_PPM
-    useful_work_loss_tolerance_ppm: int = DEFAULT_USEFUL_WORK_LOSS_TOLERANCE_PPM  # losses drift far less
     # an unverifiable block (a blob its report needs is missing here) is disputed this many blocks later
     useful_work_availability_blocks: int = DEFAULT_USEFUL_WORK_AVAILABILITY_BLOCKS
     training: training.TrainingLimits | None = None  # None: the pallet's defaults (and no genesis entry)
@@ -135,9 +130,8 @@ class _Reader:
 def parse_genesis(spec: Any, source: str = "genesis") -> GenesisConfig:
     r = _Reader(source)
     top = r.obj(spec, "(top)", {"name", "id", "token", "ss58_prefix", "slot_duration_ms", "sudo", "validators",
-                                "endowed", "parameters"}, {"genesis_time_ms", "useful_work_tolerance_ppm",
-                                                             "useful_work_loss_tolerance_ppm",
-                                                             "useful_work_availability_blocks", "training"})
+                                "endowed", "parameters"}, {"genesis_time_ms", "useful_work_availability_blocks",
+                                                             "training"})
     chain_id = r.text(top["id"], "id", 64)
     if not _ID_PATTERN.match(chain_id):
         raise r.fail("id", "must be lowercase letters, digits, '_' or '-'")
@@ -167,11 +161,6 @@ def parse_genesis(spec: Any, source: str = "genesis") -> GenesisConfig:
         endowed=r.accounts_with_amount(top["endowed"], "endowed", "balance", prefix),
         parameters=params,
         spec=spec,
-        useful_work_tolerance_ppm=r.integer(top.get("useful_work_tolerance_ppm", DEFAULT_USEFUL_WORK_TOLERANCE_PPM),
-                                            "useful_work_tolerance_ppm", 0, 1_000_000),
-        useful_work_loss_tolerance_ppm=r.integer(
-            top.get("useful_work_loss_tolerance_ppm", DEFAULT_USEFUL_WORK_LOSS_TOLERANCE_PPM),
-            "useful_work_loss_tolerance_ppm", 0, 1_000_000),
         useful_work_availability_blocks=_availability_blocks(r, top),
         training=_training_limits(r, top["training"]) if "training" in top else None,
     )

@@ -186,6 +186,9 @@ class TaskOptions:
     max_samples: int = training.DEFAULT_MAX_SAMPLES  # cap on an update's aggregation weight
     max_share_ppm: int = training.DEFAULT_MAX_SHARE_PPM  # ... and on its share of the round's weight
     copy_distance_ppm: int = training.DEFAULT_COPY_DISTANCE_PPM  # near-copies refused (sine of the angle)
+    max_updates: int = training.MAX_UPDATES_PER_ROUND  # reveals per round (the chain's compute budget counts them)
+    server_lr_ppm: int = 1_000_000  # FedAvgM's server learning rate (1.0 with momentum 0: plain FedAvg)
+    server_momentum_ppm: int = 0
 
 
 def task_config(spec: ModelSpec, initial_model: bytes, held_out_hash: bytes, held_out_size: int,
@@ -205,7 +208,9 @@ def task_config(spec: ModelSpec, initial_model: bytes, held_out_hash: bytes, hel
         max_update_bytes=options.max_update_bytes, max_update_norm=norm_to_fixed(options.max_update_norm),
         bond=options.bond, aggregation=AGGREGATION_IDS[options.aggregation], trim=options.trim,
         max_samples=options.max_samples, max_share_ppm=options.max_share_ppm,
-        copy_distance_ppm=options.copy_distance_ppm)
+        copy_distance_ppm=options.copy_distance_ppm,
+        max_updates=options.max_updates, server_lr_ppm=options.server_lr_ppm,
+        server_momentum_ppm=options.server_momentum_ppm)
 
 
 def publish_task(account: ChainAccount, spec: ModelSpec, initial_weights: Mapping[str, torch.Tensor],

@@ -1,8 +1,8 @@
 """The claim of the project, run end to end: the one-command demo on a real dev node.
 
-Seven tasks side by side on one chain, five trainers each over non-IID digits shards:
-all honest, and one task per adversary (copy, noise, poison, stale, inflate, nearcopy: the
-fifth trainer).
+Per demo task (digits MLP and CNN, breast-cancer logistic regression), seven chain tasks side by
+side on one chain, five trainers each over non-IID shards: all honest, and one task per adversary
+(copy, noise, poison, stale, inflate, nearcopy: the fifth trainer).
 Afterwards the node's LevelDB is opened and every reward is traced to a scored update.
 """
 
@@ -79,8 +79,10 @@ def test_every_reward_is_traceable_to_a_scored_update_and_issuance_is_conserved(
     state = Overlay(store.state_view(store.best_hash))
     validator_accounts = [v.account for v in validators.Validators.get(state)]
     earned_from_updates: dict[bytes, int] = {}
-    for name in SCENARIOS:
-        task_id = figures["scenarios"][name]["task"]
+    # every chain task the demo ran: one per (demo task, scenario)
+    task_ids = [entry["scenarios"][name]["task"] for entry in figures["tasks"].values() for name in SCENARIOS]
+    assert len(task_ids) == len(set(task_ids)) == len(figures["tasks"]) * len(SCENARIOS)
+    for task_id in task_ids:
         task = training.Tasks.get(state, task_id)
         assert task.status == training.STATUS_FINISHED
         for round_number in range(ROUNDS):

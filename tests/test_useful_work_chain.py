@@ -131,7 +131,7 @@ def test_the_author_reports_the_round_and_a_validator_reproduces_it(nodes):
     assert new_model == report.new_model
     assert author.service.blobs.get(new_model) is not None and follower.service.blobs.get(new_model) is not None
     # a validator with a cold cache reproduces it too, and says so
-    fresh = RoundWork(follower.service.blobs, ALICE, tolerance_ppm=follower.config.useful_work_tolerance_ppm)
+    fresh = RoundWork(follower.service.blobs, ALICE)
     parent = follower.store.header(report_block.header.parent_hash)
     verdict = fresh.verify_block(Overlay(follower.store.state_view(parent.hash)), parent, report_block)
     assert verdict.ok and verdict.checked == 1 and verdict.reasons == []

@@ -11,7 +11,6 @@ from consensus.useful_work import (
 )
 from tests.helpers.useful_work import MLP, SEED, base_model, digits_held_out, rules, submissions, trained_deltas
 
-TOLERANCE = 1_000_000 // 200 + 1  # one sample of a 200-example subset
 
 
 def accept(candidate: Scores | None, without: dict) -> list[bytes]:
@@ -33,7 +32,7 @@ def honest_report(verifier: UsefulWorkVerifier, round_submissions: list[Submissi
 
 def verify(round_submissions: list[Submission], report: dict, verifier: UsefulWorkVerifier | None = None, task=None):
     return (verifier or UsefulWorkVerifier()).verify_report(task or rules(), base_model(MLP), round_submissions,
-                                                            digits_held_out(), SEED, tolerance_ppm=TOLERANCE, **report)
+                                                            digits_held_out(), SEED, **report)
 
 
 def shifted(scores: Scores, by: int) -> Scores:
@@ -60,25 +59,26 @@ def test_non_iid_updates_that_hurt_alone_still_contribute_to_the_aggregate():
     assert len(hurt_alone & set(report["accepted"])) >= 2
 
 
-def test_a_score_falsified_beyond_the_tolerance_fails_and_names_the_update():
+def test_a_score_falsified_by_one_ppm_fails_and_names_the_update():
+    """Scores are exact (integer evaluation): there is no tolerance, one ppm off is a mismatch."""
     round_submissions = submissions()
     report = honest_report(UsefulWorkVerifier(), round_submissions)
     victim = sorted(report["reported_without"])[0]
     true = report["reported_without"][victim]
-    report["reported_without"] = {**report["reported_without"], victim: shifted(true, TOLERANCE + 1)}
+    report["reported_without"] = {**report["reported_without"], victim: shifted(true, 1)}
     result = verify(round_submissions, report)
     assert not result.ok
     assert result.reasons == [f"update 0x{victim.hex()} (the aggregate without it): reported accuracy "
-                              f"{true.accuracy_ppm + TOLERANCE + 1} ppm, measured {true.accuracy_ppm} ppm, "
-                              f"beyond the tolerance of {TOLERANCE} ppm"]
+                              f"{true.accuracy_ppm + 1} ppm, measured {true.accuracy_ppm} ppm"]
 
 
-def test_a_score_within_the_tolerance_passes():
+def test_a_loss_off_by_one_ppm_fails():
     round_submissions = submissions()
     report = honest_report(UsefulWorkVerifier(), round_submissions)
-    report["reported_without"] = {h: Scores(s.accuracy_ppm - TOLERANCE, s.loss_ppm + TOLERANCE)
-                                  for h, s in report["reported_without"].items()}
-    assert verify(round_submissions, report).ok
+    base = report["reported_base"]
+    report["reported_base"] = Scores(base.accuracy_ppm, base.loss_ppm + 1)
+    result = verify(round_submissions, report)
+    assert not result.ok and len(result.reasons) == 1 and "reported loss" in result.reasons[0]
 
 
 def test_a_wrong_aggregate_hash_fails_and_names_the_aggregate():

@@ -7,10 +7,13 @@ sees integers: scores in parts per million and blake2b-256 hashes.
 
     tensors      the tensor blob: canonical encoding of models, updates, held-out sets
     models       the architecture registry (ModelSpec, compute_logits, build_model)
-    evaluate     deterministic scores (Scores: accuracy_ppm, loss_ppm) and the tolerance
+    evaluate     exact scores (Scores: accuracy_ppm, loss_ppm), the same bits on every CPU
+    exact        the integer forward pass and fixed-point cross-entropy behind them
     fixed_point  float32 <-> int64 fixed point (2**24), exact norms and divisions
     updates      an update's sanity checks (UpdateLimits, decode_update, apply_update)
-    aggregate    fedavg / trimmed_mean / median in integers; compute_model_hash
+    aggregate    fedavg / trimmed_mean / median in integers, O(n P) leave-one-out of fedavg,
+                 the FedAvgM server step (ServerOptimizer); compute_model_hash
+    round_types  a round's plain data (TaskRules, ModelVersion, Submission, ...)
     train        the reference local training of a trainer (train_local)
     data         scikit-learn's digits and breast-cancer, splits, non-IID shards, subsets
     secrecy      held-out encryption to the validators' keys
@@ -21,7 +24,7 @@ The package re-exports the main names below, but not the functions `evaluate` an
 `.evaluate` and `.aggregate`).
 """
 
-from consensus.useful_work.aggregate import AggregationRule, WeightedUpdate, compute_model_hash
+from consensus.useful_work.aggregate import AggregationRule, ServerOptimizer, WeightedUpdate, compute_model_hash
 from consensus.useful_work.errors import (
     AggregationError, EvaluationError, HeldOutError, ModelError, TensorFormatError, UpdateRejected, UsefulWorkError,
 )
@@ -38,7 +41,7 @@ from consensus.useful_work.verifier import (
 __all__ = [
     "AggregateOutcome", "AggregationError", "AggregationRule", "EvaluationError", "HeldOutError", "HeldOutSet",
     "ModelError", "ModelSpec", "ModelVersion", "RoundMeasurement", "RoundScores", "Scores", "Submission",
-    "TaskRules", "TensorFormatError",
+    "ServerOptimizer", "TaskRules", "TensorFormatError",
     "UpdateLimits", "UpdateRejected", "UsefulWorkError", "UsefulWorkVerifier", "VerificationResult",
     "WeightedUpdate", "apply_update", "build_model", "compute_model_hash", "compute_update",
     "decode_tensors", "decode_update", "encode_tensors", "load_state", "state_of",

@@ -23,14 +23,17 @@ block reports, never by each validator's own floats), or the sets would differ.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from consensus.useful_work.errors import AggregationError, UpdateRejected
-from consensus.useful_work.fixed_point import divide_round_half_even, unflatten_float, weighted_mean_round_half_even
+from consensus.useful_work.fixed_point import (
+    divide_round_half_even, divide_weighted_sums, flatten_float, to_fixed, unflatten_float,
+    weighted_mean_round_half_even, weighted_sums,
+)
 from consensus.useful_work.tensors import encode_tensors
 from consensus.useful_work.updates import apply_update, fixed_point_delta
 from runtime.hashing import blake2b_256
@@ -38,7 +41,33 @@ from runtime.hashing import blake2b_256
 RULES = ("fedavg", "trimmed_mean", "median")
 MAX_WEIGHT = (1 << 32) - 1  # a u32 num_samples
 MAX_UPDATES = (1 << 14) - 1  # bounds the exact int64 sums of every rule
+PPM = 1_000_000
+MAX_STEP = (1 << 31) - 1  # a previous step is clipped to |q| <= this (128.0) before momentum scales it
 Tensors = dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class ServerOptimizer:
+    """FedAvgM (Hsu et al. 2019) in fixed point: v <- momentum * v + aggregate; model <- model + lr * v.
+
+    The state v is never stored: lr * v of the last step is the difference between the
+    task's current model and the one it replaced, both on chain (by hash), so every validator
+    derives it. The step is therefore  lr * aggregate + momentum * (base - previous), each
+    product rounded half to even in integers (`server_step`). lr = 1, momentum = 0 is plain
+    FedAvg and leaves the aggregate's bytes untouched."""
+
+    lr_ppm: int = PPM
+    momentum_ppm: int = 0
+
+    def __post_init__(self) -> None:
+        if type(self.lr_ppm) is not int or not 0 < self.lr_ppm <= 10 * PPM \
+                or type(self.momentum_ppm) is not int or not 0 <= self.momentum_ppm < PPM:
+            raise AggregationError("the server learning rate must be in (0, 10] and the momentum in [0, 1)",
+                                   code="aggregation_bad_server_optimizer")
+
+    @property
+    def is_plain(self) -> bool:
+        return self.lr_ppm == PPM and self.momentum_ppm == 0
 
 
 @dataclass(frozen=True)
@@ -70,10 +99,17 @@ class WeightedUpdate:
     fixed: np.ndarray | None = field(default=None, compare=False, repr=False)
 
 
-def aggregate(base: Mapping[str, torch.Tensor], updates: Sequence[WeightedUpdate], rule: AggregationRule) -> Tensors:
-    """The new model: `base` plus the `rule` aggregate of the updates' deltas."""
+def aggregate(base: Mapping[str, torch.Tensor], updates: Sequence[WeightedUpdate], rule: AggregationRule,
+              server: ServerOptimizer = ServerOptimizer(), previous: np.ndarray | None = None) -> Tensors:
+    """The new model: `base` plus the server step of the `rule` aggregate of the updates' deltas
+    (`previous`: the last step, base - the model before it, in fixed point; None for none)."""
+    return apply_step(base, server_step(aggregate_fixed(base, updates, rule), server, previous))
+
+
+def apply_step(base: Mapping[str, torch.Tensor], step: np.ndarray) -> Tensors:
+    """`base` plus a fixed-point step (float32 adds, the same on every machine)."""
     try:
-        return apply_update(base, aggregate_deltas(base, updates, rule))
+        return apply_update(base, unflatten_float(step, base))
     except UpdateRejected as error:
         raise AggregationError(f"the aggregate does not apply to the base model ({error})",
                                code="aggregation_overflow") from None
@@ -82,6 +118,12 @@ def aggregate(base: Mapping[str, torch.Tensor], updates: Sequence[WeightedUpdate
 def aggregate_deltas(base: Mapping[str, torch.Tensor], updates: Sequence[WeightedUpdate],
                      rule: AggregationRule) -> Tensors:
     """The aggregate delta (float32, shaped like `base`)."""
+    return unflatten_float(aggregate_fixed(base, updates, rule), base)
+
+
+def aggregate_fixed(base: Mapping[str, torch.Tensor], updates: Sequence[WeightedUpdate],
+                    rule: AggregationRule) -> np.ndarray:
+    """The aggregate delta as one int64 fixed-point vector in name order."""
     ordered = sorted(updates, key=lambda update: update.update_hash)
     for first, second in zip(ordered, ordered[1:]):
         if first.update_hash == second.update_hash:
@@ -91,7 +133,7 @@ def aggregate_deltas(base: Mapping[str, torch.Tensor], updates: Sequence[Weighte
         raise AggregationError(f"at most {MAX_UPDATES} updates can be aggregated at once",
                                code="aggregation_too_many")
     if not ordered:
-        return {name: torch.zeros_like(tensor, dtype=torch.float32) for name, tensor in base.items()}
+        return np.zeros(sum(tensor.numel() for tensor in base.values()), dtype=np.int64)
     rows = []
     for update in ordered:
         if update.fixed is not None:
@@ -110,7 +152,44 @@ def aggregate_deltas(base: Mapping[str, torch.Tensor], updates: Sequence[Weighte
         combined = _trimmed_mean(stacked, rule.trim)
     else:
         combined = _lower_median(stacked)
-    return unflatten_float(combined, base)
+    return combined
+
+
+def fedavg_without_each(rows: Iterable[np.ndarray], weights: list[int]) -> tuple[np.ndarray, Iterator[np.ndarray]]:
+    """(the fedavg of every row, then lazily, per row in order, the fedavg with that row zeroed and its
+    weight kept), in O(rows x P); `rows` is iterated twice (it may recompute rows rather than hold them):
+    the exact weighted sums are computed once and each row's term
+    is taken out of them. The bytes equal `aggregate_fixed` with the row's delta zeroed (a zero
+    row adds nothing to either sum), which a property test holds."""
+    _check_weights(weights)
+    high, low = weighted_sums(rows, weights)
+    total = sum(weights)
+
+    def each() -> Iterator[np.ndarray]:
+        for row, weight in zip(rows, weights):
+            yield divide_weighted_sums(high - (row >> 16) * np.int64(weight), low - (row & 0xFFFF) * np.int64(weight),
+                                       total)
+
+    return divide_weighted_sums(high, low, total), each()
+
+
+def server_step(combined: np.ndarray, server: ServerOptimizer, previous: np.ndarray | None) -> np.ndarray:
+    """lr * combined + momentum * previous, each product rounded half to even (exact int64:
+    |combined| < 2**31 and lr < 2**24; previous is clipped to |q| <= 2**31 - 1)."""
+    if server.is_plain:
+        return combined
+    step = divide_round_half_even(combined * np.int64(server.lr_ppm), PPM)
+    if server.momentum_ppm and previous is not None:
+        step = step + divide_round_half_even(np.clip(previous, -MAX_STEP, MAX_STEP) * np.int64(server.momentum_ppm),
+                                             PPM)
+    return step
+
+
+def previous_step(current: Mapping[str, torch.Tensor], previous: Mapping[str, torch.Tensor]) -> np.ndarray:
+    """The last server step, current - previous, in fixed point: float64 differences of float32
+    weights (one IEEE rounding, the same everywhere), then rounded half to even at 2**-24."""
+    difference = flatten_float(current).astype(np.float64) - flatten_float(previous).astype(np.float64)
+    return to_fixed(np.clip(difference, -128.0, 128.0))
 
 
 def compute_model_hash(model: Mapping[str, torch.Tensor]) -> bytes:
@@ -119,10 +198,14 @@ def compute_model_hash(model: Mapping[str, torch.Tensor]) -> bytes:
 
 
 def _fedavg(stacked: np.ndarray, weights: list[int]) -> np.ndarray:
+    _check_weights(weights)
+    return weighted_mean_round_half_even(stacked, weights)
+
+
+def _check_weights(weights: list[int]) -> None:
     if any(type(weight) is not int or not 1 <= weight <= MAX_WEIGHT for weight in weights):
         raise AggregationError(f"fedavg weights (num_samples) must be integers in 1..{MAX_WEIGHT}",
                                code="aggregation_bad_weight")
-    return weighted_mean_round_half_even(stacked, weights)
 
 
 def _trimmed_mean(stacked: np.ndarray, trim: int) -> np.ndarray:

@@ -94,19 +94,35 @@ def weighted_mean_round_half_even(rows: np.ndarray, weights: list[int]) -> np.nd
     """sum_i(weights[i] * rows[i]) / sum(weights), column-wise, rounded to nearest, ties to even; exact.
 
     Holds for entries |q| < 2**31, weights in 1..2**32 - 1 and fewer than 2**14 rows
-    (the caller checks), although the weighted sums themselves reach 2**77: each
-    entry is split as q = high * 2**16 + low (0 <= low < 2**16), so
-    S = 2**16 * S_high + S_low with |S_high| < 2**61 and 0 <= S_low < 2**62. With
+    (the caller checks), although the weighted sums themselves reach 2**77: see
+    `weighted_sums` and `divide_weighted_sums`.
+    """
+    return divide_weighted_sums(*weighted_sums(rows, weights), sum(weights))
+
+
+def weighted_sums(rows, weights: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """The exact sum_i(weights[i] * rows[i]) as (S_high, S_low): S = 2**16 * S_high + S_low.
+
+    Each entry is split as q = high * 2**16 + low (0 <= low < 2**16), so |S_high| < 2**61 and
+    0 <= S_low < 2**62 for |q| < 2**31, weights below 2**32 and fewer than 2**14 rows. Sums of
+    integers: the order of the rows cannot change them, and one row's term can be taken out again
+    exactly (leave-one-out in O(P) per update)."""
+    high_sum = low_sum = None
+    for row, weight in zip(rows, weights):
+        high, low = (row >> 16) * np.int64(weight), (row & 0xFFFF) * np.int64(weight)
+        if high_sum is None:
+            high_sum, low_sum = high, low
+        else:
+            high_sum += high
+            low_sum += low
+    return high_sum, low_sum
+
+
+def divide_weighted_sums(high_sum: np.ndarray, low_sum: np.ndarray, total: int) -> np.ndarray:
+    """(2**16 * S_high + S_low) / total rounded to nearest, ties to even, in int64: with
     S_high = a * W + b (0 <= b < W < 2**46):  S = 2**16 * a * W + T  where
     T = 2**16 * b + S_low < 2**63, and T = c * W + r gives the quotient
-    2**16 * a + c and the remainder r (0 <= r < W), all in int64.
-    """
-    total = sum(weights)
-    high_sum = np.zeros(rows.shape[1], dtype=np.int64)
-    low_sum = np.zeros(rows.shape[1], dtype=np.int64)
-    for row, weight in zip(rows, weights):
-        high_sum += (row >> 16) * np.int64(weight)
-        low_sum += (row & 0xFFFF) * np.int64(weight)
+    2**16 * a + c and the remainder r (0 <= r < W)."""
     a, b = np.divmod(high_sum, np.int64(total))
     c, remainder = np.divmod(b * (1 << 16) + low_sum, np.int64(total))
     return _round_half_even(a * (1 << 16) + c, remainder, total)

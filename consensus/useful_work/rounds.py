@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from consensus.useful_work.aggregate import AggregationRule
+from consensus.useful_work.aggregate import AggregationRule, ServerOptimizer
 from consensus.useful_work.errors import HeldOutError, ModelError, UsefulWorkError
 from consensus.useful_work.evaluate import Scores
 from consensus.useful_work.models import ModelSpec
@@ -50,8 +50,6 @@ from storage.blobs import VERIFIED, BlobStore
 
 log = structlog.get_logger("useful_work")
 
-DEFAULT_TOLERANCE_PPM = 5_000
-DEFAULT_LOSS_TOLERANCE_PPM = 100
 UNUSABLE = {"update_missing": training.UPDATE_MISSING}  # every other rejection: UPDATE_MALFORMED
 
 
@@ -73,6 +71,7 @@ class RoundInputs:
     held_out: HeldOutSet
     seed: bytes
     copies: dict[bytes, str] = field(default_factory=dict)  # update hash -> what it copies
+    previous: ModelVersion | None = None  # the model the base replaced (FedAvgM's momentum), if momentum is on
 
     def scored(self) -> list[Submission]:
         """The submissions that are not copies (what the verifier measures)."""
@@ -117,7 +116,8 @@ def task_rules(task: Task) -> TaskRules:
         spec = ModelSpec.from_params(config.spec.architecture, tuple(config.spec.params))
         return TaskRules(spec, UpdateLimits(config.max_update_bytes, config.max_update_norm),
                          AggregationRule(training.AGGREGATIONS[config.aggregation], config.trim),
-                         held_out_subset_size=config.held_out_subset)
+                         held_out_subset_size=config.held_out_subset,
+                         server=ServerOptimizer(config.server_lr_ppm, config.server_momentum_ppm))
     except (ModelError, UsefulWorkError) as error:
         raise RoundUnavailable(f"the task's config has no model here ({error})", code="round_bad_config") from None
 
@@ -127,6 +127,11 @@ def to_score(scores: Scores) -> Score:
     return Score(scores.accuracy_ppm, training.quantize_loss(scores.loss_ppm))
 
 
+def published(scores: Scores) -> Scores:
+    """What the chain publishes of a measurement (the loss on its quantum): exact scores compare so."""
+    return to_scores(to_score(scores))
+
+
 def to_scores(score: Score | None) -> Scores | None:
     return None if score is None else Scores(score.accuracy_ppm, score.loss_ppm)
 
@@ -134,13 +139,10 @@ def to_scores(score: Score | None) -> Scores | None:
 class RoundWork:
     """Measures and checks rounds for one node; holds the verifier's caches and opened held-out sets."""
 
-    def __init__(self, blobs: BlobStore, keypair: Keypair | None, *, tolerance_ppm: int = DEFAULT_TOLERANCE_PPM,
-                 loss_tolerance_ppm: int = DEFAULT_LOSS_TOLERANCE_PPM,
+    def __init__(self, blobs: BlobStore, keypair: Keypair | None, *,
                  verifier: UsefulWorkVerifier | None = None) -> None:
         self.blobs = blobs
         self.keypair = keypair
-        self.tolerance_ppm = tolerance_ppm
-        self.loss_tolerance_ppm = loss_tolerance_ppm
         self.verifier = verifier or UsefulWorkVerifier()
         self._held_out: dict[bytes, HeldOutSet] = {}
         self._models: dict[bytes, ModelVersion] = {}
@@ -165,7 +167,11 @@ class RoundWork:
                                             [(s.update_hash, s.update_blob) for s in submissions])
         except CopyCheckUnavailable as error:
             raise RoundUnavailable(str(error), code=error.code) from None
-        return RoundInputs(task_id, task, rules, base, submissions, held_out, bytes(seed), copies)
+        previous = None
+        if rules.server.momentum_ppm:
+            previous_hash = runtime_api.previous_model(state, task_id)
+            previous = None if previous_hash is None else self._model(rules.spec, previous_hash)
+        return RoundInputs(task_id, task, rules, base, submissions, held_out, bytes(seed), copies, previous)
 
     def _open_held_out(self, task: Task) -> HeldOutSet:
         if self.keypair is None:
@@ -244,9 +250,16 @@ class RoundWork:
         (gathered on the chain thread; `measure` may then run anywhere). `skip`: (task, round) pairs."""
         gathered = []
         self._block_number = parent.number + 1
+        room = runtime_api.parameters(parent_state).block_weight_limit // 2  # the rest is for transactions
         for task_id, task in runtime_api.rounds_due(parent_state, parent.number + 1):
             if (task_id, task.round) in skip:
                 continue
+            revealed = len(runtime_api.round_reveals(parent_state, task_id, task.round))
+            weight = training.round_work_weight(task.config, revealed)
+            if weight > room:  # reported in a later block: the runtime refuses reports over the limit
+                log.info("round waits for a later block", task=task_id, round=task.round, weight=weight)
+                continue
+            room -= weight
             seed = runtime_api.round_seed(parent_state, task)
             if seed is None:
                 log.warning("cannot report round: its seed block left the randomness history", task=task_id,
@@ -260,7 +273,7 @@ class RoundWork:
 
     def measure(self, inputs: RoundInputs) -> RoundReport:
         measured = self.verifier.measure_round(inputs.rules, inputs.base, inputs.scored(), inputs.held_out,
-                                               inputs.seed)
+                                               inputs.seed, previous=inputs.previous)
         scores = []
         for submission in inputs.submissions:
             update = submission.update_hash
@@ -274,7 +287,7 @@ class RoundWork:
         candidate = None if measured.candidate is None else to_score(measured.candidate)
         accepted = training.accepted_updates(inputs.task.config, candidate, scores)
         outcome = self.verifier.aggregate_round(inputs.rules, inputs.base, inputs.weighted(accepted), accepted,
-                                                inputs.held_out, inputs.seed)
+                                                inputs.held_out, inputs.seed, previous=inputs.previous)
         if outcome is not None:
             self._store_model(outcome.model)
         report = RoundReport(inputs.task_id, inputs.task.round, inputs.seed, to_score(measured.base), candidate,
@@ -367,17 +380,16 @@ class RoundWork:
         try:
             result = self.verifier.verify_report(
                 inputs.rules, inputs.base, inputs.weighted(accepted), inputs.held_out, inputs.seed,
+                previous=inputs.previous, publish=published,
                 reported_base=to_scores(report.base), reported_candidate=to_scores(report.candidate),
                 reported_without=without, accepted=accepted,
                 reported_aggregate_hash=None if report.new_model is None else bytes(report.new_model),
-                reported_aggregate_score=to_scores(report.new_model_score), tolerance_ppm=self.tolerance_ppm,
-                # reported losses are rounded to the published quantum: half of it on top of the tolerance
-                loss_tolerance_ppm=self.loss_tolerance_ppm + training.LOSS_QUANTUM_PPM // 2)
+                reported_aggregate_score=to_scores(report.new_model_score))
         except UsefulWorkError as error:
             return [f"cannot be reproduced ({error.code}: {error})"]
         if result.ok and accepted:
             outcome = self.verifier.aggregate_round(inputs.rules, inputs.base, inputs.weighted(accepted), accepted,
-                                                    inputs.held_out, inputs.seed)
+                                                    inputs.held_out, inputs.seed, previous=inputs.previous)
             self._store_model(outcome.model)
         return result.reasons
 

@@ -20,13 +20,13 @@ and puts the integers in its block. Every other validator, before it prevotes:
     verifier.verify_report(rules, base, submissions, held_out, seed, reported_base=...,
                            reported_candidate=..., reported_without=...,
                            accepted=<the runtime's rule over the *reported* integers>,
-                           reported_aggregate_hash=..., reported_aggregate_score=...,
-                           tolerance_ppm=<genesis>)  -> VerificationResult(ok, reasons)
+                           reported_aggregate_hash=..., reported_aggregate_score=...)
+        -> VerificationResult(ok, reasons)
 
-Scores (accuracy and loss) must agree within the tolerance (float evaluation may
-differ in the last bits across CPUs, see `evaluate`); the aggregate is computed in
+Scores (accuracy and loss) must match exactly: they are computed in integers (see
+`evaluate` and `exact`), the same bits on every CPU. The aggregate is computed in
 integers over the accepted set, which the reported integers fix exactly, so its
-hash must match bit for bit. Each reason names the update (by hash) or the
+hash must match bit for bit too. Each reason names the update (by hash) or the
 aggregate that did not match. `score_round` scores each update applied alone to
 the base (for trainers' own feedback and the benchmark).
 
@@ -42,118 +42,30 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import Hashable, NamedTuple
 
 import numpy as np
 import torch
 
 from consensus.useful_work.aggregate import (
-    MAX_WEIGHT, AggregationRule, WeightedUpdate, aggregate, compute_model_hash,
+    MAX_WEIGHT, WeightedUpdate, aggregate, apply_step, compute_model_hash,
+    fedavg_without_each, previous_step, server_step,
 )
 from consensus.useful_work.data import held_out_subset
 from consensus.useful_work.errors import AggregationError, UpdateRejected, UsefulWorkError
 from consensus.useful_work.evaluate import (
     EVALUATION_DTYPE, Scores, check_examples, compute_scores, deterministic_torch, evaluate,
 )
-from consensus.useful_work.models import ModelSpec, check_weights, parameter_count, parameter_shapes
-from consensus.useful_work.tensors import decode_tensors, encode_tensors
-from consensus.useful_work.updates import UpdateLimits, apply_update, decode_update, fixed_point_delta
+from consensus.useful_work.models import parameter_count
+from consensus.useful_work.updates import apply_update, decode_update, fixed_point_delta
+from consensus.useful_work.round_types import (  # noqa: F401  (re-exported: the verifier's public types)
+    AggregateOutcome, HeldOutSet, ModelVersion, RoundMeasurement, RoundScores, Submission, TaskRules,
+    VerificationResult,
+)
 from runtime.hashing import blake2b_256
 
 Tensors = dict[str, torch.Tensor]
-
-
-@dataclass(frozen=True)
-class TaskRules:
-    """The parameters of a task that verification depends on (all stored on chain as integers/names)."""
-
-    spec: ModelSpec
-    update_limits: UpdateLimits
-    aggregation: AggregationRule
-    held_out_subset_size: int
-
-
-@dataclass(frozen=True)
-class ModelVersion:
-    """A model's weights and their hash (the hash is computed once, when it is built)."""
-
-    weights: Mapping[str, torch.Tensor] = field(repr=False)
-    model_hash: bytes
-
-    @classmethod
-    def from_weights(cls, spec: ModelSpec, weights: Mapping[str, torch.Tensor]) -> ModelVersion:
-        check_weights(spec, weights)
-        return cls(dict(weights), compute_model_hash(weights))
-
-    @classmethod
-    def from_blob(cls, spec: ModelSpec, blob: bytes) -> ModelVersion:
-        """The model in a blob from the blob store; its hash is the blob's hash (the format is canonical)."""
-        weights = decode_tensors(blob, max_bytes=len(blob), max_tensors=len(parameter_shapes(spec)),
-                                 max_elements=parameter_count(spec))
-        check_weights(spec, weights)
-        return cls(weights, blake2b_256(blob))
-
-    def to_blob(self) -> bytes:
-        return encode_tensors(self.weights)
-
-
-@dataclass(frozen=True)
-class HeldOutSet:
-    """Decrypted held-out examples and their digest (blake2b-256 of their tensor blob)."""
-
-    features: torch.Tensor = field(repr=False)
-    labels: torch.Tensor = field(repr=False)
-    digest: bytes
-
-    @classmethod
-    def from_tensors(cls, features: torch.Tensor, labels: torch.Tensor) -> HeldOutSet:
-        return cls(features, labels, blake2b_256(encode_tensors({"features": features, "labels": labels})))
-
-
-@dataclass(frozen=True)
-class Submission:
-    """One revealed update of the round: its hash, its blob (None if it could not be fetched), its samples."""
-
-    update_hash: bytes
-    update_blob: bytes | None = field(repr=False)
-    num_samples: int
-
-    @classmethod
-    def of(cls, update_blob: bytes, num_samples: int) -> Submission:
-        return cls(blake2b_256(update_blob), update_blob, num_samples)
-
-
-@dataclass(frozen=True)
-class RoundScores:
-    """What the verifier measured for a round, before any update is accepted."""
-
-    base: Scores  # the base model on this round's subset
-    updates: dict[bytes, Scores]  # usable updates: base + update on the subset
-    rejected: dict[bytes, str]  # unusable updates: reason code (update_missing when there was no blob)
-
-
-@dataclass(frozen=True)
-class RoundMeasurement:
-    """A round's leave-one-out measurements (see `UsefulWorkVerifier.measure_round`)."""
-
-    base: Scores
-    candidate: Scores | None
-    without: dict[bytes, Scores]
-    rejected: dict[bytes, str]
-
-
-@dataclass(frozen=True)
-class AggregateOutcome:
-    model: ModelVersion
-    scores: Scores  # the new model on this round's subset
-
-
-@dataclass(frozen=True)
-class VerificationResult:
-    ok: bool
-    reasons: list[str]
 
 
 class UsefulWorkVerifier:
@@ -204,11 +116,12 @@ class UsefulWorkVerifier:
 
     def aggregate_round(self, rules: TaskRules, base: ModelVersion, submissions: Sequence[Submission],
                         accepted: Collection[bytes], held_out: HeldOutSet, subset_seed: bytes, *,
-                        zeroed: bytes | None = None) -> AggregateOutcome | None:
+                        zeroed: bytes | None = None, previous: ModelVersion | None = None) -> AggregateOutcome | None:
         """The new model from the `accepted` updates (by hash) and its scores; None if none was accepted.
 
         With `zeroed`, that accepted update takes part with a zero delta (its weight kept):
-        the aggregate "without" it, as leave-one-out measures it.
+        the aggregate "without" it, as leave-one-out measures it. `previous` is the model the
+        base replaced (the server optimizer's momentum is base - previous; None: no momentum).
         Raises `UpdateRejected` if an accepted update is unusable and `AggregationError`
         if the updates cannot be aggregated.
         """
@@ -224,7 +137,8 @@ class UsefulWorkVerifier:
         # equal weights share one cache entry (leave-one-out measures with weight 1 each)
         divisor = math.gcd(*(s.num_samples for s in chosen)) or 1
         chosen = [Submission(s.update_hash, s.update_blob, s.num_samples // divisor) for s in chosen]
-        key = (rules, base.model_hash, tuple((s.update_hash, s.num_samples) for s in chosen), zeroed)
+        key = (rules, base.model_hash, tuple((s.update_hash, s.num_samples) for s in chosen), zeroed,
+               _hash_of(previous, rules))
         model = self._aggregates.get(key)
         if model is None:
             updates = []
@@ -236,13 +150,15 @@ class UsefulWorkVerifier:
                 else:
                     updates.append(WeightedUpdate(s.update_hash, self._delta(rules, base, s), s.num_samples,
                                                   self._fixed(rules, base, s)))
-            weights = aggregate(base.weights, updates, rules.aggregation)
+            weights = aggregate(base.weights, updates, rules.aggregation, rules.server,
+                                self._previous_step(rules, base, previous))
             model = ModelVersion(weights, compute_model_hash(weights))
             self._aggregates.put(key, model)
         return AggregateOutcome(model, self.score_model(rules, model, held_out, subset_seed))
 
     def measure_round(self, rules: TaskRules, base: ModelVersion, submissions: Sequence[Submission],
-                      held_out: HeldOutSet, subset_seed: bytes) -> RoundMeasurement:
+                      held_out: HeldOutSet, subset_seed: bytes, *,
+                      previous: ModelVersion | None = None) -> RoundMeasurement:
         """The leave-one-out measurements of a round (what the chain's acceptance rule reads).
 
         base       the base model's scores
@@ -253,6 +169,9 @@ class UsefulWorkVerifier:
                    an update would also rescale the others' step, so a random update would
                    look useful merely by damping an overshooting step.
         rejected   per unusable update, its reason code
+
+        fedavg's aggregates without each update come from the exact weighted sums minus that
+        update's term (O(n P), `fedavg_without_each`); the robust rules recompute each one.
         """
         sound: list[Submission] = []
         rejected: dict[bytes, str] = {}
@@ -271,23 +190,27 @@ class UsefulWorkVerifier:
                 # raise a contribution (the new model's weights are the caller's, in aggregate_round)
                 sound.append(Submission(submission.update_hash, submission.update_blob, 1))
             everything = [s.update_hash for s in sound]
-            candidate = self.aggregate_round(rules, base, sound, everything, held_out, subset_seed)
-            without = {}
-            for submission in sound:
-                if len(sound) == 1:
-                    without[submission.update_hash] = base_scores
-                    continue
-                outcome = self.aggregate_round(rules, base, sound, everything, held_out, subset_seed,
-                                               zeroed=submission.update_hash)
-                without[submission.update_hash] = outcome.scores
+            if rules.aggregation.name == "fedavg" and len(sound) > 1:
+                candidate, without = self._fedavg_round(rules, base, sound, held_out, subset_seed, previous)
+            else:
+                candidate = self.aggregate_round(rules, base, sound, everything, held_out, subset_seed,
+                                                 previous=previous)
+                without = {}
+                for submission in sound:
+                    if len(sound) == 1:
+                        without[submission.update_hash] = base_scores
+                        continue
+                    outcome = self.aggregate_round(rules, base, sound, everything, held_out, subset_seed,
+                                                   zeroed=submission.update_hash, previous=previous)
+                    without[submission.update_hash] = outcome.scores
         return RoundMeasurement(base_scores, None if candidate is None else candidate.scores, without, rejected)
 
     def verify_report(self, rules: TaskRules, base: ModelVersion, submissions: Sequence[Submission],
-                      held_out: HeldOutSet, subset_seed: bytes, *, reported_base: Scores,
+                      held_out: HeldOutSet, subset_seed: bytes, *, previous: ModelVersion | None = None,
+                      publish: Callable[[Scores], Scores] | None = None, reported_base: Scores,
                       reported_candidate: Scores | None, reported_without: Mapping[bytes, Scores | None],
                       accepted: Collection[bytes], reported_aggregate_hash: bytes | None,
-                      reported_aggregate_score: Scores | None, tolerance_ppm: int,
-                      loss_tolerance_ppm: int | None = None) -> VerificationResult:
+                      reported_aggregate_score: Scores | None) -> VerificationResult:
         """Whether a block author's report of a round reproduces here; `reasons` name every mismatch.
 
         reported_base             the base model's scores
@@ -299,22 +222,20 @@ class UsefulWorkVerifier:
                                   runtime's own rule): the new model must aggregate exactly these
         reported_aggregate_hash   the new model's hash, None when nothing was accepted
         reported_aggregate_score  the new model's scores on this round's subset
-        tolerance_ppm             the genesis tolerance for accuracies (aggregates match exactly)
-        loss_tolerance_ppm        the genesis tolerance for losses (default: the same). Losses drift
-                                  across CPUs by well under a ppm, so this can be much tighter, and
-                                  should be: contributions are measured in loss
+        publish                   what the chain publishes of a measurement (e.g. the loss rounded to a
+                                  quantum); the measured scores pass through it before the comparison
+        Every score must match exactly (integer evaluation: no tolerance).
         """
         reasons: list[str] = []
-        tolerance = (tolerance_ppm, tolerance_ppm if loss_tolerance_ppm is None else loss_tolerance_ppm)
-        measured = self.measure_round(rules, base, submissions, held_out, subset_seed)
-        reasons += _mismatch(f"base model 0x{base.model_hash.hex()}", reported_base, measured.base, tolerance)
+        shown = publish or (lambda scores: scores)
+        measured = self.measure_round(rules, base, submissions, held_out, subset_seed, previous=previous)
+        reasons += _mismatch(f"base model 0x{base.model_hash.hex()}", reported_base, shown(measured.base))
         if (reported_candidate is None) != (measured.candidate is None):
             said = "none" if reported_candidate is None else "a score"
             sound = "no update" if measured.candidate is None else "some update"
             reasons.append(f"candidate: reported {said} but {sound} is sound here")
         elif reported_candidate is not None:
-            reasons += _mismatch("candidate (every sound update)", reported_candidate, measured.candidate,
-                                 tolerance)
+            reasons += _mismatch("candidate (every sound update)", reported_candidate, shown(measured.candidate))
         submitted = {submission.update_hash for submission in submissions}
         for update_hash in sorted(submitted | set(reported_without)):
             name, reported = f"update 0x{update_hash.hex()}", reported_without.get(update_hash)
@@ -328,15 +249,16 @@ class UsefulWorkVerifier:
             elif reported is None:
                 reasons.append(f"{name}: reported unusable but it passes every check here")
             else:
-                reasons += _mismatch(f"{name} (the aggregate without it)", reported, measured.without[update_hash],
-                                     tolerance)
+                reasons += _mismatch(f"{name} (the aggregate without it)", reported,
+                                     shown(measured.without[update_hash]))
         unusable = sorted(set(accepted) - set(measured.without))
         reasons += [f"update 0x{update_hash.hex()}: accepted but not a usable submission here"
                     for update_hash in unusable]
         if unusable:
             return VerificationResult(ok=False, reasons=reasons)
         try:
-            outcome = self.aggregate_round(rules, base, submissions, accepted, held_out, subset_seed)
+            outcome = self.aggregate_round(rules, base, submissions, accepted, held_out, subset_seed,
+                                           previous=previous)
         except AggregationError as error:
             reasons.append(f"aggregate: cannot be computed ({error.code}: {error})")
             return VerificationResult(ok=False, reasons=reasons)
@@ -350,8 +272,40 @@ class UsefulWorkVerifier:
             reasons.append("aggregate: the new model's score is missing from the report")
         else:
             reasons += _mismatch(f"aggregate 0x{outcome.model.model_hash.hex()}", reported_aggregate_score,
-                                 outcome.scores, tolerance)
+                                 shown(outcome.scores))
         return VerificationResult(ok=not reasons, reasons=reasons)
+
+    def _fedavg_round(self, rules: TaskRules, base: ModelVersion, sound: Sequence[Submission], held_out: HeldOutSet,
+                      subset_seed: bytes,
+                      previous: ModelVersion | None) -> tuple[AggregateOutcome, dict[bytes, Scores]]:
+        """The candidate and every leave-one-out score of a fedavg round from one pass of exact sums."""
+        chosen = sorted(sound, key=lambda s: s.update_hash)
+        step = self._previous_step(rules, base, previous)
+        rows = _FixedRows(lambda s: fixed_point_delta(base.weights, self._delta(rules, base, s)), chosen)
+        combined, without_each = fedavg_without_each(rows, [s.num_samples for s in chosen])
+        key = (rules, base.model_hash, tuple((s.update_hash, s.num_samples) for s in chosen), None,
+               _hash_of(previous, rules))
+        candidate = self._aggregates.get(key)
+        if candidate is None:
+            weights = apply_step(base.weights, server_step(combined, rules.server, step))
+            candidate = ModelVersion(weights, compute_model_hash(weights))
+            self._aggregates.put(key, candidate)
+        without = {}
+        for submission, row in zip(chosen, without_each):
+            weights = apply_step(base.weights, server_step(row, rules.server, step))
+            without[submission.update_hash] = self.score_model(
+                rules, ModelVersion(weights, compute_model_hash(weights)), held_out, subset_seed)
+        return AggregateOutcome(candidate, self.score_model(rules, candidate, held_out, subset_seed)), without
+
+    def _previous_step(self, rules: TaskRules, base: ModelVersion, previous: ModelVersion | None) -> np.ndarray | None:
+        if previous is None or rules.server.momentum_ppm == 0:
+            return None
+        key = ("step", base.model_hash, previous.model_hash)
+        step = self._deltas.get(key)
+        if step is None:
+            step = previous_step(base.weights, previous.weights)
+            self._deltas.put(key, step)
+        return step
 
     def _score_update(self, rules: TaskRules, base: ModelVersion, submission: Submission, held_out: HeldOutSet,
                       subset_seed: bytes) -> Scores:
@@ -407,6 +361,11 @@ class UsefulWorkVerifier:
         return cached
 
 
+def _hash_of(previous: ModelVersion | None, rules: TaskRules) -> bytes | None:
+    """The momentum's part of an aggregate's cache key: none without momentum."""
+    return None if previous is None or rules.server.momentum_ppm == 0 else previous.model_hash
+
+
 def _zeros(weights: Mapping[str, torch.Tensor]) -> Tensors:
     return {name: torch.zeros_like(tensor, dtype=torch.float32) for name, tensor in weights.items()}
 
@@ -420,11 +379,25 @@ def _checked_order(submissions: Sequence[Submission]) -> list[Submission]:
     return ordered
 
 
-def _mismatch(name: str, reported: Scores, measured: Scores, tolerance: tuple[int, int]) -> list[str]:
-    return [f"{name}: reported {what} {got} ppm, measured {want} ppm, beyond the tolerance of {allowed} ppm"
-            for what, got, want, allowed in (("accuracy", reported.accuracy_ppm, measured.accuracy_ppm, tolerance[0]),
-                                             ("loss", reported.loss_ppm, measured.loss_ppm, tolerance[1]))
-            if abs(got - want) > allowed]
+def _mismatch(name: str, reported: Scores, measured: Scores) -> list[str]:
+    return [f"{name}: reported {what} {got} ppm, measured {want} ppm"
+            for what, got, want in (("accuracy", reported.accuracy_ppm, measured.accuracy_ppm),
+                                    ("loss", reported.loss_ppm, measured.loss_ppm))
+            if got != want]
+
+
+class _FixedRows:
+    """The updates' fixed-point rows, recomputed (O(P) each) on every pass instead of held: a round
+    of 256 updates of 1M parameters would otherwise keep 2 GiB of int64 rows alive."""
+
+    def __init__(self, make: Callable[[Submission], np.ndarray], submissions: Sequence[Submission]) -> None:
+        self._make, self._submissions = make, submissions
+
+    def __len__(self) -> int:
+        return len(self._submissions)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return (self._make(submission) for submission in self._submissions)
 
 
 class _Rejection(NamedTuple):

@@ -27,6 +27,7 @@ pallet = Pallet(0, "system", "Accounts, nonces, block number, parent hashes, eve
 BLOCK_HASH_COUNT = 2400  # parent hashes kept in state: the longest mortal era
 WEIGHT_FEE_UNIT = 1000   # weight_fee is charged per this many units of weight
 EXTRINSIC_BASE_WEIGHT = 20_000  # signature check, nonce and fee handling
+WORK_PER_WEIGHT = 1_000  # multiply-adds of useful work per unit of weight (about 0.1 us of one core)
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,9 @@ class Parameters:
     min_validator_stake: Balance
     max_validators: codec.U32
     minimum_period_ms: Moment  # the least time between two blocks' timestamps
+    # the useful-work budget of one task's round: parameters x max updates x held-out subset (a task
+    # asking more is refused); at 1M parameters, 256 updates and 256 examples a round is ~6.7e10 multiply-adds
+    max_task_work: codec.U64
 
 
 class AccountInfo(NamedTuple):
@@ -153,6 +157,8 @@ def check_parameters(params: Parameters) -> None:
         problems.append("max_extrinsic_length exceeds block_length_limit")
     if params.era_length < 1 or params.max_validators < 1:
         problems.append("era_length and max_validators must be at least 1")
+    if params.max_task_work // WORK_PER_WEIGHT > params.block_weight_limit // 2:
+        problems.append("max_task_work must fit in half a block: max_task_work / 1000 <= block_weight_limit / 2")
     if problems:
         raise InvalidParameters("; ".join(problems))
 

@@ -73,22 +73,26 @@ from runtime.pallets import balances, randomness
 from runtime.pallets.training_rewards import close_round, end_task
 from runtime.pallets.training_storage import *  # noqa: F401,F403  (re-exported: training.X is the public name)
 from runtime.pallets.training_storage import (
-    Accrued, ActiveTasks, AlreadyCommitted, BadCopyDistance, BondTooSmall, CancelScheduled, CommitmentMismatch,
+    Accrued, ActiveTasks, AlreadyCommitted, BadCopyDistance, BlockWorkExceeded, BondTooSmall, CancelScheduled,
+    CommitmentMismatch,
     Committers, Commits, InvalidTaskConfig, Limits, ModelVersions, NextTaskId, NoSamples, NotCreator, NothingToClaim,
     OutsideWindow, Reveals, RewardsClaimed, RoundFull, RoundReveals, SampleCapTooHigh, SeenUpdates, TaskCreated,
-    TaskNotActive, Tasks, UnknownTask, UpdateAlreadyRevealed, UpdateCommitted, UpdateRevealed, WindowTooLong,
+    TaskNotActive, TaskTooCostly, Tasks, UnknownTask, UpdateAlreadyRevealed, UpdateCommitted, UpdateRevealed,
+    WindowTooLong,
     WrongRound, pallet,
 )
 from runtime.pallets.training_types import *  # noqa: F401,F403  (re-exported)
 from runtime.pallets.training_types import (
     AGGREGATIONS, MAX_SEALED_KEYS, MAX_SUBSET, MAX_UPDATES_PER_ROUND, MAX_WINDOW_BLOCKS, METRICS, POT_ACCOUNT,
-    STATUS_ACTIVE, SUBMIT_WEIGHT, TASK_WEIGHT, Reveal, RoundReport, Task, TaskConfig, report_start,
-    round_windows, update_commitment,
+    STATUS_ACTIVE, SUBMIT_WEIGHT, TASK_WEIGHT, UPDATE_OK, Reveal, RoundReport, Task, TaskConfig, parameter_count,
+    report_start, round_windows, round_work_weight, task_work, update_commitment,
 )
 from runtime.state import changed_map_keys
 from runtime.types import AccountId, Hash
 
 balances.register_pallet_account(POT_ACCOUNT)  # the pot is never reaped, whatever it holds
+
+
 
 # --- hooks ------------------------------------------------------------------
 
@@ -187,6 +191,10 @@ def _check_config(ctx: BlockContext, config: TaskConfig) -> None:
         problems.append(f"held_out_subset must be 1..{MAX_SUBSET} and max_update_norm positive")
     if config.trim and config.aggregation != 1:
         problems.append("trim is used by trimmed_mean (aggregation 1) only")
+    if not 1 <= config.max_updates <= MAX_UPDATES_PER_ROUND or parameter_count(config.spec) == 0:
+        problems.append(f"max_updates must be 1..{MAX_UPDATES_PER_ROUND} and spec a known architecture")
+    if not 0 < config.server_lr_ppm <= 10_000_000 or config.server_momentum_ppm >= 1_000_000:
+        problems.append("server_lr_ppm must be 1..10000000 and server_momentum_ppm below 1000000")
     if problems:
         raise InvalidTaskConfig("; ".join(problems))
 
@@ -198,6 +206,10 @@ def _check_config(ctx: BlockContext, config: TaskConfig) -> None:
 def create_task(ctx: BlockContext, origin: AccountId, config: TaskConfig) -> None:
     """Create a task and reserve its whole reward pool (reward_per_round x rounds) from the creator."""
     _check_config(ctx, config)
+    work = task_work(config)
+    if work > ctx.params.max_task_work:
+        raise TaskTooCostly(f"a round may cost {work} multiply-adds (parameters x max_updates x held_out_subset), "
+                            f"above the budget of {ctx.params.max_task_work}: lower max_updates or the subset")
     pool = config.reward_per_round * config.rounds
     balances.reserve(ctx, origin, pool)
     task_id = NextTaskId.get(ctx.state)
@@ -220,7 +232,7 @@ def commit_update(ctx: BlockContext, origin: AccountId, task: codec.U64, round: 
     if Commits.contains(ctx.state, (task, round, origin)):
         raise AlreadyCommitted()
     committers = Committers.get(ctx.state, (task, round))
-    if len(committers) >= MAX_UPDATES_PER_ROUND:
+    if len(committers) >= current.config.max_updates:
         raise RoundFull()
     balances.reserve(ctx, origin, current.config.bond)
     Commits.insert(ctx.state, (task, round, origin), commitment)
@@ -254,9 +266,19 @@ def reveal_update(ctx: BlockContext, origin: AccountId, task: codec.U64, round: 
 @pallet.call(3, weight=lambda reports: 50_000 + 20_000 * sum(len(r.scores) for r in reports),
              origin=ORIGIN_INHERENT)
 def report_useful_work(ctx: BlockContext, origin: None, reports: tuple[RoundReport, ...]) -> None:
-    """The block author's measurements of the rounds whose subset seed is known (inherent)."""
+    """The block author's measurements of the rounds whose subset seed is known (inherent).
+    Measuring them is the block's useful work: it counts against the block's weight limit."""
+    work = 0
+    for report in reports:
+        task = Tasks.get(ctx.state, report.task)
+        if task is not None:  # an unknown task is refused by close_round
+            work += round_work_weight(task.config, sum(1 for s in report.scores if s.status == UPDATE_OK))
+    if ctx.weight_used + work > ctx.params.block_weight_limit:
+        raise BlockWorkExceeded(f"the reports weigh {work}; the block has "
+                                f"{ctx.params.block_weight_limit - ctx.weight_used} left")
     for report in reports:
         close_round(ctx, report)
+    ctx.weight_used += work
 
 
 @pallet.call(4, weight=SUBMIT_WEIGHT)

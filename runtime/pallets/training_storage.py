@@ -228,3 +228,13 @@ class SampleCapTooHigh(DispatchFailure):
 class BadCopyDistance(DispatchFailure):
     """copy_distance_ppm is a sine in parts per million (at most 1000000)."""
 
+
+@pallet.error(17)
+class TaskTooCostly(DispatchFailure):
+    """Parameters x (max updates + 2) x held-out subset exceed the chain's useful-work budget (max_task_work)."""
+
+
+@pallet.error(18)
+class BlockWorkExceeded(DispatchFailure):
+    """The block's useful-work reports weigh more than the block's weight limit allows."""
+

@@ -6,10 +6,12 @@ consensus/useful_work/rounds.py measures what these rules read).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from runtime import codec
 from runtime.hashing import blake2b_256
+from runtime.pallets.system import WORK_PER_WEIGHT
 from runtime.types import AccountId, Balance, BlockNumber, Hash, PartsPerMillion
 
 # --- config -----------------------------------------------------------------
@@ -84,6 +86,10 @@ class TaskConfig:
     # an update whose direction is within this sine (ppm) of an update revealed earlier in the task, or
     # of an earlier public model step, is refused as a copy (consensus/useful_work/similarity.py)
     copy_distance_ppm: PartsPerMillion = DEFAULT_COPY_DISTANCE_PPM
+    # FedAvgM and the compute budget
+    max_updates: codec.U32 = MAX_UPDATES_PER_ROUND  # reveals a round takes (the compute budget counts them)
+    server_lr_ppm: codec.U32 = 1_000_000  # FedAvgM: the step is lr x (aggregate + momentum x last step)
+    server_momentum_ppm: codec.U32 = 0  # 0 is plain FedAvg
 
 
 @dataclass(frozen=True)
@@ -184,6 +190,48 @@ class ModelVersion:
 
 # --- rules ------------------------------------------------------------------
 
+def parameter_count(spec: ModelSpec) -> int:
+    """The number of weights of a task's model (the same formulas as consensus's model registry; a
+    test holds them equal). 0 for an architecture or shape the registry does not know."""
+    params = tuple(spec.params)
+    if spec.architecture == "logistic_regression" and len(params) == 2:
+        inputs, classes = params
+        return classes * inputs + classes
+    if spec.architecture == "mlp" and len(params) == 3:
+        inputs, hidden, classes = params
+        return hidden * inputs + hidden + classes * hidden + classes
+    if spec.architecture == "small_cnn" and len(params) == 3:
+        inputs, channels, classes = params
+        side = math.isqrt(inputs)  # integer square root: exact
+        pooled = (side // 4) ** 2
+        return channels * 9 + channels + 2 * channels * channels * 9 + 2 * channels + classes * 2 * channels * pooled \
+            + classes
+    return 0
+
+
+def task_work(config: TaskConfig) -> int:
+    """What one round of the task can cost a validator, in multiply-adds (about): the most its
+    report can weigh (`round_work_weight` at max_updates sound updates) times WORK_PER_WEIGHT.
+    The budget (max_task_work) keeps this inside half a block's weight."""
+    return _round_work(config, config.max_updates)
+
+
+def round_work_weight(config: TaskConfig, updates: int) -> int:
+    """The weight of measuring a round with `updates` sound updates (one unit per WORK_PER_WEIGHT
+    multiply-adds): the base, the candidate and one aggregate per update, each scored on the subset
+    (parameters x subset each). fedavg's leave-one-out costs O(updates x parameters) beside that;
+    trimmed_mean and median sort a column of updates per aggregate, charged updates**2 x parameters."""
+    return _round_work(config, updates) // WORK_PER_WEIGHT
+
+
+def _round_work(config: TaskConfig, updates: int) -> int:
+    parameters = parameter_count(config.spec)
+    work = parameters * (updates + 2) * config.held_out_subset
+    if AGGREGATIONS.get(config.aggregation) != "fedavg":
+        work += parameters * updates * updates
+    return work
+
+
 def update_commitment(update: bytes, submitter: bytes, salt: bytes) -> bytes:
     """What a trainer commits to: blake2b-256(update hash ++ submitter ++ salt)."""
     return blake2b_256(update + submitter + salt)
@@ -239,6 +287,12 @@ def quantize_loss(loss_ppm: int) -> int:
 def metric_value(metric: int, score: Score) -> int:
     """Higher is better: accuracy in ppm, or minus the loss in ppm."""
     return score.accuracy_ppm if metric == METRIC_ACCURACY else -score.loss_ppm
+
+
+def is_adopted(config: TaskConfig, base: Score, new: Score) -> bool:
+    """The adoption rule: the new model (the accepted updates' aggregate) replaces the base when it
+    scores better on the task's metric, on the same held-out subset."""
+    return metric_value(config.metric, new) > metric_value(config.metric, base)
 
 
 def contributions(metric: int, candidate: Score | None, scores) -> dict[bytes, int]:

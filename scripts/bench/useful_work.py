@@ -17,11 +17,24 @@ digits), on one core (torch single-threaded, as the verifier always runs):
     updates_per_s     1000 / verify_ms: updates one core verifies per second
     epochs_for_goal   the local epochs per update at which verify_over_train reaches 0.05
                       (verify cost is fixed per update; training grows with epochs x shard)
+    integer_score_ms  scoring the base model on the subset as validators do: exact integer
+                      evaluation (int64 fixed point, see consensus/useful_work/exact.py)
+    float_score_ms    the same scores from the float32 forward pass (not exact across CPUs)
+    integer_over_float  what exactness costs
+
+With --large-rounds 32 256, each in a fresh process (so its peak memory is its own), a whole
+fedavg round of N random updates on an MLP of about 1M parameters (--large-parameters):
+
+    seconds           CPU seconds of measure_round + aggregate_round (leave-one-out from
+                      exact sums: O(N x P) aggregation, N + 2 models scored on the subset)
+    peak_mib          the process's peak resident memory (the N update blobs included)
+    goal              256 updates of 1M parameters in under 60 s of one core
 
 Each time is the median of --repeats measurements after a warm-up, in CPU time of
 this process (so other load on the machine does not count; torch runs one thread).
 
     python scripts/bench/useful_work.py [--subset-size 256] [--shards 5] [--epochs 1] [--json]
+                                        [--large-rounds 32 256]
 """
 
 from __future__ import annotations
@@ -29,7 +42,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import resource
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -44,6 +59,7 @@ from consensus.useful_work import (  # noqa: E402
     AggregationRule, HeldOutSet, ModelSpec, ModelVersion, Submission, TaskRules, UpdateLimits, UsefulWorkVerifier,
     build_model, encode_tensors, state_of,
 )
+from consensus.useful_work.evaluate import compute_float_scores, compute_scores  # noqa: E402
 from consensus.useful_work.data import load_dataset, shard_non_iid, split_held_out  # noqa: E402
 from consensus.useful_work.fixed_point import norm_to_fixed  # noqa: E402
 from consensus.useful_work.models import parameter_count  # noqa: E402
@@ -99,6 +115,9 @@ def bench_architecture(name: str, args: argparse.Namespace) -> dict:
         verifier.aggregate_round(rules, base, submissions, list(measured.without), held_out, seed)
 
     round_ms = median_ms(run_round, max(3, args.repeats // 5)) / len(submissions)
+    x, y = held_out.features[:subset_size], held_out.labels[:subset_size]
+    integer_ms = median_ms(lambda: compute_scores(spec, base.weights, x, y), args.repeats)
+    float_ms = median_ms(lambda: compute_float_scores(spec, base.weights, x, y), args.repeats)
     return {
         "dataset": dataset,
         "parameters": parameter_count(spec),
@@ -112,7 +131,49 @@ def bench_architecture(name: str, args: argparse.Namespace) -> dict:
         "round_over_train": round(round_ms / train_ms, 4),
         "updates_per_s_per_core": round(1000 / verify_ms, 1),
         "epochs_for_goal": math.ceil(verify_ms / (GOAL * train_ms / args.epochs)),
+        "integer_score_ms": round(integer_ms, 3),
+        "float_score_ms": round(float_ms, 3),
+        "integer_over_float": round(integer_ms / float_ms, 2),
     }
+
+
+LARGE_ROUND_GOAL_S = 60.0
+
+
+def large_round(updates: int, parameters: int, subset_size: int) -> dict:
+    """One fedavg round of `updates` random updates on an MLP of about `parameters` weights (run in its own
+    process: ru_maxrss is the process's peak)."""
+    hidden = max(1, (parameters - 10) // 75)  # mlp 64 -> hidden -> 10 has 75 x hidden + 10 weights
+    spec = ModelSpec("mlp", input_dim=64, hidden=hidden, classes=10)
+    features, labels = load_dataset("digits")
+    split = split_held_out(features, labels, 0.2, seed=0)
+    held_out = HeldOutSet.from_tensors(split.held_out_features, split.held_out_labels)
+    base = ModelVersion.from_weights(spec, state_of(build_model(spec, seed=0)))
+    rules = TaskRules(spec, UpdateLimits(max_update_bytes=1 << 26, max_norm_fixed=norm_to_fixed(1000.0)),
+                      AggregationRule("fedavg"), held_out_subset_size=min(subset_size, held_out.labels.shape[0]))
+    generator = torch.Generator().manual_seed(0)
+    submissions = []
+    for index in range(updates):
+        delta = {name: torch.randn(tensor.shape, generator=generator) * 1e-3 for name, tensor in base.weights.items()}
+        submissions.append(Submission.of(encode_tensors(delta), 100 + index))
+        del delta
+    started = time.process_time()
+    verifier = UsefulWorkVerifier()
+    measured = verifier.measure_round(rules, base, submissions, held_out, b"round-seed")
+    verifier.aggregate_round(rules, base, submissions, list(measured.without), held_out, b"round-seed")
+    seconds = time.process_time() - started
+    return {"updates": updates, "parameters": parameter_count(spec), "subset_examples": rules.held_out_subset_size,
+            "seconds": round(seconds, 2), "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+            "goal_s": LARGE_ROUND_GOAL_S}
+
+
+def run_large_round(updates: int, args: argparse.Namespace) -> dict:
+    result = subprocess.run([sys.executable, __file__, "--one-large-round", str(updates), "--large-parameters",
+                             str(args.large_parameters), "--subset-size", str(args.subset_size)],
+                            capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise SystemExit(f"the large round of {updates} updates failed:\n{result.stderr[-2000:]}")
+    return json.loads(result.stdout)
 
 
 def print_table(results: dict[str, dict]) -> None:
@@ -134,6 +195,27 @@ def print_table(results: dict[str, dict]) -> None:
                       f"{row['updates_per_s_per_core']:.0f}",
                       str(row["epochs_for_goal"]))
     Console(width=180).print(table)
+    scoring = Table(title="exact (integer) scoring vs float32, base model on the subset (1 core)")
+    for column in ("architecture", "integer ms", "float ms", "integer/float"):
+        scoring.add_column(column, justify="left" if column == "architecture" else "right")
+    for name, row in results.items():
+        scoring.add_row(name, f"{row['integer_score_ms']:.2f}", f"{row['float_score_ms']:.2f}",
+                        f"{row['integer_over_float']:.1f}")
+    Console(width=180).print(scoring)
+
+
+def print_large_rounds(rounds: dict[str, dict]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="a whole fedavg round on ~1M parameters (1 core; goal: 256 updates in < 60 s)")
+    for column in ("updates", "parameters", "subset", "seconds", "peak MiB"):
+        table.add_column(column, justify="right")
+    for row in rounds.values():
+        style = "green" if row["seconds"] < LARGE_ROUND_GOAL_S else "red"
+        table.add_row(str(row["updates"]), str(row["parameters"]), str(row["subset_examples"]),
+                      f"[{style}]{row['seconds']:.1f}[/{style}]", str(row["peak_mib"]))
+    Console(width=180).print(table)
 
 
 def main() -> None:
@@ -145,14 +227,25 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--architectures", nargs="+", default=list(CASES), choices=list(CASES))
-    parser.add_argument("--json", action="store_true", help="print one JSON object keyed by architecture")
+    parser.add_argument("--json", action="store_true", help="print one JSON object keyed by architecture "
+                        "(and large_rounds, keyed by update count, with --large-rounds)")
+    parser.add_argument("--large-rounds", type=int, nargs="*", default=[],
+                        help="also time whole fedavg rounds of these many updates on ~1M parameters")
+    parser.add_argument("--large-parameters", type=int, default=1_000_000)
+    parser.add_argument("--one-large-round", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    results = {name: bench_architecture(name, args) for name in args.architectures}
+    if args.one_large_round:
+        print(json.dumps(large_round(args.one_large_round, args.large_parameters, args.subset_size)))
+        return
+    results: dict = {name: bench_architecture(name, args) for name in args.architectures}
+    rounds = {str(updates): run_large_round(updates, args) for updates in args.large_rounds}
     if args.json:
-        print(json.dumps(results, indent=2))
+        print(json.dumps(results | ({"large_rounds": rounds} if rounds else {}), indent=2))
     else:
         print_table(results)
+        if rounds:
+            print_large_rounds(rounds)
 
 
 if __name__ == "__main__":

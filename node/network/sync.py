@@ -1,0 +1,194 @@
+"""Catching up with peers, and following their announcements.
+
+A node whose best block is behind a peer's downloads ranges of blocks by number
+from up to MAX_PARALLEL peers at once (consecutive windows, one per peer),
+checks that each reply is a linked run of blocks, and imports them in order
+through the chain's import entry point. When the first block does not attach
+(a fork below our best), it asks again from further back, doubling the distance
+down to the finalized block. Announcements of blocks whose parent we have are
+fetched from the announcer and imported at once; anything else wakes the sync.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from typing import TYPE_CHECKING
+
+import structlog
+
+from node.network import wire
+from runtime.errors import GradchainError
+from runtime.types import MAX_BLOCK_BYTES, Block, Header, decode_block
+
+if TYPE_CHECKING:
+    from node.network.service import NetworkService
+
+log = structlog.get_logger("sync")
+MAX_PARALLEL = 4
+RECHECK_S = 2.0
+
+
+class BlockSync:
+    def __init__(self, network: "NetworkService") -> None:
+        self.network = network
+        self.target = 0
+        self.starting_block = 0
+        self.is_syncing = False
+        self._wake = asyncio.Event()
+        self.tasks: set[asyncio.Task] = set()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def on_local_block(self, block: Block) -> None:
+        self.target = max(self.target, block.header.number)
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), RECHECK_S)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            try:
+                await self._catch_up()
+            except Exception:  # a sync round that failed is retried; the node keeps running
+                log.exception("sync round failed")
+
+    async def _catch_up(self) -> None:
+        network, adapter = self.network, self.network.adapter
+        back = 0
+        prefetch: tuple[int, asyncio.Task] | None = None  # the next windows, fetched while a run imports
+        try:
+            while True:
+                head = adapter.head()
+                ahead = [p for p in network.book.ready_peers() if p.status.best_number > head.best.number]
+                if not ahead:
+                    self.is_syncing = False
+                    return
+                if not self.is_syncing:
+                    self.is_syncing, self.starting_block = True, head.best.number
+                self.target = max(self.target, *(p.status.best_number for p in ahead))
+                start = max(head.finalized.number + 1, head.best.number + 1 - back)
+                fetch_started = time.perf_counter()
+                if prefetch is not None and prefetch[0] == start:
+                    run = await prefetch[1]
+                else:
+                    if prefetch is not None:
+                        prefetch[1].cancel()
+                    run = await self._fetch_windows(start, ahead)
+                prefetch = None
+                fetched = time.perf_counter()
+                if not run:
+                    return  # nobody answered usefully: the next wake or recheck tries again
+                following = run[-1][1].header.number + 1
+                if any(p.status.best_number >= following for p in ahead):
+                    prefetch = (following, asyncio.create_task(self._fetch_windows(following, ahead)))
+                imported, failure = await adapter.import_blocks([b for _, b in run])
+                if failure is not None:
+                    index, outcome = failure
+                    if outcome.kind == "unknown_parent" and index == 0 and start > head.finalized.number + 1:
+                        back = max(1, back * 2)
+                        continue
+                    if outcome.kind == "bad":
+                        network.report(run[index][0], "bad_block", outcome.reason)
+                    return
+                back = 0
+                if not imported:
+                    # all known already: the best chain stops below them here (fork choice would not take
+                    # them, e.g. a block this node disputes), so asking again now would only spin
+                    return
+                log.info("synced blocks", imported=imported, best=run[-1][1].header.number, target=self.target,
+                         fetch_ms=round((fetched - fetch_started) * 1000),
+                         import_ms=round((time.perf_counter() - fetched) * 1000))
+        finally:
+            if prefetch is not None:
+                prefetch[1].cancel()
+
+    async def _fetch_windows(self, start: int, ahead: list) -> list[tuple[str, Block]]:
+        """Consecutive windows from `start`, one per peer (the most advanced first), joined into one
+        linked run (peer, block) up to the first gap."""
+        step = wire.MAX_BLOCKS_PER_REQUEST
+        ahead = sorted(ahead, key=lambda p: -p.status.best_number)
+        jobs = [(peer.peer_id, start + i * step) for i, peer in enumerate(ahead[:MAX_PARALLEL])
+                if peer.status.best_number >= start + i * step]
+        replies = await asyncio.gather(*(self.fetch_range(peer, first, step) for peer, first in jobs))
+        run: list[tuple[str, Block]] = []
+        for (peer, first), blocks in zip(jobs, replies):
+            if not blocks or blocks[0].header.number != first or (
+                    run and blocks[0].header.parent_hash != run[-1][1].hash):
+                break
+            run.extend((peer, b) for b in blocks)
+            if len(blocks) < step:
+                break
+        return run
+
+    async def fetch_range(self, peer: str, first: int, count: int, *, start_hash: bytes | None = None) -> list[Block]:
+        """A linked run of up to `count` blocks from `first` (or from `start_hash`); [] on any failure."""
+        request = wire.BlockRequest(wire.BlockNumber(first), start_hash, wire.Count(count))
+        try:
+            frames = await self.network.request(peer, wire.BLOCKS, wire.encode(request), max_frame=MAX_BLOCK_BYTES,
+                                                max_total=wire.RESPONSE_BUDGET + MAX_BLOCK_BYTES + 4096)
+            if not frames:
+                raise wire.CutShort("an empty blocks reply")
+            if len(frames[0]) != 4 or int.from_bytes(frames[0], "big") > count:
+                raise wire.WireError(f"a blocks reply announcing more than the {count} blocks asked for")
+            if int.from_bytes(frames[0], "big") != len(frames) - 1:
+                raise wire.CutShort("a blocks reply with fewer blocks than it announced")
+            blocks = [decode_block(frame) for frame in frames[1:]]
+        except GradchainError as exc:
+            self.network.report(peer, _misbehaviour_of(exc), f"blocks reply: {exc.message}")
+            return []
+        except Exception as exc:  # timeout, the peer went away
+            log.debug("blocks request failed", peer=peer, error=repr(exc))
+            return []
+        for parent, child in zip(blocks, blocks[1:]):
+            if child.header.parent_hash != parent.hash or child.header.number != parent.header.number + 1:
+                self.network.report(peer, "malformed", "blocks reply is not a linked run")
+                return []
+        return blocks
+
+    # --- announcements ---------------------------------------------------------------
+
+    async def on_announcement(self, origin: str, header: Header) -> None:
+        peer = self.network.book.peers.get(origin)
+        if peer is not None and peer.status is not None and header.number > peer.status.best_number:
+            peer.status = dataclasses.replace(peer.status, best_number=header.number, best_hash=header.hash)
+        self.target = max(self.target, header.number)
+        task = asyncio.create_task(self._follow(origin, header))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _follow(self, origin: str, header: Header) -> None:
+        adapter = self.network.adapter
+        if adapter.has_block(header.hash):
+            return
+        if not adapter.has_block(header.parent_hash):
+            self.wake()
+            return
+        sources = [origin] + [p.peer_id for p in self.network.book.ready_peers() if p.peer_id != origin]
+        for source in sources[:3]:
+            if source not in self.network.book.peers:
+                continue
+            blocks = await self.fetch_range(source, header.number, 1, start_hash=header.hash)
+            if not blocks:
+                continue
+            if blocks[0].hash != header.hash:
+                self.network.report(source, "malformed", "a block that is not the one asked for")
+                continue
+            outcome = await adapter.import_block(blocks[0])
+            if outcome.kind == "bad":
+                self.network.report(source, "bad_block", outcome.reason)
+            elif outcome.kind == "unknown_parent":
+                self.wake()
+            return
+
+
+def _misbehaviour_of(error: GradchainError) -> str:
+    if isinstance(error, wire.FrameTooLarge):
+        return "oversized"
+    if isinstance(error, wire.CutShort):
+        return "cut_short"
+    return "malformed"

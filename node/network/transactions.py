@@ -1,0 +1,90 @@
+"""Transaction gossip: batches of pool-admitted transactions, each transaction sent and submitted once.
+
+py-libp2p's gossipsub drops silently past a few hundred messages a second, so a
+transaction is never a message of its own: admitted transactions are collected
+for tx_batch_interval_s and published as TransactionBatch messages (under 3/4 of
+gossipsub's 1 MiB cap). Gossipsub does not relay this topic by itself (a topic
+validator takes each peer's batch and stops it): a transaction heard from a peer
+is submitted to the pool once, and published onwards only after the pool admitted
+it (the pool's listener feeds `on_admitted`), so junk and invalid transactions
+stop at the first honest node. Hashes are remembered (KNOWN_TRANSACTIONS) so each
+transaction is submitted once and published once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from typing import TYPE_CHECKING
+
+from node.network import wire
+from runtime.errors import GradchainError
+from runtime.hashing import blake2b_256
+from runtime.types import Extrinsic, decode_extrinsic
+from runtime.validity import InvalidReason, InvalidTransaction
+
+if TYPE_CHECKING:
+    from node.network.service import NetworkService
+
+TRANSACTIONS = "transactions"
+NEVER_HONEST = {InvalidReason.BAD_PROOF, InvalidReason.BAD_SIGNER, InvalidReason.CALL, InvalidReason.BAD_MANDATORY,
+                InvalidReason.MANDATORY_VALIDATION}
+MAX_REPORTS_PER_BATCH = 5
+KNOWN_TRANSACTIONS = 100_000  # hashes remembered so a transaction is gossiped and submitted once
+
+
+class TransactionGossip:
+    def __init__(self, network: "NetworkService") -> None:
+        self.network = network
+        self._known_transactions: OrderedDict[bytes, None] = OrderedDict()  # submitted or heard of
+        self._published: OrderedDict[bytes, None] = OrderedDict()
+        self._outgoing_transactions: list[Extrinsic] = []
+
+    async def on_gossip(self, origin: str, data: bytes) -> None:
+        try:
+            batch = wire.decode(wire.TransactionBatch, data, max_length=wire.MAX_GOSSIP_BYTES)
+            if len(batch.extrinsics) > wire.MAX_TRANSACTIONS_PER_BATCH:
+                raise wire.WireError(f"{len(batch.extrinsics)} transactions in one batch")
+            # an extrinsic's hash is the hash of its canonical bytes: known ones are skipped undecoded
+            fresh = [decode_extrinsic(x) for x in batch.extrinsics if blake2b_256(x) not in self._known_transactions]
+        except GradchainError as exc:
+            self.network.report(origin, "malformed", f"transactions: {exc.message}")
+            return
+        for extrinsic in fresh:
+            self._remember(extrinsic.hash)
+        if not fresh:
+            return
+        results = await self.network.adapter.submit_transactions(fresh)
+        # a relayer publishes only what its pool admitted: a forged signature or an inherent from it is
+        # misbehaviour (a stale nonce or a fee it can no longer pay may be an honest race, and is not)
+        forged = [r for r in results if isinstance(r, InvalidTransaction) and r.reason in NEVER_HONEST]
+        for error in forged[:MAX_REPORTS_PER_BATCH]:
+            self.network.report(origin, "bad_transaction", error.message)
+
+    def _remember(self, transaction_hash: bytes, seen: OrderedDict | None = None) -> None:
+        seen = self._known_transactions if seen is None else seen
+        seen[transaction_hash] = None
+        if len(seen) > KNOWN_TRANSACTIONS:
+            seen.popitem(last=False)
+
+    def on_admitted(self, extrinsic: Extrinsic) -> None:
+        if extrinsic.hash not in self._published:
+            self._remember(extrinsic.hash)
+            self._remember(extrinsic.hash, self._published)
+            self._outgoing_transactions.append(extrinsic)
+
+    async def run(self) -> None:
+        """Gossip admitted transactions in batches (never one message each: gossipsub would drop them)."""
+        while True:
+            await asyncio.sleep(self.network.config.tx_batch_interval_s)
+            while self._outgoing_transactions:
+                batch, size = [], 0
+                while self._outgoing_transactions and len(batch) < wire.MAX_TRANSACTIONS_PER_BATCH:
+                    encoded = self._outgoing_transactions[0].encoded
+                    if batch and size + len(encoded) > wire.MAX_GOSSIP_BYTES * 3 // 4:
+                        break
+                    batch.append(encoded)
+                    size += len(encoded)
+                    self._outgoing_transactions.pop(0)
+                if self.network.book.ready_peers():
+                    await self.network.publish(TRANSACTIONS, wire.encode(wire.TransactionBatch(tuple(batch))))

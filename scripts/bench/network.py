@@ -1,0 +1,228 @@
+#!/usr/bin/env python3
+"""Benchmark: four validators networked over 127.0.0.1, and a fresh node syncing a chain.
+
+Part 1: four validator processes on this machine (a generated spec, 1 s slots);
+signed transfers are submitted round-robin to all four (each sender's to one
+node, in nonce order) at --rate for --seconds. Figures: transfers included per
+second of the window, transfers lost (accepted by a node, never included),
+block propagation (author's log time of "authored block" to each other node's
+"imported block") p50/p99, and bytes sent per second per node (Prometheus).
+
+Part 2: a chain of --sync-blocks blocks of transfers is built offline and served
+by one node; a fresh node syncs it over the network. Figures: blocks/s and
+transfers/s, beside import_transfers.py's one-core transfers_per_s in the same run
+(the goal: syncing at >= 0.5 x that).
+
+    python scripts/bench/network.py [--seconds 60] [--rate 1000] [--sync-blocks 10000] [--sync-per-block 50] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import urllib.request
+from datetime import datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from runtime.executive import sign_extrinsic  # noqa: E402
+from runtime.genesis import build_genesis_state, parse_genesis  # noqa: E402
+from runtime.pallets import balances  # noqa: E402
+from scripts.bench.cluster import Cluster, NodeProcess, free_port, wait_until, write_spec  # noqa: E402
+from scripts.bench.import_transfers import author_blocks, bench_keypairs  # noqa: E402
+from scripts.bench.import_transfers import run as import_transfers  # noqa: E402
+from scripts.bench.report import print_figures  # noqa: E402
+
+BATCH = 100  # transfers per JSON-RPC batch request
+SLOT_MS = 1000
+
+
+def post_batch(url: str, encoded: list[str]) -> int:
+    """Submit a batch of extrinsics; how many the node accepted."""
+    body = json.dumps([{"jsonrpc": "2.0", "id": i, "method": "author_submitExtrinsic", "params": [x]}
+                       for i, x in enumerate(encoded)]).encode()
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        answers = json.loads(response.read())
+    return sum(1 for a in answers if "result" in a)
+
+
+def metric(port: int, name: str) -> float:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    return next((float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " ")), 0.0)
+
+
+def log_times(node: NodeProcess, event: str) -> dict[str, float]:
+    times = {}
+    for line in node.log_path.read_text(errors="replace").splitlines():
+        if f'"{event}"' not in line:
+            continue
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        times[entry["hash"]] = datetime.fromisoformat(entry["timestamp"].replace("Z", "+00:00")).timestamp()
+    return times
+
+
+def gossip_part(base: Path, seconds: float, rate: int, accounts: int) -> dict:
+    keys = bench_keypairs(accounts)
+    base.mkdir(parents=True, exist_ok=True)
+    spec = write_spec(base / "spec.json", slot_ms=SLOT_MS,
+                      extra_endowed=[{"account": "0x" + k.public.hex(), "balance": 10**18} for k in keys])
+    cluster = Cluster(base / "validators", spec=spec)
+    ports = [free_port() for _ in cluster.nodes]
+    try:
+        for node, port in zip(cluster.nodes, ports):
+            node.start([n.address for n in cluster.nodes if n is not node], prometheus_port=port)
+        for node in cluster.nodes:
+            node.wait_rpc()
+        wait_until(lambda: all(n.peers() == 3 for n in cluster.nodes), 90, "a full mesh", cluster.nodes)
+        genesis = bytes.fromhex(cluster.nodes[0].call("chain_getBlockHash", 0)[2:])
+        total = int(rate * seconds)
+        print(f"signing {total} transfers", file=sys.stderr)
+        per_node: list[list[str]] = [[] for _ in cluster.nodes]
+        for i in range(total):
+            sender = i % accounts
+            extrinsic = sign_extrinsic(keys[sender], balances.transfer(keys[(sender + 1) % accounts].public, 10**10),
+                                       nonce=i // accounts, genesis_hash=genesis)
+            per_node[sender % len(cluster.nodes)].append("0x" + extrinsic.encoded.hex())
+        urls = [f"http://127.0.0.1:{n.rpc_port}" for n in cluster.nodes]
+        accepted = 0
+        start_best = cluster.nodes[0].best()
+        started = time.time()
+        sent = [0] * len(cluster.nodes)
+        tick = BATCH * len(cluster.nodes) / rate  # seconds per round of one batch to each node
+        round_number = 0
+        while any(sent[k] < len(per_node[k]) for k in range(len(per_node))):
+            for k, url in enumerate(urls):
+                batch = per_node[k][sent[k]:sent[k] + BATCH]
+                if batch:
+                    accepted += post_batch(url, batch)
+                    sent[k] += len(batch)
+            round_number += 1
+            pause = started + round_number * tick - time.time()
+            if pause > 0:
+                time.sleep(pause)
+        window_end = time.time()
+        print(f"submitted {total} ({accepted} accepted) in {window_end - started:.1f} s; draining", file=sys.stderr)
+        alice = cluster.nodes[0]
+
+        def included_so_far() -> int:
+            return sum(_transfers_in(alice, n) for n in range(start_best + 1, alice.best() + 1))
+        last, stalled_since = -1, time.time()
+        while time.time() - stalled_since < 10:
+            count = included_so_far()
+            if count >= accepted:
+                break
+            if count != last:
+                last, stalled_since = count, time.time()
+            time.sleep(1)
+        in_window = 0
+        included = 0
+        for number in range(start_best + 1, alice.best() + 1):
+            block = alice.client.block(alice.client.block_hash(number))
+            transfers = sum(1 for x in block.extrinsics if x.signed)
+            included += transfers
+            if block.header.digest.slot * SLOT_MS / 1000 <= window_end:
+                in_window += transfers
+        elapsed = time.time() - started
+        propagation = []
+        authored = {}
+        for node in cluster.nodes:
+            authored.update(log_times(node, "authored block"))
+        for node in cluster.nodes:
+            for block_hash, at in log_times(node, "imported block").items():
+                if block_hash in authored:
+                    propagation.append((at - authored[block_hash]) * 1000)
+        sent_bytes = [metric(port, "gradchain_p2p_bytes_out") for port in ports]
+        dropped = sum(metric(port, "gradchain_p2p_messages_dropped") for port in ports)
+        propagation.sort()
+        return {
+            "submitted": total, "accepted": accepted, "included": included,
+            "included_per_s": round(in_window / (window_end - started)),
+            "lost": accepted - included,
+            "propagation_p50_ms": round(statistics.median(propagation)) if propagation else None,
+            "propagation_p99_ms": round(propagation[min(len(propagation) - 1, int(len(propagation) * 0.99))])
+            if propagation else None,
+            "gossip_bytes_per_s_per_node": round(statistics.mean(sent_bytes) / elapsed),
+            "messages_dropped": int(dropped),
+        }
+    finally:
+        cluster.stop()
+
+
+def _transfers_in(node: NodeProcess, number: int) -> int:
+    block = node.client.block(node.client.block_hash(number))
+    return 0 if block is None else sum(1 for x in block.extrinsics if x.signed)
+
+
+def sync_part(base: Path, blocks: int, per_block: int, accounts: int) -> dict:
+    spec_data = json.loads((ROOT / "genesis.json").read_text())
+    keys = bench_keypairs(accounts)
+    spec_data["endowed"] = spec_data["endowed"] + [{"account": "0x" + k.public.hex(), "balance": 10**15}
+                                                   for k in keys]
+    base.mkdir(parents=True, exist_ok=True)
+    spec_path = base / "sync-spec.json"
+    spec_path.write_text(json.dumps(spec_data))
+    config = parse_genesis(spec_data, "bench genesis")
+    print(f"building {blocks} blocks of {per_block} transfers", file=sys.stderr)
+    author_blocks(accounts, blocks, per_block, base / "built", build_genesis_state(config), config.slot_duration_ms,
+                  keys)
+    server = NodeProcess("Server", base / "server", spec_path, validator=False)
+    fresh = NodeProcess("Fresh", base / "fresh", spec_path, validator=False)
+    database = server.base / "data" / "chains" / config.chain_id / "db"
+    database.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(base / "built" / "author"), str(database))
+    try:
+        server.start()
+        server.wait_rpc()
+        fresh.start([server.address])
+        fresh.wait_rpc()
+        wait_until(lambda: fresh.best() > 0, 120, "the sync to start", [server, fresh], interval=0.05)
+        started = time.time()
+        first = fresh.best()
+        wait_until(lambda: fresh.best() >= blocks, 3600, "the sync to finish", [server, fresh], interval=0.2)
+        elapsed = time.time() - started
+        synced = blocks - first
+        return {"sync_blocks": blocks, "sync_blocks_per_s": round(synced / elapsed, 1),
+                "sync_transfers_per_s": round(synced * per_block / elapsed)}
+    finally:
+        fresh.stop()
+        server.stop()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--rate", type=int, default=1000, help="transfers submitted per second, all nodes together")
+    parser.add_argument("--accounts", type=int, default=400)
+    parser.add_argument("--sync-blocks", type=int, default=10_000)
+    parser.add_argument("--sync-per-block", type=int, default=50)
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    args = parser.parse_args()
+    if args.seconds <= 0 or args.rate < 1 or args.accounts < 8 or args.sync_blocks < 1 or args.sync_per_block < 1:
+        parser.error("--seconds, --rate, --sync-blocks and --sync-per-block must be positive, --accounts >= 8")
+    with tempfile.TemporaryDirectory(prefix="gradchain-bench-net-") as tmp:
+        base = Path(tmp)
+        gossip = gossip_part(base / "gossip", args.seconds, args.rate, args.accounts)
+        sync = sync_part(base / "sync", args.sync_blocks, args.sync_per_block, 2_000)
+        one_core = import_transfers(2_000, 4, 1_000, base / "import")
+    figures = {**gossip, **sync, "import_transfers_per_s": one_core["transfers_per_s"]}
+    if args.json:
+        keys = ("included_per_s", "lost", "propagation_p99_ms", "sync_transfers_per_s", "import_transfers_per_s")
+        print_figures("network", {k: figures[k] for k in keys}, as_json=True)
+    else:
+        print_figures("network", figures, as_json=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

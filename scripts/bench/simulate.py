@@ -1,0 +1,187 @@
+"""Rounds of a task without a chain: the engine functions the block author runs, in a loop.
+
+For tuning a task's options and for the federated bench: each round every trainer trains
+from the global model on its shard (the demo's local training), the verifier measures the
+round (leave-one-out on a held-out subset drawn from a per-round seed), the runtime's
+acceptance rule picks the updates, the accepted ones are aggregated (with the task's server
+optimizer) and the new model is adopted by the runtime's rule. Also the plain FedAvg server
+loop (what Flower's FedAvg strategy computes: the sample-weighted mean of every client's new
+weights) on the same shards and local training.
+
+    python scripts/bench/simulate.py --task digits_mlp [--rounds 12] [--adversary noise]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+from consensus.useful_work import (  # noqa: E402
+    AggregationRule, HeldOutSet, ModelSpec, ModelVersion, Submission, TaskRules, UpdateLimits, UsefulWorkVerifier,
+    build_model, encode_tensors, state_of,
+)
+from consensus.useful_work.aggregate import ServerOptimizer  # noqa: E402
+from consensus.useful_work.evaluate import evaluate  # noqa: E402
+from consensus.useful_work.fixed_point import norm_to_fixed  # noqa: E402
+from consensus.useful_work.train import train_local  # noqa: E402
+from consensus.useful_work.updates import apply_update  # noqa: E402
+from runtime.hashing import blake2b_256  # noqa: E402
+from runtime.pallets import training_types as rules_of_the_chain  # noqa: E402
+from scripts._demo_tasks import DEMO_TASKS  # noqa: E402
+from scripts._tasks import demo_data, task_config  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Adversary:
+    behaviour: str  # noise or poison (copy and stale are refused by the chain before measuring)
+    poison_scale: float = 10.0
+    noise_scale: float = 1.0
+
+
+def local_update(spec: ModelSpec, weights, features, labels, task, trainer: int, round_number: int):
+    return train_local(spec, weights, features, labels, epochs=task.epochs, batch_size=task.batch_size, lr=task.lr,
+                       seed=trainer * 100_003 + round_number)
+
+
+def adversarial(delta, adversary: Adversary, trainer: int, round_number: int):
+    norm = float(torch.sqrt(sum((t.double() ** 2).sum() for t in delta.values())))
+    if adversary.behaviour == "poison":
+        return {n: (-adversary.poison_scale * t).to(torch.float32) for n, t in delta.items()}
+    generator = torch.Generator().manual_seed(trainer * 7 + round_number)
+    noise = {n: torch.randn(t.shape, generator=generator) for n, t in delta.items()}
+    scale = adversary.noise_scale * norm / float(torch.sqrt(sum((t.double() ** 2).sum() for t in noise.values())))
+    return {n: (t * scale).to(torch.float32) for n, t in noise.items()}
+
+
+def accuracy(spec, weights, features, labels) -> float:
+    return evaluate(spec, weights, features, labels).accuracy_ppm / 1e6
+
+
+def simulate_chain(name: str, rounds: int, trainers: int = 5, adversary: Adversary | None = None,
+                   **changes) -> list[dict]:
+    """Per round: the global model's held-out and test accuracy after the round, accepted, adopted."""
+    task = replace(DEMO_TASKS[name], **changes)
+    split, shards, test = demo_data(task.dataset, trainers)
+    spec = task.spec
+    held_out = HeldOutSet.from_tensors(split.held_out_features, split.held_out_labels)
+    options = task.options(rounds)
+    rules = TaskRules(spec, UpdateLimits(options.max_update_bytes, norm_to_fixed(options.max_update_norm)),
+                      AggregationRule(options.aggregation, options.trim), options.held_out_subset,
+                      ServerOptimizer(options.server_lr_ppm, options.server_momentum_ppm))
+    config = task_config(spec, bytes(32), bytes(32), 1, {bytes(32): b"k"}, options)
+    verifier = UsefulWorkVerifier()
+    base = ModelVersion.from_weights(spec, state_of(build_model(spec, 0)))
+    previous = None
+    history = []
+    for round_number in range(rounds):
+        submissions = []
+        for index, (features, labels) in enumerate(shards):
+            delta = local_update(spec, base.weights, features, labels, task, index, round_number)
+            if adversary is not None and index == trainers - 1:
+                delta = adversarial(delta, adversary, index, round_number)
+            submissions.append(Submission.of(encode_tensors(delta), int(labels.shape[0])))
+        seed = blake2b_256(b"simulated round" + round_number.to_bytes(4, "little"))
+        measured = verifier.measure_round(rules, base, submissions, held_out, seed, previous=previous)
+        scores = [rules_of_the_chain.UpdateScore(s.update_hash, rules_of_the_chain.UPDATE_OK,
+                                                 _score(measured.without[s.update_hash]))
+                  for s in submissions if s.update_hash in measured.without]
+        candidate = None if measured.candidate is None else _score(measured.candidate)
+        accepted = rules_of_the_chain.accepted_updates(config, candidate, scores)
+        outcome = verifier.aggregate_round(rules, base, _weighted(config, submissions, accepted), accepted, held_out,
+                                           seed, previous=previous)
+        adopted = outcome is not None and rules_of_the_chain.is_adopted(
+            config, _score(measured.base), _score(outcome.scores))
+        if adopted:
+            previous, base = base, outcome.model
+        adversary_accepted = adversary is not None and submissions[-1].update_hash in accepted
+        history.append({"round": round_number, "accepted": len(accepted), "adopted": adopted,
+                        "adversary_paid": adopted and adversary_accepted,
+                        "accuracy": accuracy(spec, base.weights, split.held_out_features, split.held_out_labels),
+                        "test_accuracy": accuracy(spec, base.weights, *test)})
+    return history
+
+
+def plain_fedavg(name: str, rounds: int, trainers: int = 5, **changes) -> list[dict]:
+    """Flower's FedAvg on the same shards and local training: every round, the new global weights are
+    the mean of every client's trained weights, weighted by its examples (float, no chain)."""
+    task = replace(DEMO_TASKS[name], **changes)
+    split, shards, test = demo_data(task.dataset, trainers)
+    spec = task.spec
+    weights = state_of(build_model(spec, 0))
+    history = []
+    for round_number in range(rounds):
+        total = sum(int(labels.shape[0]) for _, labels in shards)
+        mean = {n: torch.zeros_like(t, dtype=torch.float64) for n, t in weights.items()}
+        for index, (features, labels) in enumerate(shards):
+            delta = local_update(spec, weights, features, labels, task, index, round_number)
+            for name_, tensor in delta.items():
+                mean[name_] += tensor.double() * (int(labels.shape[0]) / total)
+        weights = apply_update(weights, {n: t.to(torch.float32) for n, t in mean.items()})
+        history.append({"round": round_number,
+                        "accuracy": accuracy(spec, weights, split.held_out_features, split.held_out_labels),
+                        "test_accuracy": accuracy(spec, weights, *test)})
+    return history
+
+
+def central_baseline(name: str, rounds: int, trainers: int = 5, **changes) -> tuple[float, float]:
+    """The demo's baseline: the same model trained centrally on the union of the shards, rounds x epochs."""
+    task = replace(DEMO_TASKS[name], **changes)
+    split, shards, test = demo_data(task.dataset, trainers)
+    initial = state_of(build_model(task.spec, 0))
+    features = torch.cat([f for f, _ in shards])
+    labels = torch.cat([label for _, label in shards])
+    delta = train_local(task.spec, initial, features, labels, epochs=rounds * task.epochs,
+                        batch_size=task.batch_size, lr=task.lr, seed=0)
+    model = apply_update(initial, delta)
+    return (accuracy(task.spec, model, split.held_out_features, split.held_out_labels),
+            accuracy(task.spec, model, *test))
+
+
+def _score(scores) -> rules_of_the_chain.Score:
+    """As the chain publishes it: the loss on its quantum."""
+    return rules_of_the_chain.Score(scores.accuracy_ppm, rules_of_the_chain.quantize_loss(scores.loss_ppm))
+
+
+def _weighted(config, submissions: list[Submission], accepted: list[bytes]) -> list[Submission]:
+    """The accepted updates with the chain's capped aggregation weights (as consensus/useful_work/rounds.py)."""
+    chosen = [s for s in submissions if s.update_hash in set(accepted)]
+    weights = dict(zip((s.update_hash for s in chosen),
+                       rules_of_the_chain.aggregation_weights(config, [s.num_samples for s in chosen])))
+    return [Submission(s.update_hash, s.update_blob, weights.get(s.update_hash, s.num_samples)) for s in submissions]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--task", default="digits_mlp", choices=sorted(DEMO_TASKS))
+    parser.add_argument("--rounds", type=int, default=12)
+    parser.add_argument("--adversary", choices=("noise", "poison"))
+    parser.add_argument("--set", nargs="*", default=[], help="task option changes, name=value")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    changes = {}
+    for item in args.set:
+        key, value = item.split("=", 1)
+        changes[key] = type(getattr(DEMO_TASKS[args.task], key))(value)
+    chain = simulate_chain(args.task, args.rounds, adversary=Adversary(args.adversary) if args.adversary else None,
+                           **changes)
+    plain = plain_fedavg(args.task, args.rounds, **changes)
+    baseline = central_baseline(args.task, args.rounds, **changes)
+    for row, fed in zip(chain, plain):
+        print(f"round {row['round']:>3} accepted {row['accepted']} adopted {int(row['adopted'])} "
+              f"chain {row['accuracy']:.4f}/{row['test_accuracy']:.4f}  fedavg {fed['accuracy']:.4f}/"
+              f"{fed['test_accuracy']:.4f}")
+    print(json.dumps({"task": args.task, "baseline": baseline, "chain_final": chain[-1]["accuracy"],
+                      "chain_test": chain[-1]["test_accuracy"], "ratio": chain[-1]["accuracy"] / baseline[0],
+                      "test_ratio": chain[-1]["test_accuracy"] / baseline[1], "fedavg_final": plain[-1]["accuracy"]}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,45 @@
+"""Fault scenarios as data (CometBFT's e2e style): what to do to which nodes, for how long.
+
+A scenario's durations are its data, not waits for a condition: the harness holds the
+fault for `duration_s` and then heals it; everything after that waits on conditions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+KILL = "kill"  # SIGKILL the nodes, start them again after duration_s (same base path, keys, ports)
+PAUSE = "pause"  # SIGSTOP the nodes, SIGCONT after duration_s
+PARTITION = "partition"  # the nodes named and the others ban each other (system_banPeer), unbanned after duration_s
+# the node restarts as a test-only double voter (tests/double_voter.py, with the finality gadget) until the
+# others report it; duration_s bounds that wait. The checker then requires it slashed.
+DOUBLE_VOTE = "double_vote"
+WRAPPERS = {DOUBLE_VOTE: "tests/double_voter.py"}
+
+
+@dataclass(frozen=True)
+class Fault:
+    kind: str
+    nodes: tuple[str, ...]
+    duration_s: float
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    fault: Fault
+    validators: int = 4
+    slot_ms: int = 1000
+
+    @property
+    def faulted(self) -> tuple[str, ...]:
+        """Nodes that may lose what they acknowledged (a killed node's pool is in memory): no load goes to them."""
+        return self.fault.nodes if self.fault.kind in (KILL, PAUSE) else ()
+
+
+SCENARIOS = (
+    Scenario("kill -9 one validator, restart after 20 s", Fault(KILL, ("Dave",), 20)),
+    Scenario("SIGSTOP one validator for 30 s, then SIGCONT", Fault(PAUSE, ("Charlie",), 30)),
+    Scenario("2|2 partition for 30 s, then healed", Fault(PARTITION, ("Alice", "Bob"), 30)),
+    Scenario("a validator double-votes (prevotes twice in one round)", Fault(DOUBLE_VOTE, ("Dave",), 120)),
+)

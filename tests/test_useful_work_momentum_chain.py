@@ -1,0 +1,79 @@
+"""FedAvgM through the node: a task with server momentum closes two rounds; in the second the momentum
+(the first round's step) comes from the chain's model history, and another validator reproduces it."""
+
+from __future__ import annotations
+
+from consensus.useful_work import encode_tensors
+from consensus.useful_work.fixed_point import norm_to_fixed
+from consensus.useful_work.rounds import RoundWork, reports_in
+from consensus.useful_work.secrecy import encrypt_held_out
+from runtime import api as runtime_api
+from runtime.pallets import balances, training
+from runtime.pallets.training import ModelSpec, SealedKey, TaskConfig
+from runtime.state import Overlay
+from tests.test_useful_work_builders import MLP, base_model, digits_split, trained_deltas
+from tests.test_useful_work_chain import ALICE, TRAINERS, _hash, nodes  # noqa: F401  (nodes is a fixture)
+
+
+def test_a_momentum_task_reports_two_rounds_that_a_validator_reproduces(nodes):  # noqa: F811
+    author, follower = nodes
+    split = digits_split()
+    ciphertext, sealed = encrypt_held_out(split.held_out_features, split.held_out_labels, [ALICE.public])
+    for node in (author, follower):
+        for data in (ciphertext, base_model(MLP).to_blob()):
+            node.service.blobs.put(_hash(data), data, now_block=0)
+    config = TaskConfig(ModelSpec("mlp", (64, 32, 10)), base_model(MLP).model_hash, training.METRIC_LOSS,
+                        _hash(ciphertext), len(ciphertext), 200, (SealedKey(ALICE.public, sealed[ALICE.public]),),
+                        10**15, 2, 2, 2, 1, 0, 1 << 20, norm_to_fixed(50.0), 10**12, 0, 0,
+                        max_updates=8, server_lr_ppm=1_000_000, server_momentum_ppm=500_000)
+
+    def step(transactions=()):
+        sent: dict[bytes, int] = {}
+        for keypair, call in transactions:
+            author.send(keypair, call, sent.get(keypair.public, 0))
+            sent[keypair.public] = sent.get(keypair.public, 0) + 1
+        block = author.author()
+        assert follower.service.import_block_now(block).is_best
+        return block
+
+    def play_round(round_number: int, scale: float):
+        updates = [encode_tensors({n: t * scale for n, t in delta.items()}) for delta in trained_deltas(MLP)]
+        for node in (author, follower):
+            for data in updates:
+                node.service.blobs.put(_hash(data), data, now_block=2)
+        salt = bytes([round_number + 1]) * 32
+        task = runtime_api.task(Overlay(author.store.state_view(author.store.best_hash)), 0)
+        commit_end = training.round_windows(task)[0]
+        step([(t, training.commit_update(0, round_number, training.update_commitment(_hash(u), t.public, salt)))
+              for t, u in zip(TRAINERS, updates)])
+        while author.store.best_header().number + 1 < commit_end:
+            step()
+        step([(t, training.reveal_update(0, round_number, _hash(u), salt, 288, b"\x00" * 32))
+              for t, u in zip(TRAINERS, updates)])
+        for _ in range(10):  # until the round's report is in a block (its seed must be known first)
+            block = step()
+            if reports_in(block):
+                return block
+        raise AssertionError(f"round {round_number} was never reported")
+
+    step([(ALICE, balances.transfer(t.public, 10**16)) for t in TRAINERS])
+    step([(ALICE, training.create_task(config))])  # round 0: commit until block 4, reveal until 6
+    first = play_round(0, 1.0)
+    state = Overlay(author.store.state_view(first.hash))
+    assert training.Rounds.get(state, (0, 0)).adopted
+    assert runtime_api.previous_model(state, 0) == base_model(MLP).model_hash  # the step just taken
+    second = play_round(1, 0.5)
+    (report,) = reports_in(second)
+    assert report.round == 1
+    # the follower re-measured both rounds on import (with the momentum) and found nothing wrong
+    assert follower.store.verification_status(first.hash).state == "verified"
+    assert follower.store.verification_status(second.hash).state == "verified"
+    # a validator with a cold cache reproduces the second round, momentum included
+    fresh = RoundWork(follower.service.blobs, ALICE)
+    parent = follower.store.header(second.header.parent_hash)
+    parent_state = Overlay(follower.store.state_view(parent.hash))
+    task = runtime_api.task(parent_state, 0)
+    inputs = fresh.inputs(parent_state, 0, task, bytes(report.subset_seed))
+    assert inputs.previous is not None and inputs.previous.model_hash == base_model(MLP).model_hash
+    verdict = fresh.verify_block(parent_state, parent, second)
+    assert verdict.ok and verdict.checked == 1, verdict
