@@ -1,6 +1,8 @@
 # Two entry points, each installs everything first (see README):
 #   make run   - set up, then federated training through a dev node (scripts/demo.py)
-#   make test  - set up, then run the whole test suite
+#   make test  - set up, then run the whole test suite (in a random order; the seed is printed)
+# and for the measured figures: make bench (every benchmark in scripts/bench/ at its default sizes;
+# one of them: make bench BENCHES=scripts/bench/rpc.py ARGS="--seconds 5 --json").
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -25,8 +27,10 @@ test: install
 test-fast: install
 	$(PY) -m pytest -m 'not slow' $(ARGS)
 
+BENCHES ?= $(filter-out scripts/bench/__init__.py scripts/bench/report.py,$(sort $(wildcard scripts/bench/*.py)))
+
 bench: install
-	$(PY) scripts/bench/import_transfers.py
+	@set -e; for bench in $(BENCHES); do echo "== $$bench"; $(PY) $$bench $(ARGS); done
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from tests.running_node import RunningNode
+from tests.helpers.dev_node import RunningNode
 
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory):
     """A --dev node authoring 1 s slots with RPC on a free port, one per test module, past block 1."""
-    running = RunningNode(tmp_path_factory.mktemp("node"))
-    running.wait_for_block(1)
-    yield running
-    running.close()
+    with RunningNode(tmp_path_factory.mktemp("node")) as running:
+        running.wait_for_block(1)
+        yield running

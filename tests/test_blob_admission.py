@@ -21,7 +21,7 @@ from scripts._tasks import ChainAccount, TaskOptions, publish_task, upload_heade
 from scripts.trainer import Trainer, TrainerOptions
 from storage.blobs import VERIFIED, BlobStore, BlobStoreFull
 from storage.database import Database
-from tests.builders import DEV_KEYS
+from tests.helpers.chain import DEV_KEYS
 
 GRAD = 10**12
 KIB = 1024

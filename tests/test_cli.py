@@ -7,14 +7,15 @@ import os
 import signal
 import subprocess
 import sys
-import time
+import threading
 from pathlib import Path
 
 import pytest
 
 from node.chain_setup import dev_spec
 from runtime import crypto
-from tests.builders import GENESIS_PATH
+from tests.helpers.chain import GENESIS_PATH
+from tests.helpers.processes import NodeProcess
 
 GRADCHAIN = [sys.executable, "-m", "node.cli"]
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,47 +23,6 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def gradchain(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run([*GRADCHAIN, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT)
-
-
-class Node:
-    """A `gradchain --dev` subprocess whose JSON log lines we read."""
-
-    def __init__(self, base: Path, *extra: str) -> None:
-        self.process = subprocess.Popen(
-            [*GRADCHAIN, "--dev", "--base-path", str(base), "--log-format", "json", "--prometheus-port", "0", *extra],
-            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, cwd=ROOT)
-        self.lines: list[dict] = []
-
-    def wait_for(self, event: str, count: int = 1, timeout: float = 60) -> dict:
-        deadline = time.monotonic() + timeout
-        seen = 0
-        while time.monotonic() < deadline:
-            line = self.process.stderr.readline()
-            if not line:
-                raise AssertionError(f"node exited ({self.process.poll()}) before {event!r}; log: {self.lines[-5:]}")
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            self.lines.append(record)
-            if record.get("event") == event:
-                seen += 1
-                if seen >= count:
-                    return record
-        raise AssertionError(f"no {count} x {event!r} within {timeout} s")
-
-    def stop(self, signum: int = signal.SIGTERM, timeout: float = 30) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signum)
-        try:
-            code = self.process.wait(timeout)
-        finally:
-            if self.process.poll() is None:
-                self.process.kill()
-                self.process.wait()
-        rest = self.process.stderr.read()
-        self.lines.extend(json.loads(x) for x in rest.splitlines() if x.startswith("{"))
-        return code
 
 
 def one_line_error(result: subprocess.CompletedProcess) -> str:
@@ -115,12 +75,10 @@ def test_build_spec_prints_a_loadable_spec(tmp_path):
 
 @pytest.mark.slow
 def test_dev_node_blocks_survive_export_and_import_with_the_same_state_root(tmp_path):
-    node = Node(tmp_path / "a", "--no-prometheus")
-    try:
+    with NodeProcess(tmp_path / "a", "--no-prometheus") as node:
         node.wait_for("authored block", count=4, timeout=60)
-    finally:
-        assert node.stop() == 0
-    assert any(r.get("event") == "database closed" for r in node.lines)
+        code = node.stop()
+    assert code == 0 and node.events("database closed")
     blocks_file = tmp_path / "blocks.bin"
     assert gradchain("export-blocks", "--dev", "--base-path", str(tmp_path / "a"), str(blocks_file)).returncode == 0
     imported = gradchain("import-blocks", "--dev", "--base-path", str(tmp_path / "b"), str(blocks_file))
@@ -136,99 +94,86 @@ def test_dev_node_blocks_survive_export_and_import_with_the_same_state_root(tmp_
 
 @pytest.mark.slow
 def test_sigterm_stops_cleanly_and_a_restart_resumes_from_the_stored_best_block(tmp_path):
-    node = Node(tmp_path, "--no-prometheus")
-    try:
+    with NodeProcess(tmp_path, "--no-prometheus") as node:
         node.wait_for("authored block", count=3)
-    finally:
-        assert node.stop(signal.SIGTERM) == 0
-    best = max(r["number"] for r in node.lines if r.get("event") == "authored block")
-    restarted = Node(tmp_path, "--no-prometheus")
-    try:
+        code = node.stop(signal.SIGTERM)
+    assert code == 0
+    best = max(r["number"] for r in node.events("authored block"))
+    with NodeProcess(tmp_path, "--no-prometheus") as restarted:
         opened = restarted.wait_for("chain opened")
         assert opened["best"] == best
         authored = restarted.wait_for("authored block")
         assert authored["number"] == best + 1
-    finally:
-        assert restarted.stop(signal.SIGINT) == 0
+        code = restarted.stop(signal.SIGINT)
+    assert code == 0
 
 
 @pytest.mark.slow
 def test_a_database_in_use_or_of_another_chain_is_refused_with_one_line(tmp_path):
-    node = Node(tmp_path, "--no-prometheus")
-    try:
+    with NodeProcess(tmp_path, "--no-prometheus") as node:
         node.wait_for("chain opened")
         assert "in use by another process" in one_line_error(
-            gradchain("--dev", "--base-path", str(tmp_path), "--no-prometheus"))
-    finally:
-        node.stop()
+            gradchain("--dev", "--base-path", str(tmp_path), "--no-prometheus", "--rpc-port", "0"))
     spec = dev_spec(json.loads(GENESIS_PATH.read_text()))
     spec["endowed"][0]["balance"] = spec["endowed"][0]["balance"] + 1  # same id, another genesis
     other = tmp_path / "other.json"
     other.write_text(json.dumps(spec))
     assert "belongs to another chain" in one_line_error(
-        gradchain("--chain", str(other), "--base-path", str(tmp_path), "--no-prometheus"))
+        gradchain("--chain", str(other), "--base-path", str(tmp_path), "--no-prometheus", "--rpc-port", "0"))
 
 
 @pytest.mark.slow
 def test_sigterm_under_transaction_load_leaves_a_database_that_restarts_cleanly(tmp_path):
-    import threading
-
     from rpc.client import Client, RpcClientError
     from runtime.executive import sign_extrinsic
     from runtime.pallets import balances
-    from tests.builders import DEV_KEYS
+    from tests.helpers.chain import DEV_KEYS
+    from tests.helpers.threads import ThreadRunner
 
-    node = Node(tmp_path, "--rpc-port", "0", "--no-prometheus")
-    submitted = []
-    try:
-        port = node.wait_for("rpc listening")["port"]
-        node.wait_for("authored block")
-        client = Client(f"http://127.0.0.1:{port}", timeout=5)
-        genesis = client.genesis_hash()
-        stop = threading.Event()
+    submitted: list[int] = []
+    stop_feeding, feeder = threading.Event(), ThreadRunner()
 
-        def feed() -> None:
-            nonce = 0
-            while not stop.is_set():
-                transfer = sign_extrinsic(DEV_KEYS["Bob"], balances.transfer(bytes([nonce % 200 + 1]) * 32, 10**11),
-                                          nonce=nonce, genesis_hash=genesis)
-                try:
-                    client.submit(transfer)
-                    submitted.append(nonce)
-                    nonce += 1
-                except RpcClientError:
-                    return
+    def feed(client: Client, genesis: bytes) -> None:
+        nonce = 0
+        while not stop_feeding.is_set():
+            transfer = sign_extrinsic(DEV_KEYS["Bob"], balances.transfer(bytes([nonce % 200 + 1]) * 32, 10**11),
+                                      nonce=nonce, genesis_hash=genesis)
+            try:
+                client.submit(transfer)
+            except RpcClientError:
+                return  # the node is going away
+            submitted.append(nonce)
+            nonce += 1
 
-        feeder = threading.Thread(target=feed)
-        feeder.start()
-        node.wait_for("authored block", count=3)
-    finally:
-        code = node.stop(signal.SIGTERM)
-        stop.set()
-        feeder.join(30)
+    with NodeProcess(tmp_path, "--no-prometheus") as node:
+        try:
+            port = node.wait_for("rpc listening")["port"]
+            node.wait_for("authored block")
+            client = Client(f"http://127.0.0.1:{port}", timeout=5)
+            feeder.start(feed, client, client.genesis_hash())
+            node.wait_for("authored block", count=3)
+            code = node.stop(signal.SIGTERM)
+        finally:
+            stop_feeding.set()  # the feeder stops within one submit (its thread is a daemon)
+    feeder.join_all(30)  # only now, so a failure of the feeder never hides the test's own
     assert code == 0 and len(submitted) > 20
-    best = max(r["number"] for r in node.lines if r.get("event") == "authored block")
+    best = max(r["number"] for r in node.events("authored block"))
     check = gradchain("check-block", "--dev", "--base-path", str(tmp_path), str(best))
     assert json.loads(check.stdout)["valid"] is True, check.stderr
-    restarted = Node(tmp_path, "--no-prometheus", "--no-rpc")
-    try:
+    with NodeProcess(tmp_path, "--no-prometheus", "--no-rpc") as restarted:
         assert restarted.wait_for("chain opened")["best"] == best
         assert restarted.wait_for("authored block")["number"] == best + 1
-    finally:
-        restarted.stop()
 
 
 def test_a_validator_key_never_reaches_the_logs(tmp_path):
     key_file = tmp_path / "key.json"
     generated = gradchain("key", "generate", "--output-file", str(key_file))
     phrase = generated.stdout.splitlines()[0].split(":", 1)[1].strip()
-    node = Node(tmp_path / "base", "--validator", "--key-file", str(key_file), "--log-level", "debug",
-                "--no-prometheus", "--no-rpc")
-    try:
+    with NodeProcess(tmp_path / "base", "--validator", "--key-file", str(key_file), "--log-level", "debug",
+                     "--no-prometheus", "--no-rpc") as node:
         authoring = node.wait_for("authoring")  # the dev chain's validator is Alice, so this key never authors
-    finally:
         node.stop()
     keypair = crypto.keypair_from_uri(phrase)
     assert authoring["validator"] == "0x" + keypair.public.hex()[:16]
-    text = json.dumps(node.lines)
+    text = "\n".join(node.log.lines)
     assert phrase not in text and keypair.seed.hex() not in text

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from node.chain_setup import ChainPaths, load_chain_spec
-from tests.builders import DEV_KEYS, TestChain
+from tests.helpers.chain import DEV_KEYS, TestChain
 
 ROOT = Path(__file__).resolve().parent.parent
 DEV = load_chain_spec(None, dev=True)

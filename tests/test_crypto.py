@@ -168,6 +168,7 @@ def test_a_keypair_must_hold_the_public_key_of_its_seed():
 
 def test_dev_keys_are_pinned_and_derive_by_the_documented_scheme():
     assert ALICE.public.hex() == ALICE_PUBLIC_HEX
+    assert crypto.encode_address(ALICE.public, 42) == "5DucstVZXbTsbtPFYseviQXJ4Bj7mGXQHwY2AVp5aW5poq6m"
     # Written out: BIP-39 seed of DEV_PHRASE (empty password), first 32 bytes, then one hard junction.
     phrase_seed = Mnemonic.to_seed(crypto.DEV_PHRASE, "")[:32]
     alice_seed = hashlib.blake2b(b"Ed25519HDKD" + phrase_seed + b"\x01Alice", digest_size=32).digest()

@@ -13,7 +13,7 @@ from runtime.pallets import training
 from runtime.state import EmptyBackend, Overlay
 from scripts._demo_tasks import DEMO_TASKS
 from scripts._tasks import task_config
-from tests.builders import dev_genesis
+from tests.helpers.chain import dev_genesis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts" / "bench"))
 from simulate import plain_fedavg, simulate_chain  # noqa: E402

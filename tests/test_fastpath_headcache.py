@@ -5,7 +5,7 @@ from __future__ import annotations
 from runtime.genesis import build_genesis_state
 from runtime.pallets.system import Account
 from storage.chainstore import ChainStore
-from tests.builders import DEV_KEYS, TestChain, dev_genesis
+from tests.helpers.chain import DEV_KEYS, TestChain, dev_genesis
 
 ALICE, BOB = DEV_KEYS["Alice"], DEV_KEYS["Bob"]
 

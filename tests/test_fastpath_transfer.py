@@ -18,7 +18,7 @@ from runtime.pallets import balances, payment, randomness
 from runtime.pallets.system import EXTRINSIC_BASE_WEIGHT, Account, AccountInfo
 from runtime.types import IMMORTAL, Digest, Extrinsic, Header, SignedData
 from runtime.validity import InvalidTransaction
-from tests.builders import DEV_KEYS, dev_genesis
+from tests.helpers.chain import DEV_KEYS, dev_genesis
 
 GENESIS = dev_genesis()
 GENESIS_STATE = build_genesis_state(GENESIS)

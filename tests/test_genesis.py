@@ -10,7 +10,7 @@ import pytest
 from runtime.errors import GenesisError
 from runtime.genesis import build_genesis_state, load_genesis, parse_genesis
 from storage.chainstore import ChainStore
-from tests.builders import GENESIS_PATH
+from tests.helpers.chain import GENESIS_PATH
 
 SPEC = json.loads(GENESIS_PATH.read_text())
 

@@ -16,7 +16,7 @@ from runtime.genesis import BadAvailabilityDeadline, parse_genesis
 from runtime.pallets import timestamp
 from runtime.types import Block, Digest, Extrinsic, Header, Seal
 from storage.block_status import DISPUTED, UNVERIFIABLE, VERIFIED, VerificationStatus
-from tests.builders import DEV_KEYS, KEY_BY_PUBLIC, TestChain, dev_genesis
+from tests.helpers.chain import DEV_KEYS, KEY_BY_PUBLIC, TestChain, dev_genesis
 
 ALICE, BOB = DEV_KEYS["Alice"], DEV_KEYS["Bob"]
 

@@ -14,7 +14,7 @@ from runtime import api as runtime_api
 from runtime.hashing import blake2b_256
 from runtime.pallets import system, training
 from runtime.pallets.training import ModelSpec, RoundReport, Score, SealedKey, TaskConfig, UpdateScore
-from tests.builders import DEV_KEYS, TestChain
+from tests.helpers.chain import DEV_KEYS, TestChain
 
 ALICE, BOB, CHARLIE, DAVE, EVE = (DEV_KEYS[n] for n in ("Alice", "Bob", "Charlie", "Dave", "Eve"))
 ACCOUNTS = system.Account.prefix

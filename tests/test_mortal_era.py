@@ -16,7 +16,7 @@ from runtime.types import IMMORTAL
 from scripts import wallet
 from scripts._common import DEFAULT_ERA_PERIOD, CliError, signing_era
 from scripts._tasks import ChainAccount
-from tests.builders import DEV_KEYS
+from tests.helpers.chain import DEV_KEYS
 
 GRAD = 10**12
 CHARLIE = DEV_KEYS["Charlie"]

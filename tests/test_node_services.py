@@ -16,7 +16,7 @@ from runtime.executive import sign_extrinsic
 from runtime.genesis import parse_genesis
 from runtime.pallets import balances, system
 from runtime.state import Overlay
-from tests.builders import DEV_KEYS
+from tests.helpers.chain import DEV_KEYS
 
 ALICE, BOB = DEV_KEYS["Alice"], DEV_KEYS["Bob"]
 
@@ -101,7 +101,8 @@ def test_transactions_of_a_retracted_block_return_to_the_pool(tmp_path):
                 await chain.import_block(block)
                 parent = block.hash
             assert chain.store.best_hash == parent
-            assert chain.pool.get(transfer.hash) is not None  # back in the pool after the re-org
+            assert chain.pool.get(transfer.hash) == transfer  # back in the pool after the re-org ...
+            assert chain.pool.is_ready(transfer.hash) and chain.pool.ready_count == 1  # ... ready for the new best
         finally:
             await chain.stop()
 

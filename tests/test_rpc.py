@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import json
 import time
 
@@ -15,8 +16,9 @@ from runtime import crypto
 from runtime.executive import sign_extrinsic
 from runtime.pallets import balances, system
 from storage.trie import verify_proof
-from tests.builders import DEV_KEYS
-from tests.running_node import RunningNode
+from tests.helpers.chain import DEV_KEYS
+from tests.helpers.dev_node import RunningNode
+from tests.helpers.ports import non_loopback_address
 
 ALICE, BOB, CHARLIE, EVE = DEV_KEYS["Alice"], DEV_KEYS["Bob"], DEV_KEYS["Charlie"], DEV_KEYS["Eve"]
 
@@ -50,7 +52,7 @@ def test_system_methods(node):
     assert c.call("system_properties")["tokenSymbol"] == "GRAD"
     assert c.call("system_health") == {"peers": 0, "isSyncing": False, "shouldHavePeers": False}
     assert c.call("system_peers") == []
-    assert c.call("system_version")
+    assert c.call("system_version") == importlib.metadata.version("gradchain")
     assert "chain_getHeader" in c.call("rpc_methods")["methods"]
 
 
@@ -107,7 +109,9 @@ def test_a_transfer_reaches_a_finalized_block_and_both_balances_move(node):
         time.sleep(0.2)
     assert c.account(eve).free == before_e.free + 12345 * 10**9
     assert c.account(charlie).free == before_c.free - 12345 * 10**9 - fee
-    assert c.header(c.finalized_hash()).number >= c.header().number - 1
+    finalized = c.header(c.finalized_hash()).number  # the dev node finalizes each block it authors
+    including = [n for n in range(1, finalized + 1) if transfer in c.block(c.block_hash(n)).extrinsics]
+    assert len(including) == 1, "the transfer is not in exactly one finalized block"
 
 
 # --- errors -----------------------------------------------------------------------------
@@ -159,11 +163,21 @@ def test_batches_answer_in_order_and_skip_notifications(node):
 def test_transaction_errors_carry_substrates_codes(node):
     c = node.client
     genesis = c.genesis_hash()
-    stale = sign_extrinsic(BOB, balances.transfer(EVE.public, 10**11), nonce=0, genesis_hash=genesis)
-    c.submit(stale)
+    bob = crypto.encode_address(BOB.public, 42)
+    waiting = sign_extrinsic(BOB, balances.transfer(EVE.public, 10**11), nonce=c.next_index(bob) + 5,
+                             genesis_hash=genesis)  # a nonce gap: it waits in the pool, never in a block
+    c.submit(waiting)
     with pytest.raises(RpcCallError) as already:
-        c.submit(stale)
-    assert already.value.rpc_code in (1013, 1010)
+        c.submit(waiting)
+    assert already.value.rpc_code == 1013
+    used = sign_extrinsic(BOB, balances.transfer(EVE.public, 10**11), nonce=c.next_index(bob), genesis_hash=genesis)
+    c.submit(used)
+    deadline = time.monotonic() + 30
+    while c.account(bob).nonce <= used.signed.nonce and time.monotonic() < deadline:
+        time.sleep(0.2)
+    with pytest.raises(RpcCallError) as stale:
+        c.submit(used)  # in a block now: its nonce is used
+    assert stale.value.rpc_code == 1010 and stale.value.data == "stale"
     bad_signature = sign_extrinsic(BOB, balances.transfer(EVE.public, 10**11), nonce=5, genesis_hash=b"\x01" * 32)
     with pytest.raises(RpcCallError) as invalid:
         c.submit(bad_signature)
@@ -174,9 +188,35 @@ def test_transaction_errors_carry_substrates_codes(node):
     assert payment.value.rpc_code == 1010 and payment.value.data == "payment"
 
 
+def key_files(node: RunningNode) -> set:
+    keystore = node.chain.paths.keystore
+    return set(keystore.iterdir()) if keystore.exists() else set()
+
+
 def test_unsafe_methods_answer_on_loopback(node):
+    keys_before = key_files(node)
     result = node.client.call("author_rotateKeys")
     assert result.startswith("0x") and len(result) == 66
+    assert len(key_files(node) - keys_before) == 1
+
+
+def test_unsafe_methods_refuse_a_caller_from_another_address_unless_enabled(node):
+    """Through the real server: a server bound to this machine's own non-loopback address (as with
+    --rpc-external) sees a caller from that address, which is not loopback."""
+    host = non_loopback_address()
+    if host is None:
+        pytest.skip("this machine has no non-loopback IPv4 address to call from")
+    keys_before = key_files(node)
+    with node.extra_rpc_server(host) as (_, url):
+        remote = Client(url, timeout=20)
+        with pytest.raises(RpcCallError) as refused:
+            remote.call("author_rotateKeys")
+        assert refused.value.rpc_code == -32000 and "unsafe method" in str(refused.value)
+        assert key_files(node) == keys_before  # refused before it made a key
+        assert remote.call("system_name") == "test-node"  # safe methods answer the same caller
+    with node.extra_rpc_server(host, unsafe_methods=True) as (_, url):  # --rpc-methods unsafe
+        result = Client(url, timeout=20).call("author_rotateKeys")
+    assert result.startswith("0x") and len(key_files(node) - keys_before) == 1
 
 
 @given(st.one_of(st.binary(max_size=200), st.text(max_size=200).map(str.encode),
@@ -236,7 +276,7 @@ def test_blobs_upload_download_and_refusals(node):
     blob_hash = "0x" + blake2b_256(data).hex()
 
     from scripts._tasks import upload_headers
-    from tests.builders import DEV_KEYS
+    from tests.helpers.chain import DEV_KEYS
 
     genesis = node.client.genesis_hash()
 

@@ -15,7 +15,7 @@ from runtime import crypto
 from runtime.executive import sign_extrinsic
 from runtime.pallets import balances, system
 from rpc.facade import BlobEndpoints, NodeFacade, protocol_members
-from tests.builders import DEV_KEYS
+from tests.helpers.chain import DEV_KEYS
 
 ROOT = Path(__file__).resolve().parent.parent
 HANDLER_FILES = sorted((ROOT / "rpc" / "methods").glob("*.py")) + [ROOT / "rpc" / "app.py"]

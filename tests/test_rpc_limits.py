@@ -1,4 +1,6 @@
-"""Server limits that need an event source we control: slow subscribers, connection and subscription caps."""
+"""Server limits on the shared dev node: a WebSocket whose notifications pile up is disconnected, the
+subscriptions of one connection are capped, and subscriptions need a WebSocket. The limits are set on a
+second server over the same node (`RunningNode.extra_rpc_server`); the blocks are the node's own."""
 
 from __future__ import annotations
 
@@ -6,109 +8,60 @@ import asyncio
 
 import aiohttp
 
-from rpc.app import build_server
 from rpc.server import RpcLimits
-from runtime.types import Digest, Header
 
 
-class BlockSource:
-    """The one facade method the head subscriptions use; the test fires the blocks."""
-
-    blobs = None  # serves no blobs
-
-    def __init__(self) -> None:
-        self.callbacks = []
-
-    def on_blocks(self, callback):
-        self.callbacks.append(callback)
-        return lambda: self.callbacks.remove(callback)
-
-    def fire(self, count: int) -> None:
-        header = Header(bytes(32), 1, bytes(32), bytes(32), Digest(1, bytes(32), b""))
-        for _ in range(count):
-            for callback in list(self.callbacks):
-                callback("new", header)
+def subscribe(request_id: int) -> dict:
+    return {"jsonrpc": "2.0", "id": request_id, "method": "chain_subscribeNewHeads", "params": []}
 
 
-async def serve(limits: RpcLimits):
-    source = BlockSource()
-    server = build_server(source, port=0, limits=limits)
-    await server.start()
-    return source, server
+def test_a_connection_whose_notifications_pile_up_is_disconnected_with_a_reason(node):
+    """60 head subscriptions on one socket: every block queues 60 notifications at once, past the 50 a
+    connection may have waiting, as a client that stopped reading would."""
+    async def scenario(url: str):
+        async with aiohttp.ClientSession() as session:
+            socket = await session.ws_connect(url.replace("http", "ws"))
+            for i in range(60):
+                await socket.send_json(subscribe(i))
+            while True:
+                message = await socket.receive(timeout=15)
+                if message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
+                    return socket.close_code, message.extra
 
-
-def test_a_subscriber_that_does_not_keep_up_is_disconnected_with_a_reason():
-    async def scenario():
-        source, server = await serve(RpcLimits(max_buffered_notifications=50))
-        try:
-            async with aiohttp.ClientSession() as session:
-                socket = await session.ws_connect(f"ws://127.0.0.1:{server.port}/")
-                await socket.send_json({"jsonrpc": "2.0", "id": 1, "method": "chain_subscribeNewHeads"})
-                assert "result" in await socket.receive_json(timeout=5)
-                source.fire(10_000)  # faster than any socket drains
-                while True:
-                    message = await socket.receive(timeout=10)
-                    if message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
-                        return socket.close_code, message.extra
-        finally:
-            await server.stop()
-
-    code, reason = asyncio.run(scenario())
+    with node.extra_rpc_server(limits=RpcLimits(max_buffered_notifications=50)) as (_, url):
+        code, reason = asyncio.run(scenario(url))
     assert code == 1008 and "too slow" in reason
 
 
-def test_subscriptions_per_connection_are_capped():
-    async def scenario():
-        source, server = await serve(RpcLimits(max_subscriptions=3))
-        try:
-            async with aiohttp.ClientSession() as session:
-                socket = await session.ws_connect(f"ws://127.0.0.1:{server.port}/")
-                answers = []
-                for i in range(4):
-                    await socket.send_json({"jsonrpc": "2.0", "id": i, "method": "chain_subscribeNewHeads"})
-                    answers.append(await socket.receive_json(timeout=5))
-                await socket.close()
-                return answers, len(source.callbacks)
-        finally:
-            await server.stop()
+def test_subscriptions_per_connection_are_capped_and_closing_drops_them(node):
+    async def scenario(url: str):
+        async with aiohttp.ClientSession() as session:
+            socket = await session.ws_connect(url.replace("http", "ws"))
+            answers = {}
+            for i in range(4):
+                await socket.send_json(subscribe(i))
+            while len(answers) < 4:  # skip the notifications of the first three
+                message = await socket.receive_json(timeout=10)
+                if "id" in message:
+                    answers[message["id"]] = message
+            during = len(node.rpc.facade._block_callbacks)
+            await socket.close()
+            return [answers[i] for i in range(4)], during
 
-    answers, remaining = asyncio.run(scenario())
+    before = len(node.rpc.facade._block_callbacks)
+    with node.extra_rpc_server(limits=RpcLimits(max_subscriptions=3)) as (_, url):
+        answers, during = asyncio.run(scenario(url))
     assert ["result" in a for a in answers] == [True, True, True, False]
     assert answers[3]["error"]["code"] == -32001
-    assert remaining == 0  # closing the socket dropped its subscriptions
+    assert during == before + 3
+    assert len(node.rpc.facade._block_callbacks) == before  # closing the socket dropped its subscriptions
 
 
-def test_subscriptions_over_http_are_refused():
+def test_subscriptions_over_http_are_refused(node):
     async def scenario():
-        _, server = await serve(RpcLimits())
-        try:
-            async with aiohttp.ClientSession() as session:
-                async with session.post(f"http://127.0.0.1:{server.port}/",
-                                        json={"jsonrpc": "2.0", "id": 1, "method": "chain_subscribeNewHeads"}) as r:
-                    return r.status, await r.json()
-        finally:
-            await server.stop()
+        async with aiohttp.ClientSession() as session:
+            async with session.post(node.url, json=subscribe(1)) as response:
+                return response.status, await response.json()
 
     status, answer = asyncio.run(scenario())
-    assert status == 200 and answer["error"]["code"] == -32601
-
-
-def test_unsafe_methods_refuse_remote_callers_unless_enabled():
-    from rpc.server import CallContext, Method, RpcServer
-
-    async def rotate(ctx):
-        return "0xkey"
-
-    body = b'{"jsonrpc":"2.0","id":1,"method":"author_rotateKeys","params":[]}'
-
-    async def answer(unsafe_methods: bool, remote: str) -> dict:
-        server = RpcServer(unsafe_methods=unsafe_methods)
-        server.register(Method("author_rotateKeys", rotate, unsafe=True))
-        import json
-
-        return json.loads(await server.handle_body(body, CallContext(remote, None)))
-
-    assert asyncio.run(answer(False, "192.0.2.7"))["error"]["code"] == -32000
-    assert asyncio.run(answer(False, "127.0.0.1"))["result"] == "0xkey"
-    assert asyncio.run(answer(False, "::1"))["result"] == "0xkey"
-    assert asyncio.run(answer(True, "192.0.2.7"))["result"] == "0xkey"
+    assert status == 200 and answer["error"]["code"] == -32601 and "WebSocket" in answer["error"]["message"]

@@ -11,9 +11,9 @@ from runtime import codec
 from runtime.executive import sign_extrinsic
 from runtime.crypto import Keypair
 from runtime.pallets import balances, sudo, system, timestamp, validators
-from runtime.types import Digest, Era, Extrinsic, Header, SignedData
+from runtime.types import Digest, Era, Extrinsic, Header
 from runtime.validity import InvalidReason, InvalidTransaction
-from tests.builders import DEV_KEYS, TestChain
+from tests.helpers.chain import DEV_KEYS, TestChain
 
 ALICE, BOB, CHARLIE, DAVE, EVE = (DEV_KEYS[n] for n in ("Alice", "Bob", "Charlie", "Dave", "Eve"))
 
@@ -63,7 +63,7 @@ def test_transfer_of_more_than_free_balance_is_a_dispatch_error_that_pays_its_fe
     assert not outcome.success
     assert outcome.error.name == "InsufficientBalance"
     assert chain.nonce(ALICE.public) == 1
-    assert chain.free(ALICE.public) <= alice_before - outcome.fee + _author_share(chain, built, ALICE.public)
+    assert chain.free(ALICE.public) == alice_before - outcome.fee + _author_share(chain, built, ALICE.public)
     assert any(type(e).__name__ == "ExtrinsicFailed" for e in events_of(chain, built.block.hash))
 
 
@@ -169,9 +169,11 @@ def test_block_weight_limit_is_enforced(tmp_path):
             transactions.append(chain.transfer(k, b"\x09" * 32, 10**9, nonce=nonces[k.public]))
             nonces[k.public] += 1
         built = chain.build(transactions)
-        assert sum(1 for x in built.block.extrinsics if x.signed is not None) < len(transactions)
-        assert sum(o.weight for o in built.outcomes) <= params.block_weight_limit
-        assert built.postponed
+        signed = [x for x in built.block.extrinsics if x.signed is not None]  # after the inherents
+        assert signed == transactions[:len(signed)]
+        assert built.postponed == transactions[len(signed):] and len(signed) < len(transactions)
+        used = sum(o.weight for o in built.outcomes)
+        assert used <= params.block_weight_limit < used + per_transfer  # full: the next transfer would not fit
     finally:
         chain.close()
 
@@ -255,4 +257,3 @@ def test_signing_payload_binds_the_runtime_version(chain):
         chain.validate(extrinsic)
     assert raised.value.reason is InvalidReason.BAD_PROOF
     assert codec.decode(Extrinsic, extrinsic.encoded).signed == extrinsic.signed
-    assert isinstance(extrinsic.signed, SignedData)

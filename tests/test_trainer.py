@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -17,76 +16,79 @@ from consensus.useful_work.data import load_dataset, split_held_out
 from runtime import crypto
 from runtime.pallets import balances
 from scripts._tasks import ChainAccount, TaskOptions, get_task, publish_task, unhex
-from tests.running_node import RunningNode
+from tests.helpers.dev_node import RunningNode
+from tests.helpers.processes import LineReader
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ModelSpec("mlp", input_dim=64, hidden=64, classes=10)
 
 
-def trainer(url: str, uri: str, task: int, state: Path, *extra: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "scripts/trainer.py", "--url", url, "--uri", uri, "--task", str(task),
-                             "--shard", extra[0] if extra else "1/2", "--state", str(state), *extra[1:]],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+class TrainerProcess:
+    """`scripts/trainer.py` as a subprocess whose output is read line by line under deadlines."""
 
+    def __init__(self, url: str, uri: str, task: int, state: Path, *extra: str) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "scripts/trainer.py", "--url", url, "--uri", uri, "--task", str(task),
+             "--shard", extra[0] if extra else "1/2", "--state", str(state), *extra[1:]],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
+        self.output = LineReader(self.process.stdout)
 
-def read_until(process: subprocess.Popen, text: str, timeout: float = 60) -> list[str]:
-    lines = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            raise AssertionError(f"trainer exited ({process.poll()}) before {text!r}: {lines}")
-        lines.append(line.rstrip())
-        if text in line:
-            return lines
-    raise AssertionError(f"no {text!r} within {timeout} s: {lines}")
+    def read_until(self, text: str, timeout: float = 60) -> list[str]:
+        return self.output.read_until(text, timeout)
+
+    def finish(self, timeout: float = 120) -> str:
+        """Wait for a clean exit; all of its output."""
+        self.process.wait(timeout)
+        self.output.drain()
+        out = "\n".join(self.output.lines)
+        assert self.process.returncode == 0, out
+        return out
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(10)
 
 
 @pytest.mark.slow
 def test_a_killed_trainer_reveals_after_restart_and_a_late_one_waits_for_the_next_round(tmp_path):
-    node = RunningNode(tmp_path / "node")
-    processes = []
-    try:
-        alice = ChainAccount(node.client, crypto.dev_keypair("Alice"))
-        first, late = crypto.keypair_from_uri("//Restart"), crypto.keypair_from_uri("//Late")
-        for who in (first, late):
-            alice.send(balances.transfer(who.public, 1000 * 10**12))
-        split = split_held_out(*load_dataset("digits"), fraction=0.25, seed=1)
-        task_id = publish_task(alice, SPEC, state_of(build_model(SPEC, 0)), split.held_out_features,
-                               split.held_out_labels, TaskOptions(rounds=2, commit_blocks=8, reveal_blocks=10))
-        state = tmp_path / "first.json"
-        process = trainer(node.url, "//Restart", task_id, state)
-        processes.append(process)
-        read_until(process, "committed to update")
-        process.kill()  # between commit and reveal
-        process.wait(10)
-        saved = json.loads(state.read_text())["round"]
-        assert saved["committed"] and not saved["revealed"] and saved["round"] == 0
+    processes: list[TrainerProcess] = []
+    with RunningNode(tmp_path / "node") as node:
+        try:
+            alice = ChainAccount(node.client, crypto.dev_keypair("Alice"))
+            first, late = crypto.keypair_from_uri("//Restart"), crypto.keypair_from_uri("//Late")
+            for who in (first, late):
+                alice.send(balances.transfer(who.public, 1000 * 10**12))
+            split = split_held_out(*load_dataset("digits"), fraction=0.25, seed=1)
+            task_id = publish_task(alice, SPEC, state_of(build_model(SPEC, 0)), split.held_out_features,
+                                   split.held_out_labels, TaskOptions(rounds=2, commit_blocks=20, reveal_blocks=10))
+            state = tmp_path / "first.json"
+            processes.append(TrainerProcess(node.url, "//Restart", task_id, state))
+            processes[-1].read_until("committed to update")
+            processes[-1].kill()  # between commit and reveal
+            saved = json.loads(state.read_text())["round"]
+            # (20 commit blocks: a trainer process may take 10 s and more to start on a loaded machine)
+            assert saved["committed"] and not saved["revealed"] and saved["round"] == 0, saved
 
-        restarted = trainer(node.url, "//Restart", task_id, state)
-        processes.append(restarted)
-        task = get_task(node.client, task_id)
-        node.wait_for_block(task.commit_end)  # round 0's commit window has closed
-        late_process = trainer(node.url, "//Late", task_id, tmp_path / "late.json", "2/2")
-        processes.append(late_process)
-        lines = read_until(restarted, "revealed update 0x" + saved["update"][:16])
-        assert not any("committed" in line for line in lines)  # it did not start round 0 over
-        late_lines = read_until(late_process, "committed to update", timeout=90)
-        assert any("commit window has closed; waiting for round 1" in line for line in late_lines)
-        for running in (restarted, late_process):
-            out, _ = running.communicate(timeout=120)
-            assert running.returncode == 0, out
-            assert "done:" in out
-        round0 = node.client.call("training_updates", task_id, 0)
-        assert [(u["update"], unhex(u["submitter"])) for u in round0] == [("0x" + saved["update"], first.public)]
-        round1 = {unhex(u["submitter"]) for u in node.client.call("training_updates", task_id, 1)}
-        assert round1 == {first.public, late.public}
-    finally:
-        for process in processes:
-            if process.poll() is None:
+            restarted = TrainerProcess(node.url, "//Restart", task_id, state)
+            processes.append(restarted)
+            task = get_task(node.client, task_id)
+            node.wait_for_block(task.commit_end)  # round 0's commit window has closed
+            late_trainer = TrainerProcess(node.url, "//Late", task_id, tmp_path / "late.json", "2/2")
+            processes.append(late_trainer)
+            lines = restarted.read_until("revealed update 0x" + saved["update"][:16])
+            assert not any("committed" in line for line in lines)  # it did not start round 0 over
+            late_lines = late_trainer.read_until("committed to update", timeout=90)
+            assert any("commit window has closed; waiting for round 1" in line for line in late_lines)
+            for running in (restarted, late_trainer):
+                assert "done:" in running.finish(timeout=120)
+            round0 = node.client.call("training_updates", task_id, 0)
+            assert [(u["update"], unhex(u["submitter"])) for u in round0] == [("0x" + saved["update"], first.public)]
+            round1 = {unhex(u["submitter"]) for u in node.client.call("training_updates", task_id, 1)}
+            assert round1 == {first.public, late.public}
+        finally:
+            for process in processes:  # killed before the node closes, passed or failed
                 process.kill()
-                process.wait(10)
-        node.close()
 
 
 @pytest.mark.parametrize("args,message", [

@@ -16,7 +16,7 @@ from runtime.pallets import randomness, system, training
 from runtime.pallets.training import ModelSpec, RoundReport, Score, SealedKey, TaskConfig, UpdateScore
 from runtime.types import Digest, Extrinsic, Header, Seal
 from runtime.validity import InvalidTransaction
-from tests.builders import DEV_KEYS, TestChain
+from tests.helpers.chain import DEV_KEYS, TestChain
 
 ALICE, BOB, CHARLIE, DAVE, EVE = (DEV_KEYS[n] for n in ("Alice", "Bob", "Charlie", "Dave", "Eve"))
 REWARD, BOND = 10**12, 10**11
@@ -274,7 +274,7 @@ def test_genesis_sets_the_chains_training_limits_and_names_a_bad_field(tmp_path)
 
     from runtime.errors import GenesisError
     from runtime.genesis import parse_genesis
-    from tests.builders import GENESIS_PATH
+    from tests.helpers.chain import GENESIS_PATH
 
     spec = json.loads(GENESIS_PATH.read_text())
     assert parse_genesis(spec).training is None  # absent: the pallet's defaults, and no genesis entry

@@ -18,8 +18,8 @@ from runtime.hashing import blake2b_256
 from runtime.pallets import balances, system, training
 from runtime.pallets.training import ModelSpec, SealedKey, TaskConfig
 from runtime.state import Overlay
+from tests.helpers.useful_work import MLP, base_model, digits_shards, digits_split, trained_deltas
 from tests.test_training_attacks_work import one_ulp
-from tests.test_useful_work_builders import MLP, base_model, digits_shards, digits_split, trained_deltas
 from tests.test_useful_work_chain import ALICE, Node
 
 TRAINERS = [crypto.keypair_from_uri(f"//Attacks//{i}") for i in range(6)]

@@ -25,7 +25,7 @@ from runtime.pallets import training
 from runtime.pallets.training import ModelSpec, SealedKey, Task, TaskConfig
 from storage.blobs import BlobStore
 from storage.database import Database
-from tests.test_useful_work_builders import MLP, SEED, base_model, digits_held_out, digits_shards, trained_deltas
+from tests.helpers.useful_work import MLP, SEED, base_model, digits_held_out, digits_shards, trained_deltas
 
 MAX_COUNT = (1 << 32) - 1
 HONEST = 4  # trainers with data; the fifth shard's owner is the attacker, who uses no data

@@ -8,7 +8,7 @@ from runtime.hashing import blake2b_256
 from runtime.pallets import balances, randomness, system, training
 from runtime.pallets.training import ModelSpec, RoundReport, Score, SealedKey, TaskConfig, UpdateScore
 from runtime.validity import InvalidTransaction
-from tests.builders import DEV_KEYS, TestChain
+from tests.helpers.chain import DEV_KEYS, TestChain
 
 ALICE, BOB, CHARLIE, DAVE, EVE = (DEV_KEYS[n] for n in ("Alice", "Bob", "Charlie", "Dave", "Eve"))
 REWARD, BOND = 10**12, 10**11

@@ -19,7 +19,7 @@ from consensus.useful_work.fixed_point import (
     FIXED_POINT_SCALE, divide_round_half_even, from_fixed, squared_norm, to_fixed, weighted_mean_round_half_even,
 )
 from runtime.hashing import blake2b_256
-from tests.test_useful_work_builders import MLP, base_model, digits_split, trained_deltas
+from tests.helpers.useful_work import MLP, base_model, digits_split, trained_deltas
 
 RULES = [AggregationRule("fedavg"), AggregationRule("trimmed_mean", trim=1), AggregationRule("median")]
 rule_ids = [rule.name for rule in RULES]

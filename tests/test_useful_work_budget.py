@@ -19,9 +19,9 @@ from runtime import api as runtime_api
 from runtime.pallets import training
 from runtime.pallets.training import ModelSpec, RoundReport
 from runtime.validity import InvalidTransaction
-from tests.builders import TestChain, dev_genesis
+from tests.helpers.chain import TestChain, dev_genesis
 from tests.test_training_pallet import BOB, EVE, H, commit, config, outcome
-from tests.test_useful_work_builders import MLP, base_model, digits_held_out, rules, SEED
+from tests.helpers.useful_work import MLP, base_model, digits_held_out, rules, SEED
 from tests.test_useful_work_verifier import submissions
 
 

@@ -22,7 +22,7 @@ from runtime.pallets import balances, system, training
 from runtime.pallets.training import ModelSpec, SealedKey, Score, TaskConfig
 from runtime.state import Overlay
 from storage.chainstore import ChainStoreError
-from tests.test_useful_work_builders import MLP, base_model, digits_split, trained_deltas
+from tests.helpers.useful_work import MLP, base_model, digits_split, trained_deltas
 
 ALICE = crypto.dev_keypair("Alice")
 TRAINERS = [crypto.keypair_from_uri(f"//UsefulWork//{i}") for i in range(5)]

@@ -12,7 +12,7 @@ from consensus.useful_work.data import held_out_subset, load_dataset, shard_non_
 from consensus.useful_work.errors import TensorFormatError
 from consensus.useful_work.secrecy import encrypt_held_out, open_held_out
 from runtime.crypto import Keypair
-from tests.test_useful_work_builders import digits_shards, digits_split
+from tests.helpers.useful_work import digits_shards, digits_split
 
 VALIDATORS = [Keypair.from_seed(bytes([index]) * 32) for index in range(3)]
 TRAINER = Keypair.from_seed(b"\xee" * 32)

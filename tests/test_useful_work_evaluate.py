@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 from pathlib import Path
-
-import time
 
 import pytest
 import torch
@@ -17,7 +16,8 @@ from consensus.useful_work import (
 )
 from consensus.useful_work.evaluate import deterministic_torch, evaluate
 from consensus.useful_work.train import train_local
-from tests.test_useful_work_builders import CNN, MLP, base_model, digits_shards, digits_split
+from tests.helpers.threads import ThreadRunner
+from tests.helpers.useful_work import CNN, MLP, base_model, digits_shards, digits_split
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,7 +44,7 @@ def test_scores_are_identical_twice_and_with_two_threads_outside(spec):
 SUBPROCESS = """
 import json, torch
 from consensus.useful_work.evaluate import evaluate
-from tests.test_useful_work_builders import CNN, MLP, base_model, digits_split
+from tests.helpers.useful_work import CNN, MLP, base_model, digits_split
 torch.set_num_threads(2)
 split = digits_split()
 print(json.dumps([list(evaluate(spec, base_model(spec).weights, split.held_out_features, split.held_out_labels))
@@ -88,27 +88,30 @@ def test_deterministic_torch_restores_the_callers_settings():
 def test_overlapping_users_on_two_threads_leave_the_callers_settings_as_they_were():
     """Thread A enters, B enters, A leaves, B leaves: per-thread save/restore would leave
     deterministic algorithms switched on (B saved A's settings)."""
-    import threading
     previous = torch.get_num_threads()
-    a_entered, a_left = threading.Event(), threading.Event()
+    a_entered, b_entered, a_left = threading.Event(), threading.Event(), threading.Event()
+    b_saw = []
 
     def second():
-        a_entered.wait(5)
+        assert a_entered.wait(10), "thread A never entered"
         with deterministic_torch():
-            a_left.wait(5)
-            assert torch.are_deterministic_algorithms_enabled()  # A leaving did not switch it off under B
+            b_entered.set()
+            assert a_left.wait(10), "thread A never left"
+            b_saw.append(torch.are_deterministic_algorithms_enabled())  # A leaving must not switch it off
 
+    threads = ThreadRunner()
     try:
         torch.set_num_threads(2)
-        thread = threading.Thread(target=second)
-        thread.start()
+        threads.start(second)
         with deterministic_torch():
             a_entered.set()
-            time.sleep(0.2)  # B is inside now
+            assert b_entered.wait(10), "thread B never entered while A was inside"
         a_left.set()
-        thread.join(10)
+        threads.join_all(10)  # re-raises a failure of thread B here
+        assert b_saw == [True]
         assert torch.get_num_threads() == 2 and not torch.are_deterministic_algorithms_enabled()
     finally:
+        a_entered.set(), a_left.set()  # never leave thread B waiting
         torch.set_num_threads(previous)
 
 

@@ -16,7 +16,7 @@ from consensus.useful_work.fixed_point import norm_to_fixed, to_fixed
 from consensus.useful_work.models import build_model, state_of
 from consensus.useful_work.train import train_local
 from consensus.useful_work.updates import UpdateLimits, check_update
-from tests.test_useful_work_builders import CNN, LOGISTIC, MLP, base_model, digits_split
+from tests.helpers.useful_work import CNN, LOGISTIC, MLP, base_model, digits_split
 
 NORM_BOUND = UpdateLimits(1 << 20, norm_to_fixed(8.0))  # the demo's bound on an update's L2 norm
 

@@ -9,7 +9,7 @@ from hypothesis import given, settings, strategies as st
 
 from consensus.useful_work import ModelError, ModelSpec, build_model, load_state, state_of
 from consensus.useful_work.models import _max_pool_2x2, compute_logits, parameter_count, parameter_shapes
-from tests.test_useful_work_builders import CNN, LOGISTIC, MLP
+from tests.helpers.useful_work import CNN, LOGISTIC, MLP
 
 
 @pytest.mark.parametrize("spec", [LOGISTIC, MLP, CNN], ids=lambda spec: spec.architecture)

@@ -11,7 +11,7 @@ from runtime import api as runtime_api
 from runtime.pallets import balances, training
 from runtime.pallets.training import ModelSpec, SealedKey, TaskConfig
 from runtime.state import Overlay
-from tests.test_useful_work_builders import MLP, base_model, digits_split, trained_deltas
+from tests.helpers.useful_work import MLP, base_model, digits_split, trained_deltas
 from tests.test_useful_work_chain import ALICE, TRAINERS, _hash, nodes  # noqa: F401  (nodes is a fixture)
 
 

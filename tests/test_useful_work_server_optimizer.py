@@ -21,7 +21,7 @@ from runtime.pallets import training
 from runtime.pallets.training import ModelSpec, ModelVersion as ChainModelVersion, Score, Task
 from runtime.state import EmptyBackend, Overlay
 from tests.test_training_pallet import config
-from tests.test_useful_work_builders import MLP, SEED, base_model, digits_held_out, rules
+from tests.helpers.useful_work import MLP, SEED, base_model, digits_held_out, rules
 from tests.test_useful_work_verifier import submissions
 
 

@@ -9,7 +9,7 @@ from consensus.useful_work import (
     UpdateLimits, UpdateRejected, apply_update, compute_update, decode_update, encode_tensors,
 )
 from consensus.useful_work.fixed_point import FIXED_POINT_SCALE
-from tests.test_useful_work_builders import MLP, base_model, trained_deltas
+from tests.helpers.useful_work import MLP, base_model, trained_deltas
 
 LIMITS = UpdateLimits(max_update_bytes=1 << 20, max_norm_fixed=50 * FIXED_POINT_SCALE)
 

@@ -9,7 +9,7 @@ from consensus.useful_work import (
     HeldOutSet, ModelVersion, Scores, Submission, UpdateRejected, UsefulWorkError, UsefulWorkVerifier,
     compute_model_hash, encode_tensors,
 )
-from tests.test_useful_work_builders import MLP, SEED, base_model, digits_held_out, rules, submissions, trained_deltas
+from tests.helpers.useful_work import MLP, SEED, base_model, digits_held_out, rules, submissions, trained_deltas
 
 
 

@@ -21,6 +21,7 @@ from node.chain_setup import ChainPaths
 from node.clock import FakeClock
 from runtime import codec
 from runtime.types import encode_block
+from tests.helpers.processes import LineReader
 from tests.test_useful_work_chain import ALICE, Node, inflate_first_score, run_round
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -104,16 +105,15 @@ def test_kill_9_between_commit_and_verdict_then_the_restart_verifies_the_block(n
     target.close()
     blocks_file = tmp_path / "blocks.msgpack"
     blocks_file.write_bytes(codec.pack([encode_block(b) for b in blocks]))
-    child = subprocess.Popen([sys.executable, str(ROOT / "tests" / "crash_verifier.py"), str(tmp_path / "c"),
-                              str(blocks_file)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    child = subprocess.Popen([sys.executable, str(ROOT / "tests" / "helpers" / "crash_verifier.py"),
+                              str(tmp_path / "c"), str(blocks_file)], stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True, errors="replace")
     try:
-        line = ""
+        output, line = LineReader(child.stdout), ""
         deadline = time.monotonic() + 120
-        while not line.startswith("committed") and time.monotonic() < deadline:
-            line = child.stdout.readline()
-            if not line and child.poll() is not None:
-                break
-        assert line.split() == ["committed", report_block.hash.hex(), "pending"], child.stderr.read()[-3000:]
+        while line is not None and not line.startswith("committed"):
+            line = output.readline(deadline - time.monotonic())  # TimeoutError past the deadline
+        assert line is not None and line.split() == ["committed", report_block.hash.hex(), "pending"], output.tail()
     finally:
         if child.poll() is None:
             os.kill(child.pid, signal.SIGKILL)
@@ -203,7 +203,7 @@ def test_a_slow_verifier_never_costs_a_slot_and_reads_keep_answering(nodes, tmp_
 
 
 def test_chain_get_block_verification_over_rpc(tmp_path):
-    from tests.running_node import RunningNode
+    from tests.helpers.dev_node import RunningNode
     node = RunningNode(tmp_path / "rpc")
     try:
         node.wait_for_block(1)

@@ -6,12 +6,12 @@ Alice authors every dev block and earns fee shares, so money is sent from Charli
 from __future__ import annotations
 
 import ast
+import contextlib
 import io
 import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -21,17 +21,11 @@ from runtime.executive import sign_extrinsic
 from runtime.pallets import balances, validators
 from scripts import wallet
 from scripts._common import CliError, format_balance, parse_amount
-from tests.builders import DEV_KEYS
-from tests.running_node import RunningNode
+from tests.helpers.chain import DEV_KEYS
+from tests.helpers.wallet import GRAD, PASSPHRASE, WalletCli, address, assert_one_line_error
 
 ROOT = Path(__file__).resolve().parent.parent
-PASSPHRASE = "correct horse battery staple"
-GRAD = 10**12
 CHARLIE, DAVE = DEV_KEYS["Charlie"], DEV_KEYS["Dave"]
-
-
-def address(public: bytes) -> str:
-    return crypto.encode_address(public, 42)
 
 
 @pytest.fixture(scope="module")
@@ -43,35 +37,22 @@ def home(tmp_path_factory):
     return base / "keys", passphrase_file
 
 
-class Wallet:
-    """Runs `wallet.main` in-process against the node, returning (exit code, stdout, stderr)."""
-
-    def __init__(self, node: RunningNode, home: tuple[Path, Path]) -> None:
-        self.url, (self.directory, self.passphrase_file) = node.url, home
-
-    def __call__(self, capsys, *argv: str, passphrase_file: Path | None = None) -> tuple[int, str, str]:
-        code = wallet.main(["--url", self.url, "--wallet-dir", str(self.directory),
-                            "--passphrase-file", str(passphrase_file or self.passphrase_file), *argv])
-        out, err = capsys.readouterr()
-        return code, out, err
-
-
 @pytest.fixture(scope="module")
 def run(node, home):
-    cli = Wallet(node, home)
-    for name in ("alice", "charlie", "dave"):
-        assert wallet.main(["--wallet-dir", str(cli.directory), "--passphrase-file", str(cli.passphrase_file),
-                            "import", name, "--uri", f"//{name.capitalize()}"]) == 0
+    cli = WalletCli(node.url, *home)
+    cli.import_keys({"alice": "//Alice", "charlie": "//Charlie", "dave": "//Dave"})
     return cli
 
 
-def assert_one_line_error(code: int, err: str, *fragments: str) -> None:
-    assert code == 2
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    assert "Traceback" not in err
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
+@pytest.fixture(scope="module")
+def funded(run, node):
+    """A wallet "funded" holding exactly 1.5 GRAD, sent by Charlie (whose nonce is then past 0)."""
+    options = ["--url", run.url, "--wallet-dir", str(run.directory), "--passphrase-file", str(run.passphrase_file)]
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        assert wallet.main([*options, "create", "funded"]) == 0
+    assert wallet.main([*options, "transfer", "charlie", "funded", "1.5", "--watch"]) == 0
+    assert node.client.account(created_address(out.getvalue(), "funded")).free == 3 * GRAD // 2
+    return "funded"
 
 
 def created_address(out: str, name: str) -> str:
@@ -159,8 +140,8 @@ def test_balance_shows_free_reserved_and_nonce(run, capsys):
     assert "free      1,000,000 GRAD" in out and "nonce     0" in out
 
 
-def test_transfer_without_watch_then_watch_follows_it_to_finalized(run, node, capsys):
-    code, out, err = run(capsys, "transfer", "charlie", "receiver", "2500")
+def test_transfer_without_watch_then_watch_follows_it_to_finalized(run, funded, capsys):
+    code, out, err = run(capsys, "transfer", "charlie", funded, "2500")
     assert code == 0, err
     transaction_hash = re.search(r"^submitted (0x[0-9a-f]{64})$", out, re.M).group(1)
     code, out, err = run(capsys, "watch")
@@ -169,7 +150,7 @@ def test_transfer_without_watch_then_watch_follows_it_to_finalized(run, node, ca
     code, out, err = run(capsys, "watch", transaction_hash)
     assert code == 0 and "finalized" in out
     code, out, err = run(capsys, "list")  # the record kept for `watch` is not a wallet
-    assert code == 0 and "receiver" in out, err
+    assert code == 0 and funded in out, err
 
 
 def test_bond_moves_free_to_reserved_and_unbond_starts_unlocking(run, node, capsys):
@@ -195,19 +176,20 @@ def test_bond_moves_free_to_reserved_and_unbond_starts_unlocking(run, node, caps
 # --- one-line errors ------------------------------------------------------------------------
 
 
-def test_insufficient_funds_is_one_line(run, capsys):
-    code, _, err = run(capsys, "transfer", "receiver", "charlie", "100 GRAD")
-    assert_one_line_error(code, err, "insufficient funds", "receiver")
+def test_insufficient_funds_is_one_line(run, funded, capsys):
+    code, _, err = run(capsys, "transfer", funded, "charlie", "100 GRAD")
+    assert_one_line_error(code, err, "insufficient funds", funded)
 
 
-def test_what_the_runtime_would_refuse_after_charging_the_fee_is_refused_before_the_passphrase(run, capsys,
+def test_what_the_runtime_would_refuse_after_charging_the_fee_is_refused_before_the_passphrase(run, funded, capsys,
                                                                                               tmp_path):
     wrong = tmp_path / "wrong"
     wrong.write_text("not the passphrase")  # never read: the checks come first
     code, _, err = run(capsys, "create", "empty")
+    assert code == 0, err
     code, _, err = run(capsys, "transfer", "charlie", "empty", "5", passphrase_file=wrong)
     assert_one_line_error(code, err, "below the existential deposit")
-    code, _, err = run(capsys, "transfer", "receiver", "charlie", "1.49", "--keep-alive", passphrase_file=wrong)
+    code, _, err = run(capsys, "transfer", funded, "charlie", "1.49", "--keep-alive", passphrase_file=wrong)
     assert_one_line_error(code, err, "--keep-alive", "existential deposit")
 
 
@@ -217,11 +199,8 @@ def test_a_bad_address_is_one_line(run, capsys):
     assert_one_line_error(*run(capsys, "balance", "nobody")[::2], "neither a wallet")
 
 
-def test_an_invalid_transaction_shows_the_nodes_reason(run, node, capsys):
-    charlie = address(CHARLIE.public)
-    deadline = time.monotonic() + 20
-    while node.client.account(charlie).nonce == 0 and time.monotonic() < deadline:
-        time.sleep(0.2)  # the earlier tests' transfers make nonce 0 stale
+def test_an_invalid_transaction_shows_the_nodes_reason(run, node, funded, capsys):
+    assert node.client.account(address(CHARLIE.public)).nonce >= 1  # funding `funded` used Charlie's nonce 0
     code, _, err = run(capsys, "transfer", "charlie", "//Eve", "1", "--nonce", "0")
     assert_one_line_error(code, err, "rejected the transaction as invalid", "stale", "nonce 0 is used")
 

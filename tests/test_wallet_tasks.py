@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -29,20 +28,15 @@ from scripts import wallet, wallet_tasks
 from scripts._common import format_balance
 from scripts._tasks import ChainAccount, get_task, unhex, wait_until
 from scripts.trainer import Trainer, TrainerOptions
-from tests.builders import DEV_KEYS
-from tests.running_node import RunningNode
+from tests.helpers.chain import DEV_KEYS
+from tests.helpers.threads import ThreadRunner
+from tests.helpers.wallet import GRAD, PASSPHRASE, WalletCli, address, assert_one_line_error
 
-PASSPHRASE = "correct horse battery staple"
-GRAD = 10**12
 CHARLIE, DAVE = DEV_KEYS["Charlie"], DEV_KEYS["Dave"]
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ModelSpec("mlp", input_dim=64, hidden=64, classes=10)
 TRAINER_URIS = {"trainer1": "//WalletTasksTrainer1", "trainer2": "//WalletTasksTrainer2"}
 TRAINERS = {name: crypto.keypair_from_uri(uri) for name, uri in TRAINER_URIS.items()}
-
-
-def address(public: bytes) -> str:
-    return crypto.encode_address(public, 42)
 
 
 @pytest.fixture(scope="module")
@@ -62,25 +56,10 @@ def files(tmp_path_factory, split):
     return base
 
 
-class Wallet:
-    """Runs `wallet.main` in-process against the node, returning (exit code, stdout, stderr)."""
-
-    def __init__(self, node: RunningNode, base: Path) -> None:
-        self.url, self.directory, self.base = node.url, base / "keys", base
-
-    def __call__(self, capsys, *argv: str, passphrase: str = "passphrase") -> tuple[int, str, str]:
-        code = wallet.main(["--url", self.url, "--wallet-dir", str(self.directory),
-                            "--passphrase-file", str(self.base / passphrase), *argv])
-        out, err = capsys.readouterr()
-        return code, out, err
-
-
 @pytest.fixture(scope="module")
 def run(node, files):
-    cli = Wallet(node, files)
-    for name, uri in {"alice": "//Alice", "charlie": "//Charlie", "dave": "//Dave", **TRAINER_URIS}.items():
-        assert wallet.main(["--wallet-dir", str(cli.directory), "--passphrase-file", str(files / "passphrase"),
-                            "import", name, "--uri", uri]) == 0
+    cli = WalletCli(node.url, files / "keys", files / "passphrase")
+    cli.import_keys({"alice": "//Alice", "charlie": "//Charlie", "dave": "//Dave", **TRAINER_URIS})
     return cli
 
 
@@ -96,35 +75,37 @@ def created_task_id(out: str) -> int:
 
 @pytest.fixture(scope="module")
 def created(run, node, files):
-    """A task made by `task create` (seed 7, trimmed mean, ...): its id and Charlie's account before it."""
+    """A task made by `task create` (seed 7, trimmed mean, ...), whose first commit window outlasts the
+    module: its id, and Charlie's account just before and just after."""
     before = node.client.account(address(CHARLIE.public))
     code = wallet.main(["--url", run.url, "--wallet-dir", str(run.directory), "--passphrase-file",
                         str(files / "passphrase"), *create_args(files, "--seed", "7", "--aggregation",
                                                                 "trimmed_mean", "--trim", "1", "--bond", "2 GRAD",
-                                                                "--subset", "128", "--max-update-norm", "4.5")])
+                                                                "--subset", "128", "--max-update-norm", "4.5",
+                                                                "--commit-blocks", "200")])
     assert code == 0
+    after = node.client.account(address(CHARLIE.public))
     tasks = node.client.call("training_tasks")
     mine = [t for t in tasks if unhex(t["creator"]) == CHARLIE.public]
-    return int(mine[-1]["id"]), before
+    return int(mine[-1]["id"]), before, after
 
 
 # --- task create --------------------------------------------------------------------------
 
 
 def test_create_puts_the_task_on_chain_with_its_config_and_reserves_the_pool(node, created):
-    task_id, before = created
+    task_id, before, after = created
     task = node.client.call("training_task", task_id)
     config = task["config"]
     assert unhex(task["creator"]) == CHARLIE.public and task["status"] == training.STATUS_ACTIVE
     assert config["spec"] == {"architecture": "mlp", "params": [64, 64, 10]}
-    assert (config["rounds"], config["commit_blocks"], config["reveal_blocks"]) == (3, 5, 2)
+    assert (config["rounds"], config["commit_blocks"], config["reveal_blocks"]) == (3, 200, 2)
     assert int(config["reward_per_round"]) == 100 * GRAD and int(config["bond"]) == 2 * GRAD
     assert training.AGGREGATIONS[config["aggregation"]] == "trimmed_mean" and config["trim"] == 1
     assert training.METRICS[config["metric"]] == "loss" and (config["min_improvement_ppm"], config["min_relative_ppm"]) == (500, 300_000)
     assert config["held_out_subset"] == 128 and int(config["max_update_norm"]) == norm_to_fixed(4.5)
     assert unhex(config["initial_model"]) == ModelVersion.from_weights(SPEC, state_of(build_model(SPEC, 7))).model_hash
     assert unhex(task["model"]) == unhex(config["initial_model"])
-    after = node.client.account(address(CHARLIE.public))
     assert after.reserved - before.reserved == 3 * 100 * GRAD == int(task["remaining_pool"])
 
 
@@ -173,7 +154,7 @@ def test_bad_inputs_are_one_line_and_create_nothing(run, node, files, capsys, ar
         else:
             args += [flag, str(value)]
     tasks, nonce = len(node.client.call("training_tasks")), node.client.next_index(address(CHARLIE.public))
-    code, out, err = run(capsys, *args, passphrase="wrong")
+    code, out, err = run(capsys, *args, passphrase_file=files / "wrong")
     assert_one_line_error(code, err, *fragments)
     assert len(node.client.call("training_tasks")) == tasks
     assert node.client.next_index(address(CHARLIE.public)) == nonce
@@ -182,7 +163,7 @@ def test_bad_inputs_are_one_line_and_create_nothing(run, node, files, capsys, ar
 def test_an_initial_model_that_does_not_fit_the_spec_is_one_line(run, files, capsys, tmp_path):
     path = tmp_path / "other.pt"
     torch.save(state_of(build_model(ModelSpec("mlp", input_dim=64, hidden=32, classes=10), 0)), path)
-    code, _, err = run(capsys, *create_args(files, "--initial-model", str(path)), passphrase="wrong")
+    code, _, err = run(capsys, *create_args(files, "--initial-model", str(path)), passphrase_file=files / "wrong")
     assert_one_line_error(code, err, "other.pt", "hidden_bias", "shape")
 
 
@@ -232,7 +213,7 @@ def test_cancel_by_a_non_creator_is_refused_and_by_the_creator_returns_the_pool(
     assert_one_line_error(code, err, f"task {task_id} is still active after 1 s")
     assert any(line.startswith("round 0: commit window, ") for line in out.splitlines())  # among node logs
     nonce = node.client.next_index(address(CHARLIE.public))
-    code, _, err = run(capsys, "task", "cancel", "charlie", str(task_id), passphrase="wrong")
+    code, _, err = run(capsys, "task", "cancel", "charlie", str(task_id), passphrase_file=files / "wrong")
     assert_one_line_error(code, err, f"only the creator of task {task_id}", "charlie")
     assert node.client.next_index(address(CHARLIE.public)) == nonce
 
@@ -250,8 +231,9 @@ def test_cancel_by_a_non_creator_is_refused_and_by_the_creator_returns_the_pool(
     assert_one_line_error(*run(capsys, "task", "cancel", "dave", str(task_id))[::2], "already cancelled")
 
 
-def test_claim_with_nothing_accrued_is_one_line(run, capsys):
-    assert_one_line_error(*run(capsys, "claim", "dave", passphrase="wrong")[::2], "dave has no rewards to claim")
+def test_claim_with_nothing_accrued_is_one_line(run, files, capsys):
+    code, _, err = run(capsys, "claim", "dave", passphrase_file=files / "wrong")
+    assert_one_line_error(code, err, "dave has no rewards to claim")
 
 
 # --- a round with trainers ---------------------------------------------------------------------
@@ -271,12 +253,11 @@ def test_one_round_with_two_trainers_is_watched_to_the_end_and_its_rewards_claim
     shards = shard_non_iid(split.train_features, split.train_labels, 2, 5, seed=2, iid_fraction=0.2)
     trainers = [Trainer(node.client, keypair, task_id, features, labels, TrainerOptions(), say=lambda _: None)
                 for keypair, (features, labels) in zip(TRAINERS.values(), shards)]
-    threads = [threading.Thread(target=trainer.run, daemon=True) for trainer in trainers]
-    for thread in threads:
-        thread.start()
+    runner = ThreadRunner()
+    for trainer in trainers:
+        runner.start(trainer.run)
     code, out, err = run(capsys, "task", "watch", str(task_id), "--timeout", "90")
-    for thread in threads:
-        thread.join(30)
+    runner.join_all(30)
     assert code == 0, err
     lines = [line for line in out.splitlines() if line.startswith(("task ", "round "))]  # not the node's log
     assert lines[0].startswith(f"task {task_id} by {address(CHARLIE.public)}: mlp 64,64,10, 1 round(s) of 100 GRAD")
@@ -295,6 +276,10 @@ def test_one_round_with_two_trainers_is_watched_to_the_end_and_its_rewards_claim
     expected = ModelVersion.from_blob(SPEC, node.client.get_blob(model)).weights
     assert all(torch.equal(tensor, expected[name]) for name, tensor in torch.load(path, weights_only=True).items())
 
+    rewards = sum(int(update["reward"]) for update in node.client.call("training_updates", task_id, 0))
+    validator_pot = 100 * GRAD * training.VALIDATOR_SHARE_PPM // 1_000_000  # Alice verifies alone
+    reward_unit = 100 * GRAD // 1_000_000  # trainers are paid whole units; the dust goes to the validators
+    assert paid == 100 * GRAD and validator_pot <= paid - rewards < validator_pot + 2 * reward_unit
     claimed = 0
     for name, keypair in TRAINERS.items():
         accrued = wallet_tasks.get_accrued(node.client, keypair.public)
@@ -308,14 +293,8 @@ def test_one_round_with_two_trainers_is_watched_to_the_end_and_its_rewards_claim
             assert node.client.account(who).free == before + accrued - fee
             assert wallet_tasks.get_accrued(node.client, keypair.public) == 0
             claimed += accrued
-    assert claimed > 0  # an adopted round pays its contributors 90% of the reward
+    assert claimed == rewards > 0  # an adopted round pays its contributors 90% of the reward
+    assert wallet_tasks.get_accrued(node.client, DEV_KEYS["Alice"].public) == paid - rewards
     code, out, err = run(capsys, "claim", "alice", "--watch")  # the validator's 10% share
     assert code == 0 and "success" in out, err
-
-
-def assert_one_line_error(code: int, err: str, *fragments: str) -> None:
-    assert code == 2
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
+    assert wallet_tasks.get_accrued(node.client, DEV_KEYS["Alice"].public) == 0

@@ -157,7 +157,8 @@ async def run(seconds: float, connections: int, subscribers: int) -> dict:
                 results[method] = wrk_load(url, body, seconds, connections, Path(tmp)) or \
                     await hammer(url, lambda i, body=body: body, seconds, connections)
             async with aiohttp.ClientSession() as session:
-                async with session.post(url, data=rpc_body("chain_getBlockHash", 0)) as response:
+                async with session.post(url, data=rpc_body("chain_getBlockHash", 0),
+                                        headers={"Content-Type": "application/json"}) as response:
                     genesis = bytes.fromhex((await response.json())["result"][2:])
             signers = [crypto.dev_keypair(n) for n in ("Bob", "Charlie", "Dave", "Eve")]
             per_signer = 1500

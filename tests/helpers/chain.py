@@ -1,4 +1,4 @@
-"""Shared builders for tests: a dev chain on a real LevelDB, signed transfers, blocks."""
+"""Shared builders for tests: a dev chain on a real LevelDB with a fake clock, signed transfers, blocks."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from runtime.pallets import balances, system
 from runtime.state import Overlay
 from runtime.types import IMMORTAL, Era, Extrinsic
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 GENESIS_PATH = ROOT / "genesis.json"
 DEV_KEYS = {name: crypto.dev_keypair(name) for name in crypto.DEV_ACCOUNT_NAMES}
 KEY_BY_PUBLIC = {kp.public: kp for kp in DEV_KEYS.values()}

@@ -1,6 +1,6 @@
 """Child process of the verdict crash test: import blocks whose useful-work check never finishes, then wait.
 
-    python tests/crash_verifier.py BASE_PATH BLOCKS_FILE
+    python tests/helpers/crash_verifier.py BASE_PATH BLOCKS_FILE
 
 Prints "committed <hash>" once the last block is committed (status pending), then
 sleeps until killed: the kill lands between the commit and the verdict.
@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from node.chain_service import ChainService  # noqa: E402
 from node.chain_setup import ChainPaths, load_chain_spec  # noqa: E402

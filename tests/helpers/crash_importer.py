@@ -1,6 +1,6 @@
 """Child process of the crash-safety test: import blocks from a file until killed.
 
-    python tests/crash_importer.py DB_PATH BLOCKS_FILE
+    python tests/helpers/crash_importer.py DB_PATH BLOCKS_FILE
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from consensus.import_queue import ImportQueue  # noqa: E402
 from runtime import codec  # noqa: E402
@@ -21,7 +21,7 @@ PRUNING = 16  # small, so pruning also runs under the kills
 
 
 def main(db_path: str, blocks_file: str) -> None:
-    config = load_genesis(Path(__file__).resolve().parent.parent / "genesis.json")
+    config = load_genesis(Path(__file__).resolve().parents[2] / "genesis.json")
     blocks = [decode_block(raw) for raw in codec.unpack(Path(blocks_file).read_bytes(), max_length=1 << 30)]
     chain = ChainStore.open(db_path, pruning=PRUNING)
     genesis_hash = chain.initialize(build_genesis_state(config))

@@ -4,8 +4,10 @@ all on its own thread so a test can talk to it with the blocking client."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
+from typing import Iterator
 
 from node.authorship import AuthorshipService
 from node.chain_service import ChainService
@@ -13,8 +15,10 @@ from node.chain_setup import ChainPaths, load_chain_spec
 from node.clock import SystemClock
 from node.rpc_facade import ChainFacade, RpcService
 from node.service import LoopThread, ServiceTree
+from rpc.app import build_server
 from rpc.client import Client
-from tests.builders import DEV_KEYS
+from rpc.server import RpcLimits, RpcServer
+from tests.helpers.chain import DEV_KEYS
 
 ALICE = DEV_KEYS["Alice"]
 
@@ -34,8 +38,10 @@ class RunningNode:
         self.thread.start()
         self.loop_future = self.thread.submit(self._run(services))
         self.ready = threading.Event()
-        if not self.ready.wait(30):
-            raise RuntimeError("node did not start")
+        if not self.ready.wait(30) or self.loop_future.done():
+            failure = self.loop_future.exception(timeout=0) if self.loop_future.done() else None
+            self.thread.stop()
+            raise RuntimeError("the test node did not start") from failure
         self.url = f"http://127.0.0.1:{self.rpc.server.port}"
         self.client = Client(self.url, timeout=20)
 
@@ -47,10 +53,35 @@ class RunningNode:
         self.ready.set()
         await task
 
+    def __enter__(self) -> "RunningNode":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        """Closes the node; an error of the closing never replaces the test's own."""
+        if exc is None:
+            self.close()
+            return
+        try:
+            self.close()
+        except Exception as cleanup_error:
+            exc.add_note(f"(closing the test node also failed: {cleanup_error!r})")
+
     def close(self) -> None:
         self.thread.loop.call_soon_threadsafe(self.stop_event.set)
         self.loop_future.result(timeout=60)
         self.thread.stop()
+
+    @contextlib.contextmanager
+    def extra_rpc_server(self, host: str = "127.0.0.1", *, unsafe_methods: bool = False,
+                         limits: RpcLimits | None = None) -> Iterator[tuple[RpcServer, str]]:
+        """A second JSON-RPC server over this node's own facade and loop, on a free port of `host`, with its
+        own limits and unsafe-method setting; yields it and its URL, and stops it after."""
+        server = build_server(self.rpc.facade, host=host, port=0, unsafe_methods=unsafe_methods, limits=limits)
+        self.thread.submit(server.start()).result(timeout=30)
+        try:
+            yield server, f"http://{host}:{server.port}"
+        finally:
+            self.thread.submit(server.stop()).result(timeout=30)
 
     def wait_for_block(self, number: int, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
