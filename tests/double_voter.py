@@ -1,4 +1,4 @@
-"""A validator node that equivocates, for the network tests (test-only, like tests/crash_importer.py).
+"""A validator node that equivocates, for the network tests (test-only, like tests/helpers/crash_importer.py).
 
     python tests/double_voter.py <the usual gradchain arguments>
 

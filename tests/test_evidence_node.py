@@ -15,7 +15,7 @@ from runtime.finality import sign_dispute
 from runtime.hashing import blake2b_256
 from runtime.pallets import balances, offences, system, validators
 from runtime.state import Overlay
-from tests.builders import DEV_KEYS, TestChain, dev_genesis
+from tests.helpers.chain import DEV_KEYS, TestChain, dev_genesis
 
 ALICE, BOB, CHARLIE, DAVE = (DEV_KEYS[n] for n in ("Alice", "Bob", "Charlie", "Dave"))
 

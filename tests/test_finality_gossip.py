@@ -10,7 +10,7 @@ from node.chain_setup import ChainPaths, load_chain_spec
 from node.clock import FakeClock
 from node.finality_service import FinalityService
 from runtime.finality import SignedVote
-from tests.builders import DEV_KEYS
+from tests.helpers.chain import DEV_KEYS
 
 ALICE = DEV_KEYS["Alice"]
 

@@ -15,7 +15,7 @@ from node.clock import FakeClock
 from node.finality_service import FinalityService
 from runtime.state import Overlay
 from storage.chainstore import ChainStoreError
-from tests.builders import DEV_KEYS
+from tests.helpers.chain import DEV_KEYS
 
 ALICE = DEV_KEYS["Alice"]
 

@@ -13,8 +13,8 @@ from consensus.finality.justification import FinalityProof, decode_justification
 from consensus.finality.ports import VoterSet
 from rpc.client import Client
 from runtime import codec
-from tests.builders import DEV_KEYS
-from tests.test_cli import Node
+from tests.helpers.chain import DEV_KEYS
+from tests.helpers.processes import NodeProcess
 
 
 def finalized_number(client: Client) -> int:
@@ -22,8 +22,7 @@ def finalized_number(client: Client) -> int:
 
 
 def test_a_dev_node_finalizes_through_the_gadget_and_serves_its_proofs(tmp_path):
-    node = Node(tmp_path, "--rpc-port", "0", "--no-prometheus")
-    try:
+    with NodeProcess(tmp_path, "--no-prometheus") as node:
         port = node.wait_for("rpc listening")["port"]
         client = Client(f"http://127.0.0.1:{port}", timeout=10)
         url = f"ws://127.0.0.1:{port}"
@@ -59,5 +58,4 @@ def test_a_dev_node_finalizes_through_the_gadget_and_serves_its_proofs(tmp_path)
         proof = codec.decode(FinalityProof, bytes.fromhex(client.call("grandpa_proveFinality", 1)[2:]))
         assert proof.block == client.block_hash(1)
         assert client.call("grandpa_proveFinality", 10**6) is None
-    finally:
-        assert node.stop() == 0
+        assert node.stop() == 0  # a clean stop: SIGTERM flushed and closed the database

@@ -7,7 +7,7 @@ import pytest
 
 from storage import schema
 from storage.fork_pruning import prune_excluded_forks
-from tests.builders import DEV_KEYS, TestChain
+from tests.helpers.chain import DEV_KEYS, TestChain
 
 BOB, CHARLIE = DEV_KEYS["Bob"], DEV_KEYS["Charlie"]
 

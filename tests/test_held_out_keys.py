@@ -11,7 +11,7 @@ from runtime.dispatch import DispatchFailure
 from runtime.hashing import blake2b_256
 from runtime.pallets import held_out_keys
 from runtime.pallets.training import SealedKey, create_task
-from tests.builders import DEV_KEYS, TestChain
+from tests.helpers.chain import DEV_KEYS, TestChain
 from tests.test_offences import context
 from tests.test_training_pallet import config as task_config
 

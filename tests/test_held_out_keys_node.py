@@ -20,7 +20,7 @@ from runtime.hashing import blake2b_256
 from runtime.pallets import held_out_keys, validators
 from runtime.pallets.training import SealedKey, create_task
 from runtime.state import Overlay
-from tests.builders import DEV_KEYS, dev_genesis
+from tests.helpers.chain import DEV_KEYS, dev_genesis
 from tests.test_training_pallet import config as task_config
 
 ALICE, EVE = DEV_KEYS["Alice"], DEV_KEYS["Eve"]

@@ -17,7 +17,7 @@ from runtime.hashing import blake2b_256
 from runtime.pallets import balances, offences, system, validators
 from runtime.state import Overlay
 from runtime.types import Digest, Header, Seal, Slot
-from tests.builders import DEV_KEYS, TestChain
+from tests.helpers.chain import DEV_KEYS, TestChain
 
 ALICE, BOB, CHARLIE, DAVE, EVE = (DEV_KEYS[n] for n in ("Alice", "Bob", "Charlie", "Dave", "Eve"))
 VALIDATORS = (ALICE, BOB, CHARLIE, DAVE)
