@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.helpers.chain_nodes import author_and_follower
 from tests.helpers.dev_node import RunningNode
 
 
@@ -13,3 +14,12 @@ def node(tmp_path_factory):
     with RunningNode(tmp_path_factory.mktemp("node")) as running:
         running.wait_for_block(1)
         yield running
+
+
+@pytest.fixture
+def nodes(tmp_path):
+    """An author and a follower chain service on one fake clock (tests.helpers.chain_nodes), closed after."""
+    author, follower = author_and_follower(tmp_path)
+    yield author, follower
+    author.close()
+    follower.close()

@@ -4,7 +4,6 @@ own records (earlier rounds' updates and model versions, read from state and the
 
 from __future__ import annotations
 
-import pytest
 
 from consensus.useful_work import encode_tensors
 from consensus.useful_work.fixed_point import norm_to_fixed
@@ -12,7 +11,6 @@ from consensus.useful_work.rounds import reports_in
 from consensus.useful_work.secrecy import encrypt_held_out
 from consensus.useful_work.train import train_local
 from consensus.useful_work.verifier import ModelVersion
-from node.clock import FakeClock
 from runtime import crypto
 from runtime.hashing import blake2b_256
 from runtime.pallets import balances, system, training
@@ -20,20 +18,11 @@ from runtime.pallets.training import ModelSpec, SealedKey, TaskConfig
 from runtime.state import Overlay
 from tests.helpers.useful_work import MLP, base_model, digits_shards, digits_split, trained_deltas
 from tests.test_training_attacks_work import one_ulp
-from tests.test_useful_work_chain import ALICE, Node
+from tests.helpers.chain_nodes import ALICE
 
 TRAINERS = [crypto.keypair_from_uri(f"//Attacks//{i}") for i in range(6)]
 BOND = 10**12
 SALT = b"\x05" * 32
-
-
-@pytest.fixture
-def nodes(tmp_path):
-    clock = FakeClock()
-    author, follower = Node(tmp_path / "a", clock, finalize=True), Node(tmp_path / "b", clock, finalize=False)
-    yield author, follower
-    author.close()
-    follower.close()
 
 
 def test_a_one_ulp_copy_and_a_replayed_model_step_are_refused_through_the_chain(nodes):

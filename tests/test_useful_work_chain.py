@@ -12,58 +12,16 @@ from consensus.useful_work import encode_tensors
 from consensus.useful_work.fixed_point import norm_to_fixed
 from consensus.useful_work.rounds import RoundWork, reports_in
 from consensus.useful_work.secrecy import encrypt_held_out
-from node.chain_service import ChainService
-from node.chain_setup import ChainPaths, load_chain_spec
-from node.clock import FakeClock
 from runtime import crypto
-from runtime.executive import sign_extrinsic
 from runtime.hashing import blake2b_256
-from runtime.pallets import balances, system, training
+from runtime.pallets import balances, training
 from runtime.pallets.training import ModelSpec, SealedKey, Score, TaskConfig
 from runtime.state import Overlay
 from storage.chainstore import ChainStoreError
+from tests.helpers.chain_nodes import ALICE, Node
 from tests.helpers.useful_work import MLP, base_model, digits_split, trained_deltas
 
-ALICE = crypto.dev_keypair("Alice")
 TRAINERS = [crypto.keypair_from_uri(f"//UsefulWork//{i}") for i in range(5)]
-
-
-class Node:
-    """A ChainService driven by hand on the test's thread, with a fake clock."""
-
-    def __init__(self, path, clock: FakeClock, *, finalize: bool) -> None:
-        self.config = load_chain_spec(None, dev=True)
-        self.clock = clock
-        self.service = ChainService(self.config, ChainPaths(path, self.config.chain_id), clock=clock,
-                                    finalize_own_blocks=finalize, validator_key=ALICE, inline_useful_work=True)
-        self.service._open()
-
-    @property
-    def store(self):
-        return self.service.store
-
-    def author(self):
-        slot_ms = self.config.slot_duration_ms
-        slot = self.clock.now_ms() // slot_ms + 1
-        self.clock.time_ms = slot * slot_ms
-        return self.service._author(slot, ALICE, self.clock.now_ms() + 60_000).block
-
-    def send(self, keypair, call, nonce_offset: int = 0):
-        account = system.Account.get(Overlay(self.store.state_view(self.store.best_hash)), keypair.public)
-        nonce = (0 if account is None else account.nonce) + nonce_offset
-        self.service._submit(sign_extrinsic(keypair, call, nonce=nonce, genesis_hash=self.store.genesis_hash))
-
-    def close(self):
-        self.service._close()
-
-
-@pytest.fixture
-def nodes(tmp_path):
-    clock = FakeClock()
-    author, follower = Node(tmp_path / "a", clock, finalize=True), Node(tmp_path / "b", clock, finalize=False)
-    yield author, follower
-    author.close()
-    follower.close()
 
 
 def _hash(data: bytes) -> bytes:

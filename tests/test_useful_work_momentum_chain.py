@@ -12,10 +12,11 @@ from runtime.pallets import balances, training
 from runtime.pallets.training import ModelSpec, SealedKey, TaskConfig
 from runtime.state import Overlay
 from tests.helpers.useful_work import MLP, base_model, digits_split, trained_deltas
-from tests.test_useful_work_chain import ALICE, TRAINERS, _hash, nodes  # noqa: F401  (nodes is a fixture)
+from tests.helpers.chain_nodes import ALICE
+from tests.test_useful_work_chain import TRAINERS, _hash
 
 
-def test_a_momentum_task_reports_two_rounds_that_a_validator_reproduces(nodes):  # noqa: F811
+def test_a_momentum_task_reports_two_rounds_that_a_validator_reproduces(nodes):
     author, follower = nodes
     split = digits_split()
     ciphertext, sealed = encrypt_held_out(split.held_out_features, split.held_out_labels, [ALICE.public])

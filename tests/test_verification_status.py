@@ -22,19 +22,11 @@ from node.clock import FakeClock
 from runtime import codec
 from runtime.types import encode_block
 from tests.helpers.processes import LineReader
-from tests.test_useful_work_chain import ALICE, Node, inflate_first_score, run_round
+from tests.helpers.chain_nodes import ALICE, Node
+from tests.test_useful_work_chain import inflate_first_score, run_round
 
 ROOT = Path(__file__).resolve().parent.parent
 GRADCHAIN = [sys.executable, "-m", "node.cli"]
-
-
-@pytest.fixture
-def nodes(tmp_path):
-    clock = FakeClock()
-    author, follower = Node(tmp_path / "a", clock, finalize=True), Node(tmp_path / "b", clock, finalize=False)
-    yield author, follower
-    author.close()
-    follower.close()
 
 
 def copy_blobs(source: Node, target: Node, hashes) -> None:
