@@ -156,14 +156,19 @@ class Executive:
         if definition.origin != ORIGIN_INHERENT:
             raise InvalidTransaction(InvalidReason.CALL, f"{extrinsic.call.name} must be signed")
         weight = definition.weight_of(extrinsic.call)
+        weight_before = ctx.weight_used
         ctx.state.begin()
         try:
             system.dispatch_call(ctx, None, extrinsic.call)
         except DispatchFailure as failure:
             ctx.state.rollback()
+            ctx.weight_used = weight_before
             raise InvalidTransaction(InvalidReason.BAD_MANDATORY, f"{extrinsic.call.name} failed: {failure.message}") from None
         ctx.state.commit()
-        ctx.weight_used += weight
+        # what the call charged beyond its declared weight (report_useful_work: its rounds' useful work) is
+        # part of its dispatch info, as Substrate's actual weight is: the event shows what the block counted
+        weight += ctx.weight_used - weight_before
+        ctx.weight_used = weight_before + weight
         ctx.length_used += len(extrinsic.encoded)
         ctx.deposit_event(system.ExtrinsicSuccess(weight, 0))
         return self._next_outcome(ctx, None, weight, 0)
