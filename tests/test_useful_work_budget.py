@@ -85,11 +85,13 @@ def test_the_runtimes_parameter_count_matches_the_model_registry():
 
 
 def test_task_work_is_parameters_times_updates_times_subset_and_robust_rules_pay_for_sorting():
+    # the bound: 10 updates measured, then a second pass over 9 (one excluded): 12 + 10 aggregates scored
     fedavg = config(spec=ModelSpec("mlp", (64, 32, 10)), max_updates=10, held_out_subset=100)
-    assert training.task_work(fedavg) == 2410 * 12 * 100
+    assert training.task_work(fedavg) == 2410 * 12 * 100 + 2410 * 10 * 100
     median = dataclasses.replace(fedavg, aggregation=2)
-    assert training.task_work(median) == 2410 * 12 * 100 + 2410 * 10 * 10
+    assert training.task_work(median) == 2410 * 12 * 100 + 2410 * 10 * 10 + 2410 * 10 * 100 + 2410 * 9 * 9
     assert training.round_work_weight(fedavg, 3) == 2410 * 5 * 100 // 1000
+    assert training.round_work_weight(fedavg, 3, 2) == (2410 * 5 * 100 + 2410 * 3 * 100) // 1000
 
 
 @pytest.fixture

@@ -29,7 +29,7 @@ download the global model from any node.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import structlog
 
@@ -262,7 +262,8 @@ class RoundWork:
             if (task_id, task.round) in skip:
                 continue
             revealed = len(runtime_api.round_reveals(parent_state, task_id, task.round))
-            weight = training.round_work_weight(task.config, revealed)
+            # the most its report can weigh: a second pass over all but one update (task_work's bound)
+            weight = training.round_work_weight(task.config, revealed, max(revealed - 1, 0))
             if weight > room:  # reported in a later block: the runtime refuses reports over the limit
                 log.info("round waits for a later block", task=task_id, round=task.round, weight=weight)
                 continue
@@ -292,18 +293,37 @@ class RoundWork:
             else:
                 scores.append(UpdateScore(update, training.UPDATE_OK, to_score(measured.without[update])))
         candidate = None if measured.candidate is None else to_score(measured.candidate)
-        accepted = training.accepted_updates(inputs.task.config, candidate, scores)
+        excluded = training.excluded_updates(inputs.task.config.metric, candidate, scores)
+        kept_candidate, scores = self._second_pass(inputs, excluded, scores)
+        report = RoundReport(inputs.task_id, inputs.task.round, inputs.seed, to_score(measured.base), candidate,
+                             tuple(scores), None, None, kept_candidate)
+        accepted = training.round_accepted(inputs.task.config, report)
         outcome = self.verifier.aggregate_round(inputs.rules, inputs.base, inputs.weighted(accepted), accepted,
                                                 inputs.held_out, inputs.seed, previous=inputs.previous)
         if outcome is not None:
             self._store_model(outcome.model)
-        report = RoundReport(inputs.task_id, inputs.task.round, inputs.seed, to_score(measured.base), candidate,
-                             tuple(scores), None if outcome is None else outcome.model.model_hash,
-                             None if outcome is None else to_score(outcome.scores))
+            report = replace(report, new_model=outcome.model.model_hash, new_model_score=to_score(outcome.scores))
         log.info("measured round", task=inputs.task_id, round=inputs.task.round, updates=len(scores),
-                 accepted=len(accepted), copies=len(inputs.copies), base_accuracy=report.base.accuracy_ppm,
+                 excluded=len(excluded), accepted=len(accepted), copies=len(inputs.copies),
+                 base_accuracy=report.base.accuracy_ppm,
                  new_accuracy=None if outcome is None else outcome.scores.accuracy_ppm)
         return report
+
+    def _second_pass(self, inputs: RoundInputs, excluded: list[bytes],
+                     scores: list[UpdateScore]) -> tuple[Score | None, list[UpdateScore]]:
+        """(the kept updates' aggregate, the scores with each kept update's second-pass score) when the
+        first pass's integers exclude some update (training.excluded_updates), else (None, scores)."""
+        if not excluded:
+            return None, scores
+        sound = {score.update for score in scores if score.status == training.UPDATE_OK} - set(excluded)
+        kept = [s for s in inputs.scored() if s.update_hash in sound]
+        if not kept:
+            return None, scores
+        second = self.verifier.measure_round(inputs.rules, inputs.base, kept, inputs.held_out, inputs.seed,
+                                             previous=inputs.previous)
+        return to_score(second.candidate), [
+            replace(score, kept=to_score(second.without[score.update])) if score.update in sound else score
+            for score in scores]
 
     # --- every validator ------------------------------------------------------------
 
@@ -381,15 +401,18 @@ class RoundWork:
                           for update in sorted(set(inputs.copies) - reported_copies)]
         if copy_problems:
             return copy_problems
-        accepted = training.accepted_updates(inputs.task.config, report.candidate, report.scores)
+        accepted = training.round_accepted(inputs.task.config, report)
         without: Mapping[bytes, Scores | None] = {bytes(s.update): to_scores(s.without) for s in report.scores
                                                   if bytes(s.update) not in reported_copies}
+        excluded = training.excluded_updates(inputs.task.config.metric, report.candidate, report.scores)
         try:
             result = self.verifier.verify_report(
                 inputs.rules, inputs.base, inputs.weighted(accepted), inputs.held_out, inputs.seed,
                 previous=inputs.previous, publish=published,
                 reported_base=to_scores(report.base), reported_candidate=to_scores(report.candidate),
-                reported_without=without, accepted=accepted,
+                reported_without=without, accepted=accepted, excluded=excluded,
+                reported_kept_candidate=to_scores(report.kept_candidate),
+                reported_kept={bytes(s.update): to_scores(s.kept) for s in report.scores if s.kept is not None},
                 reported_aggregate_hash=None if report.new_model is None else bytes(report.new_model),
                 reported_aggregate_score=to_scores(report.new_model_score))
         except UsefulWorkError as error:

@@ -210,7 +210,9 @@ class UsefulWorkVerifier:
                       publish: Callable[[Scores], Scores] | None = None, reported_base: Scores,
                       reported_candidate: Scores | None, reported_without: Mapping[bytes, Scores | None],
                       accepted: Collection[bytes], reported_aggregate_hash: bytes | None,
-                      reported_aggregate_score: Scores | None) -> VerificationResult:
+                      reported_aggregate_score: Scores | None, excluded: Collection[bytes] = (),
+                      reported_kept_candidate: Scores | None = None,
+                      reported_kept: Mapping[bytes, Scores] | None = None) -> VerificationResult:
         """Whether a block author's report of a round reproduces here; `reasons` name every mismatch.
 
         reported_base             the base model's scores
@@ -222,6 +224,11 @@ class UsefulWorkVerifier:
                                   runtime's own rule): the new model must aggregate exactly these
         reported_aggregate_hash   the new model's hash, None when nothing was accepted
         reported_aggregate_score  the new model's scores on this round's subset
+        excluded                  the sound updates the runtime's rule leaves out of a second pass (from the
+                                  *reported* first pass); when some are, the second pass is measured over
+                                  the other sound updates and compared:
+        reported_kept_candidate   the kept updates' aggregate (None when no update is kept)
+        reported_kept             kept update hash -> the kept updates' aggregate without it
         publish                   what the chain publishes of a measurement (e.g. the loss rounded to a
                                   quantum); the measured scores pass through it before the comparison
         Every score must match exactly (integer evaluation: no tolerance).
@@ -251,6 +258,11 @@ class UsefulWorkVerifier:
             else:
                 reasons += _mismatch(f"{name} (the aggregate without it)", reported,
                                      shown(measured.without[update_hash]))
+        if excluded:
+            reasons += self._verify_second_pass(rules, base, submissions, held_out, subset_seed, previous, shown,
+                                                measured, set(excluded), reported_kept_candidate, reported_kept or {})
+        elif reported_kept_candidate is not None or reported_kept:
+            reasons.append("second pass: reported, but no update is excluded by the first")
         unusable = sorted(set(accepted) - set(measured.without))
         reasons += [f"update 0x{update_hash.hex()}: accepted but not a usable submission here"
                     for update_hash in unusable]
@@ -274,6 +286,32 @@ class UsefulWorkVerifier:
             reasons += _mismatch(f"aggregate 0x{outcome.model.model_hash.hex()}", reported_aggregate_score,
                                  shown(outcome.scores))
         return VerificationResult(ok=not reasons, reasons=reasons)
+
+    def _verify_second_pass(self, rules: TaskRules, base: ModelVersion, submissions: Sequence[Submission],
+                            held_out: HeldOutSet, subset_seed: bytes, previous: ModelVersion | None,
+                            shown: Callable[[Scores], Scores], first: RoundMeasurement, excluded: set[bytes],
+                            reported_candidate: Scores | None, reported: Mapping[bytes, Scores]) -> list[str]:
+        """Every mismatch between the reported second pass and the one measured here over the sound
+        updates less `excluded`."""
+        kept = [s for s in submissions if s.update_hash in first.without and s.update_hash not in excluded]
+        if not kept:
+            return [] if reported_candidate is None and not reported else ["second pass: reported, but no update "
+                                                                          "is kept here"]
+        second = self.measure_round(rules, base, kept, held_out, subset_seed, previous=previous)
+        if reported_candidate is None:
+            reasons = ["second pass: the kept updates' aggregate is missing from the report"]
+        else:
+            reasons = _mismatch("second pass: the kept updates' aggregate", reported_candidate,
+                                shown(second.candidate))
+        for update_hash in sorted(set(second.without) | set(reported)):
+            name = f"update 0x{update_hash.hex()} (second pass)"
+            if update_hash not in second.without:
+                reasons.append(f"{name}: reported but not kept here")
+            elif update_hash not in reported:
+                reasons.append(f"{name}: kept here but missing from the report")
+            else:
+                reasons += _mismatch(name, reported[update_hash], shown(second.without[update_hash]))
+        return reasons
 
     def _fedavg_round(self, rules: TaskRules, base: ModelVersion, sound: Sequence[Submission], held_out: HeldOutSet,
                       subset_seed: bytes,

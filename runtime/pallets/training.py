@@ -20,6 +20,9 @@ author can choose it (only withhold its block):
     base        the round's base model
     candidate   the aggregate of every sound update of the round, each weighing the same
     without_i   for each sound update i, the candidate with i's delta zeroed (the base when i is alone)
+    second pass when some contribution (below) is negative, those updates are excluded and the same
+                is measured over the kept ones: kept_candidate and kept_i; contributions,
+                acceptance and rewards then read the second pass (excluded_updates, deciding_pass)
     new model   the aggregate of the accepted updates, weighted by aggregation_weights: its hash and score
 
 Declared sample counts: an update's fedavg weight in the new model is capped by
@@ -84,8 +87,8 @@ from runtime.pallets.training_storage import (
 from runtime.pallets.training_types import *  # noqa: F401,F403  (re-exported)
 from runtime.pallets.training_types import (
     AGGREGATIONS, MAX_SEALED_KEYS, MAX_SUBSET, MAX_UPDATES_PER_ROUND, MAX_WINDOW_BLOCKS, METRICS, POT_ACCOUNT,
-    STATUS_ACTIVE, SUBMIT_WEIGHT, TASK_WEIGHT, UPDATE_OK, Reveal, RoundReport, Task, TaskConfig, parameter_count,
-    report_start, round_windows, round_work_weight, task_work, update_commitment,
+    STATUS_ACTIVE, SUBMIT_WEIGHT, TASK_WEIGHT, Reveal, RoundReport, Task, TaskConfig, parameter_count,
+    report_start, report_work_weight, round_windows, task_work, update_commitment,
 )
 from runtime.state import changed_map_keys
 from runtime.types import AccountId, Hash
@@ -272,7 +275,7 @@ def report_useful_work(ctx: BlockContext, origin: None, reports: tuple[RoundRepo
     for report in reports:
         task = Tasks.get(ctx.state, report.task)
         if task is not None:  # an unknown task is refused by close_round
-            work += round_work_weight(task.config, sum(1 for s in report.scores if s.status == UPDATE_OK))
+            work += report_work_weight(task.config, report)
     if ctx.weight_used + work > ctx.params.block_weight_limit:
         raise BlockWorkExceeded(f"the reports weigh {work}; the block has "
                                 f"{ctx.params.block_weight_limit - ctx.weight_used} left")

@@ -26,7 +26,7 @@ from runtime.pallets.training_types import (
     LOSS_QUANTUM_PPM, MAX_LOSS_PPM, POT_ACCOUNT, STATUS_ACTIVE, STATUS_CANCELLED, STATUS_FINISHED, UPDATE_COPY,
     UPDATE_OK,
     UPDATE_STATUSES, VALIDATOR_SHARE_PPM, ModelVersion, RoundReport, RoundSummary, Score, Task, UpdateRecord,
-    accepted_updates, contributions, metric_value, round_windows,
+    excluded_updates, metric_value, round_accepted, round_contributions, round_windows,
 )
 from runtime.types import AccountId
 
@@ -51,7 +51,7 @@ def close_round(ctx: BlockContext, report: RoundReport) -> None:
     accepted = check_report(task, report, revealed)
     metric = task.config.metric
     adopted = bool(accepted) and metric_value(metric, report.new_model_score) > metric_value(metric, report.base)
-    gains = contributions(metric, report.candidate, report.scores)
+    gains = round_contributions(metric, report)
     rewarded = {update: gains[update] for update in accepted} if adopted else {}
     reveals = {h: Reveals.get(ctx.state, (report.task, report.round, h)) for h in revealed}
 
@@ -129,7 +129,8 @@ def check_report(task: Task, report: RoundReport, revealed: tuple[bytes, ...]) -
     """Raise `BadReport` unless the report is complete and consistent; the accepted updates' hashes.
 
     The candidate weighs every sound update the same (leave-one-out must not read declared sample
-    counts) and the new model by `aggregation_weights`, so the two differ even when all are accepted."""
+    counts) and the new model by `aggregation_weights`, so the two differ even when all are accepted.
+    The second pass is scored exactly for the updates the first pass's integers keep (excluded_updates)."""
     if sorted(s.update for s in report.scores) != sorted(revealed):
         raise BadReport("the report must score every revealed update exactly once")
     _check_score(report.base, "base")
@@ -146,11 +147,27 @@ def check_report(task: Task, report: RoundReport, revealed: tuple[bytes, ...]) -
         raise BadReport("the candidate aggregate is scored exactly when some update is sound")
     if len(sound) == 1 and sound[0].without != report.base:
         raise BadReport("a round's only sound update is measured against the base model")
-    accepted = accepted_updates(task.config, report.candidate, report.scores)
+    _check_second_pass(task, report, sound)
+    accepted = round_accepted(task.config, report)
     has_model = report.new_model is not None
     if bool(accepted) != has_model or has_model != (report.new_model_score is not None):
         raise BadReport("the new model and its score are reported exactly when some update is accepted")
     return accepted
+
+
+def _check_second_pass(task: Task, report: RoundReport, sound: list) -> None:
+    excluded = set(excluded_updates(task.config.metric, report.candidate, report.scores))
+    kept = [s for s in sound if s.update not in excluded] if excluded else []
+    if any((s.kept is not None) != (s in kept) for s in report.scores):
+        raise BadReport("the second pass scores exactly the sound updates whose first contribution is not negative, "
+                        "and only when some update's is")
+    if (report.kept_candidate is not None) != bool(kept):
+        raise BadReport("the kept updates' aggregate is scored exactly when a second pass keeps some update")
+    _check_score(report.kept_candidate, "kept candidate")
+    for s in kept:
+        _check_score(s.kept, "update (second pass)")
+    if len(kept) == 1 and kept[0].kept != report.base:
+        raise BadReport("a second pass's only update is measured against the base model")
 
 
 def split_rewards(ctx: BlockContext, task: Task, pot: int,

@@ -136,6 +136,9 @@ class UpdateScore:
     update: Hash
     status: codec.U8  # UPDATE_OK, or why the update could not be used (UPDATE_COPY: a near-copy)
     without: Score | None  # sound updates: the aggregate of the round's other sound updates
+    # the second pass (only when some sound update's first contribution was negative: excluded_updates):
+    # the aggregate of the kept updates without this one; None for an excluded or unusable update
+    kept: Score | None = None
 
 
 @dataclass(frozen=True)
@@ -148,6 +151,9 @@ class RoundReport:
     scores: tuple[UpdateScore, ...]
     new_model: Hash | None  # the aggregate of the accepted updates; None when none was accepted
     new_model_score: Score | None
+    # the aggregate of the kept updates (the sound ones less excluded_updates), each weighing the same:
+    # scored only when a second pass ran and kept some update, else None
+    kept_candidate: Score | None = None
 
 
 @dataclass(frozen=True)
@@ -211,17 +217,26 @@ def parameter_count(spec: ModelSpec) -> int:
 
 def task_work(config: TaskConfig) -> int:
     """What one round of the task can cost a validator, in multiply-adds (about): the most its
-    report can weigh (`round_work_weight` at max_updates sound updates) times WORK_PER_WEIGHT.
-    The budget (max_task_work) keeps this inside half a block's weight."""
-    return _round_work(config, config.max_updates)
+    report can weigh (`round_work_weight` at max_updates sound updates, one of them excluded before a
+    second pass over the rest) times WORK_PER_WEIGHT. The budget (max_task_work) keeps this inside
+    half a block's weight."""
+    updates = config.max_updates
+    return _round_work(config, updates) + _second_pass_work(config, max(updates - 1, 0))
 
 
-def round_work_weight(config: TaskConfig, updates: int) -> int:
+def round_work_weight(config: TaskConfig, updates: int, kept: int = 0) -> int:
     """The weight of measuring a round with `updates` sound updates (one unit per WORK_PER_WEIGHT
     multiply-adds): the base, the candidate and one aggregate per update, each scored on the subset
     (parameters x subset each). fedavg's leave-one-out costs O(updates x parameters) beside that;
-    trimmed_mean and median sort a column of updates per aggregate, charged updates**2 x parameters."""
-    return _round_work(config, updates) // WORK_PER_WEIGHT
+    trimmed_mean and median sort a column of updates per aggregate, charged updates**2 x parameters.
+    `kept`: the updates of a second pass (its candidate and one aggregate per kept update), 0 for none."""
+    return (_round_work(config, updates) + _second_pass_work(config, kept)) // WORK_PER_WEIGHT
+
+
+def report_work_weight(config: TaskConfig, report: RoundReport) -> int:
+    """The weight of the measurements `report` carries (both passes)."""
+    sound = [s for s in report.scores if s.status == UPDATE_OK]
+    return round_work_weight(config, len(sound), sum(1 for s in sound if s.kept is not None))
 
 
 def _round_work(config: TaskConfig, updates: int) -> int:
@@ -229,6 +244,16 @@ def _round_work(config: TaskConfig, updates: int) -> int:
     work = parameters * (updates + 2) * config.held_out_subset
     if AGGREGATIONS.get(config.aggregation) != "fedavg":
         work += parameters * updates * updates
+    return work
+
+
+def _second_pass_work(config: TaskConfig, kept: int) -> int:
+    if kept == 0:
+        return 0
+    parameters = parameter_count(config.spec)
+    work = parameters * (kept + 1) * config.held_out_subset
+    if AGGREGATIONS.get(config.aggregation) != "fedavg":
+        work += parameters * kept * kept
     return work
 
 
@@ -301,6 +326,40 @@ def contributions(metric: int, candidate: Score | None, scores) -> dict[bytes, i
         return {}
     total = metric_value(metric, candidate)
     return {s.update: total - metric_value(metric, s.without) for s in scores if s.status == UPDATE_OK}
+
+
+def excluded_updates(metric: int, candidate: Score | None, scores) -> list[bytes]:
+    """The sound updates whose first-pass contribution is negative (the round's aggregate is better
+    without them), by hash: they are left out of a second leave-one-out pass over the others.
+
+    Why two passes: an update that drags the aggregate down also shrinks what leaving out an honest
+    update changes (a poisoned update inside the norm bound, pulling against the honest ones, made
+    their contributions small and their rewards unequal). Measured again without it, the honest
+    updates' contributions are what they would be in a round without the poisoned update."""
+    return sorted(update for update, gain in contributions(metric, candidate, scores).items() if gain < 0)
+
+
+def deciding_pass(metric: int, candidate: Score | None, scores,
+                  kept_candidate: Score | None) -> tuple[Score | None, list[UpdateScore]]:
+    """(candidate, scores) that contributions, acceptance and rewards read: the first pass when no
+    update was excluded, else the second: the kept updates' aggregate and each kept update's score
+    without it (excluded updates drop out: they are neither accepted nor paid)."""
+    excluded = set(excluded_updates(metric, candidate, scores))
+    if not excluded:
+        return candidate, list(scores)
+    return kept_candidate, [UpdateScore(s.update, UPDATE_OK, s.kept) for s in scores
+                            if s.status == UPDATE_OK and s.update not in excluded]
+
+
+def round_contributions(metric: int, report: RoundReport) -> dict[bytes, int]:
+    """Each sound update's contribution as the round pays it (the deciding pass; excluded ones absent)."""
+    return contributions(metric, *deciding_pass(metric, report.candidate, report.scores, report.kept_candidate))
+
+
+def round_accepted(config: TaskConfig, report: RoundReport) -> list[bytes]:
+    """The updates a report's integers accept: `accepted_updates` over its deciding pass."""
+    return accepted_updates(config, *deciding_pass(config.metric, report.candidate, report.scores,
+                                                   report.kept_candidate))
 
 
 def accepted_updates(config: TaskConfig, candidate: Score | None, scores) -> list[bytes]:
