@@ -11,7 +11,10 @@ An author, for each round due in its block:
     measured = verifier.measure_round(rules, base, submissions, held_out, seed)
         -> the base's scores, the candidate (aggregate of every sound update), for each
            sound update the aggregate without it, and each unusable update's reason code
-    accepted = <the runtime's acceptance rule over those integers (leave-one-out contributions)>
+    excluded = <the runtime's rule: sound updates whose contribution is negative>; if any:
+    kept = verifier.measure_round(rules, base, <the other sound updates>, held_out, seed)
+        -> the second pass: the kept updates' aggregate and each kept update's aggregate without it
+    accepted = <the runtime's acceptance rule over the deciding pass's integers (leave-one-out contributions)>
     outcome = verifier.aggregate_round(rules, base, submissions, accepted, held_out, seed)
         -> the new model (weights + hash) and its scores, or None if nothing was accepted
 
