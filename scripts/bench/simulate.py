@@ -1,10 +1,11 @@
 """Rounds of a task without a chain: the engine functions the block author runs, in a loop.
 
 For tuning a task's options and for the federated bench: each round every trainer trains
-from the global model on its shard (the demo's local training), the verifier measures the
-round (leave-one-out on a held-out subset drawn from a per-round seed), the runtime's
-acceptance rule picks the updates, the accepted ones are aggregated (with the task's server
-optimizer) and the new model is adopted by the runtime's rule. Also the plain FedAvg server
+from the global model on its shard (the demo's local training), and the block author's own
+code measures the round (RoundWork.measure: leave-one-out on a held-out subset drawn from a
+per-round seed, a second pass without the updates whose contribution was negative, the runtime's
+acceptance rule, the accepted updates aggregated with the task's server optimizer); the new
+model is adopted by the runtime's rule. Also the plain FedAvg server
 loop (what Flower's FedAvg strategy computes: the sample-weighted mean of every client's new
 weights) on the same shards and local training.
 
@@ -25,12 +26,10 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from consensus.useful_work import (  # noqa: E402
-    AggregationRule, HeldOutSet, ModelSpec, ModelVersion, Submission, TaskRules, UpdateLimits, UsefulWorkVerifier,
-    build_model, encode_tensors, state_of,
+    HeldOutSet, ModelSpec, ModelVersion, Submission, build_model, encode_tensors, state_of,
 )
-from consensus.useful_work.aggregate import ServerOptimizer  # noqa: E402
 from consensus.useful_work.evaluate import evaluate  # noqa: E402
-from consensus.useful_work.fixed_point import norm_to_fixed  # noqa: E402
+from consensus.useful_work.rounds import RoundInputs, RoundWork, task_rules  # noqa: E402
 from consensus.useful_work.train import train_local  # noqa: E402
 from consensus.useful_work.updates import apply_update  # noqa: E402
 from runtime.hashing import blake2b_256  # noqa: E402
@@ -67,17 +66,17 @@ def accuracy(spec, weights, features, labels) -> float:
 
 def simulate_chain(name: str, rounds: int, trainers: int = 5, adversary: Adversary | None = None,
                    **changes) -> list[dict]:
-    """Per round: the global model's held-out and test accuracy after the round, accepted, adopted."""
+    """Per round: the global model's held-out and test accuracy after the round, accepted, adopted.
+    The round is measured by the block author's own code (RoundWork.measure: both leave-one-out passes,
+    the acceptance rule, the aggregate) and adopted by the runtime's rule."""
     task = replace(DEMO_TASKS[name], **changes)
     split, shards, test = demo_data(task.dataset, trainers)
     spec = task.spec
     held_out = HeldOutSet.from_tensors(split.held_out_features, split.held_out_labels)
     options = task.options(rounds)
-    rules = TaskRules(spec, UpdateLimits(options.max_update_bytes, norm_to_fixed(options.max_update_norm)),
-                      AggregationRule(options.aggregation, options.trim), options.held_out_subset,
-                      ServerOptimizer(options.server_lr_ppm, options.server_momentum_ppm))
     config = task_config(spec, bytes(32), bytes(32), 1, {bytes(32): b"k"}, options)
-    verifier = UsefulWorkVerifier()
+    work = RoundWork(None, None)
+    work.deferred = []  # aggregates stay in memory: there is no blob store
     base = ModelVersion.from_weights(spec, state_of(build_model(spec, 0)))
     previous = None
     history = []
@@ -89,21 +88,20 @@ def simulate_chain(name: str, rounds: int, trainers: int = 5, adversary: Adversa
                 delta = adversarial(delta, adversary, index, round_number)
             submissions.append(Submission.of(encode_tensors(delta), int(labels.shape[0])))
         seed = blake2b_256(b"simulated round" + round_number.to_bytes(4, "little"))
-        measured = verifier.measure_round(rules, base, submissions, held_out, seed, previous=previous)
-        scores = [rules_of_the_chain.UpdateScore(s.update_hash, rules_of_the_chain.UPDATE_OK,
-                                                 _score(measured.without[s.update_hash]))
-                  for s in submissions if s.update_hash in measured.without]
-        candidate = None if measured.candidate is None else _score(measured.candidate)
-        accepted = rules_of_the_chain.accepted_updates(config, candidate, scores)
-        outcome = verifier.aggregate_round(rules, base, _weighted(config, submissions, accepted), accepted, held_out,
-                                           seed, previous=previous)
-        adopted = outcome is not None and rules_of_the_chain.is_adopted(
-            config, _score(measured.base), _score(outcome.scores))
+        chain_task = rules_of_the_chain.Task(bytes(32), config, round_number, 0, base.model_hash, None, 0,
+                                             rules_of_the_chain.STATUS_ACTIVE)
+        report = work.measure(RoundInputs(0, chain_task, task_rules(chain_task), base, submissions, held_out, seed,
+                                          previous=previous))
+        accepted = rules_of_the_chain.round_accepted(config, report)
+        adopted = report.new_model is not None and rules_of_the_chain.is_adopted(config, report.base,
+                                                                                 report.new_model_score)
         if adopted:
-            previous, base = base, outcome.model
+            previous, base = base, next(m for m in work.deferred if m.model_hash == report.new_model)
+        work.deferred.clear()
+        excluded = rules_of_the_chain.excluded_updates(config.metric, report.candidate, report.scores)
         adversary_accepted = adversary is not None and submissions[-1].update_hash in accepted
-        history.append({"round": round_number, "accepted": len(accepted), "adopted": adopted,
-                        "adversary_paid": adopted and adversary_accepted,
+        history.append({"round": round_number, "accepted": len(accepted), "excluded": len(excluded),
+                        "adopted": adopted, "adversary_paid": adopted and adversary_accepted,
                         "accuracy": accuracy(spec, base.weights, split.held_out_features, split.held_out_labels),
                         "test_accuracy": accuracy(spec, base.weights, *test)})
     return history
@@ -145,19 +143,6 @@ def central_baseline(name: str, rounds: int, trainers: int = 5, **changes) -> tu
             accuracy(task.spec, model, *test))
 
 
-def _score(scores) -> rules_of_the_chain.Score:
-    """As the chain publishes it: the loss on its quantum."""
-    return rules_of_the_chain.Score(scores.accuracy_ppm, rules_of_the_chain.quantize_loss(scores.loss_ppm))
-
-
-def _weighted(config, submissions: list[Submission], accepted: list[bytes]) -> list[Submission]:
-    """The accepted updates with the chain's capped aggregation weights (as consensus/useful_work/rounds.py)."""
-    chosen = [s for s in submissions if s.update_hash in set(accepted)]
-    weights = dict(zip((s.update_hash for s in chosen),
-                       rules_of_the_chain.aggregation_weights(config, [s.num_samples for s in chosen])))
-    return [Submission(s.update_hash, s.update_blob, weights.get(s.update_hash, s.num_samples)) for s in submissions]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--task", default="digits_mlp", choices=sorted(DEMO_TASKS))
@@ -175,7 +160,8 @@ def main() -> None:
     plain = plain_fedavg(args.task, args.rounds, **changes)
     baseline = central_baseline(args.task, args.rounds, **changes)
     for row, fed in zip(chain, plain):
-        print(f"round {row['round']:>3} accepted {row['accepted']} adopted {int(row['adopted'])} "
+        print(f"round {row['round']:>3} accepted {row['accepted']} excluded {row['excluded']} "
+              f"adopted {int(row['adopted'])} "
               f"chain {row['accuracy']:.4f}/{row['test_accuracy']:.4f}  fedavg {fed['accuracy']:.4f}/"
               f"{fed['test_accuracy']:.4f}")
     print(json.dumps({"task": args.task, "baseline": baseline, "chain_final": chain[-1]["accuracy"],
