@@ -150,3 +150,18 @@ def test_the_runtime_requires_the_second_pass_exactly_for_the_kept_updates():
     assert check_report(task_of(), report_of(plain), tuple(H)) == sorted(H)
     with pytest.raises(BadReport):
         check_report(task_of(), report_of(plain, kept_candidate=Score(0, 800_000)), tuple(H))
+
+
+def test_the_new_model_takes_every_update_that_adds_something_and_pays_only_those_over_the_bar():
+    ok = training.UPDATE_OK
+    task_config = config(min_relative_ppm=300_000, min_improvement_ppm=1)
+    candidate = Score(0, 900_000)
+    scores = [UpdateScore(H[0], ok, Score(0, 1_000_000)),  # +100,000
+              UpdateScore(H[1], ok, Score(0, 910_000)),  # +10,000: under 30% of the best
+              UpdateScore(H[2], ok, Score(0, 900_000))]  # 0: adds nothing (a near-zero update)
+    assert training.accepted_updates(task_config, candidate, scores) == [H[0]]
+    assert training.aggregated_updates(task_config, candidate, scores) == sorted(H[:2])
+    # nothing accepted: no new model at all
+    worse = [UpdateScore(h, ok, Score(0, 800_000)) for h in H]
+    assert training.accepted_updates(task_config, candidate, worse) == []
+    assert training.aggregated_updates(task_config, candidate, worse) == []

@@ -14,7 +14,10 @@ come from the parent state and the node's blob store:
 
 Leave-one-out weighs every sound update the same (the verifier's measure_round), so
 a declared sample count never changes a contribution; the new model weighs the
-accepted updates by the runtime's `aggregation_weights` (capped counts, capped shares).
+updates it aggregates (training.aggregated_updates: the accepted ones and those under the
+relative bar that still add something) by the runtime's `aggregation_weights` (capped counts,
+capped shares). When the first pass finds updates that make the aggregate worse, they are
+excluded and a second pass measures the rest (training.excluded_updates, deciding_pass).
 
 `RoundWork.measure_due` gives an author the `RoundReport`s for its block;
 `RoundWork.verify_block` recomputes a block's reports and names every mismatch.
@@ -298,7 +301,8 @@ class RoundWork:
         report = RoundReport(inputs.task_id, inputs.task.round, inputs.seed, to_score(measured.base), candidate,
                              tuple(scores), None, None, kept_candidate)
         accepted = training.round_accepted(inputs.task.config, report)
-        outcome = self.verifier.aggregate_round(inputs.rules, inputs.base, inputs.weighted(accepted), accepted,
+        aggregated = training.round_aggregated(inputs.task.config, report)  # the accepted ones and more
+        outcome = self.verifier.aggregate_round(inputs.rules, inputs.base, inputs.weighted(aggregated), aggregated,
                                                 inputs.held_out, inputs.seed, previous=inputs.previous)
         if outcome is not None:
             self._store_model(outcome.model)
@@ -401,24 +405,24 @@ class RoundWork:
                           for update in sorted(set(inputs.copies) - reported_copies)]
         if copy_problems:
             return copy_problems
-        accepted = training.round_accepted(inputs.task.config, report)
+        aggregated = training.round_aggregated(inputs.task.config, report)
         without: Mapping[bytes, Scores | None] = {bytes(s.update): to_scores(s.without) for s in report.scores
                                                   if bytes(s.update) not in reported_copies}
         excluded = training.excluded_updates(inputs.task.config.metric, report.candidate, report.scores)
         try:
             result = self.verifier.verify_report(
-                inputs.rules, inputs.base, inputs.weighted(accepted), inputs.held_out, inputs.seed,
+                inputs.rules, inputs.base, inputs.weighted(aggregated), inputs.held_out, inputs.seed,
                 previous=inputs.previous, publish=published,
                 reported_base=to_scores(report.base), reported_candidate=to_scores(report.candidate),
-                reported_without=without, accepted=accepted, excluded=excluded,
+                reported_without=without, accepted=aggregated, excluded=excluded,
                 reported_kept_candidate=to_scores(report.kept_candidate),
                 reported_kept={bytes(s.update): to_scores(s.kept) for s in report.scores if s.kept is not None},
                 reported_aggregate_hash=None if report.new_model is None else bytes(report.new_model),
                 reported_aggregate_score=to_scores(report.new_model_score))
         except UsefulWorkError as error:
             return [f"cannot be reproduced ({error.code}: {error})"]
-        if result.ok and accepted:
-            outcome = self.verifier.aggregate_round(inputs.rules, inputs.base, inputs.weighted(accepted), accepted,
+        if result.ok and aggregated:
+            outcome = self.verifier.aggregate_round(inputs.rules, inputs.base, inputs.weighted(aggregated), aggregated,
                                                     inputs.held_out, inputs.seed, previous=inputs.previous)
             self._store_model(outcome.model)
         return result.reasons

@@ -23,7 +23,9 @@ author can choose it (only withhold its block):
     second pass when some contribution (below) is negative, those updates are excluded and the same
                 is measured over the kept ones: kept_candidate and kept_i; contributions,
                 acceptance and rewards then read the second pass (excluded_updates, deciding_pass)
-    new model   the aggregate of the accepted updates, weighted by aggregation_weights: its hash and score
+    new model   the aggregate of the updates whose contribution reaches min_improvement_ppm (the accepted
+                ones and those under the relative bar: aggregated_updates), weighted by
+                aggregation_weights: its hash and score
 
 Declared sample counts: an update's fedavg weight in the new model is capped by
 the task (max_samples, itself bounded by the genesis TrainingLimits) and no update
@@ -38,8 +40,8 @@ accuracy). This leave-one-out rule pays for what an update adds to the global
 model, so an honest trainer whose private data covers only a few classes (whose
 update alone would make the model worse on the balanced held-out set) still
 earns, while noise, sign-flipped or scaled updates make the aggregate worse and
-earn nothing. An update is accepted if its contribution reaches the task's
-minimum; the new model is adopted if it beats the base, and then the accepted
+earn nothing. An update is accepted (paid) if its contribution reaches the task's
+minimum and its share of the best one (min_relative_ppm); the new model is adopted if it beats the base, and then the accepted
 updates share the round's reward in proportion to their contributions, with a
 validators' share for the validator set. Validators re-measure every integer
 before they finalize the block (consensus/useful_work); the runtime checks that

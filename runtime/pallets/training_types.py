@@ -362,6 +362,26 @@ def round_accepted(config: TaskConfig, report: RoundReport) -> list[bytes]:
                                                    report.kept_candidate))
 
 
+def round_aggregated(config: TaskConfig, report: RoundReport) -> list[bytes]:
+    """The updates a report's new model aggregates: `aggregated_updates` over its deciding pass."""
+    return aggregated_updates(config, *deciding_pass(config.metric, report.candidate, report.scores,
+                                                     report.kept_candidate))
+
+
+def aggregated_updates(config: TaskConfig, candidate: Score | None, scores) -> list[bytes]:
+    """The updates the new model aggregates, by hash: when some update is accepted, every sound update
+    whose contribution reaches the task's minimum (min_improvement_ppm, at least 1 ppm), the accepted
+    ones and those under the relative bar alike. Those below the bar add to the model without being
+    paid: on non-IID shards the model needs every class's update, and the relative bar is there to
+    keep lucky noise from being paid, not to keep useful updates out of the model (a round whose
+    model took only its one or two best updates often lost to its base and was not adopted)."""
+    if not accepted_updates(config, candidate, scores):
+        return []
+    minimum = max(config.min_improvement_ppm, 1)
+    return sorted(update for update, gain in contributions(config.metric, candidate, scores).items()
+                  if gain >= minimum)
+
+
 def accepted_updates(config: TaskConfig, candidate: Score | None, scores) -> list[bytes]:
     """The acceptance rule, shared by the runtime, the author and every verifying validator:
     the sound updates whose contribution reaches the task's minimum (at least 1 ppm) and the
