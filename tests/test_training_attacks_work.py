@@ -95,7 +95,7 @@ def rewards(task_config: TaskConfig, report) -> dict[bytes, int]:
     accepted = training.round_accepted(task_config, report)
     adopted = bool(accepted) and training.metric_value(task_config.metric, report.new_model_score) > \
         training.metric_value(task_config.metric, report.base)
-    gains = training.round_contributions(task_config.metric, report)
+    gains = training.round_contributions(task_config, report)
     total = sum(gains[u] for u in accepted) if adopted else 0
     return {bytes(s.update): (10**6 * gains[s.update] // total if total and s.update in accepted else 0)
             for s in report.scores}
@@ -133,14 +133,14 @@ def test_declaring_more_samples_never_raises_a_contribution(work):
     contributions = []
     for count in (1, 1_000, MAX_COUNT):
         report = work.measure(round_one(task_config, (replay, count), check_copies=False))
-        gains = training.round_contributions(task_config.metric, report)
+        gains = training.round_contributions(task_config, report)
         contributions.append(gains)
     assert contributions[0] == contributions[1] == contributions[2]
     # and an honest trainer declaring a huge count moves no contribution either
     inflated = work.measure(round_one(task_config, None, honest_samples=MAX_COUNT))
     plain = work.measure(round_one(task_config, None, honest_samples=7))
-    assert training.round_contributions(task_config.metric, inflated) == \
-        training.round_contributions(task_config.metric, plain)
+    assert training.round_contributions(task_config, inflated) == \
+        training.round_contributions(task_config, plain)
 
 
 def test_no_update_holds_more_than_the_tasks_share_of_the_new_model():

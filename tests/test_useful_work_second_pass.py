@@ -71,14 +71,14 @@ def test_a_poisoned_update_leaves_the_honest_contributions_as_in_the_round_witho
     clean = work.measure(inputs_of(honest))
     attacked = work.measure(inputs_of(honest + [poison]))
     metric = training.METRIC_LOSS
-    assert training.excluded_updates(metric, clean.candidate, clean.scores) == []
+    assert training.excluded_updates(config(), clean.candidate, clean.scores) == []
     assert clean.kept_candidate is None and all(s.kept is None for s in clean.scores)
     # the poisoned update is excluded by the first pass, and the second pass is the clean round
-    assert training.excluded_updates(metric, attacked.candidate, attacked.scores) == [poison.update_hash]
+    assert training.excluded_updates(config(), attacked.candidate, attacked.scores) == [poison.update_hash]
     assert attacked.kept_candidate == clean.candidate
     first = training.contributions(metric, attacked.candidate, attacked.scores)
-    without_poison = training.round_contributions(metric, clean)
-    with_poison = training.round_contributions(metric, attacked)
+    without_poison = training.round_contributions(config(), clean)
+    with_poison = training.round_contributions(config(), attacked)
     assert set(with_poison) == {s.update_hash for s in honest}
     for submission in honest:  # exactly equal, where the first pass alone was off
         assert with_poison[submission.update_hash] == without_poison[submission.update_hash]
@@ -134,7 +134,7 @@ def test_the_runtime_requires_the_second_pass_exactly_for_the_kept_updates():
               first[2]]
     good = report_of(second, kept_candidate=Score(0, 800_000))
     assert check_report(task_of(), good, tuple(H)) == sorted(H[:2])
-    assert training.round_contributions(training.METRIC_LOSS, good) == {H[0]: 100_000, H[1]: 70_000}
+    assert training.round_contributions(config(), good) == {H[0]: 100_000, H[1]: 70_000}
     bad = {
         "no second pass": report_of(first),
         "no kept aggregate": report_of(second),

@@ -17,7 +17,7 @@ a declared sample count never changes a contribution; the new model weighs the
 updates it aggregates (training.aggregated_updates: the accepted ones and those under the
 relative bar that still add something) by the runtime's `aggregation_weights` (capped counts,
 capped shares). When the first pass finds updates that make the aggregate worse, they are
-excluded and a second pass measures the rest (training.excluded_updates, deciding_pass).
+excluded and a second pass measures the rest (training.excluded_updates: a contribution below minus the acceptance bar).
 
 `RoundWork.measure_due` gives an author the `RoundReport`s for its block;
 `RoundWork.verify_block` recomputes a block's reports and names every mismatch.
@@ -296,7 +296,7 @@ class RoundWork:
             else:
                 scores.append(UpdateScore(update, training.UPDATE_OK, to_score(measured.without[update])))
         candidate = None if measured.candidate is None else to_score(measured.candidate)
-        excluded = training.excluded_updates(inputs.task.config.metric, candidate, scores)
+        excluded = training.excluded_updates(inputs.task.config, candidate, scores)
         kept_candidate, scores = self._second_pass(inputs, excluded, scores)
         report = RoundReport(inputs.task_id, inputs.task.round, inputs.seed, to_score(measured.base), candidate,
                              tuple(scores), None, None, kept_candidate)
@@ -408,7 +408,7 @@ class RoundWork:
         aggregated = training.round_aggregated(inputs.task.config, report)
         without: Mapping[bytes, Scores | None] = {bytes(s.update): to_scores(s.without) for s in report.scores
                                                   if bytes(s.update) not in reported_copies}
-        excluded = training.excluded_updates(inputs.task.config.metric, report.candidate, report.scores)
+        excluded = training.excluded_updates(inputs.task.config, report.candidate, report.scores)
         try:
             result = self.verifier.verify_report(
                 inputs.rules, inputs.base, inputs.weighted(aggregated), inputs.held_out, inputs.seed,

@@ -20,9 +20,10 @@ author can choose it (only withhold its block):
     base        the round's base model
     candidate   the aggregate of every sound update of the round, each weighing the same
     without_i   for each sound update i, the candidate with i's delta zeroed (the base when i is alone)
-    second pass when some contribution (below) is negative, those updates are excluded and the same
-                is measured over the kept ones: kept_candidate and kept_i; contributions,
-                acceptance and rewards then read the second pass (excluded_updates, deciding_pass)
+    second pass when some contribution (below) is at most minus the acceptance bar, those updates
+                are excluded and the same is measured over the kept ones: kept_candidate and
+                kept_i; contributions, acceptance and rewards then read the second pass
+                (excluded_updates, deciding_pass)
     new model   the aggregate of the updates whose contribution reaches min_improvement_ppm (the accepted
                 ones and those under the relative bar: aggregated_updates), weighted by
                 aggregation_weights: its hash and score

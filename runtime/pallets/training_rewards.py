@@ -51,7 +51,7 @@ def close_round(ctx: BlockContext, report: RoundReport) -> None:
     accepted = check_report(task, report, revealed)
     metric = task.config.metric
     adopted = bool(accepted) and metric_value(metric, report.new_model_score) > metric_value(metric, report.base)
-    gains = round_contributions(metric, report)
+    gains = round_contributions(task.config, report)
     rewarded = {update: gains[update] for update in accepted} if adopted else {}
     reveals = {h: Reveals.get(ctx.state, (report.task, report.round, h)) for h in revealed}
 
@@ -156,7 +156,7 @@ def check_report(task: Task, report: RoundReport, revealed: tuple[bytes, ...]) -
 
 
 def _check_second_pass(task: Task, report: RoundReport, sound: list) -> None:
-    excluded = set(excluded_updates(task.config.metric, report.candidate, report.scores))
+    excluded = set(excluded_updates(task.config, report.candidate, report.scores))
     kept = [s for s in sound if s.update not in excluded] if excluded else []
     if any((s.kept is not None) != (s in kept) for s in report.scores):
         raise BadReport("the second pass scores exactly the sound updates whose first contribution is not negative, "

@@ -98,7 +98,7 @@ def simulate_chain(name: str, rounds: int, trainers: int = 5, adversary: Adversa
         if adopted:
             previous, base = base, next(m for m in work.deferred if m.model_hash == report.new_model)
         work.deferred.clear()
-        excluded = rules_of_the_chain.excluded_updates(config.metric, report.candidate, report.scores)
+        excluded = rules_of_the_chain.excluded_updates(config, report.candidate, report.scores)
         adversary_accepted = adversary is not None and submissions[-1].update_hash in accepted
         history.append({"round": round_number, "accepted": len(accepted), "excluded": len(excluded),
                         "adopted": adopted, "adversary_paid": adopted and adversary_accepted,
