@@ -217,7 +217,7 @@ class FinalityService(Service):
         try:
             self.voter.env.finalize_block(header.hash, header.number, justification)
         except GradchainError as error:  # e.g. a block below it not verified here yet: later
-            log.info("a peer's justification cannot finalize yet", number=header.number, reason=error.message)
+            log.debug("a peer's justification cannot finalize yet", number=header.number, reason=error.message)
             return False
         log.info("finalized with a peer's justification", number=header.number, hash=header.hash.hex()[:16],
                  set_id=justification.set_id, round=justification.round)
