@@ -14,7 +14,11 @@ PARTITION = "partition"  # the nodes named and the others ban each other (system
 # the node restarts as a test-only double voter (tests/double_voter.py, with the finality gadget) until the
 # others report it; duration_s bounds that wait. The checker then requires it slashed.
 DOUBLE_VOTE = "double_vote"
-WRAPPERS = {DOUBLE_VOTE: "tests/double_voter.py"}
+# the node restarts as a test-only byzantine author (tests/byzantine_author.py): its first report of a round
+# of the training task in flight is made up; the others dispute its block and report it with their signed
+# disputes (> 2/3 of the stake). duration_s bounds that wait; the checker then requires it slashed.
+BYZANTINE_AUTHOR = "byzantine_author"
+WRAPPERS = {DOUBLE_VOTE: "tests/double_voter.py", BYZANTINE_AUTHOR: "tests/byzantine_author.py"}
 
 
 @dataclass(frozen=True)
@@ -42,4 +46,5 @@ SCENARIOS = (
     Scenario("SIGSTOP one validator for 30 s, then SIGCONT", Fault(PAUSE, ("Charlie",), 30)),
     Scenario("2|2 partition for 30 s, then healed", Fault(PARTITION, ("Alice", "Bob"), 30)),
     Scenario("a validator double-votes (prevotes twice in one round)", Fault(DOUBLE_VOTE, ("Dave",), 120)),
+    Scenario("a validator authors a made-up useful-work report", Fault(BYZANTINE_AUTHOR, ("Dave",), 120)),
 )
