@@ -28,7 +28,6 @@ from node.network.chain_adapter import ChainAdapter
 from node.network.config import NetworkConfig
 from node.network.service import NetworkService
 from node.service import LoopThread, ServiceTree
-from runtime import crypto
 from runtime.finality import PRECOMMIT, sign_vote
 from runtime.pallets import validators
 from runtime.state import Overlay

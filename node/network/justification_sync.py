@@ -75,6 +75,18 @@ class JustificationSync:
                 return True
         return False
 
+    async def serve(self, request: bytes) -> list[bytes]:
+        """The reply frames to a justifications request: a count, then the entries (WireError if bad)."""
+        ask = wire.decode(wire.JustificationRequest, request)
+        if len(ask.block_hashes) > wire.MAX_JUSTIFICATIONS_PER_REQUEST:
+            raise wire.WireError(f"{len(ask.block_hashes)} justifications asked for, at most "
+                                 f"{wire.MAX_JUSTIFICATIONS_PER_REQUEST} per request")
+        entries = await self.network.adapter.justifications(list(ask.block_hashes), ask.finalized_head,
+                                                            wire.RESPONSE_BUDGET)
+        frames = [wire.encode(wire.JustificationEntry(wire.BlockHash(h), wire.BlockNumber(n),
+                                                      wire.JustificationData(j))) for h, n, j in entries]
+        return [len(frames).to_bytes(4, "big"), *frames]
+
     async def fetch(self, peer: str, block_hashes: list[bytes]) -> list[wire.JustificationEntry]:
         """The peer's stored justifications of these blocks and of its finalized head; [] on any failure."""
         request = wire.JustificationRequest(tuple(wire.BlockHash(h) for h in

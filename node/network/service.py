@@ -229,15 +229,7 @@ class NetworkService(Service):
             piece = data[ask.offset:ask.offset + min(ask.length, wire.MAX_BLOB_CHUNK)]
             return [wire.encode(wire.BlobChunk(wire.ByteCount(len(data)), wire.ChunkData(piece)))]
         if protocol == wire.JUSTIFICATIONS:
-            ask = wire.decode(wire.JustificationRequest, request)
-            if len(ask.block_hashes) > wire.MAX_JUSTIFICATIONS_PER_REQUEST:
-                raise wire.WireError(f"{len(ask.block_hashes)} justifications asked for, at most "
-                                     f"{wire.MAX_JUSTIFICATIONS_PER_REQUEST} per request")
-            entries = await self.adapter.justifications(list(ask.block_hashes), ask.finalized_head,
-                                                        wire.RESPONSE_BUDGET)
-            frames = [wire.encode(wire.JustificationEntry(wire.BlockHash(h), wire.BlockNumber(n),
-                                                          wire.JustificationData(j))) for h, n, j in entries]
-            return [len(frames).to_bytes(4, "big"), *frames]
+            return await self.justifications.serve(request)
         raise wire.WireError(f"unknown protocol {protocol}")
 
     async def request(self, peer: str, protocol: str, payload: bytes, *, max_frame: int,
