@@ -25,7 +25,9 @@ import structlog
 
 from consensus.finality.catch_up import check_justification, set_change_blocks
 from consensus.finality.disputes import DisputeCollector
-from consensus.finality.justification import FinalityProof, Justification, decode_justification
+from consensus.finality.justification import (
+    BadJustification, FinalityProof, Justification, decode_justification,
+)
 from consensus.finality.messages import BadFinalityMessage, decode_message, encode_message
 from consensus.finality.ports import DISPUTED, PENDING, VERIFIED, NetworkPort
 from consensus.finality.store_environment import StoreEnvironment, prove_finality, voter_set_of
@@ -204,13 +206,16 @@ class FinalityService(Service):
         """The set-change blocks above finality, up to the best, whose justifications sync should fetch."""
         return await self.chain.call(set_change_blocks, self.chain.store)
 
-    async def import_justification(self, data: bytes) -> bool:
-        """Finalize with a peer's justification if it proves its target final under the set this node
-        derived (True: finality moved). Raises BadJustification if it does not verify."""
-        return await self.chain.call(self._import_justification, data)
+    async def import_justification(self, data: bytes, block_hash: bytes | None = None) -> bool:
+        """Finalize with a peer's justification (served as `block_hash`'s) if it proves its target final
+        under the set this node derived (True: finality moved). Raises BadJustification if it does not verify."""
+        return await self.chain.call(self._import_justification, data, block_hash)
 
-    def _import_justification(self, data: bytes) -> bool:
+    def _import_justification(self, data: bytes, block_hash: bytes | None) -> bool:
         justification = decode_justification(data)
+        if block_hash is not None and justification.target_hash != block_hash:
+            raise BadJustification(f"served as the justification of 0x{block_hash.hex()[:16]}, it is of "
+                                   f"0x{justification.target_hash.hex()[:16]}")
         header = check_justification(self.chain.store, self.chain.store.genesis_hash, justification)
         if header is None:
             return False

@@ -124,6 +124,12 @@ def test_a_byzantine_author_is_never_finalized_an_honest_fork_is_and_it_is_slash
         lie = report.call.args_dict()["header"]
         assert "0x" + bytes(lie.digest.author).hex() == liar
         assert "made up a useful-work report on purpose" in dave.log_path.read_text()
+        # the evidence: disputes of the lie's block, signed by honest validators holding more than 2/3 of the stake
+        disputes = report.call.args_dict()["disputes"]
+        stake = {v["account"]: int(v["stake"]) for v in alice.call("explorer_validators", "0x" + lie.parent_hash.hex())}
+        signers = {"0x" + bytes(d.validator).hex() for d in disputes}
+        assert all(d.block_hash == lie.hash for d in disputes) and liar not in signers
+        assert 3 * sum(stake[s] for s in signers) > 2 * sum(stake.values())
 
         # the lie: every honest node disputed its block (its verdict is logged: finality pruned the fork with
         # the block and its status); an honest fork at its height is final everywhere

@@ -206,9 +206,10 @@ class ChainAdapter:
         """(hash, number) of the set-change blocks above finality whose justifications sync fetches first."""
         return [] if self.finality is None else await self.finality.set_changes_to_prove()
 
-    async def import_justification(self, data: bytes) -> bool:
-        """A peer's justification: True if it moved finality; BadJustification if it does not verify here."""
-        return False if self.finality is None else await self.finality.import_justification(data)
+    async def import_justification(self, data: bytes, block_hash: bytes) -> bool:
+        """A peer's justification of `block_hash`: True if it moved finality; BadJustification if it does not
+        verify here (or is of another block)."""
+        return False if self.finality is None else await self.finality.import_justification(data, block_hash)
 
     async def put_blob(self, blob_hash: bytes, data: bytes) -> bool:
         def store() -> bool:

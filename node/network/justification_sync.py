@@ -64,7 +64,7 @@ class JustificationSync:
             moved = False
             for entry in sorted(entries, key=lambda e: e.block_number):
                 try:
-                    if await adapter.import_justification(entry.justification):
+                    if await adapter.import_justification(entry.justification, entry.block_hash):
                         moved = True
                         self.finalized_by_peers += 1
                 except GradchainError as exc:  # BadJustification: forged or for another chain
