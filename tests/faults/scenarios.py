@@ -7,6 +7,7 @@ fault for `duration_s` and then heals it; everything after that waits on conditi
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 KILL = "kill"  # SIGKILL the nodes, start them again after duration_s (same base path, keys, ports)
 PAUSE = "pause"  # SIGSTOP the nodes, SIGCONT after duration_s
@@ -46,5 +47,8 @@ SCENARIOS = (
     Scenario("SIGSTOP one validator for 30 s, then SIGCONT", Fault(PAUSE, ("Charlie",), 30)),
     Scenario("2|2 partition for 30 s, then healed", Fault(PARTITION, ("Alice", "Bob"), 30)),
     Scenario("a validator double-votes (prevotes twice in one round)", Fault(DOUBLE_VOTE, ("Dave",), 120)),
-    Scenario("a validator authors a made-up useful-work report", Fault(BYZANTINE_AUTHOR, ("Dave",), 120)),
 )
+# the lying author needs a round to lie about: it runs where the harness keeps a training task in flight
+# (tests/faults/training.py, issue 15 item 3); without one it would wait in vain
+if Path(__file__).with_name("training.py").exists():
+    SCENARIOS += (Scenario("a validator authors a made-up useful-work report", Fault(BYZANTINE_AUTHOR, ("Dave",), 120)),)
