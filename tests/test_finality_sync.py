@@ -180,3 +180,36 @@ def test_a_justifications_request_is_answered_with_what_is_stored_and_limits_are
     finally:
         raw.close()
         server.close()
+
+
+def test_justifications_are_taken_in_set_order_and_checked_against_the_derived_set(tmp_path):
+    from consensus.finality.catch_up import check_justification, set_change_blocks
+    from consensus.finality.justification import BadJustification
+
+    genesis = dev_genesis()
+    config = dataclasses.replace(genesis, parameters=dataclasses.replace(genesis.parameters, era_length=ERA))
+    chain = TestChain(tmp_path / "db", config, finalize=False)
+    try:
+        chain.author_block([chain.sign(DEV_KEYS["Dave"], validators.chill())])
+        while chain.chain.best_header().number < HEAD:
+            chain.author_block()
+        store, at = chain.chain, chain.chain.hash_at
+        assert set_change_blocks(store) == [(at(ERA), ERA), (at(2 * ERA), 2 * ERA)]
+        head = justify(chain, at(HEAD))
+        assert check_justification(store, chain.genesis_hash, head) is None  # set 2's: its changes come first
+        new_set = [DEV_KEYS[n] for n in ("Alice", "Bob", "Charlie")]
+        by_new_set = dataclasses.replace(justify(chain, at(2 * ERA), signers=new_set), set_id=2)
+        with pytest.raises(BadJustification, match="set 2, but set 1"):  # the old set signs the change block
+            check_justification(store, chain.genesis_hash, by_new_set)
+        with pytest.raises(BadJustification, match="below the supermajority"):  # 2 of 4: not > 2/3
+            check_justification(store, chain.genesis_hash,
+                                justify(chain, at(ERA), signers=[DEV_KEYS["Alice"], DEV_KEYS["Bob"]]))
+        for number in (ERA, 2 * ERA, HEAD):
+            justification = justify(chain, at(number))
+            header = check_justification(store, chain.genesis_hash, justification)
+            assert header is not None and header.number == number
+            store.set_finalized(header.hash, encode_justification(justification))
+            assert set_change_blocks(store) == [(at(n), n) for n in (ERA, 2 * ERA) if n > number]
+        assert check_justification(store, chain.genesis_hash, justify(chain, at(ERA))) is None  # old news
+    finally:
+        chain.close()
