@@ -212,6 +212,8 @@ class FinalityService(Service):
         return await self.chain.call(self._import_justification, data, block_hash)
 
     def _import_justification(self, data: bytes, block_hash: bytes | None) -> bool:
+        if self.voter is None:
+            return False  # not started yet (the network starts first): the next round of sync asks again
         justification = decode_justification(data)
         if block_hash is not None and justification.target_hash != block_hash:
             raise BadJustification(f"served as the justification of 0x{block_hash.hex()[:16]}, it is of "
