@@ -176,6 +176,7 @@ class Executive:
 
     def finalize_block(self, ctx: BlockContext) -> None:
         ctx.extrinsic_index = None
+        ctx.finalizing = True
         try:
             for hook in _FINALIZE_HOOKS:
                 hook(ctx)
@@ -189,6 +190,8 @@ class Executive:
         if extrinsics_root != header.extrinsics_root:
             raise InvalidBlock(f"extrinsics root mismatch: header has {header.extrinsics_root.hex()}, "
                                f"body gives {extrinsics_root.hex()}")
+        if len(block.extrinsics) > system.MAX_BLOCK_EXTRINSICS:
+            raise InvalidBlock(f"{len(block.extrinsics)} extrinsics: a block holds {system.MAX_BLOCK_EXTRINSICS} at most")
         ctx = self.initialize_block(backend, header)
         outcomes = []
         seen_signed = False
