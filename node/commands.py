@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import struct
 import sys
@@ -22,6 +23,7 @@ from consensus.import_queue import BAD, IMPORTED, KNOWN, MISSING_PARENT, ImportQ
 from consensus.signatures import SignatureVerifier
 from node.chain_setup import DEV_CHAIN_ID, ChainPaths, load_chain_spec, open_chain, spec_json
 from node.keystore import write_key_file
+from rpc.key_sources import SECRET_ENV, keypair_from_args
 from runtime import crypto
 from runtime.errors import CodecError, GradchainError
 from runtime.executive import Executive
@@ -69,14 +71,25 @@ def key(args: argparse.Namespace) -> int:
             write_key_file(args.output_file, phrase, args.ss58_prefix)
         print(f"Secret phrase:  {phrase}")
     else:
-        keypair = crypto.keypair_from_uri(args.uri)
-        print(f"Secret URI:     {args.uri}")
+        keypair = keypair_from_args(args, uri_label="URI", prompt=True)
+        if args.uri is not None:  # a dev account's URI is public; a secret from elsewhere is not echoed
+            print(f"Secret URI:     {args.uri.strip()}")
+        else:
+            print(f"Key from:       {key_source(args)}")
     print(f"Public key:     0x{keypair.public.hex()}")
     print(f"Address (SS58): {crypto.encode_address(keypair.public, args.ss58_prefix)}")
     return 0
 
 
 # --- build-spec and purge-chain --------------------------------------------------------
+
+
+def key_source(args: argparse.Namespace) -> str:
+    if args.wallet is not None:
+        return f"wallet entry {args.wallet}"
+    if args.key_file is not None:
+        return f"key file {args.key_file}"
+    return f"${SECRET_ENV}" if os.environ.get(SECRET_ENV) else "the prompt"
 
 
 def build_spec(args: argparse.Namespace) -> int:

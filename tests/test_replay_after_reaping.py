@@ -18,7 +18,7 @@ from runtime import api as runtime_api
 from runtime import crypto
 from runtime.context import BlockContext
 from runtime.errors import InvalidBlock
-from runtime.pallets import balances, system
+from runtime.pallets import system
 from runtime.state import EmptyBackend, Overlay
 from runtime.types import Era
 from runtime.validity import InvalidReason, InvalidTransaction
