@@ -55,7 +55,8 @@ def keypair_from_args(args: argparse.Namespace, *, warn=None, uri_label: str = "
     labels = {"wallet": "--wallet", "key_file": "--key-file", "uri": uri_label}
     given = [name for name in labels if getattr(args, name, None) is not None]
     if len(given) > 1:
-        raise CliError(f"give one of --wallet, --key-file and {uri_label}, not " + " and ".join(labels[g] for g in given))
+        named = " and ".join(labels[g] for g in given)
+        raise CliError(f"give one of --wallet, --key-file and {uri_label}, not {named}")
     if args.wallet is not None:
         store = WalletStore(Path(args.wallet_dir).expanduser())
         return store.unlock(store.load(args.wallet), read_passphrase(args))

@@ -1,24 +1,20 @@
 """Subcommands opened on the wrong chain of a base path say which chain they opened, that it holds
-nothing, and which chains do exist there: one line, exit code 2, and nothing written."""
+nothing, and which chains do exist there: one line, exit code 2, and nothing written. The node itself,
+started without --dev or --chain on a base path that holds only another chain, refuses the same way
+rather than create a new chain beside it."""
 
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from node.chain_setup import ChainChoiceError, ChainPaths, check_not_a_silent_new_chain, load_chain_spec
 from tests.helpers.chain import DEV_KEYS, TestChain
+from tests.helpers.processes import gradchain
 
-ROOT = Path(__file__).resolve().parent.parent
 DEV = load_chain_spec(None, dev=True)
-
-
-def gradchain(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "node.cli", *args], capture_output=True, text=True, timeout=120,
-                          cwd=ROOT)
 
 
 def one_line_error(result: subprocess.CompletedProcess) -> str:

@@ -31,13 +31,6 @@ INHERENTS = 2  # timestamp and slot randomness come first in every block
 ERA_PERIOD = 64
 
 
-@pytest.fixture
-def chain(tmp_path):
-    chain = TestChain(tmp_path / "db")
-    yield chain
-    chain.close()
-
-
 def mortal(chain: TestChain) -> dict:
     """A 64-block era born at the best block, as the wallet signs."""
     best = chain.chain.best_header()
