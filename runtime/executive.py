@@ -62,7 +62,9 @@ class RuntimeVersion:
     transaction_version: int
 
 
-VERSION = RuntimeVersion("gradchain", "gradchain-python", 1, 1)
+# spec_version 2: a new account's nonce starts at its position in the chain (system.new_account_nonce), so
+# a version-1 node would compute other state roots for the same blocks.
+VERSION = RuntimeVersion("gradchain", "gradchain-python", 2, 1)
 
 
 @dataclass(frozen=True)
