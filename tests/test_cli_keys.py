@@ -4,13 +4,19 @@ except for a dev account like //Alice, with a warning. A secret from elsewhere i
 
 from __future__ import annotations
 
+import os
+import pty
+import select
+import subprocess
+import time
+
 import pytest
 
 from node import cli
 from rpc.key_sources import SECRET_ENV
 from rpc.wallet_store import WalletStore
 from runtime import crypto
-from tests.helpers.processes import gradchain, one_line_error
+from tests.helpers.processes import GRADCHAIN, ROOT, gradchain, one_line_error, stop_process
 
 PHRASE = "legal winner thank year wave sausage worth useful legal winner thank yellow"
 KEYPAIR = crypto.keypair_from_uri(PHRASE)
@@ -119,3 +125,27 @@ def test_no_key_or_two_keys_is_a_clear_error(tmp_path, capsys):
 def test_the_binary_refuses_a_phrase_on_argv_in_one_line():
     message = one_line_error(gradchain("key", "inspect", PHRASE))
     assert "visible to every user" in message and "legal" not in message
+
+
+def test_on_a_terminal_it_asks_for_the_uri_without_echoing_it():
+    """No source given and a terminal on stdin: a prompt, as Substrate's `key inspect` does."""
+    master, slave = pty.openpty()
+    environment = {k: v for k, v in os.environ.items() if k != SECRET_ENV}
+    process = subprocess.Popen([*GRADCHAIN, "key", "inspect"], stdin=slave, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, start_new_session=True, cwd=ROOT, env=environment)
+    os.close(slave)
+    try:
+        prompt, deadline = b"", time.monotonic() + 60
+        while b"Secret URI: " not in prompt:  # the answer must wait for the prompt (it flushes earlier input)
+            ready, _, _ = select.select([process.stderr], [], [], max(0.0, deadline - time.monotonic()))
+            assert ready and process.poll() is None, f"no prompt within 60 s: {prompt!r}"
+            prompt += os.read(process.stderr.fileno(), 1024)
+        os.write(master, PHRASE.encode() + b"\n")
+        out, err = process.communicate(timeout=60)
+    finally:
+        os.close(master)
+        if process.poll() is None:
+            stop_process(process)
+    assert process.returncode == 0, err
+    assert f"Address (SS58): {ADDRESS}" in out.decode() and "Key from:       the prompt" in out.decode()
+    assert PHRASE not in out.decode() + err.decode()
