@@ -11,6 +11,7 @@ import subprocess
 import time
 
 import pytest
+import structlog
 
 from node import cli
 from rpc.key_sources import SECRET_ENV
@@ -26,6 +27,15 @@ ADDRESS = crypto.encode_address(KEYPAIR.public, 42)
 @pytest.fixture(autouse=True)
 def no_secret_in_the_environment(monkeypatch):
     monkeypatch.delenv(SECRET_ENV, raising=False)
+
+
+@pytest.fixture(autouse=True)
+def logging_as_it_was():
+    """cli.main configures structlog onto this test's captured stderr, closed after the test: put back
+    what was there, or every later test's node would log into a closed file."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
 
 
 def inspect(capsys, *argv: str) -> tuple[int, str, str]:
