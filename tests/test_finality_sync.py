@@ -16,6 +16,7 @@ import dataclasses
 import threading
 
 import pytest
+from libp2p.custom_types import TProtocol
 
 from consensus.finality.justification import build_justification, decode_justification, encode_justification
 from consensus.finality.store_environment import voter_set_of
@@ -33,7 +34,7 @@ from runtime.pallets import validators
 from runtime.state import Overlay
 from runtime.types import encode_block
 from tests.helpers.chain import DEV_KEYS, KEY_BY_PUBLIC, TestChain, dev_genesis
-from tests.network_node import RawPeer, frame, serve_on, wait_for
+from tests.helpers.network_node import RawPeer, frame, serve_on, wait_for
 
 ERA = 6
 HEAD = 16
@@ -78,6 +79,14 @@ class SyncingNode:
         self.thread.loop.call_soon_threadsafe(self.stop_event.set)
         self.future.result(timeout=60)
         self.thread.stop()
+
+
+async def echo(stream) -> None:
+    try:
+        await stream.write(await stream.read(65536))
+        await stream.close()
+    except Exception:  # noqa: BLE001 - the node went away
+        pass
 
 
 def justify(chain: TestChain, block_hash: bytes, signers=None):
@@ -146,6 +155,7 @@ def test_a_forged_justification_of_a_set_change_is_refused_and_its_peer_banned(t
         serve_on(raw, wire.BLOCKS, frame(len(blocks).to_bytes(4, "big")) + b"".join(frame(b) for b in blocks))
         entry = wire.JustificationEntry(hashes[ERA], ERA, wire.JustificationData(encode_justification(forged)))
         serve_on(raw, wire.JUSTIFICATIONS, frame((1).to_bytes(4, "big")) + frame(wire.encode(entry)))
+        raw.host.set_stream_handler(TProtocol(wire.PING), echo)  # a live peer: kept, asked again after a cut reply
         raw.connect(node.address)
         wait_for(lambda: node.store.best_header().number == HEAD, 60, "the blocks from the raw peer")
         wait_for(lambda: node.network.book.is_banned(raw.peer_id), 30, "the forger's ban")
