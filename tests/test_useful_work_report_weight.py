@@ -9,8 +9,11 @@ import dataclasses
 from runtime import api as runtime_api
 from runtime.pallets import system, training
 from runtime.pallets.training import ModelSpec, RoundReport
-from tests.helpers.chain import TestChain, dev_genesis
-from tests.test_training_pallet import EVE, config, outcome
+from tests.helpers.chain import DEV_KEYS, TestChain, dev_genesis
+from tests.helpers.training import outcome
+from tests.helpers.training import task_config as config
+
+EVE = DEV_KEYS["Eve"]
 
 
 def test_a_reports_success_event_weighs_its_useful_work(tmp_path):
