@@ -88,6 +88,7 @@ from runtime.pallets.training_storage import (
     WrongRound, pallet,
 )
 from runtime.pallets.training_types import *  # noqa: F401,F403  (re-exported)
+from runtime.pallets.training_acceptance import *  # noqa: F401,F403  (re-exported)
 from runtime.pallets.training_types import (
     AGGREGATIONS, MAX_SEALED_KEYS, MAX_SUBSET, MAX_UPDATES_PER_ROUND, MAX_WINDOW_BLOCKS, METRICS, POT_ACCOUNT,
     STATUS_ACTIVE, SUBMIT_WEIGHT, TASK_WEIGHT, Reveal, RoundReport, Task, TaskConfig, parameter_count,

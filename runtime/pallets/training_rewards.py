@@ -26,8 +26,9 @@ from runtime.pallets.training_types import (
     LOSS_QUANTUM_PPM, MAX_LOSS_PPM, POT_ACCOUNT, STATUS_ACTIVE, STATUS_CANCELLED, STATUS_FINISHED, UPDATE_COPY,
     UPDATE_OK,
     UPDATE_STATUSES, VALIDATOR_SHARE_PPM, ModelVersion, RoundReport, RoundSummary, Score, Task, UpdateRecord,
-    excluded_updates, metric_value, round_accepted, round_contributions, round_windows,
+    round_windows,
 )
+from runtime.pallets.training_acceptance import excluded_updates, metric_value, round_accepted, round_contributions
 from runtime.types import AccountId
 
 

@@ -33,7 +33,7 @@ from consensus.useful_work.rounds import RoundInputs, RoundWork, task_rules  # n
 from consensus.useful_work.train import train_local  # noqa: E402
 from consensus.useful_work.updates import apply_update  # noqa: E402
 from runtime.hashing import blake2b_256  # noqa: E402
-from runtime.pallets import training_types as rules_of_the_chain  # noqa: E402
+from runtime.pallets import training as rules_of_the_chain  # noqa: E402
 from scripts._demo_tasks import DEMO_TASKS  # noqa: E402
 from scripts._tasks import demo_data, task_config  # noqa: E402
 
