@@ -69,8 +69,12 @@ class SharedChecks:
     split: int
     future: Future
     owner: "SignatureVerifier"
+    consumed: bool = False  # its block reached the signature stage (a block that fails before never does)
 
     def first_failure(self) -> int:
+        if not self.consumed:
+            self.consumed = True
+            self.owner._queued -= 1
         entered = time.thread_time()
         here = first_failure(self.checks[self.split:])
         verified = time.thread_time()
@@ -93,6 +97,7 @@ class SignatureVerifier:
     """
 
     MIN_SHARE, MAX_SHARE = 0.3, 1.0
+    IDLE_SHARE = 0.5  # of a block's checks submitted while no other block's are queued
 
     def __init__(self, share: float = 0.9) -> None:  # executing a block of transfers costs less than its checks
         # spawn: a fork of a process holding LevelDB handles and threads is not safe
@@ -101,9 +106,14 @@ class SignatureVerifier:
         self.share = share
         self._left_stage: float | None = None  # this thread's CPU clock when it last left a signature stage
         self.worker_cpu_seconds = 0.0  # CPU time the worker spent verifying, in all
+        self._queued = 0  # submitted checks whose block has not reached its signature stage yet
 
     def submit(self, checks: list[Check]) -> SharedChecks:
-        split = round(len(checks) * self.share)
+        # With no other block's checks queued (a run's first block, or a block that arrived alone) this
+        # process has nothing to execute while the worker verifies: it will wait for these checks next, so
+        # both take half. Otherwise the worker's share overlaps this process executing the block before.
+        split = round(len(checks) * (self.IDLE_SHARE if self._queued == 0 else self.share))
+        self._queued += 1
         return SharedChecks(checks, split, self._pool.submit(timed_first_failure, checks[:split]), self)
 
     def balance(self, here_count: int, here_seconds: float, worker_count: int, worker_seconds: float,
