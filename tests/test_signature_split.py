@@ -31,6 +31,7 @@ def test_a_block_with_nothing_queued_is_split_evenly_and_queued_ones_get_the_sha
         second = verifier.submit(checks(100))
         assert second.split == 90  # overlaps this process executing the first block
         assert first.first_failure() == -1
+        assert verifier.share == 0.9  # nothing was measured between two blocks' checks yet: kept
         third = verifier.submit(checks(100))
         assert third.split == round(100 * verifier.share)  # the second is still queued
         assert second.first_failure() == -1 and third.first_failure() == -1
