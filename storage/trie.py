@@ -244,10 +244,15 @@ class StateTrie:
         collecting = gc.isenabled()
         gc.disable()  # hundreds of thousands of new nodes: the collector would re-scan them all, again and again
         try:
-            return self._warm(state)
+            loaded = self._warm(state)
         finally:
             if collecting:
                 gc.enable()
+        if collecting and loaded >= 10_000:
+            # One pass now, while the store opens, untracks the new tuples (all of atomic parts): left
+            # for later, a collection of millions of them would stall whatever allocates next (an RPC call).
+            gc.collect()
+        return loaded
 
     def _warm(self, state: StateRef) -> int:
         internal, room = self._internal, self._internal_size - len(self._internal)
