@@ -41,9 +41,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -64,6 +61,7 @@ from rpc.client import Client, RpcClientError  # noqa: E402
 from runtime import crypto  # noqa: E402
 from runtime.pallets import balances  # noqa: E402
 from scripts._common import format_balance  # noqa: E402
+from scripts._demo_network import DevNode, FinalityWatch, TestnetChain, finality_text  # noqa: E402
 from scripts._demo_tasks import DEMO_TASKS, DemoTask  # noqa: E402
 from scripts._tasks import (  # noqa: E402
     ChainAccount, TaskError, demo_data, download_model, get_task, publish_task, unhex, wait_until,
@@ -71,6 +69,10 @@ from scripts._tasks import (  # noqa: E402
 from scripts.trainer import BEHAVIOURS, Trainer, TrainerOptions  # noqa: E402
 
 PLANCK = 10**12
+# the network's defaults: every validator re-measures every round, so on 2 cores fewer rounds and tasks than
+# the dev node's 20 x 3 keep `make run` to a few minutes
+NETWORK_ROUNDS = 10
+NETWORK_TASKS = ("digits_mlp", "breast_cancer_logistic")
 DECIMALS = 12  # the dev chain's tokenDecimals
 
 
@@ -103,46 +105,6 @@ class TaskData:
         return self.task.spec
 
 
-class DemoNode:
-    """A `gradchain --dev` subprocess with RPC on a free port; its log goes to <base>/node.log."""
-
-    def __init__(self, base: Path) -> None:
-        self.port = _free_port()
-        self.log = open(base / "node.log", "w")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "node.cli", "--dev", "--base-path", str(base / "node"), "--rpc-port",
-             str(self.port), "--no-prometheus", "--log-format", "json"],
-            stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT)
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.client = Client(self.url, timeout=30)
-
-    def wait_ready(self, timeout: float = 60) -> None:
-        def ready() -> bool:
-            if self.process.poll() is not None:
-                raise TaskError(f"the node exited with code {self.process.returncode}; see {self.log.name}")
-            try:
-                return self.client.header().number >= 1
-            except RpcClientError:
-                return False
-        wait_until(ready, timeout=timeout, what="the node to author its first block")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.log.close()
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def grad(planck: int, exact: bool) -> str:
     """An amount in GRAD as people read it (4 decimals), or to the last planck with --exact."""
     return format_balance(planck, DECIMALS, "", exact=exact).strip()
@@ -155,19 +117,26 @@ def say(text: str, quiet: bool) -> None:
 
 def run_demo(args: argparse.Namespace, base: Path) -> dict:
     quiet = args.json_only
-    torch.set_num_threads(1)  # trainers share this process; the node has its own
+    torch.set_num_threads(1)  # trainers share this process; the nodes have their own
     tasks = [_task_data(name, args) for name in args.tasks]
-    node = DemoNode(base)
+    if args.dev:
+        say(f"starting a dev node (base path {base})", quiet)
+    else:
+        say(f"starting a network of {args.validators} validators with `gradchain testnet` (base path {base})", quiet)
+    chain = DevNode(base) if args.dev else TestnetChain(base, args.validators, args.slot_ms)
     stop = threading.Event()
     threads: list[threading.Thread] = []
+    watch: FinalityWatch | None = None
     try:
-        say(f"starting a dev node on {node.url} (base path {base}, log {node.log.name})", quiet)
-        node.wait_ready()
-        alice = ChainAccount(node.client, crypto.dev_keypair("Alice"))
+        chain.wait_ready(lambda line: say(line, quiet))
+        say(f"running on {chain.describe()}", quiet)
+        clients = [v.client for v in chain.validators]
+        watch = None if args.dev else FinalityWatch(chain)
+        alice = ChainAccount(chain.client, crypto.dev_keypair("Alice"))
         scenarios = []
         for data in tasks:
             for name in args.scenarios:
-                scenario = _start_scenario(node.client, alice, data, name, args, quiet)
+                scenario = _start_scenario(clients, alice, data, name, args, quiet)
                 scenarios.append(scenario)
                 for trainer in scenario.trainers:  # at once: the task's first commit window is open now
                     thread = threading.Thread(target=_run_trainer, args=(trainer, stop), daemon=True)
@@ -180,17 +149,23 @@ def run_demo(args: argparse.Namespace, base: Path) -> dict:
                 f"trainers' data): held-out accuracy {baselines[data.name][0]:.4f}, test accuracy "
                 f"{baselines[data.name][1]:.4f}", quiet)
         say(f"{'task':<32}{'round':>5}{'revealed':>10}{'accepted':>10}{'rejected':>10}{'accuracy':>10}{'test':>8}"
-            f"{'paid (GRAD)':>14}", quiet)
-        _follow(node.client, scenarios, {data.name: data for data in tasks}, args, quiet)
-        html_path = _write_html(node.client, scenarios[0], baselines[scenarios[0].task_name][0], args)
+            f"{'paid (GRAD)':>14}" + ("" if watch is None else "  finality of the round's block"), quiet)
+        _follow(chain, scenarios, {data.name: data for data in tasks}, args, quiet, watch)
+        html_path = _write_html(chain.client, scenarios[0], baselines[scenarios[0].task_name][0], args, watch)
         if html_path:
             say(f"explorer page: {html_path}", quiet)
-        return _summary(node.client, scenarios, baselines, html_path, quiet, exact=args.exact)
+        result = _summary(chain.client, scenarios, baselines, html_path, quiet, exact=args.exact)
+        result["network"] = {"mode": "dev" if args.dev else "testnet",
+                             "validators": [v.name for v in chain.validators], "slot_ms": chain.slot_ms}
+        return result
     finally:
         stop.set()
+        if watch is not None:
+            watch.stop()
         for thread in threads:
             thread.join(10)
-        node.stop()
+        say("stopping the node" + ("" if args.dev else "s"), quiet)
+        chain.stop()
 
 
 def _task_data(name: str, args: argparse.Namespace) -> TaskData:
@@ -200,8 +175,9 @@ def _task_data(name: str, args: argparse.Namespace) -> TaskData:
                     args.lr or task.lr)
 
 
-def _start_scenario(client: Client, alice: ChainAccount, data: TaskData, name: str, args: argparse.Namespace,
-                    quiet: bool) -> Scenario:
+def _start_scenario(clients: list[Client], alice: ChainAccount, data: TaskData, name: str,
+                    args: argparse.Namespace, quiet: bool) -> Scenario:
+    """The task, created by Alice through the first validator; trainer i talks to validator i mod N."""
     keys = [crypto.keypair_from_uri(f"//Demo//{data.name}//{name}//{i}") for i in range(args.trainers)]
     for key in keys:
         alice.send(balances.transfer(key.public, 1_000 * PLANCK))
@@ -214,12 +190,13 @@ def _start_scenario(client: Client, alice: ChainAccount, data: TaskData, name: s
     for i, (key, (features, labels)) in enumerate(zip(keys, data.shards)):
         behaviour = name if (name != "honest" and i == args.trainers - 1) else "honest"
         prefix = f"  {data.name} {name:<7} trainer {i + 1}"
-        trainers.append(Trainer(client, key, task_id, features, labels,
+        trainers.append(Trainer(clients[i % len(clients)], key, task_id, features, labels,
                                 TrainerOptions(**{**options.__dict__, "behaviour": behaviour, "seed": i}),
                                 say=(lambda line, p=prefix: say(f"{p}: {line}", quiet or not args.verbose))))
     adversary = keys[-1].public if name != "honest" else None
     say(f"task {task_id} ({data.name}, {name}): {args.rounds} rounds, {args.trainers} trainers"
-        + (f", trainer {args.trainers} behaves '{name}'" if adversary else ""), quiet)
+        + (f", trainer {args.trainers} behaves '{name}'" if adversary else "")
+        + (f"; trainer i talks to validator i mod {len(clients)}" if len(clients) > 1 else ""), quiet)
     return Scenario(name, data.name, task_id, trainers, [k.public for k in keys], adversary)
 
 
@@ -242,14 +219,19 @@ def _baseline(data: TaskData, args) -> tuple[float, float]:
             evaluate(data.spec, model, *data.test).accuracy_ppm / 1e6)
 
 
-def _follow(client: Client, scenarios: list[Scenario], tasks: dict[str, TaskData], args, quiet: bool) -> None:
-    """Print each round as it closes, until every task has ended."""
+def _follow(chain, scenarios: list[Scenario], tasks: dict[str, TaskData], args, quiet: bool,
+            watch: FinalityWatch | None) -> None:
+    """Print each round as it closes (on a network: once its block is final, with who finalized it and when),
+    until every task has ended and every round is printed."""
+    client = chain.client
     deadline = time.monotonic() + args.timeout
     pending = {s.task_id for s in scenarios}
+    unprinted: list[dict] = []
     models: dict[tuple[str, bytes], tuple[float, float]] = {}
-    while pending:
+    while pending or unprinted:
         if time.monotonic() > deadline:
             raise TaskError(f"the tasks did not finish within {args.timeout} s")
+        chain.check()
         for scenario in scenarios:
             data = tasks[scenario.task_name]
             closed = client.call("training_rounds", scenario.task_id)
@@ -269,20 +251,34 @@ def _follow(client: Client, scenarios: list[Scenario], tasks: dict[str, TaskData
                        "slashed": sum(1 for u in updates if u.get("status", 0) != 0),
                        "adopted": summary["adopted"], "accuracy": accuracy, "test_accuracy": test_accuracy,
                        "subset_accuracy": (summary["model_score"] or summary["base"])["accuracy_ppm"] / 1e6,
-                       "paid": int(summary["paid"])}
+                       "paid": int(summary["paid"]), "closed_at": int(summary["closed_at"])}
                 scenario.rounds.append(row)
-                label = f"{data.name} {scenario.name}"
-                say(f"{label:<32}{row['round']:>5}{row['revealed']:>10}{row['accepted']:>10}"
-                    f"{row['rejected']:>10}{row['accuracy']:>10.4f}{row['test_accuracy']:>8.4f}"
-                    f"{grad(row['paid'], args.exact):>14}"
-                    + ("" if row["adopted"] else "  (model kept)"), quiet)
+                unprinted.append(row)
             task = get_task(client, scenario.task_id)
             if task is not None and not task.active:
                 pending.discard(scenario.task_id)
+        while unprinted and (watch is None or _with_finality(unprinted[0], watch, late=not pending)):
+            _print_round(unprinted.pop(0), args, quiet)
         time.sleep(0.5)
 
 
-def _write_html(client: Client, scenario: Scenario, baseline: float, args) -> str | None:
+def _with_finality(row: dict, watch: FinalityWatch, late: bool) -> bool:
+    """Add the finality of the row's block; False while it is not final (unless `late`: printed without)."""
+    row["finality"] = watch.finality_of(row["closed_at"])
+    return row["finality"] is not None or late and time.monotonic() > row.setdefault("_late", time.monotonic() + 60)
+
+
+def _print_round(row: dict, args, quiet: bool) -> None:
+    row.pop("_late", None)
+    label = f"{row['demo_task']} {row['scenario']}"
+    say(f"{label:<32}{row['round']:>5}{row['revealed']:>10}{row['accepted']:>10}"
+        f"{row['rejected']:>10}{row['accuracy']:>10.4f}{row['test_accuracy']:>8.4f}"
+        f"{grad(row['paid'], args.exact):>14}"
+        + ("" if row["adopted"] else "  (model kept)")
+        + (f"  {finality_text(row['finality'])}" if "finality" in row else ""), quiet)
+
+
+def _write_html(client: Client, scenario: Scenario, baseline: float, args, watch: FinalityWatch | None) -> str | None:
     if args.html == "":
         return None
     try:
@@ -292,6 +288,14 @@ def _write_html(client: Client, scenario: Scenario, baseline: float, args) -> st
     from scripts._common import ChainInfo
 
     report = explorer_tasks.task_report(client, scenario.task_id, ChainInfo.of(client, exact=args.exact))
+    if watch is not None:  # per round: which validators verified its block, and who finalized it
+        finality = {row["round"]: row.get("finality") for row in scenario.rounds}
+        for r in report["closed_rounds"]:
+            r["verified_by"] = watch.verified_by(r["closed_at"])
+            r["finality"] = finality.get(r["round"]) or watch.finality_of(r["closed_at"])
+            for row in scenario.rounds:
+                if row["round"] == r["round"]:
+                    row["verified_by"] = r["verified_by"]
     page = explorer_tasks.render_task_page(report, client.call("system_chain"), baseline=baseline)
     path = Path(args.html).resolve()
     path.write_text(page)
@@ -349,10 +353,16 @@ def _summary(client: Client, scenarios: list[Scenario], baselines: dict[str, tup
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="demo.py", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=20, help="training rounds (default 20)")
-    parser.add_argument("--tasks", default=",".join(DEMO_TASKS),
-                        help=f"comma-separated demo tasks among {', '.join(DEMO_TASKS)} (default all; the first "
-                             f"is the one the top-level figures describe)")
+    parser.add_argument("--dev", action="store_true",
+                        help="one `gradchain --dev` node instead of a network (defaults: 20 rounds, every task)")
+    parser.add_argument("--validators", type=int, default=4, help="validators of the network (default 4)")
+    parser.add_argument("--slot-ms", type=int, default=1000, help="the network's slot duration (default 1000)")
+    parser.add_argument("--rounds", type=int,
+                        help=f"training rounds (default {NETWORK_ROUNDS} on the network, 20 with --dev)")
+    parser.add_argument("--tasks",
+                        help=f"comma-separated demo tasks among {', '.join(DEMO_TASKS)} (default "
+                             f"{','.join(NETWORK_TASKS)} on the network, all with --dev; the first is the one the "
+                             f"top-level figures describe)")
     parser.add_argument("--trainers", type=int, default=5, help="trainers per task (default 5)")
     parser.add_argument("--scenarios", default="honest",
                         help="comma-separated: honest, copy, noise, poison, stale, inflate, nearcopy (one task "
@@ -377,6 +387,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line, checked (parser errors exit with status 2)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.rounds = args.rounds if args.rounds is not None else 20 if args.dev else NETWORK_ROUNDS
+    args.tasks = args.tasks if args.tasks is not None else ",".join(DEMO_TASKS if args.dev else NETWORK_TASKS)
+    if not 1 <= args.validators <= 16 or not 250 <= args.slot_ms <= 60_000:
+        parser.error("--validators 1..16 and --slot-ms 250..60000")
     args.scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     unknown = [s for s in args.scenarios if s not in BEHAVIOURS]
     if unknown or not args.scenarios or len(set(args.scenarios)) != len(args.scenarios):
