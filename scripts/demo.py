@@ -1,25 +1,32 @@
 #!/usr/bin/env python3
 """The one-command demo: a model trained through the chain by trainers who never share their data.
 
-Starts a `gradchain --dev` node (Alice validates alone, 1 s slots, LevelDB under a
-temporary base path unless `--base-path`), then on 127.0.0.1:
+Starts a local network of four validators with `gradchain testnet` (Alice, Bob, Charlie
+and Dave, 1 s slots, each with its own LevelDB, p2p and RPC port under a temporary base
+path unless `--base-path`), or with `--dev` one `gradchain --dev` node (Alice validates
+alone), then on 127.0.0.1:
 
   * the task creator (Alice) holds back a quarter of the data as the held-out set,
-    encrypts it to the validators and creates a task per `--tasks` (scripts/_demo_tasks.py):
+    encrypts it, seals its key to every validator and creates a task per `--tasks` (scripts/_demo_tasks.py):
     an MLP and the small CNN on scikit-learn's digits, logistic regression on its
     breast-cancer set, each with FedAvgM (server momentum 0.5) in fixed point;
   * five trainers each get a non-IID shard of the rest (70% two classes) and
-    follow the task round by round (scripts/trainer.py's Trainer, one thread each);
-  * the node's author measures every round on the held-out subset the chain picks,
-    accepts the updates that improve the aggregate and pays them.
+    follow the task round by round (scripts/trainer.py's Trainer, one thread each),
+    trainer i through validator i mod 4;
+  * the author of the round's block measures the round on the held-out subset the chain
+    picks, accepts the updates that improve the aggregate and pays them; every other
+    validator re-measures it before it votes to finalize that block.
 
 A line per closed round shows the updates accepted and rejected, the new global
-model's accuracy on the *whole* held-out set and the rewards paid; the end shows
+model's accuracy on the *whole* held-out set, the rewards paid and, on the network, when
+the round's block was finalized and by how many validators' stake; the end shows
 the same architecture trained centrally on the union of the trainers' data for
-the same number of epochs (the baseline), and writes the explorer's HTML page.
+the same number of epochs (the baseline), and writes the explorer's HTML page (on the
+network, with which validators verified each round). Defaults: on the network 10 rounds of
+digits_mlp and breast_cancer_logistic; with --dev 20 rounds of every task.
 
-    python scripts/demo.py [--rounds 20] [--trainers 5] [--tasks digits_mlp,digits_cnn] [--scenarios honest,poison]
-                           [--json]
+    python scripts/demo.py [--dev] [--validators 4] [--rounds 10] [--trainers 5] [--tasks digits_mlp,digits_cnn]
+                           [--scenarios honest,poison] [--json]
 
 Accuracy is reported on the task's whole held-out set (the chain scores rounds on
 subsets of it) and on a test set that neither the chain nor the baseline ever sees.
@@ -33,7 +40,10 @@ line of output is one JSON object: per-round figures, `final_accuracy` and
 `baseline_accuracy` of the first task's first scenario, every scenario's summary of the
 first task under `scenarios`, and under `tasks` per task: `final_accuracy`,
 `baseline_accuracy`, `test_accuracy`, `baseline_test_accuracy` (of its first scenario)
-and its `scenarios`.
+and its `scenarios`; `network` says where it ran (`mode`, `validators`, `slot_ms`). On the
+network each round also has `closed_at` (its block), `finality` (`block`, `justified`,
+`signers`, `validators`, `stake_percent`, `after_s`) and, for the first task's first
+scenario, `verified_by` ({validator: verification status}).
 """
 
 from __future__ import annotations
@@ -61,18 +71,15 @@ from rpc.client import Client, RpcClientError  # noqa: E402
 from runtime import crypto  # noqa: E402
 from runtime.pallets import balances  # noqa: E402
 from scripts._common import format_balance  # noqa: E402
+from scripts._demo_args import parse_args  # noqa: E402
 from scripts._demo_network import DevNode, FinalityWatch, TestnetChain, finality_text  # noqa: E402
 from scripts._demo_tasks import DEMO_TASKS, DemoTask  # noqa: E402
 from scripts._tasks import (  # noqa: E402
     ChainAccount, TaskError, demo_data, download_model, get_task, publish_task, unhex, wait_until,
 )
-from scripts.trainer import BEHAVIOURS, Trainer, TrainerOptions  # noqa: E402
+from scripts.trainer import Trainer, TrainerOptions  # noqa: E402
 
 PLANCK = 10**12
-# the network's defaults: every validator re-measures every round, so on 2 cores fewer rounds and tasks than
-# the dev node's 20 x 3 keep `make run` to a few minutes
-NETWORK_ROUNDS = 10
-NETWORK_TASKS = ("digits_mlp", "breast_cancer_logistic")
 DECIMALS = 12  # the dev chain's tokenDecimals
 
 
@@ -185,6 +192,9 @@ def _start_scenario(clients: list[Client], alice: ChainAccount, data: TaskData, 
     changes = {} if args.subset is None else {"held_out_subset": args.subset}
     task_id = publish_task(alice, data.spec, initial, data.split.held_out_features, data.split.held_out_labels,
                            data.task.options(args.rounds, **changes))
+    # a trainer asks its own validator for the task: every validator must have imported it first
+    wait_until(lambda: all(get_task(c, task_id) is not None for c in clients), timeout=60,
+               what=f"every validator to import task {task_id}")
     options = TrainerOptions(epochs=data.epochs, batch_size=data.batch_size, lr=data.lr)
     trainers = []
     for i, (key, (features, labels)) in enumerate(zip(keys, data.shards)):
@@ -348,64 +358,6 @@ def _summary(client: Client, scenarios: list[Scenario], baselines: dict[str, tup
             f"trained centrally reached {entry['baseline_accuracy']:.4f} ({entry['baseline_test_accuracy']:.4f})",
             quiet)
     return result
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="demo.py", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dev", action="store_true",
-                        help="one `gradchain --dev` node instead of a network (defaults: 20 rounds, every task)")
-    parser.add_argument("--validators", type=int, default=4, help="validators of the network (default 4)")
-    parser.add_argument("--slot-ms", type=int, default=1000, help="the network's slot duration (default 1000)")
-    parser.add_argument("--rounds", type=int,
-                        help=f"training rounds (default {NETWORK_ROUNDS} on the network, 20 with --dev)")
-    parser.add_argument("--tasks",
-                        help=f"comma-separated demo tasks among {', '.join(DEMO_TASKS)} (default "
-                             f"{','.join(NETWORK_TASKS)} on the network, all with --dev; the first is the one the "
-                             f"top-level figures describe)")
-    parser.add_argument("--trainers", type=int, default=5, help="trainers per task (default 5)")
-    parser.add_argument("--scenarios", default="honest",
-                        help="comma-separated: honest, copy, noise, poison, stale, inflate, nearcopy (one task "
-                             "each; default honest)")
-    parser.add_argument("--epochs", type=int, help="local epochs per round (default: the task's)")
-    parser.add_argument("--lr", type=float, help="local learning rate (default: the task's)")
-    parser.add_argument("--batch-size", type=int, help="local batch size (default: the task's)")
-    parser.add_argument("--subset", type=int,
-                        help="held-out examples each round is scored on (default: the task's, 384: all of the "
-                             "held-out set; a smaller subset is drawn afresh each round from the chain's seed)")
-    parser.add_argument("--base-path", type=Path, help="keep the node's data here (default: a temporary directory)")
-    parser.add_argument("--html", default="gradchain-demo.html", help="explorer page to write ('' for none)")
-    parser.add_argument("--timeout", type=float, default=900, help="give up after this many seconds")
-    parser.add_argument("--json", action="store_true", help="end with one JSON object of the figures")
-    parser.add_argument("--exact", action="store_true", help="print amounts to the last planck (default: rounded)")
-    parser.add_argument("--json-only", action="store_true", help="print nothing but the JSON object")
-    parser.add_argument("--verbose", action="store_true", help="print every trainer's progress lines")
-    return parser
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """The command line, checked (parser errors exit with status 2)."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    args.rounds = args.rounds if args.rounds is not None else 20 if args.dev else NETWORK_ROUNDS
-    args.tasks = args.tasks if args.tasks is not None else ",".join(DEMO_TASKS if args.dev else NETWORK_TASKS)
-    if not 1 <= args.validators <= 16 or not 250 <= args.slot_ms <= 60_000:
-        parser.error("--validators 1..16 and --slot-ms 250..60000")
-    args.scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
-    unknown = [s for s in args.scenarios if s not in BEHAVIOURS]
-    if unknown or not args.scenarios or len(set(args.scenarios)) != len(args.scenarios):
-        parser.error(f"--scenarios takes distinct names among {', '.join(BEHAVIOURS)}")
-    args.tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
-    if not args.tasks or any(t not in DEMO_TASKS for t in args.tasks) or len(set(args.tasks)) != len(args.tasks):
-        parser.error(f"--tasks takes distinct names among {', '.join(DEMO_TASKS)}")
-    bad_overrides = (args.epochs is not None and args.epochs < 1) or (args.lr is not None and not args.lr > 0) \
-        or (args.subset is not None and not 1 <= args.subset <= 1 << 20) \
-        or (args.batch_size is not None and args.batch_size < 1)
-    if not 1 <= args.rounds <= 1000 or not 2 <= args.trainers <= 50 or bad_overrides:
-        parser.error("--rounds 1..1000, --trainers 2..50, --epochs >= 1, --lr > 0, --subset 1..1048576 and "
-                     "--batch-size >= 1")
-    args.json = args.json or args.json_only
-    return args
 
 
 def main(argv: list[str] | None = None) -> int:
