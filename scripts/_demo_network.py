@@ -125,8 +125,8 @@ class TestnetChain:
         return self.validators[0].client
 
     def describe(self) -> str:
-        return (f"a network of {self.count} validators ({', '.join(v.name for v in self.validators)}; logs under "
-                f"{Path(self.validators[0].log).parent.parent})")
+        return (f"a network of {self.count} validators ({', '.join(v.name for v in self.validators)}; "
+                f"`gradchain testnet` pid {self.process.pid}, logs under {Path(self.validators[0].log).parent.parent})")
 
     def _read(self, stream: IO[str]) -> None:
         for line in stream:

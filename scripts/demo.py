@@ -146,7 +146,9 @@ def run_demo(args: argparse.Namespace, base: Path) -> dict:
                 scenario = _start_scenario(clients, alice, data, name, args, quiet)
                 scenarios.append(scenario)
                 for trainer in scenario.trainers:  # at once: the task's first commit window is open now
-                    thread = threading.Thread(target=_run_trainer, args=(trainer, stop), daemon=True)
+                    report = (lambda line, t=trainer, q=quiet: say(f"  task {t.task_id} trainer {t.options.seed + 1}: "
+                                                                   f"{line}", q))
+                    thread = threading.Thread(target=_run_trainer, args=(trainer, stop, report), daemon=True)
                     thread.start()
                     threads.append(thread)
         baselines = {}
@@ -210,11 +212,18 @@ def _start_scenario(clients: list[Client], alice: ChainAccount, data: TaskData, 
     return Scenario(name, data.name, task_id, trainers, [k.public for k in keys], adversary)
 
 
-def _run_trainer(trainer: Trainer, stop: threading.Event) -> None:
-    try:
-        trainer.run(stop)
-    except Exception as error:  # a trainer's failure is its own; the demo reports it and goes on
-        trainer.say(f"stopped: {type(error).__name__}: {error}")
+def _run_trainer(trainer: Trainer, stop: threading.Event, report, attempts: int = 5) -> None:
+    """A trainer's failure is its own: the demo reports it and goes on. On a network its validator may lack a
+    blob for a moment (still fetching it), so it tries again, keeping its round state, a few times."""
+    for attempt in range(1, attempts + 1):
+        try:
+            trainer.run(stop)
+            return
+        except Exception as error:  # noqa: BLE001
+            again = attempt < attempts and not stop.is_set()
+            report(f"{type(error).__name__}: {error}" + ("; trying again in 2 s" if again else "; stopped"))
+            if not again or stop.wait(2):
+                return
 
 
 def _baseline(data: TaskData, args) -> tuple[float, float]:
