@@ -91,7 +91,7 @@ class DevNode:
                 return False
         _wait(ready, timeout, "the node to author its first block")
 
-    def check(self) -> None:
+    def check(self, grace_s: float = 0) -> None:
         if self.process.poll() is not None:
             raise TaskError(f"the node exited with code {self.process.returncode}; see {self.log}")
 
@@ -167,15 +167,19 @@ class TestnetChain:
         _wait(ready, max(1.0, deadline - time.monotonic()), "every validator to connect and finalize a block",
               poll=0.5)
 
-    def check(self) -> None:
-        """A node or the testnet itself gone ends the demo, naming it."""
-        if self.died is not None or self.process.poll() is not None:
-            time.sleep(0.5)  # the testnet's error (the node's log tail) is being written
-            self._stderr.flush()
-            tail = "\n".join(self.log.read_text(errors="replace").splitlines()[-30:])
-            who = f"validator {self.died['node']} (pid {self.died['pid']}) died" if self.died else \
-                f"the testnet exited with code {self.process.poll()}"
-            raise TaskError(f"{who}; {self.log}:\n{tail}")
+    def check(self, grace_s: float = 0) -> None:
+        """A node or the testnet itself gone ends the demo, naming it (`grace_s`: how long to wait for the
+        testnet to notice, after an error that a dead node would explain)."""
+        deadline = time.monotonic() + grace_s
+        while self.died is None and self.process.poll() is None:
+            if time.monotonic() >= deadline:
+                return
+            time.sleep(0.25)
+        time.sleep(0.5)  # the testnet's error (the node's log tail) is being written
+        tail = "\n".join(self.log.read_text(errors="replace").splitlines()[-30:])
+        who = f"validator {self.died['node']} (pid {self.died['pid']}) died" if self.died else \
+            f"the testnet exited with code {self.process.poll()}"
+        raise TaskError(f"{who}; {self.log}:\n{tail}")
 
     def stop(self) -> None:
         if not _stop_pid(self.process):

@@ -51,6 +51,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -167,6 +168,9 @@ def run_demo(args: argparse.Namespace, base: Path) -> dict:
         result["network"] = {"mode": "dev" if args.dev else "testnet",
                              "validators": [v.name for v in chain.validators], "slot_ms": chain.slot_ms}
         return result
+    except (TaskError, RpcClientError):
+        chain.check(grace_s=5)  # a validator that died explains the error best: name it, with its log
+        raise
     finally:
         stop.set()
         if watch is not None:
@@ -369,11 +373,16 @@ def _summary(client: Client, scenarios: list[Scenario], baselines: dict[str, tup
     return result
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     temporary = args.base_path is None
     base = Path(tempfile.mkdtemp(prefix="gradchain-demo-")) if temporary else args.base_path
     base.mkdir(parents=True, exist_ok=True)
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # a SIGTERM stops the nodes as a Ctrl-C does
     try:
         result = run_demo(args, base)
     except KeyboardInterrupt:
@@ -382,6 +391,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     finally:
+        signal.signal(signal.SIGTERM, previous)
         if temporary:
             shutil.rmtree(base, ignore_errors=True)
     if args.json:

@@ -96,7 +96,8 @@ def test_each_round_is_shown_final_with_its_stake_and_every_validator_verified_i
     assert_gone(pids)
 
 
-def test_ctrl_c_stops_the_testnet_and_every_validator(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_or_sigterm_stops_the_testnet_and_every_validator(tmp_path, signum):
     demo = subprocess.Popen(demo_command(tmp_path / "base", "--rounds", "5", "--html", ""), cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     reader = LineReader(demo.stdout)
@@ -104,7 +105,7 @@ def test_ctrl_c_stops_the_testnet_and_every_validator(tmp_path):
         lines = reader.read_until("running on a network", timeout=240)
         pids = started_pids(lines)
         assert len(pids) == 5, lines
-        demo.send_signal(signal.SIGINT)
+        demo.send_signal(signum)
         assert demo.wait(120) == 130, reader.tail()
         reader.drain()
         assert_gone(pids)
