@@ -251,6 +251,13 @@ class FinalityWatch:
                 "stake_percent": round(100 * int(found["signedWeight"]) / int(found["totalWeight"]), 1),
                 "after_s": round(max(after, 0.0), 1)}
 
+    def disputes(self, number: int) -> str:
+        """How each validator judges the canonical block at `number` (why it may not be final)."""
+        try:
+            return _disputes_line(self.verified_by(number))
+        except RpcClientError as error:
+            return f"cannot ask: {error}"
+
     def verified_by(self, number: int) -> dict[str, str]:
         """{validator name: its verification status of the canonical block at `number`}."""
         block_hash = self.validators[0].client.call("chain_getBlockHash", number)
@@ -262,6 +269,10 @@ class FinalityWatch:
                 status = {"status": f"unreachable ({error.code})"}
             found[v.name] = "unknown" if status is None else status["status"]
         return found
+
+
+def _disputes_line(verified_by: dict[str, str]) -> str:
+    return ", ".join(f"{name}: {status}" for name, status in verified_by.items())
 
 
 def finality_text(finality: dict | None) -> str:

@@ -71,8 +71,8 @@ from consensus.useful_work.updates import apply_update  # noqa: E402
 from rpc.client import Client, RpcClientError  # noqa: E402
 from runtime import crypto  # noqa: E402
 from runtime.pallets import balances  # noqa: E402
-from scripts._common import format_balance  # noqa: E402
 from scripts._demo_args import parse_args  # noqa: E402
+from scripts._demo_summary import grad, say, summarize  # noqa: E402
 from scripts._demo_network import DevNode, FinalityWatch, TestnetChain, finality_text  # noqa: E402
 from scripts._demo_tasks import DEMO_TASKS, DemoTask  # noqa: E402
 from scripts._tasks import (  # noqa: E402
@@ -81,7 +81,6 @@ from scripts._tasks import (  # noqa: E402
 from scripts.trainer import Trainer, TrainerOptions  # noqa: E402
 
 PLANCK = 10**12
-DECIMALS = 12  # the dev chain's tokenDecimals
 
 
 @dataclass
@@ -111,16 +110,6 @@ class TaskData:
     @property
     def spec(self) -> ModelSpec:
         return self.task.spec
-
-
-def grad(planck: int, exact: bool) -> str:
-    """An amount in GRAD as people read it (4 decimals), or to the last planck with --exact."""
-    return format_balance(planck, DECIMALS, "", exact=exact).strip()
-
-
-def say(text: str, quiet: bool) -> None:
-    if not quiet:
-        print(text, flush=True)
 
 
 def run_demo(args: argparse.Namespace, base: Path) -> dict:
@@ -164,7 +153,7 @@ def run_demo(args: argparse.Namespace, base: Path) -> dict:
         html_path = _write_html(chain.client, scenarios[0], baselines[scenarios[0].task_name][0], args, watch)
         if html_path:
             say(f"explorer page: {html_path}", quiet)
-        result = _summary(chain.client, scenarios, baselines, html_path, quiet, exact=args.exact)
+        result = summarize(chain.client, scenarios, baselines, html_path, quiet, exact=args.exact)
         result["network"] = {"mode": "dev" if args.dev else "testnet",
                              "validators": [v.name for v in chain.validators], "slot_ms": chain.slot_ms}
         return result
@@ -250,6 +239,7 @@ def _follow(chain, scenarios: list[Scenario], tasks: dict[str, TaskData], args, 
     deadline = time.monotonic() + args.timeout
     pending = {s.task_id for s in scenarios}
     unprinted: list[dict] = []
+    waited_until = time.monotonic()
     models: dict[tuple[str, bytes], tuple[float, float]] = {}
     while pending or unprinted:
         if time.monotonic() > deadline:
@@ -276,12 +266,19 @@ def _follow(chain, scenarios: list[Scenario], tasks: dict[str, TaskData], args, 
                        "subset_accuracy": (summary["model_score"] or summary["base"])["accuracy_ppm"] / 1e6,
                        "paid": int(summary["paid"]), "closed_at": int(summary["closed_at"])}
                 scenario.rounds.append(row)
+                if not unprinted:
+                    waited_until = time.monotonic()
                 unprinted.append(row)
             task = get_task(client, scenario.task_id)
             if task is not None and not task.active:
                 pending.discard(scenario.task_id)
         while unprinted and (watch is None or _with_finality(unprinted[0], watch, late=not pending)):
             _print_round(unprinted.pop(0), args, quiet)
+        if unprinted and watch is not None and time.monotonic() > waited_until + 30:  # say why nothing moves
+            waited_until = time.monotonic()
+            row = unprinted[0]
+            say(f"  (round {row['round']} of task {row['task']} closed in block #{row['closed_at']}, not final yet: "
+                f"finalized #{watch.finalized}; {watch.disputes(row['closed_at'])})", quiet)
         time.sleep(0.5)
 
 
@@ -323,54 +320,6 @@ def _write_html(client: Client, scenario: Scenario, baseline: float, args, watch
     path = Path(args.html).resolve()
     path.write_text(page)
     return str(path)
-
-
-def _summary(client: Client, scenarios: list[Scenario], baselines: dict[str, tuple[float, float]],
-             html_path: str | None, quiet: bool, *, exact: bool = False) -> dict:
-    earned = {unhex(row["account"]): int(row["earned"]) for row in client.call("training_leaderboard")}
-    tasks: dict[str, dict] = {}
-    say("\nsummary", quiet)
-    say(f"{'task':<24}{'scenario':<10}{'final accuracy':>16}{'vs baseline':>13}{'test':>8}{'vs baseline':>13}"
-        f"{'rounds':>8}{'adversary earned':>18}{'best honest':>13}{'slashed':>9}{'forfeited':>11}", quiet)
-    for scenario in scenarios:
-        baseline, baseline_test = baselines[scenario.task_name]
-        final = scenario.rounds[-1]["accuracy"] if scenario.rounds else 0.0
-        final_test = scenario.rounds[-1]["test_accuracy"] if scenario.rounds else 0.0
-        summary = {"task": scenario.task_id, "final_accuracy": final, "baseline_accuracy": baseline,
-                   "ratio_to_baseline": final / baseline, "test_accuracy": final_test,
-                   "final_test_accuracy": final_test, "baseline_test_accuracy": baseline_test,
-                   "test_ratio_to_baseline": final_test / baseline_test, "rounds": scenario.rounds,
-                   "trainers_earned": {crypto.encode_address(a, 42): earned.get(a, 0) for a in scenario.accounts},
-                   "paid": sum(r["paid"] for r in scenario.rounds)}
-        if scenario.adversary is not None:
-            adversary = crypto.encode_address(scenario.adversary, 42)
-            mine = [r for t in scenario.trainers if t.account.public == scenario.adversary for r in t.results]
-            honest = [earned.get(a, 0) for a in scenario.accounts if a != scenario.adversary]
-            summary.update(adversary=adversary, adversary_earned=earned.get(scenario.adversary, 0),
-                           best_honest_earned=max(honest, default=0),
-                           adversary_slashed=sum(1 for r in mine if r["status"] in ("missing", "malformed")),
-                           adversary_forfeited=sum(1 for r in mine if r["status"] in ("copy", "not revealed")))
-        entry = tasks.setdefault(scenario.task_name, {
-            key: summary[key] for key in ("final_accuracy", "baseline_accuracy", "test_accuracy",
-                                          "baseline_test_accuracy", "ratio_to_baseline", "test_ratio_to_baseline")})
-        entry.setdefault("scenarios", {})[scenario.name] = summary
-        say(f"{scenario.task_name:<24}{scenario.name:<10}{final:>16.4f}{final / baseline:>13.3f}{final_test:>8.4f}"
-            f"{final_test / baseline_test:>13.3f}{len(scenario.rounds):>8}"
-            f"{grad(summary.get('adversary_earned', 0), exact):>18}"
-            f"{grad(summary.get('best_honest_earned', 0), exact):>13}{summary.get('adversary_slashed', 0):>9}"
-            f"{summary.get('adversary_forfeited', 0):>11}", quiet)
-    default = tasks[scenarios[0].task_name]
-    first = default["scenarios"][scenarios[0].name]
-    result = {"final_accuracy": first["final_accuracy"], "baseline_accuracy": first["baseline_accuracy"],
-              "final_test_accuracy": first["final_test_accuracy"],
-              "baseline_test_accuracy": first["baseline_test_accuracy"], "rounds": first["rounds"],
-              "scenarios": default["scenarios"], "tasks": tasks, "html": html_path}
-    for name, entry in tasks.items():
-        say(f"{name}: the chain's model reached {entry['final_accuracy']:.4f} held-out accuracy "
-            f"({entry['test_accuracy']:.4f} on the test set nobody trained or chose models on); the same model "
-            f"trained centrally reached {entry['baseline_accuracy']:.4f} ({entry['baseline_test_accuracy']:.4f})",
-            quiet)
-    return result
 
 
 def _interrupt(signum, frame) -> None:
