@@ -13,7 +13,7 @@ import uvloop
 
 from node.authorship import AuthorshipService
 from node.chain_service import ChainService
-from node.chain_setup import ChainPaths, load_chain_spec
+from node.chain_setup import ChainPaths, check_not_a_silent_new_chain, load_chain_spec
 from node.clock import SystemClock
 from node.finality_service import FinalityService
 from node.keystore import KeystoreError, load_key_file
@@ -53,6 +53,7 @@ def run_node(args: argparse.Namespace) -> int:
 
 def _run(args, config, keypair, base: Path) -> int:
     paths = ChainPaths(base, config.chain_id)
+    check_not_a_silent_new_chain(paths, config, chain_given=args.dev or args.chain is not None)
     metrics = NodeMetrics()
     clock = SystemClock()
     chain = ChainService(config, paths, pruning=args.pruning, metrics=metrics, clock=clock, validator_key=keypair)
