@@ -9,50 +9,31 @@ to UPDATE_BLOB_WAIT_BLOCKS past the report's first block, then reports what it h
 from __future__ import annotations
 
 from consensus.useful_work import encode_tensors
-from consensus.useful_work.fixed_point import norm_to_fixed
 from consensus.useful_work.rounds import UPDATE_BLOB_WAIT_BLOCKS, reports_in
-from consensus.useful_work.secrecy import encrypt_held_out
 from runtime import crypto
 from runtime.hashing import blake2b_256
 from runtime.pallets import balances, training
-from runtime.pallets.training import ModelSpec, SealedKey, TaskConfig
-from tests.helpers.chain_nodes import ALICE
-from tests.helpers.useful_work import MLP, base_model, digits_split, trained_deltas
+from tests.helpers.chain_nodes import ALICE, author_and_import
+from tests.helpers.useful_work import MLP, trained_deltas
+from tests.helpers.useful_work_chain import held_out_task, publish, sealed_held_out
 
 TRAINERS = [crypto.keypair_from_uri(f"//BlobWait//{i}") for i in range(3)]
 SALT = b"\x07" * 32
 
 
 def revealed_round(author, follower, *, author_lacks: int):
-    """A task sealed to Alice, three real updates revealed; the author's blob store lacks update
-    `author_lacks` (the follower has them all). Returns (the update hashes, a step function)."""
-    split = digits_split()
-    ciphertext, sealed = encrypt_held_out(split.held_out_features, split.held_out_labels, [ALICE.public])
-    for node in (author, follower):
-        for data in (ciphertext, base_model(MLP).to_blob()):
-            node.service.blobs.put(blake2b_256(data), data, now_block=0)
-    config = TaskConfig(ModelSpec("mlp", (64, 32, 10)), base_model(MLP).model_hash, training.METRIC_LOSS,
-                        blake2b_256(ciphertext), len(ciphertext), 200,
-                        (SealedKey(ALICE.public, sealed[ALICE.public]),),
-                        10**15, 1, 2, 2, 1, 0, 1 << 20, norm_to_fixed(50.0), 10**12, 0, 0)
+    """A task sealed to Alice, three real updates revealed, up to the seed block; the author's blob store
+    lacks update `author_lacks` (the follower has them all). Returns (the updates, their hashes, a step)."""
+    ciphertext, sealed = sealed_held_out((author, follower))
 
     def step(transactions=()):
-        sent: dict[bytes, int] = {}
-        for keypair, call in transactions:
-            author.send(keypair, call, sent.get(keypair.public, 0))
-            sent[keypair.public] = sent.get(keypair.public, 0) + 1
-        block = author.author()
-        assert follower.service.import_block_now(block).is_best
-        return block
+        return author_and_import(author, follower, transactions)
 
     step([(ALICE, balances.transfer(t.public, 10**16)) for t in TRAINERS])
-    step([(ALICE, training.create_task(config))])  # block 2: round 0, commit until 4, reveal until 6
+    step([(ALICE, training.create_task(held_out_task(ciphertext, sealed, rounds=1)))])  # round 0 from block 2
     updates = [encode_tensors(delta) for delta in trained_deltas(MLP)[:len(TRAINERS)]]
-    hashes = [blake2b_256(u) for u in updates]
-    for index, data in enumerate(updates):
-        follower.service.blobs.put(hashes[index], data, now_block=2)
-        if index != author_lacks:
-            author.service.blobs.put(hashes[index], data, now_block=2)
+    hashes = publish((follower,), *updates, now_block=2)
+    publish((author,), *(u for index, u in enumerate(updates) if index != author_lacks), now_block=2)
     step([(t, training.commit_update(0, 0, training.update_commitment(h, t.public, SALT)))
           for t, h in zip(TRAINERS, hashes)])                                      # block 3
     step()                                                                         # block 4
