@@ -11,7 +11,6 @@ from __future__ import annotations
 from consensus.useful_work import encode_tensors
 from consensus.useful_work.rounds import UPDATE_BLOB_WAIT_BLOCKS, reports_in
 from runtime import crypto
-from runtime.hashing import blake2b_256
 from runtime.pallets import balances, training
 from tests.helpers.chain_nodes import ALICE, author_and_import
 from tests.helpers.useful_work import MLP, trained_deltas
