@@ -68,6 +68,8 @@ def _run(args, config, keypair, base: Path) -> int:
     voting = keypair if (args.validator or args.dev) else None
     finality = FinalityService(chain, voting, clock, gossip=network)
     services.append(finality)
+    if network is not None:
+        network.adapter.attach_finality(finality)  # sync finalizes with peers' justifications through it
     if not args.no_rpc:
         facade = ChainFacade(chain, node_name=args.name, chain_type="Development" if args.dev else "Live",
                              network=network, finality=finality)
