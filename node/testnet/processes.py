@@ -64,6 +64,8 @@ def free_port() -> int:
 class NodeProcess:
     """One node: its base path (keys made on first use), ports and, while running, its process."""
 
+    __test__ = False  # imported as TestnetNode into test modules: not a pytest class
+
     name: str
     base: Path
     spec: Path
