@@ -111,7 +111,7 @@ class TestnetChain:
         # its own session: a Ctrl-C reaches the demo, which stops the testnet, which stops its nodes
         self.process = subprocess.Popen(
             [*GRADCHAIN, "testnet", "--validators", str(count), "--base-path", str(base / "testnet"), "--slot-ms",
-             str(slot_ms), "--json", "--refresh", "2"], stdout=subprocess.PIPE, stderr=self._stderr, cwd=ROOT,
+             str(slot_ms), "--json", "--refresh", "2", "--stop-with-parent"], stdout=subprocess.PIPE, stderr=self._stderr, cwd=ROOT,
             stdin=subprocess.DEVNULL, start_new_session=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
         self.count = count
         self.validators: list[Validator] = []
