@@ -190,10 +190,15 @@ class Executive:
         except DispatchFailure as failure:
             raise InvalidBlock(f"block {ctx.number} cannot be finalized: {failure.message}") from None
 
-    def execute_block(self, backend: StateBackend, block: Block, *, signatures_checked: bool = False) -> BlockExecution:
-        """Execute a block on its parent's state and check every root against its header."""
+    def execute_block(self, backend: StateBackend, block: Block, *, signatures_checked: bool = False,
+                      extrinsics_root: bytes | None = None) -> BlockExecution:
+        """Execute a block on its parent's state and check every root against its header.
+
+        `extrinsics_root`: the root of this block's extrinsics as computed elsewhere (a second process, from
+        their encodings, while the block before executed); computed here when not given."""
         header = block.header
-        extrinsics_root = compute_extrinsics_root([x.hash for x in block.extrinsics])
+        if extrinsics_root is None:
+            extrinsics_root = compute_extrinsics_root([x.hash for x in block.extrinsics])
         if extrinsics_root != header.extrinsics_root:
             raise InvalidBlock(f"extrinsics root mismatch: header has {header.extrinsics_root.hex()}, "
                                f"body gives {extrinsics_root.hex()}")
