@@ -9,6 +9,9 @@
 5. TotalIssuance equals the sum of all balances, and fell from genesis by exactly the
    amounts burned (fee burns, Burned and DustLost events).
 6. (double vote) the offender was reported and lost part of its bond.
+7. (the training task in flight) a round that closed after the fault's end is verified by
+   every live validator (chain_getBlockVerification: verified, nothing unchecked) and
+   finalized on every node; no closed round's block is disputed by any node.
 """
 
 from __future__ import annotations
@@ -24,7 +27,12 @@ from runtime import codec
 from runtime.pallets import balances, system
 
 FINALITY_SLOTS = 10
+UPDATE_FATES = {0: "ok", 1: "missing", 2: "malformed", 3: "copy"}  # training_updates' status
 BURN_FIELDS = {"payment.FeesDistributed": "burned", "balances.Burned": "amount", "balances.DustLost": "amount"}
+# where the burns came from (each is also one of the burns above) and what moved without changing the issuance
+BURN_SOURCES = {"payment.FeesDistributed": ("fees", "burned"), "training.BondSlashed": ("training_bonds", "amount"),
+                "offences.OffenceReported": ("offences", "burned"), "balances.DustLost": ("dust", "amount"),
+                "training.RoundClosed": ("training_paid_to_pot", "paid")}
 
 
 @dataclass
@@ -149,13 +157,19 @@ def check_issuance(testnet: LocalTestnet, outcome: Outcome) -> None:
             break
         start = keys[-1]
     burned = 0
+    sources = Counter()
     for n in range(1, number + 1):
         for event in node.call("explorer_events", hash_at(node, n)):
             field_name = BURN_FIELDS.get(event.get("event"))
             if field_name:
                 burned += int(event[field_name])
+            source = BURN_SOURCES.get(event.get("event"))
+            if source:
+                sources[source[0]] += int(event[source[1]])
     genesis_issuance = _issuance(node, hash_at(node, 0))
     outcome.measured["burned"] = burned
+    outcome.measured["issuance_drop"] = genesis_issuance - issuance
+    outcome.measured["burned_by"] = dict(sources)
     if issuance != total:
         outcome.violations.append(f"at #{number} TotalIssuance {issuance} != sum of balances {total}")
     if genesis_issuance - issuance != burned:
@@ -191,3 +205,61 @@ def check_slashed(testnet: LocalTestnet, outcome: Outcome, names: tuple[str, ...
         outcome.measured[f"{name}_bond_after"] = reserved
         if reserved >= STAKE:
             outcome.violations.append(f"{name} was reported but its bond {reserved} was not slashed")
+
+
+def closed_rounds(node: TestnetNode, task_id: int) -> list[tuple[int, int]]:
+    """(round, the number of the block that closed it) of every closed round of the task, on the node's best chain."""
+    return [(int(r["round"]), int(r["closed_at"])) for r in node.call("training_rounds", task_id) or []]
+
+
+def _verified_here(node: TestnetNode, block_hash: str) -> bool:
+    status = node.call("chain_getBlockVerification", block_hash)
+    return status is not None and status["status"] == "verified" and not status["unchecked"]
+
+
+def check_round_after_fault(testnet: LocalTestnet, outcome: Outcome, task_id: int, fault_end_best: int,
+                            timeout: float) -> None:
+    """A round that closed after the fault's end is verified by every live validator and finalized on every node."""
+    reader = testnet.nodes[0]
+
+    def verified_and_final() -> tuple[int, int] | None:
+        live = [n for n in testnet.nodes if n.is_running()]
+        for number, closed_at in closed_rounds(reader, task_id):
+            if closed_at <= fault_end_best:
+                continue
+            block_hash = hash_at(reader, closed_at)
+            if all(finalized(n) >= closed_at and hash_at(n, closed_at) == block_hash for n in testnet.nodes) \
+                    and all(_verified_here(n, block_hash) for n in live):
+                return number, closed_at
+        return None
+    try:
+        number, closed_at = testnet.wait_until(verified_and_final, timeout,
+                                               f"a round closed after #{fault_end_best} verified by every "
+                                               "validator and finalized")
+        outcome.measured["round_after_fault"] = f"round {number} closed at #{closed_at}"
+    except Exception as error:  # noqa: BLE001 — a violation to report with the others
+        rounds = closed_rounds(reader, task_id)
+        outcome.violations.append(f"no round after the fault verified and finalized everywhere (rounds closed at "
+                                  f"{[c for _, c in rounds][-5:]}): {str(error).splitlines()[0]}")
+
+
+def check_no_round_disputed(testnet: LocalTestnet, outcome: Outcome, task_id: int) -> None:
+    """No node disputes the block that closed a round (every closed round up to the checked block)."""
+    reader = testnet.nodes[0]
+    up_to = outcome.measured.get("checked_up_to") or best(reader)
+    rounds = [(r, c) for r, c in closed_rounds(reader, task_id) if c <= up_to]
+    outcome.measured["rounds_closed"] = len(rounds)
+    outcome.measured["rounds_after_fault"] = sum(1 for _, c in rounds if c > outcome.measured["best_at_fault_end"])
+    fates: Counter = Counter()
+    for number, _ in rounds:
+        for update in reader.call("training_updates", task_id, number) or []:
+            fates[UPDATE_FATES.get(update.get("status"), "?")] += 1
+            fates["accepted"] += bool(update.get("accepted"))
+    outcome.measured["updates"] = dict(fates)  # honest trainers: a bond burned ("missing") means a blob was late
+    for number, closed_at in rounds:
+        block_hash = hash_at(reader, closed_at)
+        for node in testnet.nodes:
+            status = node.call("chain_getBlockVerification", block_hash) if node.is_running() else None
+            if status is not None and status["status"] == "disputed":
+                outcome.violations.append(f"{node.name} disputes round {number}'s block #{closed_at}: "
+                                          f"{status['reasons'][:2]}")
