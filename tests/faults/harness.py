@@ -52,7 +52,8 @@ def run_scenario(scenario: Scenario, base: Path) -> tuple[Outcome, str]:
         time.sleep(2 * scenario.slot_ms / 1000)  # a little load after the fault too (scenario data, not a wait)
         load.stop()
         invariants.check_no_crash(testnet, outcome)
-        invariants.check_progress(testnet, outcome, fault_end_best, finality_before, healed_at)
+        invariants.check_progress(testnet, outcome, fault_end_best, finality_before, healed_at,
+                                  scenario.fault.nodes)
         round_s = (COMMIT_BLOCKS + REVEAL_BLOCKS + 2) * scenario.slot_ms / 1000
         invariants.check_round_after_fault(testnet, outcome, training.task_id, fault_end_best,
                                            ROUNDS_TO_WAIT * round_s + invariants.FINALITY_SLOTS * scenario.slot_ms / 1000)

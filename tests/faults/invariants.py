@@ -2,9 +2,10 @@
 
 1. No node crashed (every node runs, none exited on its own).
 2. No conflicting finality: for every height two nodes both finalized, equal hashes.
-3. The chain goes on: once finality works (some node finalized past genesis), every
-   node finalizes past the fault's end within 10 slots of it; until then every node's
-   best chain agrees on one block at least as high as the highest best at the fault's end.
+3. The chain goes on: once finality works (some node finalized past genesis), the nodes
+   the fault spared finalize past the fault's end within 10 slots of it, and the faulted
+   nodes catch up to that within 30 slots; until then every node's best chain agrees on
+   one block at least as high as the highest best at the fault's end.
 4. Every transfer a node acknowledged is included exactly once on the common chain.
 5. TotalIssuance equals the sum of all balances, and fell from genesis by exactly the
    amounts burned (fee burns, Burned and DustLost events).
@@ -27,6 +28,7 @@ from runtime import codec
 from runtime.pallets import balances, system
 
 FINALITY_SLOTS = 10
+CATCH_UP_SLOTS = 30  # a faulted node's sync, blob fetches and re-verification after the fault's end
 UPDATE_FATES = {0: "ok", 1: "missing", 2: "malformed", 3: "copy"}  # training_updates' status
 BURN_FIELDS = {"payment.FeesDistributed": "burned", "balances.Burned": "amount", "balances.DustLost": "amount"}
 # where the burns came from (each is also one of the burns above) and what moved without changing the issuance
@@ -79,26 +81,40 @@ def check_finality_agrees(testnet: LocalTestnet, outcome: Outcome) -> None:
 
 
 def check_progress(testnet: LocalTestnet, outcome: Outcome, fault_end_best: int, finality_before: int,
-                   healed_at: float) -> None:
-    """Finality resumes within 10 slots of the fault's end (or, before finality exists, best chains converge)."""
+                   healed_at: float, faulted: tuple[str, ...] = ()) -> None:
+    """Finality resumes within 10 slots of the fault's end (or, before finality exists, best chains converge).
+
+    "Finality resumes" is read on the nodes the fault did not touch (all of them when `faulted` is empty);
+    a faulted node (restarted, resumed, partitioned) must then catch up within CATCH_UP_SLOTS: it syncs
+    the blocks it missed and fetches the training blobs they name before it may finalize them."""
     slot_s = testnet.slot_ms / 1000
-    started = healed_at
+    spared = [n for n in testnet.nodes if n.name not in faulted] or list(testnet.nodes)
+    caught_up = [n for n in testnet.nodes if n not in spared]
+    target = fault_end_best
     if finality_before > 0:
-        target = fault_end_best
-        what = f"every node to finalize #{target}"
-        condition = lambda: all(finalized(n) >= target for n in testnet.nodes)  # noqa: E731
+        what = f"the nodes the fault spared to finalize #{target}"
+        condition = lambda: all(finalized(n) >= target for n in spared)  # noqa: E731
         limit = FINALITY_SLOTS * slot_s
     else:
-        target = fault_end_best
         what = f"every node's best chain to agree on one block at or above #{target}"
         condition = lambda: _common_block(testnet) >= target  # noqa: E731
         limit = 6 * FINALITY_SLOTS * slot_s  # sync after a partition takes longer than a slot per block
+    outcome.measured["progress_rule"] = "finality" if finality_before > 0 else "best chains converge"
     try:
         testnet.wait_until(condition, max(1.0, limit - (time.monotonic() - healed_at)), what)
-        outcome.measured["recovered_s"] = round(time.monotonic() - started, 1)
+        outcome.measured["recovered_s"] = round(time.monotonic() - healed_at, 1)
     except Exception as error:  # noqa: BLE001 — a violation to report with the others, not a crash
         outcome.violations.append(f"no recovery: {str(error).splitlines()[0]}")
-    outcome.measured["progress_rule"] = "finality" if finality_before > 0 else "best chains converge"
+        return
+    if finality_before > 0 and caught_up:
+        names = ", ".join(n.name for n in caught_up)
+        try:
+            testnet.wait_until(lambda: all(finalized(n) >= target for n in caught_up),
+                               max(1.0, CATCH_UP_SLOTS * slot_s - (time.monotonic() - healed_at)),
+                               f"{names} to catch up and finalize #{target}")
+            outcome.measured["caught_up_s"] = round(time.monotonic() - healed_at, 1)
+        except Exception as error:  # noqa: BLE001
+            outcome.violations.append(f"no catch-up: {str(error).splitlines()[0]}")
 
 
 def _common_block(testnet: LocalTestnet) -> int:

@@ -31,6 +31,8 @@ COMMIT_BLOCKS, REVEAL_BLOCKS = 4, 2
 REWARD_PER_ROUND = 100 * 10**12
 TRAINER_FUNDS = 1_000 * 10**12
 CREATOR = "//Eve"
+SHARDS = 5  # the demo's split (scripts/demo.py); the trainers take the first shards
+MAX_UPDATE_NORM = 8.0  # twice the demo's bound (its honest norms stay below 2.3): no honest bond burns here
 
 
 @dataclass
@@ -56,7 +58,7 @@ class TrainingLoad:
         self.work_dir = work_dir
         self.stop_event = threading.Event()
         self.task_id: int | None = None
-        _, self.shards, _ = demo_data(TASK.dataset, trainers)
+        _, self.shards, _ = demo_data(TASK.dataset, SHARDS)  # the demo's shard sizes: its update norms
         self.runs = [TrainerRun(crypto.keypair_from_uri(f"//FaultTrainer{i + 1}"), nodes[i % len(nodes)],
                                 work_dir / f"trainer{i + 1}.json") for i in range(trainers)]
 
@@ -66,9 +68,9 @@ class TrainingLoad:
         creator = ChainAccount(Client(self.nodes[0].rpc_url, timeout=30), crypto.keypair_from_uri(CREATOR))
         for run in self.runs:
             creator.send(balances.transfer(run.keypair.public, TRAINER_FUNDS))
-        split, _, _ = demo_data(TASK.dataset, len(self.runs))
+        split, _, _ = demo_data(TASK.dataset, SHARDS)
         options = TASK.options(ROUNDS, commit_blocks=COMMIT_BLOCKS, reveal_blocks=REVEAL_BLOCKS,
-                               reward_per_round=REWARD_PER_ROUND)
+                               reward_per_round=REWARD_PER_ROUND, max_update_norm=MAX_UPDATE_NORM)
         self.task_id = publish_task(creator, TASK.spec, state_of(build_model(TASK.spec, 0)),
                                     split.held_out_features, split.held_out_labels, options, timeout=90)
         for index, run in enumerate(self.runs):
