@@ -201,3 +201,33 @@ def test_a_report_the_runtime_refuses_is_left_out_and_the_block_still_authored(n
             break
     assert len(reports_in(closing)) == 1
     assert training.Rounds.get(Overlay(follower.store.state_view(closing.hash)), (0, 0)) is not None
+
+
+def test_an_author_lacking_a_revealed_update_waits_for_it_then_reports_it_missing(nodes, tmp_path):
+    # a blob only late (a reveal a block before, a partition just healed) must not be reported missing at once:
+    # the validators that hold it would measure it sound and dispute the block (tests/faults saw it)
+    from consensus.useful_work.rounds import MISSING_UPDATE_GRACE_BLOCKS
+    author, follower = nodes
+    report_block, _, updates = run_round(author, follower)
+    parent = follower.store.header(report_block.header.parent_hash)
+    state = Overlay(follower.store.state_view(parent.hash))
+    lacking = Node(tmp_path / "c", author.clock, finalize=False)
+    try:
+        held_out = training.Tasks.get(state, 0).config.held_out
+        for blob_hash in (*updates[1:], held_out, base_model(MLP).model_hash):  # all but the first update
+            lacking.service.blobs.put(blob_hash, follower.service.blobs.get(blob_hash), now_block=0)
+        work = RoundWork(lacking.service.blobs, ALICE)
+        assert work.due_inputs(state, parent) == []  # the first block the round is due in: it waits
+        last_wait = dataclasses.replace(parent, number=parent.number + MISSING_UPDATE_GRACE_BLOCKS - 1)
+        assert work.due_inputs(state, last_wait) == []
+        after = dataclasses.replace(parent, number=parent.number + MISSING_UPDATE_GRACE_BLOCKS)
+        [inputs] = work.due_inputs(state, after)  # the grace is over: reported, the absent update missing
+        fates = {s.update: s.status for s in work.measure(inputs).scores}
+        assert fates[updates[0]] == training.UPDATE_MISSING
+        assert all(fates[u] == training.UPDATE_OK for u in updates[1:])
+        # the blob arrives in time: the round is reported in the first block it is due in, the update sound
+        lacking.service.blobs.put(updates[0], follower.service.blobs.get(updates[0]), now_block=0)
+        [inputs] = work.due_inputs(state, parent)
+        assert all(s.update_blob is not None for s in inputs.submissions)
+    finally:
+        lacking.close()

@@ -49,11 +49,12 @@ def run_scenario(scenario: Scenario, base: Path) -> tuple[Outcome, str]:
         healed_at = apply_fault(testnet, scenario, outcome.measured)
         fault_end_best = max(invariants.best(n) for n in testnet.nodes)
         outcome.measured["best_at_fault_end"] = fault_end_best
-        time.sleep(2 * scenario.slot_ms / 1000)  # a little load after the fault too (scenario data, not a wait)
-        load.stop()
         invariants.check_no_crash(testnet, outcome)
+        # under load still: recovery is timed from the heal to the first poll that sees it
         invariants.check_progress(testnet, outcome, fault_end_best, finality_before, healed_at,
                                   scenario.fault.nodes)
+        time.sleep(2 * scenario.slot_ms / 1000)  # a little load after the fault too (scenario data, not a wait)
+        load.stop()
         round_s = (COMMIT_BLOCKS + REVEAL_BLOCKS + 2) * scenario.slot_ms / 1000
         invariants.check_round_after_fault(testnet, outcome, training.task_id, fault_end_best,
                                            ROUNDS_TO_WAIT * round_s + invariants.FINALITY_SLOTS * scenario.slot_ms / 1000)

@@ -27,7 +27,10 @@ from scripts.trainer import Trainer, TrainerOptions
 
 TASK = DEMO_TASKS["digits_mlp"]
 ROUNDS = 60  # more than a scenario runs (a round is about commit + reveal + 2 blocks): the task never ends in one
-COMMIT_BLOCKS, REVEAL_BLOCKS = 4, 2
+# Reveals name the update blobs; the other nodes fetch them then, and an author that lacks one when it
+# reports the round declares it missing while the validators that have it measure it: an honest dispute
+# (seen here with 2 reveal blocks on a busy machine). 4 reveal blocks leave the blobs time to spread.
+COMMIT_BLOCKS, REVEAL_BLOCKS = 4, 4
 REWARD_PER_ROUND = 100 * 10**12
 TRAINER_FUNDS = 1_000 * 10**12
 CREATOR = "//Eve"
