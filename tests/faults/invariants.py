@@ -105,6 +105,11 @@ def check_progress(testnet: LocalTestnet, outcome: Outcome, fault_end_best: int,
         outcome.measured["recovered_s"] = round(time.monotonic() - healed_at, 1)
     except Exception as error:  # noqa: BLE001 — a violation to report with the others, not a crash
         outcome.violations.append(f"no recovery: {str(error).splitlines()[0]}")
+        try:  # how late it came, for the report (bounded like a catch-up)
+            testnet.wait_until(condition, max(1.0, CATCH_UP_SLOTS * slot_s - (time.monotonic() - healed_at)), what)
+            outcome.measured["recovered_late_s"] = round(time.monotonic() - healed_at, 1)
+        except Exception:  # noqa: BLE001
+            pass
         return
     if finality_before > 0 and caught_up:
         names = ", ".join(n.name for n in caught_up)
