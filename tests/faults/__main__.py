@@ -33,7 +33,10 @@ def main(kinds: list[str]) -> int:
         m = outcome.measured
         name = scenario.name.replace("|", "\\|")  # a pipe would split the Markdown cell
         drop, burned = m.get("issuance_drop", "-"), m.get("burned", "-")
-        print(f"| {name} | {m.get('recovered_s', '-')} s | "
+        recovered = m.get("recovered_s", f"{m['recovered_late_s']} (late)" if "recovered_late_s" in m else "-")
+        if "caught_up_s" in m and m["caught_up_s"] != m.get("recovered_s"):
+            recovered = f"{recovered} (faulted node: {m['caught_up_s']})"
+        print(f"| {name} | {recovered} s | "
               f"{m.get('transfers_acknowledged', '-')} / {m.get('transfers_included', '-')} | "
               f"{m.get('rounds_closed', '-')} ({m.get('rounds_after_fault', '-')}) | {m.get('round_after_fault', 'no')} | "
               f"{drop} = {burned} {m.get('burned_by', '')} | {m.get('wall_s', '-')} s | "
