@@ -5,8 +5,10 @@
 It runs the real node, except that the first time it signs a fresh prevote for a block
 above the last finalized one, it also signs and gossips a second prevote of the same
 round for the finalized block itself: two votes, one round and stage, different targets.
-It re-sends the second vote with its periodic re-sends of the first, as long as the
-others keep that round's votes, so a peer that missed it still gets both.
+It re-sends both votes with its periodic re-sends, as long as the others keep that
+round's votes (FINISHED_ROUNDS), so a peer that missed them still gets both: an honest
+voter re-sends only the votes of its current and previous rounds, and right after a
+restart the first sends may reach nobody (the gossip mesh forms after the connections).
 
 Only a freshly signed vote triggers it: a prevote re-sent from the journal at start (a
 restarted validator repeats what it saved) goes out before the node has peers, and a
@@ -31,21 +33,22 @@ _honest_rebroadcast = voter_module.Voter._rebroadcast
 def _double_sign_and_cast(self, round_, stage, target) -> None:
     fresh = self.journal.saved_vote(self.voters.set_id, round_.number, stage) is None
     _honest_sign_and_cast(self, round_, stage, target)
-    if stage != PREVOTE or not fresh or getattr(self, "second_vote", None) is not None or target == round_.base:
+    if stage != PREVOTE or not fresh or getattr(self, "double_vote", None) is not None or target == round_.base:
         return
-    self.second_vote = sign_vote(self.keypair, self.env.genesis_hash, self.voters.set_id, round_.number, PREVOTE,
-                                 *round_.base)
-    self.network.broadcast(encode_message(self.second_vote))
+    second = sign_vote(self.keypair, self.env.genesis_hash, self.voters.set_id, round_.number, PREVOTE, *round_.base)
+    self.double_vote = (round_.prevoted, second)
+    self.network.broadcast(encode_message(second))
     voter_module.log.warning("equivocated on purpose (test double voter)", round=round_.number)
 
 
 def _rebroadcast_both(self, now: int) -> None:
     due = now >= self.last_broadcast_ms + self.config.rebroadcast_ms
     _honest_rebroadcast(self, now)
-    second = getattr(self, "second_vote", None)
-    if due and second is not None and second.set_id == self.voters.set_id \
-            and self.current.number - second.round <= voter_module.FINISHED_ROUNDS:
-        self.network.broadcast(encode_message(second))
+    votes = getattr(self, "double_vote", None)
+    if due and votes is not None and votes[1].set_id == self.voters.set_id \
+            and self.current.number - votes[1].round <= voter_module.FINISHED_ROUNDS:
+        for vote in votes:
+            self.network.broadcast(encode_message(vote))
 
 
 voter_module.Voter._sign_and_cast = _double_sign_and_cast
