@@ -62,7 +62,9 @@ class RuntimeVersion:
     transaction_version: int
 
 
-VERSION = RuntimeVersion("gradchain", "gradchain-python", 1, 1)
+# spec_version 2: a new account's nonce starts at its position in the chain (system.new_account_nonce), so
+# a version-1 node would compute other state roots for the same blocks.
+VERSION = RuntimeVersion("gradchain", "gradchain-python", 2, 1)
 
 
 @dataclass(frozen=True)
@@ -176,6 +178,7 @@ class Executive:
 
     def finalize_block(self, ctx: BlockContext) -> None:
         ctx.extrinsic_index = None
+        ctx.finalizing = True
         try:
             for hook in _FINALIZE_HOOKS:
                 hook(ctx)
@@ -189,6 +192,8 @@ class Executive:
         if extrinsics_root != header.extrinsics_root:
             raise InvalidBlock(f"extrinsics root mismatch: header has {header.extrinsics_root.hex()}, "
                                f"body gives {extrinsics_root.hex()}")
+        if len(block.extrinsics) > system.MAX_BLOCK_EXTRINSICS:
+            raise InvalidBlock(f"{len(block.extrinsics)} extrinsics: a block holds {system.MAX_BLOCK_EXTRINSICS} at most")
         ctx = self.initialize_block(backend, header)
         outcomes = []
         seen_signed = False

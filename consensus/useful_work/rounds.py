@@ -52,11 +52,11 @@ from storage.blobs import VERIFIED, BlobStore
 log = structlog.get_logger("useful_work")
 
 UNUSABLE = {"update_missing": training.UPDATE_MISSING}  # every other rejection: UPDATE_MALFORMED
-# An author that lacks a revealed update's blob leaves the round to a later block for this many blocks after
-# it is first due, while the node fetches the blob: a blob that is only late (named by a reveal a block or
-# two before, or held across a partition just healed) would otherwise be reported missing, its bond burned,
-# while the validators that hold it measure it sound and dispute the block (seen in tests/faults).
-MISSING_UPDATE_GRACE_BLOCKS = 4
+# On a network a revealed update's blob reaches the author through the blob fetcher, a few blocks behind its
+# reveal when trainers upload to other validators. An author that measured at once would report such an
+# update missing while the validators that have it dispute the block (and the honest trainer lose its bond):
+# it waits up to this many blocks past the report's first block for every revealed blob, then reports.
+UPDATE_BLOB_WAIT_BLOCKS = 10
 
 
 class RoundUnavailable(UsefulWorkError):
@@ -283,9 +283,9 @@ class RoundWork:
                 log.warning("cannot report round", task=task_id, round=task.round, reason=str(error))
                 continue
             absent = [s.update_hash for s in inputs.submissions if s.update_blob is None]
-            if absent and parent.number + 1 < training.report_start(task) + MISSING_UPDATE_GRACE_BLOCKS:
-                log.info("round waits for update blobs", task=task_id, round=task.round, missing=len(absent),
-                         first="0x" + absent[0].hex()[:16])
+            if absent and parent.number + 1 < training.report_start(task) + UPDATE_BLOB_WAIT_BLOCKS:
+                log.info("round waits for revealed updates' blobs", task=task_id, round=task.round,
+                         missing=len(absent), first=f"0x{absent[0].hex()[:16]}")
                 continue
             gathered.append(inputs)
         return gathered

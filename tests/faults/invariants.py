@@ -264,8 +264,10 @@ def check_round_after_fault(testnet: LocalTestnet, outcome: Outcome, task_id: in
                                   f"{[c for _, c in rounds][-5:]}): {str(error).splitlines()[0]}")
 
 
-def check_no_round_disputed(testnet: LocalTestnet, outcome: Outcome, task_id: int) -> None:
-    """No node disputes the block that closed a round (every closed round up to the checked block)."""
+def check_no_round_disputed(testnet: LocalTestnet, outcome: Outcome, task_id: int,
+                            byzantine: tuple[str, ...] = ()) -> None:
+    """No honest node disputes the block that closed a round on the common chain (every closed round up to
+    the checked block). A byzantine node's own verdicts do not count; a lie's block is off that chain."""
     reader = testnet.nodes[0]
     up_to = outcome.measured.get("checked_up_to") or best(reader)
     rounds = [(r, c) for r, c in closed_rounds(reader, task_id) if c <= up_to]
@@ -280,6 +282,8 @@ def check_no_round_disputed(testnet: LocalTestnet, outcome: Outcome, task_id: in
     for number, closed_at in rounds:
         block_hash = hash_at(reader, closed_at)
         for node in testnet.nodes:
+            if node.name in byzantine:
+                continue
             status = node.call("chain_getBlockVerification", block_hash) if node.is_running() else None
             if status is not None and status["status"] == "disputed":
                 outcome.violations.append(f"{node.name} disputes round {number}'s block #{closed_at}: "
