@@ -228,3 +228,22 @@ def test_a_late_conflicting_vote_for_a_finished_round_is_still_caught():
     voter.on_message(encode_message(late))
     [(first, second)] = sim.nodes["v0"].env.equivocations
     assert first == honest and second == late and is_vote_equivocation(first, second)
+
+
+def test_two_conflicting_votes_of_a_round_ahead_are_caught_when_the_round_starts():
+    # the double voter (tests/double_voter.py) signs both prevotes of a round at once: a validator still a
+    # round or two behind must keep both, not only the first, or the equivocation is never seen
+    sim = Simulation(KEYS, config=CONFIG)
+    grow(sim, sim.genesis.hash, 1)
+    sim.take_offline("v3")  # the equivocator's own gadget stays out; we speak for it
+    voter = sim.nodes["v0"].voter
+    ahead = voter.round_number + 2
+    first = sign_vote(KEYS[3], sim.genesis.hash, 0, ahead, PREVOTE, b"\x05" * 32, 9)
+    second = sign_vote(KEYS[3], sim.genesis.hash, 0, ahead, PREVOTE, sim.genesis.hash, 0)
+    third = sign_vote(KEYS[3], sim.genesis.hash, 0, ahead, PREVOTE, b"\x06" * 32, 9)
+    for vote in (first, first, second, third):  # a re-send and a third target are not kept
+        voter.on_message(encode_message(vote))
+    assert sim.nodes["v0"].env.equivocations == [] and len(voter.future[ahead]) == 2
+    assert sim.run_until(lambda: voter.round_number >= ahead, 30_000)
+    [(one, two)] = sim.nodes["v0"].env.equivocations
+    assert (one, two) == (first, second) and is_vote_equivocation(one, two)

@@ -139,3 +139,4 @@ def test_a_report_the_runtime_refuses_is_left_out_and_the_block_still_authored(n
             break
     assert len(reports_in(closing)) == 1
     assert training.Rounds.get(Overlay(follower.store.state_view(closing.hash)), (0, 0)) is not None
+

@@ -79,6 +79,15 @@ class Round:
         return self.prevotes if stage == PREVOTE else self.precommits
 
 
+def _may_wait(waiting: list[SignedVote], vote: SignedVote) -> bool:
+    """Whether a vote of a round ahead joins the round's waiting votes: a voter's first vote of a stage, and
+    a second one only when it conflicts with the first (an equivocation, recorded as evidence when the round
+    starts; dropping it lost the evidence of a voter that signed both before we reached its round). Never
+    more than two per voter and stage: no flooding."""
+    same = [v for v in waiting if v.voter == vote.voter and v.stage == vote.stage]
+    return not same or (len(same) == 1 and same[0].target != vote.target)
+
+
 class Voter:
     def __init__(self, env: Environment, network: NetworkPort, journal: VoteJournal, keypair: Keypair | None,
                  config: VoterConfig = VoterConfig()) -> None:
@@ -157,9 +166,8 @@ class Voter:
             ahead = vote.round - self.current.number
             waiting = self.future.get(vote.round, [])
             if (0 < ahead <= self.config.max_rounds_ahead and sum(map(len, self.future.values())) < MAX_FUTURE_VOTES
-                    and not any(v.voter == vote.voter and v.stage == vote.stage for v in waiting)
-                    and is_valid_vote_signature(self.env.genesis_hash, vote)):
-                self.future.setdefault(vote.round, []).append(vote)  # one per voter and stage: no flooding
+                    and _may_wait(waiting, vote) and is_valid_vote_signature(self.env.genesis_hash, vote)):
+                self.future.setdefault(vote.round, []).append(vote)
             return True
         if round_.stage(vote.stage).first.get(vote.voter) == vote:
             return True  # a re-send of a vote already counted: no need to check its signature again

@@ -1,7 +1,9 @@
-"""Run one fault scenario on a real local testnet under transfer load, then the invariant checker.
+"""Run one fault scenario on a real local testnet under transfer load and a training task, then the invariant checker.
 
-    testnet up (every node >= N-1 peers, best >= 3) -> load starts -> warm-up (some
-    transfers acknowledged) -> fault held for its duration -> healed -> load stops ->
+    testnet up (every node >= N-1 peers, best >= 3) -> load starts, a training task is
+    created and its trainers start (tests/faults/training.py) -> warm-up (some transfers
+    acknowledged, a trainer committed) -> fault held for its duration -> healed -> load
+    stops -> a round closed after the fault verified and finalized -> trainers stop ->
     invariants (tests/faults/invariants.py)
 
 Every wait has a deadline; the nodes' log tails go into every failure message;
@@ -20,13 +22,17 @@ from tests.faults import invariants
 from tests.faults.invariants import Outcome
 from tests.faults.load import TransferLoad
 from tests.faults.scenarios import KILL, PARTITION, PAUSE, WRAPPERS, Scenario
+from tests.faults.training import COMMIT_BLOCKS, REVEAL_BLOCKS, TrainingLoad
+
+ROUNDS_TO_WAIT = 4  # rounds after the fault's end within which one must be verified and finalized everywhere
 
 
 def run_scenario(scenario: Scenario, base: Path) -> tuple[Outcome, str]:
     """The scenario's outcome and the nodes' log tails (for a failure message)."""
     testnet = LocalTestnet(base, scenario.validators, slot_ms=scenario.slot_ms)
     outcome = Outcome(scenario.name)
-    load = None
+    load = training = None
+    started = time.monotonic()
     try:
         testnet.start()
         peers = len(testnet.nodes) - 1
@@ -35,18 +41,29 @@ def run_scenario(scenario: Scenario, base: Path) -> tuple[Outcome, str]:
         genesis = bytes.fromhex(testnet.nodes[0].call("chain_getBlockHash", 0)[2:])
         targets = [n for n in testnet.nodes if n.name not in scenario.faulted]
         load = TransferLoad(targets, genesis).start()
-        testnet.wait_until(lambda: len(load.acknowledged()) >= 8, 60, "the first transfers acknowledged")
+        spared = [n for n in testnet.nodes if n.name not in scenario.fault.nodes]  # the trainers' nodes
+        training = TrainingLoad(spared, base.parent / f"{base.name}-trainers").start()
+        testnet.wait_until(lambda: len(load.acknowledged()) >= 8 and training.committed(), 90,
+                           "the first transfers acknowledged and a trainer's first commit")
         finality_before = max(invariants.finalized(n) for n in testnet.nodes)
         healed_at = apply_fault(testnet, scenario, outcome.measured)
         fault_end_best = max(invariants.best(n) for n in testnet.nodes)
         outcome.measured["best_at_fault_end"] = fault_end_best
+        invariants.check_no_crash(testnet, outcome)
+        # under load still: recovery is timed from the heal to the first poll that sees it
+        invariants.check_progress(testnet, outcome, fault_end_best, finality_before, healed_at,
+                                  scenario.fault.nodes)
         time.sleep(2 * scenario.slot_ms / 1000)  # a little load after the fault too (scenario data, not a wait)
         load.stop()
-        invariants.check_no_crash(testnet, outcome)
-        invariants.check_progress(testnet, outcome, fault_end_best, finality_before, healed_at)
+        round_s = (COMMIT_BLOCKS + REVEAL_BLOCKS + 2) * scenario.slot_ms / 1000
+        invariants.check_round_after_fault(testnet, outcome, training.task_id, fault_end_best,
+                                           ROUNDS_TO_WAIT * round_s + invariants.FINALITY_SLOTS * scenario.slot_ms / 1000)
+        training.stop()
         invariants.check_finality_agrees(testnet, outcome)
         invariants.check_transfers(testnet, outcome, load.acknowledged(), load.expected_nonces())
         invariants.check_issuance(testnet, outcome)
+        byzantine = scenario.fault.nodes if scenario.fault.kind in WRAPPERS else ()
+        invariants.check_no_round_disputed(testnet, outcome, training.task_id, byzantine)
         if scenario.fault.kind in WRAPPERS:  # a byzantine node: the double voter, the lying author
             invariants.check_slashed(testnet, outcome, scenario.fault.nodes)
         invariants.check_no_crash(testnet, outcome)
@@ -55,8 +72,12 @@ def run_scenario(scenario: Scenario, base: Path) -> tuple[Outcome, str]:
     finally:
         if load is not None:
             load.stop()
+        if training is not None:
+            training.stop()
+            outcome.measured.update(training.measured())
         tails = testnet.tails(30)
         testnet.stop()
+        outcome.measured["wall_s"] = round(time.monotonic() - started, 1)
     return outcome, tails
 
 
@@ -68,10 +89,9 @@ def apply_fault(testnet: LocalTestnet, scenario: Scenario, measured: dict) -> fl
         for node in nodes:
             node.stop(signal.SIGKILL)
         time.sleep(fault.duration_s)
-        healed_at = time.monotonic()
         for node in nodes:
             testnet.restart(node)
-        return healed_at
+        return time.monotonic()  # the fault ends when the validator runs again (its start takes seconds)
     elif fault.kind == PAUSE:
         for node in nodes:
             node.send(signal.SIGSTOP)
