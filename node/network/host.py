@@ -261,7 +261,11 @@ class P2PHost:
     async def ban(self, peer: str) -> None:
         self.banned.add(peer)
         if self.pubsub is not None:
-            self.pubsub.add_to_blacklist(ID.from_base58(peer))
+            # Not pubsub.add_to_blacklist: its teardown task deletes the peer's entry after awaiting the
+            # stream's reset, and the disconnect below removes that entry meanwhile, so the task raised a
+            # KeyError that ended the whole network thread (seen in the partition fault scenario). The
+            # blacklist set refuses the peer's gossip; the disconnect tears its streams down once.
+            self.pubsub.blacklisted_peers.add(ID.from_base58(peer))
         await self.disconnect(peer)
 
     async def unban(self, peer: str) -> None:
