@@ -38,6 +38,7 @@ from node.indexer import ChainIndexer
 from node.metrics import NodeMetrics
 from node.service import Service
 from node.txpool import PoolLimits, TransactionPool
+from node.verified_signatures import VerifiedSignatures
 from runtime.crypto import Keypair
 from runtime.executive import Executive
 from runtime.genesis import GenesisConfig
@@ -51,6 +52,7 @@ from storage.chainstore import ChainStore
 
 log = structlog.get_logger("chain")
 BLOB_GC_INTERVAL = 50  # blocks
+SUBMIT_CHUNK = 256  # submitted transactions validated per chain-thread job (about 30 ms of work)
 RUN_LOG_INTERVAL_S = 1.0  # a run of blocks (sync) logs its progress this often, not once per block
 
 
@@ -106,13 +108,15 @@ class ChainService(Service):
         self.blobs: BlobStore | None = None
         self.indexer: ChainIndexer | None = None
         self._validation: tuple[bytes, Any] | None = None  # (best hash, validation context)
-        self._signature_verified: set[bytes] = set()
+        self.verified_signatures = VerifiedSignatures()  # by the pool; a block's import skips them
         self.block_listeners: list[Callable[[Block, str], None]] = []  # called on the chain thread
         self.status_listeners: list[Callable[[bytes, VerificationStatus], None]] = []  # on the chain thread
         self.block_ms: deque[float] = deque(maxlen=10_000)  # build-or-import time of recent blocks
         self._closed = False
         self._fresh: Block | None = None  # the block being imported (head listeners read it, not the database)
         self._run: ImportRun | None = None  # the run of blocks being imported (import_run_now)
+        self._submissions: list[tuple[Extrinsic, asyncio.Future]] = []  # waiting for a trip to the chain thread
+        self._submitting = False
         self._heap_frozen = False  # see _freeze_heap
 
     # --- lifecycle ------------------------------------------------------------
@@ -189,20 +193,44 @@ class ChainService(Service):
             best = self.store.best_header()
             context = self.executive.validation_context(self.store.state_view(best_hash), best.number, best_hash)
             self._validation = (best_hash, context)
-        # Re-validation after each block need not check an immortal transaction's signature again:
-        # what it signs (genesis, runtime version) cannot change. A mortal one signs its birth block's
-        # hash, which a re-org can change, so it is always checked.
-        signed = extrinsic.signed
-        known = signed is not None and signed.era.is_immortal and extrinsic.hash in self._signature_verified
+        # Re-validation after each block need not check an immortal transaction's signature again
+        # (node/verified_signatures.py), nor need the import of a block that includes it.
+        known = self.verified_signatures.is_known(extrinsic)
         valid = self.executive.validate_transaction(self._validation[1], extrinsic, signature_checked=known)
-        if not known and signed is not None and signed.era.is_immortal:
-            if len(self._signature_verified) >= 200_000:
-                self._signature_verified.clear()
-            self._signature_verified.add(extrinsic.hash)
+        if not known:
+            self.verified_signatures.remember(extrinsic)
         return valid
 
     async def submit(self, extrinsic: Extrinsic) -> tuple[bytes, str]:
-        return await self._on_chain_thread(self._submit, extrinsic)
+        """Into the pool: (hash, "ready" | "future"), or the pool's error raised.
+
+        Submissions that arrive together (an RPC batch, many clients at once) share trips to the
+        chain thread, up to SUBMIT_CHUNK a trip: a hop there and back costs more than validating a
+        transfer, and each hop also waits behind whatever the chain thread is doing."""
+        answer = asyncio.get_running_loop().create_future()
+        self._submissions.append((extrinsic, answer))
+        if not self._submitting:
+            self._submitting = True
+            asyncio.create_task(self._submit_queued())  # runs after the rest of a batch has queued
+        return await answer
+
+    async def _submit_queued(self) -> None:
+        try:
+            while self._submissions:
+                chunk, self._submissions = self._submissions[:SUBMIT_CHUNK], self._submissions[SUBMIT_CHUNK:]
+                try:
+                    results = await self._on_chain_thread(self._submit_many, [x for x, _ in chunk])
+                except BaseException as exc:  # shutting down (or a bug in the pool): every caller hears
+                    results = [exc] * len(chunk)
+                for (_, answer), result in zip(chunk, results):
+                    if answer.done():  # the caller went away
+                        continue
+                    if isinstance(result, BaseException):
+                        answer.set_exception(result)
+                    else:
+                        answer.set_result(result)
+        finally:
+            self._submitting = False
 
     def _submit(self, extrinsic: Extrinsic) -> tuple[bytes, str]:
         result = self.pool.submit(extrinsic, at_block=self.store.best_header().number)
@@ -275,7 +303,8 @@ class ChainService(Service):
         """Import on the calling thread: for tools that own the chain, or the chain thread."""
         self._thaw_heap()  # one block at a time: the node follows the chain, no longer catching up
         self._fresh = block
-        return self._record(block, self.importer.import_block(block))
+        checks = self.verified_signatures.block_checks(block, self.executive, self.store.header)
+        return self._record(block, self.importer.import_block(block, signatures=checks))
 
     def import_run_now(self, blocks: list[Block], verifier) -> Iterator[ImportResult]:
         """import_block_now for a run of blocks (sync): while one block executes here, the next block's
