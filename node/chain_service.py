@@ -17,7 +17,6 @@ and of status changes, metrics count them.
 from __future__ import annotations
 
 import asyncio
-import gc
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -34,9 +33,11 @@ from consensus.useful_work.rounds import RoundWork
 from consensus.verification import InlineRunner, RoundMeasurements, UsefulWorkCheck, run_now
 from node.chain_setup import ChainPaths, open_chain
 from node.clock import SystemClock
+from node.import_runs import HeapFreezer, ImportRun
 from node.indexer import ChainIndexer
 from node.metrics import NodeMetrics
 from node.service import Service
+from node.submissions import SubmissionQueue
 from node.txpool import PoolLimits, TransactionPool
 from node.verified_signatures import VerifiedSignatures
 from runtime.crypto import Keypair
@@ -52,22 +53,6 @@ from storage.chainstore import ChainStore
 
 log = structlog.get_logger("chain")
 BLOB_GC_INTERVAL = 50  # blocks
-SUBMIT_CHUNK = 256  # submitted transactions validated per chain-thread job (about 30 ms of work)
-RUN_LOG_INTERVAL_S = 1.0  # a run of blocks (sync) logs its progress this often, not once per block
-
-
-@dataclass
-class ImportRun:
-    """A run of blocks being imported (sync): the bookkeeping that need not follow every block waits for
-    the run's end (the state indexes, the gauges), and progress is logged once a second, not per block."""
-
-    blocks: dict[bytes, Block]  # the run's blocks by hash (head listeners read them, not the database)
-    started: float
-    logged_at: float
-    first: int  # the best block's number when the run started
-    imported: int = 0
-    logged: int = 0  # imported when progress was last logged
-    best: int = 0  # the highest block number imported
 
 
 @dataclass(frozen=True)
@@ -115,9 +100,8 @@ class ChainService(Service):
         self._closed = False
         self._fresh: Block | None = None  # the block being imported (head listeners read it, not the database)
         self._run: ImportRun | None = None  # the run of blocks being imported (import_run_now)
-        self._submissions: list[tuple[Extrinsic, asyncio.Future]] = []  # waiting for a trip to the chain thread
-        self._submitting = False
-        self._heap_frozen = False  # see _freeze_heap
+        self._submissions = SubmissionQueue(lambda extrinsics: self._on_chain_thread(self._submit_many, extrinsics))
+        self._heap = HeapFreezer()
 
     # --- lifecycle ------------------------------------------------------------
 
@@ -172,7 +156,7 @@ class ChainService(Service):
 
     def _close(self) -> None:
         self._closed = True
-        self._thaw_heap()
+        self._heap.thaw()
         if self.store is not None and not self.store.db.closed:
             best = self.store.best_header()
             self.store.close()
@@ -202,35 +186,9 @@ class ChainService(Service):
         return valid
 
     async def submit(self, extrinsic: Extrinsic) -> tuple[bytes, str]:
-        """Into the pool: (hash, "ready" | "future"), or the pool's error raised.
-
-        Submissions that arrive together (an RPC batch, many clients at once) share trips to the
-        chain thread, up to SUBMIT_CHUNK a trip: a hop there and back costs more than validating a
-        transfer, and each hop also waits behind whatever the chain thread is doing."""
-        answer = asyncio.get_running_loop().create_future()
-        self._submissions.append((extrinsic, answer))
-        if not self._submitting:
-            self._submitting = True
-            asyncio.create_task(self._submit_queued())  # runs after the rest of a batch has queued
-        return await answer
-
-    async def _submit_queued(self) -> None:
-        try:
-            while self._submissions:
-                chunk, self._submissions = self._submissions[:SUBMIT_CHUNK], self._submissions[SUBMIT_CHUNK:]
-                try:
-                    results = await self._on_chain_thread(self._submit_many, [x for x, _ in chunk])
-                except BaseException as exc:  # shutting down (or a bug in the pool): every caller hears
-                    results = [exc] * len(chunk)
-                for (_, answer), result in zip(chunk, results):
-                    if answer.done():  # the caller went away
-                        continue
-                    if isinstance(result, BaseException):
-                        answer.set_exception(result)
-                    else:
-                        answer.set_result(result)
-        finally:
-            self._submitting = False
+        """Into the pool: (hash, "ready" | "future"), or the pool's error raised. Submissions arriving
+        together share trips to the chain thread (node/submissions.py)."""
+        return await self._submissions.submit(extrinsic)
 
     def _submit(self, extrinsic: Extrinsic) -> tuple[bytes, str]:
         result = self.pool.submit(extrinsic, at_block=self.store.best_header().number)
@@ -255,7 +213,7 @@ class ChainService(Service):
 
     def _author(self, slot: int, keypair: Keypair, deadline_ms: int) -> AuthoredBlock | None:
         started = time.perf_counter()
-        self._thaw_heap()
+        self._heap.thaw()
         parent = self.store.best_header()  # fork choice's best: never a disputed or unverifiable block
         if parent.number > 0 and parent.digest.slot >= slot:
             return None  # the best block already claims this slot or a later one
@@ -301,7 +259,7 @@ class ChainService(Service):
 
     def import_block_now(self, block: Block) -> ImportResult:
         """Import on the calling thread: for tools that own the chain, or the chain thread."""
-        self._thaw_heap()  # one block at a time: the node follows the chain, no longer catching up
+        self._heap.thaw()  # one block at a time: the node follows the chain, no longer catching up
         self._fresh = block
         checks = self.verified_signatures.block_checks(block, self.executive, self.store.header)
         return self._record(block, self.importer.import_block(block, signatures=checks))
@@ -310,9 +268,7 @@ class ChainService(Service):
         """import_block_now for a run of blocks (sync): while one block executes here, the next block's
         signatures are verified in `verifier`'s process (ImportQueue.import_run). Stop consuming to stop
         (then close the iterator: the run's deferred bookkeeping happens when it ends)."""
-        now = time.monotonic()
-        first = self.store.best_header().number
-        run = self._run = ImportRun({block.hash: block for block in blocks}, now, now, first, best=first)
+        run = self._run = ImportRun.of(blocks, self.store.best_header().number)
         try:
             for result in self.importer.import_run(blocks, verifier):
                 yield self._record(run.blocks[result.hash], result)
@@ -321,8 +277,8 @@ class ChainService(Service):
             self._end_run(run)
 
     def _end_run(self, run: ImportRun) -> None:
-        if run.imported > run.logged:
-            self._log_progress(run)
+        """The bookkeeping a run deferred (node/import_runs.py), once."""
+        run.log_progress()
         try:
             self.indexer.follow_best()
             if run.best // BLOB_GC_INTERVAL > run.first // BLOB_GC_INTERVAL:  # the run crossed a collection
@@ -331,32 +287,7 @@ class ChainService(Service):
             log.exception("indexing failed after a run of blocks", best=run.best)
         self._refresh_measurements()
         self._update_gauges()
-        self._freeze_heap()
-
-    def _log_progress(self, run: ImportRun) -> None:
-        now = time.monotonic()
-        log.info("imported blocks", count=run.imported - run.logged, best=run.best,
-                 bps=round((run.imported - run.logged) / max(now - run.logged_at, 1e-6), 1))
-        run.logged, run.logged_at = run.imported, now
-
-    def _freeze_heap(self) -> None:
-        """Between the runs of a sync, move what survived into the collector's permanent generation.
-
-        Catching up fills the trie's node caches with millions of small containers that live
-        for a long time; every full collection walks all of them again (measured: a fifth of
-        a sync's CPU time). Frozen objects are still freed by reference counting as usual;
-        only reference cycles among them wait, until the heap is thawed: at the first block
-        imported alone (the node follows the chain again) or at close. Young cycles are
-        collected before each freeze, so what waits is the few that became garbage after
-        reaching the oldest generation."""
-        gc.collect(1)
-        gc.freeze()
-        self._heap_frozen = True
-
-    def _thaw_heap(self) -> None:
-        if self._heap_frozen:
-            self._heap_frozen = False
-            gc.unfreeze()
+        self._heap.freeze()
 
     def _record(self, block: Block, result: ImportResult) -> ImportResult:
         if result.outcome != IMPORTED:
@@ -372,10 +303,7 @@ class ChainService(Service):
                      extrinsics=len(block.extrinsics), ms=round(result.import_ms, 1), best=result.is_best,
                      verification=result.status.state)
         else:
-            run.imported += 1
-            run.best = max(run.best, result.number)
-            if time.monotonic() - run.logged_at >= RUN_LOG_INTERVAL_S:
-                self._log_progress(run)
+            run.imported_block(result.number)
         self._notify(block, "imported")
         return result
 
