@@ -157,7 +157,9 @@ class Explorer:
                            ("seal", short_hex("0x" + digest.seal.hex(), 18) if digest.seal else "(unsealed)"),
                            ("digest logs", "\n".join(describe_logs(header["digest"]))),
                            ("time", format_time(block_timestamp(block))),
-                           ("finalized", "yes" if number <= self.finalized_number() else "not yet")):
+                           ("finalized", "yes" if number <= self.finalized_number() else "not yet"),
+                           ("useful work", describe_verification(
+                               self.client.call("chain_getBlockVerification", header["hash"])))):
             overview.add_row(key, Text(value))
         self.console.print(overview)
         extrinsics = Table(title="Extrinsics", title_justify="left")
@@ -415,6 +417,20 @@ def svg_plot(title: str, points: list[tuple[int, float]], *, whole_numbers: bool
                  f'<title>#{n}: {value_format.format(v)}</title></circle>' for n, v in points)
     parts.append("</svg>")
     return "".join(parts)
+
+
+def describe_verification(status: dict | None) -> str:
+    """This node's verdict on the block's useful-work reports (chain_getBlockVerification)."""
+    if status is None:
+        return "(unknown to this node)"
+    state = status["status"]
+    if state == "disputed":
+        return "disputed: " + "; ".join(status["reasons"])
+    if state == "unverifiable":
+        return f"unverifiable: {len(status['missing'])} blob(s) missing since block #{status['since']}"
+    if state == "verified" and status["unchecked"]:
+        return "verified, except rounds this node cannot check: " + "; ".join(status["unchecked"])
+    return state
 
 
 def short_address(address: str) -> str:

@@ -64,6 +64,7 @@ def test_block_renders_its_extrinsics_with_their_events(chain, run):
     code, out, err = run("block", str(number))
     assert code == 0, err
     assert f"Block #{number}" in out and "finalized" in out
+    assert re.search(r"useful work +│ verified", out)  # this node re-checked the block (no rounds in it)
     assert "timestamp.set" in out and "balances.transfer_keep_alive" in out
     assert f"dest={address(EVE.public)}, value=7 GRAD" in out
     assert address(CHARLIE.public) in out
@@ -151,3 +152,17 @@ def test_errors_are_one_line_with_exit_code_2(run):
         assert code == 2 and len(err.strip().splitlines()) == 1 and fragment in err, (argv, err)
     code = explorer.main(["--url", "http://127.0.0.1:1", "blocks"])
     assert code == 2
+
+
+@pytest.mark.parametrize("status, shown", [
+    (None, "(unknown to this node)"),
+    ({"status": "pending", "reasons": [], "missing": [], "since": None, "unchecked": []}, "pending"),
+    ({"status": "disputed", "reasons": ["task 0 round 1: data unavailable"], "missing": [], "since": None,
+      "unchecked": []}, "disputed: task 0 round 1: data unavailable"),
+    ({"status": "unverifiable", "reasons": [], "missing": ["0x01", "0x02"], "since": 40, "unchecked": []},
+     "unverifiable: 2 blob(s) missing since block #40"),
+    ({"status": "verified", "reasons": [], "missing": [], "since": None, "unchecked": ["task 3: no key"]},
+     "verified, except rounds this node cannot check: task 3: no key"),
+])
+def test_block_view_says_this_nodes_useful_work_verdict(status, shown):
+    assert explorer.describe_verification(status) == shown
