@@ -83,3 +83,22 @@ def test_transactions_a_pool_operation_admits_wake_the_network_loop_once():
     assert gossip._outgoing_transactions == transfers  # all of them, in order
     gossip.on_admitted_threadsafe(type("Loop", (), {"call_soon_threadsafe": lambda self, f: f()})(), transfers[0])
     assert gossip._outgoing_transactions == transfers  # published once
+
+
+def test_only_watched_transactions_wake_the_rpc_loop(nodes):
+    from node.rpc_facade import ChainFacade
+    node, _ = nodes
+    wakes = []
+
+    class CountingLoop:
+        def call_soon_threadsafe(self, callback, *args):
+            wakes.append(args)
+    facade = ChainFacade(node.service, node_name="test", chain_type="Development")
+    facade.attach(CountingLoop())
+    genesis = node.store.genesis_hash
+    transfers = [sign_extrinsic(BOB, balances.transfer(CHARLIE.public, 10**12), nonce=i, genesis_hash=genesis)
+                 for i in range(3)]
+    facade.watch_extrinsic(transfers[2].hash, lambda status, info: None)
+    for transfer in transfers:
+        node.service._submit(transfer)
+    assert wakes == [(transfers[2].hash, "ready", None)]  # one each before
