@@ -3,7 +3,8 @@
 
 Part 1: four validator processes on this machine (a generated spec, 1 s slots);
 signed transfers are submitted round-robin to all four (each sender's to one
-node, in nonce order) at --rate for --seconds. Figures: transfers included per
+node, in nonce order; one client thread per node, batches of BATCH) at --rate
+for --seconds. Figures: transfers included per
 second of the window, transfers lost (accepted by a node, never included),
 block propagation (author's log time of "authored block" to each other node's
 "imported block") p50/p99, and bytes sent per second per node (Prometheus).
