@@ -1,5 +1,6 @@
 # Two entry points, each installs everything first (see README):
-#   make run   - set up, then federated training through a dev node (scripts/demo.py)
+#   make run   - set up, then federated training on a local network of 4 validators (scripts/demo.py;
+#                make run ARGS=--dev for one dev node)
 #   make test  - set up, then run the whole test suite (in a random order; the seed is printed)
 # and for the measured figures: make bench (every benchmark in scripts/bench/ at its default sizes;
 # one of them: make bench BENCHES=scripts/bench/rpc.py ARGS="--seconds 5 --json").

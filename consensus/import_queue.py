@@ -7,7 +7,8 @@ the block in the database:
     1. header       parent known -> number follows the parent -> builds on finality
     2. slot/author  slot after the parent's, not in the future -> author is the slot's validator -> seal
     3. timestamp    the first extrinsic is timestamp.set, inside the slot
-    4. signatures   every signed extrinsic (a second process when importing a run of blocks)
+    4. signatures   every signed extrinsic (a second process when importing a run of blocks, which also
+                    hashes the extrinsics for their root; compared at stage 5 as in line)
     5. execution    on the parent's state; every root compared; the new state is returned
     6. commit       block + state + verification status + new head: one WriteBatch
     7. useful work  the block's reports re-measured off the chain thread (consensus/verification.py);
@@ -175,7 +176,8 @@ class ImportQueue:
         if len(known) > 1024:
             known.pop(next(iter(known)))
         ancestry = Ancestry(block.header, lambda h: known.get(h) or self.chain.header(h))
-        return verifier.submit(self.executive.signature_checks(block, ancestry.hash_at))
+        return verifier.submit(self.executive.signature_checks(block, ancestry.hash_at),
+                               [x.encoded for x in block.extrinsics])
 
     # --- verdicts and the head ----------------------------------------------------
 
@@ -233,7 +235,8 @@ class ImportQueue:
         self._check_slot_and_author(block, parent, parent_view)
         self._check_timestamp(block)
         self._check_signatures(block, signatures)
-        return self.executive.execute_block(parent_view, block, signatures_checked=True)
+        root = None if signatures is None else signatures.extrinsics_root()  # the worker's, if it had the block
+        return self.executive.execute_block(parent_view, block, signatures_checked=True, extrinsics_root=root)
 
     def _check_builds_on_finality(self, block: Block) -> None:
         finalized = self.chain.finalized_header()

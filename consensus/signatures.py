@@ -7,6 +7,10 @@ state: see Executive.signature_checks), the worker only runs Ed25519, and the
 import consults the answer at the same stage as in line, so the checks and the
 order of their errors are the same (the lowest failing index wins).
 
+The worker also hashes the block's encoded extrinsics into their root (not execution,
+and a few percent of this process's work per block); execution compares it with the
+header's at the stage where it would compute it.
+
 Executing a block costs less than verifying its signatures, so the worker gets the
 first `share` of each block's checks and this process verifies the rest at the
 signature stage; `share` adapts so that neither side waits for the other.
@@ -21,7 +25,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 from runtime import crypto
-from runtime.types import Header
+from runtime.hashing import blake2b_256
+from runtime.types import Header, compute_extrinsics_root
 
 Check = tuple[bytes, bytes, bytes]  # (public key, message, signature)
 
@@ -54,11 +59,14 @@ class Ancestry:
         return self._known.get(number)
 
 
-def timed_first_failure(checks: list[Check]) -> tuple[int, float]:
-    """first_failure, and the CPU seconds it took (the worker's side, for balancing)."""
+def timed_first_failure(checks: list[Check], extrinsics: list[bytes] | None = None
+                        ) -> tuple[int, float, bytes | None]:
+    """first_failure, the CPU seconds it took (the worker's side, for balancing), and the extrinsics root of
+    the block's encoded extrinsics, if given (hashing them is not execution: it moves to the worker too)."""
     started = time.thread_time()
     failed = first_failure(checks)
-    return failed, time.thread_time() - started
+    root = None if extrinsics is None else compute_extrinsics_root([blake2b_256(x) for x in extrinsics])
+    return failed, time.thread_time() - started, root
 
 
 @dataclass
@@ -69,16 +77,24 @@ class SharedChecks:
     split: int
     future: Future
     owner: "SignatureVerifier"
+    consumed: bool = False  # its block reached the signature stage (a block that fails before never does)
 
     def first_failure(self) -> int:
+        if not self.consumed:
+            self.consumed = True
+            self.owner._queued -= 1
         entered = time.thread_time()
         here = first_failure(self.checks[self.split:])
         verified = time.thread_time()
-        there, worker_seconds = self.future.result()
+        there, worker_seconds, _ = self.future.result()
         self.owner.balance(len(self.checks) - self.split, verified - entered, self.split, worker_seconds, entered)
         if there >= 0:
             return there
         return -1 if here < 0 else self.split + here
+
+    def extrinsics_root(self) -> bytes | None:
+        """The root the worker computed from the block's encoded extrinsics (None if they were not sent)."""
+        return self.future.result()[2]
 
 
 class SignatureVerifier:
@@ -93,24 +109,37 @@ class SignatureVerifier:
     """
 
     MIN_SHARE, MAX_SHARE = 0.3, 1.0
+    IDLE_SHARE = 0.5  # of a block's checks submitted while no other block's are queued
 
     def __init__(self, share: float = 0.9) -> None:  # executing a block of transfers costs less than its checks
         # spawn: a fork of a process holding LevelDB handles and threads is not safe
         self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
-        self._pool.submit(first_failure, []).result()  # start it now, not inside the first block's time
+        self._pool.submit(timed_first_failure, [], []).result()  # start it now, not inside the first block's time
         self.share = share
         self._left_stage: float | None = None  # this thread's CPU clock when it last left a signature stage
         self.worker_cpu_seconds = 0.0  # CPU time the worker spent verifying, in all
+        self.here_cpu_seconds = 0.0  # CPU time this thread spent verifying its part, in all
+        self._queued = 0  # submitted checks whose block has not reached its signature stage yet
 
-    def submit(self, checks: list[Check]) -> SharedChecks:
-        split = round(len(checks) * self.share)
-        return SharedChecks(checks, split, self._pool.submit(timed_first_failure, checks[:split]), self)
+    def submit(self, checks: list[Check], extrinsics: list[bytes] | None = None) -> SharedChecks:
+        """Start a block's checks; `extrinsics` (the block's encoded extrinsics) also has the worker compute
+        their root, for execution to compare with the header's at its usual stage."""
+        # With no other block's checks queued (a run's first block, or a block that arrived alone) this
+        # process has nothing to execute while the worker verifies: it will wait for these checks next, so
+        # both take half. Otherwise the worker's share overlaps this process executing the block before.
+        split = round(len(checks) * (self.IDLE_SHARE if self._queued == 0 else self.share))
+        self._queued += 1
+        return SharedChecks(checks, split, self._pool.submit(timed_first_failure, checks[:split], extrinsics), self)
 
     def balance(self, here_count: int, here_seconds: float, worker_count: int, worker_seconds: float,
                 entered: float) -> None:
         self.worker_cpu_seconds += worker_seconds
-        other = 0.0 if self._left_stage is None else entered - self._left_stage
+        self.here_cpu_seconds += here_seconds
+        first = self._left_stage is None
+        other = 0.0 if first else entered - self._left_stage
         self._left_stage = time.thread_time()
+        if first:  # what this process does between two blocks' checks is not known yet: keep the share
+            return
         if here_count < 16 or worker_count < 16:  # too few to measure: nudge toward the side that waited less
             self.share = min(self.MAX_SHARE, max(self.MIN_SHARE, self.share + (0.05 if here_count < 16 else -0.05)))
             return

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runtime import crypto
+from runtime.errors import GradchainError
 from runtime.genesis import GenesisConfig, build_genesis_state, load_genesis, parse_genesis
 from storage.chainstore import ChainStore
 
@@ -70,6 +71,54 @@ class ChainPaths:
     @property
     def network(self) -> Path:
         return self.chain_dir / "network"
+
+
+class ChainChoiceError(GradchainError):
+    """The flags select a chain other than the one the base path holds."""
+
+    code = "chain_choice"
+
+
+# --- which chain a base path holds ------------------------------------------------------
+# A base path can hold several chains (chains/<id>/db). A node or command run without the flag
+# that selects the chain the operator meant (--dev, --chain) opens another one: every message
+# names the chain it opened and the chains that do exist there.
+
+
+def chains_under(base: Path) -> list[str]:
+    """Ids of the chains that have a database under a base path."""
+    root = Path(base) / "chains"
+    return sorted(p.name for p in root.iterdir() if (p / "db").is_dir()) if root.is_dir() else []
+
+
+def chain_selector(chain_id: str) -> str:
+    """The flag that selects a chain."""
+    return "--dev" if chain_id == DEV_CHAIN_ID else f"--chain <its spec, id {chain_id}>"
+
+
+def other_chains(paths: ChainPaths) -> str:
+    others = [c for c in chains_under(paths.base) if c != paths.chain_id]
+    if not others:
+        return f"no other chain exists under {paths.base}"
+    return f"under {paths.base} there is: " + ", ".join(f"chain {c} (select it with {chain_selector(c)})"
+                                                        for c in others)
+
+
+def opened(paths: ChainPaths, config: GenesisConfig) -> str:
+    return f"chain {paths.chain_id} ({config.name})"
+
+
+def check_not_a_silent_new_chain(paths: ChainPaths, config: GenesisConfig, *, chain_given: bool) -> None:
+    """A node started with neither --dev nor --chain on a base path that holds other chains but not
+    the default one would create that default chain beside them: almost always a forgotten --dev.
+    Refused, naming the chain it would create, the chains that exist, and both ways on; an explicit
+    --chain (or a base path with no chain yet) creates the chain as asked."""
+    if chain_given or paths.database.is_dir() or not chains_under(paths.base):
+        return
+    raise ChainChoiceError(
+        f"no --dev or --chain given: this would create a new {opened(paths, config)} under {paths.base}, "
+        f"beside what is there; {other_chains(paths)}. Open that with its flag, or create the default chain "
+        f"beside it with --chain {DEFAULT_CHAIN}")
 
 
 def open_chain(paths: ChainPaths, config: GenesisConfig, *, pruning: int | None) -> ChainStore:

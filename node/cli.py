@@ -96,8 +96,14 @@ def build_parser() -> Parser:
     generate.add_argument("--words", type=int, choices=(12, 15, 18, 21, 24), default=12)
     generate.add_argument("--output-file", type=Path, metavar="PATH", help="also write a validator key file (0600)")
     generate.add_argument("--ss58-prefix", type=int, default=42)
-    inspect = key_commands.add_parser("inspect", help="public key and address of a secret URI")
-    inspect.add_argument("uri", help='a mnemonic, "//Alice", or "0x<seed>", with optional //hard/path')
+    inspect = key_commands.add_parser(
+        "inspect", help="public key and address of a key",
+        description="The key comes from --wallet, --key-file or $GRADCHAIN_SECRET_URI (else a prompt on a "
+                    "terminal); a URI argument only for dev accounts: the command line is visible in `ps`.")
+    inspect.add_argument("uri", nargs="?", metavar="URI", help='a dev account only, like "//Alice"')
+    from rpc.key_sources import add_key_options
+
+    add_key_options(inspect, uri_option=False)
     inspect.add_argument("--ss58-prefix", type=int, default=42)
 
     node_key = key_commands.add_parser("generate-node-key", help="a new libp2p node key; prints its peer id")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import struct
 import sys
@@ -20,8 +21,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from consensus.import_queue import BAD, IMPORTED, KNOWN, MISSING_PARENT, ImportQueue
 from consensus.signatures import SignatureVerifier
-from node.chain_setup import DEV_CHAIN_ID, ChainPaths, load_chain_spec, open_chain, spec_json
+from node.chain_setup import ChainPaths, chains_under, load_chain_spec, open_chain, opened, other_chains, spec_json
 from node.keystore import write_key_file
+from rpc.key_sources import SECRET_ENV, keypair_from_args
 from runtime import crypto
 from runtime.errors import CodecError, GradchainError
 from runtime.executive import Executive
@@ -69,14 +71,25 @@ def key(args: argparse.Namespace) -> int:
             write_key_file(args.output_file, phrase, args.ss58_prefix)
         print(f"Secret phrase:  {phrase}")
     else:
-        keypair = crypto.keypair_from_uri(args.uri)
-        print(f"Secret URI:     {args.uri}")
+        keypair = keypair_from_args(args, uri_label="URI", prompt=True)
+        if args.uri is not None:  # a dev account's URI is public; a secret from elsewhere is not echoed
+            print(f"Secret URI:     {args.uri.strip()}")
+        else:
+            print(f"Key from:       {key_source(args)}")
     print(f"Public key:     0x{keypair.public.hex()}")
     print(f"Address (SS58): {crypto.encode_address(keypair.public, args.ss58_prefix)}")
     return 0
 
 
 # --- build-spec and purge-chain --------------------------------------------------------
+
+
+def key_source(args: argparse.Namespace) -> str:
+    if args.wallet is not None:
+        return f"wallet entry {args.wallet}"
+    if args.key_file is not None:
+        return f"key file {args.key_file}"
+    return f"${SECRET_ENV}" if os.environ.get(SECRET_ENV) else "the prompt"
 
 
 def build_spec(args: argparse.Namespace) -> int:
@@ -92,30 +105,8 @@ def chain_paths(args: argparse.Namespace) -> tuple[ChainPaths, object]:
 
 
 # --- which chain a command opened ------------------------------------------------------
-# A base path can hold several chains (chains/<id>/db). A command run without the flag that
-# selects the chain the operator meant (--dev, --chain) opens another one: every message
-# below names the chain it opened and the chains that do exist there.
-
-
-def chains_under(base: Path) -> list[str]:
-    """Ids of the chains that have a database under a base path."""
-    root = Path(base) / "chains"
-    return sorted(p.name for p in root.iterdir() if (p / "db").is_dir()) if root.is_dir() else []
-
-
-def _selector(chain_id: str) -> str:
-    return "--dev" if chain_id == DEV_CHAIN_ID else f"--chain <its spec, id {chain_id}>"
-
-
-def other_chains(paths: ChainPaths) -> str:
-    others = [c for c in chains_under(paths.base) if c != paths.chain_id]
-    if not others:
-        return f"no other chain exists under {paths.base}"
-    return f"under {paths.base} there is: " + ", ".join(f"chain {c} (select it with {_selector(c)})" for c in others)
-
-
-def opened(paths: ChainPaths, config) -> str:
-    return f"chain {paths.chain_id} ({config.name})"
+# A base path can hold several chains (chains/<id>/db): every message names the chain a
+# command opened and the chains that do exist there (node/chain_setup.py: other_chains).
 
 
 def open_existing_chain(paths: ChainPaths, config, *, pruning: int | None, command: str):

@@ -23,8 +23,11 @@ from typing import Any, Callable
 
 import structlog
 
+from consensus.finality.catch_up import check_justification, set_change_blocks
 from consensus.finality.disputes import DisputeCollector
-from consensus.finality.justification import FinalityProof, Justification
+from consensus.finality.justification import (
+    BadJustification, FinalityProof, Justification, decode_justification,
+)
 from consensus.finality.messages import BadFinalityMessage, decode_message, encode_message
 from consensus.finality.ports import DISPUTED, PENDING, VERIFIED, NetworkPort
 from consensus.finality.store_environment import StoreEnvironment, prove_finality, voter_set_of
@@ -35,6 +38,7 @@ from node.service import Service
 from runtime import codec
 from runtime.crypto import Keypair
 from runtime.dispatch import Call
+from runtime.errors import GradchainError
 from runtime.executive import sign_extrinsic
 from runtime.finality import SignedDispute, sign_dispute
 from runtime.hashing import blake2b_256
@@ -194,6 +198,37 @@ class FinalityService(Service):
         except asyncio.QueueFull:
             return False
         self._wake.set()
+        return True
+
+    # --- justifications from peers (sync: consensus/finality/catch_up.py) ---------------------
+
+    async def set_changes_to_prove(self) -> list[tuple[bytes, int]]:
+        """The set-change blocks above finality, up to the best, whose justifications sync should fetch."""
+        return await self.chain.call(set_change_blocks, self.chain.store)
+
+    async def import_justification(self, data: bytes, block_hash: bytes | None = None) -> bool:
+        """Finalize with a peer's justification (served as `block_hash`'s) if it proves its target final
+        under the set this node derived (True: finality moved). Raises BadJustification if it does not verify."""
+        return await self.chain.call(self._import_justification, data, block_hash)
+
+    def _import_justification(self, data: bytes, block_hash: bytes | None) -> bool:
+        if self.voter is None:
+            return False  # not started yet (the network starts first): the next round of sync asks again
+        justification = decode_justification(data)
+        if block_hash is not None and justification.target_hash != block_hash:
+            raise BadJustification(f"served as the justification of 0x{block_hash.hex()[:16]}, it is of "
+                                   f"0x{justification.target_hash.hex()[:16]}")
+        header = check_justification(self.chain.store, self.chain.store.genesis_hash, justification)
+        if header is None:
+            return False
+        try:
+            self.voter.env.finalize_block(header.hash, header.number, justification)
+        except GradchainError as error:  # e.g. a block below it not verified here yet: later
+            log.debug("a peer's justification cannot finalize yet", number=header.number, reason=error.message)
+            return False
+        log.info("finalized with a peer's justification", number=header.number, hash=header.hash.hex()[:16],
+                 set_id=justification.set_id, round=justification.round)
+        self._loop.call_soon_threadsafe(self._wake.set)  # the voter follows (a new set starts at round 1)
         return True
 
     def _on_block_chain_thread(self, block: Block, how: str) -> None:

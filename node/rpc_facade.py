@@ -15,6 +15,7 @@ from typing import Any, Callable
 from node.chain_service import ChainService
 from node.blob_admission import AdmissionLimits, BlobAdmission
 from node.finality_service import FinalityService
+from node.finality_summary import justified_by
 from node.indexer import IndexUnavailable
 from node.keystore import write_key_file
 from node.service import Service
@@ -142,6 +143,9 @@ class ChainFacade:
 
     async def prove_finality(self, number: int) -> bytes | None:
         return None if self.finality is None else await self.chain.call(self.finality.prove_finality, number)
+
+    async def justified_by(self, number: int) -> dict[str, Any] | None:
+        return await self.chain.call(justified_by, self.chain.store, number)
 
     def _state(self, at: bytes | None):
         return self.chain.store.state_view(self._at(at))

@@ -13,7 +13,7 @@ import uvloop
 
 from node.authorship import AuthorshipService
 from node.chain_service import ChainService
-from node.chain_setup import ChainPaths, load_chain_spec
+from node.chain_setup import ChainPaths, check_not_a_silent_new_chain, load_chain_spec
 from node.clock import SystemClock
 from node.finality_service import FinalityService
 from node.keystore import KeystoreError, load_key_file
@@ -53,6 +53,7 @@ def run_node(args: argparse.Namespace) -> int:
 
 def _run(args, config, keypair, base: Path) -> int:
     paths = ChainPaths(base, config.chain_id)
+    check_not_a_silent_new_chain(paths, config, chain_given=args.dev or args.chain is not None)
     metrics = NodeMetrics()
     clock = SystemClock()
     chain = ChainService(config, paths, pruning=args.pruning, metrics=metrics, clock=clock, validator_key=keypair)
@@ -67,6 +68,8 @@ def _run(args, config, keypair, base: Path) -> int:
     voting = keypair if (args.validator or args.dev) else None
     finality = FinalityService(chain, voting, clock, gossip=network)
     services.append(finality)
+    if network is not None:
+        network.adapter.attach_finality(finality)  # sync finalizes with peers' justifications through it
     if not args.no_rpc:
         facade = ChainFacade(chain, node_name=args.name, chain_type="Development" if args.dev else "Live",
                              network=network, finality=finality)

@@ -88,6 +88,10 @@ class NodeFacade(Protocol):
     async def prove_finality(self, number: int) -> bytes | None:
         """An encoded finality proof of the canonical block at `number` (grandpa_proveFinality)."""
 
+    async def justified_by(self, number: int) -> dict[str, Any] | None:
+        """Who finalized the canonical block at `number` (grandpa_justifiedBy): {block, justified: {hash,
+        number}, setId, round, signers (account bytes), signedWeight, totalWeight, voters}, or None."""
+
     # --- state
     async def storage(self, key: bytes, at: bytes | None) -> bytes | None: ...
 

@@ -53,7 +53,10 @@ def account(state: StateBackend | Overlay, who: bytes) -> AccountInfo | None:
 
 
 def account_nonce(state: StateBackend | Overlay, who: bytes) -> int:
-    """The nonce the account's next transaction must carry, by the chain alone (the pool adds its own)."""
+    """The nonce the account's next transaction must carry, by the chain alone (the pool adds its own).
+
+    0 for an account that does not exist: nothing it signs can pay, and once created its nonce is its
+    position in the chain (system.new_account_nonce), so ask again after it is funded."""
     info = system.Account.get(_overlay(state), who)
     return info.nonce if info is not None else 0
 

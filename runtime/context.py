@@ -29,7 +29,8 @@ class BlockContext:
     weight_used: int = 0
     length_used: int = 0
     fees_collected: int = 0
-    extrinsic_index: int | None = None
+    extrinsic_index: int | None = None  # None in the initialize and finalize hooks
+    finalizing: bool = False  # in the finalize hooks (new accounts' nonces depend on it)
 
     def deposit_event(self, event: Any) -> None:
         self.state.events.append(EventRecord(self.extrinsic_index, event))

@@ -39,3 +39,9 @@ class GenesisError(GradchainError):
     """A genesis (chain spec) file that cannot be used; the message names the field."""
 
     code = "genesis"
+
+
+class CliError(GradchainError):
+    """An error the user of a command-line tool can fix (a flag, a file, a key): one line, exit code 2."""
+
+    code = "cli"

@@ -62,7 +62,9 @@ class RuntimeVersion:
     transaction_version: int
 
 
-VERSION = RuntimeVersion("gradchain", "gradchain-python", 1, 1)
+# spec_version 2: a new account's nonce starts at its position in the chain (system.new_account_nonce), so
+# a version-1 node would compute other state roots for the same blocks.
+VERSION = RuntimeVersion("gradchain", "gradchain-python", 2, 1)
 
 
 @dataclass(frozen=True)
@@ -176,19 +178,27 @@ class Executive:
 
     def finalize_block(self, ctx: BlockContext) -> None:
         ctx.extrinsic_index = None
+        ctx.finalizing = True
         try:
             for hook in _FINALIZE_HOOKS:
                 hook(ctx)
         except DispatchFailure as failure:
             raise InvalidBlock(f"block {ctx.number} cannot be finalized: {failure.message}") from None
 
-    def execute_block(self, backend: StateBackend, block: Block, *, signatures_checked: bool = False) -> BlockExecution:
-        """Execute a block on its parent's state and check every root against its header."""
+    def execute_block(self, backend: StateBackend, block: Block, *, signatures_checked: bool = False,
+                      extrinsics_root: bytes | None = None) -> BlockExecution:
+        """Execute a block on its parent's state and check every root against its header.
+
+        `extrinsics_root`: the root of this block's extrinsics as computed elsewhere (a second process, from
+        their encodings, while the block before executed); computed here when not given."""
         header = block.header
-        extrinsics_root = compute_extrinsics_root([x.hash for x in block.extrinsics])
+        if extrinsics_root is None:
+            extrinsics_root = compute_extrinsics_root([x.hash for x in block.extrinsics])
         if extrinsics_root != header.extrinsics_root:
             raise InvalidBlock(f"extrinsics root mismatch: header has {header.extrinsics_root.hex()}, "
                                f"body gives {extrinsics_root.hex()}")
+        if len(block.extrinsics) > system.MAX_BLOCK_EXTRINSICS:
+            raise InvalidBlock(f"{len(block.extrinsics)} extrinsics: a block holds {system.MAX_BLOCK_EXTRINSICS} at most")
         ctx = self.initialize_block(backend, header)
         outcomes = []
         seen_signed = False

@@ -19,7 +19,7 @@ from typing import Any, Callable, Sequence
 from rpc.client import Client, NodeUnreachable, RpcCallError
 from runtime import codec, crypto
 from runtime.dispatch import PALLETS
-from runtime.errors import GradchainError
+from runtime.errors import CliError, GradchainError
 from runtime.executive import Executive  # noqa: F401  (imports every pallet, so every event and call decodes)
 from runtime.pallets import system, validators
 from runtime.types import IMMORTAL, Era
@@ -32,12 +32,6 @@ DEBUG_ENV = "GRADCHAIN_DEBUG"
 # JSON-RPC codes of the transaction pool (Substrate's author_* errors).
 POOL_ERRORS = {1010: "as invalid", 1011: "as of unknown validity", 1012: "as temporarily banned",
                1013: "as already imported", 1014: "for too low a priority", 1016: "because its pool is full"}
-
-
-class CliError(GradchainError):
-    """An error the user can fix; printed as one line, exit code 2."""
-
-    code = "cli"
 
 
 # --- running a command ---------------------------------------------------------------------

@@ -1,25 +1,32 @@
 #!/usr/bin/env python3
 """The one-command demo: a model trained through the chain by trainers who never share their data.
 
-Starts a `gradchain --dev` node (Alice validates alone, 1 s slots, LevelDB under a
-temporary base path unless `--base-path`), then on 127.0.0.1:
+Starts a local network of four validators with `gradchain testnet` (Alice, Bob, Charlie
+and Dave, 1 s slots, each with its own LevelDB, p2p and RPC port under a temporary base
+path unless `--base-path`), or with `--dev` one `gradchain --dev` node (Alice validates
+alone), then on 127.0.0.1:
 
   * the task creator (Alice) holds back a quarter of the data as the held-out set,
-    encrypts it to the validators and creates a task per `--tasks` (scripts/_demo_tasks.py):
+    encrypts it, seals its key to every validator and creates a task per `--tasks` (scripts/_demo_tasks.py):
     an MLP and the small CNN on scikit-learn's digits, logistic regression on its
     breast-cancer set, each with FedAvgM (server momentum 0.5) in fixed point;
   * five trainers each get a non-IID shard of the rest (70% two classes) and
-    follow the task round by round (scripts/trainer.py's Trainer, one thread each);
-  * the node's author measures every round on the held-out subset the chain picks,
-    accepts the updates that improve the aggregate and pays them.
+    follow the task round by round (scripts/trainer.py's Trainer, one thread each),
+    trainer i through validator i mod 4;
+  * the author of the round's block measures the round on the held-out subset the chain
+    picks, accepts the updates that improve the aggregate and pays them; every other
+    validator re-measures it before it votes to finalize that block.
 
 A line per closed round shows the updates accepted and rejected, the new global
-model's accuracy on the *whole* held-out set and the rewards paid; the end shows
+model's accuracy on the *whole* held-out set, the rewards paid and, on the network, when
+the round's block was finalized and by how many validators' stake; the end shows
 the same architecture trained centrally on the union of the trainers' data for
-the same number of epochs (the baseline), and writes the explorer's HTML page.
+the same number of epochs (the baseline), and writes the explorer's HTML page (on the
+network, with which validators verified each round). Defaults: on the network 10 rounds of
+digits_mlp and breast_cancer_logistic; with --dev 20 rounds of every task.
 
-    python scripts/demo.py [--rounds 20] [--trainers 5] [--tasks digits_mlp,digits_cnn] [--scenarios honest,poison]
-                           [--json]
+    python scripts/demo.py [--dev] [--validators 4] [--rounds 10] [--trainers 5] [--tasks digits_mlp,digits_cnn]
+                           [--scenarios honest,poison] [--json]
 
 Accuracy is reported on the task's whole held-out set (the chain scores rounds on
 subsets of it) and on a test set that neither the chain nor the baseline ever sees.
@@ -33,7 +40,10 @@ line of output is one JSON object: per-round figures, `final_accuracy` and
 `baseline_accuracy` of the first task's first scenario, every scenario's summary of the
 first task under `scenarios`, and under `tasks` per task: `final_accuracy`,
 `baseline_accuracy`, `test_accuracy`, `baseline_test_accuracy` (of its first scenario)
-and its `scenarios`.
+and its `scenarios`; `network` says where it ran (`mode`, `validators`, `slot_ms`). On the
+network each round also has `closed_at` (its block), `finality` (`block`, `justified`,
+`signers`, `validators`, `stake_percent`, `after_s`) and, for the first task's first
+scenario, `verified_by` ({validator: verification status}).
 """
 
 from __future__ import annotations
@@ -42,8 +52,6 @@ import argparse
 import json
 import shutil
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -63,15 +71,16 @@ from consensus.useful_work.updates import apply_update  # noqa: E402
 from rpc.client import Client, RpcClientError  # noqa: E402
 from runtime import crypto  # noqa: E402
 from runtime.pallets import balances  # noqa: E402
-from scripts._common import format_balance  # noqa: E402
+from scripts._demo_args import parse_args  # noqa: E402
+from scripts._demo_summary import grad, say, summarize  # noqa: E402
+from scripts._demo_network import DevNode, FinalityWatch, TestnetChain, finality_text  # noqa: E402
 from scripts._demo_tasks import DEMO_TASKS, DemoTask  # noqa: E402
 from scripts._tasks import (  # noqa: E402
     ChainAccount, TaskError, demo_data, download_model, get_task, publish_task, unhex, wait_until,
 )
-from scripts.trainer import BEHAVIOURS, Trainer, TrainerOptions  # noqa: E402
+from scripts.trainer import Trainer, TrainerOptions  # noqa: E402
 
 PLANCK = 10**12
-DECIMALS = 12  # the dev chain's tokenDecimals
 
 
 @dataclass
@@ -103,74 +112,33 @@ class TaskData:
         return self.task.spec
 
 
-class DemoNode:
-    """A `gradchain --dev` subprocess with RPC on a free port; its log goes to <base>/node.log."""
-
-    def __init__(self, base: Path) -> None:
-        self.port = _free_port()
-        self.log = open(base / "node.log", "w")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "node.cli", "--dev", "--base-path", str(base / "node"), "--rpc-port",
-             str(self.port), "--no-prometheus", "--log-format", "json"],
-            stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT)
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.client = Client(self.url, timeout=30)
-
-    def wait_ready(self, timeout: float = 60) -> None:
-        def ready() -> bool:
-            if self.process.poll() is not None:
-                raise TaskError(f"the node exited with code {self.process.returncode}; see {self.log.name}")
-            try:
-                return self.client.header().number >= 1
-            except RpcClientError:
-                return False
-        wait_until(ready, timeout=timeout, what="the node to author its first block")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.log.close()
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def grad(planck: int, exact: bool) -> str:
-    """An amount in GRAD as people read it (4 decimals), or to the last planck with --exact."""
-    return format_balance(planck, DECIMALS, "", exact=exact).strip()
-
-
-def say(text: str, quiet: bool) -> None:
-    if not quiet:
-        print(text, flush=True)
-
-
 def run_demo(args: argparse.Namespace, base: Path) -> dict:
     quiet = args.json_only
-    torch.set_num_threads(1)  # trainers share this process; the node has its own
+    torch.set_num_threads(1)  # trainers share this process; the nodes have their own
     tasks = [_task_data(name, args) for name in args.tasks]
-    node = DemoNode(base)
+    if args.dev:
+        say(f"starting a dev node (base path {base})", quiet)
+    else:
+        say(f"starting a network of {args.validators} validators with `gradchain testnet` (base path {base})", quiet)
+    chain = DevNode(base) if args.dev else TestnetChain(base, args.validators, args.slot_ms)
     stop = threading.Event()
     threads: list[threading.Thread] = []
+    watch: FinalityWatch | None = None
     try:
-        say(f"starting a dev node on {node.url} (base path {base}, log {node.log.name})", quiet)
-        node.wait_ready()
-        alice = ChainAccount(node.client, crypto.dev_keypair("Alice"))
+        chain.wait_ready(lambda line: say(line, quiet))
+        say(f"running on {chain.describe()}", quiet)
+        clients = [v.client for v in chain.validators]
+        watch = None if args.dev else FinalityWatch(chain)
+        alice = ChainAccount(chain.client, crypto.dev_keypair("Alice"))
         scenarios = []
         for data in tasks:
             for name in args.scenarios:
-                scenario = _start_scenario(node.client, alice, data, name, args, quiet)
+                scenario = _start_scenario(clients, alice, data, name, args, quiet)
                 scenarios.append(scenario)
                 for trainer in scenario.trainers:  # at once: the task's first commit window is open now
-                    thread = threading.Thread(target=_run_trainer, args=(trainer, stop), daemon=True)
+                    report = (lambda line, t=trainer, q=quiet: say(f"  task {t.task_id} trainer {t.options.seed + 1}: "
+                                                                   f"{line}", q))
+                    thread = threading.Thread(target=_run_trainer, args=(trainer, stop, report), daemon=True)
                     thread.start()
                     threads.append(thread)
         baselines = {}
@@ -180,17 +148,26 @@ def run_demo(args: argparse.Namespace, base: Path) -> dict:
                 f"trainers' data): held-out accuracy {baselines[data.name][0]:.4f}, test accuracy "
                 f"{baselines[data.name][1]:.4f}", quiet)
         say(f"{'task':<32}{'round':>5}{'revealed':>10}{'accepted':>10}{'rejected':>10}{'accuracy':>10}{'test':>8}"
-            f"{'paid (GRAD)':>14}", quiet)
-        _follow(node.client, scenarios, {data.name: data for data in tasks}, args, quiet)
-        html_path = _write_html(node.client, scenarios[0], baselines[scenarios[0].task_name][0], args)
+            f"{'paid (GRAD)':>14}" + ("" if watch is None else "  finality of the round's block"), quiet)
+        _follow(chain, scenarios, {data.name: data for data in tasks}, args, quiet, watch)
+        html_path = _write_html(chain.client, scenarios[0], baselines[scenarios[0].task_name][0], args, watch)
         if html_path:
             say(f"explorer page: {html_path}", quiet)
-        return _summary(node.client, scenarios, baselines, html_path, quiet, exact=args.exact)
+        result = summarize(chain.client, scenarios, baselines, html_path, quiet, exact=args.exact)
+        result["network"] = {"mode": "dev" if args.dev else "testnet",
+                             "validators": [v.name for v in chain.validators], "slot_ms": chain.slot_ms}
+        return result
+    except (TaskError, RpcClientError):
+        chain.check(grace_s=5)  # a validator that died explains the error best: name it, with its log
+        raise
     finally:
         stop.set()
+        if watch is not None:
+            watch.stop()
         for thread in threads:
             thread.join(10)
-        node.stop()
+        say("stopping the node" + ("" if args.dev else "s"), quiet)
+        chain.stop()
 
 
 def _task_data(name: str, args: argparse.Namespace) -> TaskData:
@@ -200,8 +177,9 @@ def _task_data(name: str, args: argparse.Namespace) -> TaskData:
                     args.lr or task.lr)
 
 
-def _start_scenario(client: Client, alice: ChainAccount, data: TaskData, name: str, args: argparse.Namespace,
-                    quiet: bool) -> Scenario:
+def _start_scenario(clients: list[Client], alice: ChainAccount, data: TaskData, name: str,
+                    args: argparse.Namespace, quiet: bool) -> Scenario:
+    """The task, created by Alice through the first validator; trainer i talks to validator i mod N."""
     keys = [crypto.keypair_from_uri(f"//Demo//{data.name}//{name}//{i}") for i in range(args.trainers)]
     for key in keys:
         alice.send(balances.transfer(key.public, 1_000 * PLANCK))
@@ -209,25 +187,36 @@ def _start_scenario(client: Client, alice: ChainAccount, data: TaskData, name: s
     changes = {} if args.subset is None else {"held_out_subset": args.subset}
     task_id = publish_task(alice, data.spec, initial, data.split.held_out_features, data.split.held_out_labels,
                            data.task.options(args.rounds, **changes))
+    # a trainer asks its own validator for the task: every validator must have imported it first
+    wait_until(lambda: all(get_task(c, task_id) is not None for c in clients), timeout=60,
+               what=f"every validator to import task {task_id}")
     options = TrainerOptions(epochs=data.epochs, batch_size=data.batch_size, lr=data.lr)
     trainers = []
     for i, (key, (features, labels)) in enumerate(zip(keys, data.shards)):
         behaviour = name if (name != "honest" and i == args.trainers - 1) else "honest"
         prefix = f"  {data.name} {name:<7} trainer {i + 1}"
-        trainers.append(Trainer(client, key, task_id, features, labels,
+        trainers.append(Trainer(clients[i % len(clients)], key, task_id, features, labels,
                                 TrainerOptions(**{**options.__dict__, "behaviour": behaviour, "seed": i}),
                                 say=(lambda line, p=prefix: say(f"{p}: {line}", quiet or not args.verbose))))
     adversary = keys[-1].public if name != "honest" else None
     say(f"task {task_id} ({data.name}, {name}): {args.rounds} rounds, {args.trainers} trainers"
-        + (f", trainer {args.trainers} behaves '{name}'" if adversary else ""), quiet)
+        + (f", trainer {args.trainers} behaves '{name}'" if adversary else "")
+        + (f"; trainer i talks to validator i mod {len(clients)}" if len(clients) > 1 else ""), quiet)
     return Scenario(name, data.name, task_id, trainers, [k.public for k in keys], adversary)
 
 
-def _run_trainer(trainer: Trainer, stop: threading.Event) -> None:
-    try:
-        trainer.run(stop)
-    except Exception as error:  # a trainer's failure is its own; the demo reports it and goes on
-        trainer.say(f"stopped: {type(error).__name__}: {error}")
+def _run_trainer(trainer: Trainer, stop: threading.Event, report, attempts: int = 5) -> None:
+    """A trainer's failure is its own: the demo reports it and goes on. On a network its validator may lack a
+    blob for a moment (still fetching it), so it tries again, keeping its round state, a few times."""
+    for attempt in range(1, attempts + 1):
+        try:
+            trainer.run(stop)
+            return
+        except Exception as error:  # noqa: BLE001
+            again = attempt < attempts and not stop.is_set()
+            report(f"{type(error).__name__}: {error}" + ("; trying again in 2 s" if again else "; stopped"))
+            if not again or stop.wait(2):
+                return
 
 
 def _baseline(data: TaskData, args) -> tuple[float, float]:
@@ -242,14 +231,20 @@ def _baseline(data: TaskData, args) -> tuple[float, float]:
             evaluate(data.spec, model, *data.test).accuracy_ppm / 1e6)
 
 
-def _follow(client: Client, scenarios: list[Scenario], tasks: dict[str, TaskData], args, quiet: bool) -> None:
-    """Print each round as it closes, until every task has ended."""
+def _follow(chain, scenarios: list[Scenario], tasks: dict[str, TaskData], args, quiet: bool,
+            watch: FinalityWatch | None) -> None:
+    """Print each round as it closes (on a network: once its block is final, with who finalized it and when),
+    until every task has ended and every round is printed."""
+    client = chain.client
     deadline = time.monotonic() + args.timeout
     pending = {s.task_id for s in scenarios}
+    unprinted: list[dict] = []
+    waited_until = time.monotonic()
     models: dict[tuple[str, bytes], tuple[float, float]] = {}
-    while pending:
+    while pending or unprinted:
         if time.monotonic() > deadline:
             raise TaskError(f"the tasks did not finish within {args.timeout} s")
+        chain.check()
         for scenario in scenarios:
             data = tasks[scenario.task_name]
             closed = client.call("training_rounds", scenario.task_id)
@@ -269,20 +264,41 @@ def _follow(client: Client, scenarios: list[Scenario], tasks: dict[str, TaskData
                        "slashed": sum(1 for u in updates if u.get("status", 0) != 0),
                        "adopted": summary["adopted"], "accuracy": accuracy, "test_accuracy": test_accuracy,
                        "subset_accuracy": (summary["model_score"] or summary["base"])["accuracy_ppm"] / 1e6,
-                       "paid": int(summary["paid"])}
+                       "paid": int(summary["paid"]), "closed_at": int(summary["closed_at"])}
                 scenario.rounds.append(row)
-                label = f"{data.name} {scenario.name}"
-                say(f"{label:<32}{row['round']:>5}{row['revealed']:>10}{row['accepted']:>10}"
-                    f"{row['rejected']:>10}{row['accuracy']:>10.4f}{row['test_accuracy']:>8.4f}"
-                    f"{grad(row['paid'], args.exact):>14}"
-                    + ("" if row["adopted"] else "  (model kept)"), quiet)
+                if not unprinted:
+                    waited_until = time.monotonic()
+                unprinted.append(row)
             task = get_task(client, scenario.task_id)
             if task is not None and not task.active:
                 pending.discard(scenario.task_id)
+        while unprinted and (watch is None or _with_finality(unprinted[0], watch, late=not pending)):
+            _print_round(unprinted.pop(0), args, quiet)
+        if unprinted and watch is not None and time.monotonic() > waited_until + 30:  # say why nothing moves
+            waited_until = time.monotonic()
+            row = unprinted[0]
+            say(f"  (round {row['round']} of task {row['task']} closed in block #{row['closed_at']}, not final yet: "
+                f"finalized #{watch.finalized}; {watch.disputes(row['closed_at'])})", quiet)
         time.sleep(0.5)
 
 
-def _write_html(client: Client, scenario: Scenario, baseline: float, args) -> str | None:
+def _with_finality(row: dict, watch: FinalityWatch, late: bool) -> bool:
+    """Add the finality of the row's block; False while it is not final (unless `late`: printed without)."""
+    row["finality"] = watch.finality_of(row["closed_at"])
+    return row["finality"] is not None or late and time.monotonic() > row.setdefault("_late", time.monotonic() + 60)
+
+
+def _print_round(row: dict, args, quiet: bool) -> None:
+    row.pop("_late", None)
+    label = f"{row['demo_task']} {row['scenario']}"
+    say(f"{label:<32}{row['round']:>5}{row['revealed']:>10}{row['accepted']:>10}"
+        f"{row['rejected']:>10}{row['accuracy']:>10.4f}{row['test_accuracy']:>8.4f}"
+        f"{grad(row['paid'], args.exact):>14}"
+        + ("" if row["adopted"] else "  (model kept)")
+        + (f"  {finality_text(row['finality'])}" if "finality" in row else ""), quiet)
+
+
+def _write_html(client: Client, scenario: Scenario, baseline: float, args, watch: FinalityWatch | None) -> str | None:
     if args.html == "":
         return None
     try:
@@ -292,106 +308,22 @@ def _write_html(client: Client, scenario: Scenario, baseline: float, args) -> st
     from scripts._common import ChainInfo
 
     report = explorer_tasks.task_report(client, scenario.task_id, ChainInfo.of(client, exact=args.exact))
+    if watch is not None:  # per round: which validators verified its block, and who finalized it
+        finality = {row["round"]: row.get("finality") for row in scenario.rounds}
+        for r in report["closed_rounds"]:
+            r["verified_by"] = watch.verified_by(r["closed_at"])
+            r["finality"] = finality.get(r["round"]) or watch.finality_of(r["closed_at"])
+            for row in scenario.rounds:
+                if row["round"] == r["round"]:
+                    row["verified_by"] = r["verified_by"]
     page = explorer_tasks.render_task_page(report, client.call("system_chain"), baseline=baseline)
     path = Path(args.html).resolve()
     path.write_text(page)
     return str(path)
 
 
-def _summary(client: Client, scenarios: list[Scenario], baselines: dict[str, tuple[float, float]],
-             html_path: str | None, quiet: bool, *, exact: bool = False) -> dict:
-    earned = {unhex(row["account"]): int(row["earned"]) for row in client.call("training_leaderboard")}
-    tasks: dict[str, dict] = {}
-    say("\nsummary", quiet)
-    say(f"{'task':<24}{'scenario':<10}{'final accuracy':>16}{'vs baseline':>13}{'test':>8}{'vs baseline':>13}"
-        f"{'rounds':>8}{'adversary earned':>18}{'best honest':>13}{'slashed':>9}{'forfeited':>11}", quiet)
-    for scenario in scenarios:
-        baseline, baseline_test = baselines[scenario.task_name]
-        final = scenario.rounds[-1]["accuracy"] if scenario.rounds else 0.0
-        final_test = scenario.rounds[-1]["test_accuracy"] if scenario.rounds else 0.0
-        summary = {"task": scenario.task_id, "final_accuracy": final, "baseline_accuracy": baseline,
-                   "ratio_to_baseline": final / baseline, "test_accuracy": final_test,
-                   "final_test_accuracy": final_test, "baseline_test_accuracy": baseline_test,
-                   "test_ratio_to_baseline": final_test / baseline_test, "rounds": scenario.rounds,
-                   "trainers_earned": {crypto.encode_address(a, 42): earned.get(a, 0) for a in scenario.accounts},
-                   "paid": sum(r["paid"] for r in scenario.rounds)}
-        if scenario.adversary is not None:
-            adversary = crypto.encode_address(scenario.adversary, 42)
-            mine = [r for t in scenario.trainers if t.account.public == scenario.adversary for r in t.results]
-            honest = [earned.get(a, 0) for a in scenario.accounts if a != scenario.adversary]
-            summary.update(adversary=adversary, adversary_earned=earned.get(scenario.adversary, 0),
-                           best_honest_earned=max(honest, default=0),
-                           adversary_slashed=sum(1 for r in mine if r["status"] in ("missing", "malformed")),
-                           adversary_forfeited=sum(1 for r in mine if r["status"] in ("copy", "not revealed")))
-        entry = tasks.setdefault(scenario.task_name, {
-            key: summary[key] for key in ("final_accuracy", "baseline_accuracy", "test_accuracy",
-                                          "baseline_test_accuracy", "ratio_to_baseline", "test_ratio_to_baseline")})
-        entry.setdefault("scenarios", {})[scenario.name] = summary
-        say(f"{scenario.task_name:<24}{scenario.name:<10}{final:>16.4f}{final / baseline:>13.3f}{final_test:>8.4f}"
-            f"{final_test / baseline_test:>13.3f}{len(scenario.rounds):>8}"
-            f"{grad(summary.get('adversary_earned', 0), exact):>18}"
-            f"{grad(summary.get('best_honest_earned', 0), exact):>13}{summary.get('adversary_slashed', 0):>9}"
-            f"{summary.get('adversary_forfeited', 0):>11}", quiet)
-    default = tasks[scenarios[0].task_name]
-    first = default["scenarios"][scenarios[0].name]
-    result = {"final_accuracy": first["final_accuracy"], "baseline_accuracy": first["baseline_accuracy"],
-              "final_test_accuracy": first["final_test_accuracy"],
-              "baseline_test_accuracy": first["baseline_test_accuracy"], "rounds": first["rounds"],
-              "scenarios": default["scenarios"], "tasks": tasks, "html": html_path}
-    for name, entry in tasks.items():
-        say(f"{name}: the chain's model reached {entry['final_accuracy']:.4f} held-out accuracy "
-            f"({entry['test_accuracy']:.4f} on the test set nobody trained or chose models on); the same model "
-            f"trained centrally reached {entry['baseline_accuracy']:.4f} ({entry['baseline_test_accuracy']:.4f})",
-            quiet)
-    return result
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="demo.py", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=20, help="training rounds (default 20)")
-    parser.add_argument("--tasks", default=",".join(DEMO_TASKS),
-                        help=f"comma-separated demo tasks among {', '.join(DEMO_TASKS)} (default all; the first "
-                             f"is the one the top-level figures describe)")
-    parser.add_argument("--trainers", type=int, default=5, help="trainers per task (default 5)")
-    parser.add_argument("--scenarios", default="honest",
-                        help="comma-separated: honest, copy, noise, poison, stale, inflate, nearcopy (one task "
-                             "each; default honest)")
-    parser.add_argument("--epochs", type=int, help="local epochs per round (default: the task's)")
-    parser.add_argument("--lr", type=float, help="local learning rate (default: the task's)")
-    parser.add_argument("--batch-size", type=int, help="local batch size (default: the task's)")
-    parser.add_argument("--subset", type=int,
-                        help="held-out examples each round is scored on (default: the task's, 384: all of the "
-                             "held-out set; a smaller subset is drawn afresh each round from the chain's seed)")
-    parser.add_argument("--base-path", type=Path, help="keep the node's data here (default: a temporary directory)")
-    parser.add_argument("--html", default="gradchain-demo.html", help="explorer page to write ('' for none)")
-    parser.add_argument("--timeout", type=float, default=900, help="give up after this many seconds")
-    parser.add_argument("--json", action="store_true", help="end with one JSON object of the figures")
-    parser.add_argument("--exact", action="store_true", help="print amounts to the last planck (default: rounded)")
-    parser.add_argument("--json-only", action="store_true", help="print nothing but the JSON object")
-    parser.add_argument("--verbose", action="store_true", help="print every trainer's progress lines")
-    return parser
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """The command line, checked (parser errors exit with status 2)."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    args.scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
-    unknown = [s for s in args.scenarios if s not in BEHAVIOURS]
-    if unknown or not args.scenarios or len(set(args.scenarios)) != len(args.scenarios):
-        parser.error(f"--scenarios takes distinct names among {', '.join(BEHAVIOURS)}")
-    args.tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
-    if not args.tasks or any(t not in DEMO_TASKS for t in args.tasks) or len(set(args.tasks)) != len(args.tasks):
-        parser.error(f"--tasks takes distinct names among {', '.join(DEMO_TASKS)}")
-    bad_overrides = (args.epochs is not None and args.epochs < 1) or (args.lr is not None and not args.lr > 0) \
-        or (args.subset is not None and not 1 <= args.subset <= 1 << 20) \
-        or (args.batch_size is not None and args.batch_size < 1)
-    if not 1 <= args.rounds <= 1000 or not 2 <= args.trainers <= 50 or bad_overrides:
-        parser.error("--rounds 1..1000, --trainers 2..50, --epochs >= 1, --lr > 0, --subset 1..1048576 and "
-                     "--batch-size >= 1")
-    args.json = args.json or args.json_only
-    return args
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -399,6 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     temporary = args.base_path is None
     base = Path(tempfile.mkdtemp(prefix="gradchain-demo-")) if temporary else args.base_path
     base.mkdir(parents=True, exist_ok=True)
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # a SIGTERM stops the nodes as a Ctrl-C does
     try:
         result = run_demo(args, base)
     except KeyboardInterrupt:
@@ -407,6 +340,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     finally:
+        signal.signal(signal.SIGTERM, previous)
         if temporary:
             shutil.rmtree(base, ignore_errors=True)
     if args.json:

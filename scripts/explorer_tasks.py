@@ -226,12 +226,15 @@ class View:
 def task_views(report: dict) -> list[View]:
     """The rounds, each round's updates, the model versions and the task's trainers."""
     chain = chain_of(report)
+    # on a network (the demo adds them): which validators verified each round's block, and who finalized it
+    networked = any("verified_by" in r for r in report["closed_rounds"])
     views = [View("Rounds (accuracy on each round's held-out subset)", "rounds",
                   ("round", "closed at", "revealed", "accepted", "rejected", "base accuracy", "new model",
-                   "to trainers", "to validators"),
+                   "to trainers", "to validators") + (("verified by", "finalized") if networked else ()),
                   [(str(r["round"]), f"#{r['closed_at']}", str(r["revealed"]), str(r["accepted"]), rejected_text(r),
                     percent(r["base_accuracy_ppm"]), percent(r["model_accuracy_ppm"]) if r["adopted"] else "kept",
                     chain.format_balance(r["paid_to_trainers"]), chain.format_balance(r["paid_to_validators"]))
+                   + ((verifiers_text(r.get("verified_by", {})), finalized_text(r.get("finality"))) if networked else ())
                    for r in report["closed_rounds"]], "" if report["closed_rounds"] else "no round has closed yet")]
     for r in report["closed_rounds"] + ([report["open_round"]] if report["open_round"] else []):
         scored = "closed_at" in r
@@ -251,6 +254,18 @@ def task_views(report: dict) -> list[View]:
                         chain.format_balance(t["earned"])) for rank, t in enumerate(report["trainers"], 1)],
                       "" if report["trainers"] else "no update was revealed"))
     return views
+
+
+def verifiers_text(verified_by: dict[str, str]) -> str:
+    """One line per validator: 'Alice: verified' (or pending, disputed, unverifiable)."""
+    return "\n".join(f"{name}: {status}" for name, status in verified_by.items()) or "-"
+
+
+def finalized_text(finality: dict | None) -> str:
+    if not finality:
+        return "not final yet"
+    return (f"#{finality['block']} by {len(finality['signers'])}/{finality['validators']} "
+            f"({finality['stake_percent']:g}% of stake): {', '.join(finality['signers'])}")
 
 
 def fate_style(fate: str) -> str | None:

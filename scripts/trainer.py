@@ -54,11 +54,11 @@ import torch  # noqa: E402
 from consensus.useful_work.tensors import decode_tensors, encode_tensors  # noqa: E402
 from consensus.useful_work.train import train_local  # noqa: E402
 from rpc.client import Client, RpcClientError  # noqa: E402
+from rpc.key_sources import add_key_options, keypair_from_args  # noqa: E402
 from runtime import crypto  # noqa: E402
 from runtime.hashing import blake2b_256  # noqa: E402
 from runtime.pallets import training  # noqa: E402
 from scripts._common import CliError, add_era_options, era_period_of, format_balance  # noqa: E402
-from scripts._keys import add_key_options, keypair_from_args  # noqa: E402
 from scripts._tasks import (  # noqa: E402
     ChainAccount, TaskError, TaskView, demo_data, download_model, get_task, round_summary, round_updates, unhex,
 )

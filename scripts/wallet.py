@@ -29,6 +29,10 @@ from typing import Callable
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rpc.client import Client  # noqa: E402
+from rpc.wallet_store import (  # noqa: E402,F401  (re-exported: the wallet's key store)
+    DEFAULT_WALLET_DIR, KDF_MEMLIMIT, KDF_OPSLIMIT, MAX_KDF_MEMLIMIT, NAME_PATTERN, PASSPHRASE_ENV, WALLET_FORMAT,
+    WalletEntry, WalletStore, open_seed, read_passphrase, seal_seed, write_private_file,
+)
 from runtime import crypto  # noqa: E402
 from runtime.executive import sign_extrinsic  # noqa: E402
 from runtime.hashing import blake2b_256  # noqa: E402
@@ -37,10 +41,6 @@ from runtime.types import Extrinsic, SignedData  # noqa: E402
 from scripts._common import (  # noqa: E402
     DEFAULT_URL, ChainInfo, CliError, add_era_options, connect, era_period_of, extrinsic_failure, extrinsic_fee,
     get_explorer_block, get_ledger, get_parameters, run_command, signing_era,
-)
-from scripts._wallet_store import (  # noqa: E402,F401  (re-exported: the wallet's key store)
-    DEFAULT_WALLET_DIR, KDF_MEMLIMIT, KDF_OPSLIMIT, MAX_KDF_MEMLIMIT, NAME_PATTERN, PASSPHRASE_ENV, WALLET_FORMAT,
-    WalletEntry, WalletStore, open_seed, read_passphrase, seal_seed, write_private_file,
 )
 
 OFFLINE_SS58_PREFIX = 42  # Substrate's generic prefix, for create/import/list without a node

@@ -153,9 +153,7 @@ class ChainStore:
                 raise ChainMismatch(f"the database at {self.db.path} belongs to another chain "
                                     f"(genesis {self.genesis_hash.hex()[:16]}..., this spec gives "
                                     f"{block.hash.hex()[:16]}...); use another --base-path or purge-chain")
-            best = self.stored_state(self.best_hash)
-            if best is not None:
-                self.head_cache.start(best.ref)
+            self.warm_caches()
             return block.hash
         self._next_version = max(self._next_version, 1)
         puts = dict(update.new_nodes)
@@ -171,6 +169,14 @@ class ChainStore:
         self.trie.remember(update)
         self.head_cache.start(update.state)
         return block.hash
+
+    def warm_caches(self) -> None:
+        """Start the head cache at the best state and load that state's internal trie nodes (StateTrie.warm):
+        what opening an existing chain does, so the first blocks cost what later ones do."""
+        best = self.stored_state(self.best_hash)
+        if best is not None:
+            self.head_cache.start(best.ref)
+            self.trie.warm(best.ref)
 
     # --- reads ----------------------------------------------------------------
 

@@ -31,7 +31,8 @@ class Database:
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             self._db = plyvel.DB(str(self.path), create_if_missing=True, lru_cache_size=cache_mb << 20,
-                                 write_buffer_size=16 << 20, max_open_files=512)
+                                 write_buffer_size=16 << 20, max_open_files=512,
+                                 bloom_filter_bits=10)
         except plyvel.IOError as exc:
             if "lock" in str(exc).lower():
                 raise DatabaseLocked(f"the database at {self.path} is in use by another process; "

@@ -1,11 +1,20 @@
-"""Fixtures shared by the test modules that talk to a running dev node."""
+"""Fixtures shared by the test modules: a dev chain on LevelDB, a running dev node, two chain services."""
 
 from __future__ import annotations
 
 import pytest
 
+from tests.helpers.chain import TestChain
 from tests.helpers.chain_nodes import author_and_follower
 from tests.helpers.dev_node import RunningNode
+
+
+@pytest.fixture
+def chain(tmp_path):
+    """A dev chain on a real LevelDB in tmp_path with a fake clock (tests.helpers.chain), closed after."""
+    test_chain = TestChain(tmp_path / "db")
+    yield test_chain
+    test_chain.close()
 
 
 @pytest.fixture(scope="module")

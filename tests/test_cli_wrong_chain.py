@@ -1,24 +1,20 @@
 """Subcommands opened on the wrong chain of a base path say which chain they opened, that it holds
-nothing, and which chains do exist there: one line, exit code 2, and nothing written."""
+nothing, and which chains do exist there: one line, exit code 2, and nothing written. The node itself,
+started without --dev or --chain on a base path that holds only another chain, refuses the same way
+rather than create a new chain beside it."""
 
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from node.chain_setup import ChainPaths, load_chain_spec
+from node.chain_setup import ChainChoiceError, ChainPaths, check_not_a_silent_new_chain, load_chain_spec
 from tests.helpers.chain import DEV_KEYS, TestChain
+from tests.helpers.processes import gradchain
 
-ROOT = Path(__file__).resolve().parent.parent
 DEV = load_chain_spec(None, dev=True)
-
-
-def gradchain(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "node.cli", *args], capture_output=True, text=True, timeout=120,
-                          cwd=ROOT)
 
 
 def one_line_error(result: subprocess.CompletedProcess) -> str:
@@ -91,3 +87,20 @@ def test_an_empty_dev_chain_says_it_holds_only_its_genesis(tmp_path):
     line = one_line_error(gradchain("export-blocks", "--dev", "--base-path", str(tmp_path), str(tmp_path / "o")))
     assert "chain gradchain_dev (Development)" in line and "holds no blocks but its genesis" in line
     assert "no other chain exists" in line
+
+
+def test_a_node_without_dev_on_a_dev_only_base_path_refuses_to_create_another_chain(dev_base):
+    line = one_line_error(gradchain("--base-path", str(dev_base), "--no-network", "--no-rpc", "--no-prometheus"))
+    names_the_chains(line)
+    assert "no --dev or --chain given: this would create a new chain gradchain_local" in line
+    assert "--chain " in line and line.rstrip().endswith("genesis.json")  # how to create it after all
+    assert not (dev_base / "chains" / "gradchain_local").exists()  # nothing written: no database, no node key
+
+
+def test_a_node_creates_the_default_chain_when_asked_or_on_an_empty_base_path(dev_base, tmp_path):
+    default = load_chain_spec(None, dev=False)
+    check_not_a_silent_new_chain(ChainPaths(dev_base, default.chain_id), default, chain_given=True)  # --chain
+    check_not_a_silent_new_chain(ChainPaths(tmp_path, default.chain_id), default, chain_given=False)  # empty
+    check_not_a_silent_new_chain(ChainPaths(dev_base, DEV.chain_id), DEV, chain_given=True)  # --dev, its own
+    with pytest.raises(ChainChoiceError, match="gradchain_dev"):
+        check_not_a_silent_new_chain(ChainPaths(dev_base, default.chain_id), default, chain_given=False)

@@ -29,7 +29,7 @@ def demo(tmp_path_factory):
     base = tmp_path_factory.mktemp("demo")
     html = base / "explorer.html"
     result = subprocess.run(
-        [sys.executable, "scripts/demo.py", "--rounds", str(ROUNDS), "--scenarios", ",".join(SCENARIOS),
+        [sys.executable, "scripts/demo.py", "--dev", "--rounds", str(ROUNDS), "--scenarios", ",".join(SCENARIOS),
          "--base-path", str(base), "--html", str(html), "--json"],
         cwd=ROOT, capture_output=True, text=True, timeout=1500)
     assert result.returncode == 0, result.stderr[-3000:] + result.stdout[-3000:]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("scripts.bench.cluster")
+pytest.importorskip("node.testnet.processes")
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,4 +1,4 @@
-"""Finality on real networks: four `gradchain` validators as processes on 127.0.0.1 (scripts/bench/cluster.py).
+"""Finality on real networks: four `gradchain` validators as processes on 127.0.0.1 (node/testnet/processes.py).
 
 All four finalize and agree; with one of four stopped finality goes on; with two stopped it stalls, and
 resumes when they return; a validator that signs two prevotes in one round is reported by the others
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-cluster_module = pytest.importorskip("scripts.bench.cluster")  # the network (issue 13)
+cluster_module = pytest.importorskip("node.testnet.processes")  # the network (issue 13)
 Cluster, wait_until = cluster_module.Cluster, cluster_module.wait_until
 
 from consensus.finality.justification import decode_justification  # noqa: E402

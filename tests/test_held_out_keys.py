@@ -11,18 +11,11 @@ from runtime.dispatch import DispatchFailure
 from runtime.hashing import blake2b_256
 from runtime.pallets import held_out_keys
 from runtime.pallets.training import SealedKey, create_task
-from tests.helpers.chain import DEV_KEYS, TestChain
-from tests.test_offences import context
-from tests.test_training_pallet import config as task_config
+from tests.helpers.chain import DEV_KEYS
+from tests.helpers.chain import next_block_context as context
+from tests.helpers.training import task_config
 
 ALICE, BOB, CHARLIE, DAVE, EVE = (DEV_KEYS[n] for n in ("Alice", "Bob", "Charlie", "Dave", "Eve"))
-
-
-@pytest.fixture
-def chain(tmp_path):
-    test_chain = TestChain(tmp_path / "db")
-    yield test_chain
-    test_chain.close()
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from runtime.pallets import held_out_keys, validators
 from runtime.pallets.training import SealedKey, create_task
 from runtime.state import Overlay
 from tests.helpers.chain import DEV_KEYS, dev_genesis
-from tests.test_training_pallet import config as task_config
+from tests.helpers.training import task_config
 
 ALICE, EVE = DEV_KEYS["Alice"], DEV_KEYS["Eve"]
 

@@ -50,3 +50,13 @@ def test_the_checker_sees_a_forbidden_import(tmp_path):
     sample = tmp_path / "sample.py"
     sample.write_text("import time\nfrom storage.schema import META\n")
     assert [m for _, m in imported_modules(sample)] == ["time", "storage.schema"]
+
+
+def test_no_test_module_imports_another():
+    """What two test modules share lives in tests/helpers/: a test module imported by another would run
+    its tests' import-time setup there, and ties the two files' edits together."""
+    found = [f"{path.relative_to(ROOT)}:{line} imports {module}"
+             for path in sorted((ROOT / "tests").rglob("*.py"))
+             for line, module in imported_modules(path)
+             if module.split(".")[-1].startswith("test_") or module.startswith("tests.test_")]
+    assert found == []

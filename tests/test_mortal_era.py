@@ -1,6 +1,7 @@
 """Mortal transactions against a real dev node: the wallet and the task tools sign with a mortal
-era by default, and a reaped-then-refunded account's old transfer cannot be replayed once its
-era has passed (an immortal one can: the attack mortality closes)."""
+era by default, and a reaped-then-refunded account's old transfer cannot be replayed, inside its era
+(the re-created account's nonce starts at its position in the chain, past every old nonce), after
+it, or when it was immortal."""
 
 from __future__ import annotations
 
@@ -49,24 +50,26 @@ def included(node, transaction_hash: bytes, first: int) -> int:
     return wait_until(find, f"transaction 0x{transaction_hash.hex()[:12]} in a block")
 
 
-def empty_and_refund(node, victim: crypto.Keypair, era_period: int | None) -> tuple[bytes, int]:
-    """Fund `victim`, let it send everything away (its account is reaped, nonce back to 0), and wait
-    until its transfer's era (if mortal) has passed; returns the signed transfer's bytes and its block."""
+def empty_and_refund(node, victim: crypto.Keypair, era_period: int | None, *,
+                     wait_out_the_era: bool = True) -> tuple[bytes, int]:
+    """Fund `victim`, let it send everything away (its account is reaped), maybe wait until its
+    transfer's era (if mortal) has passed, and refund it; returns the signed transfer's bytes and its block."""
     charlie = ChainAccount(node.client, CHARLIE)
     start = node.client.header().number
     included(node, charlie.send(balances.transfer(victim.public, 5 * GRAD)), start)
     assert node.client.account(address(victim.public)).free == 5 * GRAD
     era, birth_hash = signing_era(node.client, era_period)
+    nonce = node.client.next_index(address(victim.public))
+    assert nonce > 0  # a new account starts at its position in the chain, not at 0
     # all but about two fees: what is left after the fee is below the existential deposit, so it is reaped
-    probe = sign_extrinsic(victim, balances.transfer(CHARLIE.public, 5 * GRAD), nonce=0,
+    probe = sign_extrinsic(victim, balances.transfer(CHARLIE.public, 5 * GRAD), nonce=nonce,
                            genesis_hash=node.client.genesis_hash(), era=era, birth_hash=birth_hash)
     fee = node.client.query_fee(probe)
-    transfer = sign_extrinsic(victim, balances.transfer(CHARLIE.public, 5 * GRAD - 2 * fee), nonce=0,
+    transfer = sign_extrinsic(victim, balances.transfer(CHARLIE.public, 5 * GRAD - 2 * fee), nonce=nonce,
                               genesis_hash=node.client.genesis_hash(), era=era, birth_hash=birth_hash)
     block = included(node, node.client.submit(transfer), start)
-    state = node.client.account(address(victim.public))
-    assert (state.free, state.nonce) == (0, 0), "the account was reaped: its nonce is 0 again"
-    if not era.is_immortal:
+    assert node.client.account(address(victim.public)).free == 0, "the account was reaped"
+    if wait_out_the_era and not era.is_immortal:
         last_valid = era.birth + era.period - 1
         wait_until(lambda: node.client.header().number >= last_valid, f"block {last_valid}")
     refund_from = node.client.header().number
@@ -84,13 +87,26 @@ def test_a_reaped_and_refunded_accounts_old_mortal_transfer_is_refused_on_replay
     assert node.client.account(address(victim.public)).free == 10 * GRAD  # the refund is untouched
 
 
-def test_an_immortal_transfer_is_replayed_after_reaping_which_is_why_it_is_not_the_default(node):
+def test_inside_its_era_a_reaped_and_refunded_accounts_old_transfer_is_refused_and_a_fresh_one_works(node):
+    victim = crypto.keypair_from_uri("//ReplayInsideTheEra")
+    old_transfer, block = empty_and_refund(node, victim, DEFAULT_ERA_PERIOD, wait_out_the_era=False)
+    assert node.client.header().number < block + DEFAULT_ERA_PERIOD - 6  # the old transfer's era is still open
+    with pytest.raises(RpcCallError) as refused:
+        node.client.call("author_submitExtrinsic", "0x" + old_transfer.hex())
+    assert refused.value.rpc_code == 1010 and "is used" in refused.value.message
+    assert node.client.account(address(victim.public)).free == 10 * GRAD
+    start = node.client.header().number
+    included(node, ChainAccount(node.client, victim).send(balances.transfer(CHARLIE.public, GRAD)), start)
+    assert node.client.account(address(victim.public)).free < 9 * GRAD  # the fresh transfer went through
+
+
+def test_an_immortal_transfer_is_not_replayed_after_reaping_either(node):
     victim = crypto.keypair_from_uri("//ReplayImmortal")
     old_transfer, _ = empty_and_refund(node, victim, None)
-    replay_from = node.client.header().number
-    replayed = node.client.call("author_submitExtrinsic", "0x" + old_transfer.hex())
-    included(node, bytes.fromhex(replayed[2:]), replay_from)
-    assert node.client.account(address(victim.public)).free < 10 * GRAD  # the old transfer took the refund
+    with pytest.raises(RpcCallError) as refused:
+        node.client.call("author_submitExtrinsic", "0x" + old_transfer.hex())
+    assert refused.value.rpc_code == 1010 and "is used" in refused.value.message
+    assert node.client.account(address(victim.public)).free == 10 * GRAD  # the refund is untouched
 
 
 def test_the_task_tools_sign_mortal_by_default(node):

@@ -13,7 +13,7 @@ from consensus.useful_work.data import load_dataset, split_held_out
 from runtime import crypto
 from runtime.pallets import balances
 from scripts._tasks import ChainAccount, TaskOptions, get_task, publish_task, unhex
-from scripts.bench.cluster import ROOT, Cluster, wait_until
+from node.testnet.processes import ROOT, Cluster, wait_until
 
 pytestmark = pytest.mark.slow
 SPEC = ModelSpec("mlp", input_dim=64, hidden=16, classes=10)

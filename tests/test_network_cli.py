@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from node.network.config import NodeKeyError, node_peer_id, read_node_key
-from scripts.bench.cluster import ROOT, Cluster, NodeProcess, wait_until, write_spec
+from node.testnet.processes import ROOT, Cluster, NodeProcess, wait_until, write_spec
 
 GRADCHAIN = [sys.executable, "-m", "node.cli"]
 
@@ -132,7 +132,7 @@ def test_a_frozen_peer_is_dropped_by_the_application_ping_and_metrics_count_peer
     import signal
     import urllib.request
 
-    from scripts.bench.cluster import free_port
+    from node.testnet.processes import free_port
 
     with Cluster(tmp_path, ("Alice", "Bob")) as cluster:
         alice, bob = cluster.nodes

@@ -13,7 +13,7 @@ from runtime import crypto
 from runtime.executive import sign_extrinsic
 from runtime.pallets import balances
 from storage.chainstore import ChainStore
-from scripts.bench.cluster import Cluster, wait_until
+from node.testnet.processes import Cluster, wait_until
 
 pytestmark = pytest.mark.slow
 EVE = crypto.dev_keypair("Eve")

@@ -14,7 +14,7 @@ import pytest
 from node.chain_setup import load_chain_spec
 from node.network import wire
 from node.network.service import ANNOUNCE
-from tests.network_node import InProcessNode, RawPeer, wait_for
+from tests.helpers.network_node import InProcessNode, RawPeer, wait_for
 
 OTHER_GENESIS = bytes(range(32))
 
@@ -203,7 +203,7 @@ def test_a_large_blob_is_fetched_in_ranged_chunks_and_checked(tmp_path, dev_conf
 
 
 def test_a_peer_serving_other_bytes_for_a_blob_is_reported_and_banned(node, raw):
-    from tests.network_node import frame, serve_on
+    from tests.helpers.network_node import frame, serve_on
 
     serve_on(raw, wire.STATUS, frame(wire.encode(node.network.local_status())))
     serve_on(raw, wire.BLOBS, frame(wire.encode(wire.BlobChunk(wire.ByteCount(10), wire.ChunkData(b"x" * 10)))))
@@ -256,7 +256,7 @@ def test_past_max_peers_a_newcomer_is_refused(tmp_path, dev_config, raw):
 
 def test_a_peer_that_serves_an_invalid_block_in_sync_is_banned_and_nothing_is_imported(node, raw):
     from runtime.types import Block, Digest, Header, encode_block
-    from tests.network_node import frame, serve_on
+    from tests.helpers.network_node import frame, serve_on
 
     genesis = node.chain.store.genesis_hash
     bogus = Block(Header(genesis, 1, bytes(32), bytes(32), Digest(10**9, bytes(32), bytes(64))), ())

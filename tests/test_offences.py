@@ -10,7 +10,6 @@ import dataclasses
 
 import pytest
 
-from runtime.context import BlockContext
 from runtime.dispatch import DispatchFailure
 from runtime.finality import PRECOMMIT, PREVOTE, sign_dispute, sign_vote
 from runtime.hashing import blake2b_256
@@ -18,23 +17,10 @@ from runtime.pallets import balances, offences, system, validators
 from runtime.state import Overlay
 from runtime.types import Digest, Header, Seal, Slot
 from tests.helpers.chain import DEV_KEYS, TestChain
+from tests.helpers.chain import next_block_context as context
 
 ALICE, BOB, CHARLIE, DAVE, EVE = (DEV_KEYS[n] for n in ("Alice", "Bob", "Charlie", "Dave", "Eve"))
 VALIDATORS = (ALICE, BOB, CHARLIE, DAVE)
-
-
-@pytest.fixture
-def chain(tmp_path):
-    test_chain = TestChain(tmp_path / "db")
-    yield test_chain
-    test_chain.close()
-
-
-def context(chain: TestChain) -> BlockContext:
-    best = chain.chain.best_header()
-    state = Overlay(chain.chain.state_view(best.hash))
-    return BlockContext(state, best.number + 1, best.hash, ALICE.public, best.digest.slot + 1,
-                        system.Params.get(state), chain.genesis_hash)
 
 
 def every_balance(state) -> int:

@@ -64,7 +64,8 @@ def test_chain_methods(node):
     assert block.header == header and block.extrinsics[0].call.name == "timestamp.set"
     assert c.call("chain_getBlockHash", [0, 1]) == ["0x" + c.genesis_hash().hex(), "0x" + c.block_hash(1).hex()]
     assert c.call("chain_getBlockHash", 10**9) is None
-    assert c.finalized_hash() == c.block_hash(c.header(c.finalized_hash()).number)
+    finalized = c.finalized_hash()  # read once: the head moves on between two calls
+    assert finalized == c.block_hash(c.header(finalized).number)
     decoded = c.call("explorer_block", "0x" + header.hash.hex())
     assert decoded["extrinsics"][0]["call"] == "timestamp.set"
     assert decoded["extrinsics"][0]["events"][0]["event"] == "system.ExtrinsicSuccess"

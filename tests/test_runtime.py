@@ -18,13 +18,6 @@ from tests.helpers.chain import DEV_KEYS, TestChain
 ALICE, BOB, CHARLIE, DAVE, EVE = (DEV_KEYS[n] for n in ("Alice", "Bob", "Charlie", "Dave", "Eve"))
 
 
-@pytest.fixture
-def chain(tmp_path):
-    test_chain = TestChain(tmp_path / "db")
-    yield test_chain
-    test_chain.close()
-
-
 def events_of(chain: TestChain, block_hash: bytes) -> list:
     return [r.event for r in system.Events.get(chain.overlay(block_hash))]
 

@@ -14,7 +14,7 @@ import pytest
 from runtime import crypto
 from scripts import wallet
 from scripts._common import CliError
-from scripts._keys import SECRET_ENV, add_key_options, keypair_from_args
+from rpc.key_sources import SECRET_ENV, add_key_options, keypair_from_args
 
 ROOT = Path(__file__).resolve().parent.parent
 PHRASE = "legal winner thank year wave sausage worth useful legal winner thank yellow"

@@ -52,8 +52,8 @@ def test_the_earlier_reveal_wins_and_a_copy_of_a_copy_is_a_copy():
 
 
 def config(max_samples: int, max_share_ppm: int):
-    from tests.test_training_attacks import config as task_config
-    return task_config(max_samples=max_samples, max_share_ppm=max_share_ppm)
+    from tests.helpers.training import task_config
+    return task_config(rounds=3, max_samples=max_samples, max_share_ppm=max_share_ppm)
 
 
 @settings(max_examples=300, deadline=None)

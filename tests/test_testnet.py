@@ -165,3 +165,46 @@ def test_the_status_table_shows_every_column_and_a_dash_for_what_an_unreachable_
                                                                           "2", "1", "4"]
     bob = next(line for line in text.splitlines() if "Bob" in line)
     assert "unreachable" in bob and bob.count("-") >= 4
+
+
+PARENT = """
+import subprocess, sys, time
+out = open(sys.argv[1], "w")
+child = subprocess.Popen([sys.executable, "-m", "node.cli", "testnet", "--validators", "2", "--slot-ms", "1000",
+                          "--json", "--stop-with-parent", "--base-path", sys.argv[2]], stdout=out,
+                         stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+print(child.pid, flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.mark.slow
+def test_stop_with_parent_stops_every_node_when_its_parent_is_killed(tmp_path):
+    """The demo drives `gradchain testnet --stop-with-parent`: a kill -9 of the demo leaves no node behind."""
+    lines = tmp_path / "testnet.jsonl"
+    parent = subprocess.Popen([sys.executable, "-c", PARENT, str(lines), str(tmp_path / "net")], cwd=ROOT,
+                              stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    pids: list[int] = []
+    try:
+        testnet_pid = int(parent.stdout.readline())
+        pids.append(testnet_pid)
+        deadline = time.monotonic() + 120
+        while not (lines.exists() and '"started"' in lines.read_text()):
+            assert time.monotonic() < deadline and _alive(testnet_pid), "the testnet never started"
+            time.sleep(0.2)
+        started = json.loads(lines.read_text().splitlines()[0])
+        pids += [n["pid"] for n in started["nodes"]]
+        assert all(_alive(pid) for pid in pids)
+        parent.kill()
+        parent.wait(10)
+        deadline = time.monotonic() + 60
+        while [pid for pid in pids if _alive(pid)] and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not [pid for pid in pids if _alive(pid)], "a node outlived the testnet's parent"
+        assert json.loads(lines.read_text().splitlines()[-1])["event"] == "stopped"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+        for pid in pids:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)

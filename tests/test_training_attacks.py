@@ -13,35 +13,19 @@ from runtime.errors import InvalidBlock
 from runtime.executive import Executive
 from runtime.hashing import blake2b_256
 from runtime.pallets import randomness, system, training
-from runtime.pallets.training import ModelSpec, RoundReport, Score, SealedKey, TaskConfig, UpdateScore
+from runtime.pallets.training import RoundReport, Score, TaskConfig, UpdateScore
 from runtime.types import Digest, Extrinsic, Header, Seal
 from runtime.validity import InvalidTransaction
 from tests.helpers.chain import DEV_KEYS, TestChain
+from tests.helpers.training import BOND, REWARD, H, task_config
 
 ALICE, BOB, CHARLIE, DAVE, EVE = (DEV_KEYS[n] for n in ("Alice", "Bob", "Charlie", "Dave", "Eve"))
-REWARD, BOND = 10**12, 10**11
 BASE = Score(500_000, 1_500_000)
 
 
-def H(text: str) -> bytes:
-    return blake2b_256(text.encode())
-
-
 def config(**changes) -> TaskConfig:
-    values = dict(spec=ModelSpec("mlp", (64, 32, 10)), initial_model=H("model-0"), metric=training.METRIC_LOSS,
-                  held_out=H("held-out"), held_out_size=300, held_out_subset=100,
-                  sealed_keys=(SealedKey(ALICE.public, b"k" * 80),), reward_per_round=REWARD, rounds=3,
-                  commit_blocks=3, reveal_blocks=3, min_improvement_ppm=1_000, min_relative_ppm=0,
-                  max_update_bytes=10**6, max_update_norm=2**26, bond=BOND, aggregation=0, trim=0)
-    values.update(changes)
-    return TaskConfig(**values)
-
-
-@pytest.fixture
-def chain(tmp_path):
-    test_chain = TestChain(tmp_path / "db")
-    yield test_chain
-    test_chain.close()
+    """The training pallet tests' task (tests.helpers.training), with three rounds."""
+    return task_config(**{"rounds": 3, **changes})
 
 
 def failed(built) -> str | None:

@@ -4,21 +4,18 @@ own records (earlier rounds' updates and model versions, read from state and the
 
 from __future__ import annotations
 
-
 from consensus.useful_work import encode_tensors
-from consensus.useful_work.fixed_point import norm_to_fixed
 from consensus.useful_work.rounds import reports_in
-from consensus.useful_work.secrecy import encrypt_held_out
 from consensus.useful_work.train import train_local
 from consensus.useful_work.verifier import ModelVersion
 from runtime import crypto
-from runtime.hashing import blake2b_256
 from runtime.pallets import balances, system, training
-from runtime.pallets.training import ModelSpec, SealedKey, TaskConfig
 from runtime.state import Overlay
-from tests.helpers.useful_work import MLP, base_model, digits_shards, digits_split, trained_deltas
-from tests.test_training_attacks_work import one_ulp
-from tests.helpers.chain_nodes import ALICE
+from tests.helpers.chain_nodes import ALICE, author_and_import
+from tests.helpers.forgeries import one_ulp
+from tests.helpers.useful_work import MLP, base_model, digits_shards, trained_deltas
+from tests.helpers.useful_work_chain import held_out_task, sealed_held_out
+from tests.helpers.useful_work_chain import publish as publish_blobs
 
 TRAINERS = [crypto.keypair_from_uri(f"//Attacks//{i}") for i in range(6)]
 BOND = 10**12
@@ -27,33 +24,20 @@ SALT = b"\x05" * 32
 
 def test_a_one_ulp_copy_and_a_replayed_model_step_are_refused_through_the_chain(nodes):
     author, follower = nodes
-    split = digits_split()
-    ciphertext, sealed = encrypt_held_out(split.held_out_features, split.held_out_labels, [ALICE.public])
-    blobs = [ciphertext, base_model(MLP).to_blob()]
+    ciphertext, sealed = sealed_held_out((author, follower))
 
     def publish(*data: bytes) -> list[bytes]:
-        for node in (author, follower):
-            for blob in data:
-                node.service.blobs.put(blake2b_256(blob), blob, now_block=0)
-        return [blake2b_256(blob) for blob in data]
+        return publish_blobs((author, follower), *data)
 
     def step(transactions=()):
-        sent: dict[bytes, int] = {}
-        for keypair, call in transactions:
-            author.send(keypair, call, sent.get(keypair.public, 0))
-            sent[keypair.public] = sent.get(keypair.public, 0) + 1
-        block = author.author()
-        assert follower.service.import_block_now(block).is_best
+        block = author_and_import(author, follower, transactions)
         assert follower.store.dispute_evidence(block.hash) is None, "the follower disputed an honest block"
         return block
 
     def state():
         return Overlay(author.store.state_view(author.store.best_hash))
 
-    publish(*blobs)
-    config = TaskConfig(ModelSpec("mlp", (64, 32, 10)), base_model(MLP).model_hash, training.METRIC_LOSS,
-                        blake2b_256(ciphertext), len(ciphertext), 200, (SealedKey(ALICE.public, sealed[ALICE.public]),),
-                        10**15, 2, 2, 2, 1, 0, 1 << 20, norm_to_fixed(50.0), BOND, 0, 0)
+    config = held_out_task(ciphertext, sealed, rounds=2, bond=BOND)
     step([(ALICE, balances.transfer(t.public, 10**16)) for t in TRAINERS])      # block 1
     step([(ALICE, training.create_task(config))])                                 # block 2: round 0 starts
     round_zero = publish(*(encode_tensors(d) for d in trained_deltas(MLP)[:4]))

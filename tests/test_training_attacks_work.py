@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 from functools import lru_cache
 
-import numpy as np
 import pytest
 import torch
 
@@ -25,6 +24,7 @@ from runtime.pallets import training
 from runtime.pallets.training import ModelSpec, SealedKey, Task, TaskConfig
 from storage.blobs import BlobStore
 from storage.database import Database
+from tests.helpers.forgeries import one_ulp
 from tests.helpers.useful_work import MLP, SEED, base_model, digits_held_out, digits_shards, trained_deltas
 
 MAX_COUNT = (1 << 32) - 1
@@ -162,14 +162,6 @@ def test_a_near_zero_update_with_the_largest_count_earns_nothing_and_locks_nobod
     report = work.measure(round_one(task_config, (tiny, MAX_COUNT)))
     assert rewards(task_config, report)[blake2b_256(tiny)] == 0
     assert_honest_trainers_are_paid(task_config, report)
-
-
-def one_ulp(blob: bytes) -> bytes:
-    tensors = _decode(blob)
-    name = sorted(tensors)[0]
-    changed = tensors[name].clone().reshape(-1)
-    changed[0] = torch.from_numpy(np.nextafter(changed[0:1].numpy(), np.float32(np.inf)))
-    return encode_tensors({**tensors, name: changed.reshape(tensors[name].shape)})
 
 
 def test_a_one_ulp_copy_of_an_earlier_reveal_is_refused_and_the_earlier_wins(work):

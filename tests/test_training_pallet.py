@@ -4,39 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from runtime.hashing import blake2b_256
 from runtime.pallets import balances, randomness, system, training
-from runtime.pallets.training import ModelSpec, RoundReport, Score, SealedKey, TaskConfig, UpdateScore
+from runtime.pallets.training import RoundReport, Score, UpdateScore
 from runtime.validity import InvalidTransaction
-from tests.helpers.chain import DEV_KEYS, TestChain
+from tests.helpers.chain import DEV_KEYS
+from tests.helpers.training import BOND, REWARD, H, commit, outcome
+from tests.helpers.training import task_config as config
 
 ALICE, BOB, CHARLIE, DAVE, EVE = (DEV_KEYS[n] for n in ("Alice", "Bob", "Charlie", "Dave", "Eve"))
-REWARD, BOND = 10**12, 10**11
-
-
-def H(text: str) -> bytes:
-    return blake2b_256(text.encode())
-
-
-def config(**changes) -> TaskConfig:
-    values = dict(spec=ModelSpec("mlp", (64, 32, 10)), initial_model=H("model-0"), metric=training.METRIC_LOSS,
-                  held_out=H("held-out"), held_out_size=300, held_out_subset=100,
-                  sealed_keys=(SealedKey(ALICE.public, b"k" * 80),), reward_per_round=REWARD, rounds=2,
-                  commit_blocks=3, reveal_blocks=3, min_improvement_ppm=1_000, min_relative_ppm=0, max_update_bytes=10**6,
-                  max_update_norm=2**26, bond=BOND, aggregation=0, trim=0)
-    values.update(changes)
-    return TaskConfig(**values)
-
-
-@pytest.fixture
-def chain(tmp_path):
-    test_chain = TestChain(tmp_path / "db")
-    yield test_chain
-    test_chain.close()
-
-
-def outcome(built):
-    return built.outcomes[-1]
 
 
 def task_state(chain):
@@ -47,10 +22,6 @@ def all_balances(chain) -> int:
     overlay = chain.overlay()
     accounts = [k.public for k in DEV_KEYS.values()] + [training.POT_ACCOUNT]
     return sum(a.free + a.reserved for a in (system.Account.get(overlay, w) for w in accounts) if a)
-
-
-def commit(chain, who, update, salt=b"\x01" * 32, round=0):
-    return chain.sign(who, training.commit_update(0, round, training.update_commitment(update, who.public, salt)))
 
 
 def reveal(chain, who, update, salt=b"\x01" * 32, round=0):

@@ -19,10 +19,12 @@ from runtime import api as runtime_api
 from runtime.pallets import training
 from runtime.pallets.training import ModelSpec, RoundReport
 from runtime.validity import InvalidTransaction
-from tests.helpers.chain import TestChain, dev_genesis
-from tests.test_training_pallet import BOB, EVE, H, commit, config, outcome
-from tests.helpers.useful_work import MLP, base_model, digits_held_out, rules, SEED
-from tests.test_useful_work_verifier import submissions
+from tests.helpers.chain import DEV_KEYS, TestChain, dev_genesis
+from tests.helpers.training import H, commit, outcome
+from tests.helpers.training import task_config as config
+from tests.helpers.useful_work import MLP, base_model, digits_held_out, rules, SEED, submissions
+
+BOB, EVE = DEV_KEYS["Bob"], DEV_KEYS["Eve"]
 
 
 # --- leave-one-out in O(n P) ---------------------------------------------------------
@@ -90,13 +92,6 @@ def test_task_work_is_parameters_times_updates_times_subset_and_robust_rules_pay
     median = dataclasses.replace(fedavg, aggregation=2)
     assert training.task_work(median) == 2410 * 12 * 100 + 2410 * 10 * 10
     assert training.round_work_weight(fedavg, 3) == 2410 * 5 * 100 // 1000
-
-
-@pytest.fixture
-def chain(tmp_path):
-    test_chain = TestChain(tmp_path / "db")
-    yield test_chain
-    test_chain.close()
 
 
 def test_a_task_over_the_compute_budget_is_refused_with_a_named_error(chain):

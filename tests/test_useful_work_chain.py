@@ -8,69 +8,15 @@ import json
 
 import pytest
 
-from consensus.useful_work import encode_tensors
-from consensus.useful_work.fixed_point import norm_to_fixed
 from consensus.useful_work.rounds import RoundWork, reports_in
-from consensus.useful_work.secrecy import encrypt_held_out
-from runtime import crypto
 from runtime.hashing import blake2b_256
-from runtime.pallets import balances, training
-from runtime.pallets.training import ModelSpec, SealedKey, Score, TaskConfig
+from runtime.pallets import training
 from runtime.state import Overlay
 from storage.chainstore import ChainStoreError
 from tests.helpers.chain_nodes import ALICE, Node
-from tests.helpers.useful_work import MLP, base_model, digits_split, trained_deltas
-
-TRAINERS = [crypto.keypair_from_uri(f"//UsefulWork//{i}") for i in range(5)]
-
-
-def _hash(data: bytes) -> bytes:
-    return blake2b_256(data)
-
-
-def run_round(author: Node, follower: Node, *, tamper=None) -> tuple:
-    """A task whose held-out key is sealed to Alice, five trainers' real updates, up to the report block.
-
-    Every block the author makes is imported by the follower. `tamper(report)` lets the author lie."""
-    split = digits_split()
-    ciphertext, sealed = encrypt_held_out(split.held_out_features, split.held_out_labels, [ALICE.public])
-    for node in (author, follower):
-        for data in (ciphertext, base_model(MLP).to_blob()):
-            node.service.blobs.put(_hash(data), data, now_block=0)
-    config = TaskConfig(ModelSpec("mlp", (64, 32, 10)), base_model(MLP).model_hash, training.METRIC_LOSS,
-                        _hash(ciphertext), len(ciphertext), 200, (SealedKey(ALICE.public, sealed[ALICE.public]),),
-                        10**15, 1, 2, 2, 1, 0, 1 << 20, norm_to_fixed(50.0), 10**12, 0, 0)
-    blocks = []
-
-    def step(transactions=()):
-        sent: dict[bytes, int] = {}
-        for keypair, call in transactions:
-            author.send(keypair, call, sent.get(keypair.public, 0))
-            sent[keypair.public] = sent.get(keypair.public, 0) + 1
-        block = author.author()
-        blocks.append(block)
-        result = follower.service.import_block_now(block)
-        assert result.is_best
-        return block
-
-    step([(ALICE, balances.transfer(t.public, 10**16)) for t in TRAINERS])
-    step([(ALICE, training.create_task(config))])  # block 2: round 0 starts at 2, commit until 4, reveal until 6
-    updates = [encode_tensors(delta) for delta in trained_deltas(MLP)]
-    salt = b"\x05" * 32
-    for node in (author, follower):
-        for data in updates:
-            node.service.blobs.put(_hash(data), data, now_block=2)
-    step([(t, training.commit_update(0, 0, training.update_commitment(_hash(u), t.public, salt)))
-          for t, u in zip(TRAINERS, updates)])                                     # block 3
-    step()                                                                         # block 4: closes the commit window
-    if tamper is not None:  # the author measures once the seed block is in, right after block 6
-        real_measure = author.service.work.measure
-        author.service.work.measure = lambda inputs: tamper(real_measure(inputs))
-    step([(t, training.reveal_update(0, 0, _hash(u), salt, 288, b"\x00" * 32))
-          for t, u in zip(TRAINERS, updates)])                                     # block 5
-    step()                                                                         # block 6: the seed block
-    report_block = step()                                                          # block 7: the report
-    return report_block, blocks, [_hash(u) for u in updates]
+from tests.helpers.forgeries import inflate_first_score
+from tests.helpers.useful_work import MLP, base_model
+from tests.helpers.useful_work_chain import TRAINERS, run_round
 
 
 def test_the_author_reports_the_round_and_a_validator_reproduces_it(nodes):
@@ -93,14 +39,6 @@ def test_the_author_reports_the_round_and_a_validator_reproduces_it(nodes):
     parent = follower.store.header(report_block.header.parent_hash)
     verdict = fresh.verify_block(Overlay(follower.store.state_view(parent.hash)), parent, report_block)
     assert verdict.ok and verdict.checked == 1 and verdict.reasons == []
-
-
-def inflate_first_score(report):
-    first = report.scores[0]
-    # published losses are multiples of LOSS_QUANTUM_PPM; three quanta are beyond the tolerance plus rounding
-    lied = dataclasses.replace(first, without=Score(first.without.accuracy_ppm,
-                                                    first.without.loss_ppm + 3 * training.LOSS_QUANTUM_PPM))
-    return dataclasses.replace(report, scores=(lied,) + report.scores[1:])
 
 
 def swap_aggregate(report):
@@ -147,13 +85,13 @@ def test_blobs_no_task_refers_to_are_collected_after_the_grace_period(nodes):
     report_block, _, updates = run_round(author, follower)
     blobs = author.service.blobs
     stray = b"an upload nobody revealed" * 10
-    blobs.put(_hash(stray), stray, now_block=report_block.header.number)
+    blobs.put(blake2b_256(stray), stray, now_block=report_block.header.number)
     task = training.Tasks.get(Overlay(author.store.state_view(report_block.hash)), 0)
     kept = [task.model, task.config.initial_model, task.config.held_out, *updates]
     author.service.blob_grace_blocks = 5
     while author.store.best_header().number < 50:  # collection runs every 50 blocks
         author.author()
-    assert blobs.get(_hash(stray)) is None
+    assert blobs.get(blake2b_256(stray)) is None
     assert all(blobs.get(blob_hash) is not None for blob_hash in kept)
 
 

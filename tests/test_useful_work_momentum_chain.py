@@ -4,52 +4,36 @@
 from __future__ import annotations
 
 from consensus.useful_work import encode_tensors
-from consensus.useful_work.fixed_point import norm_to_fixed
 from consensus.useful_work.rounds import RoundWork, reports_in
-from consensus.useful_work.secrecy import encrypt_held_out
 from runtime import api as runtime_api
+from runtime.hashing import blake2b_256
 from runtime.pallets import balances, training
-from runtime.pallets.training import ModelSpec, SealedKey, TaskConfig
 from runtime.state import Overlay
-from tests.helpers.useful_work import MLP, base_model, digits_split, trained_deltas
-from tests.helpers.chain_nodes import ALICE
-from tests.test_useful_work_chain import TRAINERS, _hash
+from tests.helpers.chain_nodes import ALICE, author_and_import
+from tests.helpers.useful_work import MLP, base_model, trained_deltas
+from tests.helpers.useful_work_chain import TRAINERS, held_out_task, publish, sealed_held_out
 
 
 def test_a_momentum_task_reports_two_rounds_that_a_validator_reproduces(nodes):
     author, follower = nodes
-    split = digits_split()
-    ciphertext, sealed = encrypt_held_out(split.held_out_features, split.held_out_labels, [ALICE.public])
-    for node in (author, follower):
-        for data in (ciphertext, base_model(MLP).to_blob()):
-            node.service.blobs.put(_hash(data), data, now_block=0)
-    config = TaskConfig(ModelSpec("mlp", (64, 32, 10)), base_model(MLP).model_hash, training.METRIC_LOSS,
-                        _hash(ciphertext), len(ciphertext), 200, (SealedKey(ALICE.public, sealed[ALICE.public]),),
-                        10**15, 2, 2, 2, 1, 0, 1 << 20, norm_to_fixed(50.0), 10**12, 0, 0,
-                        max_updates=8, server_lr_ppm=1_000_000, server_momentum_ppm=500_000)
+    ciphertext, sealed = sealed_held_out((author, follower))
+    config = held_out_task(ciphertext, sealed, rounds=2, max_updates=8, server_lr_ppm=1_000_000,
+                           server_momentum_ppm=500_000)
 
     def step(transactions=()):
-        sent: dict[bytes, int] = {}
-        for keypair, call in transactions:
-            author.send(keypair, call, sent.get(keypair.public, 0))
-            sent[keypair.public] = sent.get(keypair.public, 0) + 1
-        block = author.author()
-        assert follower.service.import_block_now(block).is_best
-        return block
+        return author_and_import(author, follower, transactions)
 
     def play_round(round_number: int, scale: float):
         updates = [encode_tensors({n: t * scale for n, t in delta.items()}) for delta in trained_deltas(MLP)]
-        for node in (author, follower):
-            for data in updates:
-                node.service.blobs.put(_hash(data), data, now_block=2)
+        publish((author, follower), *updates, now_block=2)
         salt = bytes([round_number + 1]) * 32
         task = runtime_api.task(Overlay(author.store.state_view(author.store.best_hash)), 0)
         commit_end = training.round_windows(task)[0]
-        step([(t, training.commit_update(0, round_number, training.update_commitment(_hash(u), t.public, salt)))
+        step([(t, training.commit_update(0, round_number, training.update_commitment(blake2b_256(u), t.public, salt)))
               for t, u in zip(TRAINERS, updates)])
         while author.store.best_header().number + 1 < commit_end:
             step()
-        step([(t, training.reveal_update(0, round_number, _hash(u), salt, 288, b"\x00" * 32))
+        step([(t, training.reveal_update(0, round_number, blake2b_256(u), salt, 288, b"\x00" * 32))
               for t, u in zip(TRAINERS, updates)])
         for _ in range(10):  # until the round's report is in a block (its seed must be known first)
             block = step()

@@ -20,9 +20,8 @@ from runtime.hashing import blake2b_256
 from runtime.pallets import training
 from runtime.pallets.training import ModelSpec, ModelVersion as ChainModelVersion, Score, Task
 from runtime.state import EmptyBackend, Overlay
-from tests.test_training_pallet import config
-from tests.helpers.useful_work import MLP, SEED, base_model, digits_held_out, rules
-from tests.test_useful_work_verifier import submissions
+from tests.helpers.training import task_config as config
+from tests.helpers.useful_work import MLP, SEED, base_model, digits_held_out, rules, submissions
 
 
 def test_plain_settings_leave_the_aggregate_untouched():

@@ -23,7 +23,8 @@ from runtime import codec
 from runtime.types import encode_block
 from tests.helpers.processes import LineReader
 from tests.helpers.chain_nodes import ALICE, Node
-from tests.test_useful_work_chain import inflate_first_score, run_round
+from tests.helpers.forgeries import inflate_first_score
+from tests.helpers.useful_work_chain import run_round
 
 ROOT = Path(__file__).resolve().parent.parent
 GRADCHAIN = [sys.executable, "-m", "node.cli"]
@@ -214,7 +215,7 @@ def test_chain_get_block_verification_over_rpc(tmp_path):
 def test_when_the_best_turns_disputed_the_node_reorgs_and_its_transactions_return_to_the_pool(nodes):
     from runtime.pallets import balances
     from storage.block_status import VerificationStatus
-    from tests.test_useful_work_chain import TRAINERS
+    from tests.helpers.useful_work_chain import TRAINERS
     _, author = nodes  # the one that does not finalize its own blocks
     author.author()
     author.send(ALICE, balances.transfer(TRAINERS[0].public, 10**12))

@@ -52,6 +52,11 @@ from storage.blobs import VERIFIED, BlobStore
 log = structlog.get_logger("useful_work")
 
 UNUSABLE = {"update_missing": training.UPDATE_MISSING}  # every other rejection: UPDATE_MALFORMED
+# On a network a revealed update's blob reaches the author through the blob fetcher, a few blocks behind its
+# reveal when trainers upload to other validators. An author that measured at once would report such an
+# update missing while the validators that have it dispute the block (and the honest trainer lose its bond):
+# it waits up to this many blocks past the report's first block for every revealed blob, then reports.
+UPDATE_BLOB_WAIT_BLOCKS = 10
 
 
 class RoundUnavailable(UsefulWorkError):
@@ -273,9 +278,16 @@ class RoundWork:
                             round=task.round)
                 continue
             try:
-                gathered.append(self.inputs(parent_state, task_id, task, seed))
+                inputs = self.inputs(parent_state, task_id, task, seed)
             except RoundUnavailable as error:
                 log.warning("cannot report round", task=task_id, round=task.round, reason=str(error))
+                continue
+            absent = [s.update_hash for s in inputs.submissions if s.update_blob is None]
+            if absent and parent.number + 1 < training.report_start(task) + UPDATE_BLOB_WAIT_BLOCKS:
+                log.info("round waits for revealed updates' blobs", task=task_id, round=task.round,
+                         missing=len(absent), first=f"0x{absent[0].hex()[:16]}")
+                continue
+            gathered.append(inputs)
         return gathered
 
     def measure(self, inputs: RoundInputs) -> RoundReport:

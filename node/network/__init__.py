@@ -5,6 +5,7 @@ Modules
   host.py           the trio side: the libp2p host (Noise + yamux only), gossipsub, streams
   service.py        NetworkService (asyncio): handshake, gossip, requests, reputation, ping
   sync.py           catching up with peers and following announcements
+  justification_sync.py  finality after sync: set-change blocks' and the head's justifications
   peers.py          the peer book: statuses, reputation, bans, reserved peers
   chain_adapter.py  the one seam to the chain service (imports, pool, blobs, notifications)
   config.py         NetworkConfig and the node key

@@ -68,6 +68,10 @@ class ChainAdapter:
         self._imports_in_flight = 0
         self._no_imports = asyncio.Event()
         self._no_imports.set()
+        self.finality = None  # the FinalityService (node/run.py attaches it): finality from peers' justifications
+
+    def attach_finality(self, finality) -> None:
+        self.finality = finality
 
     # --- reads ------------------------------------------------------------------------
 
@@ -105,6 +109,27 @@ class ChainAdapter:
                 used += len(data)
                 number += 1
             return encoded
+        return await asyncio.to_thread(read)
+
+    async def justifications(self, block_hashes: list[bytes], finalized_head: bool,
+                             budget: int) -> list[tuple[bytes, int, bytes]]:
+        """(hash, number, encoded justification) of each asked block that has one stored, then of the
+        finalized head if asked and stored; within `budget` bytes (at least one)."""
+        def read() -> list[tuple[bytes, int, bytes]]:
+            store = self.chain.store
+            wanted = list(dict.fromkeys(block_hashes))
+            if finalized_head:
+                wanted.append(store.finalized_hash)
+            found, used = [], 0
+            for block_hash in wanted:
+                data, header = store.justification(block_hash), store.header(block_hash)
+                if data is None or header is None:
+                    continue
+                if found and used + len(data) > budget:
+                    break
+                found.append((block_hash, header.number, data))
+                used += len(data)
+            return found
         return await asyncio.to_thread(read)
 
     async def blob(self, blob_hash: bytes) -> bytes | None:
@@ -177,6 +202,15 @@ class ChainAdapter:
             await self._no_imports.wait()
             results.extend(await self.chain.submit_many(extrinsics[start:start + SUBMIT_CHUNK]))
         return results
+
+    async def set_changes_to_prove(self) -> list[tuple[bytes, int]]:
+        """(hash, number) of the set-change blocks above finality whose justifications sync fetches first."""
+        return [] if self.finality is None else await self.finality.set_changes_to_prove()
+
+    async def import_justification(self, data: bytes, block_hash: bytes) -> bool:
+        """A peer's justification of `block_hash`: True if it moved finality; BadJustification if it does not
+        verify here (or is of another block)."""
+        return False if self.finality is None else await self.finality.import_justification(data, block_hash)
 
     async def put_blob(self, blob_hash: bytes, data: bytes) -> bool:
         def store() -> bool:

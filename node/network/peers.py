@@ -27,6 +27,7 @@ MISBEHAVIOUR = {
     "cut_short": -20,
     "flood": -250,
     "bad_blob": -500,
+    "bad_justification": -500,  # a finality proof that does not verify: forged, never a race
     "unrequested": -50,
     "unknown_protocol": -100,
 }

@@ -26,6 +26,7 @@ from node.network.blobs import BlobAvailability
 from node.network.chain_adapter import ChainAdapter
 from node.network.config import NetworkConfig, check_peer_address
 from node.network.host import P2PHost, dropped_gossip_messages, route_libp2p_logs
+from node.network.justification_sync import JustificationSync
 from node.network.peers import PeerBook
 from node.network.sync import BlockSync
 from node.network.transactions import TRANSACTIONS, TransactionGossip
@@ -55,6 +56,7 @@ class NetworkService(Service):
         self.listen_addresses: list[str] = []
         self.genesis_hash = b""
         self.sync = BlockSync(self)
+        self.justifications = JustificationSync(self)
         self.blobs = BlobAvailability(self)
         self.transactions = TransactionGossip(self)
         self.dropped_events = 0
@@ -99,6 +101,7 @@ class NetworkService(Service):
         self._tasks = [asyncio.create_task(coroutine, name=f"network-{name}") for name, coroutine in (
             ("events", self._event_loop()), ("dial", self._dial_loop()), ("transactions", self.transactions.run()),
             ("ping", self._ping_loop()), ("sync", self.sync.run()), ("blobs", self.blobs.run()),
+            ("justifications", self.justifications.run()),
             ("metrics", self._metrics_loop()))]
         try:
             await asyncio.gather(*self._tasks)
@@ -225,6 +228,8 @@ class NetworkService(Service):
                 return [wire.encode(wire.BlobChunk(wire.ByteCount(0), wire.ChunkData(b"")))]
             piece = data[ask.offset:ask.offset + min(ask.length, wire.MAX_BLOB_CHUNK)]
             return [wire.encode(wire.BlobChunk(wire.ByteCount(len(data)), wire.ChunkData(piece)))]
+        if protocol == wire.JUSTIFICATIONS:
+            return await self.justifications.serve(request)
         raise wire.WireError(f"unknown protocol {protocol}")
 
     async def request(self, peer: str, protocol: str, payload: bytes, *, max_frame: int,

@@ -17,6 +17,12 @@ Protocols (request -> response):
   /gradchain/blobs/1    BlobRequest -> BlobChunk   a byte range of a blob (up to
                         MAX_BLOB_CHUNK); total_size 0 and no data = not held
   /gradchain/ping/1     8 bytes -> the same 8 bytes
+  /gradchain/justifications/1  JustificationRequest -> a 4-byte count, then that
+                        many frames, each a JustificationEntry: the finality proofs
+                        stored with the asked blocks (at most
+                        MAX_JUSTIFICATIONS_PER_REQUEST; blocks without one are left
+                        out) and, if asked, the one of the responder's finalized
+                        head; at most RESPONSE_BUDGET bytes (at least one entry)
 Gossip topics (gossipsub, genesis-scoped so two chains never share a topic):
   .../block-announces/1  an encoded Header (the body is fetched with blocks/1)
   .../transactions/1     TransactionBatch
@@ -38,12 +44,15 @@ STATUS = "/gradchain/status/1"
 BLOCKS = "/gradchain/blocks/1"
 BLOBS = "/gradchain/blobs/1"
 PING = "/gradchain/ping/1"
-PROTOCOLS = (STATUS, BLOCKS, BLOBS, PING)
+JUSTIFICATIONS = "/gradchain/justifications/1"
+PROTOCOLS = (STATUS, BLOCKS, BLOBS, PING, JUSTIFICATIONS)
 
 MAX_BLOCKS_PER_REQUEST = 128
 RESPONSE_BUDGET = 4 * 1024 * 1024  # bytes of blocks per reply (a single libp2p message over ~6.5 MB fails)
 MAX_BLOB_CHUNK = 1024 * 1024
-MAX_REQUEST_BYTES = 1024  # every request above is a few dozen bytes
+MAX_REQUEST_BYTES = 1024  # every request above is a few dozen bytes (justifications: at most ~560)
+MAX_JUSTIFICATIONS_PER_REQUEST = 16
+MAX_JUSTIFICATION_FRAME = 4 * 1024 * 1024 + 256  # consensus/finality's MAX_JUSTIFICATION_BYTES and an entry's fields
 MAX_GOSSIP_BYTES = 1024 * 1024  # gossipsub's own cap on a message
 MAX_TRANSACTIONS_PER_BATCH = 512
 WRITE_PIECE = 1024 * 1024  # frames are written in pieces: large single writes hit a py-libp2p short-read bug
@@ -56,10 +65,12 @@ Roles = NewType("Roles", int)
 Count = NewType("Count", int)
 ByteCount = NewType("ByteCount", int)
 ChunkData = NewType("ChunkData", bytes)
+JustificationData = NewType("JustificationData", bytes)
 codec.register_uint(Roles, 8)
 codec.register_uint(Count, 16)
 codec.register_uint(ByteCount, 32)
 codec.register_bytes(ChunkData, max_length=MAX_BLOB_CHUNK)
+codec.register_bytes(JustificationData, max_length=MAX_JUSTIFICATION_FRAME - 256)
 
 
 class WireError(GradchainError):
@@ -114,6 +125,23 @@ class BlobRequest:
 class BlobChunk:
     total_size: ByteCount
     data: ChunkData
+
+
+@dataclass(frozen=True)
+class JustificationRequest:
+    """The stored justifications of these blocks (any of ours we have), and of the responder's finalized head."""
+
+    block_hashes: tuple[BlockHash, ...]
+    finalized_head: bool
+
+
+@dataclass(frozen=True)
+class JustificationEntry:
+    """A block's justification as stored (an encoded consensus.finality Justification, checked by the asker)."""
+
+    block_hash: BlockHash
+    block_number: BlockNumber
+    justification: JustificationData
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import signal
 import sys
@@ -36,6 +37,9 @@ def add_parser(commands) -> None:
     testnet.add_argument("--slot-ms", type=int, default=2000, metavar="MS", help="slot duration of a new spec")
     testnet.add_argument("--json", action="store_true", help="machine-readable status: one JSON object per line")
     testnet.add_argument("--refresh", type=float, default=1.0, metavar="S", help="seconds between refreshes")
+    testnet.add_argument("--stop-with-parent", action="store_true",
+                         help="stop every node when the process that started this one is gone (for a program "
+                              "driving the testnet, e.g. the demo: even a kill -9 of it leaves no node behind)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -51,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
         raise
     stop = threading.Event()
     previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
+    if args.stop_with_parent:
+        _stop_when_orphaned(stop)
     emit = _JsonLines() if args.json else None
     try:
         if not testnet.start(abort=stop.is_set):
@@ -70,6 +76,19 @@ def run(args: argparse.Namespace) -> int:
             emit(event="stopped", pids=testnet.pids())
         if temporary:
             shutil.rmtree(base, ignore_errors=True)
+
+
+def _stop_when_orphaned(stop: threading.Event, every_s: float = 0.5) -> None:
+    """Set `stop` once this process is re-parented: its parent died, however (no signal reaches us then)."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while not stop.wait(every_s):
+            if os.getppid() != parent:
+                print("Error: the process that started this testnet is gone; stopping every node", file=sys.stderr)
+                stop.set()
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def _announce(testnet: LocalTestnet, emit) -> None:

@@ -32,5 +32,20 @@ def register(server: RpcServer, node) -> None:
         proof = await node.prove_finality(number)
         return None if proof is None else p.to_hex(proof)
 
-    for handler in (grandpa_roundState, grandpa_proveFinality):
+    async def grandpa_justifiedBy(ctx: CallContext, blockNumber=None):
+        """Who finalized the canonical block at `blockNumber`, from the first justification at or above it:
+        {block, justified: {hash, number}, setId, round, signers: [address], signedWeight, totalWeight, voters}
+        (weights as decimal strings: stakes pass 2^53), or null while it is not final."""
+        number = p.block_number(blockNumber, "blockNumber")
+        if number is None:
+            raise p.invalid_params("blockNumber is required")
+        found = await node.justified_by(number)
+        if found is None:
+            return None
+        return dict(found, justified={"hash": p.to_hex(found["justified"]["hash"]),
+                                      "number": found["justified"]["number"]},
+                    signers=[node.address(who) for who in found["signers"]],
+                    signedWeight=str(found["signedWeight"]), totalWeight=str(found["totalWeight"]))
+
+    for handler in (grandpa_roundState, grandpa_proveFinality, grandpa_justifiedBy):
         server.register(Method(handler.__name__, handler))

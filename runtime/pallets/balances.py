@@ -148,7 +148,7 @@ def deposit(ctx: BlockContext, who: AccountId, amount: int) -> None:
     if info is None:
         if amount < ctx.params.existential_deposit and who not in PALLET_ACCOUNTS:
             raise ExistentialDeposit(f"{amount} is below the existential deposit {ctx.params.existential_deposit}")
-        Account.insert(ctx.state, who, AccountInfo(0, amount, 0))
+        Account.insert(ctx.state, who, AccountInfo(system.new_account_nonce(ctx), amount, 0))
         ctx.deposit_event(system.NewAccount(who))
         ctx.deposit_event(Endowed(who, amount))
     else:
@@ -175,7 +175,7 @@ def do_transfer(ctx: BlockContext, sender: AccountId, dest: AccountId, value: in
         raise ExistentialDeposit(f"{value} is below the existential deposit {ctx.params.existential_deposit}")
     write_account(ctx, sender, AccountInfo(source.nonce, remaining, source.reserved))
     if target is None:
-        Account.insert(ctx.state, dest, AccountInfo(0, value, 0))
+        Account.insert(ctx.state, dest, AccountInfo(system.new_account_nonce(ctx), value, 0))
         ctx.deposit_event(system.NewAccount(dest))
     else:
         Account.insert(ctx.state, dest, AccountInfo(target.nonce, target.free + value, target.reserved))

@@ -28,6 +28,10 @@ BLOCK_HASH_COUNT = 2400  # parent hashes kept in state: the longest mortal era
 WEIGHT_FEE_UNIT = 1000   # weight_fee is charged per this many units of weight
 EXTRINSIC_BASE_WEIGHT = 20_000  # signature check, nonce and fee handling
 WORK_PER_WEIGHT = 1_000  # multiply-adds of useful work per unit of weight (about 0.1 us of one core)
+# A new account's nonce is its position in the chain (see `new_account_nonce`): block number x NONCE_STRIDE
+# + place in the block. A block holds fewer extrinsics than the stride (the executive refuses more).
+NONCE_STRIDE = 1_000_000
+MAX_BLOCK_EXTRINSICS = NONCE_STRIDE - 1
 
 
 @dataclass(frozen=True)
@@ -157,6 +161,9 @@ def check_parameters(params: Parameters) -> None:
         problems.append("max_extrinsic_length exceeds block_length_limit")
     if params.era_length < 1 or params.max_validators < 1:
         problems.append("era_length and max_validators must be at least 1")
+    if params.block_weight_limit // EXTRINSIC_BASE_WEIGHT > MAX_BLOCK_EXTRINSICS // 2:
+        # authors must never fill a block past the extrinsic count that new accounts' nonces rely on
+        problems.append(f"block_weight_limit must be at most {MAX_BLOCK_EXTRINSICS // 2 * EXTRINSIC_BASE_WEIGHT}")
     if params.max_task_work // WORK_PER_WEIGHT > params.block_weight_limit // 2:
         problems.append("max_task_work must fit in half a block: max_task_work / 1000 <= block_weight_limit / 2")
     if problems:
@@ -187,6 +194,26 @@ def on_finalize(ctx: BlockContext) -> None:
 
 def get_account(ctx: BlockContext, who: AccountId) -> AccountInfo | None:
     return Account.get(ctx.state, who)
+
+
+def new_account_nonce(ctx: BlockContext) -> Nonce:
+    """The nonce of an account coming into existence now (or again, after it was reaped): its position.
+
+    Reaping forgets an account's nonce, so an account re-created at nonce 0 would accept again every
+    transaction its earlier life signed, immortal ones forever and mortal ones until their era ends.
+    Substrate's answer (polkadot-sdk `TypeWithDefault` nonce, default `System::block_number()`) starts
+    a new account at the block number; that still lets a re-created account meet its own old nonces
+    when its earlier life sent more than one transaction per block. Here the start is the position in
+    the chain: `number * NONCE_STRIDE` before the block's extrinsics, `+ index + 1` during extrinsic
+    `index`, `+ NONCE_STRIDE - 1` in the finalize hooks. Every nonce ever used was below the position
+    where it was used (a transaction moves one nonce up by one, at most one per extrinsic, and a block
+    holds at most MAX_BLOCK_EXTRINSICS), so a re-created account starts above every nonce of its
+    earlier lives, and none of their transactions can be valid again, in any era.
+    """
+    base = ctx.number * NONCE_STRIDE
+    if ctx.extrinsic_index is not None:
+        return Nonce(base + ctx.extrinsic_index + 1)
+    return Nonce(base + NONCE_STRIDE - 1 if ctx.finalizing else base)
 
 
 def dispatch_call(ctx: BlockContext, origin, call: Call) -> None:

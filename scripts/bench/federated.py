@@ -48,7 +48,7 @@ from simulate import plain_fedavg, simulate_chain  # noqa: E402
 
 
 def run_chain(task: str, rounds: int, trainers: int) -> list[dict]:
-    args = demo.parse_args(["--tasks", task, "--scenarios", "honest", "--rounds", str(rounds), "--trainers",
+    args = demo.parse_args(["--dev", "--tasks", task, "--scenarios", "honest", "--rounds", str(rounds), "--trainers",
                             str(trainers), "--html", "", "--json-only"])
     base = Path(tempfile.mkdtemp(prefix="gradchain-federated-"))
     try:

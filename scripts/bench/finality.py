@@ -87,7 +87,7 @@ def start_training(node) -> list[subprocess.Popen]:
 
 
 def run(args) -> dict:
-    from scripts.bench.cluster import Cluster, free_port, wait_until  # the network (issue 13)
+    from node.testnet.processes import Cluster, free_port, wait_until  # the network (issue 13)
 
     base = Path(tempfile.mkdtemp(prefix="gradchain-finality-bench-"))
     cluster = Cluster(base, slot_ms=args.slot_ms)

@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 from runtime.executive import sign_extrinsic  # noqa: E402
 from runtime.genesis import build_genesis_state, parse_genesis  # noqa: E402
 from runtime.pallets import balances  # noqa: E402
-from scripts.bench.cluster import Cluster, NodeProcess, free_port, wait_until, write_spec  # noqa: E402
+from node.testnet.processes import Cluster, NodeProcess, free_port, wait_until, write_spec  # noqa: E402
 from scripts.bench.import_transfers import author_blocks, bench_keypairs  # noqa: E402
 from scripts.bench.import_transfers import run as import_transfers  # noqa: E402
 from scripts.bench.report import print_figures  # noqa: E402

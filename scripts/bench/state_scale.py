@@ -85,9 +85,10 @@ def bench_config(accounts: int, senders: list[crypto.Keypair]):
 
 
 def open_cold(path: Path) -> ChainStore:
-    """A chain database opened as a restarted node opens it: nothing cached, the head cache at the best state."""
+    """A chain database opened as a restarted node opens it (ChainStore.initialize on an existing chain): the
+    head cache at the best state, that state's internal trie nodes loaded, no values cached."""
     store = ChainStore.open(path, pruning=None)
-    store.head_cache.start(store.stored_state(store.best_hash).ref)
+    store.warm_caches()
     return store
 
 

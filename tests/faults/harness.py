@@ -19,7 +19,7 @@ from node.testnet.processes import ROOT, LocalTestnet
 from tests.faults import invariants
 from tests.faults.invariants import Outcome
 from tests.faults.load import TransferLoad
-from tests.faults.scenarios import DOUBLE_VOTE, KILL, PARTITION, PAUSE, WRAPPERS, Scenario
+from tests.faults.scenarios import KILL, PARTITION, PAUSE, WRAPPERS, Scenario
 
 
 def run_scenario(scenario: Scenario, base: Path) -> tuple[Outcome, str]:
@@ -47,7 +47,7 @@ def run_scenario(scenario: Scenario, base: Path) -> tuple[Outcome, str]:
         invariants.check_finality_agrees(testnet, outcome)
         invariants.check_transfers(testnet, outcome, load.acknowledged(), load.expected_nonces())
         invariants.check_issuance(testnet, outcome)
-        if scenario.fault.kind == DOUBLE_VOTE:
+        if scenario.fault.kind in WRAPPERS:  # a byzantine node: the double voter, the lying author
             invariants.check_slashed(testnet, outcome, scenario.fault.nodes)
         invariants.check_no_crash(testnet, outcome)
     except Exception as error:  # noqa: BLE001 — reported with the log tails below
@@ -93,15 +93,15 @@ def apply_fault(testnet: LocalTestnet, scenario: Scenario, measured: dict) -> fl
         for a, b in pairs:
             a.call("system_unbanPeer", b.peer_id)
         return time.monotonic()
-    if fault.kind == DOUBLE_VOTE:
-        entry = [sys.executable, str(ROOT / WRAPPERS[DOUBLE_VOTE])]
+    if fault.kind in WRAPPERS:  # the node restarts as its byzantine wrapper until the others report it
+        entry = [sys.executable, str(ROOT / WRAPPERS[fault.kind])]
         for node in nodes:
             node.stop()
             testnet.restart(node, entry=entry)
         started = time.monotonic()
         try:
             testnet.wait_until(lambda: all(invariants.offences_of(testnet.nodes[0], n) for n in nodes),
-                               fault.duration_s, "the double voter to be reported")
+                               fault.duration_s, f"{fault.nodes} to be reported ({fault.kind})")
         except Exception as error:  # noqa: BLE001 — check_slashed reports it with the rest
             measured["not_reported"] = str(error).splitlines()[0]
         measured["reported_after_s"] = round(time.monotonic() - started, 1)

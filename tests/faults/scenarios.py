@@ -7,6 +7,7 @@ fault for `duration_s` and then heals it; everything after that waits on conditi
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 KILL = "kill"  # SIGKILL the nodes, start them again after duration_s (same base path, keys, ports)
 PAUSE = "pause"  # SIGSTOP the nodes, SIGCONT after duration_s
@@ -14,7 +15,11 @@ PARTITION = "partition"  # the nodes named and the others ban each other (system
 # the node restarts as a test-only double voter (tests/double_voter.py, with the finality gadget) until the
 # others report it; duration_s bounds that wait. The checker then requires it slashed.
 DOUBLE_VOTE = "double_vote"
-WRAPPERS = {DOUBLE_VOTE: "tests/double_voter.py"}
+# the node restarts as a test-only byzantine author (tests/byzantine_author.py): its first report of a round
+# of the training task in flight is made up; the others dispute its block and report it with their signed
+# disputes (> 2/3 of the stake). duration_s bounds that wait; the checker then requires it slashed.
+BYZANTINE_AUTHOR = "byzantine_author"
+WRAPPERS = {DOUBLE_VOTE: "tests/double_voter.py", BYZANTINE_AUTHOR: "tests/byzantine_author.py"}
 
 
 @dataclass(frozen=True)
@@ -43,3 +48,7 @@ SCENARIOS = (
     Scenario("2|2 partition for 30 s, then healed", Fault(PARTITION, ("Alice", "Bob"), 30)),
     Scenario("a validator double-votes (prevotes twice in one round)", Fault(DOUBLE_VOTE, ("Dave",), 120)),
 )
+# the lying author needs a round to lie about: it runs where the harness keeps a training task in flight
+# (tests/faults/training.py, issue 15 item 3); without one it would wait in vain
+if Path(__file__).with_name("training.py").exists():
+    SCENARIOS += (Scenario("a validator authors a made-up useful-work report", Fault(BYZANTINE_AUTHOR, ("Dave",), 120)),)

@@ -7,6 +7,7 @@ from pathlib import Path
 from consensus.authorship import BuiltBlock, build_block
 from consensus.import_queue import ImportQueue, expected_author
 from runtime import crypto
+from runtime.context import BlockContext
 from runtime.executive import Executive, sign_extrinsic
 from runtime.genesis import GenesisConfig, build_genesis_state, load_genesis
 from runtime.pallets import balances, system
@@ -108,3 +109,11 @@ class TestChain:
         best = self.chain.best_header()
         vctx = self.executive.validation_context(self.chain.state_view(best.hash), best.number, best.hash)
         return self.executive.validate_transaction(vctx, extrinsic)
+
+
+def next_block_context(chain: TestChain) -> BlockContext:
+    """A context for the block after the best, authored by Alice: for calling a pallet's functions directly."""
+    best = chain.chain.best_header()
+    state = Overlay(chain.chain.state_view(best.hash))
+    return BlockContext(state, best.number + 1, best.hash, DEV_KEYS["Alice"].public, best.digest.slot + 1,
+                        system.Params.get(state), chain.genesis_hash)

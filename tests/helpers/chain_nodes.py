@@ -47,3 +47,15 @@ def author_and_follower(path):
     """Alice authoring (and finalizing her own verified blocks) and a follower that only imports."""
     clock = FakeClock()
     return Node(path / "a", clock, finalize=True), Node(path / "b", clock, finalize=False)
+
+
+def author_and_import(author: Node, follower: Node, transactions=()):
+    """Send `transactions` ((keypair, call) pairs, each signer's in nonce order) to the author, author a
+    block, and import it into the follower, where it must become the best block; returns the block."""
+    sent: dict[bytes, int] = {}
+    for keypair, call in transactions:
+        author.send(keypair, call, sent.get(keypair.public, 0))
+        sent[keypair.public] = sent.get(keypair.public, 0) + 1
+    block = author.author()
+    assert follower.service.import_block_now(block).is_best
+    return block

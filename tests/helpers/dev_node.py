@@ -23,6 +23,17 @@ from tests.helpers.chain import DEV_KEYS
 ALICE = DEV_KEYS["Alice"]
 
 
+async def serve_until_stopped(owner, services) -> None:
+    """Run `services` as one tree on the owner's loop thread until `owner.stop_event` is set; sets
+    `owner.ready` once every service started (or the tree ended early: the caller sees its error)."""
+    owner.stop_event = asyncio.Event()
+    tree = ServiceTree(services)
+    task = asyncio.create_task(tree.run(owner.stop_event))
+    await asyncio.wait([asyncio.create_task(tree.started.wait()), task], return_when=asyncio.FIRST_COMPLETED)
+    owner.ready.set()
+    await task
+
+
 class RunningNode:
     """A --dev node (authoring every 1 s slot) with RPC on a free port, on its own thread."""
 
@@ -36,22 +47,14 @@ class RunningNode:
         services = [self.chain, self.rpc, AuthorshipService(self.chain, ALICE, clock)]
         self.thread = LoopThread("node")
         self.thread.start()
-        self.loop_future = self.thread.submit(self._run(services))
         self.ready = threading.Event()
+        self.loop_future = self.thread.submit(serve_until_stopped(self, services))
         if not self.ready.wait(30) or self.loop_future.done():
             failure = self.loop_future.exception(timeout=0) if self.loop_future.done() else None
             self.thread.stop()
             raise RuntimeError("the test node did not start") from failure
         self.url = f"http://127.0.0.1:{self.rpc.server.port}"
         self.client = Client(self.url, timeout=20)
-
-    async def _run(self, services) -> None:
-        self.stop_event = asyncio.Event()
-        tree = ServiceTree(services)
-        task = asyncio.create_task(tree.run(self.stop_event))
-        await asyncio.wait([asyncio.create_task(tree.started.wait()), task], return_when=asyncio.FIRST_COMPLETED)
-        self.ready.set()
-        await task
 
     def __enter__(self) -> "RunningNode":
         return self

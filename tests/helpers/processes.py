@@ -75,6 +75,19 @@ class LineReader:
         return "\n".join(self.lines[-count:])
 
 
+def gradchain(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run the binary to completion (a subcommand, or a node that exits at once on bad input)."""
+    return subprocess.run([*GRADCHAIN, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+
+
+def one_line_error(result: subprocess.CompletedProcess) -> str:
+    """The one error line of a run that failed as a user error should: exit code 2, no traceback."""
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    errors = [x for x in result.stderr.splitlines() if x.startswith(("Error: ", "gradchain: error: "))]
+    assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr
+    return errors[0]
+
+
 def stop_process(process: subprocess.Popen, signum: int = signal.SIGTERM, timeout: float = 30) -> int:
     """Signal, wait, and kill if it does not stop in time: the process is gone when this returns."""
     if process.poll() is None:

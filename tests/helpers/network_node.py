@@ -28,7 +28,8 @@ from node.network.chain_adapter import ChainAdapter
 from node.network.config import NetworkConfig
 from node.network.host import secure_host
 from node.network.service import NetworkService
-from node.service import LoopThread, ServiceTree, TrioThread
+from node.service import LoopThread, TrioThread
+from tests.helpers.dev_node import serve_until_stopped
 
 
 class InProcessNode:
@@ -45,18 +46,10 @@ class InProcessNode:
         self.thread = LoopThread("node-" + seed[:4].hex())
         self.thread.start()
         self.ready = threading.Event()
-        self.future = self.thread.submit(self._run(services))
+        self.future = self.thread.submit(serve_until_stopped(self, services))
         if not self.ready.wait(30) or self.future.done():
             self.future.result(timeout=1)
             raise RuntimeError("node did not start")
-
-    async def _run(self, services) -> None:
-        self.stop_event = asyncio.Event()
-        tree = ServiceTree(services)
-        task = asyncio.create_task(tree.run(self.stop_event))
-        await asyncio.wait([asyncio.create_task(tree.started.wait()), task], return_when=asyncio.FIRST_COMPLETED)
-        self.ready.set()
-        await task
 
     @property
     def address(self) -> str:

@@ -4,7 +4,9 @@
     read_passphrase    --passphrase-file, $GRADCHAIN_WALLET_PASSPHRASE or a prompt
     write_private_file a 0600 file written through a temporary one (never half a key file)
 
-Used by scripts/wallet.py (its commands) and scripts/_keys.py (the trainer's --wallet).
+Used by scripts/wallet.py (its commands) and rpc/key_sources.py (--wallet NAME of the trainer, the
+task tools and `gradchain key inspect`). It lives beside the RPC client, not in scripts/, so that
+node/ may use it too (node never imports scripts/).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import nacl.secret
 import nacl.utils
 
 from runtime import crypto
-from scripts._common import CliError
+from runtime.errors import CliError
 
 DEFAULT_WALLET_DIR = Path.home() / ".local" / "share" / "gradchain" / "wallet"
 PASSPHRASE_ENV = "GRADCHAIN_WALLET_PASSPHRASE"
