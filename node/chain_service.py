@@ -33,10 +33,13 @@ from consensus.useful_work.rounds import RoundWork
 from consensus.verification import InlineRunner, RoundMeasurements, UsefulWorkCheck, run_now
 from node.chain_setup import ChainPaths, open_chain
 from node.clock import SystemClock
+from node.import_runs import HeapFreezer, ImportRun
 from node.indexer import ChainIndexer
 from node.metrics import NodeMetrics
 from node.service import Service
+from node.submissions import SubmissionQueue
 from node.txpool import PoolLimits, TransactionPool
+from node.verified_signatures import VerifiedSignatures
 from runtime.crypto import Keypair
 from runtime.executive import Executive
 from runtime.genesis import GenesisConfig
@@ -90,12 +93,15 @@ class ChainService(Service):
         self.blobs: BlobStore | None = None
         self.indexer: ChainIndexer | None = None
         self._validation: tuple[bytes, Any] | None = None  # (best hash, validation context)
-        self._signature_verified: set[bytes] = set()
+        self.verified_signatures = VerifiedSignatures()  # by the pool; a block's import skips them
         self.block_listeners: list[Callable[[Block, str], None]] = []  # called on the chain thread
         self.status_listeners: list[Callable[[bytes, VerificationStatus], None]] = []  # on the chain thread
         self.block_ms: deque[float] = deque(maxlen=10_000)  # build-or-import time of recent blocks
         self._closed = False
         self._fresh: Block | None = None  # the block being imported (head listeners read it, not the database)
+        self._run: ImportRun | None = None  # the run of blocks being imported (import_run_now)
+        self._submissions = SubmissionQueue(lambda extrinsics: self._on_chain_thread(self._submit_many, extrinsics))
+        self._heap = HeapFreezer()
 
     # --- lifecycle ------------------------------------------------------------
 
@@ -150,6 +156,7 @@ class ChainService(Service):
 
     def _close(self) -> None:
         self._closed = True
+        self._heap.thaw()
         if self.store is not None and not self.store.db.closed:
             best = self.store.best_header()
             self.store.close()
@@ -170,20 +177,18 @@ class ChainService(Service):
             best = self.store.best_header()
             context = self.executive.validation_context(self.store.state_view(best_hash), best.number, best_hash)
             self._validation = (best_hash, context)
-        # Re-validation after each block need not check an immortal transaction's signature again:
-        # what it signs (genesis, runtime version) cannot change. A mortal one signs its birth block's
-        # hash, which a re-org can change, so it is always checked.
-        signed = extrinsic.signed
-        known = signed is not None and signed.era.is_immortal and extrinsic.hash in self._signature_verified
+        # Re-validation after each block need not check an immortal transaction's signature again
+        # (node/verified_signatures.py), nor need the import of a block that includes it.
+        known = self.verified_signatures.is_known(extrinsic)
         valid = self.executive.validate_transaction(self._validation[1], extrinsic, signature_checked=known)
-        if not known and signed is not None and signed.era.is_immortal:
-            if len(self._signature_verified) >= 200_000:
-                self._signature_verified.clear()
-            self._signature_verified.add(extrinsic.hash)
+        if not known:
+            self.verified_signatures.remember(extrinsic)
         return valid
 
     async def submit(self, extrinsic: Extrinsic) -> tuple[bytes, str]:
-        return await self._on_chain_thread(self._submit, extrinsic)
+        """Into the pool: (hash, "ready" | "future"), or the pool's error raised. Submissions arriving
+        together share trips to the chain thread (node/submissions.py)."""
+        return await self._submissions.submit(extrinsic)
 
     def _submit(self, extrinsic: Extrinsic) -> tuple[bytes, str]:
         result = self.pool.submit(extrinsic, at_block=self.store.best_header().number)
@@ -208,6 +213,7 @@ class ChainService(Service):
 
     def _author(self, slot: int, keypair: Keypair, deadline_ms: int) -> AuthoredBlock | None:
         started = time.perf_counter()
+        self._heap.thaw()
         parent = self.store.best_header()  # fork choice's best: never a disputed or unverifiable block
         if parent.number > 0 and parent.digest.slot >= slot:
             return None  # the best block already claims this slot or a later one
@@ -253,15 +259,35 @@ class ChainService(Service):
 
     def import_block_now(self, block: Block) -> ImportResult:
         """Import on the calling thread: for tools that own the chain, or the chain thread."""
+        self._heap.thaw()  # one block at a time: the node follows the chain, no longer catching up
         self._fresh = block
-        return self._record(block, self.importer.import_block(block))
+        checks = self.verified_signatures.block_checks(block, self.executive, self.store.header)
+        return self._record(block, self.importer.import_block(block, signatures=checks))
 
     def import_run_now(self, blocks: list[Block], verifier) -> Iterator[ImportResult]:
         """import_block_now for a run of blocks (sync): while one block executes here, the next block's
-        signatures are verified in `verifier`'s process (ImportQueue.import_run). Stop consuming to stop."""
-        by_hash = {block.hash: block for block in blocks}
-        for result in self.importer.import_run(blocks, verifier):
-            yield self._record(by_hash[result.hash], result)
+        signatures are verified in `verifier`'s process (ImportQueue.import_run). Stop consuming to stop
+        (then close the iterator: the run's deferred bookkeeping happens when it ends)."""
+        run = self._run = ImportRun.of(blocks, self.store.best_header().number)
+        try:
+            for result in self.importer.import_run(blocks, verifier):
+                yield self._record(run.blocks[result.hash], result)
+        finally:
+            self._run = None
+            self._end_run(run)
+
+    def _end_run(self, run: ImportRun) -> None:
+        """The bookkeeping a run deferred (node/import_runs.py), once."""
+        run.log_progress()
+        try:
+            self.indexer.follow_best()
+            if run.best // BLOB_GC_INTERVAL > run.first // BLOB_GC_INTERVAL:  # the run crossed a collection
+                self._collect_blobs(self.store.best_header(), now=True)
+        except Exception:
+            log.exception("indexing failed after a run of blocks", best=run.best)
+        self._refresh_measurements()
+        self._update_gauges()
+        self._heap.freeze()
 
     def _record(self, block: Block, result: ImportResult) -> ImportResult:
         if result.outcome != IMPORTED:
@@ -271,9 +297,13 @@ class ChainService(Service):
         self.metrics.import_seconds.observe(result.import_ms / 1000)
         self.block_ms.append(result.import_ms)
         self._after_import(block, result)
-        log.info("imported block", number=result.number, hash=result.hash.hex()[:16],
-                 extrinsics=len(block.extrinsics), ms=round(result.import_ms, 1), best=result.is_best,
-                 verification=result.status.state)
+        run = self._run
+        if run is None:
+            log.info("imported block", number=result.number, hash=result.hash.hex()[:16],
+                     extrinsics=len(block.extrinsics), ms=round(result.import_ms, 1), best=result.is_best,
+                     verification=result.status.state)
+        else:
+            run.imported_block(result.number)
         self._notify(block, "imported")
         return result
 
@@ -306,7 +336,10 @@ class ChainService(Service):
         """Fork choice moved the head (a new block, a re-org, a verdict): the pool follows."""
         def block_of(header) -> Block:  # the block just imported is in hand: no need to decode it again
             fresh = self._fresh
-            return fresh if fresh is not None and fresh.hash == header.hash else self.store.block(header.hash)
+            if fresh is not None and fresh.hash == header.hash:
+                return fresh
+            in_run = None if self._run is None else self._run.blocks.get(header.hash)
+            return in_run if in_run is not None else self.store.block(header.hash)
         if not moved.is_reorg:
             for header in moved.enacted:
                 included = [x.hash for x in block_of(header).extrinsics]
@@ -324,8 +357,9 @@ class ChainService(Service):
                 self.indexer.follow_best()
             except Exception:
                 log.exception("indexing failed after a re-org", best=moved.new_best.number)
-        self._collect_blobs(moved.new_best)
-        self._refresh_measurements()
+        if self._run is None:  # a run of blocks does both once, at its end
+            self._collect_blobs(moved.new_best)
+            self._refresh_measurements()
 
     def _on_status(self, block_hash: bytes, status: VerificationStatus) -> None:
         self.metrics.verification.labels(status=status.state).inc()
@@ -349,10 +383,11 @@ class ChainService(Service):
         except Exception:  # a bug in gathering must not stop the node
             log.exception("gathering due rounds failed", best=best.number)
 
-    def _collect_blobs(self, header) -> None:
-        """Every GC_INTERVAL blocks, drop blobs no task refers to once they are past the grace period."""
+    def _collect_blobs(self, header, *, now: bool = False) -> None:
+        """Every GC_INTERVAL blocks (or `now`: at the end of a run of blocks), drop blobs no task refers to
+        once they are past the grace period."""
         number = header.number
-        if number % BLOB_GC_INTERVAL:
+        if number % BLOB_GC_INTERVAL and not now:
             return
         self.indexer.follow_best()  # pins the blobs of tasks that ended up to here
         referenced = runtime_api.active_task_blobs(self.store.state_view(header.hash)) | self.indexer.pinned_blobs()
@@ -361,10 +396,15 @@ class ChainService(Service):
             log.info("collected unreferenced blobs", deleted=deleted, kept_bytes=self.blobs.total_bytes)
 
     def _index_block(self, block: Block, how: str) -> None:
-        """Keep the node-side indexes (node/indexer.py) up to date; a failure there never fails a block."""
+        """Keep the node-side indexes (node/indexer.py) up to date; a failure there never fails a block.
+
+        The account history is recorded per block (it reads the block's events, whose state may be
+        pruned later); the state indexes follow the best state once per run of blocks (_end_run):
+        one diff across the run costs far less than one per block."""
         try:
             self.indexer.record_block(block)
-            self.indexer.follow_best()
+            if self._run is None:
+                self.indexer.follow_best()
         except Exception:
             log.exception("indexing failed", number=block.header.number)
 
@@ -373,6 +413,8 @@ class ChainService(Service):
             listener(block, how)
 
     def _update_gauges(self) -> None:
+        if self._run is not None:
+            return  # once at the run's end
         self.metrics.best_height.set(self.store.best_header().number)
         self.metrics.finalized_height.set(self.store.finalized_header().number)
         self.metrics.pool_ready.set(self.pool.ready_count)

@@ -293,7 +293,10 @@ class ChainFacade:
                 self._dispatch_status(extrinsic_hash, "finalized", header.hash)
 
     def _on_pool_chain_thread(self, transaction_hash: bytes, status: str, info: Any) -> None:
-        self._loop.call_soon_threadsafe(self._dispatch_status, transaction_hash, status, info)
+        # Only a watched transaction wakes the loop: under load, thousands a second are not watched.
+        # A watcher is added before its transaction is submitted, so none misses its first status.
+        if transaction_hash in self._watchers:
+            self._loop.call_soon_threadsafe(self._dispatch_status, transaction_hash, status, info)
 
     def _dispatch_block(self, block: Block, finalized: Header) -> None:
         for callback in list(self._block_callbacks.values()):

@@ -181,12 +181,13 @@ class ChainAdapter:
             imported = 0
             results = (self.chain.import_run_now(blocks, self._verifier) if len(blocks) > 1
                        else (self.chain.import_block_now(block) for block in blocks))
-            for index, result in enumerate(results):
-                outcome = _outcome_of(result)
-                if outcome.kind == "imported":
-                    imported += 1
-                elif outcome.kind != "known":
-                    return imported, (index, outcome)
+            with contextlib.closing(results):  # a run stopped at a failure still ends its bookkeeping now
+                for index, result in enumerate(results):
+                    outcome = _outcome_of(result)
+                    if outcome.kind == "imported":
+                        imported += 1
+                    elif outcome.kind != "known":
+                        return imported, (index, outcome)
             return imported, None
         async with self._importing():
             return await self.chain.call(run)

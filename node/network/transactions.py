@@ -14,7 +14,7 @@ transaction is submitted once and published once.
 from __future__ import annotations
 
 import asyncio
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from typing import TYPE_CHECKING
 
 from node.network import wire
@@ -39,6 +39,21 @@ class TransactionGossip:
         self._known_transactions: OrderedDict[bytes, None] = OrderedDict()  # submitted or heard of
         self._published: OrderedDict[bytes, None] = OrderedDict()
         self._outgoing_transactions: list[Extrinsic] = []
+        self._admitted: deque[Extrinsic] = deque()  # from the chain thread, not yet taken on the loop
+        self._admitted_wake_pending = False
+
+    def on_admitted_threadsafe(self, loop: asyncio.AbstractEventLoop, extrinsic: Extrinsic) -> None:
+        """on_admitted from the chain thread: one wake-up of the loop for all the transactions a pool
+        operation admits, not one each (each is a write to the loop's pipe and a GIL hand-over)."""
+        self._admitted.append(extrinsic)  # before the check below: a drain under way takes it
+        if not self._admitted_wake_pending:
+            self._admitted_wake_pending = True
+            loop.call_soon_threadsafe(self._take_admitted)
+
+    def _take_admitted(self) -> None:
+        self._admitted_wake_pending = False
+        while self._admitted:
+            self.on_admitted(self._admitted.popleft())
 
     async def on_gossip(self, origin: str, data: bytes) -> None:
         try:
