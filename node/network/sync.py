@@ -64,7 +64,16 @@ class BlockSync:
         try:
             while True:
                 head = adapter.head()
-                ahead = [p for p in network.book.ready_peers() if p.status.best_number > head.best.number]
+                peers = network.book.ready_peers()
+                ahead = [p for p in peers if p.status.best_number > head.best.number]
+                if not ahead:
+                    # A peer as high as us on a fork we do not have (both sides of a healed partition):
+                    # fetch it from one block below our best, walking back to the common ancestor, so fork
+                    # choice's tie rule can pick the same head on every node rather than waiting for
+                    # one fork to grow.
+                    ahead = [p for p in peers if p.status.best_number == head.best.number
+                             and p.status.best_hash != head.best.hash and not adapter.has_block(p.status.best_hash)]
+                    back = max(back, 1)
                 if not ahead:
                     self.is_syncing = False
                     return
