@@ -60,13 +60,15 @@ class Ancestry:
 
 
 def timed_first_failure(checks: list[Check], extrinsics: list[bytes] | None = None
-                        ) -> tuple[int, float, bytes | None]:
-    """first_failure, the CPU seconds it took (the worker's side, for balancing), and the extrinsics root of
-    the block's encoded extrinsics, if given (hashing them is not execution: it moves to the worker too)."""
+                        ) -> tuple[int, float, bytes | None, float]:
+    """first_failure, the CPU seconds it took (the worker's side, for balancing), the extrinsics root of
+    the block's encoded extrinsics, if given (hashing them is not execution: it moves to the worker too),
+    and the CPU seconds of that root (a fixed cost per block, not a cost per check)."""
     started = time.thread_time()
     failed = first_failure(checks)
+    verified = time.thread_time()
     root = None if extrinsics is None else compute_extrinsics_root([blake2b_256(x) for x in extrinsics])
-    return failed, time.thread_time() - started, root
+    return failed, verified - started, root, time.thread_time() - verified
 
 
 @dataclass
@@ -86,8 +88,9 @@ class SharedChecks:
         entered = time.thread_time()
         here = first_failure(self.checks[self.split:])
         verified = time.thread_time()
-        there, worker_seconds, _ = self.future.result()
-        self.owner.balance(len(self.checks) - self.split, verified - entered, self.split, worker_seconds, entered)
+        there, worker_seconds, _, root_seconds = self.future.result()
+        self.owner.balance(len(self.checks) - self.split, verified - entered, self.split, worker_seconds, entered,
+                           root_seconds)
         if there >= 0:
             return there
         return -1 if here < 0 else self.split + here
@@ -102,8 +105,9 @@ class SignatureVerifier:
 
     The share balances the two sides: this process also executes and commits each
     block (`other` seconds between two signature stages), so the worker takes
-    share = (n c_here + other) / (n (c_here + c_worker)) of a block's n checks,
-    with c the measured seconds per check on each side (smoothed over blocks). All
+    share = (n c_here + other - root) / (n (c_here + c_worker)) of a block's n checks,
+    with c the measured seconds per check on each side and root the worker's seconds
+    hashing the block's extrinsics root (smoothed over blocks). All
     are CPU seconds of the thread that does the work: on two free cores that is the
     wall time, and on a busy machine it does not mistake being descheduled for work.
     """
@@ -132,8 +136,8 @@ class SignatureVerifier:
         return SharedChecks(checks, split, self._pool.submit(timed_first_failure, checks[:split], extrinsics), self)
 
     def balance(self, here_count: int, here_seconds: float, worker_count: int, worker_seconds: float,
-                entered: float) -> None:
-        self.worker_cpu_seconds += worker_seconds
+                entered: float, root_seconds: float = 0.0) -> None:
+        self.worker_cpu_seconds += worker_seconds + root_seconds
         self.here_cpu_seconds += here_seconds
         first = self._left_stage is None
         other = 0.0 if first else entered - self._left_stage
@@ -145,7 +149,8 @@ class SignatureVerifier:
             return
         per_check_here, per_check_worker = here_seconds / here_count, worker_seconds / worker_count
         n = here_count + worker_count
-        target = (n * per_check_here + other) / (n * (per_check_here + per_check_worker))
+        # equal work on both sides: share n c_worker + root = (1 - share) n c_here + other
+        target = (n * per_check_here + other - root_seconds) / (n * (per_check_here + per_check_worker))
         self.share = min(self.MAX_SHARE, max(self.MIN_SHARE, 0.3 * self.share + 0.7 * target))
 
     def close(self) -> None:
