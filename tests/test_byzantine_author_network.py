@@ -23,6 +23,7 @@ from rpc.client import Client, block_from_json
 from runtime import crypto
 from runtime.pallets import offences
 from tests.faults import invariants
+from tests.helpers.processes import log_records
 
 pytestmark = pytest.mark.slow
 WRAPPER = [sys.executable, str(ROOT / "tests" / "byzantine_author.py")]
@@ -76,18 +77,6 @@ def _run_quietly(trainer, stop: threading.Event) -> None:
             return
         except Exception:  # noqa: BLE001 - a busy node's RPC timeout: the trainer carries on from its state
             stop.wait(0.5)
-
-
-def log_records(node, event: str) -> list[dict]:
-    records = []
-    for line in node.log_path.read_text(errors="replace").splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict) and record.get("event") == event:
-            records.append(record)
-    return records
 
 
 def free_of(node, account: str, at: str) -> int:

@@ -24,21 +24,10 @@ from runtime import crypto
 from runtime.pallets import validators
 from scripts._tasks import ChainAccount
 from tests.faults import invariants
+from tests.helpers.processes import log_records
 
 pytestmark = pytest.mark.slow
 ERA = 15
-
-
-def records(node, event: str) -> list[dict]:
-    found = []
-    for line in node.log_path.read_text(errors="replace").splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict) and record.get("event") == event:
-            found.append(record)
-    return found
 
 
 def test_a_late_node_verifies_the_set_change_justifications_and_ends_equally_final(tmp_path):
@@ -68,7 +57,7 @@ def test_a_late_node_verifies_the_set_change_justifications_and_ends_equally_fin
         testnet.wait_until(lambda: invariants.finalized(late) >= target, 90, "the late node's finality")
         for number in range(1, target + 1):
             assert invariants.hash_at(late, number) == invariants.hash_at(alice, number)
-        caught_up = records(late, "finalized with a peer's justification")
+        caught_up = log_records(late, "finalized with a peer's justification")
         assert [r["number"] for r in caught_up][:2] == [ERA, 2 * ERA]  # the set changes first, in order
         assert [r["set_id"] for r in caught_up][:2] == [0, 1]  # each proven by the old set
         block = late.call("chain_getBlock", invariants.hash_at(late, 2 * ERA))

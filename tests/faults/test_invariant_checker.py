@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from tests.faults import invariants
 from tests.faults.invariants import Outcome
+from tests.faults.scripted import ScriptedTestnet
 
 
 class ScriptedNode:
@@ -32,19 +33,6 @@ class ScriptedNode:
             block_hash = params[0] if params else self.chain[-1]
             return {"number": hex(self.chain.index(block_hash))}
         raise AssertionError(f"unexpected call {method}")
-
-
-class ScriptedTestnet:
-    slot_ms = 1000
-
-    def __init__(self, nodes) -> None:
-        self.nodes = nodes
-
-    def wait_until(self, condition, timeout, what, interval=0.5):
-        value = condition()  # scripted nodes never change: once is enough
-        if not value:
-            raise AssertionError(f"timed out waiting for {what}")
-        return value
 
 
 def test_two_nodes_that_finalized_different_blocks_at_one_height_are_a_violation():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from tests.faults import invariants
 from tests.faults.invariants import Outcome
+from tests.faults.scripted import ScriptedTestnet
 
 CHAIN = ["g", "b1", "b2", "b3", "b4", "b5", "b6"]
 VERIFIED = {"status": "verified", "reasons": [], "missing": [], "since": None, "unchecked": []}
@@ -40,29 +41,15 @@ class TrainingNode:
         raise AssertionError(f"unexpected call {method}")
 
 
-class Testnet:
-    __test__ = False
-    slot_ms = 1000
-
-    def __init__(self, nodes) -> None:
-        self.nodes = nodes
-
-    def wait_until(self, condition, timeout, what, interval=0.5):
-        value = condition()  # scripted nodes never change: once is enough
-        if not value:
-            raise AssertionError(f"timed out waiting for {what}")
-        return value
-
-
 def test_a_round_after_the_fault_verified_everywhere_and_final_passes():
-    testnet = Testnet([TrainingNode("Alice", 6), TrainingNode("Bob", 5)])
+    testnet = ScriptedTestnet([TrainingNode("Alice", 6), TrainingNode("Bob", 5)])
     outcome = Outcome("ok")
     invariants.check_round_after_fault(testnet, outcome, 0, fault_end_best=3, timeout=1)
     assert outcome.violations == [] and outcome.measured["round_after_fault"] == "round 1 closed at #5"
 
 
 def test_a_round_after_the_fault_that_one_node_has_not_finalized_is_a_violation():
-    testnet = Testnet([TrainingNode("Alice", 6), TrainingNode("Bob", 4)])
+    testnet = ScriptedTestnet([TrainingNode("Alice", 6), TrainingNode("Bob", 4)])
     outcome = Outcome("not final")
     invariants.check_round_after_fault(testnet, outcome, 0, fault_end_best=3, timeout=1)
     assert len(outcome.violations) == 1 and outcome.violations[0].startswith("no round after the fault")
@@ -70,14 +57,14 @@ def test_a_round_after_the_fault_that_one_node_has_not_finalized_is_a_violation(
 
 def test_a_round_one_validator_could_not_check_is_not_verified_by_every_validator():
     unchecked = {**VERIFIED, "unchecked": ["task 0 round 1: the held-out key is not sealed to this validator"]}
-    testnet = Testnet([TrainingNode("Alice", 6), TrainingNode("Bob", 6, {"b5": unchecked})])
+    testnet = ScriptedTestnet([TrainingNode("Alice", 6), TrainingNode("Bob", 6, {"b5": unchecked})])
     outcome = Outcome("unchecked")
     invariants.check_round_after_fault(testnet, outcome, 0, fault_end_best=3, timeout=1)
     assert len(outcome.violations) == 1
 
 
 def test_only_rounds_closed_before_the_fault_end_do_not_count():
-    testnet = Testnet([TrainingNode("Alice", 6), TrainingNode("Bob", 6)])
+    testnet = ScriptedTestnet([TrainingNode("Alice", 6), TrainingNode("Bob", 6)])
     outcome = Outcome("too early")
     invariants.check_round_after_fault(testnet, outcome, 0, fault_end_best=5, timeout=1)
     assert len(outcome.violations) == 1
@@ -85,7 +72,7 @@ def test_only_rounds_closed_before_the_fault_end_do_not_count():
 
 def test_a_round_block_disputed_by_a_node_is_a_violation():
     disputed = {**VERIFIED, "status": "disputed", "reasons": ["round 0: update 0xab score differs"]}
-    testnet = Testnet([TrainingNode("Alice", 6), TrainingNode("Bob", 6, {"b2": disputed})])
+    testnet = ScriptedTestnet([TrainingNode("Alice", 6), TrainingNode("Bob", 6, {"b2": disputed})])
     outcome = Outcome("disputed")
     outcome.measured.update(best_at_fault_end=3, checked_up_to=6)
     invariants.check_no_round_disputed(testnet, outcome, 0)

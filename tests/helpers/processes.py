@@ -173,3 +173,16 @@ class NodeProcess:
 
     def events(self, event: str) -> list[dict]:
         return [record for record in self.records if record.get("event") == event]
+
+
+def log_records(node, event: str) -> list[dict]:
+    """The JSON log records of `event` in a node process's log (lines that are not JSON are skipped)."""
+    found = []
+    for line in node.log_path.read_text(errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and record.get("event") == event:
+            found.append(record)
+    return found
