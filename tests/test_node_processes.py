@@ -84,3 +84,18 @@ def test_a_cluster_starts_its_nodes_connected_and_stops_every_pid(tmp_path):
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
     assert all(n.exit_code() is not None and not n.has_died() for n in cluster.nodes)
+
+
+def test_free_ports_are_below_the_ephemeral_range_distinct_and_bindable():
+    """An ephemeral port handed out by bind(0) was taken by a node's outgoing connection before the node
+    bound it (CI: "address already in use"); ports below that range are never taken that way."""
+    import socket
+
+    from node.testnet.processes import _ephemeral_range, free_port
+
+    low, _ = _ephemeral_range()
+    ports = [free_port() for _ in range(100)]
+    assert len(set(ports)) == 100
+    assert all(10_000 <= port < low for port in ports)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", ports[-1]))

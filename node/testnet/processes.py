@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -54,8 +55,36 @@ class TestnetError(GradchainError):
     __test__ = False  # not a pytest class
 
 
+_LOWEST_PORT = 10_000
+_handed_out: set[int] = set()  # ports this process gave out already: never twice
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32_768, 60_999  # Linux's default
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
+    """A TCP port free on 127.0.0.1 now, for a process started later to bind. Chosen below the kernel's
+    ephemeral range: a port handed out by bind(0) is an ephemeral one, which any outgoing connection (a
+    node dialling its peers) may take before the node binds it ("address already in use", seen in CI)."""
+    low, _ = _ephemeral_range()
+    if low - _LOWEST_PORT >= 1_000:
+        for _ in range(200):
+            port = random.randrange(_LOWEST_PORT, low)
+            if port in _handed_out:
+                continue
+            with socket.socket() as sock:
+                try:
+                    sock.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            _handed_out.add(port)
+            return port
+    with socket.socket() as sock:  # no room below the ephemeral range: the kernel's choice
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 

@@ -6,12 +6,13 @@ from __future__ import annotations
 import ipaddress
 import socket
 
+from node.testnet.processes import free_port as testnet_free_port
+
 
 def free_port() -> int:
-    """A TCP port free on 127.0.0.1 just now (for flags that cannot take 0)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    """A TCP port free on 127.0.0.1 just now (for flags that cannot take 0), below the ephemeral range so no
+    outgoing connection takes it before the node binds it (node.testnet.processes.free_port)."""
+    return testnet_free_port()
 
 
 def non_loopback_address() -> str | None:
