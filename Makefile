@@ -28,7 +28,7 @@ test: install
 test-fast: install
 	$(PY) -m pytest -m 'not slow' $(ARGS)
 
-BENCHES ?= $(filter-out scripts/bench/__init__.py scripts/bench/report.py scripts/bench/cluster.py,$(sort $(wildcard scripts/bench/*.py)))
+BENCHES ?= $(filter-out scripts/bench/__init__.py scripts/bench/report.py,$(sort $(wildcard scripts/bench/*.py)))
 
 bench: install
 	@set -e; for bench in $(BENCHES); do echo "== $$bench"; $(PY) $$bench $(ARGS); done
