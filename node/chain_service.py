@@ -31,6 +31,7 @@ from consensus.import_queue import IMPORTED, ImportQueue, ImportResult
 from consensus.slots import block_timestamp_ms
 from consensus.useful_work.rounds import RoundWork
 from consensus.verification import InlineRunner, RoundMeasurements, UsefulWorkCheck, run_now
+from node.authoring_cap import AuthoringCap
 from node.chain_setup import ChainPaths, open_chain
 from node.clock import SystemClock
 from node.import_runs import HeapFreezer, ImportRun
@@ -69,7 +70,7 @@ class ChainService(Service):
                  metrics: NodeMetrics | None = None, clock: Any = None, finalize_own_blocks: bool = False,
                  pool_limits: PoolLimits | None = None, validator_key: Keypair | None = None,
                  blob_grace_blocks: int = DEFAULT_GRACE_BLOCKS, work: RoundWork | None = None,
-                 inline_useful_work: bool = False) -> None:
+                 inline_useful_work: bool = False, authoring_cap: AuthoringCap = AuthoringCap()) -> None:
         self.config = config
         self.paths = paths
         self.pruning = pruning
@@ -79,6 +80,7 @@ class ChainService(Service):
         self.pool_limits = pool_limits or PoolLimits()
         self.validator_key = validator_key  # measures and checks useful work for the tasks sealed to it
         self.blob_grace_blocks = blob_grace_blocks  # unreferenced blobs older than this are collected
+        self.authoring_cap = authoring_cap
         self.work: RoundWork | None = work  # given: a test's (slow) verifier; else made at open
         # inline: measure and verify at once on the calling thread (a hand-driven test, a tool)
         self._runner = InlineRunner() if inline_useful_work else None
@@ -223,11 +225,14 @@ class ChainService(Service):
             self._refresh_measurements()
         # reports measured off the slot, once ready; a round still being measured waits for a later block
         reports = self.measurements.ready(Overlay(self.store.state_view(parent.hash)), parent)
+        cap = self.authoring_cap
+        deadline_ms = cap.deadline_ms(deadline_ms, self.clock.now_ms(), self.config.slot_duration_ms)
 
         def build(useful_work: tuple) -> BuiltBlock:
             return build_block(self.store, self.executive, parent.hash, author=keypair, slot=slot,
-                               timestamp_ms=timestamp, transactions=self.pool.ready(), signatures_checked=True,
-                               should_stop=lambda: self.clock.now_ms() >= deadline_ms, useful_work=useful_work)
+                               timestamp_ms=timestamp, transactions=cap.transactions(self.pool.ready()),
+                               signatures_checked=True, should_stop=lambda: self.clock.now_ms() >= deadline_ms,
+                               useful_work=useful_work)
         try:
             built = build(reports)
         except InvalidTransaction as error:
