@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
@@ -189,6 +190,9 @@ class P2PHost:
         self.peer_id = ""
         self.bytes_in = 0
         self.bytes_out = 0
+        # peer id -> time.monotonic() of the last bytes read from it directly (a request, a reply, a
+        # gossip batch it forwarded): proof it is alive even when its pong is late (node/network/service.py)
+        self.heard_from: dict[str, float] = {}
 
     # --- life ------------------------------------------------------------------------
 
@@ -297,6 +301,7 @@ class P2PHost:
                         raise wire.FrameTooLarge(f"a {protocol} reply over {max_total} bytes")
                     frames.append(frame)
                 self.bytes_in += total
+                self.heard_from[peer] = time.monotonic()
                 return frames
             finally:
                 with trio.move_on_after(1):
@@ -311,7 +316,13 @@ class P2PHost:
             if request is None:
                 raise wire.WireError(f"{protocol}: the stream closed before a request")
             self.bytes_in += len(request) + 4
-            frames = await self.thread.await_asyncio(self.loop, self.serve(protocol, peer, request))
+            self.heard_from[peer] = time.monotonic()
+            if protocol == wire.PING and len(request) == 8:
+                # answered here, not on the asyncio loop: a pong says the process lives (a frozen peer
+                # sends none), and must not wait behind a loop that a saturated machine starves
+                frames = [request]
+            else:
+                frames = await self.thread.await_asyncio(self.loop, self.serve(protocol, peer, request))
             for frame in frames:
                 await wire.write_frame(stream, frame)
                 self.bytes_out += len(frame) + 4
@@ -348,6 +359,7 @@ class P2PHost:
         re-publishes what it accepted (transactions: only once its pool admitted them). Own messages pass."""
         if str(forwarder) == self.peer_id:
             return True
+        self.heard_from[str(forwarder)] = time.monotonic()
         self.bytes_in += len(message.data)
         self.events.put_threadsafe(("gossip", topic, str(ID(message.from_id)), bytes(message.data)))
         return False

@@ -299,17 +299,26 @@ class NetworkService(Service):
 
     async def _ping_loop(self) -> None:
         """py-libp2p does not notice a frozen peer: ask every peer for a pong and drop the silent ones.
-        A peer that never completed the handshake (it does not speak our protocols) is dropped too."""
+        A peer that never completed the handshake (it does not speak our protocols) is dropped too.
+
+        A saturated machine must not split the network: a missed pong counts only if nothing at all
+        came from the peer since the ping was sent (any request, reply or gossip it sent proves it
+        alive), and not at all in a round where this node itself woke late (its own loop was starved,
+        so its timeouts measured its own slowness, not the peer's)."""
         while True:
+            slept_from = time.monotonic()
             await asyncio.sleep(self.config.ping_interval_s)
+            late = time.monotonic() - slept_from - self.config.ping_interval_s
             cutoff = time.monotonic() - self.config.handshake_deadline_s
             for peer in [p.peer_id for p in self.book.peers.values() if not p.ready and p.connected_at < cutoff]:
                 log.info("peer never completed the handshake: disconnecting", peer=peer)
                 self._spawn(self._disconnect(peer))
-            await asyncio.gather(*(self._ping(p.peer_id) for p in self.book.ready_peers()))
+            starved = late > self.config.ping_timeout_s / 2
+            await asyncio.gather(*(self._ping(p.peer_id, count_failure=not starved) for p in self.book.ready_peers()))
 
-    async def _ping(self, peer: str) -> None:
+    async def _ping(self, peer: str, *, count_failure: bool = True) -> None:
         nonce = secrets.token_bytes(8)
+        sent = time.monotonic()
         try:
             frames = await self.request(peer, wire.PING, nonce, max_frame=8, timeout=self.config.ping_timeout_s)
             ok = frames == [nonce]
@@ -317,6 +326,9 @@ class NetworkService(Service):
             ok = False
         known = self.book.peers.get(peer)
         if known is None:
+            return
+        if not ok and (not count_failure or self.host.heard_from.get(peer, 0.0) >= sent):
+            log.info("late pong forgiven: the peer sent other data meanwhile, or this node was starved", peer=peer)
             return
         known.failed_pings = 0 if ok else known.failed_pings + 1
         if known.failed_pings >= self.config.max_failed_pings:
