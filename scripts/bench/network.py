@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import sys
@@ -68,8 +69,34 @@ def submit_paced(url: str, encoded: list[str], rate: float, started: float) -> i
 
 
 def metric(port: int, name: str) -> float:
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    except OSError:  # the node died: "nodes_alive" says so
+        return 0.0
     return next((float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " ")), 0.0)
+
+
+def cpu_seconds(pids: list[int | None]) -> float:
+    """User + system CPU time consumed so far by these processes (Linux /proc): a figure that the other
+    load on a shared machine does not distort the way it distorts rates."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, TypeError):
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
+
+
+def count_log_events(nodes: list[NodeProcess], *events: str) -> dict[str, int]:
+    counts = dict.fromkeys(events, 0)
+    for node in nodes:
+        text = node.log_path.read_text(errors="replace")
+        for event in events:
+            counts[event] += text.count(f'"{event}')
+    return counts
 
 
 def log_times(node: NodeProcess, event: str) -> dict[str, float]:
@@ -109,6 +136,9 @@ def gossip_part(base: Path, seconds: float, rate: int, accounts: int) -> dict:
             per_node[sender % len(cluster.nodes)].append("0x" + extrinsic.encoded.hex())
         urls = [f"http://127.0.0.1:{n.rpc_port}" for n in cluster.nodes]
         start_best = cluster.nodes[0].best()
+        pids = [n.pid for n in cluster.nodes]
+        cpu_before = cpu_seconds(pids)
+        client_cpu_before = time.process_time()
         started = time.time()
         # one client thread per node, each at its share of the rate: a node slow to answer a batch
         # delays only its own submissions, as with independent wallets
@@ -116,6 +146,7 @@ def gossip_part(base: Path, seconds: float, rate: int, accounts: int) -> dict:
             accepted = sum(clients.map(lambda k: submit_paced(urls[k], per_node[k], rate / len(urls), started),
                                        range(len(urls))))
         window_end = time.time()
+        client_cpu = time.process_time() - client_cpu_before
         print(f"submitted {total} ({accepted} accepted) in {window_end - started:.1f} s; draining", file=sys.stderr)
         alice = cluster.nodes[0]
 
@@ -129,6 +160,8 @@ def gossip_part(base: Path, seconds: float, rate: int, accounts: int) -> dict:
             if count != last:
                 last, stalled_since = count, time.time()
             time.sleep(1)
+        cluster_cpu = cpu_seconds(pids) - cpu_before
+        pending = [len(n.call("author_pendingExtrinsics")) if n.is_running() else None for n in cluster.nodes]
         in_window = 0
         included = 0
         for number in range(start_best + 1, alice.best() + 1):
@@ -149,6 +182,7 @@ def gossip_part(base: Path, seconds: float, rate: int, accounts: int) -> dict:
         sent_bytes = [metric(port, "gradchain_p2p_bytes_out") for port in ports]
         dropped = sum(metric(port, "gradchain_p2p_messages_dropped") for port in ports)
         propagation.sort()
+        events = count_log_events(cluster.nodes, "re-org", "peer stopped answering pings", "authored block")
         return {
             "submitted": total, "accepted": accepted, "included": included,
             "included_per_s": round(in_window / (window_end - started)),
@@ -158,6 +192,13 @@ def gossip_part(base: Path, seconds: float, rate: int, accounts: int) -> dict:
             if propagation else None,
             "gossip_bytes_per_s_per_node": round(statistics.mean(sent_bytes) / elapsed),
             "messages_dropped": int(dropped),
+            "cluster_cpu_ms_per_included": round(cluster_cpu * 1000 / max(included, 1), 3),
+            "client_cpu_ms_per_submitted": round(client_cpu * 1000 / max(total, 1), 3),
+            "pending_at_end": pending,
+            "nodes_alive": sum(1 for n in cluster.nodes if n.is_running()),
+            "blocks_authored": events["authored block"],
+            "reorgs": events["re-org"],
+            "ping_disconnects": events["peer stopped answering pings"],
         }
     finally:
         cluster.stop()
@@ -192,12 +233,15 @@ def sync_part(base: Path, blocks: int, per_block: int, accounts: int) -> dict:
         fresh.wait_rpc()
         wait_until(lambda: fresh.best() > 0, 120, "the sync to start", [server, fresh], interval=0.05)
         started = time.time()
+        cpu_before = cpu_seconds([fresh.pid])
         first = fresh.best()
         wait_until(lambda: fresh.best() >= blocks, 3600, "the sync to finish", [server, fresh], interval=0.2)
         elapsed = time.time() - started
+        cpu = cpu_seconds([fresh.pid]) - cpu_before  # the syncing node's main process (its verifier aside)
         synced = blocks - first
         return {"sync_blocks": blocks, "sync_blocks_per_s": round(synced / elapsed, 1),
-                "sync_transfers_per_s": round(synced * per_block / elapsed)}
+                "sync_transfers_per_s": round(synced * per_block / elapsed),
+                "sync_transfers_per_cpu_s": round(synced * per_block / max(cpu, 1e-9))}
     finally:
         fresh.stop()
         server.stop()
@@ -211,18 +255,28 @@ def main() -> int:
     parser.add_argument("--sync-blocks", type=int, default=10_000)
     parser.add_argument("--sync-per-block", type=int, default=50)
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    parser.add_argument("--keep", help="run in this directory and keep it (node logs), instead of a temporary one")
+    parser.add_argument("--skip-sync", action="store_true", help="only the four-validator part (development runs)")
     args = parser.parse_args()
     if args.seconds <= 0 or args.rate < 1 or args.accounts < 8 or args.sync_blocks < 1 or args.sync_per_block < 1:
         parser.error("--seconds, --rate, --sync-blocks and --sync-per-block must be positive, --accounts >= 8")
     with tempfile.TemporaryDirectory(prefix="gradchain-bench-net-") as tmp:
-        base = Path(tmp)
+        base = Path(args.keep) if args.keep else Path(tmp)
+        load_before = os.getloadavg()[0]
         gossip = gossip_part(base / "gossip", args.seconds, args.rate, args.accounts)
-        sync = sync_part(base / "sync", args.sync_blocks, args.sync_per_block, 2_000)
-        one_core = import_transfers(2_000, 4, 1_000, base / "import")
-    figures = {**gossip, **sync, "import_transfers_per_s": one_core["transfers_per_s"]}
+        if args.skip_sync:
+            sync, one_core = {"sync_transfers_per_s": 0}, {"transfers_per_s": 1}
+        else:
+            sync = sync_part(base / "sync", args.sync_blocks, args.sync_per_block, 2_000)
+            one_core = import_transfers(2_000, 4, 1_000, base / "import")
+        load_after = os.getloadavg()[0]
+    figures = {**gossip, **sync, "import_transfers_per_s": one_core["transfers_per_s"],
+               "sync_ratio": round(sync["sync_transfers_per_s"] / one_core["transfers_per_s"], 3),
+               "load_average_1min": f"{load_before:.1f} -> {load_after:.1f}"}
     if args.json:
         keys = ("included_per_s", "lost", "propagation_p99_ms", "sync_transfers_per_s", "import_transfers_per_s")
         print_figures("network", {k: figures[k] for k in keys}, as_json=True)
+        print(json.dumps(figures), file=sys.stderr)  # every figure, off stdout
     else:
         print_figures("network", figures, as_json=False)
     return 0
