@@ -54,6 +54,7 @@ from storage.chainstore import ChainStore
 
 log = structlog.get_logger("chain")
 BLOB_GC_INTERVAL = 50  # blocks
+FULL_REVALIDATION_INTERVAL = 10  # blocks between validations of the whole pool against the best state
 
 
 @dataclass(frozen=True)
@@ -348,7 +349,10 @@ class ChainService(Service):
         if not moved.is_reorg:
             for header in moved.enacted:
                 included = [x.hash for x in block_of(header).extrinsics]
-                self.pool.on_block_imported(number=header.number, included=included)
+                # validating the whole pool again costs O(pool) per block: pruning by tags does between
+                # full passes (node/txpool.py); a re-org below always validates everything again
+                self.pool.on_block_imported(number=header.number, included=included,
+                                            revalidate=header.number % FULL_REVALIDATION_INTERVAL == 0)
         else:
             retracted = [x for h in moved.retracted for x in block_of(h).extrinsics if x.signed]
             log.info("re-org", retracted=len(moved.retracted), enacted=len(moved.enacted), best=moved.new_best.number)

@@ -88,8 +88,10 @@ class PoolFull(PoolError):
 class PoolLimits:
     ready_count: int = 8192
     ready_bytes: int = 20 * 1024 * 1024
-    future_count: int = 1024
-    future_bytes: int = 4 * 1024 * 1024
+    # future transactions wait for a nonce gap to fill (a re-org, gossip out of order): room for as many
+    # as the ready queue, so a backlog is not evicted while it waits
+    future_count: int = 8192
+    future_bytes: int = 20 * 1024 * 1024
     ban_seconds: float = 1800.0
 
 
@@ -328,11 +330,22 @@ class TransactionPool:
     # --- after a block ------------------------------------------------------------
 
     def on_block_imported(self, *, number: int, included: Iterable[bytes],
-                          retracted: Iterable[Any] = ()) -> PruneReport:
+                          retracted: Iterable[Any] = (), revalidate: bool = True) -> PruneReport:
         """Block `number` is the new best: drop what it included and what expired, bring back the
-        transactions of retracted (re-orged away) blocks, and validate everything again."""
+        transactions of retracted (re-orged away) blocks, and validate everything again.
+
+        revalidate=False (a block that extends the best chain, no re-org) skips validating every entry
+        again, O(pool) validations per block, the largest cost of a node under a backlog: the tags the
+        included transactions provided are now the chain's, so whoever required them stops waiting
+        (Substrate's pruning by tags). Only the future queue is validated again, and only if the block
+        included a transaction this pool never held (its tags are unknown here). An entry the block made
+        invalid some other way stays until the next full revalidation or until an author finds it
+        invalid (remove_invalid): the caller revalidates fully every few blocks."""
         self._purge_bans()
         included = set(included)
+        retracted = list(retracted)
+        if not revalidate and not retracted:
+            return self._prune_by_tags(number, included)
         for entry in self._entries.values():
             self._touch(entry)  # remember every status, to announce only the net changes
         kept, expired = self._drop_included_and_expired(number, included)
@@ -343,6 +356,70 @@ class TransactionPool:
         report = self._prune_report(included, expired, invalid)
         self._announce()
         return report
+
+    def _prune_by_tags(self, number: int, included: set[bytes]) -> PruneReport:
+        entries = self._entries
+        mined = [entries[h] for h in included if h in entries]
+        leaving = {e.hash for e in mined}
+        chain_tags = {tag for e in mined for tag in e.provides}
+        unblocked: dict[bytes, _Entry] = {}
+        for tag in chain_tags:  # the chain provides these now: whoever required them stops waiting
+            waiting = self._dependants.get(tag)
+            if not waiting:
+                continue
+            for tx_hash in [h for h in waiting if h not in leaving]:
+                dependant = waiting.pop(tx_hash)
+                self._touch(dependant)
+                dependant.requires = tuple(t for t in dependant.requires if t != tag)
+                dependant.missing.discard(tag)
+                unblocked[tx_hash] = dependant
+            if not waiting:
+                del self._dependants[tag]
+        for entry in mined:
+            self._unlink(entry, leaving)  # nobody outside `leaving` requires its tags any more: no demotion
+            self._removed[entry.hash] = (None, None)  # the RPC layer announces inclusion
+        for entry in sorted(unblocked.values(), key=lambda e: e.order):
+            if entry.hash not in entries:
+                continue
+            if entry.ready:
+                self._refresh(entry)  # may have become a root
+            elif not entry.missing:
+                self._promote(entry)
+        expired = [e for e in entries.values() if e.valid_till <= number]  # their dependants wait in future
+        for entry in expired:
+            self._ban(entry.hash)
+        self._remove_all(expired, "invalid")
+        invalid = 0
+        if len(leaving) < len(included) and self._count[False]:
+            invalid = self._revalidate_future(number)
+        self._remove_all(self._plan_eviction(None) or [], "dropped")
+        report = PruneReport(included=len(mined), expired=len(expired), invalid=invalid,
+                             dropped=sum(1 for h, (event, _) in self._removed.items()
+                                         if event in ("dropped", "usurped") and self._initial.get(h) != ABSENT),
+                             resubmitted=0,
+                             promoted=sum(1 for h, before in self._initial.items()
+                                          if before == FUTURE and h in entries and entries[h].ready),
+                             demoted=sum(1 for h, before in self._initial.items()
+                                         if before == READY and h in entries and not entries[h].ready))
+        self._announce()
+        return report
+
+    def _revalidate_future(self, number: int) -> int:
+        """Validate the future queue again (a block included transactions whose tags this pool never saw,
+        which may be what some of them wait for). Returns how many were invalid."""
+        waiting = sorted((e for e in self._entries.values() if not e.ready), key=lambda e: e.order)
+        leaving = {e.hash for e in waiting}
+        for entry in waiting:
+            self._unlink(entry, leaving)
+        valid, invalid = self._revalidate(waiting, number)
+        for entry in valid:
+            holders = self._holders_of(entry.provides)
+            if any(h.priority >= entry.priority for h in holders):
+                self._removed[entry.hash] = ("usurped", holders[0].hash)
+                continue
+            self._remove_all(holders, "usurped", entry.hash)
+            self._link(entry)
+        return invalid
 
     def _drop_included_and_expired(self, number: int, included: set[bytes]) -> tuple[list[_Entry], int]:
         kept: list[_Entry] = []

@@ -642,3 +642,33 @@ class PoolAgainstReference(RuleBasedStateMachine):
 TestPoolAgainstReference = PoolAgainstReference.TestCase
 TestPoolAgainstReference.settings = settings(max_examples=120, stateful_step_count=40, deadline=None,
                                              suppress_health_check=[HealthCheck.too_slow])
+
+
+class PrunedByTagsAgainstReference(PoolAgainstReference):
+    """The same machine, but a block that includes only transactions the pool holds is followed by
+    pruning by tags (revalidate=False), not by validating every entry again: the pool must still equal
+    the reference, which validates everything."""
+
+    def block(self, included: list[Tx], retracted: list[Tx] = ()) -> None:
+        grew = len(self.blocks) > getattr(self, "_blocks_seen", 0)  # a new block, not a re-org
+        self._blocks_seen = len(self.blocks)
+        cheap = grew and not retracted and all(t.hash in self.pool for t in included) and \
+            self.chain.nonces == self._nonces_after(included)
+        self.pool.on_block_imported(number=self.chain.height, included=[t.hash for t in included],
+                                    retracted=retracted, revalidate=not cheap)
+        self.reference.on_block_imported(self.chain.height, {t.hash for t in included}, list(retracted))
+        for tx in included:
+            self.told.pop(tx.hash, None)
+
+    def _nonces_after(self, included: list[Tx]) -> dict[str, int]:
+        """The chain's nonces if the last block did nothing but include `included` (no other change)."""
+        before = self.blocks[-1][1] if self.blocks else {}
+        after = dict(before)
+        for tx in included:
+            after[tx.signer] = tx.nonce + 1
+        return after
+
+
+TestPrunedByTagsAgainstReference = PrunedByTagsAgainstReference.TestCase
+TestPrunedByTagsAgainstReference.settings = settings(max_examples=300, stateful_step_count=40, deadline=None,
+                                                     suppress_health_check=[HealthCheck.too_slow])
