@@ -354,7 +354,8 @@ class ChainService(Service):
                 self.pool.on_block_imported(number=header.number, included=included,
                                             revalidate=header.number % FULL_REVALIDATION_INTERVAL == 0)
         else:
-            retracted = [x for h in moved.retracted for x in block_of(h).extrinsics if x.signed]
+            # oldest block first: the pool keeps the order it is given (node/txpool.py)
+            retracted = [x for h in reversed(moved.retracted) for x in block_of(h).extrinsics if x.signed]
             log.info("re-org", retracted=len(moved.retracted), enacted=len(moved.enacted), best=moved.new_best.number)
             for index, header in enumerate(moved.enacted):
                 block = block_of(header)

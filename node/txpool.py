@@ -20,8 +20,10 @@ longevity). Tags are the runtime's; for signed transfers a transaction provides
   left exactly as it was.
 - Invalid transactions are banned for `ban_seconds` (TemporarilyBanned).
 - After each block (`on_block_imported`): included transactions leave, expired
-  ones leave, those of retracted blocks come back, and every one is validated
-  again against the new best state, which may move it between the queues or out.
+  ones leave, those of retracted blocks come back (ordered before every pooled
+  one), and every one is validated again against the new best state, which may
+  move it between the queues or out; or, for a block that extends the chain,
+  the tags it provided are pruned without validating again.
 
 Cost: submit, removal and each step of `ready()` are O(log n + tags touched);
 only `on_block_imported` is O(pool), because it calls validate on every entry.
@@ -141,6 +143,7 @@ class TransactionPool:
         self.limits = limits
         self._clock = clock
         self._order = itertools.count()
+        self._first_order = 0  # retracted transactions are ordered below it (_retracted_entries)
         self._gen = itertools.count(1)
         self._banned: dict[bytes, float] = {}                 # hash -> when the ban ends
         self._ban_queue: deque[tuple[float, bytes]] = deque()  # the same, oldest first, for purging
@@ -436,11 +439,17 @@ class TransactionPool:
         return kept, expired
 
     def _retracted_entries(self, retracted: Iterable[Any], included: set[bytes]) -> list[_Entry]:
+        """Retracted transactions count as older than every pooled one (in the order given): they were
+        sent earlier, later nonces depend on them, and the limits must evict the newest, not them (else a
+        re-org under a full pool would leave every sender of a retracted transaction a nonce gap)."""
+        retracted = list(retracted)
+        self._first_order -= len(retracted)
+        orders = itertools.count(self._first_order)
         entries = []
         for tx in retracted:
             try:
                 tx_hash = self._call(self._tx_hash, tx, "hash")
-                entry = _Entry(tx, tx_hash, self._call(self._tx_size, tx, "size"), next(self._order))
+                entry = _Entry(tx, tx_hash, self._call(self._tx_size, tx, "size"), next(orders))
             except UnknownTransaction:
                 continue
             if tx_hash in included or tx_hash in self._initial:  # in the pool, or already seen

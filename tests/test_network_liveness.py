@@ -71,3 +71,21 @@ def test_a_peer_that_misses_pongs_but_keeps_sending_is_kept_and_dropped_once_sil
     finally:
         stop.set()
         raw.close()
+
+
+def test_streams_closed_before_their_request_do_not_get_an_honest_peer_banned(node):
+    """A starved requester's deadline can pass between opening a stream and writing to it: the stream
+    closes empty. That is cut short (cheap), not malformed: five in a row once banned honest validators."""
+    raw = mute_peer(node)
+    try:
+        async def open_and_close() -> None:
+            from libp2p.peer.id import ID
+            stream = await raw.host.new_stream(ID.from_base58(node.network.peer_id), [TProtocol(wire.BLOCKS)])
+            await stream.close()
+        for _ in range(5):
+            raw.run(open_and_close)
+        wait_for(lambda: node.network.book.peers[raw.peer_id].reputation < 0, 10, "the reports")
+        time.sleep(0.5)
+        assert not node.network.book.is_banned(raw.peer_id) and raw.peer_id in node.ready_peers()
+    finally:
+        raw.close()

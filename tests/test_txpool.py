@@ -299,6 +299,33 @@ def test_retracted_transactions_come_back(chain):
     assert report.resubmitted == 2 and list(pool.ready()) == [a0, a1]
 
 
+def test_a_reorg_under_a_full_pool_keeps_the_retracted_and_evicts_the_newest(chain):
+    pool = chain.pool(ready_count=2)
+    a0, b0, c0 = chain.tx("a", 0), chain.tx("b", 0), chain.tx("c", 0)
+    pool.submit(a0, at_block=0)
+    chain.import_block(pool, [a0])
+    pool.submit_many([b0, c0], at_block=1)  # the pool is full
+    chain.nonces["a"] = 0  # the fork that wins lacks a0: it comes back, older than b0 and c0
+    report = pool.on_block_imported(number=1, included=[], retracted=[a0])
+    assert list(pool.ready()) == [a0, b0] and report.dropped == 1 and c0.hash not in pool
+
+
+def test_a_block_that_extends_the_chain_is_followed_without_validating_the_pool_again(chain):
+    validations = []
+    pool = TransactionPool(lambda tx: validations.append(tx) or chain.validate(tx), lambda tx: tx.hash,
+                           lambda tx: tx.size)
+    a = [chain.tx("a", n) for n in range(3)]
+    b0 = chain.tx("b", 0)
+    pool.submit_many([*a, b0], at_block=0)
+    validations.clear()
+    chain.nonces["a"] = 2
+    chain.height += 1
+    report = pool.on_block_imported(number=1, included=[a[0].hash, a[1].hash], revalidate=False)
+    assert validations == [] and report.included == 2
+    assert list(pool.ready()) == [a[2], b0]  # by arrival, a2 now requiring nothing
+    assert pool.is_ready(a[2].hash) and list(pool.future()) == []
+
+
 def test_promotions_after_a_block_respect_the_ready_limit(chain):
     pool = chain.pool(ready_count=3, future_count=3)
     pool.submit_many([chain.tx("a", 0, tip=5), chain.tx("b", 0, tip=5), chain.tx("c", 0, tip=1)], at_block=0)
@@ -417,6 +444,7 @@ class ReferencePool:
         self.entries: list[RefEntry] = []
         self.banned: dict[bytes, float] = {}
         self.orders = itertools.count()
+        self.first_order = 0
 
     def hashes(self) -> set[bytes]:
         return {e.tx.hash for e in self.entries}
@@ -503,8 +531,8 @@ class ReferencePool:
             else:
                 kept.append((e.tx, e.order))
         seen = self.hashes() | included
-        for tx in retracted:
-            order = next(self.orders)
+        self.first_order -= len(retracted)  # retracted transactions are older than every pooled one
+        for order, tx in enumerate(retracted, start=self.first_order):
             if tx.hash not in seen:
                 seen.add(tx.hash)
                 self.banned.pop(tx.hash, None)
