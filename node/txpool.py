@@ -17,7 +17,11 @@ longevity). Tags are the runtime's; for signed transfers a transaction provides
 - Over a count or byte limit, the lowest priority (newest among equals) is
   evicted with everything that depends on it, future queue first, then ready.
   A newcomer that would itself be evicted is refused (PoolFull) and the pool is
-  left exactly as it was.
+  left exactly as it was. Limits are enforced at admission only: after a block
+  (a re-org handing transactions back, promotions) the pool may stay over them
+  until blocks drain it, refusing equal-priority newcomers meanwhile. Evicting
+  there dropped transactions the pool had accepted, in a re-org under overload
+  the oldest of their senders, and every later nonce waited on the gap forever.
 - Invalid transactions are banned for `ban_seconds` (TemporarilyBanned).
 - After each block (`on_block_imported`): included transactions leave, expired
   ones leave, those of retracted blocks come back (ordered before every pooled
@@ -104,7 +108,7 @@ class PruneReport:
     included: int     # left because the block included them
     expired: int      # longevity ran out (banned)
     invalid: int      # re-validation rejected them (banned)
-    dropped: int      # unknown validity, lost a tag to a higher priority, or evicted by the limits
+    dropped: int      # unknown validity, or lost a tag to a higher priority
     resubmitted: int  # came back from retracted blocks
     promoted: int     # future -> ready
     demoted: int      # ready -> future
@@ -355,7 +359,6 @@ class TransactionPool:
         kept += self._retracted_entries(retracted, included)
         revalidated, invalid = self._revalidate(kept, number)
         self._rebuild(revalidated)
-        self._remove_all(self._plan_eviction(None) or [], "dropped")
         report = self._prune_report(included, expired, invalid)
         self._announce()
         return report
@@ -395,7 +398,6 @@ class TransactionPool:
         invalid = 0
         if len(leaving) < len(included) and self._count[False]:
             invalid = self._revalidate_future(number)
-        self._remove_all(self._plan_eviction(None) or [], "dropped")
         report = PruneReport(included=len(mined), expired=len(expired), invalid=invalid,
                              dropped=sum(1 for h, (event, _) in self._removed.items()
                                          if event in ("dropped", "usurped") and self._initial.get(h) != ABSENT),

@@ -299,7 +299,7 @@ def test_retracted_transactions_come_back(chain):
     assert report.resubmitted == 2 and list(pool.ready()) == [a0, a1]
 
 
-def test_a_reorg_under_a_full_pool_keeps_the_retracted_and_evicts_the_newest(chain):
+def test_a_reorg_under_a_full_pool_evicts_nothing_and_orders_the_retracted_first(chain):
     pool = chain.pool(ready_count=2)
     a0, b0, c0 = chain.tx("a", 0), chain.tx("b", 0), chain.tx("c", 0)
     pool.submit(a0, at_block=0)
@@ -307,7 +307,7 @@ def test_a_reorg_under_a_full_pool_keeps_the_retracted_and_evicts_the_newest(cha
     pool.submit_many([b0, c0], at_block=1)  # the pool is full
     chain.nonces["a"] = 0  # the fork that wins lacks a0: it comes back, older than b0 and c0
     report = pool.on_block_imported(number=1, included=[], retracted=[a0])
-    assert list(pool.ready()) == [a0, b0] and report.dropped == 1 and c0.hash not in pool
+    assert list(pool.ready()) == [a0, b0, c0] and report.dropped == 0  # over the limit until blocks drain it
 
 
 def test_a_block_that_extends_the_chain_is_followed_without_validating_the_pool_again(chain):
@@ -326,13 +326,18 @@ def test_a_block_that_extends_the_chain_is_followed_without_validating_the_pool_
     assert pool.is_ready(a[2].hash) and list(pool.future()) == []
 
 
-def test_promotions_after_a_block_respect_the_ready_limit(chain):
+def test_promotions_after_a_block_evict_nothing_and_the_limits_hold_at_admission(chain):
     pool = chain.pool(ready_count=3, future_count=3)
     pool.submit_many([chain.tx("a", 0, tip=5), chain.tx("b", 0, tip=5), chain.tx("c", 0, tip=1)], at_block=0)
     pool.submit_many([chain.tx("d", 1, tip=9), chain.tx("d", 2, tip=9)], at_block=0)
     chain.nonces["d"] = 1  # d's nonce 0 arrived in a block from elsewhere: d1 and d2 are ready now
     report = chain.import_block(pool)
-    assert nonces(pool.ready()) == [("d", 1), ("d", 2), ("a", 0)] and report.dropped == 2
+    # (behaviour changed on purpose: the pool no longer evicts transactions it accepted after a block)
+    assert nonces(pool.ready()) == [("d", 1), ("d", 2), ("a", 0), ("b", 0), ("c", 0)] and report.dropped == 0
+    with pytest.raises(PoolFull):
+        pool.submit(chain.tx("e", 0, tip=5), at_block=1)  # an equal priority waits until blocks drain the pool
+    pool.submit(chain.tx("e", 0, tip=6), at_block=1)  # a higher one evicts the lowest to fit the limit
+    assert nonces(pool.ready()) == [("d", 1), ("d", 2), ("e", 0)]
 
 
 def tag_pool(rules: dict[str, tuple[int, tuple[str, ...], tuple[str, ...]]]):
@@ -548,7 +553,7 @@ class ReferencePool:
             if any(e.valid.priority >= entry.valid.priority for e in holders):
                 continue
             self.entries = [e for e in self.entries if e not in holders] + [entry]
-        self.evict()
+        # no eviction after a block: limits hold at admission
 
 
 LIMITS = PoolLimits(ready_count=6, ready_bytes=500, future_count=3, future_bytes=250, ban_seconds=10)
@@ -650,7 +655,6 @@ class PoolAgainstReference(RuleBasedStateMachine):
         assert (self.pool.ready_count, self.pool.future_count) == (len(ready), len(future))
         assert (self.pool.ready_bytes, self.pool.future_bytes) == (sum(t.size for t in ready), sum(t.size for t in future))
         assert all(self.pool.get(t.hash) == t for t in ready + future)
-        assert self.pool.ready_count <= LIMITS.ready_count and self.pool.future_count <= LIMITS.future_count
 
     @invariant()
     def no_banned_transaction_is_in_the_pool(self):

@@ -48,33 +48,39 @@ SLOT_MS = 1000
 DRAIN_PATIENCE_S = 30  # after the window: give up once inclusion made no progress for this long
 
 
-def post_batch(url: str, encoded: list[str]) -> int:
-    """Submit a batch of extrinsics; how many the node accepted."""
+POOL_FULL = 1016  # author_submitExtrinsic's "the pool is full: retry later"
+RETRY_FOR_S = 30  # after the window, how long a client keeps retrying what a full pool refused
+
+
+def post_batch(url: str, encoded: list[str]) -> tuple[int, list[str]]:
+    """Submit a batch of extrinsics: (how many the node accepted, those a full pool refused, in order)."""
     body = json.dumps([{"jsonrpc": "2.0", "id": i, "method": "author_submitExtrinsic", "params": [x]}
                        for i, x in enumerate(encoded)]).encode()
     request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=60) as response:
-        answers = json.loads(response.read())
-    return sum(1 for a in answers if "result" in a)
+        answers = sorted(json.loads(response.read()), key=lambda a: a["id"])
+    refused = [encoded[a["id"]] for a in answers if a.get("error", {}).get("code") == POOL_FULL]
+    return sum(1 for a in answers if "result" in a), refused
 
 
-def submit_paced(url: str, encoded: list[str], rate: float, started: float) -> int:
-    """Submit in batches of BATCH at `rate` per second from `started`; how many the node accepted."""
-    accepted = 0
-    for sent in range(0, len(encoded), BATCH):
+def submit_paced(url: str, encoded: list[str], rate: float, started: float, seconds: float) -> tuple[int, int]:
+    """Submit in batches of BATCH at `rate` per second from `started`, as a wallet would: what a full pool
+    refused ("retry later") goes first in the next batch, since a sender's later nonces wait on it.
+    Returns (accepted, still refused when the client gave up)."""
+    accepted, retry, sent = 0, [], 0
+    while sent < len(encoded) or retry:
+        if sent >= len(encoded):
+            if time.time() > started + seconds + RETRY_FOR_S:
+                break
+            time.sleep(0.5)
         pause = started + sent / rate - time.time()
         if pause > 0:
             time.sleep(pause)
-        accepted += post_batch(url, encoded[sent:sent + BATCH])
-    return accepted
-
-
-def metric(port: int, name: str) -> float:
-    try:
-        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
-    except OSError:  # the node died: "nodes_alive" says so
-        return 0.0
-    return next((float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " ")), 0.0)
+        fresh = encoded[sent:sent + max(0, BATCH - len(retry))]
+        sent += len(fresh)
+        taken, retry = post_batch(url, retry + fresh)
+        accepted += taken
+    return accepted, len(retry)
 
 
 def cpu_seconds(pids: list[int | None]) -> float:
@@ -144,8 +150,9 @@ def gossip_part(base: Path, seconds: float, rate: int, accounts: int) -> dict:
         # one client thread per node, each at its share of the rate: a node slow to answer a batch
         # delays only its own submissions, as with independent wallets
         with ThreadPoolExecutor(max_workers=len(urls)) as clients:
-            accepted = sum(clients.map(lambda k: submit_paced(urls[k], per_node[k], rate / len(urls), started),
-                                       range(len(urls))))
+            outcomes = list(clients.map(lambda k: submit_paced(urls[k], per_node[k], rate / len(urls), started,
+                                                               seconds), range(len(urls))))
+        accepted, refused = sum(a for a, _ in outcomes), sum(r for _, r in outcomes)
         window_end = time.time()
         client_cpu = time.process_time() - client_cpu_before
         print(f"submitted {total} ({accepted} accepted) in {window_end - started:.1f} s; draining", file=sys.stderr)
@@ -196,7 +203,7 @@ def gossip_part(base: Path, seconds: float, rate: int, accounts: int) -> dict:
         propagation.sort()
         events = count_log_events(cluster.nodes, "re-org", "peer stopped answering pings", "authored block")
         return {
-            "submitted": total, "accepted": accepted, "included": included,
+            "submitted": total, "accepted": accepted, "refused_pool_full": refused, "included": included,
             "included_per_s": round(in_window / (window_end - started)),
             "lost": accepted - included,
             "propagation_p50_ms": round(statistics.median(propagation)) if propagation else None,
