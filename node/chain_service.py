@@ -99,6 +99,8 @@ class ChainService(Service):
         self.verified_signatures = VerifiedSignatures()  # by the pool; a block's import skips them
         self.block_listeners: list[Callable[[Block, str], None]] = []  # called on the chain thread
         self.status_listeners: list[Callable[[bytes, VerificationStatus], None]] = []  # on the chain thread
+        # the transactions a re-org handed back to the pool (networking gossips them again): chain thread
+        self.retracted_listeners: list[Callable[[list[Extrinsic]], None]] = []
         self.block_ms: deque[float] = deque(maxlen=10_000)  # build-or-import time of recent blocks
         self._closed = False
         self._fresh: Block | None = None  # the block being imported (head listeners read it, not the database)
@@ -363,6 +365,9 @@ class ChainService(Service):
                                             retracted=retracted if index == 0 else ())
             if not moved.enacted:  # back to an ancestor: only the retracted transactions return
                 self.pool.on_block_imported(number=moved.new_best.number, included=[], retracted=retracted)
+            back = [x for x in retracted if x.hash in self.pool]
+            for listener in self.retracted_listeners if back else ():
+                listener(back)
             try:  # a verdict can move the head with no new block: the indexes follow it here
                 self.indexer.follow_best()
             except Exception:

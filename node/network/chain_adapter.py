@@ -247,6 +247,10 @@ class ChainAdapter:
                 callback(status.missing)
         self.chain.status_listeners.append(on_status)
 
+    def on_retracted_transactions(self, callback: Callable[[list[Extrinsic]], None]) -> None:
+        """callback(extrinsics) when a re-org handed these back to the pool (they are in it again)."""
+        self.chain.retracted_listeners.append(callback)
+
     def on_admitted_transactions(self, callback: Callable[[Extrinsic], None]) -> None:
         """callback(extrinsic) once the pool admitted it (ready or future)."""
         pool = self.chain.pool

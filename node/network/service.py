@@ -92,6 +92,7 @@ class NetworkService(Service):
         self.listen_addresses = [f"{a}" if "/p2p/" in a else f"{a}/p2p/{self.peer_id}" for a in addresses]
         self.adapter.on_blocks(lambda block, how: loop.call_soon_threadsafe(self._on_own_block, block, how))
         self.adapter.on_admitted_transactions(lambda x: self.transactions.on_admitted_threadsafe(loop, x))
+        self.adapter.on_retracted_transactions(lambda xs: loop.call_soon_threadsafe(self.transactions.regossip, xs))
         self.adapter.on_unverifiable(lambda missing: loop.call_soon_threadsafe(self.blobs.wake))
         log.info("network started", peer_id=self.peer_id, listen=self.listen_addresses,
                  bootnodes=len(self.config.bootnodes), reserved=len(self.config.reserved_nodes),

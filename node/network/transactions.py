@@ -8,12 +8,17 @@ validator takes each peer's batch and stops it): a transaction heard from a peer
 is submitted to the pool once, and published onwards only after the pool admitted
 it (the pool's listener feeds `on_admitted`), so junk and invalid transactions
 stop at the first honest node. Hashes are remembered (KNOWN_TRANSACTIONS) so each
-transaction is submitted once and published once.
+transaction is submitted once and published once; except that a re-org's handed-back
+transactions are published again (`regossip`: a peer whose pool was full, or that
+found one stale on the fork it then left, may lack them), and a receiver takes a
+known hash again once KNOWN_FOR_S has passed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
+from time import monotonic
 from collections import OrderedDict, deque
 from typing import TYPE_CHECKING
 
@@ -31,14 +36,15 @@ NEVER_HONEST = {InvalidReason.BAD_PROOF, InvalidReason.BAD_SIGNER, InvalidReason
                 InvalidReason.MANDATORY_VALIDATION}
 MAX_REPORTS_PER_BATCH = 5
 KNOWN_TRANSACTIONS = 100_000  # hashes remembered so a transaction is gossiped and submitted once
+KNOWN_FOR_S = 30.0  # a hash heard again after this long is submitted again (a re-org's re-gossip)
 
 
 class TransactionGossip:
     def __init__(self, network: "NetworkService") -> None:
         self.network = network
-        self._known_transactions: OrderedDict[bytes, None] = OrderedDict()  # submitted or heard of
+        self._known_transactions: OrderedDict[bytes, float] = OrderedDict()  # submitted or heard of -> when
         self._published: OrderedDict[bytes, None] = OrderedDict()
-        self._outgoing_transactions: list[Extrinsic] = []
+        self._outgoing_transactions: deque[Extrinsic] = deque()
         self._admitted: deque[Extrinsic] = deque()  # from the chain thread, not yet taken on the loop
         self._admitted_wake_pending = False
 
@@ -61,7 +67,9 @@ class TransactionGossip:
             if len(batch.extrinsics) > wire.MAX_TRANSACTIONS_PER_BATCH:
                 raise wire.WireError(f"{len(batch.extrinsics)} transactions in one batch")
             # an extrinsic's hash is the hash of its canonical bytes: known ones are skipped undecoded
-            fresh = [decode_extrinsic(x) for x in batch.extrinsics if blake2b_256(x) not in self._known_transactions]
+            known, stale_before = self._known_transactions, monotonic() - KNOWN_FOR_S
+            fresh = [decode_extrinsic(x) for x in batch.extrinsics
+                     if known.get(blake2b_256(x), -math.inf) < stale_before]
         except GradchainError as exc:
             self.network.report(origin, "malformed", f"transactions: {exc.message}")
             return
@@ -78,9 +86,17 @@ class TransactionGossip:
 
     def _remember(self, transaction_hash: bytes, seen: OrderedDict | None = None) -> None:
         seen = self._known_transactions if seen is None else seen
-        seen[transaction_hash] = None
+        seen[transaction_hash] = monotonic()
+        seen.move_to_end(transaction_hash)
         if len(seen) > KNOWN_TRANSACTIONS:
             seen.popitem(last=False)
+
+    def regossip(self, extrinsics: list[Extrinsic]) -> None:
+        """Publish again what a re-org handed back to this node's pool (on_admitted publishes once)."""
+        for extrinsic in extrinsics:
+            self._remember(extrinsic.hash)
+            self._remember(extrinsic.hash, self._published)
+            self._outgoing_transactions.append(extrinsic)
 
     def on_admitted(self, extrinsic: Extrinsic) -> None:
         if extrinsic.hash not in self._published:
@@ -100,6 +116,6 @@ class TransactionGossip:
                         break
                     batch.append(encoded)
                     size += len(encoded)
-                    self._outgoing_transactions.pop(0)
+                    self._outgoing_transactions.popleft()
                 if self.network.book.ready_peers():
                     await self.network.publish(TRANSACTIONS, wire.encode(wire.TransactionBatch(tuple(batch))))
