@@ -83,6 +83,14 @@ def submit_paced(url: str, encoded: list[str], rate: float, started: float, seco
     return accepted, len(retry)
 
 
+def metric(port: int, name: str) -> float:
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    except OSError:  # the node died: "nodes_alive" says so
+        return 0.0
+    return next((float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " ")), 0.0)
+
+
 def cpu_seconds(pids: list[int | None]) -> float:
     """User + system CPU time consumed so far by these processes (Linux /proc): a figure that the other
     load on a shared machine does not distort the way it distorts rates."""
