@@ -80,9 +80,9 @@ def test_transactions_a_pool_operation_admits_wake_the_network_loop_once():
         return wakes
     wakes = asyncio.run(admit_from_the_chain_thread())
     assert len(wakes) == 1  # one each before
-    assert gossip._outgoing_transactions == transfers  # all of them, in order
+    assert list(gossip._outgoing_transactions) == transfers  # all of them, in order
     gossip.on_admitted_threadsafe(type("Loop", (), {"call_soon_threadsafe": lambda self, f: f()})(), transfers[0])
-    assert gossip._outgoing_transactions == transfers  # published once
+    assert list(gossip._outgoing_transactions) == transfers  # published once
 
 
 def test_only_watched_transactions_wake_the_rpc_loop(nodes):
