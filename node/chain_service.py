@@ -350,7 +350,7 @@ class ChainService(Service):
             return in_run if in_run is not None else self.store.block(header.hash)
         if not moved.is_reorg:
             for header in moved.enacted:
-                included = [x.hash for x in block_of(header).extrinsics]
+                included = [x.hash for x in block_of(header).extrinsics if x.signed]  # inherents never pooled
                 # validating the whole pool again costs O(pool) per block: pruning by tags does between
                 # full passes (node/txpool.py); a re-org below always validates everything again
                 self.pool.on_block_imported(number=header.number, included=included,

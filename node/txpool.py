@@ -30,7 +30,8 @@ longevity). Tags are the runtime's; for signed transfers a transaction provides
   the tags it provided are pruned without validating again.
 
 Cost: submit, removal and each step of `ready()` are O(log n + tags touched);
-only `on_block_imported` is O(pool), because it calls validate on every entry.
+only `on_block_imported` is O(pool), because it calls validate on every entry
+(pruning by tags calls it on none, unless the block held transactions unknown here).
 Not thread-safe: the chain service calls it from its one chain thread.
 """
 
