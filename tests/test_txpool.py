@@ -310,6 +310,19 @@ def test_a_reorg_under_a_full_pool_evicts_nothing_and_orders_the_retracted_first
     assert list(pool.ready()) == [a0, b0, c0] and report.dropped == 0  # over the limit until blocks drain it
 
 
+def test_a_pool_left_over_its_limits_refuses_an_equal_newcomer_even_one_bound_for_the_future_queue(chain):
+    pool = chain.pool(ready_count=2)
+    a0, b0, c0 = chain.tx("a", 0), chain.tx("b", 0), chain.tx("c", 0)
+    pool.submit(a0, at_block=0)
+    chain.import_block(pool, [a0])
+    pool.submit_many([b0, c0], at_block=1)
+    chain.nonces["a"] = 0
+    pool.on_block_imported(number=1, included=[], retracted=[a0])  # three ready: one over the limit
+    with pytest.raises(PoolFull):
+        pool.submit(chain.tx("d", 5), at_block=1)  # future: it would have evicted c0, which the pool accepted
+    assert list(pool.ready()) == [a0, b0, c0] and pool.future_count == 0
+
+
 def test_a_block_that_extends_the_chain_is_followed_without_validating_the_pool_again(chain):
     validations = []
     pool = TransactionPool(lambda tx: validations.append(tx) or chain.validate(tx), lambda tx: tx.hash,
@@ -484,6 +497,7 @@ class ReferencePool:
 
     def evict(self) -> set[bytes]:
         evicted: set[bytes] = set()
+        self.worst = []  # the entries chosen for their priority
         for is_ready, max_count, max_bytes in ((False, self.limits.future_count, self.limits.future_bytes),
                                                (True, self.limits.ready_count, self.limits.ready_bytes)):
             while True:
@@ -492,6 +506,7 @@ class ReferencePool:
                 if len(queue) <= max_count and sum(e.tx.size for e in queue) <= max_bytes:
                     break
                 worst = min(queue, key=lambda e: (e.valid.priority, -e.order))
+                self.worst.append(worst)
                 gone = self.with_dependants({worst.tx.hash})
                 evicted |= gone
                 self.entries = [e for e in self.entries if e.tx.hash not in gone]
@@ -515,7 +530,8 @@ class ReferencePool:
             raise TooLowPriority("")
         before = list(self.entries)
         self.entries = [e for e in self.entries if e not in holders] + [RefEntry(tx, next(self.orders), valid, at_block)]
-        if tx.hash in self.evict():
+        evicted = self.evict()
+        if tx.hash in evicted or any(e.valid.priority >= valid.priority for e in self.worst):
             self.entries = before
             raise PoolFull("")
         return tx.hash, "ready" if tx.hash in self.ready_set() else "future"
