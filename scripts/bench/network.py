@@ -65,14 +65,13 @@ def post_batch(url: str, encoded: list[str]) -> tuple[int, list[str]]:
 
 def submit_paced(url: str, encoded: list[str], rate: float, started: float, seconds: float) -> tuple[int, int]:
     """Submit in batches of BATCH at `rate` per second from `started`, as a wallet would: what a full pool
-    refused ("retry later") goes first in the next batch, since a sender's later nonces wait on it.
-    Returns (accepted, still refused when the client gave up)."""
+    refused ("retry later") goes first in the next batch, since a sender's later nonces wait on it. Gives
+    up RETRY_FOR_S after the window. Returns (accepted, refused or never sent when the client gave up)."""
     accepted, retry, sent = 0, [], 0
-    while sent < len(encoded) or retry:
-        if sent >= len(encoded):
-            if time.time() > started + seconds + RETRY_FOR_S:
-                break
-            time.sleep(0.5)
+    give_up = started + seconds + RETRY_FOR_S
+    while (sent < len(encoded) or retry) and time.time() < give_up:
+        if retry:
+            time.sleep(0.2)  # the pool was full a moment ago
         pause = started + sent / rate - time.time()
         if pause > 0:
             time.sleep(pause)
@@ -80,7 +79,7 @@ def submit_paced(url: str, encoded: list[str], rate: float, started: float, seco
         sent += len(fresh)
         taken, retry = post_batch(url, retry + fresh)
         accepted += taken
-    return accepted, len(retry)
+    return accepted, len(retry) + len(encoded) - sent
 
 
 def metric(port: int, name: str) -> float:
@@ -160,7 +159,7 @@ def gossip_part(base: Path, seconds: float, rate: int, accounts: int) -> dict:
         with ThreadPoolExecutor(max_workers=len(urls)) as clients:
             outcomes = list(clients.map(lambda k: submit_paced(urls[k], per_node[k], rate / len(urls), started,
                                                                seconds), range(len(urls))))
-        accepted, refused = sum(a for a, _ in outcomes), sum(r for _, r in outcomes)
+        accepted, refused = sum(a for a, _ in outcomes), sum(r for _, r in outcomes)  # refused: never accepted
         window_end = time.time()
         client_cpu = time.process_time() - client_cpu_before
         print(f"submitted {total} ({accepted} accepted) in {window_end - started:.1f} s; draining", file=sys.stderr)
