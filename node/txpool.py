@@ -627,7 +627,6 @@ class TransactionPool:
         limits = self.limits
         count, size = dict(self._count), dict(self._bytes)
         victims: dict[bytes, _Entry] = {}
-        heads: list[_Entry] = []  # chosen for their priority (their dependants go with them)
         popped: list[tuple[list, tuple]] = []
         for ready, max_count, max_bytes in ((False, limits.future_count, limits.future_bytes),
                                             (True, limits.ready_count, limits.ready_bytes)):
@@ -638,17 +637,19 @@ class TransactionPool:
                 if entry is None or entry.gen != item[2]:
                     continue  # stale
                 popped.append((heap, item))
-                if entry.hash not in victims:
-                    heads.append(entry)
+                if newcomer is not None and entry.hash not in victims and entry.priority >= newcomer.priority:
+                    # heads come lowest priority first: from here on only equals or betters, which a
+                    # newcomer never pushes out (also when a block left the pool over its limits: that
+                    # dropped transactions the pool had accepted). Stopping here keeps a refusal O(log n).
+                    for heap_of, popped_item in popped:
+                        heapq.heappush(heap_of, popped_item)
+                    return None
                 for victim in self._with_dependants([entry]).values():
                     if victim.hash not in victims:
                         victims[victim.hash] = victim
                         count[victim.ready] -= 1
                         size[victim.ready] -= victim.size
-        # a newcomer pushes out only lower priorities (and what depends on them): never the pool's equals,
-        # even when a block left the pool over its limits (that dropped transactions the pool had accepted)
-        if newcomer is not None and (newcomer.hash in victims
-                                     or any(chosen.priority >= newcomer.priority for chosen in heads)):
+        if newcomer is not None and newcomer.hash in victims:  # as the dependant of a lower priority
             for heap, item in popped:
                 heapq.heappush(heap, item)
             return None
