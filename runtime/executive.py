@@ -124,16 +124,16 @@ class Executive:
         """Apply one extrinsic. Raises InvalidTransaction, with nothing changed, if it must not be in the block."""
         if extrinsic.signed is None:
             return self._apply_inherent(ctx, extrinsic)
+        call = extrinsic.call
+        fast_path = self.fast_paths.get((call.pallet_index, call.call_index))
+        if fast_path is not None:
+            outcome = fast_path(ctx, extrinsic, self._check_era, None if signature_checked else self.is_valid_signature)
+            if outcome is not None:
+                return outcome
         signed = extrinsic.signed
         checked = self._check_signed(ctx, extrinsic, for_block=True)
         if not signature_checked and not self.is_valid_signature(extrinsic, checked.birth_hash):
             raise InvalidTransaction(InvalidReason.BAD_PROOF, "the signature does not match this chain, runtime and era")
-        call = extrinsic.call
-        fast_path = self.fast_paths.get((call.pallet_index, call.call_index))
-        if fast_path is not None:
-            outcome = fast_path(ctx, signed, call, checked)
-            if outcome is not None:
-                return outcome
         # Checks passed: pay, bump the nonce, then run the call in its own layer.
         info = checked.info
         Account.insert(ctx.state, signed.signer, AccountInfo(info.nonce + 1, info.free - checked.fee, info.reserved))
