@@ -377,10 +377,17 @@ def signing_message(call, nonce: int, tip: int, era: Era, genesis_hash: bytes, b
     Built from the call's cached bytes and the packed extras rather than through
     a SigningPayload value (a msgpack array is its header and its items' bytes in
     a row); `signing_message_reference` is the plain version a test holds it to."""
-    extras = codec.pack([nonce, _encode_balance(tip), _encode_era(era), version.spec_version,
-                         version.transaction_version, genesis_hash, birth_hash])
-    # extras is a 7-item array: drop its one-byte header and put the call in front, as item 1 of 8.
-    return _blake2b(_PAYLOAD_HEADER + call.encoded + extras[1:], digest_size=32).digest()
+    # The payload is an 8-item array: its header, then each item's bytes in a row (the call's are cached).
+    # What follows the nonce is the same for every transaction of one tip, era and chain: packed once.
+    key = (tip, era.birth, era.period, birth_hash, genesis_hash, version.spec_version,
+           version.transaction_version)
+    extras = _EXTRAS_AFTER_NONCE.get(key)
+    if extras is None:
+        if len(_EXTRAS_AFTER_NONCE) >= 4096:
+            _EXTRAS_AFTER_NONCE.clear()
+        extras = _EXTRAS_AFTER_NONCE[key] = codec.pack([_encode_balance(tip), _encode_era(era), version.spec_version,
+                                                        version.transaction_version, genesis_hash, birth_hash])[1:]
+    return _blake2b(_PAYLOAD_HEADER + call.encoded + _pack(nonce) + extras, digest_size=32).digest()
 
 
 def signing_message_reference(call, nonce: int, tip: int, era: Era, genesis_hash: bytes, birth_hash: bytes,
@@ -392,6 +399,8 @@ def signing_message_reference(call, nonce: int, tip: int, era: Era, genesis_hash
 
 
 _PAYLOAD_HEADER = codec.array_header(8)  # the fields of SigningPayload
+_EXTRAS_AFTER_NONCE: dict[tuple, bytes] = {}  # the payload's bytes after the nonce, by what they depend on
+_pack = codec.pack
 _encode_balance = codec.encoder_for(Balance)
 _encode_era = codec.encoder_for(Era)
 
