@@ -311,18 +311,21 @@ class Executive:
         this block gets an empty message, which never verifies (the era's own error is
         the same "bad proof" the executive would give).
         """
-        number = block.header.number
+        number, genesis_hash, version = block.header.number, self.genesis_hash, self.version
         checks = []
         for extrinsic in block.extrinsics:
             signed = extrinsic.signed
             if signed is None:
                 continue
-            birth_hash = self._birth_hash(signed.era, number, ancestor_hash)
+            era = signed.era
+            if era.period == 0 and era.birth == 0:
+                birth_hash = genesis_hash  # immortal: _birth_hash's first case, without the call
+            else:
+                birth_hash = self._birth_hash(era, number, ancestor_hash)
             if birth_hash is None:
                 checks.append((signed.signer, b"", signed.signature))
                 continue
-            message = signing_message(extrinsic.call, signed.nonce, signed.tip, signed.era,
-                                      self.genesis_hash, birth_hash, self.version)
+            message = signing_message(extrinsic.call, signed.nonce, signed.tip, era, genesis_hash, birth_hash, version)
             checks.append((signed.signer, message, signed.signature))
         return checks
 
