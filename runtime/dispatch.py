@@ -132,6 +132,9 @@ class Pallet:
         PALLETS[index] = self
 
     def call(self, index: int, *, weight: int | Callable[..., int], origin: str = ORIGIN_SIGNED):
+        if not 0 <= index < 256 or not 0 <= self.index < 256:  # one byte each, as in FRAME (the executive's
+            raise ValueError(f"{self.name}: call index {index} is not a byte")  # fast paths key on both)
+
         def declare(function: Callable[..., None]) -> CallDef:
             hints = typing.get_type_hints(function)
             names = list(inspect.signature(function).parameters)[2:]  # after ctx, origin

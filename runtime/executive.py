@@ -96,10 +96,11 @@ class CheckedSigned(NamedTuple):
 _NO_ACCOUNT = AccountInfo(0, 0, 0)
 _new = tuple.__new__  # builds a NamedTuple from a tuple of its fields, one Python call fewer than calling the class
 
-# Calls with a fast path for their plain case (runtime/fast_transfer.py), by (pallet, call) index.
+# Calls with a fast path for their plain case (runtime/fast_transfer.py), by pallet index << 8 | call index
+# (both are below 256: an int key, no tuple to build per extrinsic).
 FAST_PATHS = {
-    (balances.pallet.index, balances.transfer.index): fast_transfer.apply_transfer,
-    (balances.pallet.index, balances.transfer_keep_alive.index): fast_transfer.apply_transfer,
+    balances.pallet.index << 8 | balances.transfer.index: fast_transfer.apply_transfer,
+    balances.pallet.index << 8 | balances.transfer_keep_alive.index: fast_transfer.apply_transfer,
 }
 
 
@@ -125,7 +126,7 @@ class Executive:
         if extrinsic.signed is None:
             return self._apply_inherent(ctx, extrinsic)
         call = extrinsic.call
-        fast_path = self.fast_paths.get((call.pallet_index, call.call_index))
+        fast_path = self.fast_paths.get(call.pallet_index << 8 | call.call_index)
         if fast_path is not None:
             outcome = fast_path(ctx, extrinsic, self._check_era, None if signature_checked else self.is_valid_signature)
             if outcome is not None:
