@@ -182,6 +182,18 @@ class RoundWork:
             previous = None if previous_hash is None else self._model(rules.spec, previous_hash)
         return RoundInputs(task_id, task, rules, base, submissions, held_out, bytes(seed), copies, previous)
 
+    def open_held_out(self, state, task_id: int) -> bool:
+        """Open and keep a task's held-out set with a key sealed to this validator in `state` (a block later
+        than the ones waiting): rounds of blocks whose parent state held no key for it can be checked now."""
+        task = runtime_api.task(state, task_id)
+        if task is None:
+            return False
+        try:
+            self._open_held_out(state, task_id, task)
+        except RoundUnavailable:
+            return False
+        return True
+
     def _open_held_out(self, state, task_id: int, task: Task) -> HeldOutSet:
         """The held-out set, opened with the first key sealed to this validator (the creator's, or one
         re-sealed later: runtime/pallets/held_out_keys.py) that opens the recorded blob to the declared
