@@ -136,6 +136,7 @@ def test_a_validator_elected_at_an_era_change_receives_the_held_out_key_and_vote
         after_key = wait_until(next_round, 90, "a round of the task closed after the re-seal", everyone)
         wait_until(lambda: invariants._verified_here(ferdie, invariants.hash_at(alice, after_key)), 60,
                    "Ferdie's verdict on the round after the key", everyone)
+        assert reseal_block in [r["number"] for r in log_records(ferdie, "held-out key received")]
         wait_until(lambda: all(invariants.finalized(n) >= after_key + 2 for n in everyone), 60,
                    f"finality past #{after_key}", everyone)
         load.stop()
