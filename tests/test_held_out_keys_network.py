@@ -161,5 +161,5 @@ def test_a_validator_elected_at_an_era_change_receives_the_held_out_key_and_vote
         raise
     finally:
         load.stop()
-        ferdie.stop(timeout=5)
+        ferdie.stop()
         testnet.stop()
