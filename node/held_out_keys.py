@@ -32,6 +32,8 @@ RESEAL = f"{held_out_keys.pallet.name}.{held_out_keys.reseal_held_out_key.name}"
 
 
 class HeldOutKeys:
+    """This validator's held-out key duties (module docstring); every method runs on the chain thread."""
+
     def __init__(self, chain: ChainService, keypair: Keypair | None, submit_call: Callable[[Call], None]) -> None:
         self.chain = chain
         self.keypair = keypair
@@ -83,13 +85,15 @@ class HeldOutKeys:
         log.info("held-out key received", tasks=sorted(opened), number=block.header.number, checked_again=len(waiting))
 
     def unchecked_above_finality(self, tasks: set[int]) -> list[bytes]:
+        """Blocks of the best chain above finality, oldest first, that left a round of `tasks` unchecked."""
         store = self.chain.store
         prefixes = tuple(f"task {task} round " for task in tasks)  # RoundWork names each unchecked round so
         found = []
         header = store.best_header()
         while header is not None and header.number > store.finalized_header().number:
             status = store.verification_status(header.hash)
-            if status is not None and status.state == VERIFIED and any(u.startswith(prefixes) for u in status.unchecked):
+            unchecked = status.unchecked if status is not None and status.state == VERIFIED else ()
+            if any(u.startswith(prefixes) for u in unchecked):
                 found.append(header.hash)
             header = store.header(header.parent_hash)
         return found[::-1]
