@@ -3,7 +3,11 @@
 Two duties, both on the chain thread after a block is imported (FinalityService calls `on_block`):
 
   * at an era change, a validator that holds a task's key seals it to each validator of the new
-    set that lacks one (held_out_keys.reseal_held_out_key, submitted to the pool by itself);
+    set that lacks one (held_out_keys.reseal_held_out_key, submitted to the pool by itself); also
+    when a block creates a task (its creator may have sealed to a set read before an election) and
+    every RESEAL_RETRY_BLOCKS blocks (a reseal lost with a re-org, an evicted transaction, or a
+    holder that was down at the era change would otherwise leave a newcomer without a key for a
+    whole era). A call of this node still in the pool is not submitted twice;
   * when a block seals a key to this validator, it opens the task's held-out set with it and checks
     again the blocks above finality that it marked `verified` without checking that task's rounds.
     Until then the voter treats those blocks as unverifiable and votes for none of them nor their
@@ -22,13 +26,15 @@ from consensus.useful_work.key_resealing import reseal_calls
 from node.chain_service import ChainService
 from runtime.crypto import Keypair
 from runtime.dispatch import Call
-from runtime.pallets import held_out_keys, validators
+from runtime.pallets import held_out_keys, training, validators
 from runtime.state import Overlay
 from runtime.types import Block
 from storage.block_status import VERIFIED
 
 log = structlog.get_logger("held_out_keys")
 RESEAL = f"{held_out_keys.pallet.name}.{held_out_keys.reseal_held_out_key.name}"
+CREATE_TASK = f"{training.pallet.name}.{training.create_task.name}"
+RESEAL_RETRY_BLOCKS = 16
 
 
 class HeldOutKeys:
@@ -43,23 +49,42 @@ class HeldOutKeys:
         """A block was imported (chain thread)."""
         if self.keypair is None:
             return
-        store = self.chain.store
-        header = block.header
-        parent_era = validators.CurrentEra.get(Overlay(store.state_view(header.parent_hash)))
-        if validators.CurrentEra.get(Overlay(store.state_view(header.hash))) != parent_era:
+        if self.reseal_due(block):
             self.reseal(block)
         tasks = self.tasks_sealed_to_us(block)
         if tasks:
             self.check_again(block, tasks)
 
+    def reseal_due(self, block: Block) -> bool:
+        header = block.header
+        if header.number % RESEAL_RETRY_BLOCKS == 0:
+            return True
+        if any(x.signed is not None and x.call.name == CREATE_TASK for x in block.extrinsics):
+            return True
+        store = self.chain.store
+        parent_era = validators.CurrentEra.get(Overlay(store.state_view(header.parent_hash)))
+        return validators.CurrentEra.get(Overlay(store.state_view(header.hash))) != parent_era
+
     def reseal(self, block: Block) -> None:
-        """Seal the keys this validator holds to the validators of the new set that lack them."""
+        """Seal the keys this validator holds to the validators of the set that lack them."""
         state = Overlay(self.chain.store.state_view(block.hash))
-        calls = reseal_calls(state, self.keypair, self.chain.blobs.get)
+        pooled = self.pooled_reseals()
+        calls = [c for c in reseal_calls(state, self.keypair, self.chain.blobs.get)
+                 if (c.task, c.validator) not in pooled]
         for reseal in calls:
             self.submit_call(reseal.call)
         if calls:
             log.info("re-sealed held-out keys to new validators", keys=len(calls), number=block.header.number)
+
+    def pooled_reseals(self) -> set[tuple[int, bytes]]:
+        """(task, validator) of this node's reseal calls waiting in the pool."""
+        pooled = set()
+        for extrinsic in self.chain.pool.ready():
+            if extrinsic.signed is not None and extrinsic.signed.signer == self.keypair.public \
+                    and extrinsic.call.name == RESEAL:
+                args = extrinsic.call.args_dict()
+                pooled.add((int(args["task"]), bytes(args["validator"])))
+        return pooled
 
     def tasks_sealed_to_us(self, block: Block) -> set[int]:
         """The tasks whose key `block` seals to this validator (the call may have failed: opening tells)."""

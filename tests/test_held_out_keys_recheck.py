@@ -1,5 +1,7 @@
-"""A round reported between a newcomer's election and its key's arrival: unverifiable to the newcomer (no
-vote) until the key comes, then checked again and voted for (node/held_out_keys.py).
+"""A validator elected after a task was made gets its held-out key and uses it (node/held_out_keys.py).
+
+A round reported between a newcomer's election and its key's arrival: unverifiable to the newcomer (no
+vote) until the key comes, then checked again and voted for.
 
 Without the second check the newcomer kept the block `verified` with the round unchecked for good, and
 its voter would never vote for that block nor any descendant: newcomers holding more than a third of the
@@ -19,6 +21,7 @@ from node.chain_service import ChainService
 from node.chain_setup import ChainPaths, dev_spec
 from node.clock import FakeClock
 from node.finality_service import FinalityService
+from node.held_out_keys import RESEAL, RESEAL_RETRY_BLOCKS
 from runtime.executive import sign_extrinsic
 from runtime.genesis import parse_genesis
 from runtime.hashing import blake2b_256
@@ -42,22 +45,112 @@ class Service:
         self.store = self.service.store
 
 
-def short_era_config():
+def short_era_config(era_length: int = 4):
     spec = dev_spec(dev_genesis().spec)
-    spec["parameters"] = dict(spec["parameters"], era_length=4, unbonding_period=100)
+    spec["parameters"] = dict(spec["parameters"], era_length=era_length, unbonding_period=100)
     spec["offences"] = {"evidence_window": 10}
     return parse_genesis(spec, "short-era dev spec")
+
+
+class Author:
+    """Alice authoring alone, in her slots of the current set, on a fake clock."""
+
+    def __init__(self, node: Service, config, clock: FakeClock) -> None:
+        self.node, self.config, self.clock, self.slot = node, config, clock, 0
+
+    def step(self, transactions=()):
+        """The next block, with `transactions` ((keypair, call), one per signer)."""
+        store = self.node.store
+        for keypair, call in transactions:
+            account = system.Account.get(Overlay(store.state_view(store.best_hash)), keypair.public)
+            self.node.service._submit(sign_extrinsic(keypair, call, nonce=account.nonce if account else 0,
+                                                     genesis_hash=store.genesis_hash))
+        members = [v.account for v in validators.Validators.get(Overlay(store.state_view(store.best_hash)))]
+        self.slot += 1
+        while expected_author(members, self.slot) != ALICE.public:
+            self.slot += 1
+        self.clock.time_ms = self.slot * self.config.slot_duration_ms
+        return self.node.service._author(self.slot, ALICE, self.clock.now_ms() + 60_000).block
+
+
+def finality_of(node: Service, keypair, clock: FakeClock) -> FinalityService:
+    """The node's finality service, its chain-thread hooks attached (the test's thread is the chain thread)."""
+    finality = FinalityService(node.service, keypair, clock)
+    finality._loop = asyncio.new_event_loop()  # its wake-ups queue there; the test polls nothing
+    finality._make_voter()
+    node.service.block_listeners.append(finality._on_block_chain_thread)
+    node.service.status_listeners.append(finality._on_status_chain_thread)
+    return finality
+
+
+def test_a_task_created_with_a_key_sealed_before_an_election_reaches_the_newcomer_at_once(tmp_path):
+    """A creator that read the set before an election seals to the old set; a holder's node seals to the
+    newcomer when the task's block arrives, not an era later."""
+    config = short_era_config()
+    clock = FakeClock(start_ms=0)
+    alice = Service(tmp_path / "a", config, clock, ALICE)
+    holder = finality_of(alice, ALICE, clock)  # Alice's node: it submits the reseal by itself
+    step = Author(alice, config, clock).step
+
+    try:
+        ciphertext, sealed = sealed_held_out((alice,))  # sealed to Alice: the set the creator read
+        stake = config.parameters.min_validator_stake
+        step([(EVE, validators.bond(stake))])
+        step([(EVE, validators.validate())])
+        step()
+        election = step()                                                            # block 4: Eve elected
+        assert EVE.public in [v.account for v in validators.Validators.get(Overlay(alice.store.state_view(election.hash)))]
+        created = step([(ALICE, training.create_task(held_out_task(ciphertext, sealed, rounds=2)))])  # block 5
+        assert created.header.number == 5
+        nxt = step()                                                                 # block 6
+        [resealed] = held_out_keys.Resealed.get(Overlay(alice.store.state_view(nxt.hash)), (0, EVE.public))
+        assert resealed.sealer == ALICE.public and resealed.at == 6  # not at the next era change (block 8)
+        step()
+        assert not any(x.signed and x.call.name == "held_out_keys.reseal_held_out_key"
+                       for x in alice.service.pool.ready())  # sealed once, nothing left to submit
+    finally:
+        holder._loop.close()
+        alice.service._close()
+
+
+def test_a_reseal_lost_at_the_era_change_is_submitted_again_within_the_retry_period(tmp_path):
+    era = 20
+    assert era < 2 * RESEAL_RETRY_BLOCKS < 2 * era  # the retry comes after the election, before the next era
+    config = short_era_config(era)
+    clock = FakeClock(start_ms=0)
+    alice = Service(tmp_path / "a", config, clock, ALICE)
+    holder = finality_of(alice, ALICE, clock)
+    step = Author(alice, config, clock).step
+
+    def pooled_reseals():
+        return [x.hash for x in alice.service.pool.ready() if x.signed and x.call.name == RESEAL]
+
+    try:
+        ciphertext, sealed = sealed_held_out((alice,))
+        step([(EVE, validators.bond(config.parameters.min_validator_stake))])
+        step([(ALICE, training.create_task(held_out_task(ciphertext, sealed, rounds=20)))])  # block 2: active to the end
+        step([(EVE, validators.validate())])
+        while alice.store.best_header().number < era:                               # Eve elected at `era`
+            step()
+        lost = pooled_reseals()
+        assert len(lost) == 1  # submitted at the era change...
+        alice.service.pool.remove_invalid(lost)  # ...and lost (evicted, or dropped with a re-org)
+        retry = 2 * RESEAL_RETRY_BLOCKS  # the first multiple after the era change
+        while alice.store.best_header().number < retry:
+            assert not held_out_keys.Resealed.get(Overlay(alice.store.state_view(step().hash)), (0, EVE.public))
+        retried = step()                                                             # the block after the retry
+        [resealed] = held_out_keys.Resealed.get(Overlay(alice.store.state_view(retried.hash)), (0, EVE.public))
+        assert resealed.at == retry + 1  # not at the next era change (2 * era)
+    finally:
+        holder._loop.close()
+        alice.service._close()
 
 
 def test_a_round_reported_before_the_newcomers_key_is_checked_again_when_the_key_arrives(tmp_path):
     config = short_era_config()
     clock = FakeClock(start_ms=0)
     alice, eve = Service(tmp_path / "a", config, clock, ALICE), Service(tmp_path / "e", config, clock, EVE)
-    finality = FinalityService(eve.service, EVE, clock)
-    finality._loop = asyncio.new_event_loop()  # its wake-ups queue there; the test polls nothing
-    finality._make_voter()
-    eve.service.block_listeners.append(finality._on_block_chain_thread)
-    eve.service.status_listeners.append(finality._on_status_chain_thread)
+    finality = finality_of(eve, EVE, clock)
     slot = 0
 
     def step(transactions=()):
