@@ -47,7 +47,7 @@ from consensus.finality.justification import (
 from consensus.finality.messages import BadFinalityMessage, decode_message, encode_message
 from consensus.finality.ports import VERIFIED, Environment, NetworkPort, VoteJournal, VoterSet
 from consensus.finality.votes import (
-    EQUIVOCATION, Block, RoundOutlook, StageVotes, ancestry, compute_outlook, is_descendant_or_equal,
+    EQUIVOCATION, Block, Round, ancestry, compute_outlook, is_descendant_or_equal, may_wait,
 )
 from runtime.crypto import Keypair
 from runtime.errors import GradchainError
@@ -65,33 +65,6 @@ class VoterConfig:
     gossip_ms: int = 1000  # T: the time a message needs to reach every peer
     rebroadcast_ms: int = 4000  # how often own votes and the last commit are sent again
     max_rounds_ahead: int = 64  # votes of rounds further ahead are dropped
-
-
-class Round:
-    """One round's votes and this voter's part in it."""
-
-    def __init__(self, number: int, base: Block, started_ms: int, prior_estimate: Block) -> None:
-        self.number = number
-        self.base = base  # the last finalized block when the round began: votes must descend from it
-        self.started_ms = started_ms
-        self.prior_estimate = prior_estimate  # the previous round's estimate (or finality, if higher)
-        self.prevotes = StageVotes()
-        self.precommits = StageVotes()
-        self.outlook = RoundOutlook(None, None, None, False)
-        self.prevoted: SignedVote | None = None
-        self.precommitted: SignedVote | None = None
-
-    def stage(self, stage: int) -> StageVotes:
-        return self.prevotes if stage == PREVOTE else self.precommits
-
-
-def _may_wait(waiting: list[SignedVote], vote: SignedVote) -> bool:
-    """Whether a vote of a round ahead joins the round's waiting votes: a voter's first vote of a stage, and
-    a second one only when it conflicts with the first (an equivocation, recorded as evidence when the round
-    starts; dropping it lost the evidence of a voter that signed both before we reached its round). Never
-    more than two per voter and stage: no flooding."""
-    same = [v for v in waiting if v.voter == vote.voter and v.stage == vote.stage]
-    return not same or (len(same) == 1 and same[0].target != vote.target)
 
 
 class Voter:
@@ -176,7 +149,7 @@ class Voter:
             ahead = vote.round - self.current.number
             waiting = self.future.get(vote.round, [])
             if (0 < ahead <= self.config.max_rounds_ahead and sum(map(len, self.future.values())) < MAX_FUTURE_VOTES
-                    and _may_wait(waiting, vote) and is_valid_vote_signature(self.env.genesis_hash, vote)):
+                    and may_wait(waiting, vote) and is_valid_vote_signature(self.env.genesis_hash, vote)):
                 self.future.setdefault(vote.round, []).append(vote)
             return True
         if round_.stage(vote.stage).first.get(vote.voter) == vote:
