@@ -12,9 +12,9 @@ conflicting votes the voter saw (offences.report_vote_equivocation), two blocks
 of one author in one slot (report_double_authoring), and, once dispute statements
 of more than 2/3 of a set's stake are collected, a false useful-work report
 (report_false_useful_work). This node's own disputes are signed and gossiped.
-At each era change a validator re-seals the held-out keys it holds to newly
-elected validators, and a newcomer checks again the blocks it could not check
-before its key arrived (node/held_out_keys.py).
+A validator re-seals the held-out keys it holds to validators elected later
+(at each era change, and again while one lacks a key), and a newcomer checks
+again the blocks it could not check before its key arrived (node/held_out_keys.py).
 """
 
 from __future__ import annotations
@@ -240,7 +240,7 @@ class FinalityService(Service):
             log.exception("could not check a block for evidence", number=block.header.number)
         try:
             self.held_out_keys.on_block(block)
-        except Exception:  # noqa: BLE001 - never fail an import for it; the next era change seals again
+        except Exception:  # noqa: BLE001 - never fail an import for it; a later block seals again
             log.exception("could not handle the held-out keys of a block", number=block.header.number)
         self._loop.call_soon_threadsafe(self._wake.set)
 
