@@ -40,7 +40,9 @@ from scripts._tasks import demo_data, task_config  # noqa: E402
 
 @dataclass(frozen=True)
 class Adversary:
-    behaviour: str  # noise or poison (copy and stale are refused by the chain before measuring)
+    # noise, poison, or absent: what becomes of a copy, a stale or an inflated update (the chain leaves it
+    # out of every aggregate and pays it nothing), so the round has the honest updates only
+    behaviour: str
     poison_scale: float = 10.0
     noise_scale: float = 1.0
 
@@ -83,6 +85,8 @@ def simulate_chain(name: str, rounds: int, trainers: int = 5, adversary: Adversa
     for round_number in range(rounds):
         submissions = []
         for index, (features, labels) in enumerate(shards):
+            if adversary is not None and adversary.behaviour == "absent" and index == trainers - 1:
+                continue
             delta = local_update(spec, base.weights, features, labels, task, index, round_number)
             if adversary is not None and index == trainers - 1:
                 delta = adversarial(delta, adversary, index, round_number)
@@ -99,7 +103,8 @@ def simulate_chain(name: str, rounds: int, trainers: int = 5, adversary: Adversa
             previous, base = base, next(m for m in work.deferred if m.model_hash == report.new_model)
         work.deferred.clear()
         excluded = rules_of_the_chain.excluded_updates(config, report.candidate, report.scores)
-        adversary_accepted = adversary is not None and submissions[-1].update_hash in accepted
+        adversary_accepted = adversary is not None and adversary.behaviour != "absent" and \
+            submissions[-1].update_hash in accepted
         history.append({"round": round_number, "accepted": len(accepted), "excluded": len(excluded),
                         "adopted": adopted, "adversary_paid": adopted and adversary_accepted,
                         "accuracy": accuracy(spec, base.weights, split.held_out_features, split.held_out_labels),
@@ -147,7 +152,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--task", default="digits_mlp", choices=sorted(DEMO_TASKS))
     parser.add_argument("--rounds", type=int, default=12)
-    parser.add_argument("--adversary", choices=("noise", "poison"))
+    parser.add_argument("--adversary", choices=("noise", "poison", "absent"))
     parser.add_argument("--set", nargs="*", default=[], help="task option changes, name=value")
     args = parser.parse_args()
     torch.set_num_threads(1)
