@@ -12,7 +12,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from consensus.useful_work import ModelSpec
+import torch
+
+from consensus.useful_work import ModelSpec, apply_update
+from consensus.useful_work.train import scheduled_lr, train_local
 from scripts._tasks import TaskOptions
 
 
@@ -30,6 +33,11 @@ class DemoTask:
     max_update_norm: float = 8.0
     server_lr_ppm: int = 1_000_000
     server_momentum_ppm: int = 0
+    held_out_fraction: float = 0.25  # of the data left after the test set: the task creator's held-out set
+    lr_floor: float = 1.0  # the local lr decays linearly to lr * lr_floor over the rounds (1: constant)
+
+    def local_lr(self, round_number: int, rounds: int) -> float:
+        return scheduled_lr(self.lr, self.lr_floor, round_number, rounds)
 
     def options(self, rounds: int, **changes) -> TaskOptions:
         return replace(TaskOptions(rounds=rounds, metric=self.metric, min_improvement_ppm=self.min_improvement_ppm,
@@ -45,12 +53,32 @@ DEMO_TASKS = {
     "digits_mlp": DemoTask("digits", ModelSpec("mlp", input_dim=64, hidden=64, classes=10), epochs=2, batch_size=16,
                            lr=0.2, min_improvement_ppm=1, min_relative_ppm=300_000, server_momentum_ppm=500_000,
                            max_update_norm=4.0),
+    # with an adversary the CNN's test column lagged its held-out one (0.954-0.969 against 0.977-0.994): the
+    # chain adopts the models that score best on the held-out set, and on 359 examples that choice overfits it.
+    # A larger held-out set (35%) and a local lr decaying to a fifth let late rounds keep improving instead of
+    # being refused (measured with scripts/bench/simulate.py, seeds 0-2: see the README's table)
     "digits_cnn": DemoTask("digits", ModelSpec("small_cnn", input_dim=64, channels=8, classes=10), epochs=2,
                            batch_size=16, lr=0.2, min_improvement_ppm=1, min_relative_ppm=300_000,
-                           server_lr_ppm=1_500_000, server_momentum_ppm=500_000, max_update_norm=4.0),
+                           server_lr_ppm=1_500_000, server_momentum_ppm=500_000, max_update_norm=4.0,
+                           held_out_fraction=0.35, lr_floor=0.2),
     # 62 weights: random noise helps by luck far more often than in a big model (1/sqrt(d)), so the bars are
     # higher (0.002 nats and half the best contribution): no noise update was paid over 20 rounds
     "breast_cancer_logistic": DemoTask("breast_cancer", ModelSpec("logistic_regression", input_dim=30, classes=2),
                                        epochs=2, batch_size=16, lr=0.1, min_improvement_ppm=2_000,
                                        min_relative_ppm=500_000),
 }
+
+
+def train_centrally(task: DemoTask, initial: dict[str, torch.Tensor], features: torch.Tensor, labels: torch.Tensor,
+                    rounds: int, *, epochs: int, batch_size: int, lr: float) -> dict[str, torch.Tensor]:
+    """The baseline's model: `initial` trained on the union of the trainers' data for the chain's epochs
+    (rounds x epochs), with the trainers' learning rate in each round's epochs (one run when constant)."""
+    if task.lr_floor == 1.0:
+        return apply_update(initial, train_local(task.spec, initial, features, labels, epochs=rounds * epochs,
+                                                 batch_size=batch_size, lr=lr, seed=0))
+    weights = initial
+    for round_number in range(rounds):
+        weights = apply_update(weights, train_local(task.spec, weights, features, labels, epochs=epochs,
+                                                    batch_size=batch_size, seed=round_number,
+                                                    lr=scheduled_lr(lr, task.lr_floor, round_number, rounds)))
+    return weights
