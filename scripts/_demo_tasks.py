@@ -33,6 +33,9 @@ class DemoTask:
     max_update_norm: float = 8.0
     server_lr_ppm: int = 1_000_000
     server_momentum_ppm: int = 0
+    # tuning options, neutral in every task: for the CNN, 35% held out with a decay to 0.2 lifted the test column
+    # with an adversary on two simulated seeds of three (scripts/bench/simulate.py --seed), lowered it on the third
+    # (honest too) and in a demo run, where the noise trainer was paid
     held_out_fraction: float = 0.25  # of the data left after the test set: the task creator's held-out set
     lr_floor: float = 1.0  # the local lr decays linearly to lr * lr_floor over the rounds (1: constant)
 
@@ -53,14 +56,9 @@ DEMO_TASKS = {
     "digits_mlp": DemoTask("digits", ModelSpec("mlp", input_dim=64, hidden=64, classes=10), epochs=2, batch_size=16,
                            lr=0.2, min_improvement_ppm=1, min_relative_ppm=300_000, server_momentum_ppm=500_000,
                            max_update_norm=4.0),
-    # with an adversary the CNN's test column lagged its held-out one (0.954-0.969 against 0.977-0.994): the
-    # chain adopts the models that score best on the held-out set, and on 359 examples that choice overfits it.
-    # A larger held-out set (35%) and a local lr decaying to a fifth let late rounds keep improving instead of
-    # being refused (measured with scripts/bench/simulate.py, seeds 0-2: see the README's table)
     "digits_cnn": DemoTask("digits", ModelSpec("small_cnn", input_dim=64, channels=8, classes=10), epochs=2,
                            batch_size=16, lr=0.2, min_improvement_ppm=1, min_relative_ppm=300_000,
-                           server_lr_ppm=1_500_000, server_momentum_ppm=500_000, max_update_norm=4.0,
-                           held_out_fraction=0.35, lr_floor=0.2),
+                           server_lr_ppm=1_500_000, server_momentum_ppm=500_000, max_update_norm=4.0),
     # 62 weights: random noise helps by luck far more often than in a big model (1/sqrt(d)), so the bars are
     # higher (0.002 nats and half the best contribution): no noise update was paid over 20 rounds
     "breast_cancer_logistic": DemoTask("breast_cancer", ModelSpec("logistic_regression", input_dim=30, classes=2),
