@@ -103,7 +103,8 @@ def test_a_sub_bar_poisoned_update_shifts_the_round_by_at_most_the_stated_bound(
 
     # in parameters: every aggregate moves by p / n within one fixed-point unit per coordinate
     base, limits = base_model(MLP).weights, task_rules(TASK).update_limits
-    rows = {s.update_hash: fixed_point_delta(base, decode_update(s.update_blob, base, limits)) for s in honest() + [poison, zero]}
+    rows = {s.update_hash: fixed_point_delta(base, decode_update(s.update_blob, base, limits))
+            for s in honest() + [poison, zero]}
     fedavg = AggregationRule("fedavg")
     with_p = aggregate_fixed(base, [WeightedUpdate(h, {}, 1, rows[h]) for h in rows if h != zero.update_hash], fedavg)
     with_0 = aggregate_fixed(base, [WeightedUpdate(h, {}, 1, rows[h]) for h in rows if h != poison.update_hash],
