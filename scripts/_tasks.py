@@ -266,17 +266,18 @@ def save_model_file(path: Path, weights: Mapping[str, torch.Tensor]) -> None:
     torch.save({name: tensor.clone() for name, tensor in sorted(weights.items())}, path)
 
 
-def demo_data(dataset: str, trainers: int):
+def demo_data(dataset: str, trainers: int, held_out_fraction: float = 0.25):
     """The demo's split of a data set scikit-learn ships: (HeldOutSplit, non-IID shards, test set).
 
     A fifth is set aside as a test set nobody sees during training (neither the chain nor the
     centralized baseline: it compares them fairly, since the chain picks models on its held-out
-    set); a quarter of the rest is held out (the task creator's); each trainer's shard is 70% two
-    classes and 30% dealt at random from the rest ("mostly a few classes"). Fixed seeds: a trainer
-    started with --shard i/n gets the shard the demo would give it.
+    set); a quarter of the rest (`held_out_fraction`) is held out (the task creator's); each
+    trainer's shard is 70% two classes and 30% dealt at random from the rest ("mostly a few
+    classes"). Fixed seeds: a trainer started with --shard i/n gets the shard the demo would give
+    it (for a task with the default fraction).
     """
     from consensus.useful_work.data import load_dataset, shard_non_iid, split_held_out
     everything = split_held_out(*load_dataset(dataset), fraction=0.2, seed=3)
-    split = split_held_out(everything.train_features, everything.train_labels, fraction=0.25, seed=1)
+    split = split_held_out(everything.train_features, everything.train_labels, fraction=held_out_fraction, seed=1)
     shards = shard_non_iid(split.train_features, split.train_labels, trainers, 2, seed=2, iid_fraction=0.3)
     return split, shards, (everything.held_out_features, everything.held_out_labels)
