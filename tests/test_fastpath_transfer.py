@@ -170,6 +170,7 @@ def test_fast_path_declines_every_case_that_is_not_plain_and_changes_nothing():
         "more than free": ({alice: rich, bob: rich}, _transfer(alice, bob, 10**16, 0)),
         "reaps the sender": ({alice: poor, bob: rich}, _transfer(alice, bob, 100, 0)),
         "keep alive fails": ({alice: poor, bob: rich}, _transfer(alice, bob, 100, 0, keep_alive=True)),
+        "below the deposit to a new account": ({alice: rich}, _transfer(alice, empty, ED - 1, 0)),
         "a stale nonce": ({alice: AccountInfo(3, 10**15, 0), bob: rich}, _transfer(alice, bob, 10**9, 2)),
         "a future nonce": ({alice: rich, bob: rich}, _transfer(alice, bob, 10**9, 1)),
         "an unknown sender": ({bob: rich}, _transfer(alice, bob, 10**9, 0)),
