@@ -30,7 +30,7 @@ from runtime.context import BlockContext
 from runtime.pallets import payment
 from runtime.pallets.balances import TRANSFER_WEIGHT, Transfer
 from runtime.pallets.system import EXTRINSIC_BASE_WEIGHT, Account, AccountInfo, ExtrinsicSuccess
-from runtime.state import _KEY_CACHE_SIZE, _MISSING, Overlay
+from runtime.state import _KEY_CACHE_SIZE, _MISSING, Overlay, make_room
 from runtime.types import ApplyOutcome, Era, EventRecord, Extrinsic
 
 # payment.compute_extrinsic_weight of both transfer calls: their declared weight is a constant
@@ -87,7 +87,7 @@ def apply_transfer(ctx: BlockContext, extrinsic: Extrinsic, check_era: CheckEra,
     else:  # Account.insert, inlined: an AccountInfo whose balances are below 2**64 is its own msgpack tree
         memo = _ACCOUNT_MEMO
         if len(memo) >= _MEMO_LIMIT - 2:
-            memo.clear()
+            make_room(memo)
         changes = state.changes
         changes[sender_key] = raw = _pack(sender_info)
         memo[raw] = sender_info
