@@ -25,11 +25,12 @@ def diff_states(trie: StateTrie, old: StateRef, new: StateRef) -> Iterator[tuple
 def _leaves(trie: StateTrie, node_key: bytes | None) -> Iterator[tuple[bytes, bytes]]:
     stack = [node_key] if node_key is not None else []
     while stack:
-        node = trie.read_node(stack.pop())
+        node_key = stack.pop()
+        node = trie.read_node(node_key)
         if node[0] == _LEAF:
             yield node[1], node[2]
         else:
-            stack.extend(k for k in node[2] if k is not None)
+            stack.extend(k for k in trie.children(node_key, node) if k is not None)
 
 
 def _diff(trie: StateTrie, old_key: bytes | None, new_key: bytes | None) -> Iterator[tuple]:
@@ -49,7 +50,9 @@ def _diff(trie: StateTrie, old_key: bytes | None, new_key: bytes | None) -> Iter
             if before != after:
                 yield key, before, after
         return
-    old_hashes, new_hashes = old_node[3], new_node[3]
+    old_hashes, new_hashes = old_node[3], new_node[3]  # the 16 child hashes, concatenated
+    old_children, new_children = trie.children(old_key, old_node), trie.children(new_key, new_node)
     for nibble in range(16):
-        if old_hashes[nibble] != new_hashes[nibble]:
-            yield from _diff(trie, old_node[2][nibble], new_node[2][nibble])
+        at = nibble << 5
+        if old_hashes[at:at + 32] != new_hashes[at:at + 32]:
+            yield from _diff(trie, old_children[nibble], new_children[nibble])
