@@ -31,6 +31,7 @@ class UpdateRun:
     def __init__(self, trie: "StateTrie", version: int) -> None:
         self.load = trie._load
         self.cache = trie._internal  # an update's path is internal nodes but for its last step
+        self.leaves = trie._cache
         self.version_bytes = version.to_bytes(8, "big")
         self.version_prefix = schema.trie_version_prefix(version)
         self.pack = trie._packer.pack
@@ -56,8 +57,12 @@ class UpdateRun:
             while end < count and items[end][1][depth] == nibble:
                 end += 1
             bit = 1 << nibble
-            below = child_key(node_key, versions, nibble) if mask & bit else None
-            result = self.update(below, depth + 1, items[start:end] if count > 1 else items)
+            run = items[start:end] if count > 1 else items
+            if leaf_mask & bit:  # straight to the leaf cache: at a million keys a missed lookup costs a microsecond
+                below = child_key(node_key, versions, nibble)
+                result = self.update_leaf(below, self.leaves.get(below) or self.load(below), depth + 1, run)
+            else:
+                result = self.update(child_key(node_key, versions, nibble) if mask & bit else None, depth + 1, run)
             if result is not SAME:
                 if new_hashes is None:
                     new_hashes, new_versions = bytearray(hashes), bytearray(versions)
