@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -43,12 +42,6 @@ class Validator:
     client: Client
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _stop_pid(process: subprocess.Popen, timeout: float = STOP_TIMEOUT_S) -> bool:
     """SIGTERM, then SIGKILL after `timeout`; True when it stopped by itself."""
     if process.poll() is not None:
@@ -69,22 +62,41 @@ class DevNode:
     slot_ms = 1000
 
     def __init__(self, base: Path) -> None:
-        port = _free_port()
+        # --rpc-port 0: the node binds a port the kernel picks and logs it ("rpc listening"), so no port is
+        # probed here and then taken by someone else before the node binds it.
         self.log = base / "node.log"
         with open(self.log, "w") as log:
             self.process = subprocess.Popen(
-                [*GRADCHAIN, "--dev", "--base-path", str(base / "node"), "--rpc-port", str(port), "--no-prometheus",
+                [*GRADCHAIN, "--dev", "--base-path", str(base / "node"), "--rpc-port", "0", "--no-prometheus",
                  "--log-format", "json"], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-        url = f"http://127.0.0.1:{port}"
-        self.validators = [Validator("Alice", url, self.process.pid, str(self.log), Client(url, timeout=30))]
-        self.client = self.validators[0].client
+        self.validators: list[Validator] = []
+        self.client: Client | None = None
 
     def describe(self) -> str:
         return f"a dev node on {self.client.url} (log {self.log})"
 
+    def _logged_rpc_port(self) -> int | None:
+        """The port of the node's "rpc listening" log line, once it has written it."""
+        with open(self.log) as lines:
+            for line in lines:
+                if '"rpc listening"' not in line:
+                    continue
+                try:
+                    return int(json.loads(line)["port"])
+                except (ValueError, KeyError, TypeError):
+                    return None
+        return None
+
     def wait_ready(self, say: Callable[[str], None], timeout: float = 60) -> None:
         def ready() -> bool:
             self.check()
+            if self.client is None:
+                port = self._logged_rpc_port()
+                if port is None:
+                    return False
+                url = f"http://127.0.0.1:{port}"
+                self.validators = [Validator("Alice", url, self.process.pid, str(self.log), Client(url, timeout=30))]
+                self.client = self.validators[0].client
             try:
                 return self.client.header().number >= 1
             except RpcClientError:
@@ -276,8 +288,12 @@ def _disputes_line(verified_by: dict[str, str]) -> str:
 
 
 def finality_text(finality: dict | None) -> str:
-    """'finalized #123 by 4/4 validators (100% of stake) 2.1 s after', as the round's line ends."""
+    """'finalized #123 with precommits of 3/4 validators (75% of stake) 2.1 s after', as the round's line ends.
+
+    The count is the precommits in the block's justification: it stops at the first set over 2/3 of the
+    stake, so a validator missing from it may have verified the block too (the "verified by" column says)."""
     if finality is None:
         return "not final yet"
-    return (f"finalized #{finality['block']} by {len(finality['signers'])}/{finality['validators']} validators "
+    signed = f"{len(finality['signers'])}/{finality['validators']}"
+    return (f"finalized #{finality['block']} with precommits of {signed} validators "
             f"({finality['stake_percent']:g}% of stake) {finality['after_s']:.1f} s after")

@@ -264,7 +264,8 @@ def verifiers_text(verified_by: dict[str, str]) -> str:
 def finalized_text(finality: dict | None) -> str:
     if not finality:
         return "not final yet"
-    return (f"#{finality['block']} by {len(finality['signers'])}/{finality['validators']} "
+    # the justification's precommits: the first set over 2/3 of the stake, not every validator that verified
+    return (f"#{finality['block']}, precommits of {len(finality['signers'])}/{finality['validators']} "
             f"({finality['stake_percent']:g}% of stake): {', '.join(finality['signers'])}")
 
 

@@ -22,8 +22,8 @@ from tests.helpers.processes import LineReader, stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 VALIDATORS = ["Alice", "Bob", "Charlie", "Dave"]
-ROUND_LINE = re.compile(r"^digits_mlp honest\s+(\d+)\s.*finalized #(\d+) by (\d)/4 validators \(([\d.]+)% of stake\) "
-                        r"([\d.]+) s after$")
+ROUND_LINE = re.compile(r"^digits_mlp honest\s+(\d+)\s.*finalized #(\d+) with precommits of (\d)/4 validators "
+                        r"\(([\d.]+)% of stake\) ([\d.]+) s after$")
 PID_LINE = re.compile(r"^\s+(Alice|Bob|Charlie|Dave)\s+pid (\d+)\s")
 TESTNET_PID = re.compile(r"`gradchain testnet` pid (\d+)")
 
@@ -89,7 +89,7 @@ def test_each_round_is_shown_final_with_its_stake_and_every_validator_verified_i
     rounds_table = rounds_table[:rounds_table.index("</table>")]
     assert "<th>verified by</th>" in rounds_table and "<th>finalized</th>" in rounds_table
     for row in rows:
-        assert f"#{row['closed_at']} by {len(row['finality']['signers'])}/4" in rounds_table
+        assert f"#{row['closed_at']}, precommits of {len(row['finality']['signers'])}/4" in rounds_table
     assert all(rounds_table.count(f"{name}: verified") == 2 for name in VALIDATORS), rounds_table
     pids = started_pids(lines)
     assert len(pids) == 5, lines[:12]
