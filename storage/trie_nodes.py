@@ -41,9 +41,9 @@ from storage import schema
 MAX_DEPTH = 64  # nibbles in a 256-bit key hash
 LEAF, INTERNAL = 0, 1
 ZERO_VERSION = bytes(8)
-EMPTY_HASHES = ZERO_HASH * 16
-EMPTY_VERSIONS = ZERO_VERSION * 16
-_INTERNAL_TAG = b"\x01"  # msgpack never starts an array with 0x01, so the two stored forms cannot be confused
+# The internal hash's tag, and the fixed layout's first byte: msgpack never starts an array with 0x01,
+# so the two stored forms of an internal node cannot be confused.
+INTERNAL_TAG = b"\x01"
 _INTERNAL_SIZE = 1 + 2 + 2 + 512 + 128
 
 Node = tuple
@@ -125,11 +125,11 @@ def internal_hash(hashes: bytes) -> bytes:
 
 
 def encode_internal(mask: int, leaf_mask: int, hashes: bytes, versions: bytes) -> bytes:
-    return _INTERNAL_TAG + mask.to_bytes(2, "big") + leaf_mask.to_bytes(2, "big") + hashes + versions
+    return INTERNAL_TAG + mask.to_bytes(2, "big") + leaf_mask.to_bytes(2, "big") + hashes + versions
 
 
 def decode_node(raw: bytes) -> Node:
-    if raw[:1] == _INTERNAL_TAG:
+    if raw[:1] == INTERNAL_TAG:
         if len(raw) != _INTERNAL_SIZE:
             raise CorruptTrieNode(f"an internal trie node of {len(raw)} bytes, not {_INTERNAL_SIZE}")
         return (INTERNAL, int.from_bytes(raw[1:3], "big"), int.from_bytes(raw[3:5], "big"), raw[5:517], raw[517:])

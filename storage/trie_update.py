@@ -8,13 +8,14 @@ never reach the database.
 
 from __future__ import annotations
 
+from hashlib import blake2b
 from typing import TYPE_CHECKING, Any
 
 from runtime.hashing import ZERO_HASH
 from storage import schema
 from storage.trie_nodes import (
-    BYTE, INTERNAL, LEAF, MAX_DEPTH, ZERO_VERSION, Node, child_key, encode_internal, internal_hash, leaf_hash,
-    node_key_at, path_of,
+    BYTE, HIGH_NIBBLE, INTERNAL, INTERNAL_TAG, LEAF, MAX_DEPTH, ZERO_VERSION, Node, child_key, leaf_hash, node_key_at,
+    path_of,
 )
 
 if TYPE_CHECKING:
@@ -161,10 +162,16 @@ class UpdateRun:
 
     def write_internal(self, depth: int, key_hash: bytes, mask: int, leaf_mask: int, hashes: bytes,
                        versions: bytes) -> tuple:
-        node_key = node_key_at(self.version_prefix, key_hash, depth)
-        self.new_nodes[node_key] = encode_internal(mask, leaf_mask, hashes, versions)
+        # node_key_at, encode_internal and internal_hash, inlined: this runs for every changed internal node
+        half = depth >> 1
+        if depth & 1:
+            node_key = self.version_prefix + BYTE[depth] + key_hash[:half] + HIGH_NIBBLE[key_hash[half]]
+        else:
+            node_key = self.version_prefix + BYTE[depth] + key_hash[:half]
+        self.new_nodes[node_key] = b"".join((INTERNAL_TAG, mask.to_bytes(2, "big"), leaf_mask.to_bytes(2, "big"),
+                                             hashes, versions))
         self.decoded[node_key] = (INTERNAL, mask, leaf_mask, hashes, versions)
-        return internal_hash(hashes), False
+        return blake2b(INTERNAL_TAG + hashes, digest_size=32).digest(), False
 
     def retire(self, node_key: bytes) -> None:
         if self.new_nodes.pop(node_key, None) is not None:  # written earlier in this run: it never reaches the DB
@@ -173,4 +180,4 @@ class UpdateRun:
             self.stale.append(node_key)
 
 
-__all__ = ["SAME", "UpdateRun", "BYTE"]
+__all__ = ["SAME", "UpdateRun"]

@@ -22,7 +22,7 @@ from storage.database import Database
 from storage.state_diff import diff_states
 from storage.trie import EMPTY_STATE, CorruptTrieNode, StateRef, StateTrie, TrieUpdate, compute_root_reference, \
     verify_proof
-from storage.trie_nodes import INTERNAL, decode_node
+from storage.trie_nodes import INTERNAL, decode_node, encode_internal, internal_hash
 
 pool_keys = st.integers(0, 63).map(lambda i: b"acct-%d" % i)  # small: batches overwrite and delete live keys
 values = st.binary(min_size=0, max_size=20)
@@ -79,6 +79,13 @@ def test_forks_and_reopen_give_the_reference_roots_and_values(tmp_path_factory, 
         for version, (back, batch) in enumerate(sequence, start=2):
             parent, model = states[max(0, len(states) - 1 - back)]  # a fork when back > 0
             update = trie.update(parent, batch, version)
+            for node_key, raw in update.new_nodes.items():  # the update's inlined encoding is the documented one
+                node = update.decoded[node_key]
+                assert decode_node(raw) == node
+                if node[0] == INTERNAL:
+                    assert raw == encode_internal(*node[1:])
+                    if node_key == schema.trie_node_key(version, b""):
+                        assert internal_hash(node[3]) == update.state.root
             # alternate the stored forms, so that one state mixes nodes of both
             written = as_old_form(update) if old_form and version % 2 else update.new_nodes
             db.write(written)
