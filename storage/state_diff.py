@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Iterator
 
 from storage.trie import StateRef, StateTrie
+from storage.trie_nodes import child_hash
 
 _LEAF = 0
 
@@ -50,9 +51,7 @@ def _diff(trie: StateTrie, old_key: bytes | None, new_key: bytes | None) -> Iter
             if before != after:
                 yield key, before, after
         return
-    old_hashes, new_hashes = old_node[3], new_node[3]  # the 16 child hashes, concatenated
     old_children, new_children = trie.children(old_key, old_node), trie.children(new_key, new_node)
     for nibble in range(16):
-        at = nibble << 5
-        if old_hashes[at:at + 32] != new_hashes[at:at + 32]:
+        if child_hash(old_node, nibble) != child_hash(new_node, nibble):
             yield from _diff(trie, old_children[nibble], new_children[nibble])

@@ -52,8 +52,8 @@ import msgpack
 from runtime.hashing import ZERO_HASH, blake2b_256
 from storage import schema
 from storage.trie_nodes import (
-    BYTE, HIGH_NIBBLE, INTERNAL, LEAF, MAX_DEPTH, CorruptTrieNode, MissingTrieNode, Node, child_hash, child_keys,
-    decode_node, path_of, root_key,
+    BYTE, HIGH_NIBBLE, INTERNAL, LEAF, MAX_DEPTH, VERSIONS_AT, CorruptTrieNode, MissingTrieNode, Node, child_hash,
+    child_keys, decode_node, leaf_mask_of, mask_of, path_of, root_key,
 )
 from storage.trie_proofs import InvalidProof, compute_root_reference, verify_proof
 from storage.trie_update import SAME, UpdateRun
@@ -196,7 +196,7 @@ class StateTrie:
                         continue
                     internal[node_key] = node
                     loaded += 1
-                inner = node[1] & ~node[2]  # internal children only: a read costs its leaf, as in a running node
+                inner = mask_of(node) & ~leaf_mask_of(node)  # internal children only: a read costs its leaf
                 below.extend(key for nibble, key in enumerate(child_keys(node_key, node)) if inner >> nibble & 1)
             level = below
         return loaded
@@ -218,19 +218,18 @@ class StateTrie:
         internal, leaves, trie_node = self._internal, self._cache, schema.TRIE_NODE
         node = self._root(state.version)[1]
         depth = 0
-        while node[0]:  # internal: (1, mask, leaf_mask, hashes, versions)
+        while node[0]:  # internal: its stored bytes (trie_nodes.py); mask_of, leaf_mask_of and child_key inlined
             nibble = path[depth]
-            if not node[1] >> nibble & 1:
+            if not (node[1] << 8 | node[2]) >> nibble & 1:
                 return None
             depth += 1
-            # the child's key: its version, then its path (trie_nodes.node_key_at, inlined: the hottest loop)
-            at, half = nibble << 3, depth >> 1
+            at, half = VERSIONS_AT + (nibble << 3), depth >> 1
             if depth & 1:
-                child_key = (trie_node + node[4][at:at + 8] + BYTE[depth] + key_hash[:half]
+                child_key = (trie_node + node[at:at + 8] + BYTE[depth] + key_hash[:half]
                              + HIGH_NIBBLE[key_hash[half]])
             else:
-                child_key = trie_node + node[4][at:at + 8] + BYTE[depth] + key_hash[:half]
-            if node[2] >> nibble & 1:  # the child is a leaf
+                child_key = trie_node + node[at:at + 8] + BYTE[depth] + key_hash[:half]
+            if (node[3] << 8 | node[4]) >> nibble & 1:  # the child is a leaf
                 node = leaves.get(child_key) or self._fetch(child_key)
                 break
             node = internal.get(child_key) or self._fetch(child_key)
@@ -247,7 +246,7 @@ class StateTrie:
         while node[0]:
             levels.append([child_hash(node, nibble) for nibble in range(16)])
             nibble = path[depth]
-            if not node[1] >> nibble & 1:
+            if not mask_of(node) >> nibble & 1:
                 return [levels, [2]]
             depth += 1
             node_key = child_keys(node_key, node)[nibble]
@@ -261,8 +260,8 @@ class StateTrie:
         return None if state.version is None else root_key(state.version)
 
     def read_node(self, node_key: bytes) -> Node:
-        """A decoded node: (0, key, value, key_hash) or (1, mask, leaf_mask, hashes, versions) (trie_nodes.py).
-        Not cached."""
+        """A decoded node: (0, key, value, key_hash), or an internal node's stored bytes (read with
+        trie_nodes' accessors and `children`). Not cached."""
         return self._peek(node_key)
 
     @staticmethod

@@ -17,15 +17,17 @@ Stored form (internal to storage; a database may hold both forms of internal nod
   H(0x01 ++ hashes)) and `versions` the 16 children's versions (8 bytes each, zero where empty);
 - internal, as written before that layout: msgpack `[1, entries]`, 16 entries each None or
   `[hash, version, is_leaf]`. Still read; never written.
-The fixed layout costs nothing to pack or to decode (slices, no per-child objects) and
-LevelDB's block compression squeezes the empty slots' zero runs.
+The fixed layout costs nothing to pack or to decode and LevelDB's block compression
+squeezes the empty slots' zero runs.
 
-Decoded (as cached; tuples of atomic parts, so the collector untracks them after one pass):
-    leaf      (0, key, value, key_hash)
-    internal  (1, mask, leaf_mask, hashes, versions)
-A cached internal node is one object with five references: a million of them cost the
-collector and the CPU caches little (a tuple per child and tuples of 16 child keys and
-hashes, as cached before, made the collector's pass after every block several times dearer).
+Decoded (as cached):
+    leaf      the tuple (0, key, value, key_hash)
+    internal  its stored bytes (fixed layout; node[0] == 1 as for a tuple, and the accessors below)
+An internal node is cached as the bytes it is stored as: no object per child, nothing for
+the collector to traverse (bytes are not tracked), and a walk touches one object per
+level. A tuple per child and tuples of 16 child keys and hashes, as cached before, made
+the collector's pass after each block cost 33 ms at a million keys, and every level of
+a walk several cache misses.
 """
 
 from __future__ import annotations
@@ -44,9 +46,9 @@ ZERO_VERSION = bytes(8)
 # The internal hash's tag, and the fixed layout's first byte: msgpack never starts an array with 0x01,
 # so the two stored forms of an internal node cannot be confused.
 INTERNAL_TAG = b"\x01"
-_INTERNAL_SIZE = 1 + 2 + 2 + 512 + 128
+INTERNAL_SIZE = 1 + 2 + 2 + 512 + 128
 
-Node = tuple
+Node = tuple | bytes  # a leaf's tuple, or an internal node's stored bytes
 
 
 class MissingTrieNode(GradchainError, KeyError):
@@ -89,24 +91,43 @@ def root_key(version: int) -> bytes:
     return schema.trie_version_prefix(version) + BYTE[0]
 
 
-def child_key(node_key: bytes, versions: bytes, nibble: int) -> bytes:
+# Offsets in the fixed layout of an internal node.
+HASHES_AT, VERSIONS_AT = 5, 5 + 512
+
+
+def mask_of(node: bytes) -> int:
+    """Bit n set: child n is present."""
+    return node[1] << 8 | node[2]
+
+
+def leaf_mask_of(node: bytes) -> int:
+    """Bit n set: child n is a leaf."""
+    return node[3] << 8 | node[4]
+
+
+def hashes_of(node: bytes) -> bytes:
+    """The 16 child hashes, concatenated (ZERO_HASH where empty)."""
+    return node[HASHES_AT:VERSIONS_AT]
+
+
+def child_hash(node: bytes, nibble: int) -> bytes:
+    at = HASHES_AT + (nibble << 5)
+    return node[at:at + 32]
+
+
+def child_key(node_key: bytes, node: bytes, nibble: int) -> bytes:
     """The DB key of child `nibble` of the internal node at `node_key` (layout: t, version, depth, packed path)."""
     depth = node_key[9]
     packed = node_key[10:]
     tail = packed[:-1] + BYTE[packed[-1] | nibble] if depth & 1 else packed + BYTE[nibble << 4]
-    offset = nibble << 3
-    return schema.TRIE_NODE + versions[offset:offset + 8] + BYTE[depth + 1] + tail
+    at = VERSIONS_AT + (nibble << 3)
+    return schema.TRIE_NODE + node[at:at + 8] + BYTE[depth + 1] + tail
 
 
-def child_keys(node_key: bytes, node: Node) -> list:
+def child_keys(node_key: bytes, node: bytes) -> list:
     """The 16 child keys of an internal node (None where empty)."""
-    mask, versions = node[1], node[4]
-    return [child_key(node_key, versions, nibble) if mask >> nibble & 1 else None for nibble in range(16)]
-
-
-def child_hash(node: Node, nibble: int) -> bytes:
-    offset = nibble << 5
-    return node[3][offset:offset + 32]
+    mask = mask_of(node)
+    return [child_key(node_key, node, nibble) if mask >> nibble & 1 else None for nibble in range(16)]
 
 
 # --- hashes ----------------------------------------------------------------------------
@@ -130,17 +151,18 @@ def encode_internal(mask: int, leaf_mask: int, hashes: bytes, versions: bytes) -
 
 def decode_node(raw: bytes) -> Node:
     if raw[:1] == INTERNAL_TAG:
-        if len(raw) != _INTERNAL_SIZE:
-            raise CorruptTrieNode(f"an internal trie node of {len(raw)} bytes, not {_INTERNAL_SIZE}")
-        return (INTERNAL, int.from_bytes(raw[1:3], "big"), int.from_bytes(raw[3:5], "big"), raw[5:517], raw[517:])
+        if len(raw) != INTERNAL_SIZE or leaf_mask_of(raw) & ~mask_of(raw):
+            raise CorruptTrieNode(f"an internal trie node of {len(raw)} bytes (a valid one has {INTERNAL_SIZE}) "
+                                  f"or with a leaf that is not a child")
+        return raw
     node = msgpack.unpackb(raw, raw=False, use_list=False)
     if node[0] == LEAF:
         return (LEAF, node[1], node[2], blake2b_256(node[1]))
     return _decode_entries(node[1])
 
 
-def _decode_entries(entries: tuple) -> Node:
-    """An internal node in the msgpack form written before the fixed layout."""
+def _decode_entries(entries: tuple) -> bytes:
+    """An internal node in the msgpack form written before the fixed layout, as the fixed layout."""
     mask = leaf_mask = 0
     hashes, versions = [ZERO_HASH] * 16, [ZERO_VERSION] * 16
     for nibble, entry in enumerate(entries):
@@ -149,4 +171,4 @@ def _decode_entries(entries: tuple) -> Node:
             if entry[2]:
                 leaf_mask |= 1 << nibble
             hashes[nibble], versions[nibble] = entry[0], entry[1].to_bytes(8, "big")
-    return (INTERNAL, mask, leaf_mask, b"".join(hashes), b"".join(versions))
+    return encode_internal(mask, leaf_mask, b"".join(hashes), b"".join(versions))

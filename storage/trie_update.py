@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 from runtime.hashing import ZERO_HASH
 from storage import schema
 from storage.trie_nodes import (
-    BYTE, HIGH_NIBBLE, INTERNAL, INTERNAL_TAG, LEAF, MAX_DEPTH, ZERO_VERSION, Node, child_key, leaf_hash, node_key_at,
-    path_of,
+    BYTE, HASHES_AT, HIGH_NIBBLE, INTERNAL_TAG, LEAF, MAX_DEPTH, VERSIONS_AT, ZERO_VERSION, Node, child_hash,
+    child_key, encode_internal, leaf_hash, leaf_mask_of, mask_of, node_key_at, path_of,
 )
 
 if TYPE_CHECKING:
@@ -48,8 +48,8 @@ class UpdateRun:
         node = self.cache.get(node_key) or self.load(node_key)
         if node[0] == LEAF:
             return self.update_leaf(node_key, node, depth, items)
-        _, mask, leaf_mask, hashes, versions = node
-        new_hashes = new_versions = None
+        mask, leaf_mask = mask_of(node), leaf_mask_of(node)
+        new = None  # the new node's bytes, from a copy of this one's (fixed layout: trie_nodes.py)
         new_mask, new_leaf_mask = mask, leaf_mask
         start, count = 0, len(items)
         while start < count:  # one run of items per child slot
@@ -60,36 +60,35 @@ class UpdateRun:
             bit = 1 << nibble
             run = items[start:end] if count > 1 else items
             if leaf_mask & bit:  # straight to the leaf cache: at a million keys a missed lookup costs a microsecond
-                below = child_key(node_key, versions, nibble)
+                below = child_key(node_key, node, nibble)
                 result = self.update_leaf(below, self.leaves.get(below) or self.load(below), depth + 1, run)
             else:
-                result = self.update(child_key(node_key, versions, nibble) if mask & bit else None, depth + 1, run)
+                result = self.update(child_key(node_key, node, nibble) if mask & bit else None, depth + 1, run)
             if result is not SAME:
-                if new_hashes is None:
-                    new_hashes, new_versions = bytearray(hashes), bytearray(versions)
-                at, version_at = nibble << 5, nibble << 3
+                if new is None:
+                    new = bytearray(node)
+                at, version_at = HASHES_AT + (nibble << 5), VERSIONS_AT + (nibble << 3)
                 if result is None:
-                    new_hashes[at:at + 32] = ZERO_HASH
-                    new_versions[version_at:version_at + 8] = ZERO_VERSION
+                    new[at:at + 32] = ZERO_HASH
+                    new[version_at:version_at + 8] = ZERO_VERSION
                     new_mask &= ~bit
                     new_leaf_mask &= ~bit
                 else:
-                    new_hashes[at:at + 32] = result[0]
-                    new_versions[version_at:version_at + 8] = self.version_bytes
+                    new[at:at + 32] = result[0]
+                    new[version_at:version_at + 8] = self.version_bytes
                     new_mask |= bit
                     new_leaf_mask = new_leaf_mask | bit if result[1] else new_leaf_mask & ~bit
             start = end
-        if new_hashes is None:
+        if new is None:
             return SAME
         self.retire(node_key)
         if new_mask == 0:
             return None
+        new[1:5] = (new_mask << 16 | new_leaf_mask).to_bytes(4, "big")
         if new_mask & (new_mask - 1) == 0 and new_leaf_mask:  # one child left, a leaf: the leaf moves up here
             nibble = new_mask.bit_length() - 1
-            at = nibble << 5
-            return self.lift(child_key(node_key, new_versions, nibble), bytes(new_hashes[at:at + 32]), depth)
-        return self.write_internal(depth, items[0][0], new_mask, new_leaf_mask, bytes(new_hashes),
-                                   bytes(new_versions))
+            return self.lift(child_key(node_key, new, nibble), bytes(child_hash(new, nibble)), depth)
+        return self.write_internal(depth, items[0][0], bytes(new))
 
     def update_leaf(self, node_key: bytes, leaf: Node, depth: int, items: list) -> Any:
         existing_hash = leaf[3]
@@ -143,7 +142,8 @@ class UpdateRun:
             if is_leaf:
                 leaf_mask |= 1 << nibble
             start = end
-        return self.write_internal(depth, live[0][0], mask, leaf_mask, b"".join(hashes), b"".join(versions))
+        return self.write_internal(depth, live[0][0], encode_internal(mask, leaf_mask, b"".join(hashes),
+                                                                      b"".join(versions)))
 
     def lift(self, lone_key: bytes, lone_hash: bytes, depth: int) -> tuple:
         """Rewrite a lone leaf one level up, where its parent was; its hash does not depend on depth."""
@@ -160,18 +160,15 @@ class UpdateRun:
         self.decoded[node_key] = (LEAF, key, value, key_hash)
         return leaf_hash(key_hash, value), True
 
-    def write_internal(self, depth: int, key_hash: bytes, mask: int, leaf_mask: int, hashes: bytes,
-                       versions: bytes) -> tuple:
-        # node_key_at, encode_internal and internal_hash, inlined: this runs for every changed internal node
-        half = depth >> 1
+    def write_internal(self, depth: int, key_hash: bytes, node: bytes) -> tuple:
+        """Write an internal node (its stored bytes, which are also its cached form) at this run's version."""
+        half = depth >> 1  # node_key_at, inlined: this runs for every changed internal node
         if depth & 1:
             node_key = self.version_prefix + BYTE[depth] + key_hash[:half] + HIGH_NIBBLE[key_hash[half]]
         else:
             node_key = self.version_prefix + BYTE[depth] + key_hash[:half]
-        self.new_nodes[node_key] = b"".join((INTERNAL_TAG, mask.to_bytes(2, "big"), leaf_mask.to_bytes(2, "big"),
-                                             hashes, versions))
-        self.decoded[node_key] = (INTERNAL, mask, leaf_mask, hashes, versions)
-        return blake2b(INTERNAL_TAG + hashes, digest_size=32).digest(), False
+        self.new_nodes[node_key] = self.decoded[node_key] = node
+        return blake2b(INTERNAL_TAG + node[HASHES_AT:VERSIONS_AT], digest_size=32).digest(), False
 
     def retire(self, node_key: bytes) -> None:
         if self.new_nodes.pop(node_key, None) is not None:  # written earlier in this run: it never reaches the DB

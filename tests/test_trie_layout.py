@@ -22,7 +22,9 @@ from storage.database import Database
 from storage.state_diff import diff_states
 from storage.trie import EMPTY_STATE, CorruptTrieNode, StateRef, StateTrie, TrieUpdate, compute_root_reference, \
     verify_proof
-from storage.trie_nodes import INTERNAL, decode_node, encode_internal, internal_hash
+from storage.trie_nodes import (
+    INTERNAL, VERSIONS_AT, decode_node, encode_internal, hashes_of, internal_hash, leaf_mask_of, mask_of,
+)
 
 pool_keys = st.integers(0, 63).map(lambda i: b"acct-%d" % i)  # small: batches overwrite and delete live keys
 values = st.binary(min_size=0, max_size=20)
@@ -48,7 +50,8 @@ def as_old_form(update: TrieUpdate) -> dict[bytes, bytes]:
     for node_key, raw in update.new_nodes.items():
         node = decode_node(raw)
         if node[0] == INTERNAL:
-            _, mask, leaf_mask, hashes, versions = node
+            mask, leaf_mask, hashes = mask_of(node), leaf_mask_of(node), hashes_of(node)
+            versions = node[VERSIONS_AT:]
             entries = [[hashes[n * 32:n * 32 + 32], int.from_bytes(versions[n * 8:n * 8 + 8], "big"),
                         bool(leaf_mask >> n & 1)] if mask >> n & 1 else None for n in range(16)]
             raw = msgpack.packb([1, entries], use_bin_type=True)
@@ -82,10 +85,11 @@ def test_forks_and_reopen_give_the_reference_roots_and_values(tmp_path_factory, 
             for node_key, raw in update.new_nodes.items():  # the update's inlined encoding is the documented one
                 node = update.decoded[node_key]
                 assert decode_node(raw) == node
-                if node[0] == INTERNAL:
-                    assert raw == encode_internal(*node[1:])
+                if node[0] == INTERNAL:  # cached as stored, and stored as documented
+                    assert raw is node and raw == encode_internal(mask_of(node), leaf_mask_of(node),
+                                                                  hashes_of(node), node[VERSIONS_AT:])
                     if node_key == schema.trie_node_key(version, b""):
-                        assert internal_hash(node[3]) == update.state.root
+                        assert internal_hash(hashes_of(node)) == update.state.root
             # alternate the stored forms, so that one state mixes nodes of both
             written = as_old_form(update) if old_form and version % 2 else update.new_nodes
             db.write(written)
