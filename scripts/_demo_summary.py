@@ -3,6 +3,8 @@ earned, and the figures `--json` prints (scripts/demo.py)."""
 
 from __future__ import annotations
 
+from collections import Counter
+
 from typing import TYPE_CHECKING
 
 from rpc.client import Client
@@ -50,7 +52,8 @@ def summarize(client: Client, scenarios: list["Scenario"], baselines: dict[str, 
             summary.update(adversary=adversary, adversary_earned=earned.get(scenario.adversary, 0),
                            best_honest_earned=max(honest, default=0),
                            adversary_slashed=sum(1 for r in mine if r["status"] in ("missing", "malformed")),
-                           adversary_forfeited=sum(1 for r in mine if r["status"] in ("copy", "not revealed")))
+                           adversary_forfeited=sum(1 for r in mine if r["status"] in ("copy", "not revealed")),
+                           adversary_statuses=dict(Counter(str(r["status"]) for r in mine)))
         entry = tasks.setdefault(scenario.task_name, {
             key: summary[key] for key in ("final_accuracy", "baseline_accuracy", "test_accuracy",
                                           "baseline_test_accuracy", "ratio_to_baseline", "test_ratio_to_baseline")})
