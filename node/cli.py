@@ -146,9 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     logs.configure(args.log_level, args.log_format)
     try:
         if args.command is None:
-            from node.run import run_node
+            from node.run import leave_without_teardown, run_node
 
-            return run_node(args)
+            leave_without_teardown(run_node(args))  # stopped cleanly: nothing left for the teardown to do
         from node import commands
 
         return commands.run(args)

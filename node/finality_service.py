@@ -12,8 +12,9 @@ conflicting votes the voter saw (offences.report_vote_equivocation), two blocks
 of one author in one slot (report_double_authoring), and, once dispute statements
 of more than 2/3 of a set's stake are collected, a false useful-work report
 (report_false_useful_work). This node's own disputes are signed and gossiped.
-At each era change a validator re-seals the held-out keys it holds to newly
-elected validators (held_out_keys.reseal_held_out_key).
+A validator re-seals the held-out keys it holds to validators elected later
+(at each era change, and again while one lacks a key), and a newcomer checks
+again the blocks it could not check before its key arrived (node/held_out_keys.py).
 """
 
 from __future__ import annotations
@@ -29,11 +30,11 @@ from consensus.finality.justification import (
     BadJustification, FinalityProof, Justification, decode_justification,
 )
 from consensus.finality.messages import BadFinalityMessage, decode_message, encode_message
-from consensus.finality.ports import DISPUTED, PENDING, VERIFIED, NetworkPort
+from consensus.finality.ports import DISPUTED, PENDING, UNVERIFIABLE, VERIFIED, NetworkPort
 from consensus.finality.store_environment import StoreEnvironment, prove_finality, voter_set_of
 from consensus.finality.voter import Voter, VoterConfig
-from consensus.useful_work.key_resealing import reseal_calls
 from node.chain_service import ChainService
+from node.held_out_keys import HeldOutKeys
 from node.service import Service
 from runtime import codec
 from runtime.crypto import Keypair
@@ -42,7 +43,7 @@ from runtime.errors import GradchainError
 from runtime.executive import sign_extrinsic
 from runtime.finality import SignedDispute, sign_dispute
 from runtime.hashing import blake2b_256
-from runtime.pallets import offences, system, validators
+from runtime.pallets import offences, system
 from runtime.state import Overlay
 from runtime.types import Block, Header
 from storage.block_status import VerificationStatus
@@ -128,6 +129,7 @@ class FinalityService(Service):
         self.disputes = DisputeCollector(store.genesis_hash, store.header, self._authoring_set,
                                          self._submit_dispute_evidence)
         self._authored_slots: dict[tuple[int, bytes], Header] = {}
+        self.held_out_keys = HeldOutKeys(self.chain, self.keypair, self._submit_call)
 
     async def run(self) -> None:
         if self.gossip is not None:
@@ -236,10 +238,14 @@ class FinalityService(Service):
             self._watch_block(block.header)
         except Exception:  # noqa: BLE001 - evidence is best effort: never fail an import for it
             log.exception("could not check a block for evidence", number=block.header.number)
+        try:
+            self.held_out_keys.on_block(block)
+        except Exception:  # noqa: BLE001 - never fail an import for it; a later block seals again
+            log.exception("could not handle the held-out keys of a block", number=block.header.number)
         self._loop.call_soon_threadsafe(self._wake.set)
 
     def _watch_block(self, header: Header) -> None:
-        """Evidence a new block may carry, and the work an era change brings (chain thread)."""
+        """Evidence a new block may carry (chain thread)."""
         key = (header.digest.slot, bytes(header.digest.author))
         seen = self._authored_slots.setdefault(key, header)
         if seen.hash != header.hash:
@@ -247,11 +253,7 @@ class FinalityService(Service):
             self._submit_call(offences.report_double_authoring(seen, header))
         if len(self._authored_slots) > SLOT_MEMORY:
             del self._authored_slots[next(iter(self._authored_slots))]
-        store = self.chain.store
         self.disputes.retry_pending()
-        parent_era = validators.CurrentEra.get(Overlay(store.state_view(header.parent_hash)))
-        if self.keypair is not None and validators.CurrentEra.get(Overlay(store.state_view(header.hash))) != parent_era:
-            self._reseal_held_out_keys(header)
 
     def _on_status_chain_thread(self, block_hash: bytes, status: VerificationStatus) -> None:
         """A verdict on a block's useful work: a dispute is signed and gossiped; any verdict may free a vote."""
@@ -276,25 +278,17 @@ class FinalityService(Service):
         """The set that authored a block (and disputes it): the one in its parent's state."""
         return voter_set_of(Overlay(self.chain.store.state_view(header.parent_hash)))
 
-    def _reseal_held_out_keys(self, header: Header) -> None:
-        state = Overlay(self.chain.store.state_view(header.hash))
-        calls = reseal_calls(state, self.keypair, self.chain.blobs.get)
-        for reseal in calls:
-            self._submit_call(reseal.call)
-        if calls:
-            log.info("re-sealed held-out keys to new validators", keys=len(calls), number=header.number)
-
     # --- the environment's hooks (chain thread) --------------------------------------------
 
     def _block_status(self, block_hash: bytes) -> str:
         """The import pipeline's verdict, as the voter's gate reads it. A block `verified` with rounds this
-        validator could not check (the held-out key not sealed to it yet) is not voted for: it waits, as if
-        pending, until its key arrives and the rounds are checked."""
+        validator could not check (the held-out key not sealed to it yet) is unverifiable here: no vote for
+        it nor its descendants until its key arrives and the block is checked again (node/held_out_keys.py)."""
         status = self.chain.store.verification_status(block_hash)
         if status is None:
             return PENDING
         if status.state == VERIFIED and status.unchecked and self.keypair is not None:
-            return PENDING
+            return UNVERIFIABLE
         return status.state
 
     def _on_finalized(self, headers: list[Header], justification: Justification) -> None:

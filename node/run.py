@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
+import sys
 import tempfile
 from pathlib import Path
+from typing import NoReturn
 
 import structlog
 import uvloop
@@ -86,6 +89,23 @@ def _run(args, config, keypair, base: Path) -> int:
         runner.run(_serve(ServiceTree(services)))
     log.info("stopped")
     return 0
+
+
+def leave_without_teardown(code: int) -> NoReturn:
+    """End the process once the node stopped cleanly (every service stopped, LevelDB closed, the
+    temporary --dev directory removed), skipping the interpreter's teardown.
+
+    That teardown joins the useful-work thread (a measurement in hand runs to its end, though its
+    result is dropped: the block is checked again at restart), then collects and frees every object
+    and module (torch, scipy, the trie's caches): on a node that synced, seconds of CPU after "stopped",
+    and on a busy machine longer than the 20 s a supervisor waits before SIGKILL. Nothing is left to
+    write but the standard streams, which are flushed first."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # closed, or its reader is gone: nothing more to say to it
+            pass
+    os._exit(code)
 
 
 def network_config(args: argparse.Namespace, paths: ChainPaths, keypair) -> NetworkConfig:

@@ -132,6 +132,9 @@ class Pallet:
         PALLETS[index] = self
 
     def call(self, index: int, *, weight: int | Callable[..., int], origin: str = ORIGIN_SIGNED):
+        if not 0 <= index < 256 or not 0 <= self.index < 256:  # one byte each, as in FRAME (the executive's
+            raise ValueError(f"{self.name}: call index {index} is not a byte")  # fast paths key on both)
+
         def declare(function: Callable[..., None]) -> CallDef:
             hints = typing.get_type_hints(function)
             names = list(inspect.signature(function).parameters)[2:]  # after ctx, origin
@@ -236,6 +239,22 @@ def _encode_event(event: Event) -> list:
     if head is None:
         head = _EVENT_HEADS[cls] = (cls.pallet_index, cls.event_index, codec.encoder_for(cls))
     return [head[0], head[1], head[2](event)]
+
+
+def encode_event_records(records: Any) -> list:
+    """The codec's tree of a sequence of EventRecords (extrinsic index, event): the tree the generic
+    sequence and record encoders build, in one loop with one call per event instead of three (a block
+    of transfers has two events per transfer, all encoded into System's Events at the block's end)."""
+    heads = _EVENT_HEADS
+    tree = []
+    append = tree.append
+    for index, event in records:
+        cls = type(event)
+        head = heads.get(cls)
+        if head is None:
+            head = heads[cls] = (cls.pallet_index, cls.event_index, codec.encoder_for(cls))
+        append((index, (head[0], head[1], head[2](event))))
+    return tree
 
 
 def _decode_event(obj: Any) -> Event:

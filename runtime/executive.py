@@ -96,10 +96,11 @@ class CheckedSigned(NamedTuple):
 _NO_ACCOUNT = AccountInfo(0, 0, 0)
 _new = tuple.__new__  # builds a NamedTuple from a tuple of its fields, one Python call fewer than calling the class
 
-# Calls with a fast path for their plain case (runtime/fast_transfer.py), by (pallet, call) index.
+# Calls with a fast path for their plain case (runtime/fast_transfer.py), by pallet index << 8 | call index
+# (both are below 256: an int key, no tuple to build per extrinsic).
 FAST_PATHS = {
-    (balances.pallet.index, balances.transfer.index): fast_transfer.apply_transfer,
-    (balances.pallet.index, balances.transfer_keep_alive.index): fast_transfer.apply_transfer,
+    balances.pallet.index << 8 | balances.transfer.index: fast_transfer.apply_transfer,
+    balances.pallet.index << 8 | balances.transfer_keep_alive.index: fast_transfer.apply_transfer,
 }
 
 
@@ -124,16 +125,16 @@ class Executive:
         """Apply one extrinsic. Raises InvalidTransaction, with nothing changed, if it must not be in the block."""
         if extrinsic.signed is None:
             return self._apply_inherent(ctx, extrinsic)
+        call = extrinsic.call
+        fast_path = self.fast_paths.get(call.pallet_index << 8 | call.call_index)
+        if fast_path is not None:
+            outcome = fast_path(ctx, extrinsic, self._check_era, None if signature_checked else self.is_valid_signature)
+            if outcome is not None:
+                return outcome
         signed = extrinsic.signed
         checked = self._check_signed(ctx, extrinsic, for_block=True)
         if not signature_checked and not self.is_valid_signature(extrinsic, checked.birth_hash):
             raise InvalidTransaction(InvalidReason.BAD_PROOF, "the signature does not match this chain, runtime and era")
-        call = extrinsic.call
-        fast_path = self.fast_paths.get((call.pallet_index, call.call_index))
-        if fast_path is not None:
-            outcome = fast_path(ctx, signed, call, checked)
-            if outcome is not None:
-                return outcome
         # Checks passed: pay, bump the nonce, then run the call in its own layer.
         info = checked.info
         Account.insert(ctx.state, signed.signer, AccountInfo(info.nonce + 1, info.free - checked.fee, info.reserved))
@@ -311,18 +312,21 @@ class Executive:
         this block gets an empty message, which never verifies (the era's own error is
         the same "bad proof" the executive would give).
         """
-        number = block.header.number
+        number, genesis_hash, version = block.header.number, self.genesis_hash, self.version
         checks = []
         for extrinsic in block.extrinsics:
             signed = extrinsic.signed
             if signed is None:
                 continue
-            birth_hash = self._birth_hash(signed.era, number, ancestor_hash)
+            era = signed.era
+            if era.period == 0 and era.birth == 0:
+                birth_hash = genesis_hash  # immortal: _birth_hash's first case, without the call
+            else:
+                birth_hash = self._birth_hash(era, number, ancestor_hash)
             if birth_hash is None:
                 checks.append((signed.signer, b"", signed.signature))
                 continue
-            message = signing_message(extrinsic.call, signed.nonce, signed.tip, signed.era,
-                                      self.genesis_hash, birth_hash, self.version)
+            message = signing_message(extrinsic.call, signed.nonce, signed.tip, era, genesis_hash, birth_hash, version)
             checks.append((signed.signer, message, signed.signature))
         return checks
 
@@ -377,10 +381,17 @@ def signing_message(call, nonce: int, tip: int, era: Era, genesis_hash: bytes, b
     Built from the call's cached bytes and the packed extras rather than through
     a SigningPayload value (a msgpack array is its header and its items' bytes in
     a row); `signing_message_reference` is the plain version a test holds it to."""
-    extras = codec.pack([nonce, _encode_balance(tip), _encode_era(era), version.spec_version,
-                         version.transaction_version, genesis_hash, birth_hash])
-    # extras is a 7-item array: drop its one-byte header and put the call in front, as item 1 of 8.
-    return _blake2b(_PAYLOAD_HEADER + call.encoded + extras[1:], digest_size=32).digest()
+    # The payload is an 8-item array: its header, then each item's bytes in a row (the call's are cached).
+    # What follows the nonce is the same for every transaction of one tip, era and chain: packed once.
+    key = (tip, era.birth, era.period, birth_hash, genesis_hash, version.spec_version,
+           version.transaction_version)
+    extras = _EXTRAS_AFTER_NONCE.get(key)
+    if extras is None:
+        if len(_EXTRAS_AFTER_NONCE) >= 4096:
+            _EXTRAS_AFTER_NONCE.clear()
+        extras = _EXTRAS_AFTER_NONCE[key] = codec.pack([_encode_balance(tip), _encode_era(era), version.spec_version,
+                                                        version.transaction_version, genesis_hash, birth_hash])[1:]
+    return _blake2b(_PAYLOAD_HEADER + call.encoded + _pack(nonce) + extras, digest_size=32).digest()
 
 
 def signing_message_reference(call, nonce: int, tip: int, era: Era, genesis_hash: bytes, birth_hash: bytes,
@@ -392,6 +403,8 @@ def signing_message_reference(call, nonce: int, tip: int, era: Era, genesis_hash
 
 
 _PAYLOAD_HEADER = codec.array_header(8)  # the fields of SigningPayload
+_EXTRAS_AFTER_NONCE: dict[tuple, bytes] = {}  # the payload's bytes after the nonce, by what they depend on
+_pack = codec.pack
 _encode_balance = codec.encoder_for(Balance)
 _encode_era = codec.encoder_for(Era)
 

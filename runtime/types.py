@@ -12,7 +12,7 @@ from hashlib import blake2b as _blake2b  # blake2b_256 without its call layer, f
 from typing import NamedTuple, NewType
 
 from runtime import codec
-from runtime.dispatch import Call, Event
+from runtime.dispatch import Call, Event, encode_event_records
 from runtime.errors import CodecError
 from runtime.hashing import ZERO_HASH
 from runtime.memo import computed_once
@@ -164,6 +164,10 @@ class EventRecord(NamedTuple):
 
     extrinsic_index: codec.U32 | None
     event: Event
+
+
+# A block's events are encoded (into System's Events) by one loop rather than a call per record and field.
+codec.register_custom(tuple[EventRecord, ...], encode_event_records, codec.decoder_for(tuple[EventRecord, ...]))
 
 
 class ApplyOutcome(NamedTuple):

@@ -8,7 +8,8 @@ library: it touches no node state.
     ChainAccount       signs and submits calls for one key (nonces from the node, pool included)
     TaskView           a task as the node reports it, with its round's windows
     publish_task       upload the initial model and the encrypted held-out set, seal its key to
-                       the current validators, create the task; returns its id
+                       the current validators, create the task, declare the held-out plaintext's
+                       hash; returns its id
     download_model     a task's model weights from the node's blob store, checked
     save_model_file    weights as a file plain torch loads into the registry's architecture
 """
@@ -25,14 +26,14 @@ import torch
 
 from consensus.useful_work import ModelSpec, ModelVersion
 from consensus.useful_work.fixed_point import norm_to_fixed
-from consensus.useful_work.secrecy import encrypt_held_out
+from consensus.useful_work.secrecy import encrypt_held_out, held_out_plaintext
 from rpc.client import Client
 from runtime import crypto
 from runtime.errors import GradchainError
 from runtime.executive import sign_extrinsic
 from runtime.hashing import blake2b_256
 from runtime.uploads import ACCOUNT_HEADER, SIGNATURE_HEADER, upload_message
-from runtime.pallets import training
+from runtime.pallets import held_out_keys, training
 from runtime.pallets.training import ModelSpec as ChainModelSpec
 from runtime.pallets.training import SealedKey, TaskConfig
 from scripts._common import DEFAULT_ERA_PERIOD, signing_era
@@ -219,7 +220,9 @@ def publish_task(account: ChainAccount, spec: ModelSpec, initial_weights: Mappin
     """Create a task and wait until it is on chain; its id.
 
     The initial model and the held-out ciphertext go to the node's blob store
-    first; the held-out key is sealed to every current validator.
+    first; the held-out key is sealed to every current validator. Once the task
+    exists, the hash of the held-out plaintext is declared (submitted, not waited
+    for): a validator elected later checks the key re-sealed to it against it.
     """
     client = account.client
     validators = validator_keys(client)
@@ -239,8 +242,11 @@ def publish_task(account: ChainAccount, spec: ModelSpec, initial_weights: Mappin
                     and unhex(task["config"]["held_out"]) == held_out_hash:
                 return int(task["id"])
         return None
-    return wait_until(created, timeout=timeout, what="the task to be created (is the creator's balance enough "
-                                                   "for the reward pool?)")
+    task_id = wait_until(created, timeout=timeout, what="the task to be created (is the creator's balance enough "
+                                                       "for the reward pool?)")
+    plaintext_hash = blake2b_256(held_out_plaintext(held_out_features, held_out_labels))
+    account.send(held_out_keys.declare_held_out_plaintext(task_id, plaintext_hash))
+    return task_id
 
 
 def download_model(client: Client, spec: ModelSpec, model_hash: bytes) -> dict[str, torch.Tensor]:
@@ -260,17 +266,18 @@ def save_model_file(path: Path, weights: Mapping[str, torch.Tensor]) -> None:
     torch.save({name: tensor.clone() for name, tensor in sorted(weights.items())}, path)
 
 
-def demo_data(dataset: str, trainers: int):
+def demo_data(dataset: str, trainers: int, held_out_fraction: float = 0.25):
     """The demo's split of a data set scikit-learn ships: (HeldOutSplit, non-IID shards, test set).
 
     A fifth is set aside as a test set nobody sees during training (neither the chain nor the
     centralized baseline: it compares them fairly, since the chain picks models on its held-out
-    set); a quarter of the rest is held out (the task creator's); each trainer's shard is 70% two
-    classes and 30% dealt at random from the rest ("mostly a few classes"). Fixed seeds: a trainer
-    started with --shard i/n gets the shard the demo would give it.
+    set); a quarter of the rest (`held_out_fraction`) is held out (the task creator's); each
+    trainer's shard is 70% two classes and 30% dealt at random from the rest ("mostly a few
+    classes"). Fixed seeds: a trainer started with --shard i/n gets the shard the demo would give
+    it (for a task with the default fraction).
     """
     from consensus.useful_work.data import load_dataset, shard_non_iid, split_held_out
     everything = split_held_out(*load_dataset(dataset), fraction=0.2, seed=3)
-    split = split_held_out(everything.train_features, everything.train_labels, fraction=0.25, seed=1)
+    split = split_held_out(everything.train_features, everything.train_labels, fraction=held_out_fraction, seed=1)
     shards = shard_non_iid(split.train_features, split.train_labels, trainers, 2, seed=2, iid_fraction=0.3)
     return split, shards, (everything.held_out_features, everything.held_out_labels)

@@ -66,15 +66,13 @@ import torch  # noqa: E402
 
 from consensus.useful_work import ModelSpec, build_model, state_of  # noqa: E402
 from consensus.useful_work.evaluate import evaluate  # noqa: E402
-from consensus.useful_work.train import train_local  # noqa: E402
-from consensus.useful_work.updates import apply_update  # noqa: E402
 from rpc.client import Client, RpcClientError  # noqa: E402
 from runtime import crypto  # noqa: E402
 from runtime.pallets import balances  # noqa: E402
 from scripts._demo_args import parse_args  # noqa: E402
 from scripts._demo_summary import grad, say, summarize  # noqa: E402
 from scripts._demo_network import DevNode, FinalityWatch, TestnetChain, finality_text  # noqa: E402
-from scripts._demo_tasks import DEMO_TASKS, DemoTask  # noqa: E402
+from scripts._demo_tasks import DEMO_TASKS, DemoTask, train_centrally  # noqa: E402
 from scripts._tasks import (  # noqa: E402
     ChainAccount, TaskError, demo_data, download_model, get_task, publish_task, unhex, wait_until,
 )
@@ -172,7 +170,7 @@ def run_demo(args: argparse.Namespace, base: Path) -> dict:
 
 def _task_data(name: str, args: argparse.Namespace) -> TaskData:
     task = DEMO_TASKS[name]
-    split, shards, test = demo_data(task.dataset, args.trainers)
+    split, shards, test = demo_data(task.dataset, args.trainers, task.held_out_fraction)
     return TaskData(name, task, split, shards, test, args.epochs or task.epochs, args.batch_size or task.batch_size,
                     args.lr or task.lr)
 
@@ -190,7 +188,7 @@ def _start_scenario(clients: list[Client], alice: ChainAccount, data: TaskData, 
     # a trainer asks its own validator for the task: every validator must have imported it first
     wait_until(lambda: all(get_task(c, task_id) is not None for c in clients), timeout=60,
                what=f"every validator to import task {task_id}")
-    options = TrainerOptions(epochs=data.epochs, batch_size=data.batch_size, lr=data.lr)
+    options = TrainerOptions(epochs=data.epochs, batch_size=data.batch_size, lr=data.lr, lr_floor=data.task.lr_floor)
     trainers = []
     for i, (key, (features, labels)) in enumerate(zip(keys, data.shards)):
         behaviour = name if (name != "honest" and i == args.trainers - 1) else "honest"
@@ -223,10 +221,8 @@ def _baseline(data: TaskData, args) -> tuple[float, float]:
     """(held-out, test) accuracy of the task's model trained centrally on the union of the shards, same epochs."""
     features = torch.cat([f for f, _ in data.shards])
     labels = torch.cat([l for _, l in data.shards])
-    initial = state_of(build_model(data.spec, 0))
-    delta = train_local(data.spec, initial, features, labels, epochs=args.rounds * data.epochs,
-                        batch_size=data.batch_size, lr=data.lr, seed=0)
-    model = apply_update(initial, delta)
+    model = train_centrally(data.task, state_of(build_model(data.spec, 0)), features, labels, args.rounds,
+                            epochs=data.epochs, batch_size=data.batch_size, lr=data.lr)
     return (evaluate(data.spec, model, data.split.held_out_features, data.split.held_out_labels).accuracy_ppm / 1e6,
             evaluate(data.spec, model, *data.test).accuracy_ppm / 1e6)
 

@@ -52,7 +52,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from consensus.useful_work.tensors import decode_tensors, encode_tensors  # noqa: E402
-from consensus.useful_work.train import train_local  # noqa: E402
+from consensus.useful_work.train import scheduled_lr, train_local  # noqa: E402
 from rpc.client import Client, RpcClientError  # noqa: E402
 from rpc.key_sources import add_key_options, keypair_from_args  # noqa: E402
 from runtime import crypto  # noqa: E402
@@ -79,6 +79,7 @@ class TrainerOptions:
     noise_scale: float = 1.0  # the noise's norm, in honest updates' norms
     seed: int = 0
     poll_seconds: float = 0.3
+    lr_floor: float = 1.0  # the local lr decays linearly to lr * lr_floor over the task's rounds (1: constant)
 
 
 @dataclass
@@ -204,7 +205,8 @@ class Trainer:
     def _make_update(self, task: TaskView) -> tuple[bytes, str]:
         base = download_model(self.client, task.spec, task.model)
         delta = train_local(task.spec, base, self.features, self.labels, epochs=self.options.epochs,
-                            batch_size=self.options.batch_size, lr=self.options.lr, momentum=self.options.momentum,
+                            batch_size=self.options.batch_size, momentum=self.options.momentum,
+                            lr=scheduled_lr(self.options.lr, self.options.lr_floor, task.round, task.rounds),
                             seed=self.options.seed * 100_003 + task.round)
         norm = float(torch.sqrt(sum((t.double() ** 2).sum() for t in delta.values())))
         behaviour = self.options.behaviour

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Iterator
 
 from storage.trie import StateRef, StateTrie
+from storage.trie_nodes import child_hash
 
 _LEAF = 0
 
@@ -25,11 +26,12 @@ def diff_states(trie: StateTrie, old: StateRef, new: StateRef) -> Iterator[tuple
 def _leaves(trie: StateTrie, node_key: bytes | None) -> Iterator[tuple[bytes, bytes]]:
     stack = [node_key] if node_key is not None else []
     while stack:
-        node = trie.read_node(stack.pop())
+        node_key = stack.pop()
+        node = trie.read_node(node_key)
         if node[0] == _LEAF:
             yield node[1], node[2]
         else:
-            stack.extend(k for k in node[2] if k is not None)
+            stack.extend(k for k in trie.children(node_key, node) if k is not None)
 
 
 def _diff(trie: StateTrie, old_key: bytes | None, new_key: bytes | None) -> Iterator[tuple]:
@@ -49,7 +51,7 @@ def _diff(trie: StateTrie, old_key: bytes | None, new_key: bytes | None) -> Iter
             if before != after:
                 yield key, before, after
         return
-    old_hashes, new_hashes = old_node[3], new_node[3]
+    old_children, new_children = trie.children(old_key, old_node), trie.children(new_key, new_node)
     for nibble in range(16):
-        if old_hashes[nibble] != new_hashes[nibble]:
-            yield from _diff(trie, old_node[2][nibble], new_node[2][nibble])
+        if child_hash(old_node, nibble) != child_hash(new_node, nibble):
+            yield from _diff(trie, old_children[nibble], new_children[nibble])

@@ -25,7 +25,8 @@ def bench_json(script: str, *args: str, timeout: float = 300) -> dict:
 def test_import_transfers_prints_its_figures():
     report = bench_json("import_transfers.py", "--accounts", "100", "--blocks", "2", "--per-block", "50")
     assert (report["accounts"], report["blocks"], report["transfers_per_block"]) == (100, 2, 50)
-    for key in ("transfers_per_s", "block_import_ms_mean", "verify_per_s", "import_over_verify", "peak_rss_mb"):
+    for key in ("transfers_per_s", "block_import_ms_mean", "verify_per_s", "import_over_verify", "peak_rss_mb",
+                "import_cpu_s_per_1k_transfers", "verify_cpu_s_per_1k", "import_over_verify_cpu"):
         assert report[key] > 0, key
     assert isinstance(report["goal_met"], bool)
 

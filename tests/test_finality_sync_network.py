@@ -67,7 +67,5 @@ def test_a_late_node_verifies_the_set_change_justifications_and_ends_equally_fin
         print("\n".join(f"--- {n.name} ---\n{n.tail(30)}" for n in everyone))
         raise
     finally:
-        # a node that synced hangs in the interpreter's final garbage collection after it logged "stopped"
-        # (on main too, not this test's doing): SIGKILL after 5 s, not the default 20
-        late.stop(timeout=5)
+        late.stop()  # a synced node exits at once now (tests/test_node_exit.py)
         testnet.stop()

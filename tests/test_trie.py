@@ -165,8 +165,9 @@ def leaf_depths(db: Database, state: StateRef) -> dict[bytes, int]:
     """Each key of the state and the depth its leaf is stored at (byte 9 of a node key is its depth)."""
     depths = {}
     for node_key in reader(db).iter_node_keys(state):
-        node = msgpack.unpackb(db.get(node_key))
-        if node[0] == 0:
+        raw = db.get(node_key)
+        if raw[0] != 1:  # a leaf (msgpack [0, key, value]); internal nodes start with 0x01
+            node = msgpack.unpackb(raw)
             depths[node[1]] = node_key[9]
     return depths
 
@@ -219,7 +220,8 @@ def test_deleting_everything_gives_the_empty_root(db):
 
 
 def test_nodes_are_stored_as_documented(db):
-    """Walk the raw LevelDB with schema keys and msgpack alone, and re-derive every hash."""
+    """Walk the raw LevelDB with schema keys, msgpack and byte slices alone, and re-derive every hash
+    (the stored form of storage/trie_nodes.py: leaves in msgpack, internal nodes in a fixed layout)."""
     items = {b"acct-%d" % i: b"v" * (i % 7) for i in range(300)}
     _, state = build(db, items, version=7)
     seen: dict[bytes, bytes] = {}
@@ -227,21 +229,23 @@ def test_nodes_are_stored_as_documented(db):
     def walk(version: int, path: bytes, expected_hash: bytes) -> None:
         raw = db.get(schema.trie_node_key(version, path))
         assert raw is not None
-        node = msgpack.unpackb(raw, raw=False)
-        if node[0] == 0:
-            _, key, value = node
-            assert nibbles(key)[:len(path)] == path
+        if raw[0] != 1:
+            tag, key, value = msgpack.unpackb(raw, raw=False)
+            assert tag == 0 and nibbles(key)[:len(path)] == path
             assert blake2b_256(b"\x00" + blake2b_256(key) + blake2b_256(value)) == expected_hash
             seen[key] = value
             return
-        tag, children = node
-        assert tag == 1 and len(children) == 16 and sum(c is not None for c in children) >= 1
-        hashes = [ZERO_HASH if c is None else c[0] for c in children]
-        assert blake2b_256(b"\x01" + b"".join(hashes)) == expected_hash
-        for nibble, child in enumerate(children):
-            if child is not None:
-                child_hash, child_version, is_leaf = child
-                walk(child_version, path + bytes((nibble,)), child_hash)
+        assert len(raw) == 1 + 2 + 2 + 16 * 32 + 16 * 8
+        mask, leaf_mask = int.from_bytes(raw[1:3], "big"), int.from_bytes(raw[3:5], "big")
+        hashes, versions = raw[5:5 + 512], raw[5 + 512:]
+        assert mask and leaf_mask & ~mask == 0
+        assert blake2b_256(b"\x01" + hashes) == expected_hash
+        for nibble in range(16):
+            child_hash, child_version = hashes[nibble * 32:nibble * 32 + 32], versions[nibble * 8:nibble * 8 + 8]
+            if mask >> nibble & 1:
+                walk(int.from_bytes(child_version, "big"), path + bytes((nibble,)), child_hash)
+            else:
+                assert child_hash == ZERO_HASH and child_version == bytes(8)
 
     walk(state.version, b"", state.root)
     assert seen == items

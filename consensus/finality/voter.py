@@ -22,8 +22,14 @@ finalized by the old set, and the new set starts at round 1 on top of it.
 Liveness: a stalled round (less than 2/3 of the stake online) waits; every
 voter re-sends its votes of the current round and its last commit every
 `rebroadcast_ms`, so validators that come back pick up where the others are
-and the round completes. A voter that sees a supermajority prevoting in a later
-round, or a valid commit of a later round, jumps there (a simplified catch-up).
+and the round completes. A voter behind the others catches up as GRANDPA's does,
+on proof: a valid commit of a later round, or a later round's prevotes and
+precommits that make it completable. Those come as GRANDPA's catch-up response
+does, but by gossip: a voter that hears a vote of a round before its background
+round (a voter behind) re-sends every vote of its latest ended round with
+supermajorities of both, at most once per `rebroadcast_ms`. The proven round becomes the background round (its
+precommits finalize what they support) and the late voter starts the round after
+it, from its estimate, as a voter that took part in it would.
 
 Safety against restarts: every vote is saved in the journal (synced) before it
 is sent, and a voter always re-sends a saved vote rather than signing a new one.
@@ -41,7 +47,7 @@ from consensus.finality.justification import (
 from consensus.finality.messages import BadFinalityMessage, decode_message, encode_message
 from consensus.finality.ports import VERIFIED, Environment, NetworkPort, VoteJournal, VoterSet
 from consensus.finality.votes import (
-    EQUIVOCATION, Block, RoundOutlook, StageVotes, ancestry, compute_outlook, is_descendant_or_equal,
+    EQUIVOCATION, Block, Round, ancestry, compute_outlook, is_descendant_or_equal, may_wait,
 )
 from runtime.crypto import Keypair
 from runtime.errors import GradchainError
@@ -61,33 +67,6 @@ class VoterConfig:
     max_rounds_ahead: int = 64  # votes of rounds further ahead are dropped
 
 
-class Round:
-    """One round's votes and this voter's part in it."""
-
-    def __init__(self, number: int, base: Block, started_ms: int, prior_estimate: Block) -> None:
-        self.number = number
-        self.base = base  # the last finalized block when the round began: votes must descend from it
-        self.started_ms = started_ms
-        self.prior_estimate = prior_estimate  # the previous round's estimate (or finality, if higher)
-        self.prevotes = StageVotes()
-        self.precommits = StageVotes()
-        self.outlook = RoundOutlook(None, None, None, False)
-        self.prevoted: SignedVote | None = None
-        self.precommitted: SignedVote | None = None
-
-    def stage(self, stage: int) -> StageVotes:
-        return self.prevotes if stage == PREVOTE else self.precommits
-
-
-def _may_wait(waiting: list[SignedVote], vote: SignedVote) -> bool:
-    """Whether a vote of a round ahead joins the round's waiting votes: a voter's first vote of a stage, and
-    a second one only when it conflicts with the first (an equivocation, recorded as evidence when the round
-    starts; dropping it lost the evidence of a voter that signed both before we reached its round). Never
-    more than two per voter and stage: no flooding."""
-    same = [v for v in waiting if v.voter == vote.voter and v.stage == vote.stage]
-    return not same or (len(same) == 1 and same[0].target != vote.target)
-
-
 class Voter:
     def __init__(self, env: Environment, network: NetworkPort, journal: VoteJournal, keypair: Keypair | None,
                  config: VoterConfig = VoterConfig()) -> None:
@@ -101,6 +80,8 @@ class Voter:
         self.background: Round | None = None
         self.finished: dict[int, Round] = {}  # rounds before the background one: their votes, for evidence only
         self.last_broadcast_ms = env.now_ms()
+        self.voter_behind = False  # a vote of a round before the background one came in: answer with proof
+        self.last_catch_up_ms: int | None = None
         self._start_set()
 
     # --- state ------------------------------------------------------------------
@@ -160,13 +141,15 @@ class Voter:
         if vote.set_id != self.voters.set_id or vote.voter not in self.voters:
             return True  # another set's vote: not wrong, just not ours to count
         round_ = self._open_round(vote.round)
+        if round_ is None and vote.round < (self.background or self.current).number:
+            self.voter_behind = True  # its voter is behind: the background round's votes let it catch up
         if round_ is None and vote.round in self.finished:
             round_ = self.finished[vote.round]  # a late vote: counted for nothing, but checked for equivocation
         if round_ is None:
             ahead = vote.round - self.current.number
             waiting = self.future.get(vote.round, [])
             if (0 < ahead <= self.config.max_rounds_ahead and sum(map(len, self.future.values())) < MAX_FUTURE_VOTES
-                    and _may_wait(waiting, vote) and is_valid_vote_signature(self.env.genesis_hash, vote)):
+                    and may_wait(waiting, vote) and is_valid_vote_signature(self.env.genesis_hash, vote)):
                 self.future.setdefault(vote.round, []).append(vote)
             return True
         if round_.stage(vote.stage).first.get(vote.voter) == vote:
@@ -226,6 +209,7 @@ class Voter:
         self._vote(now)
         self._advance(now)
         self._rebroadcast(now)
+        self._answer_catch_up(now)
 
     def next_wakeup_ms(self) -> int:
         """The latest time to call poll() again if nothing else happens."""
@@ -270,17 +254,38 @@ class Voter:
         return True
 
     def _catch_up(self) -> None:
-        """Jump to a later round in which voters with more than a third of the stake vote: at least one
-        honest voter among them, so the rounds before it completed (GRANDPA's catch-up, without its proof)."""
-        honest_present = self.voters.total_weight - self.voters.threshold + 1
+        """Jump past the highest round ahead that the votes waiting for it prove completed (GRANDPA's
+        catch-up: supermajorities of prevotes and precommits, completable). Votes of voters with more
+        than a third of the stake in a later round prove nothing about the rounds before it (and jumping
+        on them, as this voter once did, left the proven round's estimate and finality behind)."""
         for number in sorted(self.future, reverse=True):
-            voters = {v.voter for v in self.future[number]}
-            if sum(self.voters.weight_of(v) for v in voters) >= honest_present:
-                log.info("catching up", from_round=self.current.number, to_round=number)
-                self.background = None
-                self._enter_round(number, self.env.finalized())
-                self._refresh(self.current)
+            proven = Round(number, self.env.finalized(), self.env.now_ms(), self.env.finalized())
+            for vote in self.future[number]:
+                proven.stage(vote.stage).add(vote)
+            outlook = compute_outlook(self.env.header, proven.base, self.voters, proven.prevotes, proven.precommits)
+            if not outlook.completable or outlook.precommit_ghost is None:
+                continue
+            log.info("catching up", from_round=self.current.number, to_round=number + 1, estimate=outlook.estimate[1])
+            for behind in (self.background, self.current):
+                if behind is not None:
+                    self._retire(behind)
+            proven = Round(number, self.env.finalized(), self.env.now_ms(), self.env.finalized())
+            for vote in self.future.pop(number):
+                self._record(proven, vote)  # equivocations among them are evidence too
+            self._refresh(proven)  # finalizes what its precommits support
+            if self._set_changed():
                 return
+            self.background = proven
+            finalized = self.env.finalized()
+            estimate = proven.outlook.estimate
+            self._enter_round(number + 1, finalized if finalized[1] >= estimate[1] else estimate)
+            return
+
+    def _retire(self, round_: Round) -> None:
+        """Keep a round that ends (its votes catch a late, conflicting vote)."""
+        self.finished[round_.number] = round_
+        while len(self.finished) > FINISHED_ROUNDS:
+            del self.finished[min(self.finished)]
 
     def _vote(self, now: int) -> None:
         if not self.is_voter:
@@ -340,11 +345,27 @@ class Voter:
         finalized = self.env.finalized()
         prior = finalized if finalized[1] >= estimate[1] else estimate
         if self.background is not None:
-            self.finished[self.background.number] = self.background
-            while len(self.finished) > FINISHED_ROUNDS:
-                del self.finished[min(self.finished)]
+            self._retire(self.background)
         self.background = round_
         self._enter_round(round_.number + 1, prior)
+
+    def _answer_catch_up(self, now: int) -> None:
+        """For a voter that is behind, re-send every vote of the latest ended round that has supermajorities of
+        prevotes and precommits (what GRANDPA's catch-up response carries), at most once per rebroadcast period."""
+        if not self.voter_behind:
+            return
+        if self.last_catch_up_ms is not None and now < self.last_catch_up_ms + self.config.rebroadcast_ms:
+            return
+        self.voter_behind = False
+        self.last_catch_up_ms = now
+        ended = [self.background] if self.background is not None else []
+        for round_ in ended + [self.finished[n] for n in sorted(self.finished, reverse=True)]:
+            if all(sum(self.voters.weight_of(v) for v in votes.first) >= self.voters.threshold
+                   for votes in (round_.prevotes, round_.precommits)):
+                for votes in (round_.prevotes, round_.precommits):
+                    for vote in votes.first.values():
+                        self.network.broadcast(encode_message(vote))
+                return
 
     def _rebroadcast(self, now: int) -> None:
         if now < self.last_broadcast_ms + self.config.rebroadcast_ms:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from consensus.finality.ports import VoterSet
-from runtime.finality import SignedVote
+from runtime.finality import PREVOTE, SignedVote
 from runtime.types import Header
 
 Block = tuple[bytes, int]  # (hash, number)
@@ -160,3 +160,30 @@ def compute_outlook(header_of: HeaderOf, base: Block, voters: VoterSet, prevotes
     else:
         completable = not could_reach_supermajority(precommit_graph.heaviest_child_weight(prevote_ghost[0]))
     return RoundOutlook(prevote_ghost, precommit_ghost, estimate, completable)
+
+
+class Round:
+    """One round's votes and this voter's part in it."""
+
+    def __init__(self, number: int, base: Block, started_ms: int, prior_estimate: Block) -> None:
+        self.number = number
+        self.base = base  # the last finalized block when the round began: votes must descend from it
+        self.started_ms = started_ms
+        self.prior_estimate = prior_estimate  # the previous round's estimate (or finality, if higher)
+        self.prevotes = StageVotes()
+        self.precommits = StageVotes()
+        self.outlook = RoundOutlook(None, None, None, False)
+        self.prevoted: SignedVote | None = None
+        self.precommitted: SignedVote | None = None
+
+    def stage(self, stage: int) -> StageVotes:
+        return self.prevotes if stage == PREVOTE else self.precommits
+
+
+def may_wait(waiting: list[SignedVote], vote: SignedVote) -> bool:
+    """Whether a vote of a round ahead joins the round's waiting votes: a voter's first vote of a stage, and
+    a second one only when it conflicts with the first (an equivocation, recorded as evidence when the round
+    starts; dropping it lost the evidence of a voter that signed both before we reached its round). Never
+    more than two per voter and stage: no flooding."""
+    same = [v for v in waiting if v.voter == vote.voter and v.stage == vote.stage]
+    return not same or (len(same) == 1 and same[0].target != vote.target)

@@ -17,7 +17,11 @@ sees integers: scores in parts per million and blake2b-256 hashes.
     train        the reference local training of a trainer (train_local)
     data         scikit-learn's digits and breast-cancer, splits, non-IID shards, subsets
     secrecy      held-out encryption to the validators' keys
-    verifier     UsefulWorkVerifier: score_round/aggregate_round for authors, verify_report for validators
+    verifier     UsefulWorkVerifier: score_round/measure_round/aggregate_round, what an author measures
+    report_check its verify_report: a validator's exact comparison of a reported round with its own
+    round_inputs a round's inputs (RoundInputs, task_rules) and scores as the chain publishes them
+    rounds       RoundWork: an author's measurements from the chain's records and blob store
+    round_checks its verify_block: every validator's check of a block's reports (Verdict)
 
 The package re-exports the main names below, but not the functions `evaluate` and
 `aggregate`: they would hide the submodules of the same names (import them from

@@ -20,7 +20,7 @@ capped shares). When the first pass finds updates that make the aggregate worse,
 excluded and a second pass measures the rest (training.excluded_updates: a contribution below minus the acceptance bar).
 
 `RoundWork.measure_due` gives an author the `RoundReport`s for its block;
-`RoundWork.verify_block` recomputes a block's reports and names every mismatch.
+`RoundWork.verify_block` (round_checks.py) recomputes a block's reports and names every mismatch.
 A node that holds no sealed key for a task (not one of its validators) can
 neither measure nor check it: such rounds are skipped, and said so.
 
@@ -31,25 +31,25 @@ download the global model from any node.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 import structlog
 
-from consensus.useful_work.aggregate import AggregationRule, ServerOptimizer
 from consensus.useful_work.errors import HeldOutError, ModelError, UsefulWorkError
-from consensus.useful_work.evaluate import Scores
 from consensus.useful_work.models import ModelSpec
 from consensus.useful_work.key_resealing import usable_sealed_keys
+from consensus.useful_work.round_checks import RoundCheck, RoundChecks, Verdict, reports_in  # noqa: F401 (re-exported)
+from consensus.useful_work.round_inputs import (  # noqa: F401 (re-exported: rounds.py was their home)
+    RoundInputs, RoundUnavailable, published, task_rules, to_score, to_scores,
+)
 from consensus.useful_work.secrecy import open_held_out
 from consensus.useful_work.similarity import CopyCheck, CopyCheckUnavailable
-from consensus.useful_work.updates import UpdateLimits
-from consensus.useful_work.verifier import HeldOutSet, ModelVersion, Submission, TaskRules, UsefulWorkVerifier
+from consensus.useful_work.verifier import HeldOutSet, ModelVersion, Submission, UsefulWorkVerifier
 from runtime.crypto import Keypair
 from runtime import api as runtime_api
 from runtime.pallets import held_out_keys, training
 from runtime.pallets.training import RoundReport, Score, Task, UpdateScore
-from runtime.types import Block, Header
+from runtime.types import Header
 from storage.blobs import VERIFIED, BlobStore
 
 log = structlog.get_logger("useful_work")
@@ -62,91 +62,9 @@ UNUSABLE = {"update_missing": training.UPDATE_MISSING}  # every other rejection:
 UPDATE_BLOB_WAIT_BLOCKS = 10
 
 
-class RoundUnavailable(UsefulWorkError):
-    """This node cannot measure or check the round (no sealed key, or a blob it needs is absent)."""
-
-    def __init__(self, message: str, *, code: str | None = None, missing: tuple[bytes, ...] = ()) -> None:
-        super().__init__(message, code=code)
-        self.missing = missing  # the blobs this node lacks (data availability), if that is the reason
-
-
-@dataclass(frozen=True)
-class RoundInputs:
-    task_id: int
-    task: Task
-    rules: TaskRules
-    base: ModelVersion
-    submissions: list[Submission]
-    held_out: HeldOutSet
-    seed: bytes
-    copies: dict[bytes, str] = field(default_factory=dict)  # update hash -> what it copies
-    previous: ModelVersion | None = None  # the model the base replaced (FedAvgM's momentum), if momentum is on
-
-    def scored(self) -> list[Submission]:
-        """The submissions that are not copies (what the verifier measures)."""
-        return [s for s in self.submissions if s.update_hash not in self.copies]
-
-    def weighted(self, accepted: list[bytes]) -> list[Submission]:
-        """The scored submissions, the accepted ones carrying their aggregation weight instead of their count."""
-        by_hash = {s.update_hash: s for s in self.scored()}
-        chosen = [by_hash[bytes(h)] for h in accepted if bytes(h) in by_hash]
-        weights = dict(zip((s.update_hash for s in chosen),
-                           training.aggregation_weights(self.task.config, [s.num_samples for s in chosen])))
-        return [Submission(s.update_hash, s.update_blob, weights.get(s.update_hash, s.num_samples))
-                for s in by_hash.values()]
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """The outcome of checking one block's useful-work reports."""
-
-    ok: bool
-    reasons: list[str] = field(default_factory=list)  # every mismatch, by round and update
-    skipped: list[str] = field(default_factory=list)  # rounds this node could not check, and why
-    checked: int = 0  # rounds reproduced
-    missing: list[bytes] = field(default_factory=list)  # blobs lacking here that the reports need
-
-
-@dataclass(frozen=True)
-class RoundCheck:
-    """One report of a block with what checking it needs, gathered on the chain thread."""
-
-    name: str
-    report: RoundReport
-    inputs: RoundInputs | None  # None: nothing to measure (see problem / skipped / missing)
-    problem: str | None = None  # a mismatch found without measuring
-    skipped: str | None = None  # why this node cannot check it (not a verdict)
-    missing: tuple[bytes, ...] = ()  # blobs the check needs that this node lacks
-
-
-def task_rules(task: Task) -> TaskRules:
-    config = task.config
-    try:
-        spec = ModelSpec.from_params(config.spec.architecture, tuple(config.spec.params))
-        return TaskRules(spec, UpdateLimits(config.max_update_bytes, config.max_update_norm),
-                         AggregationRule(training.AGGREGATIONS[config.aggregation], config.trim),
-                         held_out_subset_size=config.held_out_subset,
-                         server=ServerOptimizer(config.server_lr_ppm, config.server_momentum_ppm))
-    except (ModelError, UsefulWorkError) as error:
-        raise RoundUnavailable(f"the task's config has no model here ({error})", code="round_bad_config") from None
-
-
-def to_score(scores: Scores) -> Score:
-    """A measurement as the chain publishes it (losses coarsened to training.LOSS_QUANTUM_PPM)."""
-    return Score(scores.accuracy_ppm, training.quantize_loss(scores.loss_ppm))
-
-
-def published(scores: Scores) -> Scores:
-    """What the chain publishes of a measurement (the loss on its quantum): exact scores compare so."""
-    return to_scores(to_score(scores))
-
-
-def to_scores(score: Score | None) -> Scores | None:
-    return None if score is None else Scores(score.accuracy_ppm, score.loss_ppm)
-
-
-class RoundWork:
-    """Measures and checks rounds for one node; holds the verifier's caches and opened held-out sets."""
+class RoundWork(RoundChecks):
+    """Measures and checks rounds for one node; holds the verifier's caches and opened held-out sets.
+    The author's half is here; every validator's check of a block is RoundChecks (round_checks.py)."""
 
     def __init__(self, blobs: BlobStore, keypair: Keypair | None, *,
                  verifier: UsefulWorkVerifier | None = None) -> None:
@@ -181,6 +99,18 @@ class RoundWork:
             previous_hash = runtime_api.previous_model(state, task_id)
             previous = None if previous_hash is None else self._model(rules.spec, previous_hash)
         return RoundInputs(task_id, task, rules, base, submissions, held_out, bytes(seed), copies, previous)
+
+    def open_held_out(self, state, task_id: int) -> bool:
+        """Open and keep a task's held-out set with a key sealed to this validator in `state` (a block later
+        than the ones waiting): rounds of blocks whose parent state held no key for it can be checked now."""
+        task = runtime_api.task(state, task_id)
+        if task is None:
+            return False
+        try:
+            self._open_held_out(state, task_id, task)
+        except RoundUnavailable:
+            return False
+        return True
 
     def _open_held_out(self, state, task_id: int, task: Task) -> HeldOutSet:
         """The held-out set, opened with the first key sealed to this validator (the creator's, or one
@@ -341,111 +271,3 @@ class RoundWork:
             replace(score, kept=to_score(second.without[score.update])) if score.update in sound else score
             for score in scores]
 
-    # --- every validator ------------------------------------------------------------
-
-    def verify_block(self, parent_state, parent: Header, block: Block) -> Verdict:
-        """Recompute every report in `block` (built on `parent`); a verdict naming each mismatch."""
-        return self.check_gathered(self.gather_block(parent_state, block))
-
-    def gather_block(self, parent_state, block: Block) -> list[RoundCheck]:
-        """What checking each report of `block` needs, read from its parent's state and the blob store
-        (on the chain thread). A report calling sound an update whose blob is absent names it as missing."""
-        gathered = []
-        self._block_number = block.header.number
-        for report in reports_in(block):
-            name = f"task {report.task} round {report.round}"
-            task = runtime_api.task(parent_state, report.task)
-            if task is None or task.round != report.round:  # the runtime refuses this first
-                gathered.append(RoundCheck(name, report, None, problem="not the task's current round"))
-                continue
-            try:
-                inputs = self.inputs(parent_state, report.task, task, report.subset_seed)
-            except RoundUnavailable as error:
-                gathered.append(RoundCheck(name, report, None, skipped=str(error), missing=error.missing))
-                continue
-            sound = {bytes(s.update) for s in report.scores if s.without is not None}
-            absent = tuple(s.update_hash for s in inputs.submissions
-                           if s.update_blob is None and s.update_hash in sound)
-            if absent:  # cannot check is not a mismatch, and not a pass either: the blob may still arrive
-                gathered.append(RoundCheck(name, report, None, skipped=f"{len(absent)} update(s) the block reports "
-                                           f"sound are not in the blob store yet (0x{absent[0].hex()[:16]}...)",
-                                           missing=absent))
-                continue
-            gathered.append(RoundCheck(name, report, inputs))
-        return gathered
-
-    def check_gathered(self, gathered: list[RoundCheck]) -> Verdict:
-        """Measure the gathered rounds (torch: anywhere, off the chain thread) into a verdict."""
-        reasons: list[str] = []
-        skipped: list[str] = []
-        missing: list[bytes] = []
-        checked = 0
-        for round_check in gathered:
-            name = round_check.name
-            if round_check.problem is not None:
-                reasons.append(f"{name}: {round_check.problem}")
-            if round_check.skipped is not None:
-                skipped.append(f"{name}: {round_check.skipped}")
-                missing.extend(round_check.missing)
-            if round_check.inputs is None:
-                continue
-            try:
-                problems = self.check(round_check.inputs, round_check.report)
-            except RoundUnavailable as error:
-                skipped.append(f"{name}: {error}")
-                missing.extend(error.missing)
-                continue
-            reasons += [f"{name}: {problem}" for problem in problems]
-            checked += 1
-        return Verdict(not reasons, reasons, skipped, checked, missing)
-
-    def check(self, inputs: RoundInputs, report: RoundReport) -> list[str]:
-        """Every way `report` differs from what this node measures for the round; `RoundUnavailable`
-        if an update the report calls sound or a copy has no blob here (that is for blob sync, not a dispute)."""
-        if bytes(report.subset_seed) != inputs.seed:
-            return ["the subset seed is not the round's"]
-        status = {bytes(s.update): s.status for s in report.scores}
-        unavailable = [s.update_hash for s in inputs.submissions if s.update_blob is None
-                       and status.get(s.update_hash) in (training.UPDATE_OK, training.UPDATE_COPY)]
-        if unavailable:  # cannot check is not a mismatch: the blob may still arrive (and copies need every blob)
-            raise RoundUnavailable(f"{len(unavailable)} update(s) the block reports sound or copied are not in the "
-                                   f"blob store yet (0x{unavailable[0].hex()[:16]}...)", code="round_update_missing")
-        reported_copies = {update for update, fate in status.items() if fate == training.UPDATE_COPY}
-        copy_problems = [f"update 0x{update.hex()}: reported a copy, but it is not one here"
-                         for update in sorted(reported_copies - set(inputs.copies))]
-        copy_problems += [f"update 0x{update.hex()}: a copy of {inputs.copies[update]}, reported otherwise"
-                          for update in sorted(set(inputs.copies) - reported_copies)]
-        if copy_problems:
-            return copy_problems
-        aggregated = training.round_aggregated(inputs.task.config, report)
-        without: Mapping[bytes, Scores | None] = {bytes(s.update): to_scores(s.without) for s in report.scores
-                                                  if bytes(s.update) not in reported_copies}
-        excluded = training.excluded_updates(inputs.task.config, report.candidate, report.scores)
-        try:
-            result = self.verifier.verify_report(
-                inputs.rules, inputs.base, inputs.weighted(aggregated), inputs.held_out, inputs.seed,
-                previous=inputs.previous, publish=published,
-                reported_base=to_scores(report.base), reported_candidate=to_scores(report.candidate),
-                reported_without=without, accepted=aggregated, excluded=excluded,
-                reported_kept_candidate=to_scores(report.kept_candidate),
-                reported_kept={bytes(s.update): to_scores(s.kept) for s in report.scores if s.kept is not None},
-                reported_aggregate_hash=None if report.new_model is None else bytes(report.new_model),
-                reported_aggregate_score=to_scores(report.new_model_score))
-        except UsefulWorkError as error:
-            return [f"cannot be reproduced ({error.code}: {error})"]
-        if result.ok and aggregated:
-            outcome = self.verifier.aggregate_round(inputs.rules, inputs.base, inputs.weighted(aggregated), aggregated,
-                                                    inputs.held_out, inputs.seed, previous=inputs.previous)
-            self._store_model(outcome.model)
-        return result.reasons
-
-
-def reports_in(block: Block) -> list[RoundReport]:
-    """The useful-work reports of a block (in its report_useful_work inherent, if any)."""
-    found: list[RoundReport] = []
-    for extrinsic in block.extrinsics:
-        call = extrinsic.call
-        if extrinsic.signed is None and call.pallet_index == training.pallet.index and \
-                call.call_index == training.report_useful_work.index:
-            found.extend(call.args[0])
-    return found

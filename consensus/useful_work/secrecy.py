@@ -36,8 +36,7 @@ MAX_HELD_OUT_BYTES = 256 << 20
 def encrypt_held_out(features: torch.Tensor, labels: torch.Tensor,
                      validator_publics: Iterable[bytes]) -> tuple[bytes, dict[bytes, bytes]]:
     """(ciphertext, {validator Ed25519 public key: sealed key}) for the held-out set."""
-    plaintext = encode_tensors({"features": features.to(torch.float32).contiguous(),
-                                "labels": labels.to(torch.int64).contiguous()})
+    plaintext = held_out_plaintext(features, labels)
     key = nacl.utils.random(SecretBox.KEY_SIZE)
     ciphertext = bytes(SecretBox(key).encrypt(plaintext))
     sealed = {}
@@ -49,6 +48,13 @@ def encrypt_held_out(features: torch.Tensor, labels: torch.Tensor,
                                f"to validators' public keys", code="held_out_bad_public_key") from None
         sealed[bytes(public)] = SealedBox(PublicKey(curve_public)).encrypt(key)
     return ciphertext, sealed
+
+
+def held_out_plaintext(features: torch.Tensor, labels: torch.Tensor) -> bytes:
+    """The tensor blob that is encrypted; its hash is what a creator declares on chain
+    (held_out_keys.declare_held_out_plaintext), so no key opens the ciphertext to other data."""
+    return encode_tensors({"features": features.to(torch.float32).contiguous(),
+                           "labels": labels.to(torch.int64).contiguous()})
 
 
 def open_held_out(ciphertext: bytes, sealed_key: bytes, keypair: Keypair, *,

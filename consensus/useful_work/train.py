@@ -54,3 +54,12 @@ def _sgd_step(parameters: list[torch.Tensor], velocities: list[torch.Tensor], lr
             parameter.add_(velocity, alpha=-lr)
         else:
             parameter.add_(parameter.grad, alpha=-lr)
+
+
+def scheduled_lr(lr: float, floor: float, round_number: int, rounds: int) -> float:
+    """The local learning rate of a round under a linear decay: lr * max(floor, 1 - round / rounds)
+    (floor 1: constant). Late rounds take shorter local steps, so the aggregate of non-IID updates
+    still improves on the held-out set near the optimum instead of overshooting it and being refused."""
+    if not 0 < floor <= 1 or rounds < 1:
+        raise ValueError("the floor is in (0, 1] and rounds is positive")
+    return lr * max(floor, 1 - round_number / rounds)

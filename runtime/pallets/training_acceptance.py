@@ -41,7 +41,23 @@ def excluded_updates(config: TaskConfig, candidate: Score | None, scores) -> lis
     Why not every negative one: small negative contributions are common among honest non-IID updates
     late in training (the step overshoots a little, and any update left out shortens it); excluding
     them too left second passes over one or two updates, whose contributions are noisy (measured with
-    scripts/bench/simulate.py: lower accuracy, and a noise update paid where it was not before)."""
+    scripts/bench/simulate.py: lower accuracy, and a noise update paid where it was not before).
+
+    The bound for an update p that is not excluded (first-pass contribution g_p > -b, b the bar), against
+    the same round with p's delta zeroed and its weight kept (tests/test_useful_work_sub_bar_bound.py):
+      * unless g_p reaches the task's minimum, p is neither paid nor aggregated: the new model is made
+        of honest updates only (p can change which of them, not what they are);
+      * the measured aggregate scores lower by exactly -g_p < b;
+      * every aggregate the pass measures moves by lr * p / n in parameters (n sound updates, lr the
+        server's), to one fixed-point unit per coordinate: at most lr * max_update_norm / n;
+      * each honest update h's contribution moves by exactly g_p - g_p(-h), where g_p(-h) is p's effect
+        on the aggregate without h: by less than b + |g_p(-h)|, and |g_p(-h)| <= L * lr * max_update_norm / n
+        for L the metric's Lipschitz constant (ppm per unit of parameter norm) around those aggregates.
+        To first order g_p(-h) = g_p and the shift vanishes; on the digits MLP just under the bar it was
+        at most 1.3 b.
+    p's presence alone (a zero delta too) also dilutes every honest step to (n - 1) / n: against the round
+    without p, that test's honest contributions moved by up to 2 b (a zero update earns nothing, but this
+    is not bounded by the bar)."""
     gains = contributions(config.metric, candidate, scores)
     bar = acceptance_bar(config, gains)
     return sorted(update for update, gain in gains.items() if gain <= -bar)

@@ -9,7 +9,8 @@ model is adopted by the runtime's rule. Also the plain FedAvg server
 loop (what Flower's FedAvg strategy computes: the sample-weighted mean of every client's new
 weights) on the same shards and local training.
 
-    python scripts/bench/simulate.py --task digits_mlp [--rounds 12] [--adversary noise]
+    python scripts/bench/simulate.py --task digits_mlp [--rounds 12] [--adversary noise|poison|absent] [--seed 1]
+                                     [--set lr_floor=0.5 held_out_fraction=0.25]
 """
 
 from __future__ import annotations
@@ -34,20 +35,25 @@ from consensus.useful_work.train import train_local  # noqa: E402
 from consensus.useful_work.updates import apply_update  # noqa: E402
 from runtime.hashing import blake2b_256  # noqa: E402
 from runtime.pallets import training as rules_of_the_chain  # noqa: E402
-from scripts._demo_tasks import DEMO_TASKS  # noqa: E402
+from scripts._demo_tasks import DEMO_TASKS, train_centrally  # noqa: E402
 from scripts._tasks import demo_data, task_config  # noqa: E402
 
 
 @dataclass(frozen=True)
 class Adversary:
-    behaviour: str  # noise or poison (copy and stale are refused by the chain before measuring)
+    # noise, poison, or absent: what becomes of a copy, a stale or an inflated update (the chain leaves it
+    # out of every aggregate and pays it nothing), so the round has the honest updates only
+    behaviour: str
     poison_scale: float = 10.0
     noise_scale: float = 1.0
 
 
-def local_update(spec: ModelSpec, weights, features, labels, task, trainer: int, round_number: int):
-    return train_local(spec, weights, features, labels, epochs=task.epochs, batch_size=task.batch_size, lr=task.lr,
-                       seed=trainer * 100_003 + round_number)
+def local_update(spec: ModelSpec, weights, features, labels, task, trainer: int, round_number: int, rounds: int,
+                 seed: int = 0):
+    """A trainer's round of local training; `seed` 0 is the demo's (trainer i's seed is i), others shift every
+    trainer's shuffles (to check that a task's options do not fit one seed)."""
+    return train_local(spec, weights, features, labels, epochs=task.epochs, batch_size=task.batch_size,
+                       lr=task.local_lr(round_number, rounds), seed=(trainer + 1000 * seed) * 100_003 + round_number)
 
 
 def adversarial(delta, adversary: Adversary, trainer: int, round_number: int):
@@ -65,12 +71,12 @@ def accuracy(spec, weights, features, labels) -> float:
 
 
 def simulate_chain(name: str, rounds: int, trainers: int = 5, adversary: Adversary | None = None,
-                   **changes) -> list[dict]:
+                   trainer_seed: int = 0, **changes) -> list[dict]:
     """Per round: the global model's held-out and test accuracy after the round, accepted, adopted.
     The round is measured by the block author's own code (RoundWork.measure: both leave-one-out passes,
     the acceptance rule, the aggregate) and adopted by the runtime's rule."""
     task = replace(DEMO_TASKS[name], **changes)
-    split, shards, test = demo_data(task.dataset, trainers)
+    split, shards, test = demo_data(task.dataset, trainers, task.held_out_fraction)
     spec = task.spec
     held_out = HeldOutSet.from_tensors(split.held_out_features, split.held_out_labels)
     options = task.options(rounds)
@@ -83,7 +89,10 @@ def simulate_chain(name: str, rounds: int, trainers: int = 5, adversary: Adversa
     for round_number in range(rounds):
         submissions = []
         for index, (features, labels) in enumerate(shards):
-            delta = local_update(spec, base.weights, features, labels, task, index, round_number)
+            if adversary is not None and adversary.behaviour == "absent" and index == trainers - 1:
+                continue
+            delta = local_update(spec, base.weights, features, labels, task, index, round_number, rounds,
+                                 trainer_seed)
             if adversary is not None and index == trainers - 1:
                 delta = adversarial(delta, adversary, index, round_number)
             submissions.append(Submission.of(encode_tensors(delta), int(labels.shape[0])))
@@ -99,7 +108,8 @@ def simulate_chain(name: str, rounds: int, trainers: int = 5, adversary: Adversa
             previous, base = base, next(m for m in work.deferred if m.model_hash == report.new_model)
         work.deferred.clear()
         excluded = rules_of_the_chain.excluded_updates(config, report.candidate, report.scores)
-        adversary_accepted = adversary is not None and submissions[-1].update_hash in accepted
+        adversary_accepted = adversary is not None and adversary.behaviour != "absent" and \
+            submissions[-1].update_hash in accepted
         history.append({"round": round_number, "accepted": len(accepted), "excluded": len(excluded),
                         "adopted": adopted, "adversary_paid": adopted and adversary_accepted,
                         "accuracy": accuracy(spec, base.weights, split.held_out_features, split.held_out_labels),
@@ -107,11 +117,11 @@ def simulate_chain(name: str, rounds: int, trainers: int = 5, adversary: Adversa
     return history
 
 
-def plain_fedavg(name: str, rounds: int, trainers: int = 5, **changes) -> list[dict]:
+def plain_fedavg(name: str, rounds: int, trainers: int = 5, trainer_seed: int = 0, **changes) -> list[dict]:
     """Flower's FedAvg on the same shards and local training: every round, the new global weights are
     the mean of every client's trained weights, weighted by its examples (float, no chain)."""
     task = replace(DEMO_TASKS[name], **changes)
-    split, shards, test = demo_data(task.dataset, trainers)
+    split, shards, test = demo_data(task.dataset, trainers, task.held_out_fraction)
     spec = task.spec
     weights = state_of(build_model(spec, 0))
     history = []
@@ -119,7 +129,7 @@ def plain_fedavg(name: str, rounds: int, trainers: int = 5, **changes) -> list[d
         total = sum(int(labels.shape[0]) for _, labels in shards)
         mean = {n: torch.zeros_like(t, dtype=torch.float64) for n, t in weights.items()}
         for index, (features, labels) in enumerate(shards):
-            delta = local_update(spec, weights, features, labels, task, index, round_number)
+            delta = local_update(spec, weights, features, labels, task, index, round_number, rounds, trainer_seed)
             for name_, tensor in delta.items():
                 mean[name_] += tensor.double() * (int(labels.shape[0]) / total)
         weights = apply_update(weights, {n: t.to(torch.float32) for n, t in mean.items()})
@@ -130,15 +140,14 @@ def plain_fedavg(name: str, rounds: int, trainers: int = 5, **changes) -> list[d
 
 
 def central_baseline(name: str, rounds: int, trainers: int = 5, **changes) -> tuple[float, float]:
-    """The demo's baseline: the same model trained centrally on the union of the shards, rounds x epochs."""
+    """The demo's baseline: the same model trained centrally on the union of the shards, rounds x epochs
+    (the trainers' learning rate schedule)."""
     task = replace(DEMO_TASKS[name], **changes)
-    split, shards, test = demo_data(task.dataset, trainers)
-    initial = state_of(build_model(task.spec, 0))
+    split, shards, test = demo_data(task.dataset, trainers, task.held_out_fraction)
     features = torch.cat([f for f, _ in shards])
     labels = torch.cat([label for _, label in shards])
-    delta = train_local(task.spec, initial, features, labels, epochs=rounds * task.epochs,
-                        batch_size=task.batch_size, lr=task.lr, seed=0)
-    model = apply_update(initial, delta)
+    model = train_centrally(task, state_of(build_model(task.spec, 0)), features, labels, rounds, epochs=task.epochs,
+                            batch_size=task.batch_size, lr=task.lr)
     return (accuracy(task.spec, model, split.held_out_features, split.held_out_labels),
             accuracy(task.spec, model, *test))
 
@@ -147,7 +156,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--task", default="digits_mlp", choices=sorted(DEMO_TASKS))
     parser.add_argument("--rounds", type=int, default=12)
-    parser.add_argument("--adversary", choices=("noise", "poison"))
+    parser.add_argument("--adversary", choices=("noise", "poison", "absent"))
+    parser.add_argument("--seed", type=int, default=0, help="trainers' seeds (0: the demo's)")
     parser.add_argument("--set", nargs="*", default=[], help="task option changes, name=value")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -156,8 +166,8 @@ def main() -> None:
         key, value = item.split("=", 1)
         changes[key] = type(getattr(DEMO_TASKS[args.task], key))(value)
     chain = simulate_chain(args.task, args.rounds, adversary=Adversary(args.adversary) if args.adversary else None,
-                           **changes)
-    plain = plain_fedavg(args.task, args.rounds, **changes)
+                           trainer_seed=args.seed, **changes)
+    plain = plain_fedavg(args.task, args.rounds, trainer_seed=args.seed, **changes)
     baseline = central_baseline(args.task, args.rounds, **changes)
     for row, fed in zip(chain, plain):
         print(f"round {row['round']:>3} accepted {row['accepted']} excluded {row['excluded']} "
@@ -166,7 +176,8 @@ def main() -> None:
               f"{fed['test_accuracy']:.4f}")
     print(json.dumps({"task": args.task, "baseline": baseline, "chain_final": chain[-1]["accuracy"],
                       "chain_test": chain[-1]["test_accuracy"], "ratio": chain[-1]["accuracy"] / baseline[0],
-                      "test_ratio": chain[-1]["test_accuracy"] / baseline[1], "fedavg_final": plain[-1]["accuracy"]}))
+                      "test_ratio": chain[-1]["test_accuracy"] / baseline[1], "fedavg_final": plain[-1]["accuracy"],
+                      "adversary_paid_rounds": sum(row["adversary_paid"] for row in chain)}))
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ Before its timed blocks the importer serves `--warmup-reads` random account read
 same traffic at every size, as a running node has.
 
 `--json` prints one object: transfers_per_s_<label> per size (10k, 100k, 1m),
-db_bytes_per_account, the RPC p99s at the largest size (rpc_<method>_p99_ms), and
+db_bytes_per_account, peak_rss_mb (of the whole run: building, importing, serving), the RPC p99s at the largest size (rpc_<method>_p99_ms), and
 scale_ratio = the largest size's rate over the smallest's (goal: at least 0.7; every
 RPC p99 under 50 ms). A quick run: --sizes 2000,20000 --tasks 200 --samples 50.
 """
@@ -41,6 +41,7 @@ import dataclasses
 import gc
 import json
 import random
+import resource
 import shutil
 import sys
 import tempfile
@@ -420,6 +421,7 @@ def main() -> int:
         figures["tasks"] = args.tasks
         figures.update(serve_largest(largest, args.warmup_blocks, args.warmup_reads, args.samples))
     smallest, biggest = label(sizes[0]), label(sizes[-1])
+    figures["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024  # the whole run's peak
     figures["scale_ratio"] = round(figures[f"transfers_per_s_{biggest}"] / figures[f"transfers_per_s_{smallest}"], 3)
     figures["goal_met"] = figures["scale_ratio"] >= 0.7 and all(
         v < 50 for k, v in figures.items() if k.startswith("rpc_"))
