@@ -17,6 +17,7 @@ from runtime.genesis import parse_genesis
 from runtime.pallets import balances, system
 from runtime.state import Overlay
 from tests.helpers.chain import DEV_KEYS
+from tests.helpers.chain_nodes import build_empty_block_on
 
 ALICE, BOB = DEV_KEYS["Alice"], DEV_KEYS["Bob"]
 
@@ -97,7 +98,7 @@ def test_transactions_of_a_retracted_block_return_to_the_pool(tmp_path):
             assert transfer in mine.block.extrinsics and chain.pool.ready_count == 0
             parent = genesis
             for slot in (3, 5):
-                block = await chain.call(_build_on, chain, parent, slot)
+                block = await chain.call(build_empty_block_on, chain, parent, slot)
                 await chain.import_block(block)
                 parent = block.hash
             assert chain.store.best_hash == parent
@@ -107,14 +108,6 @@ def test_transactions_of_a_retracted_block_return_to_the_pool(tmp_path):
             await chain.stop()
 
     asyncio.run(main())
-
-
-def _build_on(chain: ChainService, parent: bytes, slot: int):
-    """Bob's block on `parent`, built but not committed: the test imports it through the pipeline."""
-    from consensus.authorship import build_block
-
-    return build_block(chain.store, chain.executive, parent, author=BOB, slot=slot,
-                       timestamp_ms=slot * chain.config.slot_duration_ms, transactions=[]).block
 
 
 class Failing(Service):

@@ -15,7 +15,7 @@ from runtime.executive import sign_extrinsic
 from runtime.genesis import parse_genesis
 from runtime.pallets import balances
 from tests.helpers.chain import DEV_KEYS
-from tests.test_node_services import _build_on
+from tests.helpers.chain_nodes import build_empty_block_on
 
 ALICE, BOB = DEV_KEYS["Alice"], DEV_KEYS["Bob"]
 
@@ -38,7 +38,7 @@ def test_a_reorg_tells_its_listeners_which_transactions_came_back(tmp_path):
             assert heard == []
             parent = chain.store.genesis_hash
             for slot in (3, 5):  # Bob's longer fork without it
-                block = await chain.call(_build_on, chain, parent, slot)
+                block = await chain.call(build_empty_block_on, chain, parent, slot)
                 await chain.import_block(block)
                 parent = block.hash
             return transfer

@@ -12,6 +12,16 @@ from runtime.pallets import system
 from runtime.state import Overlay
 
 ALICE = crypto.dev_keypair("Alice")
+BOB = crypto.dev_keypair("Bob")
+
+
+def build_empty_block_on(chain: ChainService, parent: bytes, slot: int):
+    """Bob's empty block on `parent`, built but not committed: the test imports it through the pipeline
+    (a fork that retracts the chain's own blocks)."""
+    from consensus.authorship import build_block
+
+    return build_block(chain.store, chain.executive, parent, author=BOB, slot=slot,
+                       timestamp_ms=slot * chain.config.slot_duration_ms, transactions=[]).block
 
 
 class Node:
