@@ -23,7 +23,7 @@ from rpc.client import Client
 from runtime import crypto
 from runtime.executive import sign_extrinsic
 from runtime.hashing import blake2b_256
-from runtime.pallets import training
+from runtime.pallets import held_out_keys, training
 from runtime.types import Extrinsic, SignedData
 from scripts._common import ChainInfo, CliError, add_era_options, era_period_of, short_hex, signing_era
 from scripts.wallet import Session, WalletEntry, WalletStore, read_passphrase, submit, watch_submission
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     import torch
 
     from consensus.useful_work import ModelSpec, ModelVersion
+    from runtime.crypto import Keypair
     from scripts._tasks import TaskOptions, TaskView
 
 POLL_SECONDS = 0.5
@@ -120,7 +121,7 @@ def at_least(minimum: int) -> Callable[[str], int]:
 
 
 def cmd_task_create(args: argparse.Namespace, store: WalletStore) -> int:
-    from consensus.useful_work.secrecy import encrypt_held_out
+    from consensus.useful_work.secrecy import encrypt_held_out, held_out_plaintext
     from scripts._tasks import task_config, validator_keys
 
     spec = parse_spec(args.architecture, args.params)
@@ -139,9 +140,17 @@ def cmd_task_create(args: argparse.Namespace, store: WalletStore) -> int:
     pool = options.reward_per_round * options.rounds
     summary = (f"create a task ({spec.architecture} {','.join(map(str, spec.params))}, {options.rounds} rounds of "
                f"{fmt(options.reward_per_round)}) from {creator.name}: reserves the pool {fmt(pool)}")
-    submit_with_blobs(session, creator, training.create_task(config), summary, pool=pool,
-                      blobs=(model_blob, ciphertext))
+    keypair, nonce = submit_with_blobs(session, creator, training.create_task(config), summary, pool=pool,
+                                       blobs=(model_blob, ciphertext))
     created = find_created_task(session.client, creator.public, held_out_hash)
+    # The plaintext's hash on chain lets a validator elected later check a key re-sealed to it: the cipher
+    # does not commit to its key, so without the hash a forged key could open the blob to other data.
+    declare = held_out_keys.declare_held_out_plaintext(created, blake2b_256(held_out_plaintext(features, labels)))
+    era, birth_hash = signing_era(session.client, era_period_of(args))
+    print(f"declare the held-out set's plaintext hash of task {created}", flush=True)
+    watch_submission(session, sign_extrinsic(keypair, declare, nonce=nonce + 1,
+                                             genesis_hash=session.client.genesis_hash(), era=era,
+                                             birth_hash=birth_hash))
     print(f"task {created} created: held-out set {short_hex('0x' + held_out_hash.hex(), 16)} "
           f"({labels.shape[0]} examples) sealed to {len(validators)} validator(s), initial model "
           f"{short_hex('0x' + blake2b_256(model_blob).hex(), 16)}")
@@ -262,9 +271,10 @@ def task_options(args: argparse.Namespace, session: Session, model_bytes: int) -
 
 
 def submit_with_blobs(session: Session, sender: WalletEntry, call, summary: str, *, pool: int,
-                      blobs: tuple[bytes, ...]) -> None:
+                      blobs: tuple[bytes, ...]) -> tuple[Keypair, int]:
     """wallet.submit for a call whose blobs must be on the node first: every check before the passphrase,
-    the uploads after it (a wrong passphrase uploads nothing), then follow the call to finalized."""
+    the uploads after it (a wrong passphrase uploads nothing), then follow the call to finalized.
+    The unlocked key and the nonce it used, for a follow-up call without asking again."""
     client, chain, fmt = session.client, session.chain, session.chain.format_balance
     address = chain.address(sender.public)
     nonce = client.next_index(address)
@@ -283,6 +293,7 @@ def submit_with_blobs(session: Session, sender: WalletEntry, call, summary: str,
                                birth_hash=birth_hash)
     print(f"{summary}; fee {fmt(fee)}, nonce {nonce}", flush=True)
     watch_submission(session, extrinsic)  # a CliError if the call failed
+    return keypair, nonce
 
 
 def find_created_task(client: Client, creator: bytes, held_out_hash: bytes) -> int:

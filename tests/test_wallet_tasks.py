@@ -20,10 +20,11 @@ from consensus.useful_work import ModelSpec, ModelVersion, TensorFormatError, bu
 from consensus.useful_work.data import load_dataset, shard_non_iid, split_held_out
 from consensus.useful_work.fixed_point import norm_to_fixed
 from consensus.useful_work.models import TaskModel
-from consensus.useful_work.secrecy import open_held_out
+from consensus.useful_work.secrecy import held_out_plaintext, open_held_out
 from runtime import crypto
 from runtime.executive import sign_extrinsic
-from runtime.pallets import balances, training
+from runtime.hashing import blake2b_256
+from runtime.pallets import balances, held_out_keys, training
 from scripts import wallet, wallet_tasks
 from scripts._common import format_balance
 from scripts._tasks import ChainAccount, get_task, unhex, wait_until
@@ -130,6 +131,11 @@ def test_the_held_out_blob_is_ciphertext_that_only_the_validator_opens(node, cre
     features, labels = open_held_out(ciphertext, sealed, crypto.dev_keypair("Alice"))
     assert torch.equal(features, split.held_out_features) and torch.equal(labels, split.held_out_labels)
     assert features.dtype == torch.float32 and labels.dtype == torch.int64
+    # the creator declared the plaintext's hash, against which a validator elected later checks its key
+    stored = node.client.call("state_getStorage", "0x" + held_out_keys.PlaintextHash.key_of(created[0]).hex())
+    assert stored is not None
+    declared = held_out_keys.PlaintextHash.decode_value(bytes.fromhex(stored[2:]))
+    assert declared == blake2b_256(held_out_plaintext(features, labels))
 
 
 @pytest.mark.parametrize("argv,fragments", [
