@@ -41,104 +41,24 @@ import heapq
 import itertools
 import time
 from collections import deque
-from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
 import structlog
 
-from runtime.errors import GradchainError
+from node.txpool_blocks import BlockPruning
+from node.txpool_types import (  # noqa: F401 (re-exported: the pool's errors and types were defined here)
+    ABSENT, FUTURE, READY, AlreadyImported, PoolEntry, PoolError, PoolFull, PoolLimits, PruneReport,
+    TemporarilyBanned, TooLowPriority,
+)
 from runtime.validity import InvalidTransaction, UnknownReason, UnknownTransaction, ValidTransaction
 
 log = structlog.get_logger("txpool")
 
-READY, FUTURE, ABSENT = "ready", "future", "absent"
 BAN_CAPACITY = 100_000  # most hashes remembered as banned; the oldest bans go first
 _NOTHING: dict = {}      # read-only default for index lookups
 
 
-class PoolError(GradchainError):
-    """A transaction the pool does not take; `rpc_code` is Substrate's author_* error number."""
-
-    code = "pool"
-    rpc_code = 1000
-
-
-class AlreadyImported(PoolError):
-    """The same transaction (by hash) is already in the pool."""
-
-    code = "already_imported"
-    rpc_code = 1013
-
-
-class TemporarilyBanned(PoolError):
-    """The transaction was found invalid recently; it is refused until its ban expires."""
-
-    code = "temporarily_banned"
-    rpc_code = 1012
-
-
-class TooLowPriority(PoolError):
-    """Another transaction provides the same tag (nonce) with at least this priority; raise the tip."""
-
-    code = "too_low_priority"
-    rpc_code = 1014
-
-
-class PoolFull(PoolError):
-    """The pool is at its limits and this transaction would be the first evicted; raise the tip or retry later."""
-
-    code = "pool_full"
-    rpc_code = 1016
-
-
-@dataclass(frozen=True)
-class PoolLimits:
-    ready_count: int = 8192
-    ready_bytes: int = 20 * 1024 * 1024
-    # future transactions wait for a nonce gap to fill (a re-org, gossip out of order): room for as many
-    # as the ready queue, so a backlog is not evicted while it waits
-    future_count: int = 8192
-    future_bytes: int = 20 * 1024 * 1024
-    ban_seconds: float = 1800.0
-
-
-@dataclass(frozen=True)
-class PruneReport:
-    """What `on_block_imported` did, for logs and metrics."""
-
-    included: int     # left because the block included them
-    expired: int      # longevity ran out (banned)
-    invalid: int      # re-validation rejected them (banned)
-    dropped: int      # unknown validity, or lost a tag to a higher priority
-    resubmitted: int  # came back from retracted blocks
-    promoted: int     # future -> ready
-    demoted: int      # ready -> future
-
-
-@dataclass(eq=False, slots=True)
-class _Entry:
-    tx: Any
-    hash: bytes
-    size: int
-    order: int                        # arrival: among equal priorities the earlier goes first
-    priority: int = 0
-    requires: tuple[bytes, ...] = ()
-    provides: tuple[bytes, ...] = ()
-    valid_till: int = 0               # the last block number that may include it
-    propagate: bool = True
-    ready: bool = False
-    missing: set[bytes] = field(default_factory=set)  # required tags that no ready entry provides
-    gen: int = 0                      # which heap items are current; renewed when queue, priority or tags change
-
-    def set_validity(self, valid: ValidTransaction, at_block: int) -> None:
-        self.priority = valid.priority
-        self.requires = tuple(dict.fromkeys(valid.requires))
-        self.provides = tuple(dict.fromkeys(valid.provides))
-        self.valid_till = at_block + valid.longevity
-        self.propagate = valid.propagate
-
-
-class TransactionPool:
+class TransactionPool(BlockPruning):
     def __init__(self, validate: Callable[[Any], ValidTransaction], tx_hash: Callable[[Any], bytes],
                  tx_size: Callable[[Any], int], limits: PoolLimits = PoolLimits(),
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -160,9 +80,9 @@ class TransactionPool:
         self._clear()
 
     def _clear(self) -> None:
-        self._entries: dict[bytes, _Entry] = {}
-        self._provider: dict[bytes, _Entry] = {}                # tag -> the entry providing it
-        self._dependants: dict[bytes, dict[bytes, _Entry]] = {}  # tag -> entries requiring it
+        self._entries: dict[bytes, PoolEntry] = {}
+        self._provider: dict[bytes, PoolEntry] = {}                # tag -> the entry providing it
+        self._dependants: dict[bytes, dict[bytes, PoolEntry]] = {}  # tag -> entries requiring it
         self._count = {True: 0, False: 0}                       # by entry.ready
         self._bytes = {True: 0, False: 0}
         # Heaps with lazy deletion: an item is current while its gen equals the entry's.
@@ -264,7 +184,7 @@ class TransactionPool:
             raise TemporarilyBanned(f"transaction 0x{tx_hash.hex()} was found invalid recently; "
                                     f"it is refused for up to {self.limits.ban_seconds:g} s")
         valid = self._checked_validate(tx, tx_hash)
-        entry = _Entry(tx, tx_hash, self._call(self._tx_size, tx, "size"), next(self._order))
+        entry = PoolEntry(tx, tx_hash, self._call(self._tx_size, tx, "size"), next(self._order))
         entry.set_validity(valid, at_block)
         incumbents = self._holders_of(entry.provides)
         for incumbent in incumbents:
@@ -336,173 +256,9 @@ class TransactionPool:
         return list(doomed)
 
     # --- after a block ------------------------------------------------------------
-
-    def on_block_imported(self, *, number: int, included: Iterable[bytes],
-                          retracted: Iterable[Any] = (), revalidate: bool = True) -> PruneReport:
-        """Block `number` is the new best: drop what it included and what expired, bring back the
-        transactions of retracted (re-orged away) blocks, and validate everything again.
-
-        revalidate=False (a block that extends the best chain, no re-org) skips validating every entry
-        again, O(pool) validations per block, the largest cost of a node under a backlog: the tags the
-        included transactions provided are now the chain's, so whoever required them stops waiting
-        (Substrate's pruning by tags). Only the future queue is validated again, and only if the block
-        included a transaction this pool never held (its tags are unknown here). An entry the block made
-        invalid some other way stays until the next full revalidation or until an author finds it
-        invalid (remove_invalid): the caller revalidates fully every few blocks."""
-        self._purge_bans()
-        included = set(included)
-        retracted = list(retracted)
-        if not revalidate and not retracted:
-            return self._prune_by_tags(number, included)
-        for entry in self._entries.values():
-            self._touch(entry)  # remember every status, to announce only the net changes
-        kept, expired = self._drop_included_and_expired(number, included)
-        kept += self._retracted_entries(retracted, included)
-        revalidated, invalid = self._revalidate(kept, number)
-        self._rebuild(revalidated)
-        report = self._prune_report(included, expired, invalid)
-        self._announce()
-        return report
-
-    def _prune_by_tags(self, number: int, included: set[bytes]) -> PruneReport:
-        entries = self._entries
-        mined = [entries[h] for h in included if h in entries]
-        leaving = {e.hash for e in mined}
-        chain_tags = {tag for e in mined for tag in e.provides}
-        unblocked: dict[bytes, _Entry] = {}
-        for tag in chain_tags:  # the chain provides these now: whoever required them stops waiting
-            waiting = self._dependants.get(tag)
-            if not waiting:
-                continue
-            for tx_hash in [h for h in waiting if h not in leaving]:
-                dependant = waiting.pop(tx_hash)
-                self._touch(dependant)
-                dependant.requires = tuple(t for t in dependant.requires if t != tag)
-                dependant.missing.discard(tag)
-                unblocked[tx_hash] = dependant
-            if not waiting:
-                del self._dependants[tag]
-        for entry in mined:
-            self._unlink(entry, leaving)  # nobody outside `leaving` requires its tags any more: no demotion
-            self._removed[entry.hash] = (None, None)  # the RPC layer announces inclusion
-        for entry in sorted(unblocked.values(), key=lambda e: e.order):
-            if entry.hash not in entries:
-                continue
-            if entry.ready:
-                self._refresh(entry)  # may have become a root
-            elif not entry.missing:
-                self._promote(entry)
-        expired = [e for e in entries.values() if e.valid_till <= number]  # their dependants wait in future
-        for entry in expired:
-            self._ban(entry.hash)
-        self._remove_all(expired, "invalid")
-        invalid = 0
-        if len(leaving) < len(included) and self._count[False]:
-            invalid = self._revalidate_future(number)
-        report = PruneReport(included=len(mined), expired=len(expired), invalid=invalid,
-                             dropped=sum(1 for h, (event, _) in self._removed.items()
-                                         if event in ("dropped", "usurped") and self._initial.get(h) != ABSENT),
-                             resubmitted=0,
-                             promoted=sum(1 for h, before in self._initial.items()
-                                          if before == FUTURE and h in entries and entries[h].ready),
-                             demoted=sum(1 for h, before in self._initial.items()
-                                         if before == READY and h in entries and not entries[h].ready))
-        self._announce()
-        return report
-
-    def _revalidate_future(self, number: int) -> int:
-        """Validate the future queue again (a block included transactions whose tags this pool never saw,
-        which may be what some of them wait for). Returns how many were invalid."""
-        waiting = sorted((e for e in self._entries.values() if not e.ready), key=lambda e: e.order)
-        leaving = {e.hash for e in waiting}
-        for entry in waiting:
-            self._unlink(entry, leaving)
-        valid, invalid = self._revalidate(waiting, number)
-        for entry in valid:
-            holders = self._holders_of(entry.provides)
-            if any(h.priority >= entry.priority for h in holders):
-                self._removed[entry.hash] = ("usurped", holders[0].hash)
-                continue
-            self._remove_all(holders, "usurped", entry.hash)
-            self._link(entry)
-        return invalid
-
-    def _drop_included_and_expired(self, number: int, included: set[bytes]) -> tuple[list[_Entry], int]:
-        kept: list[_Entry] = []
-        expired = 0
-        for entry in self._entries.values():
-            if entry.hash in included:
-                self._removed[entry.hash] = (None, None)  # the RPC layer announces inclusion
-            elif entry.valid_till <= number:  # the next block would be past its last valid block
-                expired += 1
-                self._removed[entry.hash] = ("invalid", None)
-                self._ban(entry.hash)
-            else:
-                kept.append(entry)
-        return kept, expired
-
-    def _retracted_entries(self, retracted: Iterable[Any], included: set[bytes]) -> list[_Entry]:
-        """Retracted transactions count as older than every pooled one (in the order given): they were
-        sent earlier, later nonces depend on them, and the limits must evict the newest, not them (else a
-        re-org under a full pool would leave every sender of a retracted transaction a nonce gap)."""
-        retracted = list(retracted)
-        self._first_order -= len(retracted)
-        orders = itertools.count(self._first_order)
-        entries = []
-        for tx in retracted:
-            try:
-                tx_hash = self._call(self._tx_hash, tx, "hash")
-                entry = _Entry(tx, tx_hash, self._call(self._tx_size, tx, "size"), next(orders))
-            except UnknownTransaction:
-                continue
-            if tx_hash in included or tx_hash in self._initial:  # in the pool, or already seen
-                continue
-            self._banned.pop(tx_hash, None)  # it was in a block of ours: a ban must not keep it out
-            self._touch(entry)
-            entries.append(entry)
-        return entries
-
-    def _revalidate(self, entries: list[_Entry], number: int) -> tuple[list[_Entry], int]:
-        valid: list[_Entry] = []
-        invalid = 0
-        for entry in entries:
-            try:
-                entry.set_validity(self._checked_validate(entry.tx, entry.hash), number)
-                valid.append(entry)
-            except InvalidTransaction:
-                invalid += self._initial[entry.hash] != ABSENT
-                self._removed[entry.hash] = ("invalid", None)
-            except UnknownTransaction:
-                self._removed[entry.hash] = ("dropped", None)
-        return valid, invalid
-
-    def _rebuild(self, entries: list[_Entry]) -> None:
-        """Index the entries afresh, in arrival order, with their new tags and priorities: O(pool) like
-        the validation before it, and it settles any tag conflict that the new answers made."""
-        self._clear()
-        for entry in sorted(entries, key=lambda e: e.order):
-            holders = self._holders_of(entry.provides)
-            strongest = max(holders, key=lambda e: e.priority, default=None)
-            if strongest is not None and strongest.priority >= entry.priority:
-                self._removed[entry.hash] = ("usurped", strongest.hash)
-                continue
-            self._remove_all(holders, "usurped", entry.hash)
-            self._link(entry)
-
-    def _prune_report(self, included: set[bytes], expired: int, invalid: int) -> PruneReport:
-        initial, entries = self._initial, self._entries
-        return PruneReport(
-            included=sum(1 for h in included if initial.get(h, ABSENT) != ABSENT),
-            expired=expired, invalid=invalid,
-            dropped=sum(1 for h, (event, _) in self._removed.items()
-                        if event in ("dropped", "usurped") and initial[h] != ABSENT and h not in entries),
-            resubmitted=sum(1 for h, before in initial.items() if before == ABSENT and h in entries),
-            promoted=sum(1 for h, before in initial.items() if before == FUTURE and h in entries and entries[h].ready),
-            demoted=sum(1 for h, before in initial.items() if before == READY and h in entries and not entries[h].ready))
-
     # --- the indexes: link, unlink, promote, demote ---------------------------------
 
-    def _holders_of(self, tags: tuple[bytes, ...]) -> list[_Entry]:
+    def _holders_of(self, tags: tuple[bytes, ...]) -> list[PoolEntry]:
         holders = {}
         for tag in tags:
             holder = self._provider.get(tag)
@@ -510,7 +266,7 @@ class TransactionPool:
                 holders[holder.hash] = holder
         return list(holders.values())
 
-    def _link(self, entry: _Entry) -> None:
+    def _link(self, entry: PoolEntry) -> None:
         """Add an entry whose tags no other entry provides, as future, then promote it if it can be ready."""
         self._touch(entry)
         self._entries[entry.hash] = entry
@@ -528,7 +284,7 @@ class TransactionPool:
         else:
             self._promote(entry)
 
-    def _promote(self, first: _Entry) -> None:
+    def _promote(self, first: PoolEntry) -> None:
         """Make `first` ready, then every entry that was waiting only for it, in arrival order."""
         queue = [(first.order, first.hash)]
         while queue:
@@ -543,7 +299,7 @@ class TransactionPool:
                     if not dependant.missing and not dependant.ready:
                         heapq.heappush(queue, (dependant.order, dependant.hash))
 
-    def _unlink(self, entry: _Entry, leaving: Iterable[bytes]) -> None:
+    def _unlink(self, entry: PoolEntry, leaving: Iterable[bytes]) -> None:
         """Take an entry out; ready entries that needed it go back to future unless they are `leaving` too."""
         self._touch(entry)
         del self._entries[entry.hash]
@@ -572,7 +328,7 @@ class TransactionPool:
                     self._move(dependant, False)
                     stack.extend(dependant.provides)
 
-    def _move(self, entry: _Entry, ready: bool) -> None:
+    def _move(self, entry: PoolEntry, ready: bool) -> None:
         self._touch(entry)
         self._count[entry.ready] -= 1
         self._bytes[entry.ready] -= entry.size
@@ -581,7 +337,7 @@ class TransactionPool:
         self._bytes[ready] += entry.size
         self._refresh(entry)
 
-    def _refresh(self, entry: _Entry) -> None:
+    def _refresh(self, entry: PoolEntry) -> None:
         """Push current heap items for the entry; its older items become stale."""
         entry.gen = gen = next(self._gen)
         heap = self._evictable[entry.ready]
@@ -599,8 +355,8 @@ class TransactionPool:
         self._roots[:] = [(-e.priority, e.order, e.gen, e.hash) for e in entries if e.ready and not e.requires]
         heapq.heapify(self._roots)
 
-    def _with_dependants(self, roots: Iterable[_Entry]) -> dict[bytes, _Entry]:
-        found: dict[bytes, _Entry] = {}
+    def _with_dependants(self, roots: Iterable[PoolEntry]) -> dict[bytes, PoolEntry]:
+        found: dict[bytes, PoolEntry] = {}
         stack = list(roots)
         while stack:
             entry = stack.pop()
@@ -610,23 +366,23 @@ class TransactionPool:
                     stack.extend(self._dependants.get(tag, _NOTHING).values())
         return found
 
-    def _drop(self, entry: _Entry, event: str | None, info: Any, leaving: Iterable[bytes]) -> None:
+    def _drop(self, entry: PoolEntry, event: str | None, info: Any, leaving: Iterable[bytes]) -> None:
         self._unlink(entry, leaving)
         self._removed[entry.hash] = (event, info)
 
-    def _remove_all(self, doomed: list[_Entry], event: str, info: Any = None) -> None:
+    def _remove_all(self, doomed: list[PoolEntry], event: str, info: Any = None) -> None:
         leaving = {e.hash for e in doomed}
         for entry in doomed:
             self._drop(entry, event, info, leaving)
 
     # --- limits -----------------------------------------------------------------------
 
-    def _plan_eviction(self, newcomer: _Entry | None) -> list[_Entry] | None:
+    def _plan_eviction(self, newcomer: PoolEntry | None) -> list[PoolEntry] | None:
         """The entries to evict to get within the limits, or None if `newcomer` would be among them.
         Planning first keeps a refused newcomer from changing anything."""
         limits = self.limits
         count, size = dict(self._count), dict(self._bytes)
-        victims: dict[bytes, _Entry] = {}
+        victims: dict[bytes, PoolEntry] = {}
         popped: list[tuple[list, tuple]] = []
         for ready, max_count, max_bytes in ((False, limits.future_count, limits.future_bytes),
                                             (True, limits.ready_count, limits.ready_bytes)):
@@ -676,7 +432,7 @@ class TransactionPool:
 
     # --- status events ---------------------------------------------------------------------
 
-    def _touch(self, entry: _Entry) -> None:
+    def _touch(self, entry: PoolEntry) -> None:
         if entry.hash not in self._initial:
             present = self._entries.get(entry.hash) is entry
             self._initial[entry.hash] = (READY if entry.ready else FUTURE) if present else ABSENT
