@@ -83,3 +83,35 @@ def test_prevotes_of_a_third_of_the_stake_in_a_later_round_prove_nothing_and_mov
         assert voter.on_decoded(vote)
     voter.poll()
     assert voter.round_number == start  # before, it jumped to round `far` on these alone
+
+
+def test_voters_a_round_apart_after_a_one_way_cut_meet_again_when_it_heals():
+    """v0 and v1 hear everyone but v2 and v3 hear only each other: v0 and v1 end a round that v2 and v3 never
+    see end, and each pair waits in its own round. Healed (and with no commit reaching v2 and v3), the pair
+    ahead's re-sent votes of the round it ended let the pair behind end it too, and finality goes on."""
+    sim = Simulation(KEYS, config=CONFIG)
+    chain = grow(sim, sim.genesis.hash, 2)
+    assert sim.run_until(lambda: all(sim.finalized_number(n) >= 2 for n in sim.nodes), 20_000)
+    send, cut = sim.network.send_from, {"on": True}
+
+    def send_from(sender: str, message: bytes) -> None:
+        behind = [sim.network.inboxes[name] for name in ("v2", "v3")]
+        before = [len(inbox) for inbox in behind]
+        send(sender, message)
+        if sender in ("v0", "v1") and cut["on"]:
+            for inbox, length in zip(behind, before):
+                while len(inbox) > length:
+                    inbox.pop()
+    sim.network.send_from = send_from
+    ahead, late = sim.nodes["v0"].voter, sim.nodes["v2"].voter
+    assert sim.run_until(lambda: ahead.round_number > late.round_number, 20_000)
+    sim.run_until(lambda: False, 10_000)  # both pairs wait: v0 and v1 for the others' votes of their round
+    assert ahead.round_number == late.round_number + 1
+    assert sim.nodes["v1"].voter.round_number == ahead.round_number
+    assert sim.nodes["v3"].voter.round_number == late.round_number
+    cut["on"] = False
+    drop_commits_to(sim, "v2")  # only the votes may tell them: the last commit v0 and v1 re-send is older
+    drop_commits_to(sim, "v3")
+    more = grow(sim, chain[-1].hash, 2, b"healed")
+    assert sim.run_until(lambda: all(sim.finalized_number(n) >= 4 for n in sim.nodes), 30_000)
+    assert late.env.finalized() == (more[-1].hash, 4)
