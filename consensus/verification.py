@@ -150,6 +150,13 @@ class UsefulWorkCheck:
             return
         self.work.store_deferred(models, now_block=self.store.best_header().number)
         status = self._status_of(verdicts, late)
+        if status.state == UNVERIFIABLE and all(self.work.blobs.get(m) is not None for m in status.missing):
+            # Every blob it lacked arrived while the check ran: `blob_arrived` found no unverifiable block to
+            # wake then (this one was in flight), and nothing would wake it later. Check it again now.
+            block = self.store.block(block_hash)
+            if block is not None:
+                self.start(block)
+                return
         if status.state == PENDING:
             log.warning("useful work not checked before the deadline; the block stays pending", number=number,
                         rounds=late)

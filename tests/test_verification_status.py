@@ -89,6 +89,34 @@ def test_a_blob_arriving_re_checks_the_block_and_it_becomes_verified_and_best(no
         lacking.close()
 
 
+def test_a_blob_arriving_while_the_check_runs_is_not_lost(nodes, tmp_path):
+    """The blob arrives after the check found it missing but before its verdict is written (the network fetched
+    it meanwhile): blob_arrived finds no unverifiable block to wake, so the verdict must look again itself. Seen
+    in the 2|2 partition scenario: a block stayed unverifiable for good and finality stalled below it."""
+    author, follower = nodes
+    report_block, blocks, updates = run_round(author, follower)
+    lacking = Node(tmp_path / "c", author.clock, finalize=False)
+    try:
+        copy_blobs(follower, lacking, [b for b in round_blobs(follower, report_block) if b != updates[0]])
+        work = lacking.service.verification.work
+        check, woken = work.check_gathered, []
+
+        def check_then_the_blob_arrives(gathered):
+            verdict = check(gathered)
+            if verdict.missing and not woken:
+                copy_blobs(follower, lacking, [updates[0]])
+                woken.append(lacking.service.blob_arrived_now(updates[0]))
+            return verdict
+        work.check_gathered = check_then_the_blob_arrives
+        for block in blocks:
+            lacking.service.import_block_now(block)
+        assert woken == [[]]  # nothing was unverifiable yet: the block was still being checked
+        assert lacking.store.verification_status(report_block.hash).state == "verified"
+        assert lacking.store.best_hash == report_block.hash
+    finally:
+        lacking.close()
+
+
 @pytest.mark.slow
 def test_kill_9_between_commit_and_verdict_then_the_restart_verifies_the_block(nodes, tmp_path):
     author, follower = nodes
