@@ -83,6 +83,10 @@ def test_prevotes_of_a_third_of_the_stake_in_a_later_round_prove_nothing_and_mov
         assert voter.on_decoded(vote)
     voter.poll()
     assert voter.round_number == start  # before, it jumped to round `far` on these alone
+    # liveness without proof: once its round has not ended for a whole rebroadcast period, it joins them
+    voter.env.clock.now += CONFIG.rebroadcast_ms
+    voter.poll()
+    assert voter.round_number == far and voter.current.prior_estimate == voter.env.finalized()
 
 
 def test_voters_a_round_apart_after_a_one_way_cut_meet_again_when_it_heals():

@@ -280,6 +280,29 @@ class Voter:
             estimate = proven.outlook.estimate
             self._enter_round(number + 1, finalized if finalized[1] >= estimate[1] else estimate)
             return
+        self._join_a_later_round_after_a_stall()
+
+    def _join_a_later_round_after_a_stall(self) -> None:
+        """Liveness when no proof comes: after a whole rebroadcast period in a round that does not end, join
+        the latest round in which voters with more than a third of the stake vote (at least one honest voter
+        among them moved on), from the last finalized block. Voters can end up a round apart with no
+        proof to exchange: `_advance` ends a round whose estimate can no longer rise, with fewer than a
+        supermajority of precommits heard, so the rounds they ended hold nothing the others could check
+        (seen in the 2|2 partition scenario: two voters a round ahead, finality stalled for good)."""
+        if self.env.now_ms() < self.current.started_ms + self.config.rebroadcast_ms:
+            return
+        honest_present = self.voters.total_weight - self.voters.threshold + 1
+        for number in sorted(self.future, reverse=True):
+            if sum(self.voters.weight_of(v) for v in {v.voter for v in self.future[number]}) < honest_present:
+                continue
+            log.info("catching up without proof", from_round=self.current.number, to_round=number)
+            for behind in (self.background, self.current):
+                if behind is not None:
+                    self._retire(behind)
+            self.background = None
+            self._enter_round(number, self.env.finalized())
+            self._refresh(self.current)
+            return
 
     def _retire(self, round_: Round) -> None:
         """Keep a round that ends (its votes catch a late, conflicting vote)."""
