@@ -150,7 +150,7 @@ class UsefulWorkCheck:
             return
         self.work.store_deferred(models, now_block=self.store.best_header().number)
         status = self._status_of(verdicts, late)
-        if status.state == UNVERIFIABLE and all(self.work.blobs.get(m) is not None for m in status.missing):
+        if status.state == UNVERIFIABLE and self._all_stored(status.missing):
             # Every blob it lacked arrived while the check ran: `blob_arrived` found no unverifiable block to
             # wake then (this one was in flight), and nothing would wake it later. Check it again now.
             block = self.store.block(block_hash)
@@ -203,6 +203,11 @@ class UsefulWorkCheck:
                 resumed += 1
         return resumed
 
+    def _all_stored(self, blob_hashes) -> bool:
+        """Whether every blob is here, from its small info record (written in the same batch as the blob):
+        blobs are up to 16 MiB and are not read just to learn that they exist."""
+        return all(self.work.blobs.info(m) is not None for m in blob_hashes)
+
     def blob_arrived(self, blob_hash: bytes) -> list[bytes]:
         """A blob arrived (networking, an upload): re-check the unverifiable blocks that waited only for it.
         Returns the blocks whose check started again."""
@@ -210,7 +215,7 @@ class UsefulWorkCheck:
         for block_hash, status in list(self._unverifiable.items()):
             if blob_hash not in status.missing:
                 continue
-            if any(self.work.blobs.get(m) is None for m in status.missing):
+            if not self._all_stored(status.missing):
                 continue  # still waiting for another one
             block = self.store.block(block_hash)
             if block is None:
