@@ -30,6 +30,7 @@ from runtime.types import (
 from storage import schema
 from storage.block_status import DISPUTED, STATUS_VERIFIED, VERIFIED, VerificationStatus
 from storage.database import Database
+from storage.flat_state import FlatState, genesis_puts
 from storage.state_view import ExecutedState, HeadCache, StateView
 from storage.trie import EMPTY_STATE, StateRef, StateTrie, TrieUpdate
 
@@ -89,6 +90,10 @@ class ChainStore:
         self.pruning = pruning
         self.trie = StateTrie(db.get)
         self.head_cache = HeadCache()
+        self.flat = FlatState(db.get)  # the best state's values, one get each (storage/flat_state.py)
+        if self.flat.block is not None:
+            flat_state = self.stored_state(self.flat.block)
+            self.flat.ref = None if flat_state is None else flat_state.ref
         self._headers: dict[bytes, Header] = {}  # immutable records: a plain bounded cache
         self._statuses: dict[bytes, VerificationStatus] = {}  # written only through this store: a write-through cache
         self._next_version = self._read_int(schema.META_NEXT_VERSION, 0)
@@ -165,8 +170,9 @@ class ChainStore:
             puts[schema.meta_key(name)] = block.hash
         puts[schema.meta_key(schema.META_NEXT_VERSION)] = self._next_version.to_bytes(8, "big")
         puts[schema.meta_key(schema.META_SCHEMA_VERSION)] = SCHEMA_VERSION.to_bytes(8, "big")
-        self.db.write(puts)
+        self.db.write(puts, more_puts=(genesis_puts(genesis_changes, block.hash),))
         self.trie.remember(update)
+        self.flat.moved(block.hash, update.state, True)
         self.head_cache.start(update.state)
         return block.hash
 
@@ -177,6 +183,22 @@ class ChainStore:
         if best is not None:
             self.head_cache.start(best.ref)
             self.trie.warm(best.ref)
+            self._repair_flat_state(self.best_hash, best.ref)
+
+    def _repair_flat_state(self, best_hash: bytes, best: StateRef) -> None:
+        """Bring the flat table to the best state if it describes another (a database written before it
+        existed, or by a version that did not keep it): by the difference of the states, or built again."""
+        flat = self.flat
+        if flat.block == best_hash and flat.ref == best:
+            return
+        if flat.ref is not None:
+            puts, deletes = flat.writes_to(self.trie, best_hash, best)
+            if schema.meta_key(schema.META_FLAT_HEAD) in puts:
+                flat.begin_move()
+                self.db.write(puts, deletes)
+                flat.moved(best_hash, best, True)
+                return
+        flat.rebuild(self.trie, best_hash, best, self.db.keys_with_prefix(schema.FLAT_STATE), self.db.write)
 
     # --- reads ----------------------------------------------------------------
 
@@ -267,12 +289,23 @@ class ChainStore:
             puts[schema.stale_nodes_key(version)] = codec.pack(list(update.stale_nodes))
         puts[schema.meta_key(schema.META_NEXT_VERSION)] = self._next_version.to_bytes(8, "big")
         self._status_puts(block_hash, status, puts, deletes)
+        flat_puts: dict[bytes, bytes] = {}
         if head is not None:
             self._head_puts(head, puts, deletes)
-        self.db.write(update.new_nodes, deletes, more_puts=(puts,))
+            if head.best == block_hash:
+                best = update.state
+                flat_puts, flat_deletes = self.flat.writes_to(self.trie, block_hash, best, parent=executed.parent,
+                                                              changes=executed.changes)
+            else:
+                best = self._require_state(head.best)
+                flat_puts, flat_deletes = self.flat.writes_to(self.trie, head.best, best)
+            deletes.extend(flat_deletes)
+            self.flat.begin_move()
+        self.db.write(update.new_nodes, deletes, more_puts=(puts, flat_puts))
         self._statuses[block_hash] = status
         self.trie.remember(update)
         if head is not None:
+            self.flat.moved(head.best, best, bool(flat_puts))
             if head.best == block_hash:
                 self.head_cache.advance(executed.parent, update.state, executed.changes)
             else:
@@ -286,17 +319,36 @@ class ChainStore:
         self._status_puts(block_hash, status, puts, deletes)
         if head is not None:
             self._head_puts(head, puts, deletes)
+            best = self._move_flat_state(head.best, puts, deletes)
         self.db.write(puts, deletes)
         self._statuses[block_hash] = status
         if head is not None:
+            self.flat.moved(head.best, best, schema.meta_key(schema.META_FLAT_HEAD) in puts)
             self._restart_head_cache(head.best)
 
     def set_head(self, head: HeadChange) -> None:
         puts: dict[bytes, bytes] = {}
         deletes: list[bytes] = []
         self._head_puts(head, puts, deletes)
+        best = self._move_flat_state(head.best, puts, deletes)
         self.db.write(puts, deletes)
+        self.flat.moved(head.best, best, schema.meta_key(schema.META_FLAT_HEAD) in puts)
         self._restart_head_cache(head.best)
+
+    def _move_flat_state(self, best_hash: bytes, puts: dict, deletes: list) -> StateRef:
+        """Add the writes that move the flat table to a stored block's state; returns that state."""
+        best = self._require_state(best_hash)
+        flat_puts, flat_deletes = self.flat.writes_to(self.trie, best_hash, best)
+        puts.update(flat_puts)
+        deletes.extend(flat_deletes)
+        self.flat.begin_move()
+        return best
+
+    def _require_state(self, block_hash: bytes) -> StateRef:
+        stored = self.stored_state(block_hash)
+        if stored is None:
+            raise UnknownBlock(f"block {block_hash.hex()} is not in the database")
+        return stored.ref
 
     def _status_puts(self, block_hash: bytes, status: VerificationStatus, puts: dict, deletes: list) -> None:
         puts[schema.status_key(block_hash)] = status.encode()

@@ -10,6 +10,7 @@ One LevelDB per node; columns are one-byte key prefixes. Integers in keys are
     n<number>                      canonical chain: number -> block hash
     s<block hash>                  the block's state: StateRef and its version
     t<version><depth><nibbles>     state trie node written at that version
+    f<H(storage key)>              the value of that key in the best block's state (storage/flat_state.py)
     x<version>                     trie nodes made stale by that version
     v<block hash>                  the block's useful-work verification status
     w<block hash>                  blocks whose status is pending or unverifiable (checked again)
@@ -39,6 +40,7 @@ JUSTIFICATION = b"j"
 CANONICAL = b"n"
 BLOCK_STATE = b"s"
 TRIE_NODE = b"t"
+FLAT_STATE = b"f"
 STALE_NODES = b"x"
 BLOB = b"B"
 BLOB_INFO = b"I"
@@ -60,6 +62,7 @@ META_GENESIS = b"genesis"
 META_NEXT_VERSION = b"next_version"
 META_SCHEMA_VERSION = b"schema_version"
 META_BLOB_BYTES = b"blob_bytes"  # total size of stored blobs
+META_FLAT_HEAD = b"flat_head"  # the block whose state the flat table holds (absent: rebuild it)
 META_PRUNED_BELOW = b"pruned_below"  # states of blocks below this number are pruned
 META_INDEX_HEAD = b"index_head"  # the block whose state the node-side indexes describe
 META_HISTORY_NUMBER = b"history_number"  # the highest block whose account history is recorded
@@ -108,6 +111,12 @@ def trie_node_key(version: int, nibbles: bytes) -> bytes:
     padded = nibbles + b"\x00" if depth % 2 else nibbles
     packed = bytes((padded[i] << 4) | padded[i + 1] for i in range(0, len(padded), 2))
     return TRIE_NODE + _u64(version) + bytes((depth,)) + packed
+
+
+def flat_state_key(key_hash: bytes) -> bytes:
+    """Key of a storage key's value in the flat table, by the key's blake2b-256 hash (its trie path): short
+    keys, in the trie's leaf order."""
+    return FLAT_STATE + key_hash
 
 
 def stale_nodes_key(version: int) -> bytes:

@@ -70,11 +70,15 @@ class HeadCache:
 
 
 class StateView:
-    """One block's state, as the runtime's StateBackend: reads, and the state after changes."""
+    """One block's state, as the runtime's StateBackend: reads, and the state after changes.
+
+    A read of the best state goes to the head cache, then to the flat table (one database
+    get: storage/flat_state.py), and only for another state to the trie."""
 
     def __init__(self, store: "ChainStore", ref: StateRef) -> None:
         self._store = store
         self._trie = store.trie
+        self._flat = store.flat
         self.ref = ref
         self._head = store.head_cache
         self._head_generation = -1
@@ -82,18 +86,33 @@ class StateView:
 
     def get(self, key: bytes) -> bytes | None:
         head = self._head
-        if head.generation != self._head_generation:  # the head moves on when a block commits
-            self._head_generation = head.generation
+        generation = head.generation
+        if generation != self._head_generation:  # the head moves on when a block commits
+            self._head_generation = generation
             self._reads_head = head.ref == self.ref
         if not self._reads_head:
             return self._trie.get(self.ref, key)
         cache = head.values
         value = cache.get(key, _MISSING)
         if value is _MISSING:
-            value = cache[key] = self._trie.get(self.ref, key)
+            value = self._read_head(key)
+            if head.generation == generation:  # not if a commit moved the head meanwhile (a reader on another thread)
+                cache[key] = value
         return value
 
+    def _read_head(self, key: bytes) -> bytes | None:
+        flat = self._flat
+        generation = flat.generation
+        if flat.ref == self.ref:
+            value = flat.get(key)
+            if flat.generation == generation:  # no move began meanwhile: the value is this state's
+                return value
+        return self._trie.get(self.ref, key)
+
     def compute_state(self, changes: Mapping[bytes, bytes | None]) -> ExecutedState:
-        """This state with `changes` applied: its root, and the trie nodes that commit it (hashed once)."""
+        """This state with `changes` applied: its root, and the trie nodes that commit it (hashed once).
+        The head cache's values of this state, if it is the best one, spare the update loading their leaves."""
         version = self._store.allocate_version()
-        return ExecutedState(self.ref, self._trie.update(self.ref, changes, version), version, changes)
+        head = self._head
+        known = head.values if head.ref == self.ref else None
+        return ExecutedState(self.ref, self._trie.update(self.ref, changes, version, known=known), version, changes)

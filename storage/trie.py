@@ -293,8 +293,13 @@ class StateTrie:
 
     # --- updates ----------------------------------------------------------------
 
-    def update(self, state: StateRef, changes: Mapping[bytes, bytes | None], version: int) -> TrieUpdate:
-        """The state after `changes` (None deletes), its new nodes at `version`, and the nodes it made stale."""
+    def update(self, state: StateRef, changes: Mapping[bytes, bytes | None], version: int, *,
+               known: Mapping[bytes, bytes | None] | None = None) -> TrieUpdate:
+        """The state after `changes` (None deletes), its new nodes at `version`, and the nodes it made stale.
+
+        `known`: values of some keys in `state` (None: absent), such as the head cache holds. A key
+        present in `state` has its own leaf where its path meets a leaf, so the update writes over that
+        leaf without loading it (at a million keys, most of a block's leaves are not cached)."""
         if state.version is not None and version <= state.version:
             # Nodes are addressed by (version, path): reusing a version would overwrite live nodes.
             raise ValueError(f"update version {version} must be above the state's version {state.version}")
@@ -305,7 +310,7 @@ class StateTrie:
             key_hash = blake2b(key, digest_size=32).digest()
             items.append((key_hash, path_of(key_hash), key, value))
         items.sort()  # key hashes are unique, so the sort never compares further
-        run = UpdateRun(self, version)
+        run = UpdateRun(self, version, known)
         result = run.update(None if state.version is None else self._root(state.version)[0], 0, items)
         if result is SAME:
             return TrieUpdate(state, {}, ())

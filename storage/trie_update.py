@@ -9,7 +9,7 @@ never reach the database.
 from __future__ import annotations
 
 from hashlib import blake2b
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Mapping
 
 from runtime.hashing import ZERO_HASH
 from storage import schema
@@ -29,8 +29,9 @@ class UpdateRun:
     written at this run's version (so its key follows from its path), and the parent rebuilds itself only
     when a child changed."""
 
-    def __init__(self, trie: "StateTrie", version: int) -> None:
+    def __init__(self, trie: "StateTrie", version: int, known: Mapping[bytes, bytes | None] | None = None) -> None:
         self.load = trie._load
+        self.known = known
         self.cache = trie._internal  # an update's path is internal nodes but for its last step
         self.leaves = trie._cache
         self.version_bytes = version.to_bytes(8, "big")
@@ -61,7 +62,8 @@ class UpdateRun:
             run = items[start:end] if count > 1 else items
             if leaf_mask & bit:  # straight to the leaf cache: at a million keys a missed lookup costs a microsecond
                 below = child_key(node_key, node, nibble)
-                result = self.update_leaf(below, self.leaves.get(below) or self.load(below), depth + 1, run)
+                leaf = (self.known and self.known_leaf(run)) or self.leaves.get(below) or self.load(below)
+                result = self.update_leaf(below, leaf, depth + 1, run)
             else:
                 result = self.update(child_key(node_key, node, nibble) if mask & bit else None, depth + 1, run)
             if result is not SAME:
@@ -89,6 +91,15 @@ class UpdateRun:
             nibble = new_mask.bit_length() - 1
             return self.lift(child_key(node_key, new, nibble), bytes(child_hash(new, nibble)), depth)
         return self.write_internal(depth, items[0][0], bytes(new))
+
+    def known_leaf(self, items: list) -> tuple | None:
+        """The leaf in the slot these items' paths reach, if one of their keys is known present: its own."""
+        known = self.known
+        for key_hash, _, key, _ in items:
+            value = known.get(key)
+            if value is not None:
+                return (LEAF, key, value, key_hash)
+        return None
 
     def update_leaf(self, node_key: bytes, leaf: Node, depth: int, items: list) -> Any:
         existing_hash = leaf[3]
