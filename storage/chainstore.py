@@ -161,8 +161,10 @@ class ChainStore:
             self.warm_caches()
             return block.hash
         self._next_version = max(self._next_version, 1)
-        puts = dict(update.new_nodes)
-        puts.update(self._block_puts(block, update.state, 0))
+        # The state first, in batches, and the block with the pointers that make the chain exist last: a crash
+        # before that last write leaves a database that is initialized again from the start.
+        self.db.write_in_batches((update.new_nodes, genesis_puts(genesis_changes, block.hash)))
+        puts = self._block_puts(block, update.state, 0)
         puts[schema.canonical_key(0)] = block.hash
         puts[schema.status_key(block.hash)] = STATUS_VERIFIED.encode()
         puts[schema.leaf_key(block.hash)] = b""
@@ -170,7 +172,7 @@ class ChainStore:
             puts[schema.meta_key(name)] = block.hash
         puts[schema.meta_key(schema.META_NEXT_VERSION)] = self._next_version.to_bytes(8, "big")
         puts[schema.meta_key(schema.META_SCHEMA_VERSION)] = SCHEMA_VERSION.to_bytes(8, "big")
-        self.db.write(puts, more_puts=(genesis_puts(genesis_changes, block.hash),))
+        self.db.write(puts)
         self.trie.remember(update)
         self.flat.moved(block.hash, update.state, True)
         self.head_cache.start(update.state)
