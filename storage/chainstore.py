@@ -186,6 +186,10 @@ class ChainStore:
             self.head_cache.start(best.ref)
             self.trie.warm(best.ref)
             self._repair_flat_state(self.best_hash, best.ref)
+            if self.flat.ref == best.ref:
+                prefix = len(schema.FLAT_STATE)
+                self.head_cache.preload((key[prefix:], value)
+                                        for key, value in self.db.items_with_prefix(schema.FLAT_STATE))
 
     def _repair_flat_state(self, best_hash: bytes, best: StateRef) -> None:
         """Bring the flat table to the best state if it describes another (a database written before it

@@ -2,8 +2,9 @@
 
 A read through the trie walks one internal node per level (about six at a million
 keys, each a cache miss of its own) and then reads and decodes the key's leaf; a read
-of the flat table is one get of `f ++ H(key)` (geth's snapshot, Substrate's value
-cache kept on disk). The trie stays the commitment: roots, proofs, reads of any
+of the flat table is one get of `f ++ key` (geth's snapshot, Substrate's value
+cache kept on disk), and a store that opens reads it into the head cache
+(`items`), as far as that holds. The trie stays the commitment: roots, proofs, reads of any
 other state and updates all use it.
 
 Exactness. The table describes one block's state, named by meta `flat_head`, and
@@ -21,7 +22,6 @@ and after every move, so a read that raced a move is made again from the trie.
 
 from __future__ import annotations
 
-from hashlib import blake2b
 from typing import Callable, Iterable, Mapping
 
 from storage import schema
@@ -45,7 +45,7 @@ class FlatState:
 
     def get(self, key: bytes) -> bytes | None:
         """The key's value in the state `ref` (the caller checked that it reads that state)."""
-        return self._get(_FLAT + blake2b(key, digest_size=32).digest())
+        return self._get(_FLAT + key)
 
     # --- moves, written in the batch that moves the best block --------------------------
 
@@ -67,7 +67,7 @@ class FlatState:
         puts: dict[bytes, bytes] = {}
         deletes: list[bytes] = []
         for key, value in moved.items():
-            flat_key = _FLAT + blake2b(key, digest_size=32).digest()
+            flat_key = _FLAT + key
             if value is None:
                 deletes.append(flat_key)
             else:
@@ -103,7 +103,7 @@ class FlatState:
         puts: dict[bytes, bytes] = {}
         written = 0
         for key, value in trie.iter_items(target):
-            puts[_FLAT + blake2b(key, digest_size=32).digest()] = value
+            puts[_FLAT + key] = value
             if len(puts) >= REBUILD_CHUNK:
                 written += len(puts)
                 write(puts)
@@ -117,8 +117,7 @@ class FlatState:
 
 def genesis_puts(changes: Mapping[bytes, bytes | None], block_hash: bytes) -> dict[bytes, bytes]:
     """The table of a genesis state, written with the genesis block."""
-    puts = {_FLAT + blake2b(key, digest_size=32).digest(): value for key, value in changes.items()
-            if value is not None}
+    puts = {_FLAT + key: value for key, value in changes.items() if value is not None}
     puts[_FLAT_HEAD] = block_hash
     return puts
 

@@ -10,7 +10,7 @@ One LevelDB per node; columns are one-byte key prefixes. Integers in keys are
     n<number>                      canonical chain: number -> block hash
     s<block hash>                  the block's state: StateRef and its version
     t<version><depth><nibbles>     state trie node written at that version
-    f<H(storage key)>              the value of that key in the best block's state (storage/flat_state.py)
+    f<storage key>                 the value of that key in the best block's state (storage/flat_state.py)
     x<version>                     trie nodes made stale by that version
     v<block hash>                  the block's useful-work verification status
     w<block hash>                  blocks whose status is pending or unverifiable (checked again)
@@ -113,10 +113,10 @@ def trie_node_key(version: int, nibbles: bytes) -> bytes:
     return TRIE_NODE + _u64(version) + bytes((depth,)) + packed
 
 
-def flat_state_key(key_hash: bytes) -> bytes:
-    """Key of a storage key's value in the flat table, by the key's blake2b-256 hash (its trie path): short
-    keys, in the trie's leaf order."""
-    return FLAT_STATE + key_hash
+def flat_state_key(storage_key: bytes) -> bytes:
+    """Key of a storage key's value in the flat table (by the key itself, so the table can be read back
+    into the head cache; LevelDB stores the shared pallet prefixes once per block of keys)."""
+    return FLAT_STATE + storage_key
 
 
 def stale_nodes_key(version: int) -> bytes:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from itertools import islice
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING, Iterable, Mapping
 
 from storage.trie import StateRef, TrieUpdate
 
@@ -39,13 +39,19 @@ class HeadCache:
 
     It only ever describes one state, `ref`: filled by reads of that state, and
     carried to the next state by the changes of the block that is committed on
-    top of it. A read of any other state goes to the trie. It starts, empty, at
-    the best state when the store is initialized. When it outgrows `max_entries` it
-    drops its oldest quarter, not everything: on a large state a full drop made every
-    read after it go to the trie again at once (a cliff every few hundred blocks).
+    top of it. A read of any other state goes to the trie. It starts at the best
+    state when the store is initialized, filled from the flat table (`preload`) as far
+    as three quarters of `max_entries`. When it outgrows `max_entries` it drops its
+    oldest quarter, not everything: on a large state a full drop made every read after
+    it go to the trie again at once (a cliff every few hundred blocks).
+
+    `max_entries` bounds its memory (about 200 bytes an entry: 300 MB when full). A state
+    of a million accounts fits whole: at that size a read missing the cache cost 11-13 us
+    (one get of the flat table while the block's writes fill LevelDB's memtable), about
+    40 ms of a block of 2,000 transfers.
     """
 
-    def __init__(self, max_entries: int = 500_000) -> None:
+    def __init__(self, max_entries: int = 1_500_000) -> None:
         self.ref: StateRef | None = None
         self.values: dict[bytes, bytes | None] = {}
         self.max_entries = max_entries
@@ -56,6 +62,16 @@ class HeadCache:
         self.values = {}
         self.ref = ref
         self.generation += 1
+
+    def preload(self, items: Iterable[tuple[bytes, bytes]]) -> int:
+        """Fill the cache with (key, value) pairs of `ref` (the flat table's, in key order) until it holds three
+        quarters of `max_entries`; returns how many were added."""
+        values, added = self.values, 0
+        for key, value in islice(items, max(0, self.max_entries * 3 // 4 - len(values))):
+            if key not in values:  # a value read since `start` is as good, and no older
+                values[key] = value
+                added += 1
+        return added
 
     def advance(self, parent: StateRef, new: StateRef, changes: Mapping[bytes, bytes | None]) -> None:
         if self.ref != parent:

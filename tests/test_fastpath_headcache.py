@@ -23,7 +23,7 @@ def test_a_new_store_reads_genesis_through_its_cache_and_agrees_with_the_trie(tm
         store.close()
 
 
-def test_a_reopened_store_starts_its_cache_at_the_best_state_empty(tmp_path):
+def test_a_reopened_store_starts_its_cache_at_the_best_state_filled_from_the_flat_table(tmp_path):
     chain = TestChain(tmp_path / "db")
     chain.author_block([chain.transfer(ALICE, BOB.public, 10**11)])
     best = chain.chain.best_hash
@@ -31,7 +31,9 @@ def test_a_reopened_store_starts_its_cache_at_the_best_state_empty(tmp_path):
     store = ChainStore.open(tmp_path / "db")
     try:
         store.initialize(build_genesis_state(dev_genesis()))
-        assert store.head_cache.values == {}
+        best_ref = store.stored_state(best).ref
+        assert store.head_cache.ref == best_ref and store.head_cache.values
+        assert store.head_cache.values == dict(store.trie.iter_items(best_ref))  # the whole (small) state
         view = store.state_view(best)
         key = Account.key_of(ALICE.public)
         assert view.get(key) == store.trie.get(view.ref, key)

@@ -3,7 +3,6 @@ blocks on random forks, head moves, re-orgs, pruning, reopening and an interrupt
 
 from __future__ import annotations
 
-from hashlib import blake2b
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -70,7 +69,7 @@ class ForkTree:
     def check(self, readable=None) -> None:
         best = self.store.best_hash
         expected = self.states[best]
-        assert self.flat_table() == {blake2b(k, digest_size=32).digest(): v for k, v in expected.items()}
+        assert self.flat_table() == expected
         assert self.store.flat.block == best and self.store.db.get(schema.meta_key(schema.META_FLAT_HEAD)) == best
         for block_hash in (readable if readable is not None else self.states):
             view = self.store.state_view(block_hash)
@@ -205,3 +204,17 @@ def test_an_update_told_a_keys_value_gives_the_same_root_without_loading_its_lea
             store.trie.update(ref, more, 101).state.root
     finally:
         tree.store.close()
+
+
+def test_a_store_that_opens_fills_its_head_cache_from_the_table_as_far_as_it_holds(tmp_path, monkeypatch):
+    tree = ForkTree(tmp_path / "db")
+    best = tree.add(tree.store.best_hash, {KEYS[8]: b"eight", KEYS[0]: None}, "new")
+    tree.reopen()
+    assert tree.store.head_cache.values == tree.states[best]
+    tree.store.close()
+    monkeypatch.setattr("storage.state_view.HeadCache.__init__.__defaults__", (8,))
+    tree.reopen()
+    values = tree.store.head_cache.values
+    assert len(values) == 6 and all(tree.states[best][key] == value for key, value in values.items())
+    tree.check()
+    tree.store.close()
