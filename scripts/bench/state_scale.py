@@ -6,7 +6,8 @@ state holds N endowed accounts; an author database builds `--blocks` blocks of
 `--per-block` signed transfers, each from an account of its own to a random existing
 account, and a fresh copy of the genesis database imports them through the full
 pipeline (seal, signatures, execution, state root, atomic commit). The importer opens
-its database cold, as a restarted node does, imports `--warmup-blocks` blocks untimed
+its database as a restarted node does (storage/flat_state.py: the head cache is filled
+from the flat table of the best state, up to its cap of 1.5 million entries), imports `--warmup-blocks` blocks untimed
 (a running node's caches are warm), and then the timed blocks.
 
 At the largest size the database is then served by a real node (chain service and the
@@ -87,7 +88,8 @@ def bench_config(accounts: int, senders: list[crypto.Keypair]):
 
 def open_cold(path: Path) -> ChainStore:
     """A chain database opened as a restarted node opens it (ChainStore.initialize on an existing chain): the
-    head cache at the best state, that state's internal trie nodes loaded, no values cached."""
+    head cache at the best state, filled from the flat table as far as it holds (a million accounts fit), and
+    that state's internal trie nodes loaded."""
     store = ChainStore.open(path, pruning=None)
     store.warm_caches()
     return store
