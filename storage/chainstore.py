@@ -185,26 +185,8 @@ class ChainStore:
         if best is not None:
             self.head_cache.start(best.ref)
             self.trie.warm(best.ref)
-            self._repair_flat_state(self.best_hash, best.ref)
-            if self.flat.ref == best.ref:
-                prefix = len(schema.FLAT_STATE)
-                self.head_cache.preload((key[prefix:], value)
-                                        for key, value in self.db.items_with_prefix(schema.FLAT_STATE))
-
-    def _repair_flat_state(self, best_hash: bytes, best: StateRef) -> None:
-        """Bring the flat table to the best state if it describes another (a database written before it
-        existed, or by a version that did not keep it): by the difference of the states, or built again."""
-        flat = self.flat
-        if flat.block == best_hash and flat.ref == best:
-            return
-        if flat.ref is not None:
-            puts, deletes = flat.writes_to(self.trie, best_hash, best)
-            if schema.meta_key(schema.META_FLAT_HEAD) in puts:
-                flat.begin_move()
-                self.db.write(puts, deletes)
-                flat.moved(best_hash, best, True)
-                return
-        flat.rebuild(self.trie, best_hash, best, self.db.keys_with_prefix(schema.FLAT_STATE), self.db.write)
+            self.flat.repair(self.trie, self.db, self.best_hash, best.ref)
+            self.head_cache.preload(self.flat.items(self.db))
 
     # --- reads ----------------------------------------------------------------
 
@@ -449,31 +431,8 @@ class ChainStore:
     # --- pruning --------------------------------------------------------------
 
     def prune(self) -> int:
-        """Delete the trie nodes of canonical states older than the window below finality.
+        """Delete the trie nodes of canonical states older than the window below finality (storage/state_pruning.py);
+        returns the nodes deleted."""
+        from storage.state_pruning import prune_canonical_states  # it reads this store: imported when used
 
-        The stale list of block k names the nodes of state k-1 that state k no
-        longer uses; deleting it drops state k-1. Returns the nodes deleted.
-        """
-        if self.pruning is None:
-            return 0
-        finalized = self.finalized_header().number
-        pruned_below = self._read_int(schema.META_PRUNED_BELOW, 0)
-        target = finalized - self.pruning
-        if target <= pruned_below:
-            return 0
-        deleted = 0
-        deletes: list[bytes] = []
-        for number in range(pruned_below + 1, target + 1):
-            block_hash = self.hash_at(number)
-            stored = self.stored_state(block_hash) if block_hash else None
-            if stored is None:
-                continue
-            raw = self.db.get(schema.stale_nodes_key(stored.version))
-            if raw:
-                stale = codec.unpack_trusted(raw)
-                deletes.extend(stale)
-                deletes.append(schema.stale_nodes_key(stored.version))
-                deleted += len(stale)
-        self.db.write({schema.meta_key(schema.META_PRUNED_BELOW): target.to_bytes(8, "big")}, deletes)
-        self.trie.forget(deletes)
-        return deleted
+        return prune_canonical_states(self)

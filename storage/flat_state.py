@@ -22,12 +22,15 @@ and after every move, so a read that raced a move is made again from the trie.
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Mapping
 
 from storage import schema
 from storage.state_diff import diff_states
 from storage.trie import StateRef, StateTrie
 from storage.trie_nodes import MissingTrieNode
+
+if TYPE_CHECKING:
+    from storage.database import Database
 
 REBUILD_CHUNK = 50_000  # writes per batch while building the table from the trie
 _FLAT_HEAD = schema.meta_key(schema.META_FLAT_HEAD)
@@ -84,6 +87,29 @@ class FlatState:
         """After that batch was written."""
         self.block, self.ref = (block_hash, target) if usable else (None, None)
         self.generation += 1
+
+    # --- at open ----------------------------------------------------------------------
+
+    def repair(self, trie: StateTrie, db: "Database", best_hash: bytes, best: StateRef) -> None:
+        """Bring the table to the best state if it describes another (a database written before it existed,
+        or by a version that did not keep it): by the difference of the two states, or built again."""
+        if self.block == best_hash and self.ref == best:
+            return
+        if self.ref is not None:
+            puts, deletes = self.writes_to(trie, best_hash, best)
+            if _FLAT_HEAD in puts:
+                self.begin_move()
+                db.write(puts, deletes)
+                self.moved(best_hash, best, True)
+                return
+        self.rebuild(trie, best_hash, best, db.keys_with_prefix(_FLAT), db.write)
+
+    def items(self, db: "Database") -> Iterator[tuple[bytes, bytes]]:
+        """Every (key, value) of the described state, in key order (nothing if the table is not usable)."""
+        if self.ref is None:
+            return
+        for flat_key, value in db.items_with_prefix(_FLAT):
+            yield flat_key[1:], value
 
     # --- building it from the trie ----------------------------------------------------
 

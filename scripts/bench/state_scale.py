@@ -6,9 +6,10 @@ state holds N endowed accounts; an author database builds `--blocks` blocks of
 `--per-block` signed transfers, each from an account of its own to a random existing
 account, and a fresh copy of the genesis database imports them through the full
 pipeline (seal, signatures, execution, state root, atomic commit). The importer opens
-its database as a restarted node does (storage/flat_state.py: the head cache is filled
-from the flat table of the best state, up to its cap of 1.5 million entries), imports `--warmup-blocks` blocks untimed
-(a running node's caches are warm), and then the timed blocks.
+its database as a restarted node does (its head cache filled from the flat table of the
+best state, up to its cap of 1.5 million entries: storage/flat_state.py), imports
+`--warmup-blocks` blocks untimed (a running node's caches are warm), and then the timed
+blocks.
 
 At the largest size the database is then served by a real node (chain service and the
 aiohttp JSON-RPC server on 127.0.0.1, no authorship) after `--tasks` tasks were created
