@@ -58,17 +58,16 @@ class Database:
                 for key, value in mapping.items():
                     batch.put(key, value)
 
-    def write_in_batches(self, mappings: Iterable[Mapping[bytes, bytes]], batch_size: int = 100_000) -> None:
+    def write_in_batches(self, pairs: Iterable[tuple[bytes, bytes]], batch_size: int = 100_000) -> None:
         """Apply the puts in batches of `batch_size` (not atomic as a whole): for a large genesis, which in one
         batch made LevelDB hold it all in one memtable and one log, replayed at every open (30 s and 600 MB
         at a million accounts)."""
         batch: dict[bytes, bytes] = {}
-        for mapping in mappings:
-            for key, value in mapping.items():
-                batch[key] = value
-                if len(batch) >= batch_size:
-                    self.write(batch)
-                    batch = {}
+        for key, value in pairs:
+            batch[key] = value
+            if len(batch) >= batch_size:
+                self.write(batch)
+                batch = {}
         if batch:
             self.write(batch)
 

@@ -141,11 +141,12 @@ class FlatState:
         return written
 
 
-def genesis_puts(changes: Mapping[bytes, bytes | None], block_hash: bytes) -> dict[bytes, bytes]:
-    """The table of a genesis state, written with the genesis block."""
-    puts = {_FLAT + key: value for key, value in changes.items() if value is not None}
-    puts[_FLAT_HEAD] = block_hash
-    return puts
+def genesis_puts(changes: Mapping[bytes, bytes | None], block_hash: bytes) -> Iterator[tuple[bytes, bytes]]:
+    """The table of a genesis state, written with the genesis block (pairs, not a second dict of it all)."""
+    for key, value in changes.items():
+        if value is not None:
+            yield _FLAT + key, value
+    yield _FLAT_HEAD, block_hash
 
 
 def _differences(trie: StateTrie, old: StateRef, new: StateRef) -> dict[bytes, bytes | None]:

@@ -57,7 +57,7 @@ class HeadCache:
         self.max_entries = max_entries
         self.generation = 0  # bumped whenever `ref` moves, so a view re-checks whether it still reads the head
 
-    def start(self, ref: StateRef) -> None:
+    def start(self, ref: StateRef | None) -> None:
         """Describe `ref` from now on, with nothing cached yet."""
         self.values = {}
         self.ref = ref

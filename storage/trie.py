@@ -201,6 +201,11 @@ class StateTrie:
             level = below
         return loaded
 
+    def forget_all(self) -> None:
+        """Drop every cached node (the store closed)."""
+        self._internal = {}
+        self._cache = {}
+
     def forget(self, keys: Iterable[bytes]) -> None:
         """Drop deleted (pruned) nodes from the caches."""
         pop_internal, pop_leaf = self._internal.pop, self._cache.pop
