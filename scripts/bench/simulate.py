@@ -3,7 +3,7 @@
 For tuning a task's options and for the federated bench: each round every trainer trains
 from the global model on its shard (the demo's local training), and the block author's own
 code measures the round (RoundWork.measure: leave-one-out on a held-out subset drawn from a
-per-round seed, a second pass without the updates whose contribution was negative, the runtime's
+per-round seed, a second pass without the updates under the task's minimum, the runtime's
 acceptance rule, the accepted updates aggregated with the task's server optimizer); the new
 model is adopted by the runtime's rule. Also the plain FedAvg server
 loop (what Flower's FedAvg strategy computes: the sample-weighted mean of every client's new
