@@ -1,20 +1,25 @@
 """The votes of one round and what they imply: GHOSTs, the round estimate, completability.
 
-GRANDPA's definitions, over a base block B (the last finalized block when the
-round began); a vote for block X counts for X and for every ancestor of X above B:
+GRANDPA's definitions (finality-grandpa's round.rs), over a base block B (the
+last finalized block when the round began); a vote for block X counts for X and
+for every ancestor of X above B, and an equivocator's weight counts for every
+block (its other vote might be anywhere):
 
-- the *GHOST* of a set of votes is the highest block whose weight (votes for it
-  or its descendants) reaches the supermajority threshold (> 2/3 of the stake);
-  blocks over the threshold form one chain, since two disjoint supermajorities
-  cannot exist when each voter counts once;
-- the round *estimate* is the highest ancestor of the prevote GHOST (itself
-  included) that could still gather a supermajority of precommits;
-- a round is *completable* when its estimate can no longer rise: the estimate is
-  already below the prevote GHOST, or no child of the GHOST could still reach a
-  supermajority of precommits.
+- the *GHOST* of a set of votes is the highest block whose weight reaches the
+  supermajority threshold (> 2/3 of the stake); there is none until votes of a
+  supermajority are heard;
+- until precommits of a supermajority are heard, the round *estimate* is the
+  prevote GHOST and the round is not completable: any block could still gather a
+  supermajority of precommits (the voters not heard from, plus equivocations of
+  up to a third of the stake among those heard);
+- from then on the estimate is the highest ancestor of the prevote GHOST (itself
+  included) that could still gather a supermajority of precommits, and the round
+  is *completable* when the estimate can no longer rise: the estimate is already
+  below the prevote GHOST, or no child of the GHOST could still reach it.
 
-"Could still" counts the weight of voters not yet heard from, and of
-equivocators (whose second vote might have gone anywhere), as if it were added.
+"Could still" counts the weight of voters not yet heard from, plus the further
+equivocations the tolerated third of the stake could make among the voters
+already heard, as if they were all added to the block.
 Votes for blocks this node has not imported wait: they count once the block is known.
 """
 
@@ -113,10 +118,27 @@ class StageVotes:
     def graph(self, header_of: HeaderOf, base: Block, voters: VoterSet) -> VoteGraph:
         return VoteGraph.of(header_of, base, [(v.target, voters.weight_of(v.voter)) for v in self.first.values()])
 
-    def unheard_weight(self, voters: VoterSet) -> int:
-        """Weight that might still be added anywhere: voters not heard from, and equivocators."""
-        firm = sum(voters.weight_of(v) for v in self.first if v not in self.equivocations)
-        return voters.total_weight - firm
+    def tally(self, header_of: HeaderOf, base: Block, voters: VoterSet) -> "StageTally":
+        """GRANDPA's weights: an equivocator's weight counts for every block, its first vote places nothing."""
+        equivocation_weight = sum(voters.weight_of(v) for v in self.equivocations)
+        graph = VoteGraph.of(header_of, base, [(v.target, 0 if v.voter in self.equivocations
+                                                else voters.weight_of(v.voter)) for v in self.first.values()])
+        return StageTally(graph, equivocation_weight, graph.counted + equivocation_weight)
+
+
+@dataclass(frozen=True)
+class StageTally:
+    """One stage's votes weighed for GHOST, estimate and completability."""
+
+    graph: VoteGraph  # honest-looking votes (equivocators' first votes placed with no weight)
+    equivocation_weight: int  # counted for every block
+    heard: int  # the weight of the voters whose votes count: placed votes and equivocators
+
+    def weight(self, block_hash: bytes) -> int:
+        return self.graph.weight.get(block_hash, 0) + self.equivocation_weight
+
+    def ghost(self, threshold: int) -> Block | None:
+        return self.graph.ghost(lambda w: w + self.equivocation_weight >= threshold)
 
 
 @dataclass(frozen=True)
@@ -132,33 +154,32 @@ class RoundOutlook:
 def compute_outlook(header_of: HeaderOf, base: Block, voters: VoterSet, prevotes: StageVotes,
                     precommits: StageVotes) -> RoundOutlook:
     threshold = voters.threshold
-    prevote_graph = prevotes.graph(header_of, base, voters)
-    prevote_ghost = prevote_graph.ghost(lambda w: w >= threshold)
-    precommit_graph = precommits.graph(header_of, base, voters)
-    precommit_ghost = precommit_graph.ghost(lambda w: w >= threshold)
+    prevote = prevotes.tally(header_of, base, voters)
+    prevote_ghost = prevote.ghost(threshold)
+    # What this round finalizes: precommits of a supermajority as a justification carries them (one per voter).
+    precommit_ghost = precommits.graph(header_of, base, voters).ghost(lambda w: w >= threshold)
     if prevote_ghost is None:
         return RoundOutlook(None, precommit_ghost, None, False)
-    unheard = precommits.unheard_weight(voters)
+    precommit = precommits.tally(header_of, base, voters)
+    if precommit.heard < threshold:
+        return RoundOutlook(prevote_ghost, precommit_ghost, prevote_ghost, False)
+    # Precommits of a supermajority are in: only blocks they name could still reach a supermajority.
+    remaining = voters.total_weight - precommit.heard
+    further_equivocations = max(0, voters.total_weight - threshold - precommit.equivocation_weight)
 
     def could_reach_supermajority(weight: int) -> bool:
-        return weight + unheard >= threshold
+        return weight + remaining + min(precommit.heard - weight, further_equivocations) >= threshold
 
     # Walk down the prevote GHOST's chain (the prevote graph knows it) and ask the precommits.
-    estimate = None
     block_hash = prevote_ghost[0]
-    while True:
-        if could_reach_supermajority(precommit_graph.weight.get(block_hash, 0)):
-            estimate = (block_hash, prevote_graph.number[block_hash])
-            break
-        if block_hash == base[0]:
-            break
-        block_hash = prevote_graph.parent[block_hash]
-    if estimate is None:
-        completable = False
-    elif estimate != prevote_ghost:
+    while not could_reach_supermajority(precommit.weight(block_hash)) and block_hash != base[0]:
+        block_hash = prevote.graph.parent[block_hash]
+    estimate = (block_hash, prevote.graph.number[block_hash])  # the base always could: every vote counts there
+    if estimate != prevote_ghost:
         completable = True
     else:
-        completable = not could_reach_supermajority(precommit_graph.heaviest_child_weight(prevote_ghost[0]))
+        heaviest_child = precommit.graph.heaviest_child_weight(prevote_ghost[0]) + precommit.equivocation_weight
+        completable = not could_reach_supermajority(heaviest_child)
     return RoundOutlook(prevote_ghost, precommit_ghost, estimate, completable)
 
 
