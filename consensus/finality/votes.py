@@ -85,11 +85,11 @@ class VoteGraph:
                 graph.parent[block_hash] = path[i + 1] if i + 1 < len(path) else base[0]
         return graph
 
-    def ghost(self, is_heavy: Callable[[int], bool]) -> Block | None:
-        """The highest block whose weight passes `is_heavy` (the base counts like any block)."""
+    def ghost(self, is_heavy: Callable[[int, bytes], bool]) -> Block | None:
+        """The highest block whose weight passes `is_heavy(weight, hash)` (the base counts like any block)."""
         best = None
         for block_hash, weight in self.weight.items():
-            if is_heavy(weight) and (best is None or self.number[block_hash] > best[1]):
+            if is_heavy(weight, block_hash) and (best is None or self.number[block_hash] > best[1]):
                 best = (block_hash, self.number[block_hash])
         return best
 
@@ -120,25 +120,44 @@ class StageVotes:
 
     def tally(self, header_of: HeaderOf, base: Block, voters: VoterSet) -> "StageTally":
         """GRANDPA's weights: an equivocator's weight counts for every block, its first vote places nothing."""
-        equivocation_weight = sum(voters.weight_of(v) for v in self.equivocations)
-        graph = VoteGraph.of(header_of, base, [(v.target, 0 if v.voter in self.equivocations
-                                                else voters.weight_of(v.voter)) for v in self.first.values()])
-        return StageTally(graph, equivocation_weight, graph.counted + equivocation_weight)
+        equivocators = sum(voters.weight_of(v) for v in self.equivocations)
+        honest = [(v.target, voters.weight_of(v.voter)) for v in self.first.values() if v.voter not in self.equivocations]
+        graph = VoteGraph.of(header_of, base, honest + [(v.target, 0) for v in self.first.values()
+                                                         if v.voter in self.equivocations])
+        return StageTally(graph, equivocators, sum(w for _, w in honest) - graph.counted)
 
 
 @dataclass(frozen=True)
 class StageTally:
-    """One stage's votes weighed for GHOST, estimate and completability."""
+    """One stage's votes weighed for GHOST, estimate and completability.
 
-    graph: VoteGraph  # honest-looking votes (equivocators' first votes placed with no weight)
+    A vote for a block not known here as a descendant of the base (not imported yet, or on a fork this node
+    never fetched) is heard all the same. For the GHOST it counts at the base only: the voter is sure of
+    nothing higher here, and the GHOST must not rest on a block nobody can show. For what precommits could
+    still finalize it counts for every block, like an equivocator's: it might be for any of them. Left out
+    altogether (as once), two voters prevoting a fork the other two never fetched left those two with no
+    GHOST, no precommit and a round that never ends (the 2|2 partition scenario after its heal)."""
+
+    graph: VoteGraph  # placed votes (equivocators' first votes placed with no weight, for the structure)
     equivocation_weight: int  # counted for every block
-    heard: int  # the weight of the voters whose votes count: placed votes and equivocators
+    unplaced_weight: int  # votes of other voters for blocks not in the graph
+
+    @property
+    def heard(self) -> int:
+        """The weight of every voter whose vote came in."""
+        return self.graph.counted + self.equivocation_weight + self.unplaced_weight
 
     def weight(self, block_hash: bytes) -> int:
-        return self.graph.weight.get(block_hash, 0) + self.equivocation_weight
+        """Votes for the block or a descendant, and those that might be."""
+        return self.graph.weight.get(block_hash, 0) + self.equivocation_weight + self.unplaced_weight
+
+    def heaviest_child_weight(self, block_hash: bytes) -> int:
+        return self.graph.heaviest_child_weight(block_hash) + self.equivocation_weight + self.unplaced_weight
 
     def ghost(self, threshold: int) -> Block | None:
-        return self.graph.ghost(lambda w: w + self.equivocation_weight >= threshold)
+        base = self.graph.base[0]
+        return self.graph.ghost(lambda w, h: w + self.equivocation_weight
+                                + (self.unplaced_weight if h == base else 0) >= threshold)
 
 
 @dataclass(frozen=True)
@@ -157,7 +176,7 @@ def compute_outlook(header_of: HeaderOf, base: Block, voters: VoterSet, prevotes
     prevote = prevotes.tally(header_of, base, voters)
     prevote_ghost = prevote.ghost(threshold)
     # What this round finalizes: precommits of a supermajority as a justification carries them (one per voter).
-    precommit_ghost = precommits.graph(header_of, base, voters).ghost(lambda w: w >= threshold)
+    precommit_ghost = precommits.graph(header_of, base, voters).ghost(lambda w, _: w >= threshold)
     if prevote_ghost is None:
         return RoundOutlook(None, precommit_ghost, None, False)
     precommit = precommits.tally(header_of, base, voters)
@@ -165,6 +184,7 @@ def compute_outlook(header_of: HeaderOf, base: Block, voters: VoterSet, prevotes
         return RoundOutlook(prevote_ghost, precommit_ghost, prevote_ghost, False)
     # Precommits of a supermajority are in: only blocks they name could still reach a supermajority.
     remaining = voters.total_weight - precommit.heard
+    # (votes for blocks not known here count as if anywhere, like equivocations: see StageTally)
     further_equivocations = max(0, voters.total_weight - threshold - precommit.equivocation_weight)
 
     def could_reach_supermajority(weight: int) -> bool:
@@ -178,8 +198,7 @@ def compute_outlook(header_of: HeaderOf, base: Block, voters: VoterSet, prevotes
     if estimate != prevote_ghost:
         completable = True
     else:
-        heaviest_child = precommit.graph.heaviest_child_weight(prevote_ghost[0]) + precommit.equivocation_weight
-        completable = not could_reach_supermajority(heaviest_child)
+        completable = not could_reach_supermajority(precommit.heaviest_child_weight(prevote_ghost[0]))
     return RoundOutlook(prevote_ghost, precommit_ghost, estimate, completable)
 
 
