@@ -39,13 +39,15 @@ def voter_set_of(state) -> VoterSet:
 class StoreEnvironment:
     def __init__(self, store: ChainStore, *, now_ms: Callable[[], int], block_status: Callable[[bytes], str],
                  submit_evidence: Callable[[Call], None],
-                 on_finalized: Callable[[list[Header], Justification], None] = lambda headers, j: None) -> None:
+                 on_finalized: Callable[[list[Header], Justification], None] = lambda headers, j: None,
+                 route_through: Callable[[bytes], object] = lambda block_hash: None) -> None:
         self.store = store
         self.genesis_hash = store.genesis_hash
         self.now_ms = now_ms
         self.block_status = block_status
         self.submit_evidence = submit_evidence
         self.on_finalized = on_finalized  # the newly finalized headers, oldest first
+        self.route_through = route_through  # moves the head onto the best chain through a block
         self._voter_sets: OrderedDict[bytes, VoterSet] = OrderedDict()
 
     def header(self, block_hash: bytes) -> Header | None:
@@ -73,6 +75,10 @@ class StoreEnvironment:
 
     def finalize_block(self, block_hash: bytes, number: int, justification: Justification) -> None:
         previous = self.store.finalized_header()
+        if self.store.hash_at(number) != block_hash:
+            # precommits of a supermajority settled on a fork this node left (it grew longer meanwhile):
+            # the head follows finality, as fork choice's first rule says (the store finalizes the best chain)
+            self.route_through(block_hash)
         self.store.set_finalized(block_hash, encode_justification(justification))
         pruned = prune_excluded_forks(self.store)
         if pruned:

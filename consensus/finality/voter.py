@@ -222,16 +222,15 @@ class Voter:
         self._answer_catch_up(now)
 
     def next_wakeup_ms(self) -> int:
-        """The latest time to call poll() again if nothing else happens."""
-        start = self.current.started_ms
+        """The latest time to call poll() again if nothing else happens (a timer already passed is not one:
+        what waits then, e.g. for votes, is woken by them, and a past time would make the caller spin)."""
+        now, start = self.env.now_ms(), self.current.started_ms
         times = [self.last_broadcast_ms + self.config.rebroadcast_ms]
         if self.is_voter and self.current.prevoted is None:
             times.append(start + 2 * self.config.gossip_ms)
         if self.is_voter and self.current.precommitted is None:
             times.append(start + 4 * self.config.gossip_ms)
-        elif self.current.outlook.completable:
-            times.append(start + 4 * self.config.gossip_ms)
-        return min(times)
+        return min([t for t in times[1:] if t > now] + times[:1])
 
     def _refresh(self, round_: Round) -> None:
         round_.outlook = compute_outlook(self.env.header, round_.base, self.voters, round_.prevotes,

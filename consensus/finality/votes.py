@@ -227,3 +227,15 @@ def may_wait(waiting: list[SignedVote], vote: SignedVote) -> bool:
     more than two per voter and stage: no flooding."""
     same = [v for v in waiting if v.voter == vote.voter and v.stage == vote.stage]
     return not same or (len(same) == 1 and same[0].target != vote.target)
+
+
+def unknown_targets(header_of: HeaderOf, finalized_number: int, rounds: list["Round | None"]) -> list[Block]:
+    """Blocks above finality named by the rounds' votes that this node has not imported: a vote counts only
+    once its block is known, so the node fetches them (a fork sync would never take: node/vote_blocks.py)."""
+    found: dict[bytes, Block] = {}
+    for round_ in rounds:
+        for votes in (round_.prevotes, round_.precommits) if round_ is not None else ():
+            for vote in votes.first.values():
+                if vote.target_number > finalized_number and header_of(vote.target_hash) is None:
+                    found[vote.target_hash] = vote.target
+    return list(found.values())
