@@ -9,6 +9,7 @@ import pytest
 
 from consensus.finality.justification import Justification
 from consensus.finality.store_environment import StoreEnvironment
+from storage.block_status import DISPUTED, VerificationStatus
 from storage.chainstore import ChainStoreError
 from tests.helpers.chain import TestChain
 
@@ -30,6 +31,13 @@ def test_finalizing_a_block_off_the_best_chain_moves_the_head_onto_it(tmp_path):
         assert store.finalized_header().hash == fork[0].hash
         assert store.best_hash == fork[-1].hash and store.hash_at(1) == fork[0].hash
         assert len(moves) == 1  # the re-org reaches the head listeners (the pool, the network)
+        # a fork with a block this node did not verify: the head stays, and the store refuses
+        disputed = chain.author_block(parent=store.hash_at(1)).block
+        store.write_status(disputed.hash, VerificationStatus(DISPUTED, ("made-up report",)))
+        best, moved = store.best_hash, len(moves)
+        with pytest.raises(ChainStoreError, match="disputed"):
+            env.finalize_block(disputed.hash, 2, Justification(0, 2, disputed.hash, 2, (), ()))
+        assert store.best_hash == best and len(moves) == moved
         # without the route the store refuses: it finalizes only the best chain
         [chain.author_block() for _ in range(2)]
         side = chain.author_block(parent=fork[-1].hash).block

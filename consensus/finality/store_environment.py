@@ -14,7 +14,7 @@ from typing import Callable
 import structlog
 
 from consensus.finality.justification import FinalityProof, Justification, encode_justification
-from consensus.finality.ports import VoterSet
+from consensus.finality.ports import VERIFIED, VoterSet
 from consensus.finality.votes import is_descendant_or_equal
 from runtime.dispatch import Call
 from runtime.finality import SignedVote
@@ -75,9 +75,10 @@ class StoreEnvironment:
 
     def finalize_block(self, block_hash: bytes, number: int, justification: Justification) -> None:
         previous = self.store.finalized_header()
-        if self.store.hash_at(number) != block_hash:
+        if self.store.hash_at(number) != block_hash and self._verified_above_finality(block_hash):
             # precommits of a supermajority settled on a fork this node left (it grew longer meanwhile):
-            # the head follows finality, as fork choice's first rule says (the store finalizes the best chain)
+            # the head follows finality, as fork choice's first rule says (the store finalizes the best chain).
+            # Not onto a fork with a block this node did not verify: the store refuses that finality anyway
             self.route_through(block_hash)
         self.store.set_finalized(block_hash, encode_justification(justification))
         pruned = prune_excluded_forks(self.store)
@@ -89,6 +90,16 @@ class StoreEnvironment:
             newly.append(header)
             header = self.store.header(header.parent_hash)
         self.on_finalized(list(reversed(newly)), justification)
+
+    def _verified_above_finality(self, block_hash: bytes) -> bool:
+        finalized = self.store.finalized_header()
+        header = self.store.header(block_hash)
+        while header is not None and header.number > finalized.number:
+            status = self.store.verification_status(header.hash)
+            if status is None or status.state != VERIFIED:
+                return False
+            header = self.store.header(header.parent_hash)
+        return header is not None and header.hash == finalized.hash
 
     def report_equivocation(self, first: SignedVote, second: SignedVote) -> None:
         self.submit_evidence(offences.report_vote_equivocation(first, second))
