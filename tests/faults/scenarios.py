@@ -55,7 +55,3 @@ SCENARIOS = (
 if Path(__file__).with_name("training.py").exists():
     SCENARIOS += (Scenario("a validator authors a made-up useful-work report", Fault(BYZANTINE_AUTHOR, ("Dave",), 120)),)
 
-# The byzantine scenarios run by `python -m tests.faults`; `make test` runs each once, with exact slashing
-# assertions, in its own network test (the same wrapper entry points): the double voter in
-# tests/test_finality_network.py, the lying author in tests/test_byzantine_author_network.py.
-COVERED_BY_NETWORK_TESTS = (DOUBLE_VOTE, BYZANTINE_AUTHOR)

@@ -1,5 +1,5 @@
-"""The kill, pause and partition scenarios on a real 4-validator testnet under transfer load and a training
-task, then the one invariant checker (the byzantine ones run in their own network tests: scenarios.py).
+"""Every fault scenario on a real 4-validator testnet under transfer load and a training task, then the one
+invariant checker.
 
 Each scenario takes 1.5-4 minutes on a busy 2-core machine: marked slow. On a failure
 the message lists every violated invariant, what was measured and every node's log tail.
@@ -12,13 +12,12 @@ import json
 import pytest
 
 from tests.faults.harness import ROOT, run_scenario
-from tests.faults.scenarios import COVERED_BY_NETWORK_TESTS, SCENARIOS, WRAPPERS
+from tests.faults.scenarios import SCENARIOS, WRAPPERS
 
 pytestmark = pytest.mark.slow
-RUN_HERE = [s for s in SCENARIOS if s.fault.kind not in COVERED_BY_NETWORK_TESTS]
 
 
-@pytest.mark.parametrize("scenario", RUN_HERE, ids=[s.fault.kind for s in RUN_HERE])
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.fault.kind for s in SCENARIOS])
 def test_the_invariants_hold_after_the_fault(scenario, tmp_path):
     wrapper = WRAPPERS.get(scenario.fault.kind)
     if wrapper and not (ROOT / wrapper).exists():
