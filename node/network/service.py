@@ -2,9 +2,9 @@
 
 The libp2p host lives on a TrioThread (node/network/host.py); this service
 decides what messages mean: the status handshake, gossip of announcements,
-transaction batches and finality messages, serving and making requests, peer
-reputation and bans, the application ping, and (node/network/sync.py) catching
-up with peers. It talks to the chain only through ChainAdapter.
+transaction batches and finality messages, serving and making requests; peer
+reputation, bans, dialling and the application ping are node/network/peering.py's,
+catching up with peers node/network/sync.py's. It talks to the chain only through ChainAdapter.
 
 Lifecycle: started after the chain service and stopped before it (the service
 tree stops in reverse order), so LevelDB is open for as long as peers are served.
@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import secrets
-import time
 from typing import Any
 
 import structlog
@@ -24,9 +22,10 @@ from node.metrics import NodeMetrics
 from node.network import wire
 from node.network.blobs import BlobAvailability
 from node.network.chain_adapter import ChainAdapter
-from node.network.config import NetworkConfig, check_peer_address
+from node.network.config import NetworkConfig
 from node.network.host import P2PHost, dropped_gossip_messages, route_libp2p_logs
 from node.network.justification_sync import JustificationSync
+from node.network.peering import Peering
 from node.network.peers import PeerBook
 from node.network.sync import BlockSync
 from node.network.transactions import TRANSACTIONS, TransactionGossip
@@ -59,12 +58,12 @@ class NetworkService(Service):
         self.justifications = JustificationSync(self)
         self.blobs = BlobAvailability(self)
         self.transactions = TransactionGossip(self)
+        self.peering = Peering(self)
         self.dropped_events = 0
         self._events: ThreadQueue | None = None
         self._tasks: list[asyncio.Task] = []
         self._background: set[asyncio.Task] = set()
         self._subscribers: dict[str, list[asyncio.Queue]] = {}
-        self._dial_wake = asyncio.Event()
         for address in config.reserved_nodes:
             self.book.reserved[address.rsplit("/p2p/", 1)[-1]] = address
 
@@ -100,8 +99,8 @@ class NetworkService(Service):
 
     async def run(self) -> None:
         self._tasks = [asyncio.create_task(coroutine, name=f"network-{name}") for name, coroutine in (
-            ("events", self._event_loop()), ("dial", self._dial_loop()), ("transactions", self.transactions.run()),
-            ("ping", self._ping_loop()), ("sync", self.sync.run()), ("blobs", self.blobs.run()),
+            ("events", self._event_loop()), ("dial", self.peering.dial_loop()), ("transactions", self.transactions.run()),
+            ("ping", self.peering.ping_loop()), ("sync", self.sync.run()), ("blobs", self.blobs.run()),
             ("justifications", self.justifications.run()),
             ("metrics", self._metrics_loop()))]
         try:
@@ -158,7 +157,7 @@ class NetworkService(Service):
         refused = self.book.is_banned(peer) or (
             peer not in self.book.reserved and (self.config.reserved_only or len(self.book.peers) >= self.config.max_peers))
         if refused:
-            self._spawn(self._disconnect(peer))
+            self._spawn(self.peering.disconnect(peer))
             return
         if peer not in self.book.peers:
             self.book.connected(peer)
@@ -167,7 +166,7 @@ class NetworkService(Service):
     def _on_disconnected(self, peer: str) -> None:
         if self.book.peers.pop(peer, None) is not None:
             log.info("peer disconnected", peer=peer)
-        self._dial_wake.set()  # a reserved or boot peer is redialled at once
+        self.peering.wake_dialer()  # a reserved or boot peer is redialled at once
 
     async def _handshake(self, peer: str) -> None:
         try:
@@ -241,101 +240,22 @@ class NetworkService(Service):
                                                      max_total=max_total or max_frame * 2, timeout=timeout),
                                    timeout=timeout + 5)
 
-    # --- peers: reputation, bans, reserved ---------------------------------------------
+    # --- peers (node/network/peering.py) ---------------------------------------------------
 
     def report(self, peer: str, misbehaviour: str, reason: str = "") -> None:
-        """Lower a peer's reputation for `misbehaviour` (a key of peers.MISBEHAVIOUR); ban it at the threshold."""
-        self.metrics.peer_reports.labels(misbehaviour).inc()
-        log.info("peer misbehaved", peer=peer, misbehaviour=misbehaviour, reason=reason[:200])
-        if self.book.report(peer, misbehaviour):
-            self._spawn(self.ban(peer))
+        self.peering.report(peer, misbehaviour, reason)
 
     async def ban(self, peer: str, seconds: float | None = None) -> None:
-        self.book.ban(peer, seconds) if seconds is not None else self.book.ban(peer)
-        self.book.peers.pop(peer, None)
-        log.warning("peer banned", peer=peer)
-        await self._on_trio(self.host.ban, peer, timeout=10)
+        await self.peering.ban(peer, seconds)
 
     async def unban(self, peer: str) -> bool:
-        was = self.book.unban(peer)
-        await self._on_trio(self.host.unban, peer, timeout=10)
-        self._dial_wake.set()
-        return was
+        return await self.peering.unban(peer)
 
     async def add_reserved(self, address: str) -> str:
-        peer = check_peer_address(address)
-        self.book.reserved[peer] = address
-        self._dial_wake.set()
-        return peer
+        return await self.peering.add_reserved(address)
 
     async def remove_reserved(self, peer: str) -> bool:
-        removed = self.book.reserved.pop(peer, None) is not None
-        if removed and self.config.reserved_only:
-            await self._disconnect(peer)
-        return removed
-
-    async def _disconnect(self, peer: str) -> None:
-        self.book.peers.pop(peer, None)
-        await self._on_trio(self.host.disconnect, peer, timeout=10)
-
-    async def _dial_loop(self) -> None:
-        while True:
-            targets = {a.rsplit("/p2p/", 1)[-1]: a for a in self.config.bootnodes}
-            targets.update(self.book.reserved)
-            dials = [self._dial(address) for peer, address in targets.items()
-                     if peer not in self.book.peers and peer != self.peer_id and not self.book.is_banned(peer)]
-            if dials:
-                await asyncio.gather(*dials)
-            self._dial_wake.clear()
-            try:
-                await asyncio.wait_for(self._dial_wake.wait(), self.config.dial_interval_s)
-            except TimeoutError:
-                pass
-
-    async def _dial(self, address: str) -> None:
-        try:
-            await self._on_trio(self.host.dial, address, timeout=10)
-        except Exception as exc:  # unreachable for now; the loop tries again
-            log.debug("dial failed", address=address, error=repr(exc))
-
-    async def _ping_loop(self) -> None:
-        """py-libp2p does not notice a frozen peer: ask every peer for a pong and drop the silent ones.
-        A peer that never completed the handshake (it does not speak our protocols) is dropped too.
-
-        A saturated machine must not split the network: a missed pong counts only if nothing at all
-        came from the peer since the ping was sent (any request, reply or gossip it sent proves it
-        alive), and not at all in a round where this node itself woke late (its own loop was starved,
-        so its timeouts measured its own slowness, not the peer's)."""
-        while True:
-            slept_from = time.monotonic()
-            await asyncio.sleep(self.config.ping_interval_s)
-            late = time.monotonic() - slept_from - self.config.ping_interval_s
-            cutoff = time.monotonic() - self.config.handshake_deadline_s
-            for peer in [p.peer_id for p in self.book.peers.values() if not p.ready and p.connected_at < cutoff]:
-                log.info("peer never completed the handshake: disconnecting", peer=peer)
-                self._spawn(self._disconnect(peer))
-            starved = late > self.config.ping_timeout_s / 2
-            await asyncio.gather(*(self._ping(p.peer_id, count_failure=not starved) for p in self.book.ready_peers()))
-
-    async def _ping(self, peer: str, *, count_failure: bool = True) -> None:
-        nonce = secrets.token_bytes(8)
-        sent = time.monotonic()
-        try:
-            frames = await self.request(peer, wire.PING, nonce, max_frame=8, timeout=self.config.ping_timeout_s)
-            ok = frames == [nonce]
-        except Exception:
-            ok = False
-        known = self.book.peers.get(peer)
-        if known is None:
-            return
-        if not ok and (not count_failure or self.host.heard_from.get(peer, 0.0) >= sent):
-            log.info("late pong forgiven: the peer sent other data meanwhile, or this node was starved", peer=peer)
-            return
-        known.failed_pings = 0 if ok else known.failed_pings + 1
-        if known.failed_pings >= self.config.max_failed_pings:
-            log.warning("peer stopped answering pings: disconnecting", peer=peer)
-            await self._disconnect(peer)
-            self._dial_wake.set()
+        return await self.peering.remove_reserved(peer)
 
     # --- gossip ----------------------------------------------------------------------
 
