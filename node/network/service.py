@@ -100,6 +100,7 @@ class NetworkService(Service):
     async def run(self) -> None:
         self._tasks = [asyncio.create_task(coroutine, name=f"network-{name}") for name, coroutine in (
             ("events", self._event_loop()), ("dial", self.peering.dial_loop()), ("transactions", self.transactions.run()),
+            ("transaction-intake", self.transactions.intake()),
             ("ping", self.peering.ping_loop()), ("sync", self.sync.run()), ("blobs", self.blobs.run()),
             ("justifications", self.justifications.run()),
             ("metrics", self._metrics_loop()))]
@@ -265,7 +266,7 @@ class NetworkService(Service):
         if topic == self.topic(ANNOUNCE):
             await self._on_announcement(origin, data)
         elif topic == self.topic(TRANSACTIONS):
-            await self.transactions.on_gossip(origin, data)
+            self.transactions.on_gossip_nowait(origin, data)
         elif topic == self.topic(FINALITY):
             for queue in self._subscribers.get(FINALITY, ()):
                 try:
@@ -328,6 +329,6 @@ class NetworkService(Service):
             self.metrics.p2p_bytes_in.set(self.host.bytes_in)
             self.metrics.p2p_bytes_out.set(self.host.bytes_out)
             self.metrics.gossip_dropped_by_libp2p.set(dropped_gossip_messages() + self._events.dropped
-                                                      + self.dropped_events)
+                                                      + self.dropped_events + self.transactions.dropped_batches)
             self.metrics.sync_target.set(self.sync.target)
             await asyncio.sleep(1)
