@@ -6,6 +6,7 @@ import structlog
 
 from consensus.import_queue import expected_author
 from consensus.slots import slot_at, slot_start_ms
+from node.authoring_wait import WAIT_SHARE
 from node.chain_service import ChainService
 from node.service import Service
 from runtime.crypto import Keypair
@@ -46,7 +47,13 @@ class AuthorshipService(Service):
         authorities = await self.chain.authorities()
         if expected_author(authorities, slot) != self.keypair.public:
             return
-        deadline = slot_start_ms(slot, self.slot_ms) + int(self.slot_ms * BUILD_PROPORTION)
+        # a block of an earlier slot on its way here: building now would fork beside it (node/authoring_wait.py)
+        waited = await self.chain.in_flight.wait_for_earlier(slot, lambda: self.chain.store.best_header().number,
+                                                             self.slot_ms * WAIT_SHARE)
+        if waited > 0.5:
+            log.info("waited for an earlier slot's block", slot=slot, ms=round(waited, 1))
+        # the time waited is added to the building time (the cap still bounds it: node/authoring_cap.py)
+        deadline = slot_start_ms(slot, self.slot_ms) + int(self.slot_ms * BUILD_PROPORTION + waited)
         try:
             authored = await self.chain.author(slot, self.keypair, deadline)
         except GradchainError as exc:  # this slot is lost; the next one may succeed

@@ -32,6 +32,7 @@ from consensus.slots import block_timestamp_ms
 from consensus.useful_work.rounds import RoundWork
 from consensus.verification import InlineRunner, RoundMeasurements, UsefulWorkCheck, run_now
 from node.authoring_cap import AuthoringCap
+from node.authoring_wait import BlocksInFlight
 from node.chain_setup import ChainPaths, open_chain
 from node.clock import SystemClock
 from node.import_runs import HeapFreezer, ImportRun
@@ -97,6 +98,7 @@ class ChainService(Service):
         self.indexer: ChainIndexer | None = None
         self._validation: tuple[bytes, Any] | None = None  # (best hash, validation context)
         self.verified_signatures = VerifiedSignatures()  # by the pool; a block's import skips them
+        self.in_flight = BlocksInFlight()  # peers' blocks on their way here (the network notes them; event loop)
         self.block_listeners: list[Callable[[Block, str], None]] = []  # called on the chain thread
         self.status_listeners: list[Callable[[bytes, VerificationStatus], None]] = []  # on the chain thread
         # the transactions a re-org handed back to the pool (networking gossips them again): chain thread

@@ -84,6 +84,13 @@ class ChainAdapter:
     def has_block(self, block_hash: bytes) -> bool:
         return self.chain.store.header(block_hash) is not None
 
+    def block_in_flight(self, header: Header) -> None:
+        """A peer's block is on its way here (fetched, then imported): the next author waits for it."""
+        self.chain.in_flight.announced(header)
+
+    def block_settled(self, block_hash: bytes) -> None:
+        self.chain.in_flight.settled(block_hash)
+
     async def encoded_blocks(self, start_number: int, start_hash: bytes | None, count: int, budget: int) -> list[bytes]:
         """Up to `count` encoded blocks of the best chain from a hash or number, within `budget` bytes (>= 1 block)."""
         def read() -> list[bytes]:

@@ -340,10 +340,11 @@ class P2PHost:
 
     # --- gossip ----------------------------------------------------------------------
 
-    async def publish(self, topic: str, data: bytes) -> bool:
-        """Publish once no peer's outbound queue is deeper than the pacing limit; False if it never drained."""
+    async def publish(self, topic: str, data: bytes, *, paced: bool = True) -> bool:
+        """Publish once no peer's outbound queue is deeper than the pacing limit (unless not `paced`);
+        False if it never drained."""
         waited = 0.0
-        while self._deepest_queue() > self.limits.pace_queue_depth:
+        while paced and self._deepest_queue() > self.limits.pace_queue_depth:
             if waited >= self.limits.pace_max_wait_s:
                 return False
             await trio.sleep(0.01)

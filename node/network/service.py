@@ -32,12 +32,12 @@ from node.network.transactions import TRANSACTIONS, TransactionGossip
 from node.service import Service, ThreadQueue, TrioThread
 from runtime import codec
 from runtime.errors import GradchainError
-from runtime.types import Header
+from runtime.types import Header, decode_block
 
 log = structlog.get_logger("network")
 
 # gossip topics by short name (scoped to the genesis on the wire by `topic`)
-ANNOUNCE, FINALITY = "block-announces", "finality"
+ANNOUNCE, BLOCKS, FINALITY = "block-announces", "blocks", "finality"
 EVENT_QUEUE = 10_000
 
 
@@ -79,7 +79,7 @@ class NetworkService(Service):
         self._events = ThreadQueue(loop, EVENT_QUEUE)
         self.thread.start_thread()
         self.host = P2PHost(seed=self.config.node_key_seed, listen_host=self.config.listen_host,
-                            listen_port=self.config.port, topics=[self.topic(t) for t in (ANNOUNCE, TRANSACTIONS, FINALITY)],
+                            listen_port=self.config.port, topics=[self.topic(t) for t in (ANNOUNCE, BLOCKS, TRANSACTIONS, FINALITY)],
                             relay_after_check=frozenset({self.topic(TRANSACTIONS)}),
                             thread=self.thread, loop=loop, events=self._events, serve=self.serve,
                             limits=self.config.gossip)
@@ -265,6 +265,8 @@ class NetworkService(Service):
             return
         if topic == self.topic(ANNOUNCE):
             await self._on_announcement(origin, data)
+        elif topic == self.topic(BLOCKS):
+            self._on_block_gossip(origin, data)
         elif topic == self.topic(TRANSACTIONS):
             self.transactions.on_gossip_nowait(origin, data)
         elif topic == self.topic(FINALITY):
@@ -285,18 +287,40 @@ class NetworkService(Service):
             return
         await self.sync.on_announcement(origin, header)
 
+    def _on_block_gossip(self, origin: str, data: bytes) -> None:
+        try:
+            block = decode_block(data)
+        except GradchainError as exc:
+            self.report(origin, "malformed", f"gossiped block: {exc.message}")
+            return
+        if self.book.note_announcement(origin):
+            self.report(origin, "flood", "more than 20 announcements in a second")
+            return
+        self.sync.on_block(origin, block)
+
     def _on_own_block(self, block, how: str) -> None:
         if how == "authored":
-            self._spawn(self.publish(ANNOUNCE, codec.encode(block.header, Header)))
+            self._spawn(self._announce(block))
         self.sync.on_local_block(block)
         self.blobs.wake()
 
+    async def _announce(self, block) -> None:
+        """A block this node authored: whole when small enough (peers import it with no request round trip:
+        under load that trip made blocks late at the next slot's author), else its header (peers fetch it).
+        Neither waits for peers' queues to drain (transaction gossip is paced on them, blocks go first)."""
+        encoded = await self.adapter.encoded_blocks(0, block.hash, 1, wire.MAX_WHOLE_BLOCK_GOSSIP)
+        if encoded and len(encoded[0]) <= wire.MAX_WHOLE_BLOCK_GOSSIP:
+            await self.publish(BLOCKS, encoded[0], paced=False)
+        else:
+            await self.publish(ANNOUNCE, codec.encode(block.header, Header), paced=False)
+
     # --- the gossip port (consensus/finality uses this; see node/network/__init__.py) --------
 
-    async def publish(self, topic: str, data: bytes) -> None:
+    async def publish(self, topic: str, data: bytes, *, paced: bool = True) -> None:
         if len(data) > wire.MAX_GOSSIP_BYTES:
             raise wire.WireError(f"a gossip message of {len(data)} bytes is over {wire.MAX_GOSSIP_BYTES}")
-        sent = await self._on_trio(self.host.publish, self.topic(topic), data, timeout=30)
+        sent = await self._on_trio(functools.partial(self.host.publish, self.topic(topic), data, paced=paced),
+                                   timeout=30)
         if not sent:
             self.metrics.gossip_dropped.inc()
 

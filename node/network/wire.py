@@ -25,6 +25,8 @@ Protocols (request -> response):
                         head; at most RESPONSE_BUDGET bytes (at least one entry)
 Gossip topics (gossipsub, genesis-scoped so two chains never share a topic):
   .../block-announces/1  an encoded Header (the body is fetched with blocks/1)
+  .../blocks/1           an encoded Block of at most MAX_WHOLE_BLOCK_GOSSIP bytes, sent
+                         whole by its author instead of an announcement (no round trip)
   .../transactions/1     TransactionBatch
   .../finality/1         opaque bytes for consensus/finality
 """
@@ -54,6 +56,7 @@ MAX_REQUEST_BYTES = 1024  # every request above is a few dozen bytes (justificat
 MAX_JUSTIFICATIONS_PER_REQUEST = 16
 MAX_JUSTIFICATION_FRAME = 4 * 1024 * 1024 + 256  # consensus/finality's MAX_JUSTIFICATION_BYTES and an entry's fields
 MAX_GOSSIP_BYTES = 1024 * 1024  # gossipsub's own cap on a message
+MAX_WHOLE_BLOCK_GOSSIP = 768 * 1024  # a block up to this size is gossiped whole (room for gossipsub's framing)
 MAX_TRANSACTIONS_PER_BATCH = 512
 WRITE_PIECE = 1024 * 1024  # frames are written in pieces: large single writes hit a py-libp2p short-read bug
 READ_TIMEOUT_S = 10.0  # per read; a frozen peer cannot hold a stream open
