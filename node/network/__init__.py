@@ -3,6 +3,7 @@
 Modules
   wire.py           protocol names, messages, frames and limits (the wire contract)
   host.py           the trio side: the libp2p host (Noise + yamux only), gossipsub, streams
+  libp2p_repairs.py what gradchain changes in py-libp2p (drop counting, logs, serialized pubsub writes)
   service.py        NetworkService (asyncio): handshake, gossip, requests
   peering.py        reputation and bans, reserved and boot peers dialled, the application ping
   sync.py           catching up with peers and following announcements

@@ -23,7 +23,8 @@ from node.network import wire
 from node.network.blobs import BlobAvailability
 from node.network.chain_adapter import ChainAdapter
 from node.network.config import NetworkConfig
-from node.network.host import P2PHost, dropped_gossip_messages, route_libp2p_logs
+from node.network.host import P2PHost
+from node.network.libp2p_repairs import dropped_gossip_messages, route_libp2p_logs
 from node.network.justification_sync import JustificationSync
 from node.network.peering import Peering
 from node.network.peers import PeerBook
