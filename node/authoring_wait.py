@@ -45,6 +45,19 @@ class BlocksInFlight:
         if self._blocks.pop(block_hash, None) is not None:
             self._settled.set()
 
+    def __contains__(self, block_hash: bytes) -> bool:
+        return block_hash in self._blocks
+
+    async def wait_settled(self, block_hash: bytes, timeout_s: float) -> None:
+        """Wait (at most `timeout_s`) until `block_hash` is no longer in flight."""
+        deadline = time.monotonic() + timeout_s
+        while block_hash in self._blocks and (left := deadline - time.monotonic()) > 0:
+            self._settled.clear()
+            try:
+                await asyncio.wait_for(self._settled.wait(), left)
+            except TimeoutError:
+                return
+
     def awaited(self, slot: int, best_number: int) -> list[InFlight]:
         """The in-flight blocks an author of `slot` on a best chain of `best_number` should wait for: of an
         earlier slot, higher than its best (so building now would fork beside them)."""

@@ -84,3 +84,45 @@ def test_the_wait_is_bounded_and_ignores_blocks_of_this_slot_or_at_the_best_heig
         waited = await in_flight.wait_for_earlier(9, lambda: 4, 150)
         assert 140 <= waited and time.monotonic() - started < 0.5
     asyncio.run(main())
+
+
+def test_a_followed_block_whose_parent_is_still_importing_waits_for_it_instead_of_starting_a_sync(tmp_path):
+    """Blocks can come faster than a loaded node imports them: the child of a block still in flight
+    waits for it (and counts as in flight itself), then imports; no sync round is woken for it."""
+    from node.chain_setup import load_chain_spec as spec_of
+    from tests.helpers.network_node import InProcessNode
+
+    config = spec_of(None, dev=True)
+    slot_ms = config.slot_duration_ms
+    clock = FakeClock(start_ms=(int(time.time() * 1000) // slot_ms - 10) * slot_ms)
+    source = ChainService(config, ChainPaths(tmp_path / "source", config.chain_id), clock=clock)
+
+    async def two_blocks():
+        await source.start()
+        try:
+            first_slot = clock.now_ms() // slot_ms + 1
+            first = (await source.author(first_slot, ALICE, deadline_ms=10**15)).block
+            second = (await source.author(first_slot + 1, ALICE, deadline_ms=10**15)).block
+            return first, second
+        finally:
+            await source.stop()
+    first, second = asyncio.run(two_blocks())
+    node = InProcessNode(tmp_path / "node", config, seed=b"W" * 32)
+    try:
+        sync, in_flight = node.network.sync, node.chain.in_flight
+
+        async def follow_the_child_first():
+            in_flight.announced(first.header)
+            sync._wake.clear()
+            following = asyncio.create_task(sync._follow("a peer", second.header, second))
+            await asyncio.sleep(IMPORT_DELAY_S)
+            assert second.hash in in_flight and not following.done()
+            await node.network.adapter.import_block(first)
+            in_flight.settled(first.hash)
+            await asyncio.wait_for(following, 10)
+            return sync._wake.is_set()
+        woke_sync = node.on_loop(follow_the_child_first())
+        assert node.best() == 2 and node.chain.store.best_hash == second.hash
+        assert not woke_sync and second.hash not in in_flight
+    finally:
+        node.close()

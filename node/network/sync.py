@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger("sync")
 MAX_PARALLEL = 4
 RECHECK_S = 2.0
+PARENT_WAIT_S = 5.0  # a followed block whose parent is itself in flight waits this long for it
 
 
 class BlockSync:
@@ -187,12 +188,15 @@ class BlockSync:
         adapter = self.network.adapter
         if adapter.has_block(header.hash):
             return
-        if not adapter.has_block(header.parent_hash):
+        if not adapter.has_block(header.parent_hash) and not adapter.is_in_flight(header.parent_hash):
             self.wake()
             return
         announced = time.perf_counter()
         adapter.block_in_flight(header)
         try:
+            if not await adapter.parent_arrives(header, PARENT_WAIT_S):
+                self.wake()
+                return
             if block is not None:
                 await self._import_followed(origin, block, announced, announced)
                 return
