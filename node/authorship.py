@@ -29,6 +29,7 @@ class AuthorshipService(Service):
         self.max_blocks = max_blocks  # stop after this many blocks (tests, benchmarks)
         self.authored = 0
         self.missed_slots = 0
+        self.skipped_behind = 0  # own slots left empty: blocks of a longer chain were still importing here
         self._last_slot = -1
 
     async def run(self) -> None:
@@ -52,6 +53,15 @@ class AuthorshipService(Service):
                                                              self.slot_ms * WAIT_SHARE)
         if waited > 0.5:
             log.info("waited for an earlier slot's block", slot=slot, ms=round(waited, 1))
+        best = self.chain.store.best_header().number
+        ahead = [b.number for b in self.chain.in_flight.awaited(slot, best) if b.number > best + 1]
+        if ahead:
+            # still importing a chain longer than the block this node would add: that block could only be
+            # orphaned, and every peer would execute it for nothing
+            self.skipped_behind += 1
+            log.info("slot skipped: blocks of a longer chain are still importing here", slot=slot, best=best,
+                     importing=max(ahead))
+            return
         # the time waited is added to the building time (the cap still bounds it: node/authoring_cap.py)
         deadline = slot_start_ms(slot, self.slot_ms) + int(self.slot_ms * BUILD_PROPORTION + waited)
         try:

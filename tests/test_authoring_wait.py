@@ -126,3 +126,24 @@ def test_a_followed_block_whose_parent_is_still_importing_waits_for_it_instead_o
         assert not woke_sync and second.hash not in in_flight
     finally:
         node.close()
+
+
+def test_an_author_behind_a_longer_chain_still_importing_skips_its_slot(tmp_path):
+    """Blocks #1 and #2 of earlier slots are still importing when Alice's slot begins (best #0): a block of
+    hers at #1 could only be orphaned, so after the bounded wait she leaves the slot empty."""
+    chain = two_validator_chain(tmp_path)
+
+    async def main():
+        await chain.start()
+        try:
+            bobs = await chain.call(build_empty_block_on, chain, chain.store.genesis_hash, 1)
+            child = type("Header", (), {"hash": b"c" * 32, "number": 2, "digest": type("D", (), {"slot": 3})()})()
+            chain.in_flight.announced(bobs.header)
+            chain.in_flight.announced(child)  # never settles here: the wait ends at its bound
+            author = AuthorshipService(chain, ALICE, chain.clock)
+            await author._maybe_author(4, chain.clock.now_ms())
+            return author.skipped_behind, chain.store.best_header().number
+        finally:
+            await chain.stop()
+    skipped, best = asyncio.run(main())
+    assert skipped == 1 and best == 0

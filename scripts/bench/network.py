@@ -231,7 +231,7 @@ def gossip_part(base: Path, seconds: float, rate: int, accounts: int) -> dict:
         dropped = sum(metric(port, "gradchain_p2p_messages_dropped") for port in ports)
         propagation.sort()
         events = count_log_events(cluster.nodes, "re-org", "peer stopped answering pings", "authored block",
-                                  "waited for an earlier slot's block")
+                                  "waited for an earlier slot's block", "slot skipped: blocks of a longer chain")
         return {
             "submitted": total, "accepted": accepted, "refused_pool_full": refused, "included": included,
             "included_per_s": round(in_window / (window_end - started)),
@@ -249,6 +249,7 @@ def gossip_part(base: Path, seconds: float, rate: int, accounts: int) -> dict:
             "reorgs": events["re-org"],
             "ping_disconnects": events["peer stopped answering pings"],
             "author_waits": events["waited for an earlier slot's block"],
+            "slots_skipped_behind": events["slot skipped: blocks of a longer chain"],
             **followed_blocks(cluster.nodes),
         }
     finally:
