@@ -289,13 +289,13 @@ class NetworkService(Service):
         await self.sync.on_announcement(origin, header)
 
     def _on_block_gossip(self, origin: str, data: bytes) -> None:
+        if self.book.note_announcement(origin):  # before decoding: a flood must cost little
+            self.report(origin, "flood", "more than 20 announcements in a second")
+            return
         try:
             block = decode_block(data)
         except GradchainError as exc:
             self.report(origin, "malformed", f"gossiped block: {exc.message}")
-            return
-        if self.book.note_announcement(origin):
-            self.report(origin, "flood", "more than 20 announcements in a second")
             return
         self.sync.on_block(origin, block)
 
