@@ -53,3 +53,15 @@ def test_a_gossiped_block_that_does_not_decode_is_malformed_and_changes_nothing(
     follower.on_loop(network._on_gossip(network.topic(BLOCKS), author.network.peer_id, junk))
     assert network.metrics.peer_reports.labels("malformed")._value.get() == reports + 1
     assert follower.best() >= best and len(junk) < wire.MAX_WHOLE_BLOCK_GOSSIP
+
+
+def test_blocks_skip_the_line_of_other_gossip_events(author_and_follower):
+    """Under load the events queue holds seconds of transaction batches: blocks and announcements have a
+    queue of their own. Here every other gossip event is lost, and the follower still follows."""
+    author, follower = author_and_follower
+    events = follower.network._events
+    put = events.put_threadsafe
+    events.put_threadsafe = lambda event: None if event[0] == "gossip" else put(event)
+    wait_for(lambda: follower.ready_peers(), 20, "the handshake")
+    start = follower.best()
+    wait_for(lambda: follower.best() >= start + 3, 30, "three more blocks at the follower")

@@ -132,7 +132,8 @@ class P2PHost:
     def __init__(self, *, seed: bytes, listen_host: str, listen_port: int, topics: list[str],
                  relay_after_check: frozenset[str] = frozenset(),
                  thread: TrioThread, loop: asyncio.AbstractEventLoop, events: ThreadQueue, serve: Serve,
-                 limits: GossipLimits | None = None) -> None:
+                 limits: GossipLimits | None = None, urgent_topics: frozenset[str] = frozenset(),
+                 urgent_events: ThreadQueue | None = None) -> None:
         self.seed = seed
         self.listen = multiaddr.Multiaddr(f"/ip4/{listen_host}/tcp/{listen_port}")
         self.topics = topics
@@ -140,6 +141,8 @@ class P2PHost:
         self.thread = thread
         self.loop = loop
         self.events = events
+        # blocks skip the line: under load the events queue holds seconds of transaction batches
+        self.urgent_topics, self.urgent_events = urgent_topics, urgent_events or events
         self.serve = serve
         self.limits = limits or GossipLimits()
         self.banned: set[str] = set()  # written only on the trio thread
@@ -335,7 +338,8 @@ class P2PHost:
             if origin == self.peer_id:
                 continue
             self.bytes_in += len(message.data)
-            self.events.put_threadsafe(("gossip", topic, origin, bytes(message.data)))
+            queue = self.urgent_events if topic in self.urgent_topics else self.events
+            queue.put_threadsafe(("gossip", topic, origin, bytes(message.data)))
 
 
 async def _quietly(function: Callable[..., Awaitable[Any]], *args: Any) -> None:

@@ -40,6 +40,7 @@ log = structlog.get_logger("network")
 # gossip topics by short name (scoped to the genesis on the wire by `topic`)
 ANNOUNCE, BLOCKS, FINALITY = "block-announces", "blocks", "finality"
 EVENT_QUEUE = 10_000
+URGENT_EVENT_QUEUE = 1_000  # gossiped blocks and announcements, taken apart from the rest
 
 
 class NetworkService(Service):
@@ -62,6 +63,7 @@ class NetworkService(Service):
         self.peering = Peering(self)
         self.dropped_events = 0
         self._events: ThreadQueue | None = None
+        self._urgent_events: ThreadQueue | None = None
         self._tasks: list[asyncio.Task] = []
         self._background: set[asyncio.Task] = set()
         self._subscribers: dict[str, list[asyncio.Queue]] = {}
@@ -78,12 +80,14 @@ class NetworkService(Service):
         route_libp2p_logs()
         self.genesis_hash = self.adapter.head().genesis_hash
         self._events = ThreadQueue(loop, EVENT_QUEUE)
+        self._urgent_events = ThreadQueue(loop, URGENT_EVENT_QUEUE)
         self.thread.start_thread()
         self.host = P2PHost(seed=self.config.node_key_seed, listen_host=self.config.listen_host,
                             listen_port=self.config.port, topics=[self.topic(t) for t in (ANNOUNCE, BLOCKS, TRANSACTIONS, FINALITY)],
                             relay_after_check=frozenset({self.topic(TRANSACTIONS)}),
                             thread=self.thread, loop=loop, events=self._events, serve=self.serve,
-                            limits=self.config.gossip)
+                            limits=self.config.gossip, urgent_events=self._urgent_events,
+                            urgent_topics=frozenset({self.topic(ANNOUNCE), self.topic(BLOCKS)}))
         try:
             self.peer_id, addresses = await self.thread.start(self.host.run, timeout=30)
         except BaseException:
@@ -100,7 +104,8 @@ class NetworkService(Service):
 
     async def run(self) -> None:
         self._tasks = [asyncio.create_task(coroutine, name=f"network-{name}") for name, coroutine in (
-            ("events", self._event_loop()), ("dial", self.peering.dial_loop()), ("transactions", self.transactions.run()),
+            ("events", self._event_loop(self._events)), ("block-events", self._event_loop(self._urgent_events)),
+            ("dial", self.peering.dial_loop()), ("transactions", self.transactions.run()),
             ("transaction-intake", self.transactions.intake()),
             ("ping", self.peering.ping_loop()), ("sync", self.sync.run()), ("blobs", self.blobs.run()),
             ("justifications", self.justifications.run()),
@@ -136,9 +141,9 @@ class NetworkService(Service):
 
     # --- events from the trio side -----------------------------------------------------
 
-    async def _event_loop(self) -> None:
+    async def _event_loop(self, events: ThreadQueue) -> None:
         while True:
-            event = await self._events.get()
+            event = await events.get()
             try:
                 kind = event[0]
                 if kind == "connected":
@@ -354,6 +359,7 @@ class NetworkService(Service):
             self.metrics.p2p_bytes_in.set(self.host.bytes_in)
             self.metrics.p2p_bytes_out.set(self.host.bytes_out)
             self.metrics.gossip_dropped_by_libp2p.set(dropped_gossip_messages() + self._events.dropped
+                                                      + self._urgent_events.dropped
                                                       + self.dropped_events + self.transactions.dropped_batches)
             self.metrics.sync_target.set(self.sync.target)
             await asyncio.sleep(1)
