@@ -16,11 +16,11 @@ import trio
 from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11
 
 from node.chain_setup import load_chain_spec
-from node.network.service import BLOCKS
+from node.network.service import ANNOUNCE
 from tests.helpers.network_node import InProcessNode, RawPeer, wait_for
 from tests.test_network_liveness import mute_peer
 
-LARGE = 240_000  # bytes: about a block of 1,500 transfers
+LARGE = 240_000  # bytes: about a block of 1,500 transfers (what a blocks topic would carry)
 
 
 @pytest.fixture
@@ -36,13 +36,13 @@ def pair(tmp_path):
 def test_large_gossip_messages_published_at_once_all_arrive_intact(pair):
     sender, receiver = pair
     received: list[bytes] = []
-    receiver.network._on_block_gossip = lambda origin, data: received.append(data)
+    receiver.network._on_announcement = lambda origin, data: _append(received, data)
     wait_for(lambda: sender.ready_peers() and receiver.ready_peers(), 20, "the handshake")
     sent = [os.urandom(LARGE) for _ in range(8)]
 
     async def publish_all() -> None:
-        await asyncio.gather(*(sender.network.publish(BLOCKS, data, paced=False) for data in sent))
-    wait_for(lambda: receiver.network.host.pubsub.peer_topics.get(sender.network.topic(BLOCKS)), 20,
+        await asyncio.gather(*(sender.network.publish(ANNOUNCE, data, paced=False) for data in sent))
+    wait_for(lambda: receiver.network.host.pubsub.peer_topics.get(sender.network.topic(ANNOUNCE)), 20,
              "the receiver's subscription to reach the sender")
     sender.on_loop(publish_all(), timeout=60)
     wait_for(lambda: len(received) == len(sent), 30, "every message")
@@ -55,12 +55,16 @@ def test_large_gossip_messages_published_at_once_all_arrive_intact(pair):
     async def resend_while_publishing() -> None:
         async with trio.open_nursery() as nursery:
             for data in more:
-                nursery.start_soon(sender.network.host.publish, sender.network.topic(BLOCKS), data)
-                nursery.start_soon(router.send_recent_messages, peer, sender.network.topic(BLOCKS))
+                nursery.start_soon(sender.network.host.publish, sender.network.topic(ANNOUNCE), data)
+                nursery.start_soon(router.send_recent_messages, peer, sender.network.topic(ANNOUNCE))
     sender.on_loop(sender.network._on_trio(resend_while_publishing, timeout=60), timeout=70)
     wait_for(lambda: len(received) == len(sent) + len(more), 30, "every further message")
     assert sorted(received) == sorted(sent + more)
     assert receiver.network.thread.error is None and sender.network.thread.error is None
+
+
+async def _append(received: list, data: bytes) -> None:
+    received.append(data)
 
 
 def test_a_pubsub_rpc_that_does_not_parse_ends_its_stream_not_the_network(tmp_path):

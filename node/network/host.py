@@ -276,7 +276,7 @@ class P2PHost:
         try:
             if peer in self.banned:
                 raise wire.WireError("banned peer")
-            request = await wire.read_frame(stream, wire.MAX_REQUEST_BYTES)
+            request = await wire.read_frame(stream, wire.REQUEST_LIMITS.get(protocol, wire.MAX_REQUEST_BYTES))
             if request is None:
                 # a requester that gave up (its own deadline passed on a starved machine) closes a stream
                 # before writing: cut short, cheap to forgive; as "malformed" two of them banned honest peers

@@ -38,7 +38,7 @@ from runtime.types import Header, decode_block
 log = structlog.get_logger("network")
 
 # gossip topics by short name (scoped to the genesis on the wire by `topic`)
-ANNOUNCE, BLOCKS, FINALITY = "block-announces", "blocks", "finality"
+ANNOUNCE, FINALITY = "block-announces", "finality"
 EVENT_QUEUE = 10_000
 URGENT_EVENT_QUEUE = 1_000  # gossiped blocks and announcements, taken apart from the rest
 
@@ -83,11 +83,11 @@ class NetworkService(Service):
         self._urgent_events = ThreadQueue(loop, URGENT_EVENT_QUEUE)
         self.thread.start_thread()
         self.host = P2PHost(seed=self.config.node_key_seed, listen_host=self.config.listen_host,
-                            listen_port=self.config.port, topics=[self.topic(t) for t in (ANNOUNCE, BLOCKS, TRANSACTIONS, FINALITY)],
+                            listen_port=self.config.port, topics=[self.topic(t) for t in (ANNOUNCE, TRANSACTIONS, FINALITY)],
                             relay_after_check=frozenset({self.topic(TRANSACTIONS)}),
                             thread=self.thread, loop=loop, events=self._events, serve=self.serve,
                             limits=self.config.gossip, urgent_events=self._urgent_events,
-                            urgent_topics=frozenset({self.topic(ANNOUNCE), self.topic(BLOCKS)}))
+                            urgent_topics=frozenset({self.topic(ANNOUNCE)}))
         try:
             self.peer_id, addresses = await self.thread.start(self.host.run, timeout=30)
         except BaseException:
@@ -237,6 +237,9 @@ class NetworkService(Service):
             return [wire.encode(wire.BlobChunk(wire.ByteCount(len(data)), wire.ChunkData(piece)))]
         if protocol == wire.JUSTIFICATIONS:
             return await self.justifications.serve(request)
+        if protocol == wire.BLOCK_PUSH:
+            self._on_pushed_block(peer, request)
+            return []
         raise wire.WireError(f"unknown protocol {protocol}")
 
     async def request(self, peer: str, protocol: str, payload: bytes, *, max_frame: int,
@@ -271,8 +274,6 @@ class NetworkService(Service):
             return
         if topic == self.topic(ANNOUNCE):
             await self._on_announcement(origin, data)
-        elif topic == self.topic(BLOCKS):
-            self._on_block_gossip(origin, data)
         elif topic == self.topic(TRANSACTIONS):
             self.transactions.on_gossip_nowait(origin, data)
         elif topic == self.topic(FINALITY):
@@ -293,15 +294,14 @@ class NetworkService(Service):
             return
         await self.sync.on_announcement(origin, header)
 
-    def _on_block_gossip(self, origin: str, data: bytes) -> None:
+    def _on_pushed_block(self, origin: str, data: bytes) -> None:
         if self.book.note_announcement(origin):  # before decoding: a flood must cost little
             self.report(origin, "flood", "more than 20 announcements in a second")
             return
         try:
             block = decode_block(data)
         except GradchainError as exc:
-            self.report(origin, "malformed", f"gossiped block: {exc.message}")
-            return
+            raise wire.WireError(f"pushed block: {exc.message}") from exc  # the peer is reported
         self.sync.on_block(origin, block)
 
     def _on_own_block(self, block, how: str) -> None:
@@ -311,14 +311,19 @@ class NetworkService(Service):
         self.blobs.wake()
 
     async def _announce(self, block) -> None:
-        """A block this node authored: whole when small enough (peers import it with no request round trip:
-        under load that trip made blocks late at the next slot's author), else its header (peers fetch it).
-        Neither waits for peers' queues to drain (transaction gossip is paced on them, blocks go first)."""
-        encoded = await self.adapter.encoded_blocks(0, block.hash, 1, wire.MAX_WHOLE_BLOCK_GOSSIP)
-        if encoded and len(encoded[0]) <= wire.MAX_WHOLE_BLOCK_GOSSIP:
-            await self.publish(BLOCKS, encoded[0], paced=False)
-        else:
-            await self.publish(ANNOUNCE, codec.encode(block.header, Header), paced=False)
+        """A block this node authored: pushed whole to every peer on a stream of its own (no request round
+        trip, and no wait behind the transaction gossip on the pubsub streams: under load both made blocks
+        late at the next slot's author), then announced by gossip for the peers not reached directly."""
+        encoded = await self.adapter.encoded_blocks(0, block.hash, 1, wire.MAX_PUSHED_BLOCK)
+        if encoded and len(encoded[0]) <= wire.MAX_PUSHED_BLOCK:
+            await asyncio.gather(*(self._push(peer.peer_id, encoded[0]) for peer in self.book.ready_peers()))
+        await self.publish(ANNOUNCE, codec.encode(block.header, Header), paced=False)
+
+    async def _push(self, peer: str, encoded_block: bytes) -> None:
+        try:
+            await self.request(peer, wire.BLOCK_PUSH, encoded_block, max_frame=8)
+        except Exception as exc:  # the peer left or is slow: the announcement reaches it anyway
+            log.debug("block push failed", peer=peer, error=repr(exc))
 
     # --- the gossip port (consensus/finality uses this; see node/network/__init__.py) --------
 

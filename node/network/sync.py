@@ -167,7 +167,7 @@ class BlockSync:
         self._spawn(self._follow(origin, header))
 
     def on_block(self, origin: str, block: Block) -> None:
-        """A whole block gossiped by its author (small enough to skip the request round trip)."""
+        """A whole block pushed by its author (small enough to skip the request round trip)."""
         self._note_peer_best(origin, block.header)
         self._spawn(self._follow(origin, block.header, block))
 
@@ -183,10 +183,10 @@ class BlockSync:
         task.add_done_callback(self.tasks.discard)
 
     async def _follow(self, origin: str, header: Header, block: Block | None = None) -> None:
-        """Fetch (unless gossiped whole) and import an announced block whose parent is here. While it is on
+        """Fetch (unless pushed whole) and import an announced block whose parent is here. While it is on
         its way, the author of the next slot waits for it (node/authoring_wait.py) instead of forking."""
         adapter = self.network.adapter
-        if adapter.has_block(header.hash):
+        if adapter.has_block(header.hash) or adapter.is_in_flight(header.hash):  # pushed, announced: once
             return
         if not adapter.has_block(header.parent_hash) and not adapter.is_in_flight(header.parent_hash):
             self.wake()
