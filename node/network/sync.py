@@ -28,6 +28,11 @@ if TYPE_CHECKING:
 log = structlog.get_logger("sync")
 MAX_PARALLEL = 4
 RECHECK_S = 2.0
+# A node this many blocks below its peers is catching up, not following (Substrate's MAJOR_SYNC_BLOCKS):
+# a validator does not author then (its block could only be orphaned, and building on a stale head
+# while blocks are still to import slows the catch-up).
+MAJOR_SYNC_BLOCKS = 5
+PARENT_WAIT_S = 5.0  # a followed block whose parent is itself in flight waits this long for it
 
 
 class BlockSync:
@@ -36,11 +41,22 @@ class BlockSync:
         self.target = 0
         self.starting_block = 0
         self.is_syncing = False
+        # how far below our best the next request starts, doubled while the first block does not attach
+        # (a fork below our best); kept across rounds, so a round whose fetch failed (a busy peer) does
+        # not throw away the walk back made so far
+        self._back = 0
         self._wake = asyncio.Event()
         self.tasks: set[asyncio.Task] = set()
 
     def wake(self) -> None:
         self._wake.set()
+
+    def is_major_syncing(self, best_number: int) -> bool:
+        """Whether the median of the ready peers' best blocks is more than MAJOR_SYNC_BLOCKS above
+        `best_number`. The median, not the highest: one peer claiming a far higher best (a lie, or a
+        fork of its own) cannot stop this validator from authoring."""
+        bests = sorted(p.status.best_number for p in self.network.book.ready_peers())
+        return bool(bests) and bests[(len(bests) - 1) // 2] > best_number + MAJOR_SYNC_BLOCKS
 
     def on_local_block(self, block: Block) -> None:
         self.target = max(self.target, block.header.number)
@@ -59,7 +75,6 @@ class BlockSync:
 
     async def _catch_up(self) -> None:
         network, adapter = self.network, self.network.adapter
-        back = 0
         prefetch: tuple[int, asyncio.Task] | None = None  # the next windows, fetched while a run imports
         try:
             while True:
@@ -73,14 +88,14 @@ class BlockSync:
                     # one fork to grow.
                     ahead = [p for p in peers if p.status.best_number == head.best.number
                              and p.status.best_hash != head.best.hash and not adapter.has_block(p.status.best_hash)]
-                    back = max(back, 1)
+                    self._back = max(self._back, 1)
                 if not ahead:
-                    self.is_syncing = False
+                    self.is_syncing, self._back = False, 0
                     return
                 if not self.is_syncing:
                     self.is_syncing, self.starting_block = True, head.best.number
                 self.target = max(self.target, *(p.status.best_number for p in ahead))
-                start = max(head.finalized.number + 1, head.best.number + 1 - back)
+                start = max(head.finalized.number + 1, head.best.number + 1 - self._back)
                 fetch_started = time.perf_counter()
                 if prefetch is not None and prefetch[0] == start:
                     run = await prefetch[1]
@@ -99,12 +114,12 @@ class BlockSync:
                 if failure is not None:
                     index, outcome = failure
                     if outcome.kind == "unknown_parent" and index == 0 and start > head.finalized.number + 1:
-                        back = max(1, back * 2)
+                        self._back = max(1, self._back * 2)
                         continue
                     if outcome.is_misbehaviour:
                         network.report(run[index][0], "bad_block", outcome.reason)
                     return
-                back = 0
+                self._back = 0
                 if not imported:
                     # all known already: the best chain stops below them here (fork choice would not take
                     # them, e.g. a block this node disputes), so asking again now would only spin
@@ -162,37 +177,69 @@ class BlockSync:
     # --- announcements ---------------------------------------------------------------
 
     async def on_announcement(self, origin: str, header: Header) -> None:
+        self._note_peer_best(origin, header)
+        self._spawn(self._follow(origin, header))
+
+    def on_block(self, origin: str, block: Block) -> None:
+        """A whole block pushed by its author (small enough to skip the request round trip)."""
+        self._note_peer_best(origin, block.header)
+        self._spawn(self._follow(origin, block.header, block))
+
+    def _note_peer_best(self, origin: str, header: Header) -> None:
         peer = self.network.book.peers.get(origin)
         if peer is not None and peer.status is not None and header.number > peer.status.best_number:
             peer.status = dataclasses.replace(peer.status, best_number=header.number, best_hash=header.hash)
         self.target = max(self.target, header.number)
-        task = asyncio.create_task(self._follow(origin, header))
+
+    def _spawn(self, coroutine) -> None:
+        task = asyncio.create_task(coroutine)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    async def _follow(self, origin: str, header: Header) -> None:
+    async def _follow(self, origin: str, header: Header, block: Block | None = None) -> None:
+        """Fetch (unless pushed whole) and import an announced block whose parent is here. While it is on
+        its way, the author of the next slot waits for it (node/authoring_wait.py) instead of forking."""
         adapter = self.network.adapter
-        if adapter.has_block(header.hash):
+        if adapter.has_block(header.hash) or adapter.is_in_flight(header.hash):  # pushed, announced: once
             return
-        if not adapter.has_block(header.parent_hash):
+        if not adapter.has_block(header.parent_hash) and not adapter.is_in_flight(header.parent_hash):
             self.wake()
             return
-        sources = [origin] + [p.peer_id for p in self.network.book.ready_peers() if p.peer_id != origin]
-        for source in sources[:3]:
-            if source not in self.network.book.peers:
-                continue
-            blocks = await self.fetch_range(source, header.number, 1, start_hash=header.hash)
-            if not blocks:
-                continue
-            if blocks[0].hash != header.hash:
-                self.network.report(source, "malformed", "a block that is not the one asked for")
-                continue
-            outcome = await adapter.import_block(blocks[0])
-            if outcome.is_misbehaviour:
-                self.network.report(source, "bad_block", outcome.reason)
-            elif outcome.kind == "unknown_parent":
+        announced = time.perf_counter()
+        adapter.block_in_flight(header)
+        try:
+            if not await adapter.parent_arrives(header, PARENT_WAIT_S):
                 self.wake()
-            return
+                return
+            if block is not None:
+                await self._import_followed(origin, block, announced, announced)
+                return
+            sources = [origin] + [p.peer_id for p in self.network.book.ready_peers() if p.peer_id != origin]
+            for source in sources[:3]:
+                if source not in self.network.book.peers:
+                    continue
+                blocks = await self.fetch_range(source, header.number, 1, start_hash=header.hash)
+                if not blocks:
+                    continue
+                if blocks[0].hash != header.hash:
+                    self.network.report(source, "malformed", "a block that is not the one asked for")
+                    continue
+                await self._import_followed(source, blocks[0], announced, time.perf_counter())
+                return
+        finally:
+            adapter.block_settled(header.hash)
+
+    async def _import_followed(self, source: str, block: Block, announced: float, fetched: float) -> None:
+        outcome = await self.network.adapter.import_block(block)
+        if outcome.is_misbehaviour:
+            self.network.report(source, "bad_block", outcome.reason)
+        elif outcome.kind == "unknown_parent":
+            self.wake()
+        # the path of a block from its announcement to this node's chain, counted per node (the bench
+        # reads these: a late block at the next slot's author is an equal-height fork)
+        log.info("followed block", number=block.header.number, hash=block.hash.hex()[:16], outcome=outcome.kind,
+                 fetch_ms=round((fetched - announced) * 1000, 1),
+                 import_ms=round((time.perf_counter() - fetched) * 1000, 1))
 
 
 def _misbehaviour_of(error: GradchainError) -> str:
