@@ -123,6 +123,7 @@ class SignatureVerifier:
             raise SignatureWorkerFailed("the signature worker process did not start")
         self._sequence = 0
         self.here_cpu_seconds = 0.0  # CPU time this thread spent verifying from the back, in all
+        self.here_checks = 0  # checks this thread verified from the back, in all
         self.waited_seconds = 0.0  # wall time this thread waited for the worker's chunk in progress, in all
 
     @property
@@ -159,6 +160,7 @@ class SignatureVerifier:
                 start = max(front, back - chunk)
                 board[base + BACK] = start
             failed = board_.verify_range(checks, start, back)
+            self.here_checks += back - start
             if failed >= 0:
                 found = start + failed  # lower than any found before: this side goes down
         self.here_cpu_seconds += time.thread_time() - entered
