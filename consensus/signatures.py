@@ -128,7 +128,8 @@ class SignatureVerifier:
 
     @property
     def worker_cpu_seconds(self) -> float:
-        """CPU time the worker spent on blocks (verifying, hashing roots), in all."""
+        """CPU time of the worker process since it started (verifying, hashing roots, receiving), as of its
+        last block."""
         return self._board[board_.CPU_US] / 1_000_000
 
     def submit(self, checks: list[Check], extrinsics: list[bytes] | None = None) -> SharedChecks:
