@@ -73,17 +73,46 @@ class SharedChecks:
                  extrinsics: list[bytes] | None) -> None:
         self.owner = owner
         self.slot = slot
+        self._base = slot * FIELDS
         self._checks = checks
+        self._count = count_of(checks)
         self._extrinsics = extrinsics
+        self._found = -1  # the lowest failing index this process found from the back
         self._answer: int | None = None
         self._root: bytes | None = None
 
     def first_failure(self) -> int:
-        """Index of the first check that does not verify, or -1: the same answer as in line."""
+        """Index of the first check that does not verify, or -1: the same answer as in line.
+
+        Verifies from the back until the claims meet, then waits for the worker's chunk in progress
+        (verifying the next blocks' checks from their back meanwhile)."""
         if self._answer is None:
-            self._answer = self.owner._finish(self.slot, self._checks)
-            self._checks = b""
+            owner, board, base = self.owner, self.owner._board, self._base
+            while self.take_from_back():
+                pass
+            while board[base + DONE] < board[base + FRONT]:
+                owner._wait(self)
+            worker_failed = board[base + FAILED]
+            self._answer = worker_failed if worker_failed < self._count else self._found
+            self._release()
         return self._answer
+
+    def take_from_back(self) -> bool:
+        """Claim and verify the last chunk nobody has claimed; False if there is none."""
+        owner, board, base = self.owner, self.owner._board, self._base
+        with owner._lock:
+            front, back = board[base + FRONT], board[base + BACK]
+            if front >= back:
+                return False
+            start = max(front, back - owner.chunk)
+            board[base + BACK] = start
+        entered = time.thread_time()
+        failed = board_.verify_range(self._checks, start, back)
+        owner.here_cpu_seconds += time.thread_time() - entered
+        owner.here_checks += back - start
+        if failed >= 0:
+            self._found = start + failed  # lower than any found before: this side goes down
+        return True
 
     def extrinsics_root(self) -> bytes | None:
         """The root of the block's encoded extrinsics (None if they were not sent): the worker's, or computed
@@ -96,9 +125,14 @@ class SharedChecks:
     def cancel(self) -> None:
         """The block failed before its signature stage: the worker need not verify the rest."""
         if self._answer is None:
-            self.owner._cancel(self.slot)
+            with self.owner._lock:
+                self.owner._board[self._base + BACK] = self.owner._board[self._base + FRONT]
             self._answer = -1
-            self._checks = b""
+            self._release()
+
+    def _release(self) -> None:
+        self._checks = b""
+        self.owner._outstanding.remove(self)
 
 
 class SignatureVerifier:
@@ -122,6 +156,7 @@ class SignatureVerifier:
             self.close()
             raise SignatureWorkerFailed("the signature worker process did not start")
         self._sequence = 0
+        self._outstanding: list[SharedChecks] = []  # submitted, not yet answered nor cancelled, in order
         self.here_cpu_seconds = 0.0  # CPU time this thread spent verifying from the back, in all
         self.here_checks = 0  # checks this thread verified from the back, in all
         self.waited_seconds = 0.0  # wall time this thread waited for the worker's chunk in progress, in all
@@ -139,36 +174,16 @@ class SignatureVerifier:
         sequence, board = self._sequence, self._board
         slot = sequence % board_.SLOTS
         while board[board_.FINISHED] < sequence - board_.SLOTS:  # the slot's last block still in the worker
-            self._wait()
+            self._wait(None)
         packed = pack_checks(checks)
         base = slot * FIELDS
         with self._lock:
             board[base + FRONT], board[base + BACK], board[base + DONE] = 0, count_of(packed), 0
             board[base + FAILED], board[base + ROOT] = count_of(packed), 0
         self._inbox.put((sequence, slot, packed, extrinsics))
-        return SharedChecks(self, slot, packed, extrinsics)
-
-    def _finish(self, slot: int, checks: bytes | list[Check]) -> int:
-        """Verify from the back until the claims meet, wait for the worker's chunk in progress: the answer."""
-        board, lock, chunk, base = self._board, self._lock, self.chunk, slot * FIELDS
-        found = -1
-        entered = time.thread_time()
-        while True:
-            with lock:
-                front, back = board[base + FRONT], board[base + BACK]
-                if front >= back:
-                    break
-                start = max(front, back - chunk)
-                board[base + BACK] = start
-            failed = board_.verify_range(checks, start, back)
-            self.here_checks += back - start
-            if failed >= 0:
-                found = start + failed  # lower than any found before: this side goes down
-        self.here_cpu_seconds += time.thread_time() - entered
-        while board[base + DONE] < board[base + FRONT]:
-            self._wait()
-        worker_failed = board[base + FAILED]
-        return worker_failed if worker_failed < count_of(checks) else found
+        shared = SharedChecks(self, slot, packed, extrinsics)
+        self._outstanding.append(shared)
+        return shared
 
     def _root(self, slot: int, extrinsics: list[bytes]) -> bytes:
         with self._lock:
@@ -180,14 +195,15 @@ class SignatureVerifier:
         self.here_cpu_seconds += time.thread_time() - entered
         return root
 
-    def _cancel(self, slot: int) -> None:
-        base = slot * FIELDS
-        with self._lock:
-            self._board[base + BACK] = self._board[base + FRONT]
-
-    def _wait(self) -> None:
+    def _wait(self, waiting: SharedChecks | None) -> None:
+        """While the worker finishes what `waiting` needs: verify a chunk of a later block from its back,
+        or, with none left, sleep a moment."""
         if not self._process.is_alive():
             raise SignatureWorkerFailed(f"the signature worker process exited (code {self._process.exitcode})")
+        if waiting is not None:
+            later = self._outstanding[self._outstanding.index(waiting) + 1:]
+            if any(shared.take_from_back() for shared in later):
+                return
         started = time.perf_counter()
         time.sleep(WAIT_S)
         self.waited_seconds += time.perf_counter() - started
