@@ -144,6 +144,11 @@ class SignatureVerifier:
         # spawn: a fork of a process holding LevelDB handles and threads is not safe
         context = multiprocessing.get_context("spawn")
         self.chunk = chunk
+        self._sequence = 0
+        self._outstanding: list[SharedChecks] = []  # submitted, not yet answered nor cancelled, in order
+        self.here_cpu_seconds = 0.0  # CPU time this thread spent verifying from the back, in all
+        self.here_checks = 0  # checks this thread verified from the back, in all
+        self.waited_seconds = 0.0  # wall time this thread waited for the worker's chunk in progress, in all
         self._lock = context.Lock()
         self._board = context.Array("q", board_.BOARD_SIZE, lock=False)
         self._roots = context.Array("c", board_.SLOTS * 32, lock=False)
@@ -155,11 +160,6 @@ class SignatureVerifier:
         if not ready.wait(60):  # started now, not inside the first block's time
             self.close()
             raise SignatureWorkerFailed("the signature worker process did not start")
-        self._sequence = 0
-        self._outstanding: list[SharedChecks] = []  # submitted, not yet answered nor cancelled, in order
-        self.here_cpu_seconds = 0.0  # CPU time this thread spent verifying from the back, in all
-        self.here_checks = 0  # checks this thread verified from the back, in all
-        self.waited_seconds = 0.0  # wall time this thread waited for the worker's chunk in progress, in all
 
     @property
     def worker_cpu_seconds(self) -> float:
@@ -209,6 +209,8 @@ class SignatureVerifier:
         self.waited_seconds += time.perf_counter() - started
 
     def close(self) -> None:
+        for shared in list(self._outstanding):  # the worker drops what nobody will ask for
+            shared.cancel()
         if self._process.is_alive():
             self._inbox.put(None)
             self._process.join(10)
