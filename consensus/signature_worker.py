@@ -97,10 +97,10 @@ def run_worker(inbox, lock, board, roots, ready, chunk: int) -> None:
                 board[base + FRONT] = end
             failed = verify_range(checks, front, end)
             with lock:
-                board[base + DONE] += end - front
-                if failed >= 0:
+                if failed >= 0:  # written before DONE: whoever sees the chunk done sees its failure
                     board[base + FAILED] = front + failed
                     board[base + BACK] = board[base + FRONT]  # everything before it verified: the answer is known
+                board[base + DONE] += end - front
             if failed >= 0:
                 break
         board[CPU_US] = round((time.process_time() - cpu_started) * 1_000_000)

@@ -92,7 +92,8 @@ class SharedChecks:
                 pass
             while board[base + DONE] < board[base + FRONT]:
                 owner._wait(self)
-            worker_failed = board[base + FAILED]
+            with owner._lock:  # after the worker's last write to this slot (it writes under the lock)
+                worker_failed = board[base + FAILED]
             self._answer = worker_failed if worker_failed < self._count else self._found
             self._release()
         return self._answer
