@@ -111,3 +111,25 @@ def test_a_dead_worker_is_a_named_error_not_a_hang():
             for _ in range(signature_worker.SLOTS + 1):
                 verifier.submit(checks(4)).first_failure()
         assert raised.value.code == "signature_worker_failed"
+
+
+def test_many_blocks_in_flight_each_get_the_in_line_answer():
+    """Races between the two sides' claims, a run's blocks queued ahead, answers asked at random moments."""
+    import random
+
+    rng = random.Random(12)
+    good = checks(24)
+    with SignatureVerifier(chunk=2) as verifier:
+        queued = []
+        for _ in range(150):
+            block = list(good)
+            for index in rng.sample(range(24), rng.choice([0, 0, 1, 2])):
+                block[index] = (block[index][0], block[index][1], b"\x02" * 64)
+            queued.append((block, verifier.submit(block)))
+            if len(queued) > 3 or rng.random() < 0.3:
+                block, shared = queued.pop(0)
+                if rng.random() < 0.1:
+                    time.sleep(0.002)  # the worker gets ahead
+                assert shared.first_failure() == first_failure(block)
+        for block, shared in queued:
+            assert shared.first_failure() == first_failure(block)
