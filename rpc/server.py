@@ -42,12 +42,11 @@ from rpc.access import (
 from rpc.errors import (
     INTERNAL_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, PARSE_ERROR, UNSAFE_METHOD, RpcError,
 )
+from rpc.json_body import JsonParseError, parse_json
+from rpc.websocket import WsConnection
 from runtime.errors import GradchainError
 
 log = structlog.get_logger("rpc")
-
-MAX_NESTING = 32
-MAX_NUMBER_DIGITS = 80
 
 
 @dataclass
@@ -91,120 +90,8 @@ class CallContext:
             return False
 
 
-class JsonParseError(ValueError):
-    pass
-
-
-def _reject_constant(name: str) -> Any:
-    raise JsonParseError(f"{name} is not valid JSON")
-
-
-def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict:
-    result = dict(pairs)
-    if len(result) != len(pairs):
-        raise JsonParseError("duplicate key in object")
-    return result
-
-
-def _parse_int(text: str) -> int:
-    if len(text.lstrip("-")) > MAX_NUMBER_DIGITS:
-        raise JsonParseError("number too long")
-    return int(text)
-
-
-def _check_nesting(text: str) -> None:
-    depth = 0
-    in_string = escaped = False
-    for char in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
-            depth += 1
-            if depth > MAX_NESTING:
-                raise JsonParseError(f"nesting deeper than {MAX_NESTING}")
-        elif char in "]}":
-            depth -= 1
-
-
-def parse_json(body: bytes) -> Any:
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError:
-        raise JsonParseError("body is not UTF-8") from None
-    if body.count(b"[") + body.count(b"{") > MAX_NESTING:  # only then can nesting be too deep
-        _check_nesting(text)
-    try:
-        return _DECODER.decode(text)
-    except JsonParseError:
-        raise
-    except (ValueError, RecursionError) as exc:
-        raise JsonParseError(str(exc)) from None
-
-
-def _parse_float(text: str) -> float:
-    if len(text) > MAX_NUMBER_DIGITS:
-        raise JsonParseError("number too long")
-    return float(text)
-
-
-_DECODER = json.JSONDecoder(parse_constant=_reject_constant, object_pairs_hook=_no_duplicate_keys,
-                            parse_int=_parse_int, parse_float=_parse_float)
-
-
 def error_response(request_id: Any, error: RpcError) -> dict:
     return {"jsonrpc": "2.0", "error": error.to_json(), "id": request_id}
-
-
-class WsConnection:
-    """One WebSocket: its outgoing queue (bounded) and its subscriptions."""
-
-    def __init__(self, socket: web.WebSocketResponse, limits: RpcLimits) -> None:
-        self.socket = socket
-        self.limits = limits
-        self.queue: asyncio.Queue[str] = asyncio.Queue()
-        self.subscriptions: dict[str, Callable[[], None]] = {}
-        self.closed = asyncio.Event()
-        self._next_id = 0
-        # While a request is being answered, its notifications wait here, so a subscription's
-        # id always reaches the client before the first notification that carries it.
-        self.held: list[str] | None = None
-
-    def new_subscription_id(self) -> str:
-        self._next_id += 1
-        return f"0x{self._next_id:016x}"
-
-    def send_json(self, message: dict) -> None:
-        if self.closed.is_set():
-            return
-        if self.held is not None:
-            self.held.append(json.dumps(message, separators=(",", ":")))
-            return
-        if self.queue.qsize() >= self.limits.max_buffered_notifications:
-            log.warning("disconnecting a slow WebSocket client", buffered=self.queue.qsize())
-            self.closed.set()
-            asyncio.ensure_future(self.socket.close(code=1008, message=b"too slow: notifications not read"))
-            return
-        self.queue.put_nowait(json.dumps(message, separators=(",", ":")))
-
-    def send_text(self, text: str) -> None:
-        if not self.closed.is_set():
-            self.queue.put_nowait(text)
-
-    def notify(self, method: str, subscription: str, result: Any) -> None:
-        self.send_json({"jsonrpc": "2.0", "method": method, "params": {"subscription": subscription,
-                                                                        "result": result}})
-
-    def drop_all(self) -> None:
-        for cancel in self.subscriptions.values():
-            cancel()
-        self.subscriptions.clear()
 
 
 class RpcServer:

@@ -24,7 +24,7 @@ from rich.text import Text
 from rpc.client import Client
 from runtime.pallets import training
 from scripts._common import ChainInfo, CliError, short_hex
-from scripts.explorer import PAGE_STYLE, key_value_table
+from scripts._explorer_render import PAGE_STYLE, key_value_table
 
 TASK_STATUS = {training.STATUS_ACTIVE: "active", training.STATUS_FINISHED: "finished",
                training.STATUS_CANCELLED: "cancelled"}
