@@ -262,23 +262,23 @@ class ImportQueue:
         return self.executive.execute_block(parent_view, block, signatures_checked=True, extrinsics_root=root)
 
     def _execute_beside_the_worker(self, block: Block, parent_view, signatures: SharedChecks) -> BlockExecution:
-        """Stages 4 and 5 of a block whose checks the worker is verifying: execute first, while the worker
-        finishes them, then report in stage order -- a bad signature, then a wrong extrinsics root (execution's
-        first check), then whatever execution found -- so the outcome and the first error are the ones in line.
-        Execution changes nothing (its state is returned, committed only after this), so a block refused here
-        leaves nothing behind, as in line."""
+        """Stages 4 and 5 of a block whose checks the worker is verifying: execute while the worker finishes
+        them, then report in stage order -- a bad signature before anything execution found -- so the outcome
+        and the first error are the ones in line. Execution changes nothing (its state is returned and
+        committed only after this), so a block refused here leaves nothing behind, as in line.
+
+        The extrinsics root (the worker hashed it when the block was queued) is compared first, as execution
+        would: a body that is not the header's is not executed at all."""
+        root = signatures.extrinsics_root()
+        if root != block.header.extrinsics_root:
+            self._check_signatures(block, signatures)
+            self.executive.check_extrinsics_root(block, root)  # raises: execution's first check
         try:
-            # its extrinsics root is compared below, once the worker's is in
-            execution = self.executive.execute_block(parent_view, block, signatures_checked=True,
-                                                     extrinsics_root=block.header.extrinsics_root)
-        except Exception as error:  # noqa: BLE001 -- re-raised below unless an earlier check fails first
-            failure: Exception | None = error
-        else:
-            failure = None
+            execution = self.executive.execute_block(parent_view, block, signatures_checked=True, extrinsics_root=root)
+        except Exception as error:  # noqa: BLE001 -- re-raised below unless a signature fails first
+            self._check_signatures(block, signatures)
+            raise error
         self._check_signatures(block, signatures)
-        self.executive.check_extrinsics_root(block, signatures.extrinsics_root())
-        if failure is not None:
-            raise failure
         return execution
 
     def _check_builds_on_finality(self, block: Block) -> None:

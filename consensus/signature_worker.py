@@ -13,7 +13,7 @@ claims, and each integer is written whole):
 
     FRONT   next index the worker would claim      BACK    one past the last index nobody claimed
     DONE    checks the worker has verified          FAILED  lowest index the worker found failing, or `n`
-    ROOT    1 once the block's extrinsics root is in `roots`
+    ROOT    1 once the block's extrinsics root is in `roots`; 2 if the importing process computed it itself
 
 and, after the slots, FINISHED: the sequence number of the last block the worker is done with (so a slot
 is reused only once the worker has let go of it), and CPU_US: the worker process's CPU microseconds since
@@ -83,7 +83,7 @@ def run_worker(inbox, lock, board, roots, ready, chunk: int) -> None:
             return
         sequence, slot, checks, extrinsics = message
         base = slot * FIELDS
-        if extrinsics is not None and board[base + FRONT] < board[base + BACK]:  # not cancelled meanwhile
+        if extrinsics is not None and board[base + ROOT] == 0 and board[base + FRONT] < board[base + BACK]:
             root = extrinsics_root(extrinsics)
             with lock:  # the lock orders the root's bytes before its flag, for the reader
                 roots[slot * 32:slot * 32 + 32] = root

@@ -110,3 +110,28 @@ def test_a_refused_block_in_the_middle_of_a_run_fails_as_alone_and_stops_the_run
     finally:
         inline.close()
         shared.close()
+
+
+def test_a_body_that_is_not_the_headers_is_not_executed_in_a_run(tmp_path, monkeypatch):
+    """The extrinsics root is compared before execution, as execution itself would: a peer serving real
+    headers with other bodies costs a hash per block, not an execution."""
+    source = TestChain(tmp_path / "source", finalize=False)
+    try:
+        run = [source.author_block([source.transfer(ALICE, BOB.public, 10**11)]).block]
+        good = source.build([source.transfer(ALICE, BOB.public, 10**11)]).block
+        other = source.build([source.transfer(BOB, ALICE.public, 10**11)]).block
+    finally:
+        source.close()
+    swapped = Block(good.header, good.extrinsics[:-1] + other.extrinsics[-1:])
+    shared = TestChain(tmp_path / "shared", finalize=False)
+    executed = []
+    execute_block = shared.executive.execute_block
+    monkeypatch.setattr(shared.executive, "execute_block",
+                        lambda view, block, **kw: executed.append(block.hash) or execute_block(view, block, **kw))
+    try:
+        with SignatureVerifier() as verifier:
+            got = list(shared.importer.import_run(run + [swapped], verifier))
+        assert [r.outcome for r in got] == [IMPORTED, BAD] and "extrinsics root mismatch" in got[1].error.message
+        assert executed == [run[0].hash]
+    finally:
+        shared.close()
