@@ -5,9 +5,10 @@ An author database builds the blocks; a second, fresh database imports them
 through the full pipeline (seal, signatures, execution, state root, atomic
 commit, fork choice), on one core, and that import is what is timed
 (`transfers_per_s`). A third database imports them again as a run of blocks on
-both cores, the signatures of the next blocks verified in a second process while
-the current one executes (`transfers_per_s_2cores`; goal: at least 0.9 x
-`verify_per_s`). The importer gets the
+both cores: a second process verifies the blocks' signatures while this one
+executes them, and this one verifies whatever the worker has not reached when it
+needs the answer (`transfers_per_s_2cores`; goal: at least 0.9 x `verify_per_s`;
+consensus/signatures.py). The importer gets the
 blocks as a node gets them off the network: decoded from their bytes, nothing
 cached from the author's work; and the author's database is closed and dropped
 first, so the importer's heap (and garbage collector) holds only its own state.
