@@ -22,6 +22,8 @@ it started, as of its last block (what the benchmark reports as the worker's sid
 
 from __future__ import annotations
 
+import multiprocessing
+import queue
 import time
 
 from runtime import crypto
@@ -36,6 +38,7 @@ FIELDS = 5
 FINISHED = SLOTS * FIELDS
 CPU_US = FINISHED + 1
 BOARD_SIZE = FINISHED + 2
+PARENT_CHECK_S = 1.0  # how often an idle worker looks whether the importing process is still there
 RECORD = 128  # a packed check: public key (32), signature (64), message (32)
 
 
@@ -77,8 +80,14 @@ def run_worker(inbox, lock, board, roots, ready, chunk: int) -> None:
     """The worker process: verify each block's checks from the front, chunk by chunk, until the claims meet."""
     ready.set()
     cpu_started = time.process_time()  # this whole process's CPU from now on: its side of the import
+    parent = multiprocessing.parent_process()
     while True:
-        message = inbox.get()
+        try:
+            message = inbox.get(timeout=PARENT_CHECK_S)
+        except queue.Empty:
+            if parent is not None and not parent.is_alive():  # killed without closing us: do not linger
+                return
+            continue
         if message is None:
             return
         sequence, slot, checks, extrinsics = message

@@ -133,3 +133,28 @@ def test_many_blocks_in_flight_each_get_the_in_line_answer():
                 assert shared.first_failure() == first_failure(block)
         for block, shared in queued:
             assert shared.first_failure() == first_failure(block)
+
+
+def test_the_worker_does_not_outlive_an_importer_killed_without_closing_it(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    script = ("import os, sys, time\n"
+              "from consensus.signatures import SignatureVerifier\n"
+              "verifier = SignatureVerifier()\n"
+              "print(verifier._process.pid, flush=True)\n"
+              "time.sleep(60)\n")
+    importer = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
+                                cwd=str(__import__("pathlib").Path(__file__).resolve().parents[1]))
+    try:
+        worker = int(importer.stdout.readline())
+        os.kill(importer.pid, signal.SIGKILL)  # the importer this test started
+        importer.wait(10)
+        deadline = time.monotonic() + 15
+        while os.path.exists(f"/proc/{worker}") and "Z" not in open(f"/proc/{worker}/stat").read().split()[2]:
+            assert time.monotonic() < deadline, "the worker outlived its importer"
+            time.sleep(0.05)
+    finally:
+        if importer.poll() is None:
+            importer.kill()
