@@ -7,8 +7,10 @@ the block in the database:
     1. header       parent known -> number follows the parent -> builds on finality
     2. slot/author  slot after the parent's, not in the future -> author is the slot's validator -> seal
     3. timestamp    the first extrinsic is timestamp.set, inside the slot
-    4. signatures   every signed extrinsic (a second process when importing a run of blocks, which also
-                    hashes the extrinsics for their root; compared at stage 5 as in line)
+    4. signatures   every signed extrinsic (shared with a second process when importing a run of blocks,
+                    which also hashes the extrinsics for their root; the block then executes while the
+                    worker verifies, and a bad signature is still the error reported: see
+                    _execute_beside_the_worker)
     5. execution    on the parent's state; every root compared; the new state is returned
     6. commit       block + state + verification status + new head: one WriteBatch
     7. useful work  the block's reports re-measured off the chain thread (consensus/verification.py);
