@@ -80,6 +80,15 @@ class ForkChoice:
             if changed is not None:
                 self._viable.clear()  # answers computed with the new status are kept only once it is written
 
+    def best_through(self, block_hash: bytes) -> Header:
+        """The best block among those descending from `block_hash` (or it): where the head goes when finality
+        settles on a block off the best chain (a supermajority precommitted it; every node must follow)."""
+        self._viable.clear()  # answered for another finalized block
+        try:
+            return self._best(None, self.store.header(block_hash))
+        finally:
+            self._viable.clear()
+
     def _status(self, block_hash: bytes) -> VerificationStatus | None:
         if self._override is not None and self._override[0] == block_hash:
             return self._override[1]

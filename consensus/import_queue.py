@@ -226,6 +226,14 @@ class ImportQueue:
             self._moved(moved)
         return moved
 
+    def route_through(self, block_hash: bytes) -> Route | None:
+        """Move the head onto the best chain through `block_hash` (finality is about to settle on it)."""
+        moved = self._route_to(self.fork_choice.best_through(block_hash))
+        if moved is not None:
+            self.chain.set_head(moved.head)
+            self._moved(moved)
+        return moved
+
     def _route_to(self, best: Header, extra: Header | None = None) -> Route | None:
         old = self.chain.best_header()
         if best.hash == old.hash:

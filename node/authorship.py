@@ -6,6 +6,7 @@ import structlog
 
 from consensus.import_queue import expected_author
 from consensus.slots import slot_at, slot_start_ms
+from node.authoring_wait import WAIT_SHARE
 from node.chain_service import ChainService
 from node.service import Service
 from runtime.crypto import Keypair
@@ -28,6 +29,7 @@ class AuthorshipService(Service):
         self.max_blocks = max_blocks  # stop after this many blocks (tests, benchmarks)
         self.authored = 0
         self.missed_slots = 0
+        self.skipped_behind = 0  # own slots left empty: blocks of a longer chain were still importing here
         self._last_slot = -1
 
     async def run(self) -> None:
@@ -46,7 +48,22 @@ class AuthorshipService(Service):
         authorities = await self.chain.authorities()
         if expected_author(authorities, slot) != self.keypair.public:
             return
-        deadline = slot_start_ms(slot, self.slot_ms) + int(self.slot_ms * BUILD_PROPORTION)
+        # a block of an earlier slot on its way here: building now would fork beside it (node/authoring_wait.py)
+        waited = await self.chain.in_flight.wait_for_earlier(slot, lambda: self.chain.store.best_header().number,
+                                                             self.slot_ms * WAIT_SHARE)
+        if waited > 0.5:
+            log.info("waited for an earlier slot's block", slot=slot, ms=round(waited, 1))
+        best = self.chain.store.best_header().number
+        ahead = [b.number for b in self.chain.in_flight.awaited(slot, best) if b.number > best + 1]
+        if ahead:
+            # still importing a chain longer than the block this node would add: that block could only be
+            # orphaned, and every peer would execute it for nothing
+            self.skipped_behind += 1
+            log.info("slot skipped: blocks of a longer chain are still importing here", slot=slot, best=best,
+                     importing=max(ahead))
+            return
+        # the time waited is added to the building time (the cap still bounds it: node/authoring_cap.py)
+        deadline = slot_start_ms(slot, self.slot_ms) + int(self.slot_ms * BUILD_PROPORTION + waited)
         try:
             authored = await self.chain.author(slot, self.keypair, deadline)
         except GradchainError as exc:  # this slot is lost; the next one may succeed

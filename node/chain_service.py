@@ -10,8 +10,8 @@ the async methods here.
 
 The import pipeline itself (checks, execution, commit, verification status, fork
 choice) lives in consensus/import_queue.py; this service supplies its threads and
-reacts to what it reports: the pool follows the head, listeners hear of blocks
-and of status changes, metrics count them.
+reacts to what it reports (node/chain_followers.py): the pool follows the head,
+listeners hear of blocks and of status changes, metrics count them.
 """
 
 from __future__ import annotations
@@ -26,12 +26,13 @@ from typing import Any, Callable, Iterator
 import structlog
 
 from consensus.authorship import BuiltBlock, build_block
-from consensus.fork_choice import Route
 from consensus.import_queue import IMPORTED, ImportQueue, ImportResult
 from consensus.slots import block_timestamp_ms
 from consensus.useful_work.rounds import RoundWork
 from consensus.verification import InlineRunner, RoundMeasurements, UsefulWorkCheck, run_now
 from node.authoring_cap import AuthoringCap
+from node.authoring_wait import BlocksInFlight
+from node.chain_followers import BLOB_GC_INTERVAL, ChainFollowers
 from node.chain_setup import ChainPaths, open_chain
 from node.clock import SystemClock
 from node.import_runs import HeapFreezer, ImportRun
@@ -44,7 +45,6 @@ from node.verified_signatures import VerifiedSignatures
 from runtime.crypto import Keypair
 from runtime.executive import Executive
 from runtime.genesis import GenesisConfig
-from runtime import api as runtime_api
 from runtime.state import Overlay
 from runtime.types import Block, Extrinsic
 from runtime.validity import InvalidTransaction
@@ -53,8 +53,6 @@ from storage.blobs import DEFAULT_GRACE_BLOCKS, BlobStore
 from storage.chainstore import ChainStore
 
 log = structlog.get_logger("chain")
-BLOB_GC_INTERVAL = 50  # blocks
-FULL_REVALIDATION_INTERVAL = 10  # blocks between validations of the whole pool against the best state
 
 
 @dataclass(frozen=True)
@@ -64,7 +62,7 @@ class AuthoredBlock:
     invalid: int
 
 
-class ChainService(Service):
+class ChainService(ChainFollowers, Service):
     name = "chain"
 
     def __init__(self, config: GenesisConfig, paths: ChainPaths, *, pruning: int | None = 256,
@@ -97,6 +95,7 @@ class ChainService(Service):
         self.indexer: ChainIndexer | None = None
         self._validation: tuple[bytes, Any] | None = None  # (best hash, validation context)
         self.verified_signatures = VerifiedSignatures()  # by the pool; a block's import skips them
+        self.in_flight = BlocksInFlight()  # peers' blocks on their way here (the network notes them; event loop)
         self.block_listeners: list[Callable[[Block, str], None]] = []  # called on the chain thread
         self.status_listeners: list[Callable[[bytes, VerificationStatus], None]] = []  # on the chain thread
         # the transactions a re-org handed back to the pool (networking gossips them again): chain thread
@@ -339,98 +338,3 @@ class ChainService(Service):
         self.metrics.extrinsics_included.inc(len(block.extrinsics))
         self.verification.expire(max(block.header.number, self.store.best_header().number))
         self._update_gauges()
-
-    def _on_head_moved(self, moved: Route) -> None:
-        """Fork choice moved the head (a new block, a re-org, a verdict): the pool follows."""
-        def block_of(header) -> Block:  # the block just imported is in hand: no need to decode it again
-            fresh = self._fresh
-            if fresh is not None and fresh.hash == header.hash:
-                return fresh
-            in_run = None if self._run is None else self._run.blocks.get(header.hash)
-            return in_run if in_run is not None else self.store.block(header.hash)
-        if not moved.is_reorg:
-            for header in moved.enacted:
-                included = [x.hash for x in block_of(header).extrinsics if x.signed]  # inherents never pooled
-                # validating the whole pool again costs O(pool) per block: pruning by tags does between
-                # full passes (node/txpool.py); a re-org below always validates everything again
-                self.pool.on_block_imported(number=header.number, included=included,
-                                            revalidate=header.number % FULL_REVALIDATION_INTERVAL == 0)
-        else:
-            # oldest block first: the pool keeps the order it is given (node/txpool.py)
-            retracted = [x for h in reversed(moved.retracted) for x in block_of(h).extrinsics if x.signed]
-            log.info("re-org", retracted=len(moved.retracted), enacted=len(moved.enacted), best=moved.new_best.number)
-            for index, header in enumerate(moved.enacted):
-                block = block_of(header)
-                self.pool.on_block_imported(number=header.number, included=[x.hash for x in block.extrinsics],
-                                            retracted=retracted if index == 0 else ())
-            if not moved.enacted:  # back to an ancestor: only the retracted transactions return
-                self.pool.on_block_imported(number=moved.new_best.number, included=[], retracted=retracted)
-            back = [x for x in retracted if x.hash in self.pool]
-            for listener in self.retracted_listeners if back else ():
-                listener(back)
-            try:  # a verdict can move the head with no new block: the indexes follow it here
-                self.indexer.follow_best()
-            except Exception:
-                log.exception("indexing failed after a re-org", best=moved.new_best.number)
-        if self._run is None:  # a run of blocks does both once, at its end
-            self._collect_blobs(moved.new_best)
-            self._refresh_measurements()
-
-    def _on_status(self, block_hash: bytes, status: VerificationStatus) -> None:
-        self.metrics.verification.labels(status=status.state).inc()
-        if status.state == "disputed":
-            self.metrics.disputed_blocks.inc()
-            log.error("useful-work report does not reproduce: block disputed, never best, never final",
-                      hash=block_hash.hex()[:16], reasons=list(status.reasons))
-        elif status.state == "unverifiable":
-            log.warning("useful work cannot be checked here: data missing", hash=block_hash.hex()[:16],
-                        missing=["0x" + m.hex()[:16] for m in status.missing], since=status.since)
-        for listener in self.status_listeners:
-            listener(block_hash, status)
-        self._update_gauges()
-
-    def _refresh_measurements(self) -> None:
-        if self.measurements is None or self.work.keypair is None:
-            return
-        best = self.store.best_header()
-        try:
-            self.measurements.refresh(Overlay(self.store.state_view(best.hash)), best)
-        except Exception:  # a bug in gathering must not stop the node
-            log.exception("gathering due rounds failed", best=best.number)
-
-    def _collect_blobs(self, header, *, now: bool = False) -> None:
-        """Every GC_INTERVAL blocks (or `now`: at the end of a run of blocks), drop blobs no task refers to
-        once they are past the grace period."""
-        number = header.number
-        if number % BLOB_GC_INTERVAL and not now:
-            return
-        self.indexer.follow_best()  # pins the blobs of tasks that ended up to here
-        referenced = runtime_api.active_task_blobs(self.store.state_view(header.hash)) | self.indexer.pinned_blobs()
-        deleted = self.blobs.collect_garbage(referenced, now_block=number, grace_blocks=self.blob_grace_blocks)
-        if deleted:
-            log.info("collected unreferenced blobs", deleted=deleted, kept_bytes=self.blobs.total_bytes)
-
-    def _index_block(self, block: Block, how: str) -> None:
-        """Keep the node-side indexes (node/indexer.py) up to date; a failure there never fails a block.
-
-        The account history is recorded per block (it reads the block's events, whose state may be
-        pruned later); the state indexes follow the best state once per run of blocks (_end_run):
-        one diff across the run costs far less than one per block."""
-        try:
-            self.indexer.record_block(block)
-            if self._run is None:
-                self.indexer.follow_best()
-        except Exception:
-            log.exception("indexing failed", number=block.header.number)
-
-    def _notify(self, block: Block, how: str) -> None:
-        for listener in self.block_listeners:
-            listener(block, how)
-
-    def _update_gauges(self) -> None:
-        if self._run is not None:
-            return  # once at the run's end
-        self.metrics.best_height.set(self.store.best_header().number)
-        self.metrics.finalized_height.set(self.store.finalized_header().number)
-        self.metrics.pool_ready.set(self.pool.ready_count)
-        self.metrics.pool_future.set(self.pool.future_count)

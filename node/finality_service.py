@@ -33,9 +33,11 @@ from consensus.finality.messages import BadFinalityMessage, decode_message, enco
 from consensus.finality.ports import DISPUTED, PENDING, UNVERIFIABLE, VERIFIED, NetworkPort
 from consensus.finality.store_environment import StoreEnvironment, prove_finality, voter_set_of
 from consensus.finality.voter import Voter, VoterConfig
+from consensus.finality.votes import unknown_targets
 from node.chain_service import ChainService
 from node.held_out_keys import HeldOutKeys
 from node.service import Service
+from node.vote_blocks import VoteBlockFetcher
 from runtime import codec
 from runtime.crypto import Keypair
 from runtime.dispatch import Call
@@ -111,12 +113,14 @@ class FinalityService(Service):
         self._wake = asyncio.Event()
         self._origins: dict[bytes, str] = {}  # a gossiped message -> the peer it came from, until handled
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._vote_blocks: VoteBlockFetcher | None = None
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         if self.gossip is not None:
             self.network = GossipPort(self.gossip, self._loop, self.chain.metrics.finality_gossip_bytes)
             self._gossip_queue = self.gossip.subscribe(GossipPort.TOPIC)
+            self._vote_blocks = VoteBlockFetcher(self.gossip)
         await self.chain.call(self._make_voter)
         self.chain.block_listeners.append(self._on_block_chain_thread)
         self.chain.status_listeners.append(self._on_status_chain_thread)
@@ -124,7 +128,8 @@ class FinalityService(Service):
     def _make_voter(self) -> None:
         store = self.chain.store
         env = StoreEnvironment(store, now_ms=self.clock.now_ms, block_status=self._block_status,
-                               submit_evidence=self._submit_call, on_finalized=self._on_finalized)
+                               submit_evidence=self._submit_call, on_finalized=self._on_finalized,
+                               route_through=lambda block_hash: self.chain.importer.route_through(block_hash))
         self.voter = Voter(env, self.network, DatabaseVoteJournal(store.db), self.keypair, self.config)
         self.disputes = DisputeCollector(store.genesis_hash, store.header, self._authoring_set,
                                          self._submit_dispute_evidence)
@@ -165,9 +170,11 @@ class FinalityService(Service):
         messages = []
         while not self._inbox.empty():
             messages.append(self._inbox.get_nowait())
-        await self.chain.call(self._step, messages)
+        unknown = await self.chain.call(self._step, messages)
+        if unknown and self._vote_blocks is not None:
+            self._vote_blocks.want(unknown, self.chain.store.finalized_header().number)
 
-    def _step(self, messages: list[bytes]) -> None:
+    def _step(self, messages: list[bytes]) -> list[tuple[bytes, int]]:
         for data in messages:
             origin = self._origins.pop(data, None)
             try:
@@ -180,12 +187,16 @@ class FinalityService(Service):
             if not accepted:
                 self._report(origin, "forged or invalid finality message")
         self.voter.poll()
+        voter = self.voter
+        return unknown_targets(voter.env.header, voter.env.finalized()[1], [voter.background, voter.current])
 
     def _report(self, origin: str | None, reason: str) -> None:
         if origin is not None and self.gossip is not None:
             self._loop.call_soon_threadsafe(self.gossip.report, origin, "malformed", reason)
 
     async def stop(self) -> None:
+        if self._vote_blocks is not None:
+            self._vote_blocks.stop()
         if self._on_block_chain_thread in self.chain.block_listeners:
             self.chain.block_listeners.remove(self._on_block_chain_thread)
         if self._on_status_chain_thread in self.chain.status_listeners:

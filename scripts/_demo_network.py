@@ -87,7 +87,8 @@ class DevNode:
                     return None
         return None
 
-    def wait_ready(self, say: Callable[[str], None], timeout: float = 60) -> None:
+    # 180 s as the testnet's: on a loaded machine (load average 15-25 on 2 cores) a dev node took over 60 s
+    def wait_ready(self, say: Callable[[str], None], timeout: float = 180) -> None:
         def ready() -> bool:
             self.check()
             if self.client is None:

@@ -114,6 +114,14 @@ def run_demo(args: argparse.Namespace, base: Path) -> dict:
     quiet = args.json_only
     torch.set_num_threads(1)  # trainers share this process; the nodes have their own
     tasks = [_task_data(name, args) for name in args.tasks]
+    # before the trainers start: computed beside them, the baselines held the trainers' threads (one process)
+    # past the first rounds' commit windows on a loaded machine, and those rounds closed with nothing revealed
+    baselines = {}
+    for data in tasks:
+        baselines[data.name] = _baseline(data, args)
+        say(f"centralized baseline of {data.name} ({args.rounds * data.epochs} epochs on the union of the "
+            f"trainers' data): held-out accuracy {baselines[data.name][0]:.4f}, test accuracy "
+            f"{baselines[data.name][1]:.4f}", quiet)
     if args.dev:
         say(f"starting a dev node (base path {base})", quiet)
     else:
@@ -139,12 +147,6 @@ def run_demo(args: argparse.Namespace, base: Path) -> dict:
                     thread = threading.Thread(target=_run_trainer, args=(trainer, stop, report), daemon=True)
                     thread.start()
                     threads.append(thread)
-        baselines = {}
-        for data in tasks:
-            baselines[data.name] = _baseline(data, args)
-            say(f"centralized baseline of {data.name} ({args.rounds * data.epochs} epochs on the union of the "
-                f"trainers' data): held-out accuracy {baselines[data.name][0]:.4f}, test accuracy "
-                f"{baselines[data.name][1]:.4f}", quiet)
         say(f"{'task':<32}{'round':>5}{'revealed':>10}{'accepted':>10}{'rejected':>10}{'accuracy':>10}{'test':>8}"
             f"{'paid (GRAD)':>14}" + ("" if watch is None else "  finality of the round's block"), quiet)
         _follow(chain, scenarios, {data.name: data for data in tasks}, args, quiet, watch)

@@ -18,7 +18,7 @@ from tests.helpers.chain import DEV_KEYS, TestChain
 from tests.helpers.processes import LineReader
 
 CHILD = Path(__file__).resolve().parent / "helpers" / "crash_importer.py"
-KILLS = 24
+KILLS = 16  # each kill is a child process start (seconds); 16 still land at many points of an import
 
 
 def build_blocks(path: Path, count: int, transfers: int) -> list[bytes]:

@@ -16,7 +16,7 @@ from scripts._tasks import task_config
 from tests.helpers.chain import dev_genesis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts" / "bench"))
-from simulate import plain_fedavg, simulate_chain  # noqa: E402
+from simulate import plain_fedavg, simulate_chain, sweep  # noqa: E402
 
 
 @pytest.mark.parametrize("name", sorted(DEMO_TASKS))
@@ -35,3 +35,12 @@ def test_each_demo_task_learns_through_the_engine(name):
     assert len(chain) == len(plain) == 3
     assert any(row["adopted"] for row in chain)
     assert chain[-1]["accuracy"] > 0.5 and plain[-1]["accuracy"] > 0.5
+
+
+def test_a_sweep_reports_every_run_and_the_worst_ratio_per_adversary():
+    result = sweep("breast_cancer_logistic", 2, range(0, 2), 1, {}, adversaries=("absent", "noise"))
+    assert [(run["adversary"], run["seed"]) for run in result["runs"]] == [
+        ("absent", 0), ("absent", 1), ("noise", 0), ("noise", 1)]
+    for adversary in ("absent", "noise"):
+        runs = [run for run in result["runs"] if run["adversary"] == adversary]
+        assert result["worst"][adversary]["test_ratio"] == min(run["test_ratio"] for run in runs) > 0

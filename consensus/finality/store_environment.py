@@ -14,7 +14,7 @@ from typing import Callable
 import structlog
 
 from consensus.finality.justification import FinalityProof, Justification, encode_justification
-from consensus.finality.ports import VoterSet
+from consensus.finality.ports import VERIFIED, VoterSet
 from consensus.finality.votes import is_descendant_or_equal
 from runtime.dispatch import Call
 from runtime.finality import SignedVote
@@ -39,13 +39,15 @@ def voter_set_of(state) -> VoterSet:
 class StoreEnvironment:
     def __init__(self, store: ChainStore, *, now_ms: Callable[[], int], block_status: Callable[[bytes], str],
                  submit_evidence: Callable[[Call], None],
-                 on_finalized: Callable[[list[Header], Justification], None] = lambda headers, j: None) -> None:
+                 on_finalized: Callable[[list[Header], Justification], None] = lambda headers, j: None,
+                 route_through: Callable[[bytes], object] = lambda block_hash: None) -> None:
         self.store = store
         self.genesis_hash = store.genesis_hash
         self.now_ms = now_ms
         self.block_status = block_status
         self.submit_evidence = submit_evidence
         self.on_finalized = on_finalized  # the newly finalized headers, oldest first
+        self.route_through = route_through  # moves the head onto the best chain through a block
         self._voter_sets: OrderedDict[bytes, VoterSet] = OrderedDict()
 
     def header(self, block_hash: bytes) -> Header | None:
@@ -73,6 +75,11 @@ class StoreEnvironment:
 
     def finalize_block(self, block_hash: bytes, number: int, justification: Justification) -> None:
         previous = self.store.finalized_header()
+        if self.store.hash_at(number) != block_hash and self._verified_above_finality(block_hash):
+            # precommits of a supermajority settled on a fork this node left (it grew longer meanwhile):
+            # the head follows finality, as fork choice's first rule says (the store finalizes the best chain).
+            # Not onto a fork with a block this node did not verify: the store refuses that finality anyway
+            self.route_through(block_hash)
         self.store.set_finalized(block_hash, encode_justification(justification))
         pruned = prune_excluded_forks(self.store)
         if pruned:
@@ -83,6 +90,16 @@ class StoreEnvironment:
             newly.append(header)
             header = self.store.header(header.parent_hash)
         self.on_finalized(list(reversed(newly)), justification)
+
+    def _verified_above_finality(self, block_hash: bytes) -> bool:
+        finalized = self.store.finalized_header()
+        header = self.store.header(block_hash)
+        while header is not None and header.number > finalized.number:
+            status = self.store.verification_status(header.hash)
+            if status is None or status.state != VERIFIED:
+                return False
+            header = self.store.header(header.parent_hash)
+        return header is not None and header.hash == finalized.hash
 
     def report_equivocation(self, first: SignedVote, second: SignedVote) -> None:
         self.submit_evidence(offences.report_vote_equivocation(first, second))

@@ -6,12 +6,16 @@ One round, for a voter of the set in force at the last finalized block F:
                                  round's estimate, cut to its verified prefix
           ──4T or completable──> precommit the prevote GHOST (once it descends
                                  from the last estimate), cut to its verified prefix
-          ──completable and (precommitted or 4T)──> next round
+          ──completable, precommitted, the last estimate final──> next round
 
-Whenever a round's precommits reach a supermajority on a block above F, that
-block is finalized with a justification (the commit, re-sent with the votes for
-nodes that missed the round). The round before the current one stays open, so
-late precommits still finalize.
+This is finality-grandpa's round completion: "completable" (votes.py) needs
+precommits of a supermajority heard, so no voter ends a round that voters
+holding more than a third of the stake have not precommitted in, and voters never
+end up a round apart with nothing to show each other. Whenever a round's
+precommits reach a supermajority on a block above F, that block is finalized
+with a justification (the commit, re-sent with the votes for nodes that missed
+the round). The round before the current one stays open (the background round),
+so late precommits still finalize.
 
 The useful-work gate: this validator signs a vote only for a block its node
 marked `verified` whose every ancestor above F is verified too; a `pending`,
@@ -33,6 +37,9 @@ it, from its estimate, as a voter that took part in it would.
 
 Safety against restarts: every vote is saved in the journal (synced) before it
 is sent, and a voter always re-sends a saved vote rather than signing a new one.
+A restarted voter resumes in the last round it voted in, with the round before
+in the background holding its journaled votes of that round (re-sent too: voters
+still in that round may need them to end it).
 """
 
 from __future__ import annotations
@@ -102,6 +109,9 @@ class Voter:
         self.background = None
         self.finished = {}
         self.future.clear()
+        if resume > 1:  # a restart: the round before stays in the background, with this voter's votes in it
+            self._enter_round(resume - 1, finalized)
+            self.background = self.current
         self._enter_round(max(1, resume), finalized)
         log.info("finality voter started", set_id=self.voters.set_id, round=self.current.number,
                  finalized=finalized[1], voting=self.is_voter)
@@ -212,16 +222,15 @@ class Voter:
         self._answer_catch_up(now)
 
     def next_wakeup_ms(self) -> int:
-        """The latest time to call poll() again if nothing else happens."""
-        start = self.current.started_ms
+        """The latest time to call poll() again if nothing else happens (a timer already passed is not one:
+        what waits then, e.g. for votes, is woken by them, and a past time would make the caller spin)."""
+        now, start = self.env.now_ms(), self.current.started_ms
         times = [self.last_broadcast_ms + self.config.rebroadcast_ms]
         if self.is_voter and self.current.prevoted is None:
             times.append(start + 2 * self.config.gossip_ms)
         if self.is_voter and self.current.precommitted is None:
             times.append(start + 4 * self.config.gossip_ms)
-        elif self.current.outlook.completable:
-            times.append(start + 4 * self.config.gossip_ms)
-        return min(times)
+        return min([t for t in times[1:] if t > now] + times[:1])
 
     def _refresh(self, round_: Round) -> None:
         round_.outlook = compute_outlook(self.env.header, round_.base, self.voters, round_.prevotes,
@@ -280,29 +289,6 @@ class Voter:
             estimate = proven.outlook.estimate
             self._enter_round(number + 1, finalized if finalized[1] >= estimate[1] else estimate)
             return
-        self._join_a_later_round_after_a_stall()
-
-    def _join_a_later_round_after_a_stall(self) -> None:
-        """Liveness when no proof comes: after a whole rebroadcast period in a round that does not end, join
-        the latest round in which voters with more than a third of the stake vote (at least one honest voter
-        among them moved on), from the last finalized block. Voters can end up a round apart with no
-        proof to exchange: `_advance` ends a round whose estimate can no longer rise, with fewer than a
-        supermajority of precommits heard, so the rounds they ended hold nothing the others could check
-        (seen in the 2|2 partition scenario: two voters a round ahead, finality stalled for good)."""
-        if self.env.now_ms() < self.current.started_ms + self.config.rebroadcast_ms:
-            return
-        honest_present = self.voters.total_weight - self.voters.threshold + 1
-        for number in sorted(self.future, reverse=True):
-            if sum(self.voters.weight_of(v) for v in {v.voter for v in self.future[number]}) < honest_present:
-                continue
-            log.info("catching up without proof", from_round=self.current.number, to_round=number)
-            for behind in (self.background, self.current):
-                if behind is not None:
-                    self._retire(behind)
-            self.background = None
-            self._enter_round(number, self.env.finalized())
-            self._refresh(self.current)
-            return
 
     def _retire(self, round_: Round) -> None:
         """Keep a round that ends (its votes catch a late, conflicting vote)."""
@@ -358,14 +344,23 @@ class Voter:
         self.network.broadcast(encode_message(vote))
 
     def _advance(self, now: int) -> None:
+        """GRANDPA's round completion: the round is completable, this voter precommitted (a node that does not
+        vote: its precommit step came, the prevote GHOST descending from the last estimate), and the previous
+        round's estimate is final (finalized there, here, or by a commit). The round stays in the background,
+        so that late precommits still finalize what they support."""
         round_ = self.current
         if not round_.outlook.completable:
             return
-        timer_done = now >= round_.started_ms + 4 * self.config.gossip_ms
-        if self.is_voter and round_.precommitted is None and not timer_done:
+        if self.is_voter and round_.precommitted is None:
             return
-        estimate = round_.outlook.estimate
+        if not self.is_voter and not is_descendant_or_equal(self.env.header, round_.prior_estimate,
+                                                            round_.outlook.prevote_ghost):
+            return
         finalized = self.env.finalized()
+        last_estimate = self.background.outlook.estimate if self.background is not None else None
+        if last_estimate is not None and last_estimate[1] > finalized[1]:
+            return  # a round whose votes were not all seen here (restored at a restart) has none: no wait
+        estimate = round_.outlook.estimate
         prior = finalized if finalized[1] >= estimate[1] else estimate
         if self.background is not None:
             self._retire(self.background)

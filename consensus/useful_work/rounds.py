@@ -16,8 +16,9 @@ Leave-one-out weighs every sound update the same (the verifier's measure_round),
 a declared sample count never changes a contribution; the new model weighs the
 updates it aggregates (training.aggregated_updates: the accepted ones and those under the
 relative bar that still add something) by the runtime's `aggregation_weights` (capped counts,
-capped shares). When the first pass finds updates that make the aggregate worse, they are
-excluded and a second pass measures the rest (training.excluded_updates: a contribution below minus the acceptance bar).
+capped shares). When the first pass finds updates that do not make the aggregate better, they are
+excluded and a second pass measures the rest (training.excluded_updates: a contribution below the task's minimum;
+a zero update would otherwise dilute every honest step).
 
 `RoundWork.measure_due` gives an author the `RoundReport`s for its block;
 `RoundWork.verify_block` (round_checks.py) recomputes a block's reports and names every mismatch.

@@ -3,7 +3,9 @@
 Modules
   wire.py           protocol names, messages, frames and limits (the wire contract)
   host.py           the trio side: the libp2p host (Noise + yamux only), gossipsub, streams
-  service.py        NetworkService (asyncio): handshake, gossip, requests, reputation, ping
+  libp2p_repairs.py what gradchain changes in py-libp2p (drop counting, logs, serialized pubsub writes)
+  service.py        NetworkService (asyncio): handshake, gossip, requests
+  peering.py        reputation and bans, reserved and boot peers dialled, the application ping
   sync.py           catching up with peers and following announcements
   justification_sync.py  finality after sync: set-change blocks' and the head's justifications
   peers.py          the peer book: statuses, reputation, bans, reserved peers

@@ -84,6 +84,24 @@ class ChainAdapter:
     def has_block(self, block_hash: bytes) -> bool:
         return self.chain.store.header(block_hash) is not None
 
+    def block_in_flight(self, header: Header) -> None:
+        """A peer's block is on its way here (fetched, then imported): the next author waits for it."""
+        self.chain.in_flight.announced(header)
+
+    def is_in_flight(self, block_hash: bytes) -> bool:
+        return block_hash in self.chain.in_flight
+
+    def block_settled(self, block_hash: bytes) -> None:
+        self.chain.in_flight.settled(block_hash)
+
+    async def parent_arrives(self, header: Header, timeout_s: float) -> bool:
+        """Whether `header`'s parent is here, waiting (at most `timeout_s`) if it is in flight itself: blocks
+        can come faster than a loaded node imports them, and the child of one still importing is no
+        reason to start a sync (a request by number for what is already here or on its way)."""
+        if header.parent_hash in self.chain.in_flight:
+            await self.chain.in_flight.wait_settled(header.parent_hash, timeout_s)
+        return self.has_block(header.parent_hash)
+
     async def encoded_blocks(self, start_number: int, start_hash: bytes | None, count: int, budget: int) -> list[bytes]:
         """Up to `count` encoded blocks of the best chain from a hash or number, within `budget` bytes (>= 1 block)."""
         def read() -> list[bytes]:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import logging
 import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
@@ -32,7 +31,6 @@ from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import info_from_p2p_addr
 from libp2p.protocol_muxer.exceptions import MultiselectCommunicatorError
 from libp2p.protocol_muxer.multiselect import MULTISELECT_PROTOCOL_ID
-from libp2p.pubsub import gossipsub as gossipsub_module
 from libp2p.pubsub import pubsub as pubsub_module
 from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11, GossipSub
 from libp2p.pubsub.pubsub import Pubsub
@@ -44,6 +42,7 @@ from libp2p.stream_muxer.yamux.yamux import Yamux
 from libp2p.tools.anyio_service import background_trio_service
 
 from node.network import wire
+from node.network.libp2p_repairs import SerialPubsub, reset_stream
 from node.service import ThreadQueue, TrioThread
 
 log = structlog.get_logger("network")
@@ -61,47 +60,6 @@ class GossipLimits:
     degree: int = 6
     degree_low: int = 4
     degree_high: int = 12
-
-
-# gossipsub drops an RPC it cannot queue with a DEBUG line only; count them (per process).
-_dropped_total = 0
-
-
-def _counting_drop(original: Callable[..., None]) -> Callable[..., None]:
-    @functools.wraps(original)
-    def drop(peer_id: Any, rpc: Any) -> None:
-        global _dropped_total
-        _dropped_total += 1
-        original(peer_id, rpc)
-    drop.__gradchain_counting__ = True  # type: ignore[attr-defined]
-    return drop
-
-
-for _module in (pubsub_module, gossipsub_module):
-    if not getattr(_module.drop_rpc, "__gradchain_counting__", False):
-        _module.drop_rpc = _counting_drop(_module.drop_rpc)
-
-
-class _Libp2pToStructlog(logging.Handler):
-    """py-libp2p logs dial failures and resets of peers going away at ERROR, as bare lines on stderr:
-    routine on a network, and not JSON. They become this node's debug events instead."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            log.debug("libp2p", level=record.levelname.lower(), message=record.getMessage()[:300])
-        except Exception:  # a log line must never break the network
-            pass
-
-
-def route_libp2p_logs() -> None:
-    logger = logging.getLogger("libp2p")
-    logger.handlers = [_Libp2pToStructlog()]
-    logger.propagate = False
-    logger.setLevel(logging.WARNING)
-
-
-def dropped_gossip_messages() -> int:
-    return _dropped_total
 
 
 def secure_host(seed: bytes, **options: Any):
@@ -174,7 +132,8 @@ class P2PHost:
     def __init__(self, *, seed: bytes, listen_host: str, listen_port: int, topics: list[str],
                  relay_after_check: frozenset[str] = frozenset(),
                  thread: TrioThread, loop: asyncio.AbstractEventLoop, events: ThreadQueue, serve: Serve,
-                 limits: GossipLimits | None = None) -> None:
+                 limits: GossipLimits | None = None, urgent_topics: frozenset[str] = frozenset(),
+                 urgent_events: ThreadQueue | None = None) -> None:
         self.seed = seed
         self.listen = multiaddr.Multiaddr(f"/ip4/{listen_host}/tcp/{listen_port}")
         self.topics = topics
@@ -182,6 +141,8 @@ class P2PHost:
         self.thread = thread
         self.loop = loop
         self.events = events
+        # blocks skip the line: under load the events queue holds seconds of transaction batches
+        self.urgent_topics, self.urgent_events = urgent_topics, urgent_events or events
         self.serve = serve
         self.limits = limits or GossipLimits()
         self.banned: set[str] = set()  # written only on the trio thread
@@ -203,8 +164,8 @@ class P2PHost:
         router = GossipSub([PROTOCOL_ID_V11], degree=self.limits.degree, degree_low=self.limits.degree_low,
                            degree_high=self.limits.degree_high, heartbeat_interval=self.limits.heartbeat_interval_s,
                            max_messages_per_topic_per_second=self.limits.max_messages_per_topic_per_second)
-        self.pubsub = Pubsub(self.host, router, max_inbound_rpc_size=wire.MAX_GOSSIP_BYTES + 4096,
-                             allowed_topics=frozenset(self.topics))
+        self.pubsub = SerialPubsub(self.host, router, max_inbound_rpc_size=wire.MAX_GOSSIP_BYTES + 4096,
+                                   allowed_topics=frozenset(self.topics), on_malformed=self._malformed_gossip)
         original_queue = pubsub_module.RpcQueue
         pubsub_module.RpcQueue = functools.partial(RpcQueue, max_size=self.limits.peer_queue_size)
         try:
@@ -229,6 +190,9 @@ class P2PHost:
                     await trio.sleep_forever()
         finally:
             pubsub_module.RpcQueue = original_queue
+
+    def _malformed_gossip(self, peer: str, reason: str) -> None:
+        self.events.put_threadsafe(("misbehaved", peer, "WireError", reason))
 
     # --- connections -----------------------------------------------------------------
 
@@ -312,7 +276,7 @@ class P2PHost:
         try:
             if peer in self.banned:
                 raise wire.WireError("banned peer")
-            request = await wire.read_frame(stream, wire.MAX_REQUEST_BYTES)
+            request = await wire.read_frame(stream, wire.REQUEST_LIMITS.get(protocol, wire.MAX_REQUEST_BYTES))
             if request is None:
                 # a requester that gave up (its own deadline passed on a starved machine) closes a stream
                 # before writing: cut short, cheap to forgive; as "malformed" two of them banned honest peers
@@ -333,17 +297,18 @@ class P2PHost:
         except (wire.WireError, trio.TooSlowError) as exc:
             reason = exc.message if isinstance(exc, wire.WireError) else f"{protocol}: no request in time"
             self.events.put_threadsafe(("misbehaved", peer, type(exc).__name__, reason))
-            await _reset(stream)
+            await reset_stream(stream)
         except Exception as exc:  # the peer went away mid-reply, or serving failed: not worth a crash
             log.debug("request not served", protocol=protocol, peer=peer, error=repr(exc))
-            await _reset(stream)
+            await reset_stream(stream)
 
     # --- gossip ----------------------------------------------------------------------
 
-    async def publish(self, topic: str, data: bytes) -> bool:
-        """Publish once no peer's outbound queue is deeper than the pacing limit; False if it never drained."""
+    async def publish(self, topic: str, data: bytes, *, paced: bool = True) -> bool:
+        """Publish once no peer's outbound queue is deeper than the pacing limit (unless not `paced`);
+        False if it never drained."""
         waited = 0.0
-        while self._deepest_queue() > self.limits.pace_queue_depth:
+        while paced and self._deepest_queue() > self.limits.pace_queue_depth:
             if waited >= self.limits.pace_max_wait_s:
                 return False
             await trio.sleep(0.01)
@@ -373,14 +338,8 @@ class P2PHost:
             if origin == self.peer_id:
                 continue
             self.bytes_in += len(message.data)
-            self.events.put_threadsafe(("gossip", topic, origin, bytes(message.data)))
-
-
-async def _reset(stream: Any) -> None:
-    try:
-        await stream.reset()
-    except Exception:
-        pass
+            queue = self.urgent_events if topic in self.urgent_topics else self.events
+            queue.put_threadsafe(("gossip", topic, origin, bytes(message.data)))
 
 
 async def _quietly(function: Callable[..., Awaitable[Any]], *args: Any) -> None:

@@ -2,9 +2,9 @@
 
 The libp2p host lives on a TrioThread (node/network/host.py); this service
 decides what messages mean: the status handshake, gossip of announcements,
-transaction batches and finality messages, serving and making requests, peer
-reputation and bans, the application ping, and (node/network/sync.py) catching
-up with peers. It talks to the chain only through ChainAdapter.
+transaction batches and finality messages, serving and making requests; peer
+reputation, bans, dialling and the application ping are node/network/peering.py's,
+catching up with peers node/network/sync.py's. It talks to the chain only through ChainAdapter.
 
 Lifecycle: started after the chain service and stopped before it (the service
 tree stops in reverse order), so LevelDB is open for as long as peers are served.
@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import secrets
-import time
 from typing import Any
 
 import structlog
@@ -24,22 +22,25 @@ from node.metrics import NodeMetrics
 from node.network import wire
 from node.network.blobs import BlobAvailability
 from node.network.chain_adapter import ChainAdapter
-from node.network.config import NetworkConfig, check_peer_address
-from node.network.host import P2PHost, dropped_gossip_messages, route_libp2p_logs
+from node.network.config import NetworkConfig
+from node.network.host import P2PHost
+from node.network.libp2p_repairs import dropped_gossip_messages, route_libp2p_logs
 from node.network.justification_sync import JustificationSync
+from node.network.peering import Peering
 from node.network.peers import PeerBook
 from node.network.sync import BlockSync
 from node.network.transactions import TRANSACTIONS, TransactionGossip
 from node.service import Service, ThreadQueue, TrioThread
 from runtime import codec
 from runtime.errors import GradchainError
-from runtime.types import Header
+from runtime.types import Header, decode_block
 
 log = structlog.get_logger("network")
 
 # gossip topics by short name (scoped to the genesis on the wire by `topic`)
 ANNOUNCE, FINALITY = "block-announces", "finality"
 EVENT_QUEUE = 10_000
+URGENT_EVENT_QUEUE = 1_000  # gossiped blocks and announcements, taken apart from the rest
 
 
 class NetworkService(Service):
@@ -59,12 +60,13 @@ class NetworkService(Service):
         self.justifications = JustificationSync(self)
         self.blobs = BlobAvailability(self)
         self.transactions = TransactionGossip(self)
+        self.peering = Peering(self)
         self.dropped_events = 0
         self._events: ThreadQueue | None = None
+        self._urgent_events: ThreadQueue | None = None
         self._tasks: list[asyncio.Task] = []
         self._background: set[asyncio.Task] = set()
         self._subscribers: dict[str, list[asyncio.Queue]] = {}
-        self._dial_wake = asyncio.Event()
         for address in config.reserved_nodes:
             self.book.reserved[address.rsplit("/p2p/", 1)[-1]] = address
 
@@ -78,12 +80,14 @@ class NetworkService(Service):
         route_libp2p_logs()
         self.genesis_hash = self.adapter.head().genesis_hash
         self._events = ThreadQueue(loop, EVENT_QUEUE)
+        self._urgent_events = ThreadQueue(loop, URGENT_EVENT_QUEUE)
         self.thread.start_thread()
         self.host = P2PHost(seed=self.config.node_key_seed, listen_host=self.config.listen_host,
                             listen_port=self.config.port, topics=[self.topic(t) for t in (ANNOUNCE, TRANSACTIONS, FINALITY)],
                             relay_after_check=frozenset({self.topic(TRANSACTIONS)}),
                             thread=self.thread, loop=loop, events=self._events, serve=self.serve,
-                            limits=self.config.gossip)
+                            limits=self.config.gossip, urgent_events=self._urgent_events,
+                            urgent_topics=frozenset({self.topic(ANNOUNCE)}))
         try:
             self.peer_id, addresses = await self.thread.start(self.host.run, timeout=30)
         except BaseException:
@@ -100,8 +104,10 @@ class NetworkService(Service):
 
     async def run(self) -> None:
         self._tasks = [asyncio.create_task(coroutine, name=f"network-{name}") for name, coroutine in (
-            ("events", self._event_loop()), ("dial", self._dial_loop()), ("transactions", self.transactions.run()),
-            ("ping", self._ping_loop()), ("sync", self.sync.run()), ("blobs", self.blobs.run()),
+            ("events", self._event_loop(self._events)), ("block-events", self._event_loop(self._urgent_events)),
+            ("dial", self.peering.dial_loop()), ("transactions", self.transactions.run()),
+            ("transaction-intake", self.transactions.intake()),
+            ("ping", self.peering.ping_loop()), ("sync", self.sync.run()), ("blobs", self.blobs.run()),
             ("justifications", self.justifications.run()),
             ("metrics", self._metrics_loop()))]
         try:
@@ -135,9 +141,9 @@ class NetworkService(Service):
 
     # --- events from the trio side -----------------------------------------------------
 
-    async def _event_loop(self) -> None:
+    async def _event_loop(self, events: ThreadQueue) -> None:
         while True:
-            event = await self._events.get()
+            event = await events.get()
             try:
                 kind = event[0]
                 if kind == "connected":
@@ -158,7 +164,7 @@ class NetworkService(Service):
         refused = self.book.is_banned(peer) or (
             peer not in self.book.reserved and (self.config.reserved_only or len(self.book.peers) >= self.config.max_peers))
         if refused:
-            self._spawn(self._disconnect(peer))
+            self._spawn(self.peering.disconnect(peer))
             return
         if peer not in self.book.peers:
             self.book.connected(peer)
@@ -167,7 +173,7 @@ class NetworkService(Service):
     def _on_disconnected(self, peer: str) -> None:
         if self.book.peers.pop(peer, None) is not None:
             log.info("peer disconnected", peer=peer)
-        self._dial_wake.set()  # a reserved or boot peer is redialled at once
+        self.peering.wake_dialer()  # a reserved or boot peer is redialled at once
 
     async def _handshake(self, peer: str) -> None:
         try:
@@ -231,6 +237,9 @@ class NetworkService(Service):
             return [wire.encode(wire.BlobChunk(wire.ByteCount(len(data)), wire.ChunkData(piece)))]
         if protocol == wire.JUSTIFICATIONS:
             return await self.justifications.serve(request)
+        if protocol == wire.BLOCK_PUSH:
+            self._on_pushed_block(peer, request)
+            return []
         raise wire.WireError(f"unknown protocol {protocol}")
 
     async def request(self, peer: str, protocol: str, payload: bytes, *, max_frame: int,
@@ -241,101 +250,22 @@ class NetworkService(Service):
                                                      max_total=max_total or max_frame * 2, timeout=timeout),
                                    timeout=timeout + 5)
 
-    # --- peers: reputation, bans, reserved ---------------------------------------------
+    # --- peers (node/network/peering.py) ---------------------------------------------------
 
     def report(self, peer: str, misbehaviour: str, reason: str = "") -> None:
-        """Lower a peer's reputation for `misbehaviour` (a key of peers.MISBEHAVIOUR); ban it at the threshold."""
-        self.metrics.peer_reports.labels(misbehaviour).inc()
-        log.info("peer misbehaved", peer=peer, misbehaviour=misbehaviour, reason=reason[:200])
-        if self.book.report(peer, misbehaviour):
-            self._spawn(self.ban(peer))
+        self.peering.report(peer, misbehaviour, reason)
 
     async def ban(self, peer: str, seconds: float | None = None) -> None:
-        self.book.ban(peer, seconds) if seconds is not None else self.book.ban(peer)
-        self.book.peers.pop(peer, None)
-        log.warning("peer banned", peer=peer)
-        await self._on_trio(self.host.ban, peer, timeout=10)
+        await self.peering.ban(peer, seconds)
 
     async def unban(self, peer: str) -> bool:
-        was = self.book.unban(peer)
-        await self._on_trio(self.host.unban, peer, timeout=10)
-        self._dial_wake.set()
-        return was
+        return await self.peering.unban(peer)
 
     async def add_reserved(self, address: str) -> str:
-        peer = check_peer_address(address)
-        self.book.reserved[peer] = address
-        self._dial_wake.set()
-        return peer
+        return await self.peering.add_reserved(address)
 
     async def remove_reserved(self, peer: str) -> bool:
-        removed = self.book.reserved.pop(peer, None) is not None
-        if removed and self.config.reserved_only:
-            await self._disconnect(peer)
-        return removed
-
-    async def _disconnect(self, peer: str) -> None:
-        self.book.peers.pop(peer, None)
-        await self._on_trio(self.host.disconnect, peer, timeout=10)
-
-    async def _dial_loop(self) -> None:
-        while True:
-            targets = {a.rsplit("/p2p/", 1)[-1]: a for a in self.config.bootnodes}
-            targets.update(self.book.reserved)
-            dials = [self._dial(address) for peer, address in targets.items()
-                     if peer not in self.book.peers and peer != self.peer_id and not self.book.is_banned(peer)]
-            if dials:
-                await asyncio.gather(*dials)
-            self._dial_wake.clear()
-            try:
-                await asyncio.wait_for(self._dial_wake.wait(), self.config.dial_interval_s)
-            except TimeoutError:
-                pass
-
-    async def _dial(self, address: str) -> None:
-        try:
-            await self._on_trio(self.host.dial, address, timeout=10)
-        except Exception as exc:  # unreachable for now; the loop tries again
-            log.debug("dial failed", address=address, error=repr(exc))
-
-    async def _ping_loop(self) -> None:
-        """py-libp2p does not notice a frozen peer: ask every peer for a pong and drop the silent ones.
-        A peer that never completed the handshake (it does not speak our protocols) is dropped too.
-
-        A saturated machine must not split the network: a missed pong counts only if nothing at all
-        came from the peer since the ping was sent (any request, reply or gossip it sent proves it
-        alive), and not at all in a round where this node itself woke late (its own loop was starved,
-        so its timeouts measured its own slowness, not the peer's)."""
-        while True:
-            slept_from = time.monotonic()
-            await asyncio.sleep(self.config.ping_interval_s)
-            late = time.monotonic() - slept_from - self.config.ping_interval_s
-            cutoff = time.monotonic() - self.config.handshake_deadline_s
-            for peer in [p.peer_id for p in self.book.peers.values() if not p.ready and p.connected_at < cutoff]:
-                log.info("peer never completed the handshake: disconnecting", peer=peer)
-                self._spawn(self._disconnect(peer))
-            starved = late > self.config.ping_timeout_s / 2
-            await asyncio.gather(*(self._ping(p.peer_id, count_failure=not starved) for p in self.book.ready_peers()))
-
-    async def _ping(self, peer: str, *, count_failure: bool = True) -> None:
-        nonce = secrets.token_bytes(8)
-        sent = time.monotonic()
-        try:
-            frames = await self.request(peer, wire.PING, nonce, max_frame=8, timeout=self.config.ping_timeout_s)
-            ok = frames == [nonce]
-        except Exception:
-            ok = False
-        known = self.book.peers.get(peer)
-        if known is None:
-            return
-        if not ok and (not count_failure or self.host.heard_from.get(peer, 0.0) >= sent):
-            log.info("late pong forgiven: the peer sent other data meanwhile, or this node was starved", peer=peer)
-            return
-        known.failed_pings = 0 if ok else known.failed_pings + 1
-        if known.failed_pings >= self.config.max_failed_pings:
-            log.warning("peer stopped answering pings: disconnecting", peer=peer)
-            await self._disconnect(peer)
-            self._dial_wake.set()
+        return await self.peering.remove_reserved(peer)
 
     # --- gossip ----------------------------------------------------------------------
 
@@ -345,7 +275,7 @@ class NetworkService(Service):
         if topic == self.topic(ANNOUNCE):
             await self._on_announcement(origin, data)
         elif topic == self.topic(TRANSACTIONS):
-            await self.transactions.on_gossip(origin, data)
+            self.transactions.on_gossip_nowait(origin, data)
         elif topic == self.topic(FINALITY):
             for queue in self._subscribers.get(FINALITY, ()):
                 try:
@@ -364,18 +294,44 @@ class NetworkService(Service):
             return
         await self.sync.on_announcement(origin, header)
 
+    def _on_pushed_block(self, origin: str, data: bytes) -> None:
+        if self.book.note_announcement(origin):  # before decoding: a flood must cost little
+            self.report(origin, "flood", "more than 20 announcements in a second")
+            return
+        try:
+            block = decode_block(data)
+        except GradchainError as exc:
+            raise wire.WireError(f"pushed block: {exc.message}") from exc  # the peer is reported
+        self.sync.on_block(origin, block)
+
     def _on_own_block(self, block, how: str) -> None:
         if how == "authored":
-            self._spawn(self.publish(ANNOUNCE, codec.encode(block.header, Header)))
+            self._spawn(self._announce(block))
         self.sync.on_local_block(block)
         self.blobs.wake()
 
+    async def _announce(self, block) -> None:
+        """A block this node authored: pushed whole to every peer on a stream of its own (no request round
+        trip, and no wait behind the transaction gossip on the pubsub streams: under load both made blocks
+        late at the next slot's author), then announced by gossip for the peers not reached directly."""
+        encoded = await self.adapter.encoded_blocks(0, block.hash, 1, wire.MAX_PUSHED_BLOCK)
+        if encoded and len(encoded[0]) <= wire.MAX_PUSHED_BLOCK:
+            await asyncio.gather(*(self._push(peer.peer_id, encoded[0]) for peer in self.book.ready_peers()))
+        await self.publish(ANNOUNCE, codec.encode(block.header, Header), paced=False)
+
+    async def _push(self, peer: str, encoded_block: bytes) -> None:
+        try:
+            await self.request(peer, wire.BLOCK_PUSH, encoded_block, max_frame=8)
+        except Exception as exc:  # the peer left or is slow: the announcement reaches it anyway
+            log.debug("block push failed", peer=peer, error=repr(exc))
+
     # --- the gossip port (consensus/finality uses this; see node/network/__init__.py) --------
 
-    async def publish(self, topic: str, data: bytes) -> None:
+    async def publish(self, topic: str, data: bytes, *, paced: bool = True) -> None:
         if len(data) > wire.MAX_GOSSIP_BYTES:
             raise wire.WireError(f"a gossip message of {len(data)} bytes is over {wire.MAX_GOSSIP_BYTES}")
-        sent = await self._on_trio(self.host.publish, self.topic(topic), data, timeout=30)
+        sent = await self._on_trio(functools.partial(self.host.publish, self.topic(topic), data, paced=paced),
+                                   timeout=30)
         if not sent:
             self.metrics.gossip_dropped.inc()
 
@@ -408,6 +364,7 @@ class NetworkService(Service):
             self.metrics.p2p_bytes_in.set(self.host.bytes_in)
             self.metrics.p2p_bytes_out.set(self.host.bytes_out)
             self.metrics.gossip_dropped_by_libp2p.set(dropped_gossip_messages() + self._events.dropped
-                                                      + self.dropped_events)
+                                                      + self._urgent_events.dropped
+                                                      + self.dropped_events + self.transactions.dropped_batches)
             self.metrics.sync_target.set(self.sync.target)
             await asyncio.sleep(1)

@@ -22,6 +22,8 @@ from time import monotonic
 from collections import OrderedDict, deque
 from typing import TYPE_CHECKING
 
+import structlog
+
 from node.network import wire
 from runtime.errors import GradchainError
 from runtime.hashing import blake2b_256
@@ -31,12 +33,14 @@ from runtime.validity import InvalidReason, InvalidTransaction
 if TYPE_CHECKING:
     from node.network.service import NetworkService
 
+log = structlog.get_logger("network")
 TRANSACTIONS = "transactions"
 NEVER_HONEST = {InvalidReason.BAD_PROOF, InvalidReason.BAD_SIGNER, InvalidReason.CALL, InvalidReason.BAD_MANDATORY,
                 InvalidReason.MANDATORY_VALIDATION}
 MAX_REPORTS_PER_BATCH = 5
 KNOWN_TRANSACTIONS = 100_000  # hashes remembered so a transaction is gossiped and submitted once
 KNOWN_FOR_S = 30.0  # a hash heard again after this long is submitted again (a re-org's re-gossip)
+INTAKE_BATCHES = 256  # peers' batches waiting for the pool; past it a batch is dropped and counted
 
 
 class TransactionGossip:
@@ -47,6 +51,11 @@ class TransactionGossip:
         self._outgoing_transactions: deque[Extrinsic] = deque()
         self._admitted: deque[Extrinsic] = deque()  # from the chain thread, not yet taken on the loop
         self._admitted_wake_pending = False
+        # peers' batches, submitted to the pool in arrival order by `intake`, never on the network's event
+        # loop: a batch waits for the chain thread (behind block imports), and block announcements queued
+        # behind it arrived late at the next slot's author, which then forked at equal height
+        self._incoming: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(INTAKE_BATCHES)
+        self.dropped_batches = 0
 
     def on_admitted_threadsafe(self, loop: asyncio.AbstractEventLoop, extrinsic: Extrinsic) -> None:
         """on_admitted from the chain thread: one wake-up of the loop for all the transactions a pool
@@ -60,6 +69,21 @@ class TransactionGossip:
         self._admitted_wake_pending = False
         while self._admitted:
             self.on_admitted(self._admitted.popleft())
+
+    def on_gossip_nowait(self, origin: str, data: bytes) -> None:
+        """A peer's batch, queued for `intake` (this returns at once)."""
+        try:
+            self._incoming.put_nowait((origin, data))
+        except asyncio.QueueFull:
+            self.dropped_batches += 1
+
+    async def intake(self) -> None:
+        while True:
+            origin, data = await self._incoming.get()
+            try:
+                await self.on_gossip(origin, data)
+            except Exception:  # the chain is closing, or a bug: one batch lost, never the intake
+                log.exception("a peer's transaction batch was not submitted", peer=origin)
 
     async def on_gossip(self, origin: str, data: bytes) -> None:
         try:

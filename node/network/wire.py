@@ -17,6 +17,10 @@ Protocols (request -> response):
   /gradchain/blobs/1    BlobRequest -> BlobChunk   a byte range of a blob (up to
                         MAX_BLOB_CHUNK); total_size 0 and no data = not held
   /gradchain/ping/1     8 bytes -> the same 8 bytes
+  /gradchain/block-push/1  an encoded Block (at most MAX_PUSHED_BLOCK bytes) -> no
+                        frames: its author sends it whole to each peer on a stream of
+                        its own, so it waits behind no gossip (the announcement still
+                        follows on block-announces for the peers it does not reach)
   /gradchain/justifications/1  JustificationRequest -> a 4-byte count, then that
                         many frames, each a JustificationEntry: the finality proofs
                         stored with the asked blocks (at most
@@ -45,12 +49,15 @@ BLOCKS = "/gradchain/blocks/1"
 BLOBS = "/gradchain/blobs/1"
 PING = "/gradchain/ping/1"
 JUSTIFICATIONS = "/gradchain/justifications/1"
-PROTOCOLS = (STATUS, BLOCKS, BLOBS, PING, JUSTIFICATIONS)
+BLOCK_PUSH = "/gradchain/block-push/1"
+PROTOCOLS = (STATUS, BLOCKS, BLOBS, PING, JUSTIFICATIONS, BLOCK_PUSH)
 
 MAX_BLOCKS_PER_REQUEST = 128
 RESPONSE_BUDGET = 4 * 1024 * 1024  # bytes of blocks per reply (a single libp2p message over ~6.5 MB fails)
 MAX_BLOB_CHUNK = 1024 * 1024
 MAX_REQUEST_BYTES = 1024  # every request above is a few dozen bytes (justifications: at most ~560)
+MAX_PUSHED_BLOCK = 1024 * 1024  # a larger block is only announced (peers fetch it with blocks/1)
+REQUEST_LIMITS = {BLOCK_PUSH: MAX_PUSHED_BLOCK}  # protocols whose request may exceed MAX_REQUEST_BYTES
 MAX_JUSTIFICATIONS_PER_REQUEST = 16
 MAX_JUSTIFICATION_FRAME = 4 * 1024 * 1024 + 256  # consensus/finality's MAX_JUSTIFICATION_BYTES and an entry's fields
 MAX_GOSSIP_BYTES = 1024 * 1024  # gossipsub's own cap on a message

@@ -20,7 +20,8 @@ author can choose it (only withhold its block):
     base        the round's base model
     candidate   the aggregate of every sound update of the round, each weighing the same
     without_i   for each sound update i, the candidate with i's delta zeroed (the base when i is alone)
-    second pass when some contribution (below) is at most minus the acceptance bar, those updates
+    second pass when some contribution (below) does not reach min_improvement_ppm (an update that drags
+                the aggregate down or adds nothing, such as a free rider's zero update), those updates
                 are excluded and the same is measured over the kept ones: kept_candidate and
                 kept_i; contributions, acceptance and rewards then read the second pass
                 (excluded_updates, deciding_pass)

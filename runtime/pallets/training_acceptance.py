@@ -29,38 +29,29 @@ def contributions(metric: int, candidate: Score | None, scores) -> dict[bytes, i
 
 
 def excluded_updates(config: TaskConfig, candidate: Score | None, scores) -> list[bytes]:
-    """The sound updates that drag the round's aggregate down at least as much as an accepted update
-    must lift it, by hash: a first-pass contribution <= -(the acceptance bar: the task's minimum and
-    its share of the best contribution, `acceptance_bar`). They are left out of a second leave-one-out
-    pass over the others.
+    """The sound updates that do not lift the round's aggregate by the task's minimum (a first-pass
+    contribution below min_improvement_ppm, at least 1 ppm), by hash. They are left out of a second
+    leave-one-out pass over the others, which decides contributions, acceptance, pay and the new model.
 
-    Why two passes: an update that drags the aggregate down also shrinks what leaving out an honest
-    update changes (a poisoned update inside the norm bound, pulling against the honest ones, made
-    their contributions small and their rewards unequal). Measured again without it, the honest
-    updates' contributions are what they would be in a round without the poisoned update.
-    Why not every negative one: small negative contributions are common among honest non-IID updates
-    late in training (the step overshoots a little, and any update left out shortens it); excluding
-    them too left second passes over one or two updates, whose contributions are noisy (measured with
-    scripts/bench/simulate.py: lower accuracy, and a noise update paid where it was not before).
+    Why two passes: leave-one-out weighs every sound update the same, so an update in the round counts
+    in every aggregate the pass measures, whatever it adds. One that drags the aggregate down (a poisoned
+    update inside the norm bound, pulling against the honest ones) shrinks what leaving out an honest
+    update changes; one that adds nothing (a free rider's zero update, or a token step) dilutes every
+    honest step to (n - 1) / n. Measured again without them, the honest updates' contributions are
+    exactly what they would be in the same round without them (tests/test_useful_work_second_pass.py,
+    tests/test_useful_work_free_rider.py).
 
-    The bound for an update p that is not excluded (first-pass contribution g_p > -b, b the bar), against
-    the same round with p's delta zeroed and its weight kept (tests/test_useful_work_sub_bar_bound.py):
-      * unless g_p reaches the task's minimum, p is neither paid nor aggregated: the new model is made
-        of honest updates only (p can change which of them, not what they are);
-      * the measured aggregate scores lower by exactly -g_p < b;
-      * every aggregate the pass measures moves by lr * p / n in parameters (n sound updates, lr the
-        server's), to one fixed-point unit per coordinate: at most lr * max_update_norm / n;
-      * each honest update h's contribution moves by exactly g_p - g_p(-h), where g_p(-h) is p's effect
-        on the aggregate without h: by less than b + |g_p(-h)|, and |g_p(-h)| <= L * lr * max_update_norm / n
-        for L the metric's Lipschitz constant (ppm per unit of parameter norm) around those aggregates.
-        To first order g_p(-h) = g_p and the shift vanishes; on the digits MLP just under the bar it was
-        at most 1.3 b.
-    p's presence alone (a zero delta too) also dilutes every honest step to (n - 1) / n: against the round
-    without p, that test's honest contributions moved by up to 2 b (a zero update earns nothing, but this
-    is not bounded by the bar)."""
+    The bound, for an update p against the same round without it (tests/test_useful_work_sub_bar_bound.py):
+      * p is excluded, so it changes nothing the round decides, unless its first-pass contribution
+        g_p reaches the task's minimum: the round's aggregate is better with it than without it;
+      * such a p, if paid, earns for what it adds (its second-pass contribution over the bar), and
+        otherwise at most joins the new model as an update that lifts the aggregate.
+    Excluded updates are never paid nor aggregated (an update under the minimum was not aggregated before
+    either); honest non-IID updates that late in training do not lift the aggregate are measured out of
+    the round as well (scripts/bench/simulate.py --sweep measures what that costs in accuracy)."""
     gains = contributions(config.metric, candidate, scores)
-    bar = acceptance_bar(config, gains)
-    return sorted(update for update, gain in gains.items() if gain <= -bar)
+    minimum = max(config.min_improvement_ppm, 1)
+    return sorted(update for update, gain in gains.items() if gain < minimum)
 
 
 def acceptance_bar(config: TaskConfig, gains: dict[bytes, int]) -> int:

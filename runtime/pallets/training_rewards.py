@@ -160,8 +160,8 @@ def _check_second_pass(task: Task, report: RoundReport, sound: list) -> None:
     excluded = set(excluded_updates(task.config, report.candidate, report.scores))
     kept = [s for s in sound if s.update not in excluded] if excluded else []
     if any((s.kept is not None) != (s in kept) for s in report.scores):
-        raise BadReport("the second pass scores exactly the sound updates whose first contribution is not negative, "
-                        "and only when some update's is")
+        raise BadReport("the second pass scores exactly the sound updates whose first contribution reaches the "
+                        "task's minimum, and only when some update's does not")
     if (report.kept_candidate is not None) != bool(kept):
         raise BadReport("the kept updates' aggregate is scored exactly when a second pass keeps some update")
     _check_score(report.kept_candidate, "kept candidate")

@@ -136,7 +136,7 @@ class UpdateScore:
     update: Hash
     status: codec.U8  # UPDATE_OK, or why the update could not be used (UPDATE_COPY: a near-copy)
     without: Score | None  # sound updates: the aggregate of the round's other sound updates
-    # the second pass (only when some sound update's first contribution was negative: excluded_updates):
+    # the second pass (only when some sound update's first contribution was under the minimum: excluded_updates):
     # the aggregate of the kept updates without this one; None for an excluded or unusable update
     kept: Score | None = None
 

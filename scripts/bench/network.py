@@ -126,6 +126,28 @@ def log_times(node: NodeProcess, event: str) -> dict[str, float]:
     return times
 
 
+def followed_blocks(nodes: list[NodeProcess]) -> dict:
+    """How peers' blocks reached each node (node/network/sync.py's "followed block" lines): whole by gossip
+    (no fetch) or fetched after an announcement, and how long the fetch and the import took."""
+    fetches, imports, whole = [], [], 0
+    for node in nodes:
+        for line in node.log_path.read_text(errors="replace").splitlines():
+            if '"followed block"' not in line:
+                continue
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            whole += entry["fetch_ms"] == 0
+            fetches.append(entry["fetch_ms"])
+            imports.append(entry["import_ms"])
+
+    def p(values: list[float], q: float) -> float | None:
+        return round(sorted(values)[min(len(values) - 1, int(len(values) * q))]) if values else None
+    return {"followed_blocks": len(fetches), "followed_whole": whole, "follow_fetch_p50_ms": p(fetches, 0.5),
+            "follow_import_p50_ms": p(imports, 0.5), "follow_import_p90_ms": p(imports, 0.9)}
+
+
 def gossip_part(base: Path, seconds: float, rate: int, accounts: int) -> dict:
     keys = bench_keypairs(accounts)
     base.mkdir(parents=True, exist_ok=True)
@@ -208,7 +230,8 @@ def gossip_part(base: Path, seconds: float, rate: int, accounts: int) -> dict:
         sent_bytes = [metric(port, "gradchain_p2p_bytes_out") for port in ports]
         dropped = sum(metric(port, "gradchain_p2p_messages_dropped") for port in ports)
         propagation.sort()
-        events = count_log_events(cluster.nodes, "re-org", "peer stopped answering pings", "authored block")
+        events = count_log_events(cluster.nodes, "re-org", "peer stopped answering pings", "authored block",
+                                  "waited for an earlier slot's block", "slot skipped: blocks of a longer chain")
         return {
             "submitted": total, "accepted": accepted, "refused_pool_full": refused, "included": included,
             "included_per_s": round(in_window / (window_end - started)),
@@ -225,6 +248,9 @@ def gossip_part(base: Path, seconds: float, rate: int, accounts: int) -> dict:
             "blocks_authored": events["authored block"],
             "reorgs": events["re-org"],
             "ping_disconnects": events["peer stopped answering pings"],
+            "author_waits": events["waited for an earlier slot's block"],
+            "slots_skipped_behind": events["slot skipped: blocks of a longer chain"],
+            **followed_blocks(cluster.nodes),
         }
     finally:
         cluster.stop()

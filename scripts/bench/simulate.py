@@ -3,7 +3,7 @@
 For tuning a task's options and for the federated bench: each round every trainer trains
 from the global model on its shard (the demo's local training), and the block author's own
 code measures the round (RoundWork.measure: leave-one-out on a held-out subset drawn from a
-per-round seed, a second pass without the updates whose contribution was negative, the runtime's
+per-round seed, a second pass without the updates under the task's minimum, the runtime's
 acceptance rule, the accepted updates aggregated with the task's server optimizer); the new
 model is adopted by the runtime's rule. Also the plain FedAvg server
 loop (what Flower's FedAvg strategy computes: the sample-weighted mean of every client's new
@@ -11,19 +11,27 @@ weights) on the same shards and local training.
 
     python scripts/bench/simulate.py --task digits_mlp [--rounds 12] [--adversary noise|poison|absent] [--seed 1]
                                      [--set lr_floor=0.5 held_out_fraction=0.25]
+    python scripts/bench/simulate.py --task digits_cnn --rounds 20 --sweep 0-4 [--jobs 2]
+
+`--sweep` runs the chain's rounds for every seed in the range with five honest trainers, one absent
+(what copy, poison, stale, inflate and nearcopy come to) and one noise trainer, and prints the test
+and held-out ratios to the central baseline per run and their minimum (the goal holds across seeds).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+import structlog  # noqa: E402
 import torch  # noqa: E402
 
 from consensus.useful_work import (  # noqa: E402
@@ -152,6 +160,32 @@ def central_baseline(name: str, rounds: int, trainers: int = 5, **changes) -> tu
             accuracy(task.spec, model, *test))
 
 
+def _sweep_run(job: tuple) -> tuple:
+    name, rounds, adversary, seed, changes = job
+    torch.set_num_threads(1)
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))  # a line per round
+    history = simulate_chain(name, rounds, adversary=None if adversary == "honest" else Adversary(adversary),
+                             trainer_seed=seed, **changes)
+    return (adversary, seed, history[-1]["accuracy"], history[-1]["test_accuracy"],
+            sum(row["adversary_paid"] for row in history))
+
+
+def sweep(name: str, rounds: int, seeds: range, jobs: int, changes: dict,
+          adversaries: tuple[str, ...] = ("honest", "absent", "noise")) -> dict:
+    """Every (adversary, seed) run's ratios to the central baseline, and the minimum per adversary."""
+    baseline = central_baseline(name, rounds, **changes)
+    work = [(name, rounds, adversary, seed, changes) for adversary in adversaries for seed in seeds]
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        results = list(pool.map(_sweep_run, work))
+    runs = [{"adversary": adversary, "seed": seed, "ratio": round(accuracy / baseline[0], 4),
+             "test_ratio": round(test / baseline[1], 4), "adversary_paid_rounds": paid}
+            for adversary, seed, accuracy, test, paid in results]
+    worst = {adversary: {"ratio": min(r["ratio"] for r in runs if r["adversary"] == adversary),
+                         "test_ratio": min(r["test_ratio"] for r in runs if r["adversary"] == adversary)}
+             for adversary in adversaries}
+    return {"task": name, "baseline": baseline, "runs": runs, "worst": worst}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--task", default="digits_mlp", choices=sorted(DEMO_TASKS))
@@ -159,12 +193,22 @@ def main() -> None:
     parser.add_argument("--adversary", choices=("noise", "poison", "absent"))
     parser.add_argument("--seed", type=int, default=0, help="trainers' seeds (0: the demo's)")
     parser.add_argument("--set", nargs="*", default=[], help="task option changes, name=value")
+    parser.add_argument("--sweep", help="seeds FIRST-LAST: honest, absent and noise runs of each, ratios only")
+    parser.add_argument("--jobs", type=int, default=2, help="processes of a sweep (default 2)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     changes = {}
     for item in args.set:
         key, value = item.split("=", 1)
         changes[key] = type(getattr(DEMO_TASKS[args.task], key))(value)
+    if args.sweep:
+        first, _, last = args.sweep.partition("-")
+        result = sweep(args.task, args.rounds, range(int(first), int(last or first) + 1), args.jobs, changes)
+        for run in result["runs"]:
+            print(f"{run['adversary']:<8} seed {run['seed']}  held-out {run['ratio']:.4f}  test {run['test_ratio']:.4f}"
+                  f"  adversary paid {run['adversary_paid_rounds']}")
+        print(json.dumps(result["worst"] | {"baseline": result["baseline"]}))
+        return
     chain = simulate_chain(args.task, args.rounds, adversary=Adversary(args.adversary) if args.adversary else None,
                            trainer_seed=args.seed, **changes)
     plain = plain_fedavg(args.task, args.rounds, trainer_seed=args.seed, **changes)
