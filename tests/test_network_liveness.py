@@ -16,7 +16,7 @@ from libp2p.custom_types import TProtocol
 
 from node.chain_setup import load_chain_spec
 from node.network import wire
-from tests.helpers.network_node import InProcessNode, RawPeer, wait_for
+from tests.helpers.network_node import InProcessNode, mute_peer, wait_for
 
 
 @pytest.fixture
@@ -25,26 +25,6 @@ def node(tmp_path):
                             ping_interval_s=0.5, ping_timeout_s=0.5, max_failed_pings=2)
     yield running
     running.close()
-
-
-def mute_peer(node: InProcessNode) -> RawPeer:
-    """A raw peer that answers the status handshake (with the node's own status) but never a ping in time."""
-    raw = RawPeer(b"M" * 32)
-    reply = wire.encode(node.network.local_status())
-
-    async def status(stream) -> None:
-        await wire.read_frame(stream, 512)
-        await wire.write_frame(stream, reply)
-        await stream.close()
-    async def late_pong(stream) -> None:  # as from a starved machine: the pong never comes in time
-        await wire.read_frame(stream, 8)
-        await trio.sleep(30)
-    raw.host.set_stream_handler(TProtocol(wire.STATUS), status)
-    raw.host.set_stream_handler(TProtocol(wire.PING), late_pong)
-    raw.connect(node.address)
-    raw.exchange(node.network.peer_id, wire.STATUS, raw.status_frame(node.network.local_status()))
-    wait_for(lambda: raw.peer_id in node.ready_peers(), 15, "the handshake")
-    return raw
 
 
 def test_a_peer_that_misses_pongs_but_keeps_sending_is_kept_and_dropped_once_silent(node):

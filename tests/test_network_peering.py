@@ -13,8 +13,7 @@ import trio
 
 from node.chain_setup import load_chain_spec
 from node.network import peering
-from tests.helpers.network_node import InProcessNode, wait_for
-from tests.test_network_liveness import mute_peer
+from tests.helpers.network_node import InProcessNode, mute_peer, wait_for
 
 
 @pytest.fixture

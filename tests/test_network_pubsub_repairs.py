@@ -17,8 +17,7 @@ from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11
 
 from node.chain_setup import load_chain_spec
 from node.network.service import ANNOUNCE
-from tests.helpers.network_node import InProcessNode, RawPeer, wait_for
-from tests.test_network_liveness import mute_peer
+from tests.helpers.network_node import InProcessNode, RawPeer, mute_peer, wait_for
 
 LARGE = 240_000  # bytes: about a block of 1,500 transfers (what a blocks topic would carry)
 

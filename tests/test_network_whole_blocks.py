@@ -14,8 +14,7 @@ from node.chain_setup import load_chain_spec
 from node.network import wire
 from runtime.types import encode_block
 from tests.helpers.chain import DEV_KEYS
-from tests.helpers.network_node import InProcessNode, RawPeer, wait_for
-from tests.test_network_liveness import mute_peer
+from tests.helpers.network_node import InProcessNode, RawPeer, mute_peer, wait_for
 
 
 @pytest.fixture

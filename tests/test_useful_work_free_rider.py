@@ -19,7 +19,8 @@ from runtime.pallets import training
 from runtime.pallets.training import Task
 from runtime.pallets.training_acceptance import acceptance_bar
 from tests.helpers.useful_work import MLP, SEED, base_model, digits_held_out, digits_shards, trained_deltas
-from tests.test_useful_work_sub_bar_bound import CONFIG, HONEST
+from tests.helpers.useful_work import ROUND_CONFIG as CONFIG
+from tests.helpers.useful_work import ROUND_HONEST as HONEST
 
 TASK = Task(b"\1" * 32, CONFIG, 0, 10, base_model(MLP).model_hash, None, 10**13, training.STATUS_ACTIVE)
 

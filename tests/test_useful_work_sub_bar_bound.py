@@ -19,22 +19,20 @@ import torch
 
 from consensus.useful_work import decode_update, encode_tensors
 from consensus.useful_work.aggregate import AggregationRule, WeightedUpdate, aggregate_fixed
-from consensus.useful_work.fixed_point import FIXED_POINT_SCALE, norm_to_fixed
+from consensus.useful_work.fixed_point import FIXED_POINT_SCALE
 from consensus.useful_work.rounds import RoundInputs, RoundWork, task_rules
 from consensus.useful_work.updates import fixed_point_delta
 from consensus.useful_work.verifier import Submission
 from runtime.pallets import training
-from runtime.pallets.training import ModelSpec, SealedKey, Task, TaskConfig
+from runtime.pallets.training import Task
 from runtime.pallets.training_acceptance import acceptance_bar, metric_value
-from tests.helpers.useful_work import MLP, SEED, base_model, digits_held_out, digits_shards, trained_deltas
+from tests.helpers.useful_work import (
+    MLP, SEED, base_model, digits_held_out, digits_shards, trained_deltas,
+)
+from tests.helpers.useful_work import ROUND_CONFIG as CONFIG
+from tests.helpers.useful_work import ROUND_HONEST as HONEST
+from tests.helpers.useful_work import ROUND_MAX_NORM as MAX_NORM
 
-HONEST = 4
-MAX_NORM = 50.0
-CONFIG = TaskConfig(spec=ModelSpec("mlp", (64, 32, 10)), initial_model=base_model(MLP).model_hash,
-                    metric=training.METRIC_LOSS, held_out=b"\0" * 32, held_out_size=1, held_out_subset=200,
-                    sealed_keys=(SealedKey(b"\0" * 32, b"k"),), reward_per_round=10**12, rounds=2, commit_blocks=2,
-                    reveal_blocks=2, min_improvement_ppm=1, min_relative_ppm=300_000, max_update_bytes=1 << 20,
-                    max_update_norm=norm_to_fixed(MAX_NORM), bond=10**11, aggregation=0, trim=0)
 
 
 def honest() -> list[Submission]:

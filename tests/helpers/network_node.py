@@ -159,3 +159,23 @@ def serve_on(peer: RawPeer, protocol: str, reply: bytes) -> None:
 
 def frame(payload: bytes) -> bytes:
     return len(payload).to_bytes(4, "big") + payload
+
+
+def mute_peer(node: InProcessNode) -> RawPeer:
+    """A raw peer that answers the status handshake (with the node's own status) but never a ping in time."""
+    raw = RawPeer(b"M" * 32)
+    reply = wire.encode(node.network.local_status())
+
+    async def status(stream) -> None:
+        await wire.read_frame(stream, 512)
+        await wire.write_frame(stream, reply)
+        await stream.close()
+    async def late_pong(stream) -> None:  # as from a starved machine: the pong never comes in time
+        await wire.read_frame(stream, 8)
+        await trio.sleep(30)
+    raw.host.set_stream_handler(TProtocol(wire.STATUS), status)
+    raw.host.set_stream_handler(TProtocol(wire.PING), late_pong)
+    raw.connect(node.address)
+    raw.exchange(node.network.peer_id, wire.STATUS, raw.status_frame(node.network.local_status()))
+    wait_for(lambda: raw.peer_id in node.ready_peers(), 15, "the handshake")
+    return raw

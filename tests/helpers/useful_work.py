@@ -13,6 +13,9 @@ from consensus.useful_work import (
 from consensus.useful_work.data import HeldOutSplit, load_dataset, shard_non_iid, split_held_out
 from consensus.useful_work.fixed_point import norm_to_fixed
 from consensus.useful_work.train import train_local
+from runtime.pallets import training
+from runtime.pallets.training import ModelSpec as ChainModelSpec
+from runtime.pallets.training import SealedKey, TaskConfig
 
 MLP = ModelSpec("mlp", input_dim=64, hidden=32, classes=10)
 CNN = ModelSpec("small_cnn", input_dim=64, channels=4, classes=10)
@@ -64,3 +67,15 @@ def submissions(spec: ModelSpec = MLP) -> list[Submission]:
     a step on two classes often costs accuracy on the other eight, although the average helps."""
     return [Submission.of(encode_tensors(delta), len(y))
             for delta, (_, y) in zip(trained_deltas(spec, lr=0.01), digits_shards())]
+
+
+# One round's task for the acceptance-rule specifications (sub-bar bound, free riders): the digits MLP,
+# loss as the metric, four honest trainers, the smallest minimum (1 ppm) and a generous update norm.
+ROUND_HONEST = 4
+ROUND_MAX_NORM = 50.0
+ROUND_CONFIG = TaskConfig(spec=ChainModelSpec("mlp", (64, 32, 10)), initial_model=base_model(MLP).model_hash,
+                          metric=training.METRIC_LOSS, held_out=b"\0" * 32, held_out_size=1, held_out_subset=200,
+                          sealed_keys=(SealedKey(b"\0" * 32, b"k"),), reward_per_round=10**12, rounds=2,
+                          commit_blocks=2, reveal_blocks=2, min_improvement_ppm=1, min_relative_ppm=300_000,
+                          max_update_bytes=1 << 20, max_update_norm=norm_to_fixed(ROUND_MAX_NORM), bond=10**11,
+                          aggregation=0, trim=0)
