@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import structlog
 
 from consensus.import_queue import expected_author
@@ -21,8 +23,11 @@ BUILD_PROPORTION = 0.5
 class AuthorshipService(Service):
     name = "authorship"
 
-    def __init__(self, chain: ChainService, keypair: Keypair, clock, *, max_blocks: int | None = None) -> None:
+    def __init__(self, chain: ChainService, keypair: Keypair, clock, *, max_blocks: int | None = None,
+                 major_syncing: Callable[[int], bool] | None = None) -> None:
         self.chain = chain
+        # given our best number, whether peers are far ahead (node/network/sync.py: is_major_syncing)
+        self.major_syncing = major_syncing
         self.keypair = keypair
         self.clock = clock
         self.slot_ms = chain.config.slot_duration_ms
@@ -30,6 +35,7 @@ class AuthorshipService(Service):
         self.authored = 0
         self.missed_slots = 0
         self.skipped_behind = 0  # own slots left empty: blocks of a longer chain were still importing here
+        self.skipped_syncing = 0  # own slots left empty: peers were far ahead, this node was catching up
         self._last_slot = -1
 
     async def run(self) -> None:
@@ -47,6 +53,11 @@ class AuthorshipService(Service):
     async def _maybe_author(self, slot: int, now: int) -> None:
         authorities = await self.chain.authorities()
         if expected_author(authorities, slot) != self.keypair.public:
+            return
+        best = self.chain.store.best_header().number
+        if self.major_syncing is not None and self.major_syncing(best):
+            self.skipped_syncing += 1
+            log.info("slot skipped: catching up with peers far ahead", slot=slot, best=best)
             return
         # a block of an earlier slot on its way here: building now would fork beside it (node/authoring_wait.py)
         waited = await self.chain.in_flight.wait_for_earlier(slot, lambda: self.chain.store.best_header().number,

@@ -82,7 +82,8 @@ def _run(args, config, keypair, base: Path) -> int:
     if not args.no_prometheus:
         services.append(MetricsService(metrics, args.prometheus_port))
     if keypair is not None and (args.validator or args.dev):
-        services.append(AuthorshipService(chain, keypair, clock))
+        services.append(AuthorshipService(chain, keypair, clock,
+                                          major_syncing=network.sync.is_major_syncing if network else None))
     log.info("starting", node=args.name, chain=config.name, base_path=str(base),
              validator=("0x" + keypair.public.hex()[:16]) if keypair else None)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:  # libuv: several times less overhead per request

@@ -28,6 +28,10 @@ if TYPE_CHECKING:
 log = structlog.get_logger("sync")
 MAX_PARALLEL = 4
 RECHECK_S = 2.0
+# A node this many blocks below its peers is catching up, not following (Substrate's MAJOR_SYNC_BLOCKS):
+# a validator does not author then (its block could only be orphaned, and building on a stale head
+# while blocks are still to import slows the catch-up).
+MAJOR_SYNC_BLOCKS = 5
 PARENT_WAIT_S = 5.0  # a followed block whose parent is itself in flight waits this long for it
 
 
@@ -37,11 +41,22 @@ class BlockSync:
         self.target = 0
         self.starting_block = 0
         self.is_syncing = False
+        # how far below our best the next request starts, doubled while the first block does not attach
+        # (a fork below our best); kept across rounds, so a round whose fetch failed (a busy peer) does
+        # not throw away the walk back made so far
+        self._back = 0
         self._wake = asyncio.Event()
         self.tasks: set[asyncio.Task] = set()
 
     def wake(self) -> None:
         self._wake.set()
+
+    def is_major_syncing(self, best_number: int) -> bool:
+        """Whether the median of the ready peers' best blocks is more than MAJOR_SYNC_BLOCKS above
+        `best_number`. The median, not the highest: one peer claiming a far higher best (a lie, or a
+        fork of its own) cannot stop this validator from authoring."""
+        bests = sorted(p.status.best_number for p in self.network.book.ready_peers())
+        return bool(bests) and bests[(len(bests) - 1) // 2] > best_number + MAJOR_SYNC_BLOCKS
 
     def on_local_block(self, block: Block) -> None:
         self.target = max(self.target, block.header.number)
@@ -60,7 +75,6 @@ class BlockSync:
 
     async def _catch_up(self) -> None:
         network, adapter = self.network, self.network.adapter
-        back = 0
         prefetch: tuple[int, asyncio.Task] | None = None  # the next windows, fetched while a run imports
         try:
             while True:
@@ -74,14 +88,14 @@ class BlockSync:
                     # one fork to grow.
                     ahead = [p for p in peers if p.status.best_number == head.best.number
                              and p.status.best_hash != head.best.hash and not adapter.has_block(p.status.best_hash)]
-                    back = max(back, 1)
+                    self._back = max(self._back, 1)
                 if not ahead:
-                    self.is_syncing = False
+                    self.is_syncing, self._back = False, 0
                     return
                 if not self.is_syncing:
                     self.is_syncing, self.starting_block = True, head.best.number
                 self.target = max(self.target, *(p.status.best_number for p in ahead))
-                start = max(head.finalized.number + 1, head.best.number + 1 - back)
+                start = max(head.finalized.number + 1, head.best.number + 1 - self._back)
                 fetch_started = time.perf_counter()
                 if prefetch is not None and prefetch[0] == start:
                     run = await prefetch[1]
@@ -100,12 +114,12 @@ class BlockSync:
                 if failure is not None:
                     index, outcome = failure
                     if outcome.kind == "unknown_parent" and index == 0 and start > head.finalized.number + 1:
-                        back = max(1, back * 2)
+                        self._back = max(1, self._back * 2)
                         continue
                     if outcome.is_misbehaviour:
                         network.report(run[index][0], "bad_block", outcome.reason)
                     return
-                back = 0
+                self._back = 0
                 if not imported:
                     # all known already: the best chain stops below them here (fork choice would not take
                     # them, e.g. a block this node disputes), so asking again now would only spin
