@@ -7,8 +7,10 @@ the block in the database:
     1. header       parent known -> number follows the parent -> builds on finality
     2. slot/author  slot after the parent's, not in the future -> author is the slot's validator -> seal
     3. timestamp    the first extrinsic is timestamp.set, inside the slot
-    4. signatures   every signed extrinsic (a second process when importing a run of blocks, which also
-                    hashes the extrinsics for their root; compared at stage 5 as in line)
+    4. signatures   every signed extrinsic (shared with a second process when importing a run of blocks,
+                    which also hashes the extrinsics for their root; the block then executes while the
+                    worker verifies, and a bad signature is still the error reported: see
+                    _execute_beside_the_worker)
     5. execution    on the parent's state; every root compared; the new state is returned
     6. commit       block + state + verification status + new head: one WriteBatch
     7. useful work  the block's reports re-measured off the chain thread (consensus/verification.py);
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import gc
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
@@ -39,6 +42,9 @@ from storage.chainstore import ChainStore, HeadChange
 from storage.state_view import ExecutedState
 
 MAX_DRIFT_MS = 5_000  # how far in the future a block's timestamp may be
+# Blocks of a run whose checks are queued to the worker beyond the one executing: with two, a worker that
+# finished the next block's checks while this process was slow goes on with the one after.
+RUN_AHEAD = 2
 
 IMPORTED = "imported"
 KNOWN = "already_known"
@@ -163,19 +169,30 @@ class ImportQueue:
         return status, moved
 
     def import_run(self, blocks: Iterable[Block], verifier: SignatureVerifier) -> Iterable[ImportResult]:
-        """Import a run of blocks in order, verifying each next block's signatures in `verifier`
-        (another process) while the current one executes. Same checks, same order of errors."""
+        """Import a run of blocks in order, verifying the next blocks' signatures in `verifier` (another
+        process) while the current one executes. Same checks, same order of errors."""
         known: dict[bytes, Header] = {}
-        ahead: tuple[Block, SharedChecks] | None = None
         iterator = iter(blocks)
-        current = next(iterator, None)
-        if current is not None:
-            ahead = (current, self._verify_ahead(current, known, verifier))
-        while ahead is not None:
-            block, checks = ahead
-            following = next(iterator, None)  # its signatures go to the worker before this block executes
-            ahead = None if following is None else (following, self._verify_ahead(following, known, verifier))
-            yield self.import_block(block, signatures=checks)
+        queued: deque[tuple[Block, SharedChecks]] = deque()
+
+        def queue_ahead() -> None:
+            while len(queued) <= RUN_AHEAD:
+                following = next(iterator, None)
+                if following is None:
+                    return
+                queued.append((following, self._verify_ahead(following, known, verifier)))
+        try:
+            queue_ahead()
+            while queued:
+                block, checks = queued.popleft()
+                queue_ahead()  # the next blocks' checks go to the worker before this block executes
+                result = self.import_block(block, signatures=checks)
+                if result.outcome != IMPORTED:
+                    checks.cancel()  # refused before its signature stage, or known: the worker need not go on
+                yield result
+        finally:  # the consumer stopped early: the worker drops what it has not begun
+            for _, checks in queued:
+                checks.cancel()
 
     def _verify_ahead(self, block: Block, known: dict[bytes, Header], verifier: SignatureVerifier) -> SharedChecks:
         known[block.hash] = block.header
@@ -248,9 +265,31 @@ class ImportQueue:
         parent_view = chain.state_view(header.parent_hash)
         self._check_slot_and_author(block, parent, parent_view)
         self._check_timestamp(block)
+        if isinstance(signatures, SharedChecks):
+            return self._execute_beside_the_worker(block, parent_view, signatures)
         self._check_signatures(block, signatures)
-        root = None if signatures is None else signatures.extrinsics_root()  # the worker's, if it had the block
+        root = None if signatures is None else signatures.extrinsics_root()
         return self.executive.execute_block(parent_view, block, signatures_checked=True, extrinsics_root=root)
+
+    def _execute_beside_the_worker(self, block: Block, parent_view, signatures: SharedChecks) -> BlockExecution:
+        """Stages 4 and 5 of a block whose checks the worker is verifying: execute while the worker finishes
+        them, then report in stage order -- a bad signature before anything execution found -- so the outcome
+        and the first error are the ones in line. Execution changes nothing (its state is returned and
+        committed only after this), so a block refused here leaves nothing behind, as in line.
+
+        The extrinsics root (the worker hashed it when the block was queued) is compared first, as execution
+        would: a body that is not the header's is not executed at all."""
+        root = signatures.extrinsics_root()
+        if root != block.header.extrinsics_root:
+            self._check_signatures(block, signatures)
+            self.executive.check_extrinsics_root(block, root)  # raises: execution's first check
+        try:
+            execution = self.executive.execute_block(parent_view, block, signatures_checked=True, extrinsics_root=root)
+        except Exception as error:  # noqa: BLE001 -- re-raised below unless a signature fails first
+            self._check_signatures(block, signatures)
+            raise error
+        self._check_signatures(block, signatures)
+        return execution
 
     def _check_builds_on_finality(self, block: Block) -> None:
         finalized = self.chain.finalized_header()

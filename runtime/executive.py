@@ -198,11 +198,7 @@ class Executive:
         `extrinsics_root`: the root of this block's extrinsics as computed elsewhere (a second process, from
         their encodings, while the block before executed); computed here when not given."""
         header = block.header
-        if extrinsics_root is None:
-            extrinsics_root = compute_extrinsics_root([x.hash for x in block.extrinsics])
-        if extrinsics_root != header.extrinsics_root:
-            raise InvalidBlock(f"extrinsics root mismatch: header has {header.extrinsics_root.hex()}, "
-                               f"body gives {extrinsics_root.hex()}")
+        self.check_extrinsics_root(block, extrinsics_root)
         if len(block.extrinsics) > system.MAX_BLOCK_EXTRINSICS:
             raise InvalidBlock(f"{len(block.extrinsics)} extrinsics: a block holds {system.MAX_BLOCK_EXTRINSICS} at most")
         ctx = self.initialize_block(backend, header)
@@ -222,6 +218,16 @@ class Executive:
             raise InvalidBlock(f"state root mismatch: header has {header.state_root.hex()}, "
                                f"execution gives {state.root.hex()}")
         return BlockExecution(ctx.state.changes, state, tuple(outcomes), tuple(ctx.state.events))
+
+    @staticmethod
+    def check_extrinsics_root(block: Block, extrinsics_root: bytes | None = None) -> None:
+        """execute_block's first check: the header's extrinsics root is the body's (`extrinsics_root`, if
+        computed elsewhere; computed here when None)."""
+        if extrinsics_root is None:
+            extrinsics_root = compute_extrinsics_root([x.hash for x in block.extrinsics])
+        if extrinsics_root != block.header.extrinsics_root:
+            raise InvalidBlock(f"extrinsics root mismatch: header has {block.header.extrinsics_root.hex()}, "
+                               f"body gives {extrinsics_root.hex()}")
 
     # --- the transaction pool's view ---------------------------------------
 
