@@ -14,6 +14,7 @@ from consensus.finality.justification import Justification
 from consensus.finality.voter import VoterConfig
 from runtime import crypto
 from runtime.finality import PREVOTE, sign_vote
+from tests.helpers.finality import one_way_cut
 
 KEYS = [crypto.dev_keypair(name) for name in ("Alice", "Bob", "Charlie", "Dave")]
 CONFIG = VoterConfig(gossip_ms=500, rebroadcast_ms=2000)
@@ -99,17 +100,7 @@ def test_a_one_way_cut_ends_no_round_and_finality_goes_on_when_it_heals():
     sim = Simulation(KEYS, config=CONFIG)
     chain = grow(sim, sim.genesis.hash, 2)
     assert sim.run_until(lambda: all(sim.finalized_number(n) >= 2 for n in sim.nodes), 20_000)
-    send, cut = sim.network.send_from, {"on": True}
-
-    def send_from(sender: str, message: bytes) -> None:
-        behind = [sim.network.inboxes[name] for name in ("v2", "v3")]
-        before = [len(inbox) for inbox in behind]
-        send(sender, message)
-        if sender in ("v0", "v1") and cut["on"]:
-            for inbox, length in zip(behind, before):
-                while len(inbox) > length:
-                    inbox.pop()
-    sim.network.send_from = send_from
+    cut = one_way_cut(sim, on=True)
     ahead, late = sim.nodes["v0"].voter, sim.nodes["v2"].voter
     cut_round = ahead.round_number
     sim.run_until(lambda: False, 20_000)

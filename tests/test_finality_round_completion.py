@@ -21,6 +21,7 @@ from consensus.finality.voter import VoterConfig
 from consensus.finality.votes import StageVotes, compute_outlook
 from runtime import crypto
 from runtime.finality import PRECOMMIT, PREVOTE, SignedVote, sign_vote
+from tests.helpers.finality import one_way_cut
 
 KEYS = [crypto.dev_keypair(name) for name in ("Alice", "Bob", "Charlie", "Dave")]
 CONFIG = VoterConfig(gossip_ms=500, rebroadcast_ms=2000)
@@ -190,7 +191,7 @@ def test_in_a_two_two_partition_no_round_ends_and_after_the_heal_both_forks_sett
             cut = partition(sim, ["v0", "v1"], ["v2", "v3"])
             cut_rounds = {name: sim.nodes[name].voter.round_number for name in ALL}
             left = grow(sim, chain[-1].hash, 3, b"left", to=["v0", "v1"])
-            right = grow(sim, chain[-1].hash, 2, b"right", to=["v2", "v3"])
+            grow(sim, chain[-1].hash, 2, b"right", to=["v2", "v3"])
             rounds.run_until(lambda: False, 15_000)
             # no side ends a round on its own: two of four precommits never make one completable
             for name in ALL:
@@ -259,17 +260,7 @@ def test_voters_restarted_a_round_apart_meet_again_on_their_journaled_votes():
     sim = Simulation(KEYS, config=CONFIG)
     chain = grow(sim, sim.genesis.hash, 2)
     assert sim.run_until(all_finalized_at_least(sim, 2), 20_000)
-    send, cut = sim.network.send_from, {"on": False}
-
-    def send_from(sender: str, message: bytes) -> None:
-        behind = [sim.network.inboxes[name] for name in ("v2", "v3")]
-        before = [len(inbox) for inbox in behind]
-        send(sender, message)
-        if sender in ("v0", "v1") and cut["on"]:
-            for inbox, length in zip(behind, before):
-                while len(inbox) > length:
-                    inbox.pop()
-    sim.network.send_from = send_from
+    cut = one_way_cut(sim, on=False)
     top = grow(sim, chain[-1].hash, 1, b"top")
     alice, charlie = sim.nodes["v0"].voter, sim.nodes["v2"].voter
     assert sim.run_until(lambda: len(charlie.current.prevotes.first) == 4 and charlie.current.precommitted is None,

@@ -14,9 +14,9 @@ from consensus.import_queue import (
 from runtime.errors import InvalidBlock
 from runtime.genesis import BadAvailabilityDeadline, parse_genesis
 from runtime.pallets import timestamp
-from runtime.types import Block, Digest, Extrinsic, Header, Seal
+from runtime.types import Block, Digest, Extrinsic, Seal
 from storage.block_status import DISPUTED, UNVERIFIABLE, VERIFIED, VerificationStatus
-from tests.helpers.chain import DEV_KEYS, KEY_BY_PUBLIC, TestChain, dev_genesis
+from tests.helpers.chain import DEV_KEYS, KEY_BY_PUBLIC, TestChain, dev_genesis, resealed
 
 ALICE, BOB = DEV_KEYS["Alice"], DEV_KEYS["Bob"]
 
@@ -30,15 +30,6 @@ def two_validator_chain(path, **kwargs) -> TestChain:
 
 def everything(chain: TestChain) -> dict[bytes, bytes]:
     return dict(chain.chain.db.items_with_prefix(b""))
-
-
-def resealed(block: Block, header: Header, keypair=None) -> Block:
-    """`block` with `header`, sealed again by `keypair` (default: the header's author, when we hold its key)."""
-    keypair = keypair or KEY_BY_PUBLIC[header.digest.author]
-    unsealed = dataclasses.replace(header, digest=Digest(header.digest.slot, keypair.public, Seal(b"")))
-    seal = Seal(keypair.sign(unsealed.pre_seal_hash()))
-    return Block(dataclasses.replace(unsealed, digest=Digest(header.digest.slot, keypair.public, seal)),
-                 block.extrinsics)
 
 
 @pytest.fixture

@@ -12,18 +12,10 @@ import pytest
 from consensus.authorship import build_block
 from consensus.import_queue import BAD, IMPORTED, MISSING_PARENT, BadSignature, expected_author
 from consensus.signatures import SignatureVerifier
-from runtime.types import Block, Digest, Header, Seal, compute_extrinsics_root
-from tests.helpers.chain import DEV_KEYS, KEY_BY_PUBLIC, TestChain
+from runtime.types import Block, compute_extrinsics_root
+from tests.helpers.chain import DEV_KEYS, KEY_BY_PUBLIC, TestChain, resealed
 
 ALICE, BOB = DEV_KEYS["Alice"], DEV_KEYS["Bob"]
-
-
-def resealed(block: Block, header: Header) -> Block:
-    keypair = KEY_BY_PUBLIC[header.digest.author]
-    unsealed = dataclasses.replace(header, digest=Digest(header.digest.slot, keypair.public, Seal(b"")))
-    seal = Seal(keypair.sign(unsealed.pre_seal_hash()))
-    return Block(dataclasses.replace(unsealed, digest=Digest(header.digest.slot, keypair.public, seal)),
-                 block.extrinsics)
 
 
 def with_forged_transfer(source: TestChain) -> Block:

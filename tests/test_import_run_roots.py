@@ -10,18 +10,10 @@ import pytest
 
 from consensus.import_queue import BAD, IMPORTED
 from consensus.signatures import SignatureVerifier
-from runtime.types import Block, Digest, Header, Seal
-from tests.helpers.chain import DEV_KEYS, KEY_BY_PUBLIC, TestChain
+from runtime.types import Block
+from tests.helpers.chain import DEV_KEYS, TestChain, resealed
 
 ALICE, BOB = DEV_KEYS["Alice"], DEV_KEYS["Bob"]
-
-
-def resealed(block: Block, header: Header) -> Block:
-    keypair = KEY_BY_PUBLIC[header.digest.author]
-    unsealed = dataclasses.replace(header, digest=Digest(header.digest.slot, keypair.public, Seal(b"")))
-    seal = Seal(keypair.sign(unsealed.pre_seal_hash()))
-    return Block(dataclasses.replace(unsealed, digest=Digest(header.digest.slot, keypair.public, seal)),
-                 block.extrinsics)
 
 
 def wrong_extrinsics_root(block: Block, other: Block) -> Block:

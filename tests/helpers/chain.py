@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from consensus.authorship import BuiltBlock, build_block
@@ -12,7 +13,7 @@ from runtime.executive import Executive, sign_extrinsic
 from runtime.genesis import GenesisConfig, build_genesis_state, load_genesis
 from runtime.pallets import balances, system
 from runtime.state import Overlay
-from runtime.types import IMMORTAL, Era, Extrinsic
+from runtime.types import IMMORTAL, Block, Digest, Era, Extrinsic, Header, Seal
 
 ROOT = Path(__file__).resolve().parents[2]
 GENESIS_PATH = ROOT / "genesis.json"
@@ -117,3 +118,12 @@ def next_block_context(chain: TestChain) -> BlockContext:
     state = Overlay(chain.chain.state_view(best.hash))
     return BlockContext(state, best.number + 1, best.hash, DEV_KEYS["Alice"].public, best.digest.slot + 1,
                         system.Params.get(state), chain.genesis_hash)
+
+
+def resealed(block: Block, header: Header, keypair: crypto.Keypair | None = None) -> Block:
+    """`block` with `header`, sealed again by `keypair` (default: the header's author, when we hold its key)."""
+    keypair = keypair or KEY_BY_PUBLIC[header.digest.author]
+    unsealed = dataclasses.replace(header, digest=Digest(header.digest.slot, keypair.public, Seal(b"")))
+    seal = Seal(keypair.sign(unsealed.pre_seal_hash()))
+    return Block(dataclasses.replace(unsealed, digest=Digest(header.digest.slot, keypair.public, seal)),
+                 block.extrinsics)
