@@ -109,15 +109,7 @@ class UpdateRun:
         if new_mask & (new_mask - 1) == 0 and new_leaf_mask:  # one child left, a leaf: the leaf moves up here
             nibble = new_mask.bit_length() - 1
             return self.lift(child_key(node_key, new, nibble), bytes(child_hash(new, nibble)), depth)
-        node = bytes(new)  # write_internal, inlined: stored and cached as these bytes, at this run's version
-        key_hash = items[0][0]
-        half = depth >> 1
-        if depth & 1:
-            node_key = self.version_prefix + BYTE[depth] + key_hash[:half] + HIGH_NIBBLE[key_hash[half]]
-        else:
-            node_key = self.version_prefix + BYTE[depth] + key_hash[:half]
-        self.new_nodes[node_key] = self.decoded[node_key] = node
-        return blake2b(INTERNAL_TAG + node[HASHES_AT:VERSIONS_AT], digest_size=32).digest(), False
+        return self.write_internal(depth, items[0][0], bytes(new))
 
     def known_leaf(self, items: list) -> tuple | None:
         """The leaf in the slot these items' paths reach, if one of their keys is known present: its own."""
