@@ -16,7 +16,7 @@ from runtime.genesis import BadAvailabilityDeadline, parse_genesis
 from runtime.pallets import timestamp
 from runtime.types import Block, Digest, Extrinsic, Seal
 from storage.block_status import DISPUTED, UNVERIFIABLE, VERIFIED, VerificationStatus
-from tests.helpers.chain import DEV_KEYS, KEY_BY_PUBLIC, TestChain, dev_genesis, resealed
+from tests.helpers.chain import DEV_KEYS, KEY_BY_PUBLIC, TestChain, dev_genesis, imported_alone_and_as_run, resealed
 
 ALICE, BOB = DEV_KEYS["Alice"], DEV_KEYS["Bob"]
 
@@ -223,7 +223,6 @@ def test_the_availability_deadline_is_read_from_genesis():
 def test_a_run_imported_on_two_cores_gives_the_same_chain_and_the_same_first_error(tmp_path):
     from consensus.authorship import build_block
     from consensus.import_queue import BadSignature, expected_author
-    from consensus.signatures import SignatureVerifier
     from runtime.types import Era
 
     source = TestChain(tmp_path / "source")
@@ -246,20 +245,12 @@ def test_a_run_imported_on_two_cores_gives_the_same_chain_and_the_same_first_err
         blocks.append(bad)
     finally:
         source.close()
-    inline = TestChain(tmp_path / "inline", finalize=False)
-    shared = TestChain(tmp_path / "shared", finalize=False)
-    try:
-        expected = [inline.importer.import_block(b) for b in blocks]
-        with SignatureVerifier() as verifier:
-            got = list(shared.importer.import_run(blocks, verifier))
+    with imported_alone_and_as_run(tmp_path, blocks) as (inline, shared, expected, got):
         assert [r.outcome for r in got] == [r.outcome for r in expected] == [IMPORTED, IMPORTED, IMPORTED, BAD]
         assert isinstance(got[3].error, BadSignature) and got[3].error.message == expected[3].error.message
         assert "extrinsic signature 1 " in got[3].error.message  # the forged one, after the honest one
         assert shared.chain.best_header().state_root == inline.chain.best_header().state_root
         assert shared.chain.header(bad.hash) is None
-    finally:
-        inline.close()
-        shared.close()
 
 
 # --- fork choice against its slow twin ----------------------------------------------------------

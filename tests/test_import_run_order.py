@@ -13,7 +13,7 @@ from consensus.authorship import build_block
 from consensus.import_queue import BAD, IMPORTED, MISSING_PARENT, BadSignature, expected_author
 from consensus.signatures import SignatureVerifier
 from runtime.types import Block, compute_extrinsics_root
-from tests.helpers.chain import DEV_KEYS, KEY_BY_PUBLIC, TestChain, resealed
+from tests.helpers.chain import DEV_KEYS, KEY_BY_PUBLIC, TestChain, imported_alone_and_as_run, resealed
 
 ALICE, BOB = DEV_KEYS["Alice"], DEV_KEYS["Bob"]
 
@@ -84,12 +84,7 @@ def test_a_refused_block_in_the_middle_of_a_run_fails_as_alone_and_stops_the_run
     finally:
         source.close()
     run = run + [spoiled, after]
-    inline = TestChain(tmp_path / "inline", finalize=False)
-    shared = TestChain(tmp_path / "shared", finalize=False)
-    try:
-        expected = [inline.importer.import_block(b) for b in run]
-        with SignatureVerifier() as verifier:
-            got = list(shared.importer.import_run(run, verifier))
+    with imported_alone_and_as_run(tmp_path, run) as (inline, shared, expected, got):
         outcomes = [IMPORTED, IMPORTED, IMPORTED, BAD, MISSING_PARENT]
         assert [r.outcome for r in got] == [r.outcome for r in expected] == outcomes
         assert type(got[3].error) is type(expected[3].error)
@@ -99,9 +94,6 @@ def test_a_refused_block_in_the_middle_of_a_run_fails_as_alone_and_stops_the_run
         assert shared.chain.header(spoiled.hash) is None and shared.chain.verification_status(spoiled.hash) is None
         assert shared.chain.best_hash == inline.chain.best_hash == run[2].hash
         assert shared.chain.best_header().state_root == inline.chain.best_header().state_root
-    finally:
-        inline.close()
-        shared.close()
 
 
 def test_a_body_that_is_not_the_headers_is_not_executed_in_a_run(tmp_path, monkeypatch):

@@ -11,7 +11,7 @@ import pytest
 from consensus.import_queue import BAD, IMPORTED
 from consensus.signatures import SignatureVerifier
 from runtime.types import Block
-from tests.helpers.chain import DEV_KEYS, TestChain, resealed
+from tests.helpers.chain import DEV_KEYS, TestChain, imported_alone_and_as_run, resealed
 
 ALICE, BOB = DEV_KEYS["Alice"], DEV_KEYS["Bob"]
 
@@ -44,19 +44,11 @@ def test_a_spoiled_block_in_a_run_fails_as_it_does_alone(tmp_path, spoil, messag
     finally:
         source.close()
     run = blocks + [spoiled]
-    inline = TestChain(tmp_path / "inline", finalize=False)
-    shared = TestChain(tmp_path / "shared", finalize=False)
-    try:
-        expected = [inline.importer.import_block(b) for b in run]
-        with SignatureVerifier() as verifier:
-            got = list(shared.importer.import_run(run, verifier))
+    with imported_alone_and_as_run(tmp_path, run) as (inline, shared, expected, got):
         assert [r.outcome for r in got] == [r.outcome for r in expected] == [IMPORTED, IMPORTED, BAD]
         assert got[2].error.message == expected[2].error.message and message in got[2].error.message
         assert shared.chain.header(spoiled.hash) is None and shared.chain.verification_status(spoiled.hash) is None
         assert shared.chain.best_hash == inline.chain.best_hash == blocks[-1].hash
-    finally:
-        inline.close()
-        shared.close()
 
 
 def test_a_run_of_good_blocks_uses_the_workers_root_and_ends_where_one_at_a_time_does(tmp_path):

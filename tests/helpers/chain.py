@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+from contextlib import contextmanager
 from pathlib import Path
 
 from consensus.authorship import BuiltBlock, build_block
 from consensus.import_queue import ImportQueue, expected_author
+from consensus.signatures import SignatureVerifier
 from runtime import crypto
 from runtime.context import BlockContext
 from runtime.executive import Executive, sign_extrinsic
@@ -127,3 +129,18 @@ def resealed(block: Block, header: Header, keypair: crypto.Keypair | None = None
     seal = Seal(keypair.sign(unsealed.pre_seal_hash()))
     return Block(dataclasses.replace(unsealed, digest=Digest(header.digest.slot, keypair.public, seal)),
                  block.extrinsics)
+
+
+@contextmanager
+def imported_alone_and_as_run(path: Path, blocks: list[Block]):
+    """Import `blocks` one at a time into one fresh chain and as a two-core run into another; yields
+    (alone, as_run, their results) for a test to compare, and closes both chains."""
+    alone, as_run = TestChain(path / "inline", finalize=False), TestChain(path / "shared", finalize=False)
+    try:
+        expected = [alone.importer.import_block(b) for b in blocks]
+        with SignatureVerifier() as verifier:
+            got = list(as_run.importer.import_run(blocks, verifier))
+        yield alone, as_run, expected, got
+    finally:
+        alone.close()
+        as_run.close()
